@@ -1,0 +1,86 @@
+//! Vocabulary and contracts for portable DMA.
+//!
+//! This crate is what a driver author writes against. It defines
+//! - the address newtypes [`PhysAddr`] and [`DmaAddr`], which keep "where the
+//!   CPU's memory is" apart from "what the device is told";
+//! - transfer directions as types ([`ToDevice`], [`FromDevice`],
+//!   [`Bidirectional`]) and as a value ([`DmaDirection`]);
+//! - a device's limits as a validated [`DeviceConstraints`] (a busdma tag);
+//! - [`DmaAttrs`], and an [`Error`] with a matchable [`ErrorKind`];
+//! - the platform contract: [`DmaMap`] (streaming), [`DmaAlloc`]
+//!   (coherent) and [`PhysMemory`] (the environment's pages and address
+//!   translation), all `unsafe` traits with their promises written down;
+//! - safe owning types over any platform: [`Coherent`] allocations,
+//!   [`StreamingMapping`]s whose direction decides which syncs exist, and
+//!   [`DmaPool`]s of small blocks.
+//!
+//! Backends live in other crates: `dma-direct` (physical addressing, with
+//! the x86-coherent and ARM-non-coherent presets), `dma-iommu`,
+//! `dma-bounce`, and `dma-sim` (mock hardware for tests).
+//!
+//! # Example
+//!
+//! Map a receive buffer, let the device fill it, and take it back:
+//!
+//! ```
+//! use dma_api::{DeviceConstraints, FromDevice, HostMemory, StreamingMapping};
+//! use dma_direct::DirectPlatform;
+//!
+//! let constraints = DeviceConstraints::builder().addr_bits(64).alignment(4).build()?;
+//! let platform = DirectPlatform::x86_coherent(HostMemory, constraints);
+//!
+//! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 2048])
+//!     .map_err(|e| e.error)?;
+//! let dma = rx.dma_addr(); // write this into the device's descriptor
+//! # let _ = dma;
+//! // ... the device writes, the driver sees the completion ...
+//! rx.sync_for_cpu();
+//! let packet: Vec<u8> = rx.unmap()?;
+//! assert_eq!(packet.len(), 2048);
+//! # Ok::<(), dma_api::Error>(())
+//! ```
+//!
+//! # Features
+//!
+//! - `alloc` (default): owning types over heap buffers, [`DmaPool`],
+//!   [`DmaBuf`] and [`HostMemory`].
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod addr;
+mod attrs;
+mod buffer;
+mod coherent;
+mod constraints;
+mod direction;
+mod error;
+mod memory;
+mod platform;
+mod pod;
+#[cfg(feature = "alloc")]
+mod pool;
+mod streaming;
+mod volatile;
+
+pub use addr::{DmaAddr, PhysAddr};
+pub use attrs::DmaAttrs;
+#[cfg(feature = "alloc")]
+pub use buffer::DmaBuf;
+pub use buffer::{DmaBuffer, RawBuffer};
+pub use coherent::Coherent;
+pub use constraints::{ConstraintsBuilder, DeviceConstraints};
+pub use direction::{
+    Bidirectional, DeviceReads, DeviceWrites, Direction, DmaDirection, FromDevice, ToDevice,
+};
+pub use error::{Error, ErrorKind, Result};
+#[cfg(feature = "alloc")]
+pub use memory::HostMemory;
+pub use memory::{Cacheability, Pages, PhysMemory};
+pub use platform::{CoherentRegion, DmaAlloc, DmaMap, RawMapping, SgEntry};
+pub use pod::DmaPod;
+#[cfg(feature = "alloc")]
+pub use pool::{DmaPool, PoolBlock};
+pub use streaming::{MapError, StreamingMapping};

@@ -1,0 +1,201 @@
+//! Barriers named for what they order.
+//!
+//! A driver and a device share memory without locks, so the order in which
+//! each side's accesses become visible is the whole protocol. Each function
+//! here orders one pair of accesses and maps to the cheapest instruction
+//! that does it on each architecture:
+//!
+//! | barrier | orders | aarch64 | riscv64 | x86_64 | Linux |
+//! | --- | --- | --- | --- | --- | --- |
+//! | [`publish_descriptors`] | DMA-memory writes before a later DMA-memory flag write | `dmb oshst` | `fence w,w` | compiler | `dma_wmb` |
+//! | [`before_doorbell`] | DMA-memory writes before a later MMIO write | `dmb oshst` | `fence w,o` | compiler | `__iowmb` in `writel` |
+//! | [`after_completion_flag`] | a flag read before later reads of the entry | `dmb oshld` | `fence r,r` | compiler | `dma_rmb` |
+//! | [`dma_full`] | all earlier accesses before all later ones | `dmb osh` | `fence iorw,iorw` | `mfence` | `mb` |
+//! | [`mmio_write_barrier`] | MMIO writes complete before what follows | `dsb st` | `fence ow,ow` | `sfence` | `wmb` |
+//! | [`write_combine_flush`] | write-combining buffers drained | `dsb st` | `fence ow,ow` | `sfence` | `wmb` |
+//!
+//! x86 is TSO: stores are not reordered with stores nor loads with loads,
+//! and uncached MMIO stores are ordered with earlier write-back stores, so
+//! the first three need only stop the compiler. Store-to-load order needs
+//! `mfence`, and write-combining memory needs `sfence`.
+//!
+//! Other targets (thumbv7em: `dmb` is system-wide there) use
+//! `core::sync::atomic::fence(SeqCst)`. Under `--cfg dma_loom` every barrier
+//! is the loom fence of matching strength, so models check the protocol.
+
+#[cfg(dma_loom)]
+use loom::sync::atomic::{fence, Ordering};
+
+macro_rules! barrier {
+    ($(#[$doc:meta])* $name:ident, loom: $loom:ident, aarch64: $a64:literal, riscv64: $rv:literal, x86_64: $x86:tt) => {
+        $(#[$doc])*
+        #[inline(always)]
+        pub fn $name() {
+            #[cfg(dma_loom)]
+            fence(Ordering::$loom);
+            #[cfg(not(dma_loom))]
+            imp::$name();
+        }
+    };
+}
+
+#[cfg(not(dma_loom))]
+mod imp {
+    #[cfg(target_arch = "aarch64")]
+    macro_rules! asm_barrier {
+        ($name:ident, $insn:literal) => {
+            #[inline(always)]
+            pub(super) fn $name() {
+                // SAFETY: a barrier instruction touches no memory or registers;
+                // leaving out `nomem` makes it a compiler barrier too.
+                unsafe { core::arch::asm!($insn, options(nostack, preserves_flags)) }
+            }
+        };
+    }
+    #[cfg(target_arch = "aarch64")]
+    asm_barrier!(publish_descriptors, "dmb oshst");
+    #[cfg(target_arch = "aarch64")]
+    asm_barrier!(before_doorbell, "dmb oshst");
+    #[cfg(target_arch = "aarch64")]
+    asm_barrier!(after_completion_flag, "dmb oshld");
+    #[cfg(target_arch = "aarch64")]
+    asm_barrier!(dma_full, "dmb osh");
+    #[cfg(target_arch = "aarch64")]
+    asm_barrier!(mmio_write_barrier, "dsb st");
+    #[cfg(target_arch = "aarch64")]
+    asm_barrier!(write_combine_flush, "dsb st");
+
+    #[cfg(target_arch = "riscv64")]
+    macro_rules! asm_barrier {
+        ($name:ident, $insn:literal) => {
+            #[inline(always)]
+            pub(super) fn $name() {
+                // SAFETY: a fence instruction touches no memory or registers;
+                // leaving out `nomem` makes it a compiler barrier too.
+                unsafe { core::arch::asm!($insn, options(nostack, preserves_flags)) }
+            }
+        };
+    }
+    #[cfg(target_arch = "riscv64")]
+    asm_barrier!(publish_descriptors, "fence w,w");
+    #[cfg(target_arch = "riscv64")]
+    asm_barrier!(before_doorbell, "fence w,o");
+    #[cfg(target_arch = "riscv64")]
+    asm_barrier!(after_completion_flag, "fence r,r");
+    #[cfg(target_arch = "riscv64")]
+    asm_barrier!(dma_full, "fence iorw,iorw");
+    #[cfg(target_arch = "riscv64")]
+    asm_barrier!(mmio_write_barrier, "fence ow,ow");
+    #[cfg(target_arch = "riscv64")]
+    asm_barrier!(write_combine_flush, "fence ow,ow");
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use core::sync::atomic::{compiler_fence, Ordering};
+
+        #[inline(always)]
+        pub(crate) fn publish_descriptors() {
+            compiler_fence(Ordering::SeqCst);
+        }
+        #[inline(always)]
+        pub(crate) fn before_doorbell() {
+            compiler_fence(Ordering::SeqCst);
+        }
+        #[inline(always)]
+        pub(crate) fn after_completion_flag() {
+            compiler_fence(Ordering::SeqCst);
+        }
+        #[inline(always)]
+        pub(crate) fn dma_full() {
+            // SAFETY: mfence only orders memory accesses.
+            unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) }
+        }
+        #[inline(always)]
+        pub(crate) fn mmio_write_barrier() {
+            // SAFETY: sfence only orders stores.
+            unsafe { core::arch::asm!("sfence", options(nostack, preserves_flags)) }
+        }
+        #[inline(always)]
+        pub(crate) fn write_combine_flush() {
+            // SAFETY: sfence only orders stores.
+            unsafe { core::arch::asm!("sfence", options(nostack, preserves_flags)) }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    pub(super) use x86::*;
+
+    #[cfg(not(any(
+        target_arch = "aarch64",
+        target_arch = "riscv64",
+        target_arch = "x86_64"
+    )))]
+    mod other {
+        use core::sync::atomic::{fence, Ordering};
+
+        #[inline(always)]
+        pub(crate) fn publish_descriptors() {
+            fence(Ordering::SeqCst);
+        }
+        #[inline(always)]
+        pub(crate) fn before_doorbell() {
+            fence(Ordering::SeqCst);
+        }
+        #[inline(always)]
+        pub(crate) fn after_completion_flag() {
+            fence(Ordering::SeqCst);
+        }
+        #[inline(always)]
+        pub(crate) fn dma_full() {
+            fence(Ordering::SeqCst);
+        }
+        #[inline(always)]
+        pub(crate) fn mmio_write_barrier() {
+            fence(Ordering::SeqCst);
+        }
+        #[inline(always)]
+        pub(crate) fn write_combine_flush() {
+            fence(Ordering::SeqCst);
+        }
+    }
+    #[cfg(not(any(
+        target_arch = "aarch64",
+        target_arch = "riscv64",
+        target_arch = "x86_64"
+    )))]
+    pub(super) use other::*;
+}
+
+barrier!(
+    /// Orders the CPU's earlier writes to DMA memory (descriptor fields)
+    /// before a later write to DMA memory that tells the device to look
+    /// (a virtio available index, a packed-ring AVAIL flag, a NIC owner bit).
+    publish_descriptors, loom: Release, aarch64: "dmb oshst", riscv64: "fence w,w", x86_64: compiler
+);
+barrier!(
+    /// Orders the CPU's earlier writes to DMA memory before a later MMIO
+    /// write: call it between writing submission entries and ringing the
+    /// doorbell.
+    before_doorbell, loom: Release, aarch64: "dmb oshst", riscv64: "fence w,o", x86_64: compiler
+);
+barrier!(
+    /// Orders a read of a completion flag (phase tag, descriptor-done bit,
+    /// used index) before the reads of the entry's other fields, so none of
+    /// them is a value from before the device wrote the entry.
+    after_completion_flag, loom: Acquire, aarch64: "dmb oshld", riscv64: "fence r,r", x86_64: compiler
+);
+barrier!(
+    /// Orders every earlier memory access before every later one, stores
+    /// before loads included (virtio's event-index check needs this).
+    dma_full, loom: SeqCst, aarch64: "dmb osh", riscv64: "fence iorw,iorw", x86_64: mfence
+);
+barrier!(
+    /// Orders earlier MMIO writes before whatever follows, so a register
+    /// write has reached the device before, say, the CPU starts polling
+    /// memory for its effect.
+    mmio_write_barrier, loom: SeqCst, aarch64: "dsb st", riscv64: "fence ow,ow", x86_64: sfence
+);
+barrier!(
+    /// Drains write-combining buffers: call it after filling write-combining
+    /// memory (`DmaAttrs::WRITE_COMBINE`) and before telling the device.
+    write_combine_flush, loom: Release, aarch64: "dsb st", riscv64: "fence ow,ow", x86_64: sfence
+);

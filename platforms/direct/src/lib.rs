@@ -1,0 +1,329 @@
+//! The direct-mapped DMA backend.
+//!
+//! Many systems have no IOMMU: the device sees physical memory, sometimes
+//! through a fixed bus offset (a SoC whose DMA window starts elsewhere than
+//! its RAM). [`DirectPlatform`] implements the `dma-api` platform contract
+//! for them, generic over
+//! - the environment's memory ([`PhysMemory`]: bare-metal identity map,
+//!   hosted process, mock hardware), and
+//! - the cache policy ([`CacheMaintenance`]: [`HardwareCoherent`] for x86
+//!   and coherent interconnects, per-architecture maintenance otherwise).
+//!
+//! On a coherent platform `map` is an address computation and a range check,
+//! and every sync compiles to nothing (the `zero_cost` bench measures it).
+//!
+//! # Example
+//!
+//! ```
+//! use dma_api::{DeviceConstraints, HostMemory, StreamingMapping, ToDevice};
+//! use dma_direct::DirectPlatform;
+//!
+//! let platform = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
+//! let tx = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0xa5u8; 1514])
+//!     .map_err(|e| e.error)?;
+//! // On x86 the device address is the physical address.
+//! assert_eq!(tx.dma_addr().as_u64(), tx.raw().phys.as_u64());
+//! let _frame: Vec<u8> = tx.unmap()?;
+//! # Ok::<(), dma_api::Error>(())
+//! ```
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+use core::ptr::NonNull;
+
+use dma_api::{
+    Cacheability, CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection,
+    DmaMap, Error, ErrorKind, PhysAddr, PhysMemory, RawMapping, Result,
+};
+use dma_coherence::{sync, CacheMaintenance, HardwareCoherent, SyncPoint};
+
+/// A fixed translation from physical to device addresses:
+/// `dma = phys - phys_base + dma_base`, for `phys >= phys_base`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BusOffset {
+    /// The first physical address the device can see.
+    pub phys_base: PhysAddr,
+    /// The device address of `phys_base`.
+    pub dma_base: DmaAddr,
+}
+
+impl BusOffset {
+    /// The identity: device addresses are physical addresses.
+    pub const IDENTITY: Self = Self {
+        phys_base: PhysAddr::ZERO,
+        dma_base: DmaAddr::ZERO,
+    };
+
+    /// The device address of `phys`.
+    ///
+    /// # Errors
+    ///
+    /// [`Unreachable`](ErrorKind::Unreachable) below `phys_base`,
+    /// [`AddressOverflow`](ErrorKind::AddressOverflow) past 64 bits.
+    #[inline(always)]
+    pub fn to_dma(&self, phys: PhysAddr) -> Result<DmaAddr> {
+        let off = phys.offset_from(self.phys_base).ok_or(
+            Error::new(
+                ErrorKind::Unreachable,
+                "physical address below the bus window",
+            )
+            .at(phys.as_u64()),
+        )?;
+        self.dma_base.checked_add(off).ok_or(
+            Error::new(ErrorKind::AddressOverflow, "bus address overflows 64 bits")
+                .at(phys.as_u64()),
+        )
+    }
+
+    /// The highest physical address whose device address is at most `mask`.
+    fn max_phys(&self, mask: u64) -> u64 {
+        match mask.checked_sub(self.dma_base.as_u64()) {
+            Some(room) => self.phys_base.as_u64().saturating_add(room),
+            None => 0,
+        }
+    }
+}
+
+/// The direct-mapped backend for one device.
+#[derive(Clone, Debug)]
+pub struct DirectPlatform<M: PhysMemory, C: CacheMaintenance> {
+    memory: M,
+    cache: C,
+    bus: BusOffset,
+    constraints: DeviceConstraints,
+}
+
+impl<M: PhysMemory> DirectPlatform<M, HardwareCoherent> {
+    /// The x86-coherent preset: identity bus addresses and no cache
+    /// maintenance (PCIe snoops the CPU caches).
+    pub fn x86_coherent(memory: M, constraints: DeviceConstraints) -> Self {
+        Self::new(memory, HardwareCoherent, BusOffset::IDENTITY, constraints)
+    }
+}
+
+impl<M: PhysMemory, C: CacheMaintenance> DirectPlatform<M, C> {
+    /// A direct platform with any cache policy and bus offset.
+    pub fn new(memory: M, cache: C, bus: BusOffset, constraints: DeviceConstraints) -> Self {
+        Self {
+            memory,
+            cache,
+            bus,
+            constraints,
+        }
+    }
+
+    /// The environment's memory.
+    pub fn memory(&self) -> &M {
+        &self.memory
+    }
+
+    /// The cache policy.
+    pub fn cache(&self) -> &C {
+        &self.cache
+    }
+
+    /// The bus offset.
+    pub fn bus(&self) -> BusOffset {
+        self.bus
+    }
+
+    /// How coherent allocations are mapped for the CPU: cached where the
+    /// hardware is coherent; otherwise uncached, so CPU and device see the
+    /// same bytes without maintenance on every access (Linux arm64 remaps
+    /// `dma_alloc_coherent` memory the same way).
+    fn coherent_cacheability(&self, attrs: DmaAttrs) -> Cacheability {
+        if attrs.contains(DmaAttrs::WRITE_COMBINE) {
+            Cacheability::WriteCombine
+        } else if self.cache.is_coherent() {
+            Cacheability::Cached
+        } else {
+            Cacheability::Uncached
+        }
+    }
+
+    /// Translates and checks a range against the device's reach.
+    #[inline(always)]
+    fn device_range(&self, phys: PhysAddr, len: usize) -> Result<DmaAddr> {
+        if len == 0 {
+            return Err(Error::new(ErrorKind::ZeroSize, "zero-length mapping").at(phys.as_u64()));
+        }
+        if phys.checked_end_inclusive(len as u64).is_none() {
+            return Err(Error::new(
+                ErrorKind::AddressOverflow,
+                "mapping wraps past the top of memory",
+            )
+            .at(phys.as_u64())
+            .len(len as u64));
+        }
+        let dma = self.bus.to_dma(phys)?;
+        self.constraints.check_reachable(dma, len as u64)?;
+        if !dma.is_aligned(self.constraints.alignment()) {
+            return Err(Error::new(
+                ErrorKind::Misaligned,
+                "buffer start breaks the device's alignment",
+            )
+            .at(dma.as_u64())
+            .len(len as u64));
+        }
+        Ok(dma)
+    }
+
+    /// Runs the sync plan over a mapped range; nothing at all when coherent.
+    ///
+    /// # Safety
+    ///
+    /// The range is owned by a live mapping of this platform.
+    #[inline(always)]
+    unsafe fn maintain(
+        &self,
+        m: &RawMapping,
+        offset: usize,
+        len: usize,
+        point: SyncPoint,
+        explicit: bool,
+    ) {
+        if self.cache.is_coherent() || len == 0 {
+            return;
+        }
+        let Some(phys) = m.phys.checked_add(offset as u64) else {
+            return;
+        };
+        // A live mapping's range was translated at map time; failure here
+        // would mean the environment changed under us, and there is nothing
+        // safe to maintain then.
+        let Ok(va) = self.memory.phys_to_virt(phys, len) else {
+            return;
+        };
+        // SAFETY: the caller owns the range through a live mapping; the
+        // environment's translation makes `va` its CPU address.
+        unsafe {
+            sync(
+                &self.cache,
+                va.as_ptr() as usize,
+                len,
+                m.dir,
+                point,
+                m.attrs,
+                explicit,
+            )
+        }
+    }
+}
+
+// SAFETY: map checks reach and alignment and returns the bus translation of
+// the caller's own memory, which the device then accesses directly; syncs
+// follow the dma-coherence plan for the cache policy, which upholds the
+// visibility promises; nothing outside the given ranges is touched.
+unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaMap for DirectPlatform<M, C> {
+    #[inline(always)]
+    fn constraints(&self) -> &DeviceConstraints {
+        &self.constraints
+    }
+
+    #[inline(always)]
+    fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> Result<PhysAddr> {
+        self.memory.virt_to_phys(cpu, len)
+    }
+
+    #[inline(always)]
+    fn dma_alignment(&self) -> usize {
+        if self.cache.is_coherent() {
+            1
+        } else {
+            self.cache.line_size()
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn map(
+        &self,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+        attrs: DmaAttrs,
+    ) -> Result<DmaAddr> {
+        let dma = self.device_range(phys, len)?;
+        let raw = RawMapping {
+            phys,
+            dma,
+            len,
+            dir,
+            attrs,
+        };
+        // SAFETY: the caller owns the range (map's contract).
+        unsafe { self.maintain(&raw, 0, len, SyncPoint::ForDevice, false) };
+        Ok(dma)
+    }
+
+    #[inline(always)]
+    unsafe fn unmap(&self, mapping: &RawMapping) -> Result<()> {
+        // SAFETY: the mapping is live until this returns (unmap's contract).
+        unsafe { self.maintain(mapping, 0, mapping.len, SyncPoint::ForCpu, false) };
+        Ok(())
+    }
+
+    #[inline(always)]
+    unsafe fn sync_for_cpu(&self, mapping: &RawMapping, offset: usize, len: usize) {
+        // SAFETY: live mapping, range inside it (the caller's contract).
+        unsafe { self.maintain(mapping, offset, len, SyncPoint::ForCpu, true) }
+    }
+
+    #[inline(always)]
+    unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
+        // SAFETY: live mapping, range inside it (the caller's contract).
+        unsafe { self.maintain(mapping, offset, len, SyncPoint::ForDevice, true) }
+    }
+}
+
+// SAFETY: pages come zeroed and exclusive from the environment, below the
+// physical limit that keeps their bus addresses under the DMA mask (checked
+// again after translation); on a non-coherent cache policy they are asked
+// for uncached, which is what keeps them coherent without maintenance.
+unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaAlloc for DirectPlatform<M, C> {
+    fn alloc_coherent(&self, size: usize, attrs: DmaAttrs) -> Result<CoherentRegion> {
+        if size == 0 {
+            return Err(Error::new(
+                ErrorKind::ZeroSize,
+                "zero-sized coherent allocation",
+            ));
+        }
+        let page = self.memory.page_size();
+        let count = size.div_ceil(page);
+        let cacheability = self.coherent_cacheability(attrs);
+        let max_phys = self.bus.max_phys(self.constraints.dma_mask());
+        let pages = self.memory.alloc_pages(count, cacheability, max_phys)?;
+        let bytes = count * page;
+        let dma = match self.device_range(pages.phys, bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                // SAFETY: just allocated, never shared.
+                unsafe { self.memory.free_pages(pages) };
+                return Err(e);
+            }
+        };
+        Ok(CoherentRegion {
+            cpu: pages.cpu,
+            dma,
+            size: bytes,
+        })
+    }
+
+    unsafe fn free_coherent(&self, region: CoherentRegion, attrs: DmaAttrs) -> Result<()> {
+        let page = self.memory.page_size();
+        let count = region.size / page;
+        let phys = self.memory.virt_to_phys(region.cpu, region.size)?;
+        let cacheability = self.coherent_cacheability(attrs);
+        // SAFETY: the caller promises the region came from alloc_coherent with
+        // these attrs, so these are the pages (same count, address and
+        // cacheability) the environment gave us; freed once.
+        unsafe {
+            self.memory.free_pages(dma_api::Pages {
+                cpu: region.cpu,
+                phys,
+                count,
+                cacheability,
+            })
+        };
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! `cargo xtask`: the one entry point for people and CI.
+//!
+//! - `test`: every check CI runs, with a summary table at the end.
+//! - `demo`: the main job, the reference drivers on the mock hardware.
+//! - `bench`: the criterion benches, with a table of the figures.
+//! - `loom`: the loom models at a deeper preemption bound.
+//! - `doc`: the documentation as docs.rs builds it.
+
+mod runner;
+
+use std::process::ExitCode;
+
+use runner::{Outcome, Runner};
+
+/// Library crates that must build for bare-metal targets.
+const NO_STD_CRATES: &[&str] = &[
+    "dma-api",
+    "dma-coherence",
+    "dma-sg",
+    "dma-ring",
+    "dma-direct",
+    "dma-iommu",
+    "dma-bounce",
+];
+
+/// Bare-metal targets every library crate builds for.
+const NO_STD_TARGETS: &[&str] = &[
+    "aarch64-unknown-none",
+    "riscv64gc-unknown-none-elf",
+    "thumbv7em-none-eabihf",
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut runner = Runner::new();
+    match args.first().map(String::as_str) {
+        Some("test") => test(&mut runner),
+        Some("demo") => demo(&mut runner),
+        Some("bench") => bench(&mut runner, &args[1..]),
+        Some("loom") => loom(&mut runner, "3"),
+        Some("doc") => doc(&mut runner),
+        _ => {
+            eprintln!("usage: cargo xtask <test|demo|bench|loom|doc>");
+            return ExitCode::from(2);
+        }
+    }
+    runner.finish()
+}
+
+fn test(r: &mut Runner) {
+    r.cargo("fmt", &["fmt", "--all", "--check"], &[]);
+    r.cargo(
+        "clippy",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    );
+    r.cargo(
+        "tests",
+        &[
+            "test",
+            "--workspace",
+            "--lib",
+            "--bins",
+            "--tests",
+            "--examples",
+        ],
+        &[],
+    );
+    r.cargo("doc tests", &["test", "--workspace", "--doc"], &[]);
+    doc(r);
+    for target in NO_STD_TARGETS {
+        if !r.ensure_target(target) {
+            continue;
+        }
+        let mut args = vec!["build", "--target", target, "--no-default-features"];
+        for c in NO_STD_CRATES {
+            args.extend(["-p", c]);
+        }
+        r.cargo(&format!("no_std {target}"), &args, &[]);
+        let with_alloc: Vec<&str> = args
+            .iter()
+            .copied()
+            .filter(|a| *a != "--no-default-features")
+            .collect();
+        r.cargo(&format!("no_std+alloc {target}"), &with_alloc, &[]);
+    }
+    aarch64_user_tests(r);
+    loom(r, "2");
+}
+
+/// The aarch64 tests under qemu-user, where the real `dc` instructions run.
+fn aarch64_user_tests(r: &mut Runner) {
+    const TARGET: &str = "aarch64-unknown-linux-gnu";
+    let name = "aarch64 tests (qemu-user)";
+    for tool in ["qemu-aarch64", "aarch64-linux-gnu-gcc"] {
+        if !runner::on_path(tool) {
+            r.skip(
+                name,
+                &format!("{tool} not installed (apt-get install qemu-user gcc-aarch64-linux-gnu)"),
+            );
+            return;
+        }
+    }
+    if !r.ensure_target(TARGET) {
+        return;
+    }
+    r.cargo(
+        name,
+        &[
+            "test",
+            "--target",
+            TARGET,
+            "-p",
+            "dma-api",
+            "-p",
+            "dma-coherence",
+            "-p",
+            "dma-direct",
+        ],
+        &[],
+    );
+}
+
+fn loom(r: &mut Runner, preemptions: &str) {
+    let flags = "--cfg dma_loom";
+    let env = [
+        ("RUSTFLAGS", flags),
+        ("LOOM_MAX_PREEMPTIONS", preemptions),
+        ("CARGO_TARGET_DIR", "target/loom"),
+    ];
+    r.cargo(
+        &format!("loom models (preemptions {preemptions})"),
+        &[
+            "test",
+            "--release",
+            "-p",
+            "dma-ring",
+            "--lib",
+            "--tests",
+            "loom",
+        ],
+        &env,
+    );
+}
+
+fn doc(r: &mut Runner) {
+    r.cargo(
+        "cargo doc",
+        &[
+            "doc",
+            "--workspace",
+            "--no-deps",
+            "--all-features",
+            "--exclude",
+            "xtask",
+        ],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    );
+}
+
+fn demo(r: &mut Runner) {
+    r.cargo(
+        "demo",
+        &["run", "--release", "-p", "dma-sim", "--example", "demo"],
+        &[],
+    );
+}
+
+fn bench(r: &mut Runner, extra: &[String]) {
+    let mut args = vec!["bench", "--workspace", "--exclude", "xtask"];
+    args.extend(extra.iter().map(String::as_str));
+    if r.cargo("benches", &args, &[]) == Outcome::Pass {
+        runner::print_criterion_table();
+    }
+}

@@ -1,0 +1,208 @@
+//! Runs steps, keeps their outcomes, and prints the summary table.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// How a step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It ran and succeeded.
+    Pass,
+    /// It ran and failed.
+    Fail,
+    /// It could not run here; the reason is printed.
+    Skip,
+}
+
+/// The steps run so far.
+pub struct Runner {
+    root: PathBuf,
+    rows: Vec<(String, Outcome, f64, String)>,
+}
+
+impl Runner {
+    /// A runner working from the workspace root.
+    pub fn new() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask lives in the workspace")
+            .to_path_buf();
+        Self {
+            root,
+            rows: Vec::new(),
+        }
+    }
+
+    /// The workspace root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Runs `cargo ARGS` with extra environment, records and returns the outcome.
+    pub fn cargo(&mut self, name: &str, args: &[&str], env: &[(&str, &str)]) -> Outcome {
+        println!("\n==> {name}: cargo {}", args.join(" "));
+        let start = Instant::now();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir(&self.root)
+            .status();
+        let outcome = match status {
+            Ok(s) if s.success() => Outcome::Pass,
+            _ => Outcome::Fail,
+        };
+        self.rows.push((
+            name.to_string(),
+            outcome,
+            start.elapsed().as_secs_f64(),
+            String::new(),
+        ));
+        outcome
+    }
+
+    /// Records a step that cannot run here, with the reason.
+    pub fn skip(&mut self, name: &str, why: &str) {
+        println!("\n==> {name}: SKIP: {why}");
+        self.rows
+            .push((name.to_string(), Outcome::Skip, 0.0, why.to_string()));
+    }
+
+    /// Makes sure a rustup target is installed, adding it if it is not.
+    /// Returns false (after recording a SKIP) when that is impossible.
+    pub fn ensure_target(&mut self, target: &str) -> bool {
+        let installed = Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.trim() == target)
+            });
+        match installed {
+            Ok(true) => true,
+            Ok(false) => {
+                let added = Command::new("rustup")
+                    .args(["target", "add", target])
+                    .status()
+                    .map(|s| s.success());
+                if matches!(added, Ok(true)) {
+                    true
+                } else {
+                    self.skip(
+                        &format!("target {target}"),
+                        "rustup could not add the target",
+                    );
+                    false
+                }
+            }
+            Err(_) => {
+                self.skip(
+                    &format!("target {target}"),
+                    "rustup is not available to add the target",
+                );
+                false
+            }
+        }
+    }
+
+    /// Prints the summary table and turns the outcomes into an exit code.
+    pub fn finish(self) -> ExitCode {
+        println!("\n{:<44} {:>6} {:>9}", "step", "result", "seconds");
+        println!("{}", "-".repeat(61));
+        let mut failed = 0;
+        for (name, outcome, secs, why) in &self.rows {
+            let label = match outcome {
+                Outcome::Pass => "PASS",
+                Outcome::Fail => {
+                    failed += 1;
+                    "FAIL"
+                }
+                Outcome::Skip => "SKIP",
+            };
+            println!(
+                "{name:<44} {label:>6} {secs:>9.1}{}",
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({why})")
+                }
+            );
+        }
+        let passed = self.rows.iter().filter(|r| r.1 == Outcome::Pass).count();
+        let skipped = self.rows.iter().filter(|r| r.1 == Outcome::Skip).count();
+        println!("\nxtask: {passed} passed, {failed} failed, {skipped} skipped");
+        if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether an executable is on PATH.
+pub fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+/// Prints one line per criterion benchmark: its name and median time, from
+/// `target/criterion/**/new/estimates.json`.
+pub fn print_criterion_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .join("target/criterion");
+    let mut rows = Vec::new();
+    collect_estimates(&root, &root, &mut rows);
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    println!("\n{:<64} {:>14}", "benchmark", "median");
+    println!("{}", "-".repeat(79));
+    for (name, ns) in rows {
+        println!("{name:<64} {:>14}", human_time(ns));
+    }
+}
+
+fn collect_estimates(root: &Path, dir: &Path, rows: &mut Vec<(String, f64)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "new") {
+                if let Some(ns) = median_ns(&path.join("estimates.json")) {
+                    let name = path
+                        .parent()
+                        .and_then(|p| p.strip_prefix(root).ok())
+                        .map(|p| p.display().to_string());
+                    rows.push((name.unwrap_or_default(), ns));
+                }
+            } else if path.file_name().is_some_and(|n| n != "report") {
+                collect_estimates(root, &path, rows);
+            }
+        }
+    }
+}
+
+/// The median point estimate from criterion's JSON, read without a JSON
+/// dependency: the number after `"median":{..."point_estimate":`.
+fn median_ns(file: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let median = &text[text.find("\"median\"")?..];
+    let pe = &median[median.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
+    let end = pe.find([',', '}'])?;
+    pe[..end].trim().parse().ok()
+}
+
+fn human_time(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.2} ns")
+    } else if ns < 1e6 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{:.2} ms", ns / 1e6)
+    }
+}
