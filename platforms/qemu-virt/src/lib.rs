@@ -1,0 +1,2 @@
+//! Work in progress: see the crate description.
+#![no_std]
