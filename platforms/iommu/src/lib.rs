@@ -1,2 +1,12 @@
-//! Work in progress: see the crate description.
+//! The IOMMU-translated DMA backend.
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+#[cfg(feature = "alloc")]
+pub mod iova;
+mod sync;
