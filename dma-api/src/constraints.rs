@@ -407,6 +407,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        #[cfg_attr(miri, ignore = "proptest is too slow under miri; no unsafe code here")]
         fn boundary_check_matches_brute_force(addr in 0u64..0x4_0000, len in 1u64..0x4000, shift in 4u32..16) {
             let b = 1u64 << shift;
             let c = DeviceConstraints::builder().boundary(b).max_segment_size(b).build().unwrap();

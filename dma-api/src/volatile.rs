@@ -158,8 +158,11 @@ mod tests {
         // SAFETY: `backing` is a live local array of 64 bytes, used only
         // through `mem` in this test.
         let mem = unsafe { VolatileBytes::new(base, 64) };
-        for offset in 0..16 {
-            for len in 0..40 {
+        // Miri interprets every access: a smaller sweep still covers every
+        // head/word/tail split on a 64-bit target.
+        let (offsets, lens) = if cfg!(miri) { (9, 18) } else { (16, 40) };
+        for offset in 0..offsets {
+            for len in 0..lens {
                 let src: [u8; 40] = core::array::from_fn(|i| (i * 7 + offset + len) as u8);
                 mem.fill(0, 64, 0xee).unwrap();
                 mem.copy_in(offset, &src[..len]).unwrap();

@@ -43,8 +43,18 @@ impl Runner {
     pub fn cargo(&mut self, name: &str, args: &[&str], env: &[(&str, &str)]) -> Outcome {
         println!("\n==> {name}: cargo {}", args.join(" "));
         let start = Instant::now();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let mut cmd = if args.first().is_some_and(|a| a.starts_with('+')) {
+            // Another toolchain: go through the rustup proxy, and drop what the
+            // outer (stable) cargo and rustup put in the environment.
+            let mut c = Command::new("cargo");
+            for var in ["RUSTUP_TOOLCHAIN", "CARGO", "RUSTC", "RUSTDOC"] {
+                c.env_remove(var);
+            }
+            c
+        } else {
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        };
+        let status = cmd
             .args(args)
             .envs(env.iter().copied())
             .current_dir(&self.root)
