@@ -1,0 +1,604 @@
+//! The bookkeeping: every live mapping and allocation, and the rules that
+//! compare a call against them. Pure data, no platform: `Checked` decides
+//! what to forward from what this returns.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+
+use dma_api::{DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, PhysAddr, RawMapping, SgEntry};
+
+use crate::report::{CpuSide, Field, Mapping, MappingKind, Operation, Report, SgSlot, SyncPoint};
+
+/// How many ended records are kept to tell "already unmapped" from "never
+/// mapped".
+const HISTORY: usize = 64;
+
+struct Live {
+    mapping: Mapping,
+    /// Key in `lines` when the mapping is tracked for cache-line overlap.
+    line_key: Option<(u64, u64)>,
+}
+
+struct Table {
+    entries: Vec<SgEntry>,
+    dir: DmaDirection,
+}
+
+/// Everything the checker knows, behind its lock.
+pub(crate) struct Tracker {
+    next_id: u64,
+    /// Live records by (device address, id): several records may share a
+    /// device address (the same buffer mapped twice on a direct platform).
+    live: BTreeMap<(u64, u64), Live>,
+    /// Scatter-gather tables by table id, as mapped.
+    tables: BTreeMap<u64, Table>,
+    /// Device-writable streaming mappings by (first line, id) -> last line.
+    lines: BTreeMap<(u64, u64), (u64, u64)>,
+    /// The longest run of lines in `lines`, which bounds an overlap scan.
+    max_span: u64,
+    history: VecDeque<Mapping>,
+    pub(crate) reports: Vec<Report>,
+    pub(crate) dropped_reports: usize,
+}
+
+/// What `Checked` forwards once a call has been checked.
+pub(crate) enum Verdict<T> {
+    /// Forward this (the recorded description).
+    Forward(T),
+    /// Do not forward: the call names no unambiguous live record.
+    Refuse,
+}
+
+impl Tracker {
+    pub(crate) const fn new() -> Self {
+        Self {
+            next_id: 1,
+            live: BTreeMap::new(),
+            tables: BTreeMap::new(),
+            lines: BTreeMap::new(),
+            max_span: 0,
+            history: VecDeque::new(),
+            reports: Vec::new(),
+            dropped_reports: 0,
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Every live record, oldest first.
+    pub(crate) fn live(&self) -> Vec<Mapping> {
+        let mut all: Vec<Mapping> = self.live.values().map(|l| l.mapping).collect();
+        all.sort_unstable_by_key(|m| m.id);
+        all
+    }
+
+    // ---- recording -------------------------------------------------------
+
+    /// Records a successful single map; returns the record.
+    pub(crate) fn add_single(
+        &mut self,
+        raw: &RawMapping,
+        line_size: usize,
+        out: &mut Vec<Report>,
+    ) -> Mapping {
+        let mapping = Mapping {
+            id: self.next_id(),
+            kind: MappingKind::Single,
+            cpu: CpuSide::Phys(raw.phys),
+            dma: raw.dma,
+            len: raw.len,
+            dir: raw.dir,
+            attrs: raw.attrs,
+            sg: None,
+        };
+        self.insert_streaming(mapping, line_size, out);
+        mapping
+    }
+
+    /// Records a successful `map_sg`, and checks its entries against the
+    /// device's segment limits.
+    pub(crate) fn add_table(
+        &mut self,
+        entries: &[SgEntry],
+        dir: DmaDirection,
+        attrs: DmaAttrs,
+        constraints: &DeviceConstraints,
+        line_size: usize,
+        out: &mut Vec<Report>,
+    ) {
+        let count = entries.len();
+        let mut table = 0;
+        for (index, e) in entries.iter().enumerate() {
+            let id = self.next_id();
+            if index == 0 {
+                table = id;
+            }
+            let mapping = Mapping {
+                id,
+                kind: MappingKind::Sg,
+                cpu: CpuSide::Phys(e.phys),
+                dma: e.dma,
+                len: e.len,
+                dir,
+                attrs,
+                sg: Some(SgSlot {
+                    table,
+                    index,
+                    count,
+                }),
+            };
+            // Linux's check_sg_segment: the device limits apply to what the
+            // device is given, so they are checked on the mapped addresses.
+            let max = constraints.max_segment_size();
+            if e.len as u64 > max {
+                out.push(Report::SegmentTooLong { mapping, max });
+            }
+            if let Some(boundary) = constraints.boundary() {
+                if constraints.crosses_boundary(e.dma, e.len as u64) {
+                    out.push(Report::SegmentCrossesBoundary { mapping, boundary });
+                }
+            }
+            self.insert_streaming(mapping, line_size, out);
+        }
+        if count > 0 {
+            self.tables.insert(
+                table,
+                Table {
+                    entries: entries.to_vec(),
+                    dir,
+                },
+            );
+        }
+    }
+
+    /// Records a coherent allocation.
+    pub(crate) fn add_coherent(&mut self, cpu: usize, dma: DmaAddr, size: usize, attrs: DmaAttrs) {
+        let mapping = Mapping {
+            id: self.next_id(),
+            kind: MappingKind::Coherent,
+            cpu: CpuSide::Virt(cpu),
+            dma,
+            len: size,
+            dir: DmaDirection::Bidirectional,
+            attrs,
+            sg: None,
+        };
+        self.live.insert(
+            (dma.as_u64(), mapping.id),
+            Live {
+                mapping,
+                line_key: None,
+            },
+        );
+    }
+
+    fn insert_streaming(&mut self, mapping: Mapping, line_size: usize, out: &mut Vec<Report>) {
+        let line_key = self.track_lines(&mapping, line_size, out);
+        self.live.insert(
+            (mapping.dma.as_u64(), mapping.id),
+            Live { mapping, line_key },
+        );
+    }
+
+    /// Linux's active-cacheline tracking: only mappings the device may
+    /// write are tracked (two readers of one line are harmless), and
+    /// `SKIP_CPU_SYNC` mappings are exempt because the driver syncs exactly
+    /// what it means to.
+    fn track_lines(
+        &mut self,
+        m: &Mapping,
+        line_size: usize,
+        out: &mut Vec<Report>,
+    ) -> Option<(u64, u64)> {
+        let CpuSide::Phys(phys) = m.cpu else {
+            return None;
+        };
+        if !m.dir.device_writes() || m.attrs.contains(DmaAttrs::SKIP_CPU_SYNC) || m.len == 0 {
+            return None;
+        }
+        let ls = line_size.max(1) as u64;
+        let first = phys.as_u64() / ls;
+        let last = phys.as_u64().checked_add(m.len as u64 - 1)? / ls;
+        let lo = first.saturating_sub(self.max_span);
+        let clash = self
+            .lines
+            .range((lo, 0)..=(last, u64::MAX))
+            .find(|(_, &(end, _))| end >= first)
+            .map(|(&(start, _), &(_, id))| (start, id));
+        if let Some((start, id)) = clash {
+            if let Some(existing) = self.find_by_id(id) {
+                out.push(Report::CacheLineOverlap {
+                    mapping: *m,
+                    existing,
+                    line: PhysAddr::new(start.max(first) * ls),
+                    line_size: ls as usize,
+                });
+            }
+        }
+        self.max_span = self.max_span.max(last - first);
+        let key = (first, m.id);
+        self.lines.insert(key, (last, m.id));
+        Some(key)
+    }
+
+    fn find_by_id(&self, id: u64) -> Option<Mapping> {
+        self.live
+            .values()
+            .find(|l| l.mapping.id == id)
+            .map(|l| l.mapping)
+    }
+
+    // ---- lookup and removal ---------------------------------------------
+
+    /// The live record at `dma` that best matches, like Linux's
+    /// `bucket_find_exact`: a full match first, then one with the same
+    /// kind and CPU side, then the oldest.
+    fn find(
+        &self,
+        dma: DmaAddr,
+        kind: MappingKind,
+        cpu: CpuSide,
+        len: usize,
+    ) -> Option<(u64, u64)> {
+        let d = dma.as_u64();
+        let candidates = || self.live.range((d, 0)..=(d, u64::MAX));
+        let full =
+            |l: &Live| l.mapping.kind == kind && l.mapping.cpu == cpu && l.mapping.len == len;
+        let same = |l: &Live| l.mapping.kind == kind && l.mapping.cpu == cpu;
+        candidates()
+            .find(|(_, l)| full(l))
+            .or_else(|| candidates().find(|(_, l)| same(l)))
+            .or_else(|| candidates().next())
+            .map(|(k, _)| *k)
+    }
+
+    fn remove(&mut self, key: (u64, u64)) -> Option<Mapping> {
+        let live = self.live.remove(&key)?;
+        if let Some(line_key) = live.line_key {
+            self.lines.remove(&line_key);
+        }
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(live.mapping);
+        Some(live.mapping)
+    }
+
+    fn not_mapped(&self, op: Operation, dma: DmaAddr, len: usize) -> Report {
+        let previous = self.history.iter().rev().find(|m| m.dma == dma).copied();
+        Report::NotMapped {
+            op,
+            dma,
+            len,
+            previous,
+        }
+    }
+
+    // ---- checks --------------------------------------------------------
+
+    /// Checks an `unmap`; on `Forward` the record is gone and the recorded
+    /// mapping is what the platform must be given.
+    pub(crate) fn unmap(
+        &mut self,
+        given: &RawMapping,
+        out: &mut Vec<Report>,
+    ) -> Verdict<RawMapping> {
+        let op = Operation::Unmap;
+        let cpu = CpuSide::Phys(given.phys);
+        let Some(key) = self.find(given.dma, MappingKind::Single, cpu, given.len) else {
+            out.push(self.not_mapped(op, given.dma, given.len));
+            return Verdict::Refuse;
+        };
+        let m = self.live[&key].mapping;
+        if m.kind != MappingKind::Single {
+            out.push(Report::Mismatch {
+                op,
+                mapping: m,
+                field: Field::Kind(MappingKind::Single),
+            });
+            return Verdict::Refuse;
+        }
+        if m.cpu != cpu {
+            out.push(Report::Mismatch {
+                op,
+                mapping: m,
+                field: Field::Phys(given.phys),
+            });
+            return Verdict::Refuse;
+        }
+        describe_mismatches(op, &m, given.len, given.dir, out);
+        self.remove(key);
+        Verdict::Forward(RawMapping {
+            phys: given.phys,
+            dma: m.dma,
+            len: m.len,
+            dir: m.dir,
+            // Attributes may legitimately differ at unmap (SKIP_CPU_SYNC).
+            attrs: given.attrs,
+        })
+    }
+
+    /// Finds the table whose first entry `first` names, reporting when it
+    /// cannot be identified.
+    fn find_table(&self, op: Operation, first: &SgEntry, out: &mut Vec<Report>) -> Option<Mapping> {
+        let cpu = CpuSide::Phys(first.phys);
+        let Some(key) = self.find(first.dma, MappingKind::Sg, cpu, first.len) else {
+            out.push(self.not_mapped(op, first.dma, first.len));
+            return None;
+        };
+        let m = self.live[&key].mapping;
+        if m.kind != MappingKind::Sg {
+            out.push(Report::Mismatch {
+                op,
+                mapping: m,
+                field: Field::Kind(MappingKind::Sg),
+            });
+            return None;
+        }
+        if m.cpu != cpu {
+            out.push(Report::Mismatch {
+                op,
+                mapping: m,
+                field: Field::Phys(first.phys),
+            });
+            return None;
+        }
+        Some(m)
+    }
+
+    /// Checks an `unmap_sg`; on `Forward` the whole recorded table is gone
+    /// and is what the platform must be given.
+    pub(crate) fn unmap_sg(
+        &mut self,
+        entries: &[SgEntry],
+        dir: DmaDirection,
+        out: &mut Vec<Report>,
+    ) -> Verdict<(Vec<SgEntry>, DmaDirection)> {
+        let op = Operation::UnmapSg;
+        let Some(first) = entries.first() else {
+            return Verdict::Forward((Vec::new(), dir));
+        };
+        let Some(head) = self.find_table(op, first, out) else {
+            return Verdict::Refuse;
+        };
+        let slot = head.sg.expect("sg records carry their slot");
+        let Some(table) = self.tables.remove(&slot.table) else {
+            return Verdict::Refuse;
+        };
+        if entries.len() != slot.count {
+            out.push(Report::Mismatch {
+                op,
+                mapping: head,
+                field: Field::SgCount(entries.len()),
+            });
+        }
+        if dir != table.dir {
+            out.push(Report::Mismatch {
+                op,
+                mapping: head,
+                field: Field::Direction(dir),
+            });
+        }
+        let mut ended = Vec::with_capacity(table.entries.len());
+        for (index, e) in table.entries.iter().enumerate() {
+            let d = e.dma.as_u64();
+            let key = self
+                .live
+                .range((d, 0)..=(d, u64::MAX))
+                .find(|(_, l)| {
+                    l.mapping
+                        .sg
+                        .is_some_and(|s| s.table == slot.table && s.index == index)
+                })
+                .map(|(k, _)| *k);
+            if let Some(m) = key.and_then(|k| self.remove(k)) {
+                ended.push(m);
+            }
+        }
+        for (given, m) in entries.iter().zip(&ended) {
+            if given.len != m.len {
+                out.push(Report::Mismatch {
+                    op,
+                    mapping: *m,
+                    field: Field::Size(given.len),
+                });
+            }
+        }
+        Verdict::Forward((table.entries, table.dir))
+    }
+
+    /// Checks a sync; on `Forward` the recorded mapping is what the
+    /// platform must be given (the range was checked against it).
+    pub(crate) fn sync(
+        &mut self,
+        point: SyncPoint,
+        given: &RawMapping,
+        offset: usize,
+        len: usize,
+        out: &mut Vec<Report>,
+    ) -> Verdict<RawMapping> {
+        let op = match point {
+            SyncPoint::ForCpu => Operation::SyncForCpu,
+            SyncPoint::ForDevice => Operation::SyncForDevice,
+        };
+        let cpu = CpuSide::Phys(given.phys);
+        let d = given.dma.as_u64();
+        // A sync takes any streaming record, single or sg.
+        let key = self
+            .live
+            .range((d, 0)..=(d, u64::MAX))
+            .find(|(_, l)| l.mapping.kind != MappingKind::Coherent && l.mapping.cpu == cpu)
+            .or_else(|| self.live.range((d, 0)..=(d, u64::MAX)).next())
+            .map(|(k, _)| *k);
+        let Some(key) = key else {
+            out.push(self.not_mapped(op, given.dma, given.len));
+            return Verdict::Refuse;
+        };
+        let m = self.live[&key].mapping;
+        if m.kind == MappingKind::Coherent {
+            out.push(Report::Mismatch {
+                op,
+                mapping: m,
+                field: Field::Kind(MappingKind::Single),
+            });
+            return Verdict::Refuse;
+        }
+        if m.cpu != cpu {
+            out.push(Report::Mismatch {
+                op,
+                mapping: m,
+                field: Field::Phys(given.phys),
+            });
+            return Verdict::Refuse;
+        }
+        describe_mismatches(op, &m, given.len, given.dir, out);
+        let mut forward = true;
+        if offset.checked_add(len).is_none_or(|end| end > m.len) {
+            out.push(Report::SyncOutOfRange {
+                op,
+                mapping: m,
+                offset,
+                len,
+            });
+            forward = false;
+        }
+        let allowed = match point {
+            SyncPoint::ForCpu => m.dir.device_writes(),
+            SyncPoint::ForDevice => m.dir.device_reads(),
+        };
+        if !allowed {
+            out.push(Report::SyncWrongDirection {
+                mapping: m,
+                sync: point,
+            });
+            forward = false;
+        }
+        if !forward {
+            return Verdict::Refuse;
+        }
+        Verdict::Forward(RawMapping {
+            phys: given.phys,
+            dma: m.dma,
+            len: m.len,
+            dir: m.dir,
+            attrs: m.attrs,
+        })
+    }
+
+    /// Checks the entry count of an sg sync against the table's.
+    pub(crate) fn sync_sg_count(
+        &self,
+        point: SyncPoint,
+        entries: &[SgEntry],
+        out: &mut Vec<Report>,
+    ) {
+        let op = match point {
+            SyncPoint::ForCpu => Operation::SyncForCpu,
+            SyncPoint::ForDevice => Operation::SyncForDevice,
+        };
+        let Some(first) = entries.first() else {
+            return;
+        };
+        // An unidentifiable table is reported entry by entry by the syncs.
+        let mut quiet = Vec::new();
+        if let Some(head) = self.find_table(op, first, &mut quiet) {
+            let count = head.sg.map_or(0, |s| s.count);
+            if entries.len() != count {
+                out.push(Report::Mismatch {
+                    op,
+                    mapping: head,
+                    field: Field::SgCount(entries.len()),
+                });
+            }
+        }
+    }
+
+    /// Checks a coherent free; on `Forward` the record is gone and the
+    /// recorded region and attributes are what the platform must be given.
+    pub(crate) fn free_coherent(
+        &mut self,
+        cpu: usize,
+        dma: DmaAddr,
+        size: usize,
+        attrs: DmaAttrs,
+        out: &mut Vec<Report>,
+    ) -> Verdict<Mapping> {
+        let op = Operation::FreeCoherent;
+        let side = CpuSide::Virt(cpu);
+        let Some(key) = self.find(dma, MappingKind::Coherent, side, size) else {
+            out.push(self.not_mapped(op, dma, size));
+            return Verdict::Refuse;
+        };
+        let m = self.live[&key].mapping;
+        if m.kind != MappingKind::Coherent {
+            out.push(Report::Mismatch {
+                op,
+                mapping: m,
+                field: Field::Kind(MappingKind::Coherent),
+            });
+            return Verdict::Refuse;
+        }
+        if m.cpu != side {
+            out.push(Report::Mismatch {
+                op,
+                mapping: m,
+                field: Field::CpuAddress(cpu),
+            });
+            return Verdict::Refuse;
+        }
+        if size != m.len {
+            out.push(Report::Mismatch {
+                op,
+                mapping: m,
+                field: Field::Size(size),
+            });
+        }
+        if attrs != m.attrs {
+            out.push(Report::Mismatch {
+                op,
+                mapping: m,
+                field: Field::Attrs(attrs),
+            });
+        }
+        self.remove(key);
+        Verdict::Forward(m)
+    }
+
+    /// Ends tracking of everything live, returning a leak report for each.
+    pub(crate) fn release(&mut self, out: &mut Vec<Report>) {
+        for mapping in self.live() {
+            out.push(Report::Leak { mapping });
+        }
+        self.live.clear();
+        self.tables.clear();
+        self.lines.clear();
+        self.max_span = 0;
+    }
+}
+
+fn describe_mismatches(
+    op: Operation,
+    m: &Mapping,
+    len: usize,
+    dir: DmaDirection,
+    out: &mut Vec<Report>,
+) {
+    if len != m.len {
+        out.push(Report::Mismatch {
+            op,
+            mapping: *m,
+            field: Field::Size(len),
+        });
+    }
+    if dir != m.dir {
+        out.push(Report::Mismatch {
+            op,
+            mapping: *m,
+            field: Field::Direction(dir),
+        });
+    }
+}
