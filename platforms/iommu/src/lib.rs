@@ -9,4 +9,8 @@ extern crate std;
 
 #[cfg(feature = "alloc")]
 pub mod iova;
+pub mod fault;
+pub mod pgtable;
 mod sync;
+
+pub use fault::{Access, DeviceId, Fault, FaultKind};

@@ -54,11 +54,6 @@ impl<T> SpinLock<T> {
             .ok()
             .map(|_| SpinGuard { lock: self })
     }
-
-    /// Exclusive access without locking: `&mut self` proves nobody else holds it.
-    pub(crate) fn get_mut(&mut self) -> &mut T {
-        self.value.get_mut()
-    }
 }
 
 /// Access to the locked value; unlocks on drop.

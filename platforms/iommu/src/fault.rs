@@ -1,0 +1,97 @@
+//! What a faulting device access looks like, so that it is never silent.
+
+use core::fmt;
+
+use dma_api::{DmaAddr, Error, ErrorKind};
+
+/// The kind of device access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// The device read memory.
+    Read,
+    /// The device wrote memory.
+    Write,
+}
+
+/// The device behind an IOMMU, as the IOMMU names it (an SMMUv3 StreamID,
+/// a PCI requester ID).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DeviceId(pub u32);
+
+/// Why a translation failed, in the terms of the VMSAv8-64 fault status
+/// codes (Arm ARM DDI 0487, chapter D8, "MMU fault types") and the
+/// SMMUv3 event records (IHI 0070, §7.3: `F_TRANSLATION`, `F_ACCESS`,
+/// `F_PERMISSION`, `F_ADDR_SIZE`, `F_WALK_EABT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// No valid descriptor at `level` (the IOVA is not mapped).
+    Translation {
+        /// The lookup level that found an invalid descriptor (0 to 3).
+        level: u8,
+    },
+    /// The leaf at `level` has its access flag clear.
+    AccessFlag {
+        /// The level of the leaf.
+        level: u8,
+    },
+    /// The leaf at `level` does not allow the access (a write to a
+    /// read-only mapping, or a mapping not open to unprivileged access).
+    Permission {
+        /// The level of the leaf.
+        level: u8,
+    },
+    /// The IOVA lies beyond the input address size.
+    AddressSize,
+    /// A table could not be read during the walk (external abort).
+    WalkAbort {
+        /// The level being read.
+        level: u8,
+    },
+}
+
+/// A faulting device access the IOMMU recorded and blocked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Fault {
+    /// The address the device used.
+    pub iova: DmaAddr,
+    /// Read or write.
+    pub access: Access,
+    /// Which device.
+    pub device: DeviceId,
+    /// Why it faulted.
+    pub kind: FaultKind,
+}
+
+impl Fault {
+    /// The fault as a `dma-api` error ([`DeviceFault`](ErrorKind::DeviceFault)
+    /// at the IOVA), for drivers that propagate it.
+    pub const fn to_error(&self) -> Error {
+        let message = match (self.access, self.kind) {
+            (Access::Write, FaultKind::Permission { .. }) => {
+                "device wrote through a read-only IOMMU mapping"
+            }
+            (_, FaultKind::Permission { .. }) => "device access not permitted by the IOMMU mapping",
+            (_, FaultKind::Translation { .. }) => "device accessed an unmapped IOVA",
+            (_, FaultKind::AccessFlag { .. }) => "device access hit a mapping without its access flag",
+            (_, FaultKind::AddressSize) => "device used an IOVA beyond the input address size",
+            (_, FaultKind::WalkAbort { .. }) => "the IOMMU could not read a page table",
+        };
+        Error::new(ErrorKind::DeviceFault, message).at(self.iova.as_u64())
+    }
+}
+
+impl From<Fault> for Error {
+    fn from(f: Fault) -> Self {
+        f.to_error()
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "device {} {:?} at IOVA {}: {:?}",
+            self.device.0, self.access, self.iova, self.kind
+        )
+    }
+}
