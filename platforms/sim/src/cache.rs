@@ -1,0 +1,64 @@
+//! The machine's CPU cache as a `dma-coherence` maintenance policy.
+
+use dma_coherence::CacheMaintenance;
+
+use crate::report::ReportKind;
+use crate::Sim;
+
+/// The sim's [`CacheMaintenance`]: clean writes the CPU's dirty lines to
+/// the device's view, invalidate reloads the CPU's lines from it. Only
+/// lines of live cached regions are modelled; maintenance elsewhere does
+/// nothing (no device can see that memory). On a coherent machine it
+/// reports itself coherent and does nothing.
+#[derive(Clone, Debug)]
+pub struct SimCache {
+    pub(crate) sim: Sim,
+}
+
+// SAFETY: on a non-coherent machine the operations complete the model's
+// write-back and reload before returning, which is exactly what the device
+// sees; `line_size` is the machine's one line size; on a coherent machine
+// `is_coherent` is true and devices see the CPU's bytes directly.
+unsafe impl CacheMaintenance for SimCache {
+    fn is_coherent(&self) -> bool {
+        self.sim.machine.config.is_coherent()
+    }
+
+    fn line_size(&self) -> usize {
+        self.sim.machine.config.line()
+    }
+
+    unsafe fn clean(&self, va: usize, len: usize) {
+        if self.is_coherent() {
+            return;
+        }
+        self.sim.machine.with(|s, cfg| {
+            s.tick(cfg);
+            // SAFETY: only tracked bytes are touched, and tracked bytes
+            // belong to live regions whose memory is allocated.
+            let out = unsafe { s.shadow.clean(va as u64, len as u64) };
+            s.stats.lines_cleaned += out.lines as u64;
+            s.report(cfg, ReportKind::DirtyWritebackOverDeviceData, out.finding, None, None);
+        });
+    }
+
+    unsafe fn invalidate(&self, va: usize, len: usize) {
+        if self.is_coherent() {
+            return;
+        }
+        self.sim.machine.with(|s, cfg| {
+            s.tick(cfg);
+            // SAFETY: as for clean; the caller owns the lines (contract).
+            let out = unsafe { s.shadow.invalidate(va as u64, len as u64) };
+            s.stats.lines_invalidated += out.lines as u64;
+        });
+    }
+
+    unsafe fn clean_invalidate(&self, va: usize, len: usize) {
+        // SAFETY: the caller's promise covers both halves.
+        unsafe {
+            self.clean(va, len);
+            self.invalidate(va, len);
+        }
+    }
+}

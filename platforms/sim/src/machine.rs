@@ -1,0 +1,505 @@
+//! The simulated machine: its memory state, devices, reports and faults,
+//! behind one lock shared by the CPU-side handles (memory, cache, platform
+//! wrappers) and the device-side ports.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dma_api::{Cacheability, DmaAddr, DmaDirection, PhysAddr};
+use dma_direct::BusOffset;
+
+use crate::iommu::{self, Iotlb};
+use crate::report::{RegionInfo, Report, ReportKind};
+use crate::rng::SplitMix64;
+use crate::shadow::{Finding, Shadow};
+use crate::{host, Access, DeviceId, Fault, FaultKind, SimConfig, SimStats};
+
+/// How a device's addresses reach physical memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Translation {
+    /// No IOMMU: device address = physical address through a fixed bus
+    /// offset ([`BusOffset::IDENTITY`] on the presets).
+    Direct(BusOffset),
+    /// Behind the sim's IOMMU: stage-1 tables rooted at this physical
+    /// address (the table must lie in [`SimMemory`](crate::SimMemory)).
+    Iommu {
+        /// Physical address of the level-0 table.
+        root: PhysAddr,
+    },
+}
+
+/// A mapping or allocation a device may currently reach.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Live {
+    pub(crate) id: u64,
+    pub(crate) device: DeviceId,
+    pub(crate) phys: u64,
+    pub(crate) len: u64,
+    pub(crate) dma: u64,
+    pub(crate) dir: Option<DmaDirection>,
+    /// Goes through the cache model.
+    pub(crate) cached: bool,
+    /// A streaming mapping currently owned by the device (after map or
+    /// sync_for_device, until sync_for_cpu).
+    pub(crate) device_owns: bool,
+}
+
+impl Live {
+    fn end(&self) -> u64 {
+        self.phys + self.len
+    }
+
+    pub(crate) fn info(&self) -> RegionInfo {
+        RegionInfo {
+            id: self.id,
+            device: self.device,
+            phys: PhysAddr::new(self.phys),
+            dma: DmaAddr::new(self.dma),
+            len: self.len as usize,
+            dir: self.dir,
+        }
+    }
+}
+
+pub(crate) struct DeviceEntry {
+    pub(crate) name: String,
+    pub(crate) translation: Translation,
+    pub(crate) iotlb: Iotlb,
+    pub(crate) injected_faults: u32,
+}
+
+/// One piece of a device access after translation.
+#[derive(Clone, Copy)]
+struct Chunk {
+    phys: u64,
+    len: usize,
+    cached: bool,
+    key: (u64, u64),
+}
+
+pub(crate) struct State {
+    pub(crate) rng: SplitMix64,
+    pub(crate) shadow: Shadow,
+    /// Keyed by (phys, id).
+    pub(crate) live: BTreeMap<(u64, u64), Live>,
+    max_live_len: u64,
+    pub(crate) devices: Vec<DeviceEntry>,
+    /// SimMemory allocations: phys -> (bytes, cacheability).
+    pub(crate) allocations: BTreeMap<u64, (u64, Cacheability)>,
+    pub(crate) reports: Vec<Report>,
+    pub(crate) faults: Vec<Fault>,
+    pub(crate) stats: SimStats,
+    next_id: u64,
+    panic: Option<String>,
+    scratch: Vec<Chunk>,
+}
+
+pub(crate) struct Machine {
+    pub(crate) config: SimConfig,
+    state: Mutex<State>,
+}
+
+impl Machine {
+    pub(crate) fn new(config: SimConfig) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            state: Mutex::new(State {
+                rng: SplitMix64::new(config.seed_value()),
+                shadow: Shadow::new(config.line()),
+                live: BTreeMap::new(),
+                max_live_len: 0,
+                devices: Vec::new(),
+                allocations: BTreeMap::new(),
+                reports: Vec::new(),
+                faults: Vec::new(),
+                stats: SimStats::default(),
+                next_id: 1,
+                panic: None,
+                scratch: Vec::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock (a report made into a panic is
+        // raised after unlocking, so only a sim bug) leaves consistent
+        // state: every mutation completes before anything can panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the state; raises a pending report panic after unlocking.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State, &SimConfig) -> R) -> R {
+        let mut guard = self.lock();
+        let r = f(&mut guard, &self.config);
+        let panic = guard.panic.take();
+        drop(guard);
+        if let Some(message) = panic {
+            if std::thread::panicking() {
+                // Already unwinding (a mapping dropped during a report's
+                // panic): the report is recorded; a second panic would abort.
+                return r;
+            }
+            panic!("dma-sim coherency report: {message}");
+        }
+        r
+    }
+}
+
+impl State {
+    pub(crate) fn report(
+        &mut self,
+        cfg: &SimConfig,
+        kind: ReportKind,
+        finding: Finding,
+        device: Option<DeviceId>,
+        region: Option<RegionInfo>,
+    ) {
+        let Some(first) = finding.first else {
+            return;
+        };
+        if !cfg.detector_on() {
+            return;
+        }
+        let region = region.or_else(|| self.live_overlapping(first, 1).map(|l| l.info()));
+        let report = Report {
+            kind,
+            region,
+            device,
+            line: PhysAddr::new(first),
+            lines: finding.count,
+        };
+        self.stats.reports += 1;
+        if cfg.panics() && self.panic.is_none() {
+            self.panic = Some(report.to_string());
+        }
+        self.reports.push(report);
+    }
+
+    fn fault(&mut self, fault: Fault) -> Fault {
+        self.stats.faults += 1;
+        self.faults.push(fault);
+        fault
+    }
+
+    /// Any live region overlapping `[addr, addr + len)`.
+    pub(crate) fn live_overlapping(&self, addr: u64, len: u64) -> Option<Live> {
+        let end = addr.saturating_add(len);
+        self.live
+            .range(..(end, 0))
+            .rev()
+            .take_while(|(k, _)| k.0.saturating_add(self.max_live_len) > addr)
+            .map(|(_, l)| *l)
+            .find(|l| l.phys < end && l.end() > addr)
+    }
+
+    /// The live region of `device` holding byte `addr`.
+    fn live_for(&self, device: DeviceId, addr: u64) -> Option<((u64, u64), Live)> {
+        self.live
+            .range(..=(addr, u64::MAX))
+            .rev()
+            .take_while(|(k, _)| k.0.saturating_add(self.max_live_len) > addr)
+            .find(|(_, l)| l.device == device && l.phys <= addr && addr < l.end())
+            .map(|(k, l)| (*k, *l))
+    }
+
+    pub(crate) fn register(
+        &mut self,
+        cfg: &SimConfig,
+        mut live: Live,
+    ) -> (u64, u64) {
+        live.id = self.next_id;
+        self.next_id += 1;
+        live.cached &= !cfg.is_coherent();
+        if live.cached {
+            // SAFETY: the region is being made live: its owner vouched that
+            // it is allocated for as long as it is live.
+            unsafe { self.shadow.track(live.phys, live.len) };
+        }
+        self.max_live_len = self.max_live_len.max(live.len);
+        let key = (live.phys, live.id);
+        self.live.insert(key, live);
+        key
+    }
+
+    pub(crate) fn unregister(&mut self, key: (u64, u64)) -> Option<Live> {
+        let live = self.live.remove(&key)?;
+        if live.cached {
+            let line = self.shadow.line_size();
+            let others: Vec<Live> = self
+                .live
+                .values()
+                .filter(|l| l.cached && l.phys < live.end() + line && l.end() + line > live.phys)
+                .copied()
+                .collect();
+            self.shadow.untrack(live.phys, live.len, |l| {
+                let mut mask = 0u128;
+                for o in &others {
+                    let lo = o.phys.max(l);
+                    let hi = o.end().min(l + line);
+                    if lo < hi {
+                        let (a, b) = ((lo - l) as usize, (hi - l) as usize);
+                        mask |= if b - a >= 128 {
+                            u128::MAX
+                        } else {
+                            ((1u128 << (b - a)) - 1) << a
+                        };
+                    }
+                }
+                mask
+            });
+        }
+        Some(live)
+    }
+
+    /// Finds a live region by exact description.
+    pub(crate) fn find(
+        &self,
+        device: DeviceId,
+        phys: u64,
+        len: u64,
+        dma: u64,
+    ) -> Option<((u64, u64), Live)> {
+        self.live
+            .range((phys, 0)..=(phys, u64::MAX))
+            .find(|(_, l)| l.device == device && l.len == len && l.dma == dma)
+            .map(|(k, l)| (*k, *l))
+    }
+
+    /// Gives the evictor its chance.
+    pub(crate) fn tick(&mut self, cfg: &SimConfig) {
+        if cfg.is_coherent() || cfg.eviction() == 0 || !self.rng.chance(cfg.eviction()) {
+            return;
+        }
+        // SAFETY: every tracked byte belongs to a live region, whose memory
+        // stays allocated while it is live (the platform contract).
+        if let Some((line, over)) = unsafe { self.shadow.evict_random(&mut self.rng) } {
+            self.stats.lines_evicted += 1;
+            if over {
+                let finding = Finding {
+                    first: Some(line),
+                    count: 1,
+                };
+                self.report(cfg, ReportKind::DirtyWritebackOverDeviceData, finding, None, None);
+            }
+        }
+    }
+
+    /// Writes back every dirty tracked line (a full cache flush by
+    /// eviction), reporting lines that overwrite device data.
+    pub(crate) fn evict_all(&mut self, cfg: &SimConfig) {
+        let regions: Vec<Live> = self.live.values().filter(|l| l.cached).copied().collect();
+        for r in regions {
+            // SAFETY: the region is live, so its tracked bytes are.
+            let out = unsafe { self.shadow.clean_by_eviction(r.phys, r.len) };
+            self.stats.lines_evicted += out.lines as u64;
+            self.report(
+                cfg,
+                ReportKind::DirtyWritebackOverDeviceData,
+                out.finding,
+                None,
+                Some(r.info()),
+            );
+        }
+    }
+
+    fn translate(
+        &mut self,
+        device: DeviceId,
+        dma: u64,
+        access: Access,
+    ) -> Result<(u64, u64), FaultKind> {
+        let entry = &mut self.devices[device.0 as usize];
+        match entry.translation {
+            Translation::Direct(bus) => {
+                let off = dma
+                    .checked_sub(bus.dma_base.as_u64())
+                    .ok_or(FaultKind::NotMapped)?;
+                let phys = bus
+                    .phys_base
+                    .as_u64()
+                    .checked_add(off)
+                    .ok_or(FaultKind::NotMapped)?;
+                Ok((phys, u64::MAX))
+            }
+            Translation::Iommu { root } => {
+                let page_off = dma % iommu::GRANULE;
+                let leaf = match entry.iotlb.lookup(dma) {
+                    Some(leaf) => {
+                        self.stats.iotlb_hits += 1;
+                        leaf
+                    }
+                    None => {
+                        self.stats.iommu_walks += 1;
+                        let allocations = &self.allocations;
+                        let leaf = iommu::walk(root.as_u64(), dma, access, |a| {
+                            read_table_word(allocations, a)
+                        })?;
+                        self.devices[device.0 as usize].iotlb.insert(dma, leaf);
+                        leaf
+                    }
+                };
+                if access == Access::Write && !leaf.writable {
+                    return Err(FaultKind::Permission { level: leaf.level });
+                }
+                Ok((leaf.page + page_off, iommu::GRANULE - page_off))
+            }
+        }
+    }
+
+    /// Translates and checks a whole access; nothing is touched unless all
+    /// of it is allowed.
+    fn plan(&mut self, device: DeviceId, dma: u64, len: usize, access: Access) -> Result<(), Fault> {
+        let mut chunks = std::mem::take(&mut self.scratch);
+        chunks.clear();
+        let mut done = 0usize;
+        let result = loop {
+            if done == len {
+                break Ok(());
+            }
+            let addr = dma.wrapping_add(done as u64);
+            let fault = |kind| Fault {
+                device,
+                addr: DmaAddr::new(addr),
+                access,
+                kind,
+            };
+            let (phys, room) = match self.translate(device, addr, access) {
+                Ok(t) => t,
+                Err(kind) => break Err(fault(kind)),
+            };
+            let Some((key, live)) = self.live_for(device, phys) else {
+                break Err(fault(FaultKind::NotMapped));
+            };
+            if access == Access::Write && live.dir == Some(DmaDirection::ToDevice) {
+                break Err(fault(FaultKind::ReadOnlyMapping));
+            }
+            let n = ((len - done) as u64).min(room).min(live.end() - phys) as usize;
+            chunks.push(Chunk {
+                phys,
+                len: n,
+                cached: live.cached,
+                key,
+            });
+            done += n;
+        };
+        self.scratch = chunks;
+        result.map_err(|f| self.fault(f))
+    }
+
+    /// A device access: translate, check, then move the bytes through the
+    /// device's view of memory.
+    pub(crate) fn device_access(
+        &mut self,
+        cfg: &SimConfig,
+        device: DeviceId,
+        dma: u64,
+        mut data: DeviceData<'_>,
+    ) -> Result<(), Fault> {
+        self.tick(cfg);
+        let len = data.len();
+        let access = data.access();
+        let entry = &mut self.devices[device.0 as usize];
+        if entry.injected_faults > 0 {
+            entry.injected_faults -= 1;
+            let f = Fault {
+                device,
+                addr: DmaAddr::new(dma),
+                access,
+                kind: FaultKind::Injected,
+            };
+            return Err(self.fault(f));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        self.plan(device, dma, len, access)?;
+        let chunks = std::mem::take(&mut self.scratch);
+        let mut pos = 0usize;
+        for c in &chunks {
+            let range = pos..pos + c.len;
+            if c.cached {
+                // SAFETY: the chunk lies inside a live tracked region, so
+                // its bytes (and every tracked byte) are live host memory.
+                let finding = unsafe {
+                    match &mut data {
+                        DeviceData::Read(out) => {
+                            self.shadow.device_read(c.phys, &mut out[range], cfg.detector_on())
+                        }
+                        DeviceData::Write(src) => {
+                            self.shadow.device_write(c.phys, &src[range], cfg.detector_on())
+                        }
+                    }
+                };
+                if finding.first.is_some() {
+                    let region = self.live.get(&c.key).map(|l| l.info());
+                    let kind = match access {
+                        Access::Read => ReportKind::DeviceReadUncleaned,
+                        Access::Write => ReportKind::CpuWroteDeviceOwned,
+                    };
+                    self.report(cfg, kind, finding, Some(device), region);
+                }
+            } else {
+                // SAFETY: the chunk lies inside a region live for this
+                // device, whose memory stays allocated while live.
+                unsafe {
+                    match &mut data {
+                        DeviceData::Read(out) => host::read(c.phys, &mut out[range]),
+                        DeviceData::Write(src) => host::write(c.phys, &src[range]),
+                    }
+                }
+            }
+            pos += c.len;
+        }
+        self.scratch = chunks;
+        match access {
+            Access::Read => {
+                self.stats.device_reads += 1;
+                self.stats.bytes_read += len as u64;
+            }
+            Access::Write => {
+                self.stats.device_writes += 1;
+                self.stats.bytes_written += len as u64;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a page-table word for the walker, from SimMemory allocations
+/// only (anything else is an external abort on the walk). Table walks are
+/// coherent (as with SMMU_IDR0.COHACC): they read the CPU's view.
+fn read_table_word(allocations: &BTreeMap<u64, (u64, Cacheability)>, addr: u64) -> Option<u64> {
+    if addr % 8 != 0 {
+        return None;
+    }
+    let (&base, &(len, _)) = allocations.range(..=addr).next_back()?;
+    if addr + 8 > base + len {
+        return None;
+    }
+    let mut word = [0u8; 8];
+    // SAFETY: the 8 bytes lie inside a live SimMemory allocation.
+    unsafe { host::read(addr, &mut word) };
+    Some(u64::from_le_bytes(word))
+}
+
+/// The bytes of one device access.
+pub(crate) enum DeviceData<'a> {
+    Read(&'a mut [u8]),
+    Write(&'a [u8]),
+}
+
+impl DeviceData<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Read(b) => b.len(),
+            Self::Write(b) => b.len(),
+        }
+    }
+
+    fn access(&self) -> Access {
+        match self {
+            Self::Read(_) => Access::Read,
+            Self::Write(_) => Access::Write,
+        }
+    }
+}

@@ -1,0 +1,549 @@
+//! The non-coherent cache model: for every tracked cache line, what RAM
+//! holds (the device's view) next to the CPU's view, which is the host
+//! memory the driver touches through its pointers.
+//!
+//! Per line the model keeps three copies:
+//! - `ram`: the device's view;
+//! - `wb`: what the CPU's cache line held when it was last written back or
+//!   filled, so "dirty" is "host bytes differ from `wb`" (the sim cannot
+//!   see CPU stores, only their result);
+//! - `synced`: what the CPU view held at the last *driver* maintenance
+//!   (clean or invalidate), so "the CPU wrote since it last synced" is
+//!   "host differs from `synced`", even when a lucky eviction already wrote
+//!   the data back. That is what makes detection independent of the seed.
+//!
+//! Only bytes inside tracked regions (live mappings and allocations) are
+//! ever read or written on the host side: a line's `mask` says which ones.
+//! A line shared with untracked data is modelled for its tracked bytes
+//! only, so the sim never touches memory it was not given.
+//!
+//! A line that starts being tracked is taken to be clean and coherent:
+//! RAM and both snapshots start as the CPU's bytes. The sim cannot see
+//! what happened to memory before a device could reach it, and assuming
+//! the worst would flag drivers that legitimately skip the map-time sync
+//! (`SKIP_CPU_SYNC` on a buffer they already cleaned).
+
+use std::collections::HashMap;
+
+use crate::host;
+use crate::rng::SplitMix64;
+
+/// The shadow granule; a multiple of every supported line size.
+pub(crate) const PAGE: u64 = 4096;
+const MAX_LINES: usize = (PAGE / 32) as usize;
+
+#[derive(Clone, Copy, Default)]
+struct LineMeta {
+    /// Bit `i` set: byte `i` of the line is tracked.
+    mask: u128,
+    /// How many tracked regions touch the line.
+    refs: u32,
+    /// The device wrote RAM since the CPU last invalidated the line.
+    device_wrote: bool,
+}
+
+struct PageShadow {
+    ram: [u8; PAGE as usize],
+    wb: [u8; PAGE as usize],
+    synced: [u8; PAGE as usize],
+    meta: [LineMeta; MAX_LINES],
+    live_lines: u32,
+    order_index: usize,
+}
+
+/// A run of offending lines found by one operation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Finding {
+    /// The first offending line's address.
+    pub(crate) first: Option<u64>,
+    /// How many lines.
+    pub(crate) count: usize,
+}
+
+impl Finding {
+    fn add(&mut self, line: u64) {
+        if self.first.is_none() {
+            self.first = Some(line);
+        }
+        self.count += 1;
+    }
+}
+
+/// What an operation did, for the statistics and the detector.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) lines: usize,
+    pub(crate) finding: Finding,
+}
+
+fn bits(lo: usize, hi: usize) -> u128 {
+    let n = hi - lo;
+    if n == 0 {
+        0
+    } else if n >= 128 {
+        u128::MAX
+    } else {
+        ((1u128 << n) - 1) << lo
+    }
+}
+
+/// Contiguous runs of set bits, as `(start, end)` byte offsets.
+fn runs(mut mask: u128) -> impl Iterator<Item = (usize, usize)> {
+    let mut base = 0usize;
+    core::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let skip = mask.trailing_zeros() as usize;
+        mask = mask.checked_shr(skip as u32).unwrap_or(0);
+        let len = mask.trailing_ones() as usize;
+        let start = base + skip;
+        mask = mask.checked_shr(len as u32).unwrap_or(0);
+        base = start + len;
+        Some((start, start + len))
+    })
+}
+
+pub(crate) struct Shadow {
+    line: u64,
+    pages: HashMap<u64, Box<PageShadow>>,
+    order: Vec<u64>,
+}
+
+impl Shadow {
+    pub(crate) fn new(line: usize) -> Self {
+        Self {
+            line: line as u64,
+            pages: HashMap::new(),
+            order: Vec::new(),
+        }
+    }
+
+    pub(crate) fn line_size(&self) -> u64 {
+        self.line
+    }
+
+    /// Visits every line overlapping `[addr, addr + len)` whose page exists
+    /// (or, with `create`, every line): `(page, line index, line address,
+    /// first byte in line, end byte in line)`.
+    fn for_lines(
+        &mut self,
+        addr: u64,
+        len: u64,
+        create: bool,
+        mut f: impl FnMut(&mut PageShadow, usize, u64, usize, usize),
+    ) {
+        if len == 0 {
+            return;
+        }
+        let line = self.line;
+        let end = addr.saturating_add(len);
+        let mut page_addr = addr & !(PAGE - 1);
+        while page_addr < end {
+            let page_no = page_addr / PAGE;
+            if create && !self.pages.contains_key(&page_no) {
+                let index = self.order.len();
+                self.order.push(page_no);
+                let page = Box::new(PageShadow {
+                    ram: [0; PAGE as usize],
+                    wb: [0; PAGE as usize],
+                    synced: [0; PAGE as usize],
+                    meta: [LineMeta::default(); MAX_LINES],
+                    live_lines: 0,
+                    order_index: index,
+                });
+                self.pages.insert(page_no, page);
+            }
+            if let Some(page) = self.pages.get_mut(&page_no) {
+                let lo = addr.max(page_addr);
+                let hi = end.min(page_addr + PAGE);
+                let mut l = lo & !(line - 1);
+                while l < hi {
+                    let idx = ((l - page_addr) / line) as usize;
+                    let b_lo = (lo.max(l) - l) as usize;
+                    let b_hi = (hi.min(l + line) - l) as usize;
+                    f(page, idx, l, b_lo, b_hi);
+                    l += line;
+                }
+            }
+            page_addr += PAGE;
+        }
+    }
+
+    /// Starts tracking `[addr, addr + len)`; newly tracked bytes start
+    /// clean and coherent (see the module docs).
+    ///
+    /// # Safety
+    ///
+    /// `[addr, addr + len)` is live host memory (the region being made
+    /// live).
+    pub(crate) unsafe fn track(&mut self, addr: u64, len: u64) {
+        let line = self.line as usize;
+        self.for_lines(addr, len, true, |page, idx, l, lo, hi| {
+            let m = &mut page.meta[idx];
+            if m.refs == 0 {
+                m.device_wrote = false;
+                m.mask = 0;
+                page.live_lines += 1;
+            }
+            m.refs += 1;
+            let fresh = bits(lo, hi) & !m.mask;
+            m.mask |= bits(lo, hi);
+            let off = idx * line;
+            for (s, e) in runs(fresh) {
+                // SAFETY: inside the range the caller vouched for.
+                unsafe { host::read(l + s as u64, &mut page.ram[off + s..off + e]) };
+                let (ram, wb, synced) = (&page.ram, &mut page.wb, &mut page.synced);
+                wb[off + s..off + e].copy_from_slice(&ram[off + s..off + e]);
+                synced[off + s..off + e].copy_from_slice(&ram[off + s..off + e]);
+            }
+        });
+    }
+
+    /// Stops tracking `[addr, addr + len)`. `still` gives, for a line still
+    /// referenced by other regions, the mask of bytes they cover.
+    pub(crate) fn untrack(&mut self, addr: u64, len: u64, still: impl Fn(u64) -> u128) {
+        let mut emptied = Vec::new();
+        self.for_lines(addr, len, false, |page, idx, l, _lo, _hi| {
+            let m = &mut page.meta[idx];
+            if m.refs == 0 {
+                return;
+            }
+            m.refs -= 1;
+            if m.refs == 0 {
+                *m = LineMeta::default();
+                page.live_lines -= 1;
+                if page.live_lines == 0 {
+                    emptied.push(l / PAGE);
+                }
+            } else {
+                m.mask = still(l);
+            }
+        });
+        for page_no in emptied {
+            if let Some(page) = self.pages.remove(&page_no) {
+                let i = page.order_index;
+                self.order.swap_remove(i);
+                if let Some(&moved) = self.order.get(i) {
+                    if let Some(p) = self.pages.get_mut(&moved) {
+                        p.order_index = i;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a line back if dirty; returns whether it was dirty and
+    /// whether that overwrote device data.
+    ///
+    /// # Safety
+    ///
+    /// Tracked bytes are live host memory (the machine's invariant).
+    unsafe fn write_back(page: &mut PageShadow, idx: usize, l: u64, line: usize) -> (bool, bool) {
+        let m = page.meta[idx];
+        let off = idx * line;
+        let mut host_line = [0u8; 128];
+        let mut dirty = false;
+        for (s, e) in runs(m.mask) {
+            // SAFETY: tracked bytes are live (caller).
+            unsafe { host::read(l + s as u64, &mut host_line[s..e]) };
+            if host_line[s..e] != page.wb[off + s..off + e] {
+                dirty = true;
+            }
+        }
+        if !dirty {
+            return (false, false);
+        }
+        for (s, e) in runs(m.mask) {
+            page.ram[off + s..off + e].copy_from_slice(&host_line[s..e]);
+            page.wb[off + s..off + e].copy_from_slice(&host_line[s..e]);
+        }
+        let over = m.device_wrote;
+        page.meta[idx].device_wrote = false;
+        (true, over)
+    }
+
+    /// Clean: writes dirty tracked lines in the range back to RAM.
+    ///
+    /// # Safety
+    ///
+    /// Tracked bytes are live host memory.
+    pub(crate) unsafe fn clean(&mut self, addr: u64, len: u64) -> Outcome {
+        let line = self.line as usize;
+        let mut out = Outcome::default();
+        self.for_lines(addr, len, false, |page, idx, l, _lo, _hi| {
+            let m = page.meta[idx];
+            if m.refs == 0 {
+                return;
+            }
+            out.lines += 1;
+            // SAFETY: forwarded.
+            let (_, over) = unsafe { Self::write_back(page, idx, l, line) };
+            if over {
+                out.finding.add(l);
+            }
+            let off = idx * line;
+            for (s, e) in runs(m.mask) {
+                let (wb, synced) = (&page.wb, &mut page.synced);
+                synced[off + s..off + e].copy_from_slice(&wb[off + s..off + e]);
+            }
+        });
+        out
+    }
+
+    /// Invalidate: the CPU view of every tracked line in the range is
+    /// reloaded from RAM (dirty CPU data is discarded, as the instruction
+    /// does).
+    ///
+    /// # Safety
+    ///
+    /// Tracked bytes are live host memory the caller owns.
+    pub(crate) unsafe fn invalidate(&mut self, addr: u64, len: u64) -> Outcome {
+        let line = self.line as usize;
+        let mut out = Outcome::default();
+        self.for_lines(addr, len, false, |page, idx, l, _lo, _hi| {
+            let m = page.meta[idx];
+            if m.refs == 0 {
+                return;
+            }
+            out.lines += 1;
+            let off = idx * line;
+            for (s, e) in runs(m.mask) {
+                // SAFETY: tracked bytes are live (caller).
+                unsafe { host::write(l + s as u64, &page.ram[off + s..off + e]) };
+                let (ram, wb, synced) = (&page.ram, &mut page.wb, &mut page.synced);
+                wb[off + s..off + e].copy_from_slice(&ram[off + s..off + e]);
+                synced[off + s..off + e].copy_from_slice(&ram[off + s..off + e]);
+            }
+            page.meta[idx].device_wrote = false;
+        });
+        out
+    }
+
+    /// Writes back every dirty tracked line in the range, as evictions
+    /// would (the driver's `synced` snapshot is left alone).
+    ///
+    /// # Safety
+    ///
+    /// Tracked bytes are live host memory.
+    pub(crate) unsafe fn clean_by_eviction(&mut self, addr: u64, len: u64) -> Outcome {
+        let line = self.line as usize;
+        let mut out = Outcome::default();
+        self.for_lines(addr, len, false, |page, idx, l, _lo, _hi| {
+            if page.meta[idx].refs == 0 {
+                return;
+            }
+            // SAFETY: forwarded.
+            let (dirty, over) = unsafe { Self::write_back(page, idx, l, line) };
+            if dirty {
+                out.lines += 1;
+            }
+            if over {
+                out.finding.add(l);
+            }
+        });
+        out
+    }
+
+    /// Whether every byte of `[addr, addr + len)` is tracked.
+    #[cfg(test)]
+    pub(crate) fn covers(&mut self, addr: u64, len: u64) -> bool {
+        let mut all = true;
+        let mut seen = 0u64;
+        self.for_lines(addr, len, false, |page, idx, _l, lo, hi| {
+            let want = bits(lo, hi);
+            if page.meta[idx].mask & want != want {
+                all = false;
+            }
+            seen += (hi - lo) as u64;
+        });
+        all && seen == len
+    }
+
+    /// A device read of tracked bytes: from RAM. Finds bytes the CPU wrote
+    /// after its last maintenance (the device gets stale data).
+    ///
+    /// # Safety
+    ///
+    /// Tracked bytes are live host memory; `[addr, addr + out.len())` is
+    /// tracked.
+    pub(crate) unsafe fn device_read(&mut self, addr: u64, out: &mut [u8], detect: bool) -> Finding {
+        let line = self.line as usize;
+        let mut finding = Finding::default();
+        let mut pos = 0usize;
+        self.for_lines(addr, out.len() as u64, false, |page, idx, l, lo, hi| {
+            let off = idx * line;
+            let n = hi - lo;
+            out[pos..pos + n].copy_from_slice(&page.ram[off + lo..off + hi]);
+            if detect {
+                let mut host_bytes = [0u8; 128];
+                // SAFETY: the accessed bytes are tracked, hence live.
+                unsafe { host::read(l + lo as u64, &mut host_bytes[..n]) };
+                if host_bytes[..n] != page.synced[off + lo..off + hi] {
+                    finding.add(l);
+                }
+            }
+            pos += n;
+        });
+        finding
+    }
+
+    /// A device write of tracked bytes: into RAM. Finds lines the CPU has
+    /// dirtied since its last maintenance (a later eviction would write
+    /// them back over the device's data).
+    ///
+    /// # Safety
+    ///
+    /// As for [`device_read`](Self::device_read).
+    pub(crate) unsafe fn device_write(&mut self, addr: u64, data: &[u8], detect: bool) -> Finding {
+        let line = self.line as usize;
+        let mut finding = Finding::default();
+        let mut pos = 0usize;
+        self.for_lines(addr, data.len() as u64, false, |page, idx, l, lo, hi| {
+            let off = idx * line;
+            let n = hi - lo;
+            page.ram[off + lo..off + hi].copy_from_slice(&data[pos..pos + n]);
+            page.meta[idx].device_wrote = true;
+            if detect {
+                let mask = page.meta[idx].mask;
+                let mut host_line = [0u8; 128];
+                for (s, e) in runs(mask) {
+                    // SAFETY: tracked bytes are live.
+                    unsafe { host::read(l + s as u64, &mut host_line[s..e]) };
+                    if host_line[s..e] != page.synced[off + s..off + e] {
+                        finding.add(l);
+                        break;
+                    }
+                }
+            }
+            pos += n;
+        });
+        finding
+    }
+
+    /// Lines in the range whose tracked bytes the CPU changed since its last
+    /// maintenance.
+    ///
+    /// # Safety
+    ///
+    /// Tracked bytes are live host memory.
+    pub(crate) unsafe fn cpu_modified(&mut self, addr: u64, len: u64) -> Finding {
+        let line = self.line as usize;
+        let mut finding = Finding::default();
+        self.for_lines(addr, len, false, |page, idx, l, lo, hi| {
+            let off = idx * line;
+            let mask = page.meta[idx].mask & bits(lo, hi);
+            let mut host_line = [0u8; 128];
+            for (s, e) in runs(mask) {
+                // SAFETY: tracked bytes are live.
+                unsafe { host::read(l + s as u64, &mut host_line[s..e]) };
+                if host_line[s..e] != page.synced[off + s..off + e] {
+                    finding.add(l);
+                    break;
+                }
+            }
+        });
+        finding
+    }
+
+    /// Lines in the range the device wrote and the CPU has not invalidated.
+    pub(crate) fn not_invalidated(&mut self, addr: u64, len: u64) -> Finding {
+        let mut finding = Finding::default();
+        self.for_lines(addr, len, false, |page, idx, l, _lo, _hi| {
+            if page.meta[idx].refs > 0 && page.meta[idx].device_wrote {
+                finding.add(l);
+            }
+        });
+        finding
+    }
+
+    /// Evicts one random tracked line: written back if dirty. Returns the
+    /// line and whether it overwrote device data, if it was dirty.
+    ///
+    /// # Safety
+    ///
+    /// Tracked bytes are live host memory.
+    pub(crate) unsafe fn evict_random(&mut self, rng: &mut SplitMix64) -> Option<(u64, bool)> {
+        if self.order.is_empty() {
+            return None;
+        }
+        let line = self.line as usize;
+        let page_no = self.order[rng.below(self.order.len() as u64) as usize];
+        let page = self.pages.get_mut(&page_no)?;
+        let idx = rng.below(PAGE / self.line) as usize;
+        if page.meta[idx].refs == 0 {
+            return None;
+        }
+        let l = page_no * PAGE + (idx * line) as u64;
+        // SAFETY: forwarded.
+        let (dirty, over) = unsafe { Self::write_back(page, idx, l, line) };
+        dirty.then_some((l, over))
+    }
+
+    /// Whether the line is tracked with every byte covered (a fast path
+    /// check used by tests).
+    #[cfg(test)]
+    fn line_full(&mut self, l: u64) -> bool {
+        let full = bits(0, self.line as usize);
+        let mut r = false;
+        self.for_lines(l, 1, false, |page, idx, _, _, _| r = page.meta[idx].mask == full);
+        r
+    }
+
+    /// Number of shadow pages alive (tests check nothing leaks).
+    pub(crate) fn pages(&self) -> usize {
+        self.pages.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_split_masks() {
+        let v: Vec<_> = runs(bits(3, 9) | bits(20, 21) | bits(120, 128)).collect();
+        assert_eq!(v, vec![(3, 9), (20, 21), (120, 128)]);
+        assert_eq!(runs(u128::MAX).collect::<Vec<_>>(), vec![(0, 128)]);
+        assert_eq!(runs(0).count(), 0);
+    }
+
+    #[test]
+    fn track_untrack_leaves_nothing() {
+        let mut s = Shadow::new(64);
+        let buf = vec![0u8; 300];
+        let a = buf.as_ptr().expose_provenance() as u64;
+        // SAFETY: inside `buf`.
+        unsafe { s.track(a + 10, 200) };
+        assert!(s.covers(a + 10, 200));
+        assert!(!s.covers(a + 5, 10));
+        s.untrack(a + 10, 200, |_| 0);
+        assert_eq!(s.pages(), 0);
+    }
+
+    #[test]
+    fn clean_then_device_reads_cpu_data() {
+        let mut s = Shadow::new(64);
+        let mut buf = vec![0u8; 256];
+        let a = buf.as_mut_ptr().expose_provenance() as u64;
+        let a = (a + 63) & !63;
+        // SAFETY: inside `buf`.
+        unsafe { s.track(a, 128) };
+        assert!(s.line_full(a));
+        // SAFETY: inside `buf`, tracked.
+        unsafe { host::write(a, &[7u8; 128]) };
+        let mut out = [0u8; 128];
+        // SAFETY: tracked.
+        let f = unsafe { s.device_read(a, &mut out, true) };
+        assert_eq!(f.count, 2, "uncleaned lines are reported");
+        assert_eq!(out, [0u8; 128], "and the device read stale RAM");
+        // SAFETY: tracked.
+        unsafe { s.clean(a, 128) };
+        // SAFETY: tracked.
+        let f = unsafe { s.device_read(a, &mut out, true) };
+        assert_eq!(f.count, 0);
+        assert_eq!(out, [7u8; 128]);
+        s.untrack(a, 128, |_| 0);
+        drop(buf);
+    }
+}

@@ -1,0 +1,271 @@
+//! The two views of memory, the detector and the bus checks, end to end
+//! through the real direct backend.
+
+use dma_api::{
+    Bidirectional, Coherent, DeviceConstraints, DmaAddr, DmaAttrs, ErrorKind, FromDevice,
+    StreamingMapping, ToDevice,
+};
+use dma_sim::{Access, FaultKind, ReportKind, Sim, SimConfig};
+
+const ANY: DeviceConstraints = DeviceConstraints::UNCONSTRAINED;
+
+fn non_coherent(seed: u64) -> Sim {
+    Sim::new(SimConfig::non_coherent().seed(seed)).unwrap()
+}
+
+#[test]
+fn coherent_machine_needs_no_syncs() {
+    let sim = Sim::new(SimConfig::coherent()).unwrap();
+    let dev = sim.add_device("d");
+    let p = sim.coherent_platform(dev, ANY);
+    let mut tx = StreamingMapping::<_, ToDevice, _>::map(&p, vec![0u8; 100]).unwrap();
+    tx.write(0, b"abc").unwrap();
+    let mut seen = [0u8; 3];
+    sim.bus(dev).read(tx.dma_addr(), &mut seen).unwrap();
+    assert_eq!(&seen, b"abc");
+    let rx = StreamingMapping::<_, FromDevice, _>::map(&p, vec![0u8; 100]).unwrap();
+    sim.bus(dev).write(rx.dma_addr(), &[9; 100]).unwrap();
+    let mut now = [0u8; 100];
+    rx.read(0, &mut now).unwrap();
+    assert_eq!(now, [9; 100]);
+    assert_eq!(rx.unmap().unwrap(), vec![9; 100]);
+    drop(tx);
+    assert!(sim.reports().is_empty());
+    assert_eq!(sim.live_regions(), 0);
+}
+
+#[test]
+fn correct_driver_is_silent_and_right_on_every_seed_and_line_size() {
+    for line in [32, 64, 128] {
+        for seed in 0..50 {
+            let sim = Sim::new(SimConfig::non_coherent().line_size(line).seed(seed)).unwrap();
+            let dev = sim.add_device("d");
+            let p = sim.non_coherent_platform(dev, ANY);
+            // Transmit: write, sync, device reads.
+            let mut tx = StreamingMapping::<_, ToDevice, _>::map(&p, vec![0u8; 300]).unwrap();
+            tx.write(7, b"payload").unwrap();
+            tx.sync_for_device();
+            let mut seen = [0u8; 7];
+            sim.bus(dev).read(tx.dma_addr().checked_add(7).unwrap(), &mut seen).unwrap();
+            assert_eq!(&seen, b"payload");
+            drop(tx);
+            // Receive: device writes, sync, CPU reads.
+            let mut rx = StreamingMapping::<_, FromDevice, _>::map(&p, vec![0u8; 300]).unwrap();
+            sim.bus(dev).write(rx.dma_addr(), &[0x5a; 300]).unwrap();
+            sim.tick();
+            rx.sync_for_cpu();
+            let mut got = [0u8; 300];
+            rx.read(0, &mut got).unwrap();
+            assert_eq!(got, [0x5a; 300]);
+            assert_eq!(rx.unmap().unwrap(), vec![0x5a; 300]);
+            assert!(sim.reports().is_empty(), "seed {seed}: {:?}", sim.reports());
+            assert_eq!(sim.shadow_pages(), 0);
+        }
+    }
+}
+
+#[test]
+fn missing_clean_is_reported_on_every_seed() {
+    for seed in 0..200 {
+        let sim = non_coherent(seed);
+        let dev = sim.add_device("nic");
+        let p = sim.non_coherent_platform(dev, ANY);
+        let mut tx = StreamingMapping::<_, ToDevice, _>::map(&p, vec![0u8; 64]).unwrap();
+        tx.write(0, &[1; 64]).unwrap();
+        let mut seen = [0u8; 64];
+        sim.bus(dev).read(tx.dma_addr(), &mut seen).unwrap();
+        let r = sim.take_reports();
+        assert_eq!(r.len(), 1, "seed {seed}");
+        assert_eq!(r[0].kind, ReportKind::DeviceReadUncleaned);
+        let region = r[0].region.unwrap();
+        assert_eq!(region.dma, tx.dma_addr());
+        assert_eq!(r[0].device, Some(dev));
+        assert!(r[0].to_string().contains("sync_for_device"));
+    }
+}
+
+#[test]
+fn missing_invalidate_is_reported_and_data_is_stale() {
+    let sim = Sim::new(SimConfig::non_coherent().eviction_per_mille(0)).unwrap();
+    let dev = sim.add_device("d");
+    let p = sim.non_coherent_platform(dev, ANY);
+    let rx = StreamingMapping::<_, FromDevice, _>::map_with_attrs(
+        &p,
+        vec![0u8; 128],
+        DmaAttrs::SKIP_CPU_SYNC,
+    )
+    .unwrap();
+    sim.bus(dev).write(rx.dma_addr(), &[7; 128]).unwrap();
+    let buf = rx.unmap().unwrap();
+    assert_ne!(buf, vec![7; 128], "the CPU kept its stale lines");
+    let r = sim.take_reports();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].kind, ReportKind::CpuReadNotInvalidated);
+    assert_eq!(r[0].lines, 128 / 64 + usize::from(buf.as_ptr() as usize % 64 != 0));
+}
+
+#[test]
+fn cpu_writing_a_device_owned_buffer_is_reported() {
+    let sim = non_coherent(5);
+    let dev = sim.add_device("d");
+    let p = sim.non_coherent_platform(dev, ANY);
+    let mut rx = StreamingMapping::<_, Bidirectional, _>::map(&p, vec![0u8; 64]).unwrap();
+    rx.write(3, &[1]).unwrap(); // owned by the device now
+    rx.sync_for_cpu();
+    let r = sim.take_reports();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].kind, ReportKind::CpuWroteDeviceOwned);
+    // After sync_for_cpu the CPU owns it: writing and unmapping is fine.
+    rx.write(3, &[2]).unwrap();
+    drop(rx.unmap().unwrap());
+    assert!(sim.reports().is_empty());
+}
+
+#[test]
+fn device_write_over_a_dirty_line_is_reported() {
+    let sim = non_coherent(9);
+    let dev = sim.add_device("d");
+    let p = sim.non_coherent_platform(dev, ANY);
+    let mut rx = StreamingMapping::<_, Bidirectional, _>::map(&p, vec![0u8; 64]).unwrap();
+    rx.write(0, &[1; 8]).unwrap();
+    sim.bus(dev).write(rx.dma_addr(), &[2; 8]).unwrap();
+    let r = sim.take_reports();
+    assert_eq!(r[0].kind, ReportKind::CpuWroteDeviceOwned);
+    assert_eq!(r[0].device, Some(dev));
+}
+
+#[test]
+fn writeback_over_device_data_is_reported() {
+    // Device writes, the CPU writes the same line without taking it back
+    // first, then hands it back: the clean destroys the device's data.
+    let sim = Sim::new(SimConfig::non_coherent().eviction_per_mille(0)).unwrap();
+    let dev = sim.add_device("d");
+    let p = sim.non_coherent_platform(dev, ANY);
+    let mut m = StreamingMapping::<_, Bidirectional, _>::map(&p, vec![0u8; 64]).unwrap();
+    sim.bus(dev).write(m.dma_addr(), &[2; 8]).unwrap();
+    m.write(4, &[1]).unwrap(); // on a stale copy of the device's line
+    m.sync_for_device();
+    let kinds: Vec<_> = sim.take_reports().iter().map(|r| r.kind).collect();
+    assert!(kinds.contains(&ReportKind::DirtyWritebackOverDeviceData), "{kinds:?}");
+    let mut seen = [0u8; 8];
+    sim.bus(dev).read(m.dma_addr(), &mut seen).unwrap();
+    assert_ne!(seen, [2; 8], "the device's bytes were overwritten");
+
+    // The same by eviction.
+    let mut m2 = StreamingMapping::<_, Bidirectional, _>::map(&p, vec![0u8; 64]).unwrap();
+    sim.bus(dev).write(m2.dma_addr(), &[2; 8]).unwrap();
+    m2.write(4, &[1]).unwrap();
+    sim.take_reports();
+    sim.evict_all();
+    let r = sim.take_reports();
+    assert!(r.iter().any(|r| r.kind == ReportKind::DirtyWritebackOverDeviceData), "{r:?}");
+    assert!(sim.stats().lines_evicted >= 1);
+}
+
+#[test]
+#[should_panic(expected = "DeviceReadUncleaned")]
+fn reports_can_be_panics() {
+    let sim = Sim::new(SimConfig::non_coherent().panic_on_report(true)).unwrap();
+    let dev = sim.add_device("d");
+    let p = sim.non_coherent_platform(dev, ANY);
+    let mut tx = StreamingMapping::<_, ToDevice, _>::map(&p, vec![0u8; 64]).unwrap();
+    tx.write(0, &[1; 64]).unwrap();
+    let _ = sim.bus(dev).read_u64(tx.dma_addr());
+}
+
+#[test]
+fn the_device_reaches_nothing_outside_live_regions() {
+    let sim = non_coherent(1);
+    let dev = sim.add_device("d");
+    let other = sim.add_device("other");
+    let p = sim.non_coherent_platform(dev, ANY);
+    let guard = vec![0x11u8; 4096];
+    let guard_addr = DmaAddr::new(guard.as_ptr() as u64);
+    // Unmapped memory.
+    let f = sim.bus(dev).write(guard_addr, &[0; 16]).unwrap_err();
+    assert_eq!(f.kind, FaultKind::NotMapped);
+    assert_eq!(f.access, Access::Write);
+    assert_eq!(f.device, dev);
+    // One byte past a mapping: the whole access is refused.
+    let m = StreamingMapping::<_, FromDevice, _>::map(&p, vec![0u8; 100]).unwrap();
+    let f = sim.bus(dev).write(m.dma_addr(), &[0xee; 101]).unwrap_err();
+    assert_eq!(f.kind, FaultKind::NotMapped);
+    assert_eq!(f.addr.as_u64(), m.dma_addr().as_u64() + 100);
+    // Another device's mapping.
+    assert_eq!(sim.bus(other).write(m.dma_addr(), &[0; 4]).unwrap_err().kind, FaultKind::NotMapped);
+    // After unmap.
+    let dma = m.dma_addr();
+    let back = m.unmap().unwrap();
+    assert!(back.iter().all(|&b| b == 0), "nothing of the refused writes landed");
+    assert_eq!(sim.bus(dev).read_u32(dma).unwrap_err().kind, FaultKind::NotMapped);
+    // Writing a to-device buffer.
+    let tx = StreamingMapping::<_, ToDevice, _>::map(&p, vec![0u8; 8]).unwrap();
+    assert_eq!(sim.bus(dev).write_u32(tx.dma_addr(), 1).unwrap_err().kind, FaultKind::ReadOnlyMapping);
+    drop(tx);
+    assert!(guard.iter().all(|&b| b == 0x11));
+    assert_eq!(sim.faults().len(), 5);
+    let e: dma_api::Error = sim.take_faults()[0].into();
+    assert_eq!(e.kind(), ErrorKind::DeviceFault);
+}
+
+#[test]
+fn coherent_allocations_bypass_the_cache() {
+    let sim = non_coherent(2);
+    let dev = sim.add_device("d");
+    let p = sim.non_coherent_platform(dev, ANY);
+    let mut ring = Coherent::<[u64], _>::zeroed_slice(&p, 16).unwrap();
+    ring.write(2, 77).unwrap();
+    assert_eq!(sim.bus(dev).read_u64(ring.dma_addr().checked_add(16).unwrap()).unwrap(), 77);
+    sim.bus(dev).write_u64(ring.dma_addr(), 55).unwrap();
+    assert_eq!(ring.read(0).unwrap(), 55);
+    let dma = ring.dma_addr();
+    drop(ring);
+    assert!(sim.bus(dev).read_u64(dma).is_err());
+    assert!(sim.reports().is_empty());
+    assert_eq!(sim.stats().coherent_allocs, 1);
+    assert_eq!(sim.stats().coherent_frees, 1);
+}
+
+#[test]
+fn injected_faults_drop_the_access() {
+    let sim = non_coherent(3);
+    let dev = sim.add_device("d");
+    let p = sim.non_coherent_platform(dev, ANY);
+    let mut ring = Coherent::<[u8], _>::zeroed_slice(&p, 64).unwrap();
+    sim.inject_faults(dev, 1);
+    let f = sim.bus(dev).write(ring.dma_addr(), &[1; 64]).unwrap_err();
+    assert_eq!(f.kind, FaultKind::Injected);
+    assert_eq!(ring.read(0).unwrap(), 0);
+    sim.bus(dev).write(ring.dma_addr(), &[1; 64]).unwrap();
+    assert_eq!(ring.read(0).unwrap(), 1);
+    ring.write(0, 0).unwrap();
+}
+
+#[test]
+fn the_same_seed_replays_the_same_run() {
+    let run = |seed| {
+        let sim = non_coherent(seed);
+        let dev = sim.add_device("d");
+        let p = sim.non_coherent_platform(dev, ANY);
+        let mut out = Vec::new();
+        for i in 0..20u8 {
+            // A driver that never syncs: what the device reads depends on
+            // which lines happened to be evicted.
+            let mut tx = StreamingMapping::<_, ToDevice, _>::map(&p, vec![0u8; 512]).unwrap();
+            tx.write(0, &[i; 512]).unwrap();
+            let mut seen = [0u8; 512];
+            sim.bus(dev).read(tx.dma_addr(), &mut seen).unwrap();
+            out.push(seen.iter().filter(|&&b| b == i).count());
+        }
+        (out, sim.stats().lines_evicted)
+    };
+    assert_eq!(run(11), run(11));
+    assert_ne!(run(11), run(12));
+}
+
+#[test]
+fn invalid_configurations_are_refused() {
+    for bad in [SimConfig::non_coherent().line_size(48), SimConfig::non_coherent().eviction_per_mille(1001)] {
+        assert_eq!(Sim::new(bad).unwrap_err().kind(), ErrorKind::InvalidConstraints);
+    }
+}
