@@ -1,0 +1,430 @@
+//! Physical Region Page entries and lists (NVMe base spec 2.0, 4.1.1).
+//!
+//! The rules, from the spec:
+//! - a PRP entry is a 64-bit memory page address; its low bits are an
+//!   offset into the page, which must be dword aligned (bits 1:0 clear);
+//! - only the first entry (PRP1) may carry a non-zero offset: every other
+//!   entry, in PRP2 or in a list, points at the start of a memory page;
+//! - so a transfer PRP can describe is contiguous within pages: its first
+//!   segment may start anywhere dword aligned, every segment but the last
+//!   ends on a memory page boundary, and every segment but the first
+//!   starts on one;
+//! - PRP2 is unused when the data lies in one page, is the second page
+//!   when it spans exactly two, and otherwise points at a PRP list (qword
+//!   aligned, possibly at an offset); a list runs to the end of its memory
+//!   page, where, if more entries follow, the last slot points to the next
+//!   list page instead of to data.
+//!
+//! The memory page size is the controller's CC.MPS: `2^(12 + MPS)` bytes,
+//! 4 KiB to 128 MiB.
+
+use dma_api::{DmaAddr, Error, ErrorKind, Result};
+
+use crate::DmaSegment;
+
+/// The size of one PRP entry in bytes.
+pub const PRP_ENTRY_SIZE: usize = 8;
+
+/// Checks an NVMe memory page size: `2^(12 + MPS)` for a 4-bit MPS.
+pub(crate) fn check_page_size(page: u64) -> Result<()> {
+    if page.is_power_of_two() && (1 << 12..=1 << 27).contains(&page) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidConstraints,
+            "NVMe memory page size must be a power of two from 4 KiB to 128 MiB",
+        )
+        .len(page))
+    }
+}
+
+/// The PRP geometry of a transfer, once its segments are known to be
+/// describable by PRPs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrpLayout {
+    /// How many PRP entries describe the data (PRP1, PRP2 and list
+    /// entries, not counting chain pointers).
+    pub entries: usize,
+    /// The transfer length in bytes.
+    pub total_len: u64,
+}
+
+impl PrpLayout {
+    /// Checks that `segments` can be described by PRPs with memory pages
+    /// of `page_size` bytes, and counts the entries.
+    ///
+    /// # Errors
+    ///
+    /// [`ZeroSize`](ErrorKind::ZeroSize) for no segments or an empty one;
+    /// [`AddressOverflow`](ErrorKind::AddressOverflow) for one that wraps;
+    /// [`Misaligned`](ErrorKind::Misaligned) when the first address is not
+    /// dword aligned, a later segment does not start on a memory page, or a
+    /// segment other than the last does not end on one;
+    /// [`InvalidConstraints`](ErrorKind::InvalidConstraints) for a page
+    /// size NVMe cannot use; [`TooManySegments`](ErrorKind::TooManySegments)
+    /// when the entry count does not fit in `usize`.
+    pub fn of<I>(segments: I, page_size: usize) -> Result<Self>
+    where
+        I: IntoIterator<Item = DmaSegment>,
+    {
+        let page = page_size as u64;
+        check_page_size(page)?;
+        let mut entries = 0u64;
+        let mut total = 0u64;
+        let mut prev_end: Option<u64> = None;
+        for (i, seg) in segments.into_iter().enumerate() {
+            let addr = seg.addr.as_u64();
+            if seg.len == 0 {
+                return Err(Error::new(ErrorKind::ZeroSize, "empty PRP segment").at(addr));
+            }
+            let end = seg.end().ok_or(
+                Error::new(
+                    ErrorKind::AddressOverflow,
+                    "segment wraps past the top of the address space",
+                )
+                .at(addr)
+                .len(seg.len),
+            )?;
+            if i == 0 && addr & 3 != 0 {
+                return Err(Error::new(
+                    ErrorKind::Misaligned,
+                    "PRP entries must be dword aligned",
+                )
+                .at(addr));
+            }
+            if i > 0 && addr & (page - 1) != 0 {
+                return Err(Error::new(
+                    ErrorKind::Misaligned,
+                    "only the first PRP entry may carry a page offset",
+                )
+                .at(addr));
+            }
+            if let Some(e) = prev_end {
+                if e & (page - 1) != 0 {
+                    return Err(Error::new(
+                        ErrorKind::Misaligned,
+                        "every PRP segment but the last must end on a memory page boundary",
+                    )
+                    .at(e));
+                }
+            }
+            prev_end = Some(end);
+            entries += ((addr & (page - 1)) + seg.len).div_ceil(page);
+            total = total.checked_add(seg.len).ok_or(
+                Error::new(ErrorKind::AddressOverflow, "transfer length overflows").len(seg.len),
+            )?;
+        }
+        if prev_end.is_none() {
+            return Err(Error::new(ErrorKind::ZeroSize, "no segments to describe"));
+        }
+        let entries = usize::try_from(entries).map_err(|_| {
+            Error::new(ErrorKind::TooManySegments, "more PRP entries than fit in usize")
+                .len(entries)
+        })?;
+        Ok(Self {
+            entries,
+            total_len: total,
+        })
+    }
+}
+
+/// The PRP entries of a transfer, in order: the first segment's address,
+/// then the start of every further memory page it and the other segments
+/// touch. Check the segments with [`PrpLayout::of`] first; this iterator
+/// assumes they are describable.
+#[derive(Clone, Debug)]
+pub struct PrpEntries<I> {
+    segments: I,
+    next: u64,
+    end: u64,
+    page: u64,
+}
+
+impl<I: Iterator<Item = DmaSegment>> PrpEntries<I> {
+    /// The entries of `segments` with `page_size`-byte memory pages.
+    pub fn new<T: IntoIterator<IntoIter = I>>(segments: T, page_size: usize) -> Self {
+        Self {
+            segments: segments.into_iter(),
+            next: 0,
+            end: 0,
+            page: page_size as u64,
+        }
+    }
+}
+
+impl<I: Iterator<Item = DmaSegment>> Iterator for PrpEntries<I> {
+    type Item = DmaAddr;
+
+    fn next(&mut self) -> Option<DmaAddr> {
+        while self.next >= self.end {
+            let seg = self.segments.next()?;
+            self.next = seg.addr.as_u64();
+            self.end = seg.end().unwrap_or(u64::MAX);
+        }
+        let entry = self.next;
+        self.next = (entry & !(self.page - 1))
+            .checked_add(self.page)
+            .unwrap_or(self.end);
+        Some(DmaAddr::new(entry))
+    }
+}
+
+/// Walks a command's PRPs as a controller does, calling `visit` with each
+/// data range in order, and checking every rule a controller checks
+/// (anything read from memory is untrusted). `read_entry` returns the
+/// eight bytes at a device address, as a little-endian `u64`.
+///
+/// It is the reference a device model (or a test) decodes encodings with.
+///
+/// # Errors
+///
+/// [`ZeroSize`](ErrorKind::ZeroSize) for `len == 0`;
+/// [`Misaligned`](ErrorKind::Misaligned) for a PRP1 offset that is not
+/// dword aligned, a PRP2 or list entry with an offset, or a list pointer
+/// that is not qword aligned; [`AddressOverflow`](ErrorKind::AddressOverflow)
+/// when a list or page runs off the top of the address space;
+/// [`InvalidConstraints`](ErrorKind::InvalidConstraints) for a bad page
+/// size; and whatever `read_entry` or `visit` return.
+pub fn walk_prp<R, V>(
+    prp1: DmaAddr,
+    prp2: DmaAddr,
+    len: u64,
+    page_size: usize,
+    mut read_entry: R,
+    mut visit: V,
+) -> Result<()>
+where
+    R: FnMut(DmaAddr) -> Result<u64>,
+    V: FnMut(DmaSegment) -> Result<()>,
+{
+    let page = page_size as u64;
+    check_page_size(page)?;
+    if len == 0 {
+        return Err(Error::new(ErrorKind::ZeroSize, "zero-length transfer"));
+    }
+    let offset_error = |msg, at: u64| Err(Error::new(ErrorKind::Misaligned, msg).at(at));
+    let p1 = prp1.as_u64();
+    if p1 & 3 != 0 {
+        return offset_error("PRP1 offset is not dword aligned", p1);
+    }
+    let first = len.min(page - (p1 & (page - 1)));
+    visit(DmaSegment::new(prp1, first))?;
+    let mut remaining = len - first;
+    if remaining == 0 {
+        return Ok(());
+    }
+    let p2 = prp2.as_u64();
+    if remaining <= page {
+        if p2 & (page - 1) != 0 {
+            return offset_error("PRP2 data page has an offset", p2);
+        }
+        return visit(DmaSegment::new(prp2, remaining));
+    }
+    if p2 & 7 != 0 {
+        return offset_error("PRP list pointer is not qword aligned", p2);
+    }
+    let mut slot = p2;
+    while remaining > 0 {
+        let next_slot = slot.checked_add(PRP_ENTRY_SIZE as u64).ok_or(
+            Error::new(ErrorKind::AddressOverflow, "PRP list runs off the address space").at(slot),
+        )?;
+        let entry = read_entry(DmaAddr::new(slot))?;
+        if entry & (page - 1) != 0 {
+            return offset_error("PRP list entry has an offset", entry);
+        }
+        if next_slot & (page - 1) == 0 && remaining > page {
+            // The last slot of a list page with more than one page to go:
+            // a pointer to the next list page.
+            slot = entry;
+            continue;
+        }
+        let n = remaining.min(page);
+        if entry.checked_add(n - 1).is_none() {
+            return Err(Error::new(
+                ErrorKind::AddressOverflow,
+                "data page runs off the address space",
+            )
+            .at(entry));
+        }
+        visit(DmaSegment::new(DmaAddr::new(entry), n))?;
+        remaining -= n;
+        slot = next_slot;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "alloc")]
+pub use encode::{encode_prp, PrpRequest};
+
+#[cfg(feature = "alloc")]
+mod encode {
+    use alloc::vec::Vec;
+
+    use dma_api::{DmaAddr, DmaAlloc, Error, ErrorKind, PoolBlock, Result};
+
+    use super::{PrpEntries, PrpLayout, PRP_ENTRY_SIZE};
+    use crate::nvme::NvmePools;
+    use crate::DmaSegment;
+
+    /// A command's PRPs, owning the list memory they point into; the list
+    /// blocks go back to their pools when it is dropped, so keep it until
+    /// the command completes.
+    pub struct PrpRequest<'pool, P: DmaAlloc> {
+        prp1: DmaAddr,
+        prp2: DmaAddr,
+        lists: Vec<PoolBlock<'pool, P>>,
+    }
+
+    impl<P: DmaAlloc> PrpRequest<'_, P> {
+        /// PRP1: command dwords 6 and 7.
+        pub fn prp1(&self) -> DmaAddr {
+            self.prp1
+        }
+
+        /// PRP2: command dwords 8 and 9 (zero when unused).
+        pub fn prp2(&self) -> DmaAddr {
+            self.prp2
+        }
+
+        /// How many list blocks the request holds.
+        pub fn list_blocks(&self) -> usize {
+            self.lists.len()
+        }
+
+        /// The device addresses of the list blocks, in chain order.
+        pub fn list_addrs(&self) -> impl Iterator<Item = DmaAddr> + '_ {
+            self.lists.iter().map(|b| b.dma_addr())
+        }
+    }
+
+    impl<P: DmaAlloc> core::fmt::Debug for PrpRequest<'_, P> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.debug_struct("PrpRequest")
+                .field("prp1", &self.prp1)
+                .field("prp2", &self.prp2)
+                .field("list_blocks", &self.lists.len())
+                .finish()
+        }
+    }
+
+    /// Encodes `segments` (in device addresses) as PRP1, PRP2 and, when
+    /// they span more than two memory pages, a PRP list in pool memory:
+    /// a 256-byte block for up to 32 entries, else memory pages chained
+    /// through their last slot, as Linux's `nvme_pci_setup_prps` does.
+    ///
+    /// ```
+    /// use dma_api::{DeviceConstraints, DmaAddr, HostMemory};
+    /// use dma_direct::DirectPlatform;
+    /// use dma_sg::{nvme, DmaSegment};
+    ///
+    /// let platform = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
+    /// let pools = nvme::NvmePools::new(&platform, 4096, 4, 8)?;
+    /// // 0x200 bytes before a page boundary, then one full page elsewhere.
+    /// let segs = [
+    ///     DmaSegment::new(DmaAddr::new(0x1_0e00), 0x200),
+    ///     DmaSegment::new(DmaAddr::new(0x8_0000), 0x1000),
+    /// ];
+    /// let req = nvme::encode_prp(&pools, segs)?;
+    /// assert_eq!(req.prp1(), DmaAddr::new(0x1_0e00));
+    /// assert_eq!(req.prp2(), DmaAddr::new(0x8_0000)); // two pages: no list
+    /// assert_eq!(req.list_blocks(), 0);
+    /// # Ok::<(), dma_api::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`PrpLayout::of`] for segments PRPs cannot describe;
+    /// [`PoolExhausted`](ErrorKind::PoolExhausted) when the pools run dry
+    /// (blocks taken so far go back); [`Misaligned`](ErrorKind::Misaligned)
+    /// if the platform hands out list memory that is not page (or qword)
+    /// aligned.
+    pub fn encode_prp<'pool, P, I>(
+        pools: &'pool NvmePools<P>,
+        segments: I,
+    ) -> Result<PrpRequest<'pool, P>>
+    where
+        P: DmaAlloc,
+        I: IntoIterator<Item = DmaSegment>,
+        I::IntoIter: Clone,
+    {
+        let segments = segments.into_iter();
+        let page = pools.page_size();
+        let layout = PrpLayout::of(segments.clone(), page)?;
+        let mut entries = PrpEntries::new(segments, page);
+        let mut next = || {
+            entries.next().ok_or(Error::new(
+                ErrorKind::OutOfRange,
+                "segments changed while being encoded",
+            ))
+        };
+        let prp1 = next()?;
+        let mut request = PrpRequest {
+            prp1,
+            prp2: DmaAddr::ZERO,
+            lists: Vec::new(),
+        };
+        match layout.entries {
+            1 => {}
+            2 => request.prp2 = next()?,
+            n => request.prp2 = write_lists(pools, &mut next, n - 1, &mut request.lists)?,
+        }
+        Ok(request)
+    }
+
+    /// Writes `remaining` entries into list blocks, chaining full pages;
+    /// returns the head's address.
+    fn write_lists<'pool, P: DmaAlloc>(
+        pools: &'pool NvmePools<P>,
+        next: &mut impl FnMut() -> Result<DmaAddr>,
+        mut remaining: usize,
+        lists: &mut Vec<PoolBlock<'pool, P>>,
+    ) -> Result<DmaAddr> {
+        let page = pools.page_size() as u64;
+        let mut block = pools.alloc_for(remaining.saturating_mul(PRP_ENTRY_SIZE))?;
+        let head = block.dma_addr();
+        if !head.is_aligned(PRP_ENTRY_SIZE as u64) {
+            return Err(Error::new(
+                ErrorKind::Misaligned,
+                "PRP list is not qword aligned",
+            )
+            .at(head.as_u64()));
+        }
+        lists.try_reserve(remaining.div_ceil(page as usize / PRP_ENTRY_SIZE - 1)).map_err(|_| {
+            Error::new(ErrorKind::OutOfMemory, "no memory to track PRP list blocks")
+        })?;
+        loop {
+            // A list runs to the end of its memory page; a block that stops
+            // short of it cannot chain, since the controller would take the
+            // page's last slot as the pointer.
+            let start = block.dma_addr().as_u64();
+            let to_page_end = page - (start & (page - 1));
+            let reaches_page_end = block.size() as u64 >= to_page_end;
+            let slots = (block.size() as u64).min(to_page_end) as usize / PRP_ENTRY_SIZE;
+            if remaining <= slots {
+                for i in 0..remaining {
+                    block.write_at::<u64>(i * PRP_ENTRY_SIZE, next()?.as_u64().to_le())?;
+                }
+                lists.push(block);
+                return Ok(head);
+            }
+            if !reaches_page_end || slots < 2 {
+                return Err(Error::new(
+                    ErrorKind::InvalidConstraints,
+                    "PRP list block too short to chain",
+                )
+                .at(start));
+            }
+            for i in 0..slots - 1 {
+                block.write_at::<u64>(i * PRP_ENTRY_SIZE, next()?.as_u64().to_le())?;
+            }
+            remaining -= slots - 1;
+            let chained = pools.alloc_page()?;
+            block.write_at::<u64>(
+                (slots - 1) * PRP_ENTRY_SIZE,
+                chained.dma_addr().as_u64().to_le(),
+            )?;
+            lists.push(block);
+            block = chained;
+        }
+    }
+}
