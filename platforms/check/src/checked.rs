@@ -67,10 +67,11 @@ impl Config {
         self.mode
     }
 
-    /// The cache line size for overlap tracking. Default: the wrapped
-    /// platform's [`dma_alignment`](DmaMap::dma_alignment), which is 1 on a
-    /// coherent platform; set 64 there to catch what would break on a
-    /// non-coherent one.
+    /// The cache line size for overlap tracking, a power of two. Default:
+    /// the wrapped platform's [`dma_alignment`](DmaMap::dma_alignment),
+    /// which is 1 on a coherent platform; set 64 there to catch what would
+    /// break on a non-coherent one. The checker's own `dma_alignment` is
+    /// raised to it, so buffers made with `DmaBuf::for_device` comply.
     pub const fn cache_line(mut self, bytes: usize) -> Self {
         self.cache_line = Some(bytes);
         self
@@ -331,8 +332,12 @@ unsafe impl<P: DmaMap> DmaMap for Checked<P> {
         self.inner.virt_to_phys(cpu, len)
     }
 
+    /// The inner platform's, raised to the configured cache line: a
+    /// driver that asks (`DmaBuf::for_device`) then gets buffers that pass
+    /// the overlap check it is being held to.
     fn dma_alignment(&self) -> usize {
-        self.inner.dma_alignment()
+        let inner = self.inner.dma_alignment();
+        self.config.cache_line.map_or(inner, |line| inner.max(line))
     }
 
     unsafe fn map(

@@ -11,10 +11,9 @@ use dma_api::{
     DeviceConstraints, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, ErrorKind, HostMemory, PhysAddr,
     RawMapping, SgEntry,
 };
-use dma_check::{
-    classify, Checked, Config, CpuSide, Field, MappingKind, MemoryClass, Mode, Operation, Report,
-    SyncPoint,
-};
+#[cfg(target_os = "linux")]
+use dma_check::{classify, MemoryClass};
+use dma_check::{Checked, Config, CpuSide, Field, MappingKind, Mode, Operation, Report, SyncPoint};
 use dma_coherence::HardwareCoherent;
 use dma_direct::DirectPlatform;
 
@@ -462,8 +461,10 @@ fn sync_in_a_direction_the_mapping_does_not_allow() {
 
 // ---- stack and read-only memory ----------------------------------------
 
+#[cfg(target_os = "linux")]
 static READ_ONLY: [u8; 256] = [0x5a; 256];
 
+#[cfg(target_os = "linux")]
 #[test]
 fn mapping_stack_memory_is_refused() {
     let p = Checked::with_config(
@@ -494,6 +495,7 @@ fn mapping_stack_memory_is_refused() {
     assert!(p.reports().is_empty());
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn mapping_read_only_memory_is_refused() {
     let p = Checked::with_config(
