@@ -1,0 +1,137 @@
+//! Board bring-up: what every test in the image starts from.
+//!
+//! This is the API the NVMe tests call: [`Board::bring_up`] returns the
+//! board with the MMU on, the NVMe controller found with its BAR assigned
+//! (and still disabled), and the SMMU initialised with translation off.
+
+use alloc::format;
+use alloc::string::String;
+use core::ptr::NonNull;
+
+use dma_qemu_virt::memmap::{
+    ECAM_BASE, NVME_DEVICE_ID, NVME_VENDOR_ID, PCI_MMIO32_BASE, PCI_MMIO32_SIZE, SMMU_BASE,
+};
+use dma_qemu_virt::memory::BoardMemory;
+use dma_qemu_virt::nvme::NvmeController;
+use dma_qemu_virt::pci::{self, AssignedBar, Ecam, Function, MmioWindow};
+use dma_qemu_virt::smmu::{Smmu, SmmuConfig};
+use dma_qemu_virt::timer::GenericTimer;
+use dma_qemu_virt::{BoardError, Result};
+
+/// The board's DMA memory (page pools under the identity map).
+// SAFETY: the identity map covers the pools (it is turned on before any
+// allocation), nothing else uses the pool regions, and this is the only
+// BoardMemory.
+pub static MEMORY: BoardMemory = unsafe { BoardMemory::qemu_virt() };
+
+/// The board, brought up.
+pub struct Board {
+    /// The timer every wait is measured on.
+    pub clock: GenericTimer,
+    /// DMA pages and address translation.
+    pub memory: &'static BoardMemory,
+    /// The NVMe controller's PCI function.
+    pub nvme_function: Function,
+    /// Its BAR0.
+    pub nvme_bar: AssignedBar,
+    /// The controller, disabled.
+    pub nvme: NvmeController,
+    /// The SMMU: queues on, every stream aborting, translation off.
+    pub smmu: Smmu<&'static BoardMemory>,
+}
+
+impl Board {
+    /// The NVMe controller's SMMU StreamID (its PCI routing id).
+    pub fn nvme_stream_id(&self) -> u32 {
+        u32::from(self.nvme_function.bdf.routing_id())
+    }
+
+    /// Turns on the MMU and caches, then finds and sets up the devices.
+    /// Each step's outcome goes to `step` (name, detail or error) so the
+    /// suite can report it.
+    ///
+    /// # Errors
+    ///
+    /// The first failing step's error.
+    pub fn bring_up(mut step: impl FnMut(&str, Result<String>)) -> Result<Self> {
+        // SAFETY: called once from image_main, at EL1 with the MMU off,
+        // before anything depends on memory types.
+        unsafe { dma_qemu_virt::mmu::enable_identity_map() };
+        // SAFETY: once, with the identity map on, before any allocation.
+        unsafe { crate::init_heap() };
+        let (m, c, i) = dma_qemu_virt::mmu::mmu_and_caches_on();
+        let mmu = if m && c && i {
+            Ok(String::from("SCTLR_EL1.{M,C,I} = 1"))
+        } else {
+            Err(BoardError::Unsupported("SCTLR_EL1.{M,C,I} stayed clear"))
+        };
+        step("mmu.caches_on", mmu.clone());
+        mmu?;
+
+        let clock = GenericTimer;
+        let ecam = NonNull::new(ECAM_BASE as *mut u8).ok_or(BoardError::NotFound("ECAM"))?;
+        // SAFETY: the highmem ECAM covers 256 buses at ECAM_BASE, mapped
+        // Device-nGnRE by the identity map, and only this code uses it.
+        let mut cfg = unsafe { Ecam::new(ecam, 256) };
+        let found = pci::find(&mut cfg, |f| {
+            f.vendor == NVME_VENDOR_ID && f.device == NVME_DEVICE_ID
+        })
+        .ok_or(BoardError::NotFound("NVMe 1b36:0010 on bus 0"));
+        step(
+            "pci.nvme_found",
+            found
+                .as_ref()
+                .map_err(|e| *e)
+                .map(|f| format!("{:02x}:{:02x}.{}", f.bdf.bus, f.bdf.device, f.bdf.function)),
+        );
+        let nvme_function = found?;
+
+        let mut window = MmioWindow::new(PCI_MMIO32_BASE, PCI_MMIO32_SIZE);
+        let bar = pci::assign_memory_bar(&mut cfg, nvme_function.bdf, 0, &mut window);
+        step(
+            "pci.bar0_assigned",
+            bar.as_ref().map_err(|e| *e).map(|b| {
+                format!(
+                    "{:#x} size {:#x} 64-bit {}",
+                    b.addr, b.size, b.kind.is_64bit
+                )
+            }),
+        );
+        let nvme_bar = bar?;
+
+        let bar_ptr = NonNull::new(nvme_bar.addr as *mut u8).ok_or(BoardError::NotFound("BAR0"))?;
+        // SAFETY: BAR0 was just placed in the 32-bit window, which the
+        // identity map maps Device-nGnRE; memory decoding is on; only this
+        // driver uses it.
+        let nvme = unsafe { NvmeController::new(bar_ptr, nvme_bar.size as usize) };
+        step(
+            "nvme.capabilities",
+            nvme.as_ref()
+                .map(|c| format!("doorbell stride {}", c.capabilities().doorbell_stride))
+                .map_err(|e| *e),
+        );
+        let nvme = nvme?;
+
+        let smmu_base = NonNull::new(SMMU_BASE as *mut u8).ok_or(BoardError::NotFound("SMMU"))?;
+        // SAFETY: the SMMUv3 frame at SMMU_BASE is mapped Device-nGnRE by the
+        // identity map; the pools' physical addresses are what the SMMU
+        // sees (no offset on `virt`); nothing else drives the SMMU.
+        let smmu = unsafe { Smmu::new(smmu_base, &MEMORY, SmmuConfig::default(), &clock) };
+        step(
+            "smmu.init",
+            smmu.as_ref()
+                .map(|_| String::from("queues on, streams abort"))
+                .map_err(|e| *e),
+        );
+        let smmu = smmu?;
+
+        Ok(Self {
+            clock,
+            memory: &MEMORY,
+            nvme_function,
+            nvme_bar,
+            nvme,
+            smmu,
+        })
+    }
+}

@@ -1,0 +1,554 @@
+//! The NVMe controller's register block and its bring-up (NVMe Base
+//! Specification 2.0c, §3.1.4 "Controller Properties" and §3.5.1
+//! "Memory-based Controller Initialization").
+//!
+//! This is the part of a driver that is about the controller, not about
+//! queues: reading CAP/VS, disabling, programming the admin queue
+//! addresses, enabling, and finding each queue's doorbells (whose stride
+//! comes from CAP.DSTRD). The queues themselves are `dma-ring`'s.
+
+use core::ptr::NonNull;
+use core::time::Duration;
+
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
+
+use crate::timer::{wait_for, Clock};
+use crate::{BoardError, Result};
+
+/// Register fields (tock-registers generates the `Register` types and
+/// value constants; each field is documented where it is defined).
+#[allow(missing_docs)]
+pub mod fields64 {
+    use tock_registers::register_bitfields;
+
+    register_bitfields![u64,
+        /// CAP, controller capabilities (§3.1.4.1).
+        pub CAP [
+            /// Maximum queue entries supported, zero-based.
+            MQES OFFSET(0) NUMBITS(16) [],
+            /// Contiguous queues required.
+            CQR OFFSET(16) NUMBITS(1) [],
+            /// Worst-case time to ready, in 500 ms units.
+            TO OFFSET(24) NUMBITS(8) [],
+            /// Doorbell stride: doorbells are `4 << DSTRD` bytes apart.
+            DSTRD OFFSET(32) NUMBITS(4) [],
+            /// Command sets supported; bit 0 = NVM.
+            CSS OFFSET(37) NUMBITS(8) [],
+            /// Minimum memory page size, `2^(12 + MPSMIN)`.
+            MPSMIN OFFSET(48) NUMBITS(4) [],
+            /// Maximum memory page size, `2^(12 + MPSMAX)`.
+            MPSMAX OFFSET(52) NUMBITS(4) []
+        ]
+    ];
+}
+pub use fields64::CAP;
+
+/// Register fields (tock-registers generates the `Register` types and
+/// value constants; each field is documented where it is defined).
+#[allow(missing_docs)]
+pub mod fields32 {
+    use tock_registers::register_bitfields;
+
+    register_bitfields![u32,
+        /// VS, version (§3.1.4.2).
+        pub VS [
+            /// Tertiary version.
+            TER OFFSET(0) NUMBITS(8) [],
+            /// Minor version.
+            MNR OFFSET(8) NUMBITS(8) [],
+            /// Major version.
+            MJR OFFSET(16) NUMBITS(16) []
+        ],
+        /// CC, controller configuration (§3.1.4.5).
+        pub CC [
+            /// Enable.
+            EN OFFSET(0) NUMBITS(1) [],
+            /// I/O command set selected: 0 = NVM.
+            CSS OFFSET(4) NUMBITS(3) [],
+            /// Memory page size, `2^(12 + MPS)`.
+            MPS OFFSET(7) NUMBITS(4) [],
+            /// Arbitration mechanism: 0 = round robin.
+            AMS OFFSET(11) NUMBITS(3) [],
+            /// Shutdown notification.
+            SHN OFFSET(14) NUMBITS(2) [],
+            /// I/O submission queue entry size, `2^IOSQES` (6: 64 bytes).
+            IOSQES OFFSET(16) NUMBITS(4) [],
+            /// I/O completion queue entry size, `2^IOCQES` (4: 16 bytes).
+            IOCQES OFFSET(20) NUMBITS(4) []
+        ],
+        /// CSTS, controller status (§3.1.4.6).
+        pub CSTS [
+            /// Ready.
+            RDY OFFSET(0) NUMBITS(1) [],
+            /// Controller fatal status.
+            CFS OFFSET(1) NUMBITS(1) [],
+            /// Shutdown status.
+            SHST OFFSET(2) NUMBITS(2) []
+        ],
+        /// AQA, admin queue attributes (§3.1.4.8); sizes are zero-based.
+        pub AQA [
+            /// Admin submission queue size.
+            ASQS OFFSET(0) NUMBITS(12) [],
+            /// Admin completion queue size.
+            ACQS OFFSET(16) NUMBITS(12) []
+        ]
+    ];
+}
+pub use fields32::{AQA, CC, CSTS, VS};
+
+register_structs! {
+    /// The controller properties at the start of BAR0 (§3.1.4, Figure 35).
+    pub NvmeRegisters {
+        /// Controller capabilities.
+        (0x00 => pub cap: ReadOnly<u64, CAP::Register>),
+        /// Version.
+        (0x08 => pub vs: ReadOnly<u32, VS::Register>),
+        /// Interrupt mask set.
+        (0x0c => pub intms: WriteOnly<u32>),
+        /// Interrupt mask clear.
+        (0x10 => pub intmc: WriteOnly<u32>),
+        /// Controller configuration.
+        (0x14 => pub cc: ReadWrite<u32, CC::Register>),
+        (0x18 => _reserved0),
+        /// Controller status.
+        (0x1c => pub csts: ReadOnly<u32, CSTS::Register>),
+        /// NVM subsystem reset.
+        (0x20 => pub nssr: ReadWrite<u32>),
+        /// Admin queue attributes.
+        (0x24 => pub aqa: ReadWrite<u32, AQA::Register>),
+        /// Admin submission queue base address.
+        (0x28 => pub asq: ReadWrite<u64>),
+        /// Admin completion queue base address.
+        (0x30 => pub acq: ReadWrite<u64>),
+        (0x38 => @END),
+    }
+}
+
+/// Offset of the first doorbell in BAR0 (§3.1.4.22).
+pub const DOORBELL_BASE: usize = 0x1000;
+/// Submission queue entry size: 64 bytes (`2^6`).
+pub const SQE_SIZE_LOG2: u32 = 6;
+/// Completion queue entry size: 16 bytes (`2^4`).
+pub const CQE_SIZE_LOG2: u32 = 4;
+/// The page size the driver sets (CC.MPS = 0): 4 KiB.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// The byte offset in BAR0 of queue `qid`'s submission tail doorbell
+/// (`completion = false`) or completion head doorbell (`completion = true`):
+/// `0x1000 + (2 * qid + completion) * (4 << CAP.DSTRD)` (§3.1.4.22/23).
+pub const fn doorbell_offset(qid: u16, completion: bool, dstrd: u8) -> usize {
+    DOORBELL_BASE + (2 * qid as usize + completion as usize) * (4usize << dstrd)
+}
+
+/// Decoded CAP and VS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Entries a queue may have (MQES + 1).
+    pub max_queue_entries: u32,
+    /// Queues must be physically contiguous.
+    pub contiguous_queues: bool,
+    /// Worst-case enable/disable time.
+    pub timeout: Duration,
+    /// CAP.DSTRD.
+    pub doorbell_stride: u8,
+    /// Smallest memory page size, bytes.
+    pub min_page_size: u64,
+    /// Largest memory page size, bytes.
+    pub max_page_size: u64,
+    /// The NVM command set is supported.
+    pub nvm_command_set: bool,
+    /// Version as (major, minor, tertiary).
+    pub version: (u16, u8, u8),
+}
+
+impl Capabilities {
+    /// Decodes raw CAP and VS values.
+    pub fn decode(cap: u64, vs: u32) -> Self {
+        let cap = tock_registers::LocalRegisterCopy::<u64, CAP::Register>::new(cap);
+        let vs = tock_registers::LocalRegisterCopy::<u32, VS::Register>::new(vs);
+        Self {
+            max_queue_entries: cap.read(CAP::MQES) as u32 + 1,
+            contiguous_queues: cap.is_set(CAP::CQR),
+            // A zero CAP.TO would be a broken controller; still wait 500 ms.
+            timeout: Duration::from_millis(500 * cap.read(CAP::TO).max(1)),
+            doorbell_stride: cap.read(CAP::DSTRD) as u8,
+            min_page_size: 1 << (12 + cap.read(CAP::MPSMIN)),
+            max_page_size: 1 << (12 + cap.read(CAP::MPSMAX)),
+            nvm_command_set: cap.read(CAP::CSS) & 1 != 0,
+            version: (
+                vs.read(VS::MJR) as u16,
+                vs.read(VS::MNR) as u8,
+                vs.read(VS::TER) as u8,
+            ),
+        }
+    }
+}
+
+/// Where the admin queues live and how many entries each has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminQueues {
+    /// Device address of the admin submission queue (4 KiB aligned).
+    pub sq: u64,
+    /// Entries in the admin submission queue (2..=4096).
+    pub sq_entries: u16,
+    /// Device address of the admin completion queue (4 KiB aligned).
+    pub cq: u64,
+    /// Entries in the admin completion queue (2..=4096).
+    pub cq_entries: u16,
+}
+
+/// A doorbell register: one 32-bit write-only MMIO word.
+#[derive(Clone, Copy, Debug)]
+pub struct Doorbell {
+    reg: NonNull<u32>,
+}
+
+// SAFETY: a doorbell is an MMIO address; writing it from another context is
+// as valid as from this one, and the queue that owns it serialises writes.
+unsafe impl Send for Doorbell {}
+
+impl Doorbell {
+    /// Writes `value` (a new tail or head index). The caller orders its
+    /// queue-memory writes before this with `dma_coherence::barrier::before_doorbell`.
+    pub fn ring(&self, value: u32) {
+        // SAFETY: `reg` is a doorbell inside the BAR the controller was
+        // created over (`NvmeController::new`), 4-byte aligned.
+        unsafe { self.reg.as_ptr().write_volatile(value) }
+    }
+
+    /// The register's address, for a ring library that writes it itself.
+    pub fn as_ptr(&self) -> *mut u32 {
+        self.reg.as_ptr()
+    }
+}
+
+/// An NVMe controller behind its BAR0.
+pub struct NvmeController {
+    bar: NonNull<u8>,
+    bar_size: usize,
+    caps: Capabilities,
+}
+
+// SAFETY: the controller is an MMIO region; the handle is used through
+// `&self`/`&mut self` like any owned device.
+unsafe impl Send for NvmeController {}
+
+impl NvmeController {
+    /// The controller whose BAR0 is mapped at `bar` (`bar_size` bytes).
+    ///
+    /// # Safety
+    ///
+    /// `bar` maps the controller's BAR0 as Device memory, `bar_size` bytes,
+    /// for the value's lifetime, and no other driver uses it.
+    ///
+    /// # Errors
+    ///
+    /// [`BoardError::Unsupported`] when the controller lacks the NVM command
+    /// set or 4 KiB pages, or its doorbells lie beyond the BAR.
+    pub unsafe fn new(bar: NonNull<u8>, bar_size: usize) -> Result<Self> {
+        let mut this = Self {
+            bar,
+            bar_size,
+            caps: Capabilities::decode(0, 0),
+        };
+        this.caps = Capabilities::decode(this.regs().cap.get(), this.regs().vs.get());
+        if !this.caps.nvm_command_set {
+            return Err(BoardError::Unsupported("the NVM command set"));
+        }
+        if !(this.caps.min_page_size..=this.caps.max_page_size).contains(&PAGE_SIZE) {
+            return Err(BoardError::Unsupported("4 KiB memory pages"));
+        }
+        if doorbell_offset(1, true, this.caps.doorbell_stride) + 4 > bar_size {
+            return Err(BoardError::Unsupported("doorbells inside BAR0"));
+        }
+        Ok(this)
+    }
+
+    /// The register block.
+    pub fn regs(&self) -> &NvmeRegisters {
+        // SAFETY: `new`'s contract maps BAR0, which starts with this block;
+        // its fields are volatile cells.
+        unsafe { self.bar.cast().as_ref() }
+    }
+
+    /// CAP and VS, decoded.
+    pub fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    /// Clears CC.EN and waits for CSTS.RDY to drop (§3.5.1 step 1).
+    ///
+    /// # Errors
+    ///
+    /// [`BoardError::Timeout`] after CAP.TO.
+    pub fn disable(&mut self, clock: &impl Clock) -> Result<()> {
+        let regs = self.regs();
+        regs.cc.set(0);
+        wait_for(clock, self.caps.timeout, "NVMe CSTS.RDY = 0", || {
+            (!regs.csts.is_set(CSTS::RDY)).then_some(())
+        })
+    }
+
+    /// Programs the admin queues and enables the controller with 4 KiB
+    /// pages, the NVM command set, round-robin arbitration and 64/16-byte
+    /// I/O queue entries, then waits for CSTS.RDY (§3.5.1 steps 2-4). The
+    /// controller must be disabled.
+    ///
+    /// # Errors
+    ///
+    /// [`BoardError::InvalidArgument`] for queue sizes outside 2..=4096 or
+    /// CAP.MQES + 1, or addresses not 4 KiB aligned;
+    /// [`BoardError::ControllerFatal`] when CSTS.CFS rises;
+    /// [`BoardError::Timeout`] after CAP.TO.
+    pub fn enable(&mut self, admin: AdminQueues, clock: &impl Clock) -> Result<()> {
+        let limit = self.caps.max_queue_entries.min(4096);
+        for entries in [admin.sq_entries, admin.cq_entries] {
+            if !(2..=limit).contains(&u32::from(entries)) {
+                return Err(BoardError::InvalidArgument(
+                    "admin queues have 2..=min(4096, CAP.MQES + 1) entries",
+                ));
+            }
+        }
+        if admin.sq % PAGE_SIZE != 0 || admin.cq % PAGE_SIZE != 0 {
+            return Err(BoardError::InvalidArgument(
+                "admin queues are 4 KiB aligned",
+            ));
+        }
+        let regs = self.regs();
+        if regs.cc.is_set(CC::EN) {
+            return Err(BoardError::InvalidArgument(
+                "the controller is disabled first",
+            ));
+        }
+        regs.aqa.write(
+            AQA::ASQS.val(u32::from(admin.sq_entries) - 1)
+                + AQA::ACQS.val(u32::from(admin.cq_entries) - 1),
+        );
+        regs.asq.set(admin.sq);
+        regs.acq.set(admin.cq);
+        regs.cc.write(
+            CC::CSS.val(0)
+                + CC::MPS.val(0)
+                + CC::AMS.val(0)
+                + CC::IOSQES.val(SQE_SIZE_LOG2)
+                + CC::IOCQES.val(CQE_SIZE_LOG2)
+                + CC::EN::SET,
+        );
+        wait_for(clock, self.caps.timeout, "NVMe CSTS.RDY = 1", || {
+            let csts = regs.csts.extract();
+            if csts.is_set(CSTS::CFS) {
+                Some(Err(BoardError::ControllerFatal))
+            } else {
+                csts.is_set(CSTS::RDY).then_some(Ok(()))
+            }
+        })?
+    }
+
+    /// The doorbell array from SQ0TDBL (offset 0x1000) to the end of BAR0,
+    /// as `u32` registers: what `dma_ring::NvmeDoorbellArray::new` takes
+    /// together with [`Capabilities::doorbell_stride`].
+    pub fn doorbell_registers(&self) -> &[WriteOnly<u32>] {
+        let count = (self.bar_size - DOORBELL_BASE) / 4;
+        // SAFETY: `new` checked that BAR0 extends past the first doorbells,
+        // so `DOORBELL_BASE..bar_size` lies inside the mapping; WriteOnly<u32>
+        // is a 4-byte volatile cell, so the slice is MMIO cells, written
+        // only through volatile stores.
+        unsafe {
+            core::slice::from_raw_parts(
+                self.bar
+                    .add(DOORBELL_BASE)
+                    .cast::<WriteOnly<u32>>()
+                    .as_ptr(),
+                count,
+            )
+        }
+    }
+
+    /// True when the controller reports fatal status (CSTS.CFS), as it does
+    /// after a blocked queue fetch.
+    pub fn is_fatal(&self) -> bool {
+        self.regs().csts.is_set(CSTS::CFS)
+    }
+
+    /// The submission tail doorbell (`completion = false`) or completion
+    /// head doorbell (`completion = true`) of queue `qid`.
+    ///
+    /// # Errors
+    ///
+    /// [`BoardError::InvalidArgument`] when the doorbell lies beyond BAR0.
+    pub fn doorbell(&self, qid: u16, completion: bool) -> Result<Doorbell> {
+        let offset = doorbell_offset(qid, completion, self.caps.doorbell_stride);
+        if offset + 4 > self.bar_size {
+            return Err(BoardError::InvalidArgument(
+                "queue id beyond BAR0's doorbells",
+            ));
+        }
+        // SAFETY: the offset plus 4 lies within BAR0 (checked above), so the
+        // pointer stays inside the mapping `new` was given.
+        let reg = unsafe { self.bar.add(offset) }.cast();
+        Ok(Doorbell { reg })
+    }
+}
+
+static_assertions::const_assert_eq!(core::mem::size_of::<NvmeRegisters>(), 0x38);
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use core::cell::Cell;
+    use std::boxed::Box;
+
+    use super::*;
+
+    /// QEMU 7.2's CAP: MQES 2047, CQR, TO 15, DSTRD 0, CSS NVM, MPSMIN 0,
+    /// MPSMAX 4; VS 1.4.0.
+    const QEMU_CAP: u64 = 0x0040_0020_0f01_07ff;
+    const QEMU_VS: u32 = 0x0001_0400;
+
+    struct Ticking(Cell<u64>);
+    impl Clock for Ticking {
+        fn now(&self) -> u64 {
+            self.0.set(self.0.get() + 1);
+            self.0.get()
+        }
+        fn frequency(&self) -> u64 {
+            10
+        }
+    }
+
+    /// BAR0 in plain memory: registers that never change on their own.
+    fn fake_bar(cap: u64) -> Box<[u64; 0x2000 / 8]> {
+        let mut bar = Box::new([0u64; 0x2000 / 8]);
+        bar[0] = cap;
+        bar[1] = u64::from(QEMU_VS);
+        bar
+    }
+
+    fn controller(bar: &mut [u64; 0x2000 / 8]) -> Result<NvmeController> {
+        let base = NonNull::new(bar.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: the array outlives the controller and is 0x2000 bytes.
+        unsafe { NvmeController::new(base, 0x2000) }
+    }
+
+    #[test]
+    fn decodes_qemu_capabilities() {
+        let c = Capabilities::decode(QEMU_CAP, QEMU_VS);
+        assert_eq!(c.max_queue_entries, 2048);
+        assert!(c.contiguous_queues);
+        assert_eq!(c.doorbell_stride, 0);
+        assert_eq!(c.min_page_size, 4096);
+        assert_eq!(c.timeout, Duration::from_millis(7500));
+        assert!(c.nvm_command_set);
+        assert_eq!(c.version, (1, 4, 0));
+    }
+
+    #[test]
+    fn doorbells_follow_the_stride() {
+        assert_eq!(doorbell_offset(0, false, 0), 0x1000);
+        assert_eq!(doorbell_offset(0, true, 0), 0x1004);
+        assert_eq!(doorbell_offset(1, false, 0), 0x1008);
+        assert_eq!(doorbell_offset(1, true, 2), 0x1000 + 3 * 16);
+        let mut bar = fake_bar(QEMU_CAP);
+        let c = controller(&mut bar).unwrap();
+        c.doorbell(1, true).unwrap().ring(7);
+        assert_eq!(bar[0x100c / 8] >> 32, 7);
+        assert!(matches!(
+            c.doorbell(1000, false),
+            Err(BoardError::InvalidArgument(_))
+        ));
+        assert_eq!(c.doorbell_registers().len(), 0x1000 / 4);
+        c.doorbell_registers()[2].set(9);
+        assert_eq!(bar[0x1008 / 8] & 0xffff_ffff, 9);
+    }
+
+    #[test]
+    fn enable_programs_the_admin_queues_and_times_out_without_rdy() {
+        let mut bar = fake_bar(QEMU_CAP);
+        let mut c = controller(&mut bar).unwrap();
+        let clock = Ticking(Cell::new(0));
+        let admin = AdminQueues {
+            sq: 0x4700_0000,
+            sq_entries: 32,
+            cq: 0x4700_1000,
+            cq_entries: 16,
+        };
+        assert_eq!(
+            c.enable(admin, &clock),
+            Err(BoardError::Timeout("NVMe CSTS.RDY = 1"))
+        );
+        assert_eq!(bar[0x24 / 8] >> 32, 0x000f_001f, "AQA zero-based sizes");
+        assert_eq!(bar[0x28 / 8], 0x4700_0000);
+        assert_eq!(bar[0x30 / 8], 0x4700_1000);
+        assert_eq!(
+            bar[0x10 / 8] >> 32,
+            0x0046_0001,
+            "CC: IOCQES 4, IOSQES 6, EN"
+        );
+    }
+
+    #[test]
+    fn enable_reports_fatal_status() {
+        let mut bar = fake_bar(QEMU_CAP);
+        bar[0x18 / 8] = 0b10 << 32; // CSTS.CFS
+        let mut c = controller(&mut bar).unwrap();
+        let admin = AdminQueues {
+            sq: 0,
+            sq_entries: 2,
+            cq: 0x1000,
+            cq_entries: 2,
+        };
+        assert_eq!(
+            c.enable(admin, &Ticking(Cell::new(0))),
+            Err(BoardError::ControllerFatal)
+        );
+        assert!(c.is_fatal());
+    }
+
+    #[test]
+    fn enable_rejects_bad_queues_and_disable_waits() {
+        let mut bar = fake_bar(QEMU_CAP);
+        let mut c = controller(&mut bar).unwrap();
+        let clock = Ticking(Cell::new(0));
+        let bad = |sq, n| AdminQueues {
+            sq,
+            sq_entries: n,
+            cq: 0,
+            cq_entries: 2,
+        };
+        assert!(matches!(
+            c.enable(bad(0, 1), &clock),
+            Err(BoardError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            c.enable(bad(0, 4097), &clock),
+            Err(BoardError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            c.enable(bad(0x800, 2), &clock),
+            Err(BoardError::InvalidArgument(_))
+        ));
+        assert_eq!(c.disable(&clock), Ok(()));
+        bar[0x18 / 8] = 1 << 32; // CSTS.RDY stuck at 1
+        let mut c = controller(&mut bar).unwrap();
+        assert_eq!(
+            c.disable(&clock),
+            Err(BoardError::Timeout("NVMe CSTS.RDY = 0"))
+        );
+    }
+
+    #[test]
+    fn controllers_without_4k_pages_or_nvm_are_refused() {
+        let mut bar = fake_bar(QEMU_CAP | 1 << 48); // MPSMIN 8 KiB
+        assert!(matches!(
+            controller(&mut bar),
+            Err(BoardError::Unsupported(_))
+        ));
+        let mut bar = fake_bar(QEMU_CAP & !(1 << 37));
+        assert!(matches!(
+            controller(&mut bar),
+            Err(BoardError::Unsupported(_))
+        ));
+    }
+}

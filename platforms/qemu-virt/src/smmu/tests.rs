@@ -1,0 +1,310 @@
+//! The driver against a fake SMMU that lives in the test clock: every tick
+//! it does what the hardware would (acknowledge CR0, consume commands),
+//! single-threaded and deterministic.
+
+extern crate std;
+use core::cell::{Cell, RefCell};
+use std::boxed::Box;
+use std::vec::Vec;
+
+use dma_api::HostMemory;
+
+use super::*;
+
+/// QEMU 7.2's ID registers: S1P, TTF AArch64, COHACC, ASID16, TTENDIAN
+/// little; SIDSIZE 16, EVENTQS 19, CMDQS 19; OAS 44 bits, all granules.
+const IDR0: u32 = 1 << 1 | 0b10 << 2 | 1 << 4 | 1 << 12 | 0b10 << 21;
+const IDR1: u32 = 16 | 19 << 16 | 19 << 21;
+const IDR5: u32 = 4 | 0b111 << 4;
+
+struct FakeSmmu {
+    regs: *mut u32,
+    ticks: Cell<u64>,
+    /// Whether CR0ACK follows CR0.
+    acks: bool,
+    /// Commands consumed, in order.
+    seen: RefCell<Vec<Command>>,
+    /// An opcode the fake rejects with CERROR_ILL.
+    reject: Option<u8>,
+}
+
+impl FakeSmmu {
+    fn reg(&self, offset: usize) -> u32 {
+        // SAFETY: the frame is 128 KiB, alive for the test; offsets are in it.
+        unsafe { self.regs.add(offset / 4).read_volatile() }
+    }
+    fn set(&self, offset: usize, value: u32) {
+        // SAFETY: as in `reg`.
+        unsafe { self.regs.add(offset / 4).write_volatile(value) }
+    }
+
+    fn step(&self) {
+        if self.acks {
+            self.set(0x24, self.reg(0x20));
+        }
+        if self.reg(0x60) & 1 != self.reg(0x64) & 1 {
+            return; // stopped on a command error until acknowledged
+        }
+        let base = u64::from(self.reg(0x90)) | u64::from(self.reg(0x94)) << 32;
+        let log2 = (base & 0x1f) as u32;
+        let queue = (base & 0x000f_ffff_ffff_ffe0) as *const u64;
+        loop {
+            let prod = QueueIndex::new(log2, self.reg(0x98));
+            let cons = QueueIndex::new(log2, self.reg(0x9c));
+            if prod.is_empty(cons) || self.reg(0x20) & 1 << 3 == 0 {
+                return;
+            }
+            // SAFETY: the driver pointed CMDQ_BASE at its own live queue.
+            let cmd = unsafe {
+                let e = queue.add(cons.index() as usize * 2);
+                Command([e.read_volatile(), e.add(1).read_volatile()])
+            };
+            if Some(cmd.opcode()) == self.reject {
+                self.set(0x9c, cons.raw() | 1 << 24);
+                self.set(0x60, self.reg(0x60) ^ 1);
+                return;
+            }
+            self.seen.borrow_mut().push(cmd);
+            self.set(0x9c, cons.next().raw());
+        }
+    }
+}
+
+impl Clock for FakeSmmu {
+    fn now(&self) -> u64 {
+        self.step();
+        self.ticks.set(self.ticks.get() + 1);
+        self.ticks.get()
+    }
+    fn frequency(&self) -> u64 {
+        1000
+    }
+}
+
+struct Frame(Box<[u32]>);
+
+impl Frame {
+    fn new(idr0: u32) -> Self {
+        let mut f = std::vec![0u32; 0x2_0000 / 4].into_boxed_slice();
+        f[0] = idr0;
+        f[1] = IDR1;
+        f[5] = IDR5;
+        Self(f)
+    }
+    fn fake(&mut self, acks: bool, reject: Option<u8>) -> FakeSmmu {
+        FakeSmmu {
+            regs: self.0.as_mut_ptr(),
+            ticks: Cell::new(0),
+            acks,
+            seen: RefCell::new(Vec::new()),
+            reject,
+        }
+    }
+    fn base(&mut self) -> NonNull<u8> {
+        NonNull::new(self.0.as_mut_ptr().cast()).unwrap()
+    }
+}
+
+/// Host memory is cached only, so the tests use write-back tables (the
+/// fake reports COHACC).
+fn config() -> SmmuConfig {
+    SmmuConfig {
+        memory: WalkAttrs::WriteBack,
+        ..SmmuConfig::default()
+    }
+}
+
+fn smmu(frame: &mut Frame, clock: &FakeSmmu) -> Result<Smmu<HostMemory>> {
+    let base = frame.base();
+    // SAFETY: the frame is a 128 KiB block that outlives the driver.
+    unsafe { Smmu::new(base, HostMemory, config(), clock) }
+}
+
+#[test]
+fn init_programs_bases_and_invalidates_everything() {
+    let mut frame = Frame::new(IDR0);
+    let clock = frame.fake(true, None);
+    let s = smmu(&mut frame, &clock).unwrap();
+    let f = &frame.0;
+    assert_eq!(f[0x20 / 4], 0b1100, "CMDQEN and EVENTQEN, not SMMUEN");
+    assert_eq!(f[0x88 / 4], 8, "linear stream table of 256 entries");
+    assert_eq!(f[0x90 / 4] & 0x1f, 8, "256 commands");
+    assert_eq!(f[0xa0 / 4] & 0x1f, 10, "1024 events");
+    assert_eq!(
+        f[0x28 / 4],
+        0b11_01_01_11_01_01,
+        "CR1: write-back, inner shareable"
+    );
+    let seen: Vec<u8> = clock.seen.borrow().iter().map(Command::opcode).collect();
+    assert_eq!(seen, [0x04, 0x10, 0x46]);
+    assert_eq!(s.ste_phys(1) - s.ste_phys(0), 64);
+    assert!(!s.is_enabled());
+}
+
+#[test]
+fn attach_writes_cd_and_ste_then_invalidates() {
+    let mut frame = Frame::new(IDR0);
+    let clock = frame.fake(true, None);
+    let mut s = smmu(&mut frame, &clock).unwrap();
+    clock.seen.borrow_mut().clear();
+    let cfg = Stage1Config {
+        ttb0: 0x4400_0000,
+        input_bits: 48,
+        mair: crate::mmu::MAIR,
+        asid: 1,
+        walk: WalkAttrs::WriteBack,
+    };
+    s.attach_stage1(8, &cfg, &clock).unwrap();
+    let seen: Vec<Command> = clock.seen.borrow().clone();
+    // Break (V = 0) and abort, CD + TLB invalidation, break and stage 1:
+    // each change invalidated and synchronised.
+    let ste = [Command::cfgi_ste(8), Command::sync()];
+    let cd = [
+        Command::cfgi_cd(8),
+        Command::tlbi_nh_asid(1),
+        Command::sync(),
+    ];
+    assert_eq!(seen, [&ste[..], &ste, &cd, &ste, &ste].concat());
+    // SAFETY: the STE is 64 bytes inside the driver's live host table.
+    let ste0 = unsafe {
+        (s.strtab.cpu.as_ptr() as *const u64)
+            .add(8 * 8)
+            .read_volatile()
+    };
+    let cd_phys = s.cds.phys.as_u64() + 8 * 64;
+    assert_eq!(ste0, cd_phys | 0b1011, "V, Config = stage 1, S1ContextPtr");
+    // SAFETY: the CD slot is inside the driver's live host CD array.
+    let cd = unsafe {
+        (s.cds.cpu.as_ptr() as *const ContextDescriptor)
+            .add(8)
+            .read_volatile()
+    };
+    assert_eq!(
+        cd,
+        ContextDescriptor::stage1(&cfg, 4).unwrap(),
+        "IPS = IDR5.OAS (44 bits)"
+    );
+
+    s.enable(&clock).unwrap();
+    assert!(s.is_enabled());
+    s.invalidate_va(1, 0x1234_5000, &clock).unwrap();
+    assert_eq!(
+        clock.seen.borrow()[seen.len()],
+        Command::tlbi_nh_va(1, 0x1234_5000)
+    );
+    s.set_bypass(8, &clock).unwrap();
+    s.shutdown(&clock).unwrap();
+    assert_eq!(frame.0[0x20 / 4], 0);
+}
+
+#[test]
+fn command_queue_wraps() {
+    let mut frame = Frame::new(IDR0);
+    let clock = frame.fake(true, None);
+    let mut s = smmu(&mut frame, &clock).unwrap();
+    for i in 0..300u16 {
+        s.invalidate_asid(i, &clock).unwrap();
+    }
+    // 3 init commands + 300 * (TLBI + SYNC) passed a 256-entry queue.
+    assert_eq!(clock.seen.borrow().len(), 603);
+    assert_eq!(clock.seen.borrow()[601], Command::tlbi_nh_asid(299));
+}
+
+#[test]
+fn command_errors_are_reported_and_recovered() {
+    let mut frame = Frame::new(IDR0);
+    let clock = frame.fake(true, None);
+    let mut s = smmu(&mut frame, &clock).unwrap();
+    let reject = frame.fake(true, Some(0x11));
+    assert_eq!(
+        s.invalidate_asid(5, &reject),
+        Err(BoardError::SmmuCommand {
+            code: 1,
+            opcode: 0x11
+        })
+    );
+    assert_eq!(s.global_errors(), 0, "error acknowledged");
+    // The rejected command became a SYNC; the queue drains and works on.
+    s.invalidate_all(&reject).unwrap();
+    let tail: Vec<u8> = reject.seen.borrow().iter().map(Command::opcode).collect();
+    assert_eq!(tail, [0x46, 0x46, 0x10, 0x46]);
+}
+
+#[test]
+fn missing_acknowledgement_times_out() {
+    let mut frame = Frame::new(IDR0);
+    let clock = frame.fake(false, None);
+    assert!(matches!(
+        smmu(&mut frame, &clock),
+        Err(BoardError::Timeout("SMMU CR0ACK"))
+    ));
+}
+
+#[test]
+fn unsupported_smmus_and_bad_arguments_are_refused() {
+    for (idr0, what) in [
+        (IDR0 & !(1 << 1), "stage-1 translation"),
+        (IDR0 & !(0b11 << 2), "AArch64 translation tables"),
+        (IDR0 & !(1 << 4), "coherent table access (COHACC)"),
+    ] {
+        let mut frame = Frame::new(idr0);
+        let clock = frame.fake(true, None);
+        assert_eq!(
+            smmu(&mut frame, &clock).err(),
+            Some(BoardError::Unsupported(what))
+        );
+    }
+    let mut frame = Frame::new(IDR0);
+    let clock = frame.fake(true, None);
+    let mut s = smmu(&mut frame, &clock).unwrap();
+    assert!(matches!(
+        s.set_bypass(256, &clock),
+        Err(BoardError::InvalidArgument(_))
+    ));
+    let bad = Stage1Config {
+        ttb0: 0x1001,
+        input_bits: 48,
+        mair: 0,
+        asid: 0,
+        walk: WalkAttrs::WriteBack,
+    };
+    assert!(matches!(
+        s.attach_stage1(8, &bad, &clock),
+        Err(BoardError::InvalidArgument(_))
+    ));
+    let f = SmmuFeatures::decode(IDR0, IDR1, IDR5);
+    assert_eq!((f.sid_bits, f.oas, f.ips()), (16, 4, 4));
+}
+
+#[test]
+fn events_are_read_in_order_and_overflow_is_acknowledged() {
+    let mut frame = Frame::new(IDR0);
+    let clock = frame.fake(true, None);
+    let mut s = smmu(&mut frame, &clock).unwrap();
+    assert_eq!(s.pop_event(), None);
+    // The "SMMU" writes two records and moves PROD (page 1, 0xa8).
+    let q = s.eventq.cpu.as_ptr().cast::<u64>();
+    // SAFETY: the first two records of the driver's live event queue.
+    unsafe {
+        for (i, w) in [0x0000_0008_0000_0010u64, 1 << 35, 0x7000_0000, 0]
+            .iter()
+            .enumerate()
+        {
+            q.add(i).write_volatile(*w);
+        }
+        q.add(4).write_volatile(0x0000_0009_0000_0004);
+    }
+    frame.0[(0x1_0000 + 0xa8) / 4] = 2 | regs::EVENTQ_PROD_OVFLG;
+    let e = s.pop_event().unwrap();
+    assert_eq!(
+        (e.kind, e.stream_id, e.address),
+        (EventKind::Translation, 8, Some(0x7000_0000))
+    );
+    assert_eq!(s.pop_event().unwrap().kind, EventKind::BadSte);
+    assert_eq!(s.pop_event(), None);
+    assert_eq!(
+        frame.0[(0x1_0000 + 0xac) / 4],
+        2 | regs::EVENTQ_CONS_OVACKFLG
+    );
+    assert_eq!(s.event_overflows(), 1);
+}
