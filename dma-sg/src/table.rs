@@ -8,11 +8,12 @@
 //! it starts a new entry. Appending to a non-empty table is Linux's append
 //! mode: the first new piece continues the last entry when contiguous.
 //!
-//! Growing by whole pieces makes every cut fall on a page boundary (the
-//! maximum is a whole number of pages and the boundary at least a page), so
-//! every entry but the first starts page-aligned, and the coalescing is
+//! Growing by whole pieces puts every cut where a piece ends: on a page
+//! boundary, or where an input range ends. For a page list that means every
+//! entry but the first starts page-aligned, as in Linux. The coalescing is
 //! maximal: no two neighbouring entries could be merged without breaking
-//! contiguity, the maximum or the boundary.
+//! contiguity, the maximum or the boundary (a piece that would fit was
+//! always taken).
 
 use core::ptr::NonNull;
 
