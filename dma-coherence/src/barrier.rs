@@ -10,14 +10,33 @@
 //! | [`publish_descriptors`] | DMA-memory writes before a later DMA-memory flag write | `dmb oshst` | `fence w,w` | compiler | `dma_wmb` |
 //! | [`before_doorbell`] | DMA-memory writes before a later MMIO write | `dmb oshst` | `fence w,o` | compiler | `__iowmb` in `writel` |
 //! | [`after_completion_flag`] | a flag read before later reads of the entry | `dmb oshld` | `fence r,r` | compiler | `dma_rmb` |
-//! | [`dma_full`] | all earlier accesses before all later ones | `dmb osh` | `fence iorw,iorw` | `mfence` | `mb` |
-//! | [`mmio_write_barrier`] | MMIO writes complete before what follows | `dsb st` | `fence ow,ow` | `sfence` | `wmb` |
-//! | [`write_combine_flush`] | write-combining buffers drained | `dsb st` | `fence ow,ow` | `sfence` | `wmb` |
+//! | [`dma_full`] | all earlier accesses before all later ones | `dmb osh` | `fence iorw,iorw` | `mfence` | `dma_mb` / `mb` |
+//! | [`mmio_write_barrier`] | earlier writes, MMIO included, complete before anything later | `dsb st` | `fence ow,iorw` | `mfence` | `wmb`, made strong enough for loads |
+//! | [`write_combine_flush`] | write-combining buffers drained before later writes | `dsb st` | `fence ow,ow` | `sfence` | `wmb` |
 //!
-//! x86 is TSO: stores are not reordered with stores nor loads with loads,
-//! and uncached MMIO stores are ordered with earlier write-back stores, so
-//! the first three need only stop the compiler. Store-to-load order needs
-//! `mfence`, and write-combining memory needs `sfence`.
+//! Why each mapping is enough:
+//!
+//! - **aarch64** (Arm ARM DDI 0487, chapter B2, "The AArch64 Application
+//!   Level Memory Model", memory barriers): a device is in the outer-shareable domain, so
+//!   `dmb osh*` orders what it observes; `oshst` orders stores with
+//!   stores, `oshld` loads with later loads and stores. Ordering Normal
+//!   memory writes before a Device-memory write needs only `dmb oshst`
+//!   (Linux's arm64 `writel` relies on the same). Waiting until an MMIO
+//!   write has actually completed, or draining Normal-NC (write-combining)
+//!   writes, needs a `dsb`, which also holds back every later instruction.
+//! - **riscv64** (Unprivileged ISA, "Memory Ordering Instructions"): FENCE
+//!   names what it orders: `r`/`w` for main memory, `i`/`o` for device
+//!   input/output. Svpbmt's write-combining (NC) memory is main memory, so
+//!   `w` covers it. A completion flag in DMA memory is a main-memory read
+//!   (`r`); a flag read from a device register is device input (`i`), so use
+//!   [`dma_full`] after such a read.
+//! - **x86_64** (Intel SDM Vol. 3A, "Memory Ordering" in the chapter on
+//!   multiple-processor management): TSO never
+//!   reorders stores with stores or loads with loads, and an uncached MMIO
+//!   store is ordered after earlier write-back stores, so the first three
+//!   need only stop the compiler. A store followed by a load can be
+//!   reordered, which takes `mfence`; write-combining stores are weakly
+//!   ordered, which takes `sfence`.
 //!
 //! Other targets (thumbv7em: `dmb` is system-wide there) use
 //! `core::sync::atomic::fence(SeqCst)`. Under `--cfg dma_loom` every barrier
@@ -85,7 +104,7 @@ mod imp {
     #[cfg(target_arch = "riscv64")]
     asm_barrier!(dma_full, "fence iorw,iorw");
     #[cfg(target_arch = "riscv64")]
-    asm_barrier!(mmio_write_barrier, "fence ow,ow");
+    asm_barrier!(mmio_write_barrier, "fence ow,iorw");
     #[cfg(target_arch = "riscv64")]
     asm_barrier!(write_combine_flush, "fence ow,ow");
 
@@ -112,8 +131,8 @@ mod imp {
         }
         #[inline(always)]
         pub(crate) fn mmio_write_barrier() {
-            // SAFETY: sfence only orders stores.
-            unsafe { core::arch::asm!("sfence", options(nostack, preserves_flags)) }
+            // SAFETY: mfence only orders memory accesses.
+            unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) }
         }
         #[inline(always)]
         pub(crate) fn write_combine_flush() {
@@ -178,9 +197,11 @@ barrier!(
     before_doorbell, loom: Release, aarch64: "dmb oshst", riscv64: "fence w,o", x86_64: compiler
 );
 barrier!(
-    /// Orders a read of a completion flag (phase tag, descriptor-done bit,
-    /// used index) before the reads of the entry's other fields, so none of
-    /// them is a value from before the device wrote the entry.
+    /// Orders a read of a completion flag in DMA memory (phase tag,
+    /// descriptor-done bit, used index) before the reads of the entry's
+    /// other fields, so none of them is a value from before the device
+    /// wrote the entry. A `sync_for_cpu` of a streaming buffer after it needs
+    /// nothing more: the cache maintenance orders itself after earlier reads.
     after_completion_flag, loom: Acquire, aarch64: "dmb oshld", riscv64: "fence r,r", x86_64: compiler
 );
 barrier!(
@@ -189,10 +210,10 @@ barrier!(
     dma_full, loom: SeqCst, aarch64: "dmb osh", riscv64: "fence iorw,iorw", x86_64: mfence
 );
 barrier!(
-    /// Orders earlier MMIO writes before whatever follows, so a register
-    /// write has reached the device before, say, the CPU starts polling
-    /// memory for its effect.
-    mmio_write_barrier, loom: SeqCst, aarch64: "dsb st", riscv64: "fence ow,ow", x86_64: sfence
+    /// Makes earlier writes, MMIO writes included, complete before anything
+    /// that follows, reads included: a register write has reached the
+    /// device before, say, the CPU starts polling memory for its effect.
+    mmio_write_barrier, loom: SeqCst, aarch64: "dsb st", riscv64: "fence ow,iorw", x86_64: mfence
 );
 barrier!(
     /// Drains write-combining buffers: call it after filling write-combining

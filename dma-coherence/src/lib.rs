@@ -3,12 +3,31 @@
 //! On a non-coherent CPU (many ARM and RISC-V SoCs) a device reads stale RAM
 //! unless the CPU cleaned its cache first, and the CPU reads stale lines
 //! unless it invalidated them after the device wrote. This crate provides
-//! - [`CacheMaintenance`], the per-architecture clean / invalidate /
-//!   clean+invalidate by address range, and [`HardwareCoherent`], the no-op
-//!   policy for coherent hardware;
+//! - [`CacheMaintenance`], clean / invalidate / clean+invalidate by address
+//!   range and the line size, with [`HardwareCoherent`], the no-op policy
+//!   for coherent hardware, and one implementation per architecture in
+//!   [`arch`]: `clwb`/`clflushopt`/`clflush` on x86_64, `dc cvac`/`ivac`/
+//!   `civac` on aarch64, Zicbom's `cbo.*` on riscv64;
 //! - the [`plan`] of which operation each direction needs at each
-//!   [`SyncPoint`], and [`sync`] to carry it out;
+//!   [`SyncPoint`] (NetBSD's PREREAD/PREWRITE/POSTREAD/POSTWRITE with Linux
+//!   arm64's choices), and [`sync`] to carry it out;
+//! - the [partial-cache-line policy](partial_lines): a buffer the device
+//!   writes must own its lines whole, or mapping it is refused;
 //! - [`barrier`]s named for what they order.
+//!
+//! Every piece of inline assembly is behind `cfg(target_arch)`, so the crate
+//! builds for every target; elsewhere only [`HardwareCoherent`] and the
+//! portable parts exist.
+//!
+//! # Partial cache lines
+//!
+//! A buffer the device writes (`FromDevice`, `Bidirectional`) must start
+//! and end on a cache-line boundary on a non-coherent platform, because
+//! invalidating a line it shares with other data loses the CPU's writes to
+//! that data, and cleaning the line first writes stale buffer bytes over
+//! the device's. [`require_whole_lines`] refuses such a mapping with
+//! `ErrorKind::Misaligned`; `DmaBuf::for_device` makes buffers that pass,
+//! and the bounce backend serves the rest. See [`partial_lines`].
 //!
 //! # Example
 //!
@@ -27,12 +46,29 @@
 //!          DmaDirection::FromDevice, SyncPoint::ForCpu, DmaAttrs::empty(), false)
 //! };
 //! ```
+//!
+//! On an aarch64 SoC whose devices do not snoop, the same sync cleans or
+//! invalidates with `dc` instructions:
+//!
+//! ```
+//! # #[cfg(target_arch = "aarch64")] {
+//! use dma_coherence::{arch::aarch64::Aarch64Maintenance, CacheMaintenance};
+//! let cache = Aarch64Maintenance::probe(); // line size from CTR_EL0
+//! let buf = [0u8; 256];
+//! // SAFETY: the buffer is live and ours; clean changes no data.
+//! unsafe { cache.clean(buf.as_ptr() as usize, buf.len()) };
+//! assert!(cache.line_size().is_power_of_two());
+//! # }
+//! ```
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod arch;
 pub mod barrier;
 mod maintenance;
+pub mod partial_lines;
 mod plan;
 
-pub use maintenance::{CacheMaintenance, HardwareCoherent};
-pub use plan::{plan, sync, CacheOp, SyncPoint};
+pub use maintenance::{cache_lines, CacheLines, CacheMaintenance, HardwareCoherent};
+pub use partial_lines::require_whole_lines;
+pub use plan::{bus_dma_ops, plan, plan_ops, sync, BusDmaOps, CacheOp, SyncPoint};

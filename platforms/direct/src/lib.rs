@@ -9,8 +9,34 @@
 //! - the cache policy ([`CacheMaintenance`]: [`HardwareCoherent`] for x86
 //!   and coherent interconnects, per-architecture maintenance otherwise).
 //!
-//! On a coherent platform `map` is an address computation and a range check,
-//! and every sync compiles to nothing (the `zero_cost` bench measures it).
+//! # Presets
+//!
+//! - [`DirectPlatform::x86_coherent`]: PCIe snoops the caches, so `map` is
+//!   an address computation and a range check and every sync compiles to
+//!   nothing (the `zero_cost` bench and the `zero_cost_asm` example show
+//!   it).
+//! - [`DirectPlatform::arm_noncoherent`] (aarch64 only): `dc` maintenance
+//!   with the line size from CTR_EL0. [`DirectPlatform::noncoherent`] is the
+//!   same shape with any [`CacheMaintenance`] (riscv64 Zicbom, x86 flushes,
+//!   the simulator's cache) on every target.
+//!
+//! # Non-coherent platforms
+//!
+//! - Streaming syncs follow the `dma-coherence` plan: clean for the device,
+//!   invalidate for the CPU after the device wrote.
+//! - A buffer the device writes must start and end on a cache-line boundary
+//!   (`dma_coherence::partial_lines`): `map` refuses anything else with
+//!   [`ErrorKind::Misaligned`]. `DmaBuf::for_device` makes buffers that
+//!   pass; [`DmaMap::dma_alignment`] is the line size.
+//! - Coherent allocations are asked of the environment as
+//!   [`Cacheability::Uncached`], as Linux arm64 remaps `dma_alloc_coherent`
+//!   memory: ring code polls descriptors and completion entries, and
+//!   keeping cached memory coherent by maintenance would put a cache
+//!   operation in every poll and every field write, and could not stop the
+//!   CPU from speculatively caching a line the device is about to write. An
+//!   environment that cannot map memory uncached (a hosted process) refuses
+//!   with [`ErrorKind::Unsupported`], and the coherent allocation fails
+//!   instead of being silently incoherent.
 //!
 //! # Example
 //!
@@ -26,6 +52,24 @@
 //! let _frame: Vec<u8> = tx.unmap()?;
 //! # Ok::<(), dma_api::Error>(())
 //! ```
+//!
+//! A receive buffer on a non-coherent aarch64 platform comes from
+//! `DmaBuf::for_device`, which owns its cache lines whole:
+//!
+//! ```
+//! # #[cfg(target_arch = "aarch64")] {
+//! use dma_api::{DeviceConstraints, DmaBuf, FromDevice, HostMemory, StreamingMapping};
+//! use dma_direct::DirectPlatform;
+//!
+//! let platform = DirectPlatform::arm_noncoherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
+//! let buf = DmaBuf::for_device(&platform, 1500)?;
+//! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, buf).map_err(|e| e.error)?;
+//! // ... the device writes, the driver sees the completion ...
+//! rx.sync_for_cpu(); // dc civac over the buffer's lines (EL0), then dsb sy
+//! let _packet = rx.unmap()?;
+//! # }
+//! # Ok::<(), dma_api::Error>(())
+//! ```
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -35,7 +79,9 @@ use dma_api::{
     Cacheability, CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection,
     DmaMap, Error, ErrorKind, PhysAddr, PhysMemory, RawMapping, Result,
 };
-use dma_coherence::{sync, CacheMaintenance, HardwareCoherent, SyncPoint};
+#[cfg(target_arch = "aarch64")]
+use dma_coherence::arch::aarch64::Aarch64Maintenance;
+use dma_coherence::{require_whole_lines, sync, CacheMaintenance, HardwareCoherent, SyncPoint};
 
 /// A fixed translation from physical to device addresses:
 /// `dma = phys - phys_base + dma_base`, for `phys >= phys_base`.
@@ -101,7 +147,27 @@ impl<M: PhysMemory> DirectPlatform<M, HardwareCoherent> {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+impl<M: PhysMemory> DirectPlatform<M, Aarch64Maintenance> {
+    /// The ARM non-coherent preset: identity bus addresses and `dc`
+    /// maintenance to the point of coherency, the line size read from
+    /// CTR_EL0 (see [`Aarch64Maintenance::probe`] for the EL0 / EL1 choice).
+    ///
+    /// Buffers the device writes must own their cache lines whole, and
+    /// coherent allocations are asked of `memory` uncached (see the crate
+    /// docs).
+    pub fn arm_noncoherent(memory: M, constraints: DeviceConstraints) -> Self {
+        Self::noncoherent(memory, Aarch64Maintenance::probe(), constraints)
+    }
+}
+
 impl<M: PhysMemory, C: CacheMaintenance> DirectPlatform<M, C> {
+    /// A direct platform with identity bus addresses and the given cache
+    /// policy: the non-coherent shape for any architecture's maintenance.
+    pub fn noncoherent(memory: M, cache: C, constraints: DeviceConstraints) -> Self {
+        Self::new(memory, cache, BusOffset::IDENTITY, constraints)
+    }
+
     /// A direct platform with any cache policy and bus offset.
     pub fn new(memory: M, cache: C, bus: BusOffset, constraints: DeviceConstraints) -> Self {
         Self {
@@ -188,8 +254,8 @@ impl<M: PhysMemory, C: CacheMaintenance> DirectPlatform<M, C> {
         let Some(phys) = m.phys.checked_add(offset as u64) else {
             return;
         };
-        // A live mapping's range was translated at map time; failure here
-        // would mean the environment changed under us, and there is nothing
+        // Map checked this translation; failure here would mean the
+        // environment changed under a live mapping, and there is nothing
         // safe to maintain then.
         let Ok(va) = self.memory.phys_to_virt(phys, len) else {
             return;
@@ -213,7 +279,10 @@ impl<M: PhysMemory, C: CacheMaintenance> DirectPlatform<M, C> {
 // SAFETY: map checks reach and alignment and returns the bus translation of
 // the caller's own memory, which the device then accesses directly; syncs
 // follow the dma-coherence plan for the cache policy, which upholds the
-// visibility promises; nothing outside the given ranges is touched.
+// visibility promises; on a non-coherent policy, map refuses a range the
+// device writes unless it owns its cache lines whole, so an invalidate never
+// discards a byte outside a mapped range (cleaning a line shared by a buffer
+// the device only reads writes the neighbour's bytes back early, unchanged).
 unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaMap for DirectPlatform<M, C> {
     #[inline(always)]
     fn constraints(&self) -> &DeviceConstraints {
@@ -243,6 +312,13 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaMap for DirectPlatform<M, C> 
         attrs: DmaAttrs,
     ) -> Result<DmaAddr> {
         let dma = self.device_range(phys, len)?;
+        if !self.cache.is_coherent() {
+            // The partial-cache-line policy (dma_coherence::partial_lines).
+            require_whole_lines(&self.cache, phys.as_u64(), len, dir)?;
+            // Every later sync reaches the CPU side through the linear map:
+            // refuse now rather than fail to maintain later.
+            self.memory.phys_to_virt(phys, len)?;
+        }
         let raw = RawMapping {
             phys,
             dma,
