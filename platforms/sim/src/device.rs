@@ -110,3 +110,55 @@ impl<D: Device + 'static> Drop for DeviceThread<D> {
         }
     }
 }
+
+/// A fault a test asks a device model to commit on its next unit of work
+/// (IOMMU and bus faults are injected on the machine instead:
+/// [`Sim::inject_faults`](crate::Sim::inject_faults)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Injection {
+    /// Complete the next command or descriptor with an error, without
+    /// doing it.
+    Error,
+    /// Do the next unit of work but never report its completion (a lost
+    /// completion).
+    DropCompletion,
+    /// Report the next completion only after this many more steps (a late
+    /// completion).
+    DelayCompletion {
+        /// Steps to wait.
+        steps: u32,
+    },
+    /// Write seeded garbage into the next completion entry instead of the
+    /// real one (it still looks new: the phase or done bit is right).
+    GarbageCompletion,
+}
+
+/// Completions held back by [`Injection::DelayCompletion`].
+#[derive(Debug)]
+pub(crate) struct Delayed<T> {
+    queue: std::collections::VecDeque<(u64, T)>,
+}
+
+impl<T> Default for Delayed<T> {
+    fn default() -> Self {
+        Self {
+            queue: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Delayed<T> {
+    pub(crate) fn push(&mut self, due: u64, item: T) {
+        self.queue.push_back((due, item));
+    }
+
+    /// The first item due at `now`.
+    pub(crate) fn pop_due(&mut self, now: u64) -> Option<T> {
+        let i = self.queue.iter().position(|(due, _)| *due <= now)?;
+        self.queue.remove(i).map(|(_, t)| t)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
