@@ -1,0 +1,127 @@
+//! Doorbells: the register writes that tell a device to look at a ring.
+//!
+//! Ring code is generic over the small [`Doorbell`] trait rather than over
+//! one register type, so the same driver code rings
+//! - real MMIO: any tock-registers [`WriteOnly`] or [`ReadWrite`] `u32`
+//!   register, for example a field of [`NvmeQueueDoorbells`](crate::regs::NvmeQueueDoorbells)
+//!   or [`NicQueueRegs`](crate::regs::NicQueueRegs) placed over the BAR;
+//! - a unit test: a tock-registers [`InMemoryRegister`];
+//! - a device model on another thread, or a loom model: [`AtomicDoorbell`];
+//! - a step-by-step simulator: [`DoorbellFn`], whose closure can run the
+//!   simulated device when the driver rings.
+//!
+//! The ring issues [`before_doorbell`](dma_coherence::barrier::before_doorbell)
+//! itself before ringing; implementations only write.
+
+use tock_registers::interfaces::Writeable;
+use tock_registers::registers::{InMemoryRegister, ReadWrite, WriteOnly};
+use tock_registers::RegisterLongName;
+
+use crate::sync::{AtomicU32, Ordering};
+
+/// A register the driver writes a new tail, head or queue number to.
+pub trait Doorbell {
+    /// Writes `value` to the register.
+    fn ring(&self, value: u32);
+}
+
+impl<R: RegisterLongName> Doorbell for WriteOnly<u32, R> {
+    #[inline(always)]
+    fn ring(&self, value: u32) {
+        self.set(value);
+    }
+}
+
+impl<R: RegisterLongName> Doorbell for ReadWrite<u32, R> {
+    #[inline(always)]
+    fn ring(&self, value: u32) {
+        self.set(value);
+    }
+}
+
+impl<R: RegisterLongName> Doorbell for InMemoryRegister<u32, R> {
+    #[inline(always)]
+    fn ring(&self, value: u32) {
+        self.set(value);
+    }
+}
+
+impl<D: Doorbell + ?Sized> Doorbell for &D {
+    #[inline(always)]
+    fn ring(&self, value: u32) {
+        (**self).ring(value);
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<D: Doorbell + ?Sized> Doorbell for alloc::sync::Arc<D> {
+    #[inline(always)]
+    fn ring(&self, value: u32) {
+        (**self).ring(value);
+    }
+}
+
+/// A doorbell a device model on another thread (or in a loom model) reads:
+/// a release store by the driver, an acquire load by the device, as a
+/// posted MMIO write reaches a device after the writes before it.
+#[derive(Debug)]
+pub struct AtomicDoorbell {
+    value: AtomicU32,
+    // Bookkeeping for tests, not protocol: a plain core atomic even under
+    // loom, so it adds no states to the models.
+    rings: core::sync::atomic::AtomicU32,
+}
+
+impl Default for AtomicDoorbell {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl AtomicDoorbell {
+    /// A doorbell reading `value`, never rung.
+    pub fn new(value: u32) -> Self {
+        Self {
+            value: AtomicU32::new(value),
+            rings: core::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// The last value written (the device's side of the register).
+    pub fn value(&self) -> u32 {
+        self.value.load(Ordering::Acquire)
+    }
+
+    /// How many times it was rung (wrapping), for tests of batching.
+    pub fn rings(&self) -> u32 {
+        self.rings.load(Ordering::Relaxed)
+    }
+}
+
+impl Doorbell for AtomicDoorbell {
+    #[inline(always)]
+    fn ring(&self, value: u32) {
+        self.value.store(value, Ordering::Release);
+        // Only the driver writes the count, so load-then-store is exact and
+        // needs no read-modify-write (absent on some embedded targets).
+        let n = self.rings.load(Ordering::Relaxed);
+        self.rings.store(n.wrapping_add(1), Ordering::Relaxed);
+    }
+}
+
+/// A doorbell that calls a closure: the hook a step-by-step simulator uses
+/// to run its device model when the driver rings.
+pub struct DoorbellFn<F: Fn(u32)>(pub F);
+
+impl<F: Fn(u32)> Doorbell for DoorbellFn<F> {
+    #[inline(always)]
+    fn ring(&self, value: u32) {
+        (self.0)(value);
+    }
+}
+
+impl<F: Fn(u32)> core::fmt::Debug for DoorbellFn<F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("DoorbellFn")
+    }
+}

@@ -1,0 +1,439 @@
+//! The memory a ring lives in, as both sides access it.
+//!
+//! Protocol code touches ring memory only through [`RingMemory`], in two
+//! kinds of access:
+//! - *data* (`read_*` / `write_*`): descriptor and completion fields, which
+//!   one side writes before publishing them and the other reads after
+//!   seeing them published;
+//! - *flags* ([`load_flag`](RingMemory::load_flag) /
+//!   [`store_flag`](RingMemory::store_flag)): the 16-bit words both sides
+//!   race on (a phase tag word, a done-bit word, a virtio index or flags
+//!   word, an event index).
+//!
+//! On hardware both are plain single-copy-atomic accesses. Under
+//! `--cfg dma_loom`, [`LoomMemory`] backs data with `loom::cell::UnsafeCell`
+//! (so reading a field the other side has not published is reported as a
+//! race) and flags with loom atomics, so the models check the barriers and
+//! not merely the values.
+//!
+//! All multi-byte fields are little-endian, as NVMe, virtio and the NIC
+//! formats require; on little-endian CPUs the conversions vanish.
+
+use core::ptr::NonNull;
+
+use dma_api::{Coherent, DmaAddr, DmaAlloc};
+
+/// Memory shared with a device, addressed by byte offset.
+///
+/// # Safety
+///
+/// Implementations promise that every offset below [`len`](Self::len)
+/// addresses memory valid for the accesses below for the value's lifetime,
+/// that the device reaches byte 0 at [`dma_addr`](Self::dma_addr), that no
+/// Rust reference to the memory is formed, and that flag accesses are
+/// single-copy atomic 16-bit accesses.
+///
+/// Callers of the `unsafe` methods promise that `offset` is aligned to the
+/// access width and `offset + width <= len()`.
+pub unsafe trait RingMemory {
+    /// Size in bytes.
+    fn len(&self) -> usize;
+
+    /// Whether the region is empty (it never is for a working ring).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where the device sees byte 0.
+    fn dma_addr(&self) -> DmaAddr;
+
+    /// Reads a data `u16`.
+    ///
+    /// # Safety
+    ///
+    /// `offset` is 2-aligned and `offset + 2 <= len()`.
+    unsafe fn read_u16(&self, offset: usize) -> u16;
+    /// Reads a data `u32`.
+    ///
+    /// # Safety
+    ///
+    /// `offset` is 4-aligned and `offset + 4 <= len()`.
+    unsafe fn read_u32(&self, offset: usize) -> u32;
+    /// Reads a data `u64`.
+    ///
+    /// # Safety
+    ///
+    /// `offset` is 8-aligned and `offset + 8 <= len()`.
+    unsafe fn read_u64(&self, offset: usize) -> u64;
+    /// Writes a data `u16`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`read_u16`](Self::read_u16).
+    unsafe fn write_u16(&self, offset: usize, value: u16);
+    /// Writes a data `u32`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`read_u32`](Self::read_u32).
+    unsafe fn write_u32(&self, offset: usize, value: u32);
+    /// Writes a data `u64`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`read_u64`](Self::read_u64).
+    unsafe fn write_u64(&self, offset: usize, value: u64);
+    /// Loads a flag word.
+    ///
+    /// # Safety
+    ///
+    /// As for [`read_u16`](Self::read_u16).
+    unsafe fn load_flag(&self, offset: usize) -> u16;
+    /// Stores a flag word.
+    ///
+    /// # Safety
+    ///
+    /// As for [`read_u16`](Self::read_u16).
+    unsafe fn store_flag(&self, offset: usize, value: u16);
+}
+
+/// Checks that `mem` holds `needed` bytes and the device sees it aligned to
+/// `align`.
+pub(crate) fn check_memory<M: RingMemory + ?Sized>(
+    mem: &M,
+    needed: usize,
+    align: u64,
+) -> crate::Result<()> {
+    use crate::{RingError, RingErrorKind};
+    if mem.len() < needed {
+        return Err(RingError::with(RingErrorKind::BadMemory, needed as u64));
+    }
+    if !mem.dma_addr().is_aligned(align) {
+        return Err(RingError::with(
+            RingErrorKind::BadMemory,
+            mem.dma_addr().as_u64(),
+        ));
+    }
+    Ok(())
+}
+
+/// Volatile and atomic accesses through a raw pointer.
+///
+/// # Safety (for every function)
+///
+/// `base + offset` is valid for the access and aligned to its width.
+mod raw {
+    use core::ptr::NonNull;
+    use core::sync::atomic::{AtomicU16, Ordering};
+
+    macro_rules! data {
+        ($read:ident, $write:ident, $t:ty) => {
+            #[inline(always)]
+            pub(super) unsafe fn $read(base: NonNull<u8>, offset: usize) -> $t {
+                // SAFETY: the caller promises the access is in bounds and aligned.
+                <$t>::from_le(unsafe { base.as_ptr().add(offset).cast::<$t>().read_volatile() })
+            }
+            #[inline(always)]
+            pub(super) unsafe fn $write(base: NonNull<u8>, offset: usize, value: $t) {
+                // SAFETY: the caller promises the access is in bounds and aligned.
+                unsafe {
+                    base.as_ptr()
+                        .add(offset)
+                        .cast::<$t>()
+                        .write_volatile(value.to_le())
+                }
+            }
+        };
+    }
+    data!(read_u16, write_u16, u16);
+    data!(read_u32, write_u32, u32);
+    data!(read_u64, write_u64, u64);
+
+    // Flags are atomics with acquire/release on top of the explicit DMA
+    // barriers: against a device that costs nothing on x86 (plain moves)
+    // and little elsewhere, and it keeps a CPU-thread device model (the sim,
+    // the tests, the bench) free of data races in Rust's memory model.
+    #[inline(always)]
+    pub(super) unsafe fn load_flag(base: NonNull<u8>, offset: usize) -> u16 {
+        // SAFETY: in bounds and 2-aligned (caller); the word is only ever
+        // accessed atomically by the CPU, the device's accesses are DMA.
+        let atomic = unsafe { AtomicU16::from_ptr(base.as_ptr().add(offset).cast()) };
+        u16::from_le(atomic.load(Ordering::Acquire))
+    }
+    #[inline(always)]
+    pub(super) unsafe fn store_flag(base: NonNull<u8>, offset: usize, value: u16) {
+        // SAFETY: as in `load_flag`.
+        let atomic = unsafe { AtomicU16::from_ptr(base.as_ptr().add(offset).cast()) };
+        atomic.store(value.to_le(), Ordering::Release);
+    }
+}
+
+macro_rules! raw_ring_memory {
+    () => {
+        unsafe fn read_u16(&self, offset: usize) -> u16 {
+            // SAFETY: the caller promises bounds and alignment.
+            unsafe { raw::read_u16(self.base(), offset) }
+        }
+        unsafe fn read_u32(&self, offset: usize) -> u32 {
+            // SAFETY: the caller promises bounds and alignment.
+            unsafe { raw::read_u32(self.base(), offset) }
+        }
+        unsafe fn read_u64(&self, offset: usize) -> u64 {
+            // SAFETY: the caller promises bounds and alignment.
+            unsafe { raw::read_u64(self.base(), offset) }
+        }
+        unsafe fn write_u16(&self, offset: usize, value: u16) {
+            // SAFETY: the caller promises bounds and alignment.
+            unsafe { raw::write_u16(self.base(), offset, value) }
+        }
+        unsafe fn write_u32(&self, offset: usize, value: u32) {
+            // SAFETY: the caller promises bounds and alignment.
+            unsafe { raw::write_u32(self.base(), offset, value) }
+        }
+        unsafe fn write_u64(&self, offset: usize, value: u64) {
+            // SAFETY: the caller promises bounds and alignment.
+            unsafe { raw::write_u64(self.base(), offset, value) }
+        }
+        unsafe fn load_flag(&self, offset: usize) -> u16 {
+            // SAFETY: the caller promises bounds and alignment.
+            unsafe { raw::load_flag(self.base(), offset) }
+        }
+        unsafe fn store_flag(&self, offset: usize, value: u16) {
+            // SAFETY: the caller promises bounds and alignment.
+            unsafe { raw::store_flag(self.base(), offset, value) }
+        }
+    };
+}
+
+trait Base {
+    fn base(&self) -> NonNull<u8>;
+}
+
+impl<P: DmaAlloc> Base for Coherent<[u64], P> {
+    #[inline(always)]
+    fn base(&self) -> NonNull<u8> {
+        self.as_ptr()
+    }
+}
+
+// SAFETY: a `Coherent` allocation is valid for its size until dropped, is
+// reached by the device at `dma_addr`, and is never handed out as a
+// reference. Its `&mut self` rule for writes is kept by the rings, which
+// write only from `&mut self` methods of their own. The u64 element type
+// makes the base 8-aligned.
+unsafe impl<P: DmaAlloc> RingMemory for Coherent<[u64], P> {
+    fn len(&self) -> usize {
+        self.size()
+    }
+    fn dma_addr(&self) -> DmaAddr {
+        Coherent::dma_addr(self)
+    }
+    raw_ring_memory!();
+}
+
+/// Ring memory by raw pointer: how a device model, a simulator or a test
+/// sees memory that a ring owns (for example a second view of a
+/// [`Coherent`] allocation, taken from its `as_ptr`).
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryView {
+    ptr: NonNull<u8>,
+    len: usize,
+    dma: DmaAddr,
+}
+
+// SAFETY: a view only does volatile data accesses and atomic flag
+// accesses; the ring protocols order the data accesses between the sides.
+unsafe impl Send for MemoryView {}
+// SAFETY: as above.
+unsafe impl Sync for MemoryView {}
+
+impl MemoryView {
+    /// A view of `len` bytes at `ptr`, which the device reaches at `dma`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is 8-aligned and valid for volatile reads and writes of `len`
+    /// bytes for as long as the view or a copy of it is used, and no
+    /// reference to those bytes exists meanwhile.
+    pub const unsafe fn new(ptr: NonNull<u8>, len: usize, dma: DmaAddr) -> Self {
+        Self { ptr, len, dma }
+    }
+
+    /// A view of an allocation (the allocation must outlive the view's use).
+    ///
+    /// # Safety
+    ///
+    /// The view is used only while `mem` is alive.
+    pub unsafe fn of<P: DmaAlloc>(mem: &Coherent<[u64], P>) -> Self {
+        // SAFETY: a live Coherent is valid for its size; the caller bounds
+        // the view's use by the allocation's life.
+        unsafe { Self::new(mem.as_ptr(), mem.size(), mem.dma_addr()) }
+    }
+}
+
+impl Base for MemoryView {
+    #[inline(always)]
+    fn base(&self) -> NonNull<u8> {
+        self.ptr
+    }
+}
+
+// SAFETY: `new`'s caller promised validity of the range; `dma` is what the
+// caller said the device sees.
+unsafe impl RingMemory for MemoryView {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn dma_addr(&self) -> DmaAddr {
+        self.dma
+    }
+    raw_ring_memory!();
+}
+
+macro_rules! forward_memory {
+    ($($ptr:ty),*) => { $(
+        // SAFETY: forwards every call to the implementation behind the pointer.
+        unsafe impl<M: RingMemory + ?Sized> RingMemory for $ptr {
+            #[inline(always)]
+            fn len(&self) -> usize { (**self).len() }
+            #[inline(always)]
+            fn dma_addr(&self) -> DmaAddr { (**self).dma_addr() }
+            #[inline(always)]
+            unsafe fn read_u16(&self, o: usize) -> u16 {
+                // SAFETY: the caller's promise is passed on.
+                unsafe { (**self).read_u16(o) }
+            }
+            #[inline(always)]
+            unsafe fn read_u32(&self, o: usize) -> u32 {
+                // SAFETY: the caller's promise is passed on.
+                unsafe { (**self).read_u32(o) }
+            }
+            #[inline(always)]
+            unsafe fn read_u64(&self, o: usize) -> u64 {
+                // SAFETY: the caller's promise is passed on.
+                unsafe { (**self).read_u64(o) }
+            }
+            #[inline(always)]
+            unsafe fn write_u16(&self, o: usize, v: u16) {
+                // SAFETY: the caller's promise is passed on.
+                unsafe { (**self).write_u16(o, v) }
+            }
+            #[inline(always)]
+            unsafe fn write_u32(&self, o: usize, v: u32) {
+                // SAFETY: the caller's promise is passed on.
+                unsafe { (**self).write_u32(o, v) }
+            }
+            #[inline(always)]
+            unsafe fn write_u64(&self, o: usize, v: u64) {
+                // SAFETY: the caller's promise is passed on.
+                unsafe { (**self).write_u64(o, v) }
+            }
+            #[inline(always)]
+            unsafe fn load_flag(&self, o: usize) -> u16 {
+                // SAFETY: the caller's promise is passed on.
+                unsafe { (**self).load_flag(o) }
+            }
+            #[inline(always)]
+            unsafe fn store_flag(&self, o: usize, v: u16) {
+                // SAFETY: the caller's promise is passed on.
+                unsafe { (**self).store_flag(o, v) }
+            }
+        }
+    )* };
+}
+
+forward_memory!(&M);
+#[cfg(feature = "alloc")]
+forward_memory!(alloc::sync::Arc<M>);
+
+#[cfg(dma_loom)]
+pub use self::loom_memory::LoomMemory;
+
+#[cfg(dma_loom)]
+mod loom_memory {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::RingMemory;
+    use crate::sync::{AtomicU16, Ordering, UnsafeCell};
+    use dma_api::DmaAddr;
+
+    /// Ring memory loom can see: every 16-bit granule is a
+    /// `loom::cell::UnsafeCell` for data accesses (loom reports a read or
+    /// write not ordered after the other side's conflicting access) and a
+    /// loom atomic for flag accesses, which are relaxed so that only the
+    /// protocol's own barriers order anything.
+    #[derive(Debug)]
+    pub struct LoomMemory {
+        data: Vec<UnsafeCell<u16>>,
+        flags: Vec<AtomicU16>,
+        dma: DmaAddr,
+    }
+
+    impl LoomMemory {
+        /// `len` zeroed bytes (rounded up to a granule) that the device is
+        /// said to see at `dma`. Create it inside the loom model.
+        pub fn new(len: usize, dma: DmaAddr) -> Self {
+            let granules = len.div_ceil(2);
+            Self {
+                data: (0..granules).map(|_| UnsafeCell::new(0)).collect(),
+                flags: (0..granules).map(|_| AtomicU16::new(0)).collect(),
+                dma,
+            }
+        }
+
+        fn read(&self, offset: usize, granules: usize) -> u64 {
+            let mut v = 0u64;
+            for i in 0..granules {
+                // SAFETY: loom checks this access against the other side's
+                // writes; the closure reads a plain u16 it owns.
+                let g = self.data[offset / 2 + i].with(|p| unsafe { *p });
+                v |= u64::from(g) << (16 * i);
+            }
+            v
+        }
+
+        fn write(&self, offset: usize, granules: usize, value: u64) {
+            for i in 0..granules {
+                // SAFETY: loom checks this access against the other side's
+                // accesses; the closure writes a plain u16 it owns.
+                self.data[offset / 2 + i].with_mut(|p| unsafe { *p = (value >> (16 * i)) as u16 });
+            }
+        }
+    }
+
+    // SAFETY: a model of memory, not memory: every access is bounds-checked
+    // by the vectors, nothing is ever referenced from outside.
+    unsafe impl RingMemory for LoomMemory {
+        fn len(&self) -> usize {
+            self.data.len() * 2
+        }
+        fn dma_addr(&self) -> DmaAddr {
+            self.dma
+        }
+        unsafe fn read_u16(&self, o: usize) -> u16 {
+            self.read(o, 1) as u16
+        }
+        unsafe fn read_u32(&self, o: usize) -> u32 {
+            self.read(o, 2) as u32
+        }
+        unsafe fn read_u64(&self, o: usize) -> u64 {
+            self.read(o, 4)
+        }
+        unsafe fn write_u16(&self, o: usize, v: u16) {
+            self.write(o, 1, v.into())
+        }
+        unsafe fn write_u32(&self, o: usize, v: u32) {
+            self.write(o, 2, v.into())
+        }
+        unsafe fn write_u64(&self, o: usize, v: u64) {
+            self.write(o, 4, v)
+        }
+        unsafe fn load_flag(&self, o: usize) -> u16 {
+            self.flags[o / 2].load(Ordering::Relaxed)
+        }
+        unsafe fn store_flag(&self, o: usize, v: u16) {
+            self.flags[o / 2].store(v, Ordering::Relaxed)
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! NVMe submission/completion queue pairs.
+//!
+//! The driver writes 64-byte commands at the submission queue (SQ) tail and
+//! rings the SQ tail doorbell, once for a batch. The controller posts
+//! 16-byte completions in the completion queue (CQ), inverting the phase
+//! tag on each pass (NVMe base spec 2.0 §4.2.4 "Phase Tag"), and reports its
+//! SQ head in each one (§4.2.1), which is what frees SQ entries. The driver
+//! polls the phase tag at its CQ head, issues the read barrier, validates
+//! the rest of the entry, and writes the CQ head doorbell once per batch of
+//! reaped completions.
+//!
+//! Command identifiers come from the in-flight table, with a generation in
+//! their unused high bits (as Linux's `nvme_cid`), so a repeated or stale
+//! completion is refused instead of returning a buffer twice.
+
+mod layout;
+
+pub use layout::{
+    opcode, NvmeCommand, NvmeCompletion, NvmeStatus, NvmeStatusBits, STATUS_OFFSET,
+};
+
+use crate::memory::check_memory;
+use crate::ring::RingCursor;
+use crate::slots::{Drain, SlotStorage, SlotTable};
+use crate::sync;
+use crate::{Doorbell, Rejected, RingError, RingErrorKind, RingMemory};
+
+/// Bytes per submission entry.
+pub const SQE_SIZE: usize = 64;
+/// Bytes per completion entry.
+pub const CQE_SIZE: usize = 16;
+/// Queue base alignment: the smallest memory page size (`CC.MPS` = 0, 4 KiB).
+pub const QUEUE_ALIGN: u64 = 4096;
+
+/// The two doorbells of a queue pair.
+#[derive(Clone, Copy, Debug)]
+pub struct NvmeDoorbells<D> {
+    /// `SQyTDBL`.
+    pub sq_tail: D,
+    /// `CQyHDBL`.
+    pub cq_head: D,
+}
+
+impl<'a> From<&'a crate::regs::NvmeQueueDoorbells>
+    for NvmeDoorbells<&'a tock_registers::registers::WriteOnly<u32>>
+{
+    fn from(regs: &'a crate::regs::NvmeQueueDoorbells) -> Self {
+        Self {
+            sq_tail: &regs.sq_tail,
+            cq_head: &regs.cq_head,
+        }
+    }
+}
+
+/// Queue identifier and sizes (each `2..=65536` entries, any value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NvmeQueueConfig {
+    /// Queue identifier (0 for the admin queue); completions must carry it.
+    pub qid: u16,
+    /// Submission queue entries.
+    pub sq_size: u32,
+    /// Completion queue entries.
+    pub cq_size: u32,
+}
+
+impl NvmeQueueConfig {
+    /// Bytes the submission queue needs.
+    pub const fn sq_bytes(&self) -> usize {
+        self.sq_size as usize * SQE_SIZE
+    }
+
+    /// Bytes the completion queue needs.
+    pub const fn cq_bytes(&self) -> usize {
+        self.cq_size as usize * CQE_SIZE
+    }
+}
+
+/// A reaped completion: the request's buffers back, with what the
+/// controller said.
+#[derive(Debug)]
+pub struct NvmeCompleted<T> {
+    /// The buffers given to [`NvmeQueuePair::push`].
+    pub buffers: T,
+    /// The command identifier it ran under.
+    pub cid: u16,
+    /// Status (phase tag included).
+    pub status: NvmeStatus,
+    /// Command-specific dword 0.
+    pub dw0: u32,
+    /// Command-specific dword 1.
+    pub dw1: u32,
+}
+
+/// An NVMe I/O (or admin) queue pair over ring memory `M`, doorbells `D`,
+/// owning the buffers `T` of each command in flight in storage `S`.
+pub struct NvmeQueuePair<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
+    sq_mem: M,
+    cq_mem: M,
+    doorbells: NvmeDoorbells<D>,
+    qid: u16,
+    sq: RingCursor,
+    cq_size: u32,
+    cq_head: u32,
+    phase: bool,
+    cq_unreleased: bool,
+    slots: SlotTable<T, S>,
+    broken: bool,
+}
+
+impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S> {
+    /// A queue pair over `sq_mem` and `cq_mem` (each 4 KiB-aligned for the
+    /// device, zeroed, at least [`sq_bytes`](NvmeQueueConfig::sq_bytes) /
+    /// [`cq_bytes`](NvmeQueueConfig::cq_bytes)). At most
+    /// `min(slots, sq_size - 1, cq_size - 1)` commands are in flight.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidSize`](RingErrorKind::InvalidSize) for a size outside
+    /// `2..=65536` or empty slot storage,
+    /// [`BadMemory`](RingErrorKind::BadMemory) for memory too small or
+    /// misaligned.
+    pub fn new(
+        config: NvmeQueueConfig,
+        sq_mem: M,
+        cq_mem: M,
+        doorbells: NvmeDoorbells<D>,
+        slots: S,
+    ) -> crate::Result<Self> {
+        let sq = RingCursor::new(config.sq_size)?;
+        let cq = RingCursor::new(config.cq_size)?;
+        check_memory(&sq_mem, config.sq_bytes(), QUEUE_ALIGN)?;
+        check_memory(&cq_mem, config.cq_bytes(), QUEUE_ALIGN)?;
+        let limit = sq.capacity().min(cq.capacity());
+        Ok(Self {
+            sq_mem,
+            cq_mem,
+            doorbells,
+            qid: config.qid,
+            sq,
+            cq_size: config.cq_size,
+            cq_head: 0,
+            phase: true,
+            cq_unreleased: false,
+            slots: SlotTable::new(slots, limit)?,
+            broken: false,
+        })
+    }
+
+    /// The queue identifier.
+    pub fn qid(&self) -> u16 {
+        self.qid
+    }
+
+    /// Where the controller reads the submission queue (for Create I/O SQ
+    /// or `ASQ`).
+    pub fn sq_dma_addr(&self) -> dma_api::DmaAddr {
+        self.sq_mem.dma_addr()
+    }
+
+    /// Where the controller writes the completion queue.
+    pub fn cq_dma_addr(&self) -> dma_api::DmaAddr {
+        self.cq_mem.dma_addr()
+    }
+
+    /// The submission queue memory.
+    pub fn sq_memory(&self) -> &M {
+        &self.sq_mem
+    }
+
+    /// The completion queue memory.
+    pub fn cq_memory(&self) -> &M {
+        &self.cq_mem
+    }
+
+    /// Commands submitted and not yet completed.
+    pub fn in_flight(&self) -> u32 {
+        self.slots.in_use()
+    }
+
+    /// Whether another command fits now.
+    pub fn can_push(&self) -> bool {
+        !self.broken && !self.sq.is_full() && !self.slots.is_full()
+    }
+
+    /// Whether a device error broke the queue (see [`reset`](Self::reset)).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Writes `command` at the SQ tail with a fresh command identifier and
+    /// takes ownership of `buffers` until it completes. The controller is
+    /// not told until [`ring_doorbell`](Self::ring_doorbell): push a batch,
+    /// ring once.
+    ///
+    /// # Errors
+    ///
+    /// [`Full`](RingErrorKind::Full) or [`Broken`](RingErrorKind::Broken),
+    /// with the buffers handed back.
+    pub fn push(&mut self, mut command: NvmeCommand, buffers: T) -> Result<u16, Rejected<T>> {
+        if self.broken {
+            return Err(Rejected::new(RingErrorKind::Broken, buffers));
+        }
+        if self.sq.is_full() {
+            return Err(Rejected::new(RingErrorKind::Full, buffers));
+        }
+        let cid = self
+            .slots
+            .insert(buffers, 0, 1)
+            .map_err(|b| Rejected::new(RingErrorKind::Full, b))?;
+        // Cannot be None: the SQ was checked not full above.
+        let tail = self.sq.tail();
+        let _ = self.sq.push();
+        command.set_cid(cid);
+        let base = tail as usize * SQE_SIZE;
+        for (i, word) in command.to_words().into_iter().enumerate() {
+            // SAFETY: tail < sq_size and the memory holds sq_size entries
+            // (checked in `new`); 8-aligned as the base is page-aligned.
+            unsafe { self.sq_mem.write_u64(base + 8 * i, word) };
+        }
+        Ok(cid)
+    }
+
+    /// Tells the controller about every command pushed since the last
+    /// doorbell: write barrier, then one SQ tail doorbell write. Returns
+    /// whether it rang.
+    pub fn ring_doorbell(&mut self) -> bool {
+        match self.sq.take_doorbell() {
+            Some(tail) => {
+                sync::before_doorbell();
+                self.doorbells.sq_tail.ring(tail);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// [`push`](Self::push) then [`ring_doorbell`](Self::ring_doorbell).
+    ///
+    /// # Errors
+    ///
+    /// As for `push`.
+    pub fn submit(&mut self, command: NvmeCommand, buffers: T) -> Result<u16, Rejected<T>> {
+        let cid = self.push(command, buffers)?;
+        self.ring_doorbell();
+        Ok(cid)
+    }
+
+    /// Reaps the completion at the CQ head, if the controller posted one.
+    /// The CQ head doorbell is written by
+    /// [`release_completions`](Self::release_completions), once per batch.
+    ///
+    /// # Errors
+    ///
+    /// A device-fault kind when the entry is invalid (a command identifier
+    /// out of range or not in flight, another queue's id, an SQ head beyond
+    /// the tail the controller was given, or a completion when nothing is
+    /// in flight); the queue is then broken. [`Broken`](RingErrorKind::Broken)
+    /// after that.
+    pub fn poll(&mut self) -> crate::Result<Option<NvmeCompleted<T>>> {
+        if self.broken {
+            return Err(RingError::new(RingErrorKind::Broken));
+        }
+        let base = self.cq_head as usize * CQE_SIZE;
+        // SAFETY: cq_head < cq_size and the memory holds cq_size entries.
+        let status = NvmeStatus(unsafe { self.cq_mem.load_flag(base + STATUS_OFFSET) });
+        if status.phase() != self.phase {
+            return Ok(None);
+        }
+        // The phase tag is read; the rest of the entry only after it.
+        sync::after_completion_flag();
+        match self.validate(base) {
+            Ok((cid, sq_head)) => {
+                // SAFETY: as above, 4-aligned offsets inside the entry.
+                let (dw0, dw1) = unsafe { (self.cq_mem.read_u32(base), self.cq_mem.read_u32(base + 4)) };
+                self.sq.set_head(sq_head)?;
+                let taken = self.slots.take(cid)?;
+                self.cq_head += 1;
+                if self.cq_head == self.cq_size {
+                    self.cq_head = 0;
+                    self.phase = !self.phase;
+                }
+                self.cq_unreleased = true;
+                Ok(Some(NvmeCompleted {
+                    buffers: taken.value,
+                    cid,
+                    status,
+                    dw0,
+                    dw1,
+                }))
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn validate(&self, base: usize) -> crate::Result<(u16, u32)> {
+        // SAFETY: offsets inside the entry at `base`, 2-aligned.
+        let (cid, sq_head, sq_id) = unsafe {
+            (
+                self.cq_mem.read_u16(base + 12),
+                self.cq_mem.read_u16(base + 8),
+                self.cq_mem.read_u16(base + 10),
+            )
+        };
+        if self.slots.in_use() == 0 {
+            return Err(RingError::with(
+                RingErrorKind::UnexpectedCompletion,
+                self.cq_head.into(),
+            ));
+        }
+        if sq_id != self.qid {
+            return Err(RingError::with(RingErrorKind::WrongQueue, sq_id.into()));
+        }
+        self.sq.check_head(sq_head.into())?;
+        self.slots.check(cid)?;
+        Ok((cid, sq_head.into()))
+    }
+
+    /// Writes the CQ head doorbell if completions were reaped since the last
+    /// time, letting the controller reuse those entries. Returns whether it
+    /// rang.
+    pub fn release_completions(&mut self) -> bool {
+        if !self.cq_unreleased {
+            return false;
+        }
+        self.cq_unreleased = false;
+        // Orders the reads of the reaped entries before the doorbell that
+        // lets the controller overwrite them (a release in the models).
+        sync::before_doorbell();
+        self.doorbells.cq_head.ring(self.cq_head);
+        true
+    }
+
+    /// Reaps every posted completion into `f`, then writes the CQ head
+    /// doorbell once. Returns how many were reaped.
+    ///
+    /// # Errors
+    ///
+    /// As for [`poll`](Self::poll); completions reaped before the error were
+    /// passed to `f` and are released.
+    pub fn drain(&mut self, mut f: impl FnMut(NvmeCompleted<T>)) -> crate::Result<u32> {
+        let mut n = 0;
+        let result = loop {
+            match self.poll() {
+                Ok(Some(c)) => {
+                    f(c);
+                    n += 1;
+                }
+                Ok(None) => break Ok(n),
+                Err(e) => break Err(e),
+            }
+        };
+        self.release_completions();
+        result
+    }
+
+    /// After the controller was reset (or the queue deleted): forgets every
+    /// submission, zeroes the completion queue, repairs a broken queue, and
+    /// hands back the buffers of every command that was in flight, each once.
+    ///
+    /// Call it only once the controller no longer accesses the queues or
+    /// the buffers.
+    pub fn reset(&mut self) -> Drain<'_, T> {
+        for i in 0..self.cq_size as usize {
+            let base = i * CQE_SIZE;
+            // SAFETY: every entry below cq_size is inside the memory.
+            unsafe {
+                self.cq_mem.write_u64(base, 0);
+                self.cq_mem.write_u32(base + 8, 0);
+                self.cq_mem.write_u16(base + 12, 0);
+                self.cq_mem.store_flag(base + STATUS_OFFSET, 0);
+            }
+        }
+        self.sq.reset();
+        self.cq_head = 0;
+        self.phase = true;
+        self.cq_unreleased = false;
+        self.broken = false;
+        self.slots.drain()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<P, D, T> NvmeQueuePair<dma_api::Coherent<[u64], P>, D, T, alloc::vec::Vec<crate::Slot<T>>>
+where
+    P: dma_api::DmaAlloc + Clone,
+    D: Doorbell,
+{
+    /// Allocates both queues as coherent memory from `platform` and a heap
+    /// slot table.
+    ///
+    /// # Errors
+    ///
+    /// The allocation's error, or as for [`new`](Self::new).
+    pub fn allocate(
+        platform: P,
+        config: NvmeQueueConfig,
+        doorbells: NvmeDoorbells<D>,
+    ) -> Result<Self, dma_api::Error> {
+        let words = |bytes: usize| bytes.div_ceil(8);
+        let sq = dma_api::Coherent::zeroed_slice(platform.clone(), words(config.sq_bytes()))?;
+        let cq = dma_api::Coherent::zeroed_slice(platform, words(config.cq_bytes()))?;
+        let slots = crate::slot_vec(config.sq_size.min(config.cq_size) as usize);
+        Ok(Self::new(config, sq, cq, doorbells, slots)?)
+    }
+}

@@ -1,0 +1,72 @@
+//! Virtio virtqueues (Virtual I/O Device spec 1.2): [`split`] (§2.7) and
+//! [`packed`] (§2.8).
+//!
+//! Both take a request as device-readable segments followed by
+//! device-writable ones, own its buffers until the device returns it, and
+//! check what the device writes back: the buffer id or head, the length
+//! written against the writable bytes posted, and how far the device's
+//! index moved. The notification is any [`Doorbell`](crate::Doorbell):
+//! written with the queue index (virtio-pci's notify address, virtio-mmio's
+//! `QueueNotify`), and only when the device's event suppression asks for it.
+
+pub mod packed;
+pub mod split;
+
+use dma_api::DmaAddr;
+
+/// One buffer of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Where the device reaches it.
+    pub addr: DmaAddr,
+    /// Its length in bytes.
+    pub len: u32,
+}
+
+impl Segment {
+    /// A segment of `len` bytes at `addr`.
+    pub const fn new(addr: DmaAddr, len: u32) -> Self {
+        Self { addr, len }
+    }
+}
+
+/// A request the device has used: its buffers back, with the bytes written.
+#[derive(Debug)]
+pub struct Used<T> {
+    /// The buffers given when the request was added.
+    pub buffers: T,
+    /// Bytes the device wrote into the writable segments (checked against
+    /// their total).
+    pub len: u32,
+    /// The descriptor head (split) or buffer id (packed) it ran under.
+    pub id: u16,
+}
+
+/// Whether an event index `event` lies in the indices just published,
+/// `old` (exclusive) to `new` (inclusive) in free-running 16-bit
+/// arithmetic: virtio 1.2 §2.7.10's rule for `VIRTIO_F_EVENT_IDX`
+/// (`(u16)(new - event - 1) < (u16)(new - old)`).
+pub const fn need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+}
+
+/// Total of the segment lengths, or `None` on overflow.
+pub(crate) fn total_len(segments: &[Segment]) -> Option<u32> {
+    segments
+        .iter()
+        .try_fold(0u32, |sum, s| sum.checked_add(s.len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::need_event;
+
+    #[test]
+    fn need_event_matches_the_spec_formula_across_wrap() {
+        assert!(need_event(0, 1, 0));
+        assert!(!need_event(1, 1, 0));
+        assert!(need_event(65535, 2, 65534));
+        assert!(need_event(0, 2, 65534));
+        assert!(!need_event(5, 2, 65534));
+    }
+}
