@@ -72,7 +72,9 @@ impl Fault {
             }
             (_, FaultKind::Permission { .. }) => "device access not permitted by the IOMMU mapping",
             (_, FaultKind::Translation { .. }) => "device accessed an unmapped IOVA",
-            (_, FaultKind::AccessFlag { .. }) => "device access hit a mapping without its access flag",
+            (_, FaultKind::AccessFlag { .. }) => {
+                "device access hit a mapping without its access flag"
+            }
             (_, FaultKind::AddressSize) => "device used an IOVA beyond the input address size",
             (_, FaultKind::WalkAbort { .. }) => "the IOMMU could not read a page table",
         };

@@ -2,6 +2,7 @@ use std::vec::Vec;
 
 use proptest::prelude::*;
 
+use super::super::magazine;
 use super::*;
 
 #[test]
@@ -67,7 +68,11 @@ fn exhaustion_flushes_the_caches_and_retries_before_failing() {
     for r in pages {
         a.free(CpuId(0), r);
     }
-    assert_eq!(a.free_pages_uncached(), 0, "everything sits in the magazine");
+    assert_eq!(
+        a.free_pages_uncached(),
+        0,
+        "everything sits in the magazine"
+    );
     let flushes = a.stats().flushes;
     let all = a.alloc(CpuId(0), 8).unwrap();
     assert_eq!((all.pfn, all.pages), (0, 8));
@@ -77,7 +82,10 @@ fn exhaustion_flushes_the_caches_and_retries_before_failing() {
 #[test]
 fn bad_requests_are_typed_errors() {
     let a = IovaAllocator::new(0, 4, 1, 0).unwrap();
-    assert_eq!(a.alloc(CpuId(0), 0).unwrap_err().kind(), ErrorKind::ZeroSize);
+    assert_eq!(
+        a.alloc(CpuId(0), 0).unwrap_err().kind(),
+        ErrorKind::ZeroSize
+    );
     assert_eq!(
         a.alloc(CpuId(0), 5).unwrap_err().kind(),
         ErrorKind::IovaExhausted
@@ -130,7 +138,12 @@ impl Model {
     fn set(&mut self, r: IovaRange, used: bool) {
         for p in r.pfn..r.pfn + r.pages {
             let slot = &mut self.used[(p - self.start) as usize];
-            assert_ne!(*slot, used, "page {p:#x} double-{}", if used { "allocated" } else { "freed" });
+            assert_ne!(
+                *slot,
+                used,
+                "page {p:#x} double-{}",
+                if used { "allocated" } else { "freed" }
+            );
             *slot = used;
         }
     }

@@ -169,7 +169,8 @@ impl Descriptor {
     /// The attribute bits a leaf carries for `prot` (everything but the
     /// address and bits 1:0).
     pub fn attributes(prot: Prot) -> u64 {
-        let mut bits = DescBits::AF | DescBits::NG | DescBits::AP_UNPRIV | DescBits::PXN | DescBits::UXN;
+        let mut bits =
+            DescBits::AF | DescBits::NG | DescBits::AP_UNPRIV | DescBits::PXN | DescBits::UXN;
         if !prot.contains(Prot::WRITE) {
             bits |= DescBits::AP_RDONLY;
         }
@@ -471,12 +472,11 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
             return Err(Error::new(ErrorKind::ZeroSize, "zero-size page-table range").at(iova));
         }
         if iova % GRANULE != 0 || size % GRANULE != 0 {
-            return Err(Error::new(
-                ErrorKind::Misaligned,
-                "page-table range not 4 KiB aligned",
-            )
-            .at(iova)
-            .len(size));
+            return Err(
+                Error::new(ErrorKind::Misaligned, "page-table range not 4 KiB aligned")
+                    .at(iova)
+                    .len(size),
+            );
         }
         match iova.checked_add(size) {
             Some(end) if end <= 1 << IAS_BITS => Ok(()),
@@ -663,7 +663,9 @@ impl<M: PhysMemory, C: CacheMaintenance> IoPageTable for Vmsav8Table<M, C> {
         Self::check_range(iova, size)?;
         let phys = phys.as_u64();
         if phys % GRANULE != 0 {
-            return Err(Error::new(ErrorKind::Misaligned, "physical address not 4 KiB aligned").at(phys));
+            return Err(
+                Error::new(ErrorKind::Misaligned, "physical address not 4 KiB aligned").at(phys),
+            );
         }
         if phys.checked_add(size).is_none_or(|end| end > 1 << OAS_BITS) {
             return Err(Error::new(
@@ -680,17 +682,19 @@ impl<M: PhysMemory, C: CacheMaintenance> IoPageTable for Vmsav8Table<M, C> {
             ));
         }
         if self.any_entry(self.root.phys, 0, iova, iova + size, false)? {
-            return Err(Error::new(ErrorKind::AlreadyMapped, "IOVA range overlaps a mapping")
-                .at(iova)
-                .len(size));
+            return Err(
+                Error::new(ErrorKind::AlreadyMapped, "IOVA range overlaps a mapping")
+                    .at(iova)
+                    .len(size),
+            );
         }
         let mut done = 0;
         while done < size {
             let mapped = match self.install_leaf(iova + done, phys + done, size - done, prot) {
                 Ok(bytes) => bytes,
                 Err(e) => {
-                // Only a table allocation can fail here (the range was free):
-                // take back what this call mapped.
+                    // Only a table allocation can fail here (the range was free):
+                    // take back what this call mapped.
                     if done > 0 {
                         let _ = self.clear(self.root.phys, 0, iova, iova + done);
                     }
@@ -706,9 +710,11 @@ impl<M: PhysMemory, C: CacheMaintenance> IoPageTable for Vmsav8Table<M, C> {
         Self::check_range(iova, size)?;
         let end = iova + size;
         if self.any_entry(self.root.phys, 0, iova, end, true)? {
-            return Err(Error::new(ErrorKind::NotMapped, "IOVA range not (fully) mapped")
-                .at(iova)
-                .len(size));
+            return Err(
+                Error::new(ErrorKind::NotMapped, "IOVA range not (fully) mapped")
+                    .at(iova)
+                    .len(size),
+            );
         }
         // Splitting changes no translation, so failing after it leaves the
         // mappings as they were.

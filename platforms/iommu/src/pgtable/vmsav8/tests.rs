@@ -110,7 +110,10 @@ fn partial_unmap_splits_the_block_then_remap_works() {
             })
         );
         map(&mut pt, hole, 0x1_0000_0000, size, RW).unwrap();
-        assert_eq!(pt.iova_to_phys(hole + 8), Some(PhysAddr::new(0x1_0000_0008)));
+        assert_eq!(
+            pt.iova_to_phys(hole + 8),
+            Some(PhysAddr::new(0x1_0000_0008))
+        );
     }
 }
 
@@ -119,7 +122,10 @@ fn last_page_of_the_address_space_maps_and_unmaps() {
     let mut pt = table();
     let last = (1 << 48) - K4;
     map(&mut pt, last, 0xffff_ffff_f000, K4, RW).unwrap();
-    assert_eq!(pt.iova_to_phys(last + 0xfff), Some(PhysAddr::new(0xffff_ffff_ffff)));
+    assert_eq!(
+        pt.iova_to_phys(last + 0xfff),
+        Some(PhysAddr::new(0xffff_ffff_ffff))
+    );
     pt.unmap(last, K4).unwrap();
     assert_eq!(pt.iova_to_phys(last), None);
     // The last 1 GiB as a block in a fresh table, then its last page
@@ -149,17 +155,34 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
     assert_eq!(kind(map(&mut pt, 0, 0, 0, RW)), ErrorKind::ZeroSize);
     assert_eq!(kind(map(&mut pt, 0x800, 0, K4, RW)), ErrorKind::Misaligned);
     assert_eq!(kind(map(&mut pt, 0, 0x800, K4, RW)), ErrorKind::Misaligned);
-    assert_eq!(kind(map(&mut pt, 1 << 48, 0, K4, RW)), ErrorKind::OutOfRange);
-    assert_eq!(kind(map(&mut pt, 0, 1 << 48, K4, RW)), ErrorKind::Unreachable);
-    assert_eq!(kind(map(&mut pt, 0, 0, K4, Prot::CACHE)), ErrorKind::Unsupported);
+    assert_eq!(
+        kind(map(&mut pt, 1 << 48, 0, K4, RW)),
+        ErrorKind::OutOfRange
+    );
+    assert_eq!(
+        kind(map(&mut pt, 0, 1 << 48, K4, RW)),
+        ErrorKind::Unreachable
+    );
+    assert_eq!(
+        kind(map(&mut pt, 0, 0, K4, Prot::CACHE)),
+        ErrorKind::Unsupported
+    );
     assert_eq!(kind(pt.unmap(0, 0)), ErrorKind::ZeroSize);
     assert_eq!(kind(pt.unmap(G1, K4)), ErrorKind::NotMapped, "never mapped");
-    assert_eq!(kind(pt.unmap(M2, 5 * K4)), ErrorKind::NotMapped, "runs past the end");
-    assert_eq!(kind(pt.unmap(u64::MAX & !0xfff, K4)), ErrorKind::OutOfRange);
+    assert_eq!(
+        kind(pt.unmap(M2, 5 * K4)),
+        ErrorKind::NotMapped,
+        "runs past the end"
+    );
+    assert_eq!(kind(pt.unmap(!0xfff, K4)), ErrorKind::OutOfRange);
     assert_eq!(snapshot(&pt, &probes), before);
     assert_eq!(pt.table_pages(), tables);
     pt.unmap(M2, 4 * K4).unwrap();
-    assert_eq!(kind(pt.unmap(M2, 4 * K4)), ErrorKind::NotMapped, "double unmap");
+    assert_eq!(
+        kind(pt.unmap(M2, 4 * K4)),
+        ErrorKind::NotMapped,
+        "double unmap"
+    );
 }
 
 #[test]
@@ -170,9 +193,16 @@ fn descriptor_encoding_is_exact() {
     // 2 MiB block, read-only, non-cacheable: AP=11, SH=outer, AttrIndx 1.
     let d = Descriptor::leaf(2, PhysAddr::new(0x4020_0000), Prot::READ);
     assert_eq!(d.0, 0x0060_0000_4020_0ec5);
-    assert_eq!((d.attr_index(), d.shareability()), (MAIR_IDX_NON_CACHEABLE, 0b10));
+    assert_eq!(
+        (d.attr_index(), d.shareability()),
+        (MAIR_IDX_NON_CACHEABLE, 0b10)
+    );
     assert_eq!(Descriptor::table(PhysAddr::new(0x4000_3000)).0, 0x4000_3003);
-    assert_eq!(Descriptor(0x4000_3001).decode(0), Decoded::Reserved, "no level-0 blocks");
+    assert_eq!(
+        Descriptor(0x4000_3001).decode(0),
+        Decoded::Reserved,
+        "no level-0 blocks"
+    );
     assert_eq!(Descriptor(0x4000_3001).decode(3), Decoded::Reserved);
     assert_eq!(MAIR & 0xff, 0xff);
     assert_eq!((MAIR >> 8) & 0xff, 0x44);
@@ -185,14 +215,24 @@ fn permissions_follow_ap_bits() {
     map(&mut pt, K4, 0x2000, K4, Prot::WRITE).unwrap();
     let ro = pt.walk(0).unwrap();
     assert_eq!(ro.check(Access::Read), Ok(()));
-    assert_eq!(ro.check(Access::Write), Err(FaultKind::Permission { level: 3 }));
+    assert_eq!(
+        ro.check(Access::Write),
+        Err(FaultKind::Permission { level: 3 })
+    );
     let rw = pt.walk(K4).unwrap();
-    assert_eq!(rw.check(Access::Write), Ok(()), "write-only maps read-write in stage 1");
+    assert_eq!(
+        rw.check(Access::Write),
+        Ok(()),
+        "write-only maps read-write in stage 1"
+    );
     let no_af = Translation {
         leaf: Descriptor(ro.leaf.0 & !DescBits::AF.bits()),
         ..ro
     };
-    assert_eq!(no_af.check(Access::Read), Err(FaultKind::AccessFlag { level: 3 }));
+    assert_eq!(
+        no_af.check(Access::Read),
+        Err(FaultKind::AccessFlag { level: 3 })
+    );
 }
 
 /// A non-coherent walker: records every clean.
@@ -227,7 +267,9 @@ fn every_descriptor_write_is_cleaned_when_the_walk_is_not_coherent() {
         let at = table.as_u64() + 8 * level_index(level, G1 + M2) as u64;
         let cleaned = pt.cache.cleaned.borrow();
         assert!(
-            cleaned.iter().any(|&(va, len)| (va as u64..(va + len) as u64).contains(&at)),
+            cleaned
+                .iter()
+                .any(|&(va, len)| (va as u64..(va + len) as u64).contains(&at)),
             "descriptor at level {level} not cleaned"
         );
         drop(cleaned);
@@ -237,10 +279,21 @@ fn every_descriptor_write_is_cleaned_when_the_walk_is_not_coherent() {
         }
     }
     // The new tables were cleaned whole before being linked.
-    assert!(pt.cache.cleaned.borrow().iter().filter(|&&(_, l)| l == 4096).count() >= 3);
+    assert!(
+        pt.cache
+            .cleaned
+            .borrow()
+            .iter()
+            .filter(|&&(_, l)| l == 4096)
+            .count()
+            >= 3
+    );
     let n = pt.cache.cleaned.borrow().len();
     pt.unmap(G1 + M2, K4).unwrap();
-    assert!(pt.cache.cleaned.borrow().len() > n, "the cleared leaf is cleaned");
+    assert!(
+        pt.cache.cleaned.borrow().len() > n,
+        "the cleared leaf is cleaned"
+    );
 }
 
 proptest! {

@@ -1,0 +1,717 @@
+//! The IOMMU-translated platform: one domain per device.
+
+use core::fmt;
+use core::ptr::NonNull;
+
+use dma_api::{
+    Cacheability, CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection,
+    DmaMap, Error, ErrorKind, Pages, PhysAddr, PhysMemory, RawMapping, Result, SgEntry,
+};
+use dma_coherence::{sync, CacheMaintenance, SyncPoint};
+
+use crate::fault::{DeviceId, Fault};
+use crate::hw::{Asid, DomainContext, IommuHardware, TableFormat};
+use crate::invalidate::{Deferred, InvalidationPolicy};
+use crate::iova::{CpuId, IovaAllocator, IovaRange};
+use crate::pgtable::vmsav8::{self, Vmsav8Table};
+use crate::pgtable::{IoPageTable, Prot};
+use crate::sync::SpinLock;
+
+/// Page shift of the IOVA space: the tables' 4 KiB granule.
+const PAGE_SHIFT: u32 = 12;
+const PAGE: u64 = 1 << PAGE_SHIFT;
+
+/// How a domain is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct DomainConfig {
+    /// The device, as the IOMMU names it (StreamID).
+    pub device: DeviceId,
+    /// The ASID its translations are tagged with.
+    pub asid: Asid,
+    /// How many per-CPU magazine sets the IOVA allocator keeps.
+    pub cpus: usize,
+    /// Which of them the caller is on (the CPU number in a kernel; any
+    /// index no two concurrent callers share). The default says 0.
+    pub current_cpu: fn() -> CpuId,
+}
+
+impl DomainConfig {
+    /// One device, one context, one CPU.
+    pub const fn new(device: DeviceId, asid: Asid) -> Self {
+        Self {
+            device,
+            asid,
+            cpus: 1,
+            current_cpu: || CpuId(0),
+        }
+    }
+}
+
+/// DMA through an IOMMU for one device: every mapping gets an IOVA from the
+/// domain's [`IovaAllocator`], a translation in its [`Vmsav8Table`], and an
+/// IOTLB invalidation on unmap under policy `F`
+/// ([`Deferred`] by default, or [`Strict`](crate::Strict)).
+///
+/// Generic over the environment's memory `M`, the cache policy `C` (as
+/// `dma_direct::DirectPlatform` is: `HardwareCoherent` maps memory
+/// cacheable and skips maintenance; a non-coherent policy maps it
+/// non-cacheable, cleans and invalidates buffers per the sync plan and
+/// cleans every table write) and the hardware `H`.
+///
+/// A device access to an unmapped or read-only IOVA faults in the
+/// hardware; [`take_fault`](Self::take_fault) and
+/// [`check_faults`](Self::check_faults) surface it.
+pub struct IommuPlatform<M, C, H, F = Deferred>
+where
+    M: PhysMemory + Clone,
+    C: CacheMaintenance + Clone,
+    H: IommuHardware,
+    F: InvalidationPolicy,
+{
+    memory: M,
+    cache: C,
+    hw: H,
+    ctx: DomainContext,
+    constraints: DeviceConstraints,
+    table: SpinLock<Vmsav8Table<M, C>>,
+    iova: IovaAllocator,
+    policy: SpinLock<F>,
+    current_cpu: fn() -> CpuId,
+}
+
+impl<M, C, H, F> IommuPlatform<M, C, H, F>
+where
+    M: PhysMemory + Clone,
+    C: CacheMaintenance + Clone,
+    H: IommuHardware,
+    F: InvalidationPolicy,
+{
+    /// Creates the device's domain (empty tables, an IOVA window from 4 KiB
+    /// up to the lower of the device's mask and the 48-bit input size; page
+    /// 0 stays unmapped so a zero DMA address is never valid) and attaches
+    /// it to the hardware.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConstraints`](ErrorKind::InvalidConstraints) when the mask
+    /// leaves no IOVA page; the table's and the hardware's errors.
+    pub fn new(
+        memory: M,
+        cache: C,
+        hw: H,
+        policy: F,
+        constraints: DeviceConstraints,
+        config: DomainConfig,
+    ) -> Result<Self> {
+        let table = Vmsav8Table::new(memory.clone(), cache.clone())?;
+        let top = constraints.dma_mask().min((1 << vmsav8::IAS_BITS) - 1);
+        let end_pfn = (top >> PAGE_SHIFT) + u64::from(top & (PAGE - 1) == PAGE - 1);
+        let align_order = constraints
+            .alignment()
+            .max(PAGE)
+            .trailing_zeros()
+            .saturating_sub(PAGE_SHIFT);
+        let iova = IovaAllocator::new(1, end_pfn, config.cpus, align_order)?;
+        let ctx = DomainContext {
+            device: config.device,
+            asid: config.asid,
+            root: table.root(),
+            ias_bits: table.ias_bits(),
+            format: TableFormat::Vmsav8Stage1 { mair: vmsav8::MAIR },
+            walk_coherent: table.walk_is_coherent(),
+        };
+        hw.attach(&ctx)?;
+        Ok(Self {
+            memory,
+            cache,
+            hw,
+            ctx,
+            constraints,
+            table: SpinLock::new(table),
+            iova,
+            policy: SpinLock::new(policy),
+            current_cpu: config.current_cpu,
+        })
+    }
+
+    /// What the hardware was given: root table, ASID, format, MAIR.
+    pub fn context(&self) -> &DomainContext {
+        &self.ctx
+    }
+
+    /// The hardware.
+    pub fn hardware(&self) -> &H {
+        &self.hw
+    }
+
+    /// The IOVA allocator.
+    pub fn iova_allocator(&self) -> &IovaAllocator {
+        &self.iova
+    }
+
+    /// The physical address `dma` translates to in this domain's tables.
+    pub fn iova_to_phys(&self, dma: DmaAddr) -> Option<PhysAddr> {
+        self.table.lock().iova_to_phys(dma.as_u64())
+    }
+
+    /// The oldest fault the hardware recorded for this device.
+    pub fn take_fault(&self) -> Option<Fault> {
+        self.hw.take_fault(self.ctx.device)
+    }
+
+    /// `Ok` when the device has not faulted since the last call.
+    ///
+    /// # Errors
+    ///
+    /// [`DeviceFault`](ErrorKind::DeviceFault) at the faulting IOVA (the
+    /// oldest fault; call again for the next).
+    pub fn check_faults(&self) -> Result<()> {
+        match self.take_fault() {
+            Some(f) => Err(f.to_error()),
+            None => Ok(()),
+        }
+    }
+
+    /// The timeout hook of the deferred policy: completes every queued
+    /// invalidation and frees its IOVAs. Call it from a periodic timer
+    /// (Linux flushes after 10 ms) to bound how long an unmapped buffer
+    /// stays reachable through a stale IOTLB entry.
+    ///
+    /// # Errors
+    ///
+    /// The hardware's `sync` error.
+    pub fn on_flush_timeout(&self) -> Result<()> {
+        self.flush_invalidations()
+    }
+
+    /// Unmapped ranges waiting for an invalidation.
+    pub fn pending_invalidations(&self) -> usize {
+        self.policy.lock().pending()
+    }
+
+    fn cpu(&self) -> CpuId {
+        (self.current_cpu)()
+    }
+
+    fn flush_invalidations(&self) -> Result<()> {
+        let cpu = self.cpu();
+        self.policy
+            .lock()
+            .flush(&self.hw, self.ctx.asid, &mut |r| self.iova.free(cpu, r))
+    }
+
+    /// Allocates `pages` of IOVA; on exhaustion completes the deferred
+    /// invalidations (whose IOVAs then become free) and tries once more.
+    fn alloc_iova(&self, pages: u64) -> Result<IovaRange> {
+        match self.iova.alloc(self.cpu(), pages) {
+            Err(e) if e.kind() == ErrorKind::IovaExhausted && self.pending_invalidations() > 0 => {
+                self.flush_invalidations()?;
+                self.iova.alloc(self.cpu(), pages)
+            }
+            r => r,
+        }
+    }
+
+    /// Hands an unmapped range to the invalidation policy.
+    fn retire(&self, range: IovaRange) -> Result<()> {
+        let cpu = self.cpu();
+        self.policy
+            .lock()
+            .unmapped(&self.hw, self.ctx.asid, range, PAGE_SHIFT, &mut |r| {
+                self.iova.free(cpu, r)
+            })
+    }
+
+    fn prot(&self, dir: DmaDirection) -> Prot {
+        let access = match dir {
+            DmaDirection::ToDevice => Prot::READ,
+            DmaDirection::FromDevice => Prot::WRITE,
+            DmaDirection::Bidirectional => Prot::READ | Prot::WRITE,
+        };
+        if self.cache.is_coherent() {
+            access | Prot::CACHE
+        } else {
+            access
+        }
+    }
+
+    /// The page span of a buffer: its offset in the first page and the
+    /// number of pages it touches.
+    fn span(&self, phys: PhysAddr, len: usize) -> Result<(u64, u64)> {
+        if len == 0 {
+            return Err(Error::new(ErrorKind::ZeroSize, "zero-length mapping").at(phys.as_u64()));
+        }
+        if phys.checked_end_inclusive(len as u64).is_none() {
+            return Err(Error::new(
+                ErrorKind::AddressOverflow,
+                "mapping wraps past the top of memory",
+            )
+            .at(phys.as_u64())
+            .len(len as u64));
+        }
+        let offset = phys.offset_in(PAGE);
+        // The IOVA keeps the offset within the page, so it must already
+        // satisfy the device's alignment; no placement can fix it (the
+        // bounce layer can).
+        if offset % self.constraints.alignment() != 0 {
+            return Err(Error::new(
+                ErrorKind::Misaligned,
+                "buffer's offset in its page breaks the device's alignment",
+            )
+            .at(phys.as_u64())
+            .len(len as u64));
+        }
+        Ok((offset, (offset + len as u64).div_ceil(PAGE)))
+    }
+
+    /// Checks that `pages` pages at `iova` translate to `pages` at `phys`
+    /// (the first and the last page), i.e. that this is a live mapping.
+    fn check_live(table: &Vmsav8Table<M, C>, iova: u64, phys: u64, pages: u64) -> Result<()> {
+        let last = (pages - 1) * PAGE;
+        let ok = table.iova_to_phys(iova).map(PhysAddr::as_u64) == Some(phys)
+            && table.iova_to_phys(iova + last).map(PhysAddr::as_u64) == Some(phys + last);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::NotMapped,
+                "no live mapping of this buffer at this IOVA",
+            )
+            .at(iova))
+        }
+    }
+
+    /// Runs the sync plan over part of a mapping; nothing when coherent.
+    ///
+    /// # Safety
+    ///
+    /// The range is owned by a live mapping of this platform.
+    unsafe fn maintain(
+        &self,
+        m: &RawMapping,
+        offset: usize,
+        len: usize,
+        point: SyncPoint,
+        explicit: bool,
+    ) {
+        if self.cache.is_coherent() || len == 0 {
+            return;
+        }
+        let Some(phys) = m.phys.checked_add(offset as u64) else {
+            return;
+        };
+        let Ok(va) = self.memory.phys_to_virt(phys, len) else {
+            return;
+        };
+        // SAFETY: the caller owns the range through a live mapping.
+        unsafe {
+            sync(
+                &self.cache,
+                va.as_ptr() as usize,
+                len,
+                m.dir,
+                point,
+                m.attrs,
+                explicit,
+            )
+        }
+    }
+
+    /// Whether `map_sg` places these entries in one IOVA range: always,
+    /// unless the device's boundary is smaller than the range would be.
+    /// Depends only on the entries and the constraints, so `unmap_sg`
+    /// reaches the same answer.
+    fn sg_layout(&self, entries: &[SgEntry]) -> Result<Option<u64>> {
+        let mut pages = 0u64;
+        for e in entries {
+            pages += self.span(e.phys, e.len)?.1;
+        }
+        let fits = match (self.constraints.boundary(), self.iova.footprint(0, pages)) {
+            (None, _) => true,
+            (Some(b), Some(f)) => f.pages.next_power_of_two().saturating_mul(PAGE) <= b,
+            (Some(_), None) => false,
+        };
+        Ok(fits.then_some(pages))
+    }
+
+    /// `map_sg` one entry at a time (when the boundary forbids one range).
+    ///
+    /// # Safety
+    ///
+    /// As for `DmaMap::map`, for every entry.
+    unsafe fn map_sg_each(
+        &self,
+        entries: &mut [SgEntry],
+        dir: DmaDirection,
+        attrs: DmaAttrs,
+    ) -> Result<()> {
+        for i in 0..entries.len() {
+            let e = entries[i];
+            // SAFETY: the caller's promise covers every entry.
+            match unsafe { self.map(e.phys, e.len, dir, attrs) } {
+                Ok(dma) => entries[i].dma = dma,
+                Err(err) => {
+                    for done in &entries[..i] {
+                        // SAFETY: mapped just above, never handed out.
+                        let _ = unsafe { self.unmap(&done.as_raw(dir, attrs)) };
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// SAFETY: map gives the device exactly the pages the buffer touches,
+// through a fresh IOVA range (so nothing else becomes reachable), with
+// write permission only for directions the device writes; unmap removes
+// them and hands the range to the invalidation policy, which frees the IOVA
+// only after the hardware completed the invalidation; syncs follow the
+// dma-coherence plan; coherent allocations are uncached on non-coherent
+// policies, as for the direct backend.
+unsafe impl<M, C, H, F> DmaMap for IommuPlatform<M, C, H, F>
+where
+    M: PhysMemory + Clone,
+    C: CacheMaintenance + Clone,
+    H: IommuHardware,
+    F: InvalidationPolicy,
+{
+    fn constraints(&self) -> &DeviceConstraints {
+        &self.constraints
+    }
+
+    fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> Result<PhysAddr> {
+        self.memory.virt_to_phys(cpu, len)
+    }
+
+    fn dma_alignment(&self) -> usize {
+        if self.cache.is_coherent() {
+            1
+        } else {
+            self.cache.line_size()
+        }
+    }
+
+    unsafe fn map(
+        &self,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+        attrs: DmaAttrs,
+    ) -> Result<DmaAddr> {
+        let (offset, pages) = self.span(phys, len)?;
+        let range = self.alloc_iova(pages)?;
+        let iova = range.start(PAGE_SHIFT);
+        let dma = DmaAddr::new(iova + offset);
+        if self.constraints.crosses_boundary(dma, len as u64) {
+            self.iova.free(self.cpu(), range);
+            return Err(Error::new(
+                ErrorKind::CrossesBoundary,
+                "buffer spans more pages than the device's boundary allows",
+            )
+            .at(phys.as_u64())
+            .len(len as u64));
+        }
+        let page = PhysAddr::new(phys.as_u64() - offset);
+        // SAFETY: the caller owns the buffer until unmap (map's contract).
+        let mapped = unsafe {
+            self.table
+                .lock()
+                .map(iova, page, pages * PAGE, self.prot(dir))
+        };
+        if let Err(e) = mapped {
+            // Never visible to the device: no invalidation needed.
+            self.iova.free(self.cpu(), range);
+            return Err(e);
+        }
+        let raw = RawMapping {
+            phys,
+            dma,
+            len,
+            dir,
+            attrs,
+        };
+        // SAFETY: the caller owns the range (map's contract).
+        unsafe { self.maintain(&raw, 0, len, SyncPoint::ForDevice, false) };
+        Ok(dma)
+    }
+
+    unsafe fn unmap(&self, mapping: &RawMapping) -> Result<()> {
+        let (offset, pages) = self.span(mapping.phys, mapping.len)?;
+        if mapping.dma.offset_in(PAGE) != offset {
+            return Err(Error::new(
+                ErrorKind::NotMapped,
+                "device address and buffer disagree on the page offset",
+            )
+            .at(mapping.dma.as_u64()));
+        }
+        let iova = mapping.dma.as_u64() - offset;
+        let phys = mapping.phys.as_u64() - offset;
+        {
+            let table = self.table.lock();
+            Self::check_live(&table, iova, phys, pages)?;
+        }
+        // SAFETY: checked live; the caller's contract says the device stopped.
+        unsafe { self.maintain(mapping, 0, mapping.len, SyncPoint::ForCpu, false) };
+        let mut table = self.table.lock();
+        // Checked again under the same lock as the unmap, so two racing
+        // unmaps of one mapping cannot both succeed.
+        Self::check_live(&table, iova, phys, pages)?;
+        table.unmap(iova, pages * PAGE)?;
+        drop(table);
+        let range = self
+            .iova
+            .footprint(iova >> PAGE_SHIFT, pages)
+            .ok_or(Error::new(ErrorKind::NotMapped, "impossible IOVA span"))?;
+        self.retire(range)
+    }
+
+    unsafe fn sync_for_cpu(&self, mapping: &RawMapping, offset: usize, len: usize) {
+        // SAFETY: live mapping, range inside it (the caller's contract).
+        unsafe { self.maintain(mapping, offset, len, SyncPoint::ForCpu, true) }
+    }
+
+    unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
+        // SAFETY: live mapping, range inside it (the caller's contract).
+        unsafe { self.maintain(mapping, offset, len, SyncPoint::ForDevice, true) }
+    }
+
+    /// Places the whole table in one IOVA range, entry after entry, each
+    /// keeping its offset in its first page (as Linux's `iommu_dma_map_sg`
+    /// does). Entries that end and start on page boundaries, which is every
+    /// entry but the first's start and the last's end in a typical table,
+    /// come out exactly contiguous, so `dma-sg` merges them into one device
+    /// segment. When the device's boundary is smaller than the range would
+    /// be, each entry is mapped on its own.
+    unsafe fn map_sg(
+        &self,
+        entries: &mut [SgEntry],
+        dir: DmaDirection,
+        attrs: DmaAttrs,
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let Some(total) = self.sg_layout(entries)? else {
+            // SAFETY: the caller's promise is passed on.
+            return unsafe { self.map_sg_each(entries, dir, attrs) };
+        };
+        let range = self.alloc_iova(total)?;
+        let base = range.start(PAGE_SHIFT);
+        let prot = self.prot(dir);
+        let mut cursor = base;
+        let mut table = self.table.lock();
+        for e in entries.iter_mut() {
+            let offset = e.phys.offset_in(PAGE);
+            let pages = (offset + e.len as u64).div_ceil(PAGE);
+            let page = PhysAddr::new(e.phys.as_u64() - offset);
+            // SAFETY: the caller owns every entry until unmap_sg.
+            if let Err(err) = unsafe { table.map(cursor, page, pages * PAGE, prot) } {
+                if cursor > base {
+                    let _ = table.unmap(base, cursor - base);
+                }
+                drop(table);
+                // Never visible to the device: no invalidation needed.
+                self.iova.free(self.cpu(), range);
+                return Err(err);
+            }
+            e.dma = DmaAddr::new(cursor + offset);
+            cursor += pages * PAGE;
+        }
+        drop(table);
+        for e in entries.iter() {
+            // SAFETY: the caller owns every entry (map's contract).
+            unsafe { self.maintain(&e.as_raw(dir, attrs), 0, e.len, SyncPoint::ForDevice, false) };
+        }
+        Ok(())
+    }
+
+    unsafe fn unmap_sg(
+        &self,
+        entries: &[SgEntry],
+        dir: DmaDirection,
+        attrs: DmaAttrs,
+    ) -> Result<()> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let Some(total) = self.sg_layout(entries)? else {
+            let mut result = Ok(());
+            for e in entries {
+                // SAFETY: the caller's promise for unmap covers every entry.
+                let r = unsafe { self.unmap(&e.as_raw(dir, attrs)) };
+                if result.is_ok() {
+                    result = r;
+                }
+            }
+            return result;
+        };
+        let base = first.dma.as_u64() - first.dma.offset_in(PAGE);
+        {
+            // Every entry must be where map_sg put it before anything goes.
+            let table = self.table.lock();
+            let mut cursor = base;
+            for e in entries {
+                let (offset, pages) = self.span(e.phys, e.len)?;
+                if e.dma.as_u64() != cursor + offset {
+                    return Err(Error::new(
+                        ErrorKind::NotMapped,
+                        "scatter-gather entry is not where map_sg placed it",
+                    )
+                    .at(e.dma.as_u64()));
+                }
+                Self::check_live(&table, cursor, e.phys.as_u64() - offset, pages)?;
+                cursor += pages * PAGE;
+            }
+        }
+        for e in entries {
+            // SAFETY: checked live; the device has stopped (contract).
+            unsafe { self.maintain(&e.as_raw(dir, attrs), 0, e.len, SyncPoint::ForCpu, false) };
+        }
+        let mut table = self.table.lock();
+        Self::check_live(
+            &table,
+            base,
+            first.phys.as_u64() - first.phys.offset_in(PAGE),
+            1,
+        )?;
+        table.unmap(base, total * PAGE)?;
+        drop(table);
+        let range = self
+            .iova
+            .footprint(base >> PAGE_SHIFT, total)
+            .ok_or(Error::new(ErrorKind::NotMapped, "impossible IOVA span"))?;
+        self.retire(range)
+    }
+}
+
+// SAFETY: pages come zeroed and exclusive from the environment, uncached
+// when the cache policy is not coherent (so no maintenance is needed), and
+// are mapped read-write at a fresh IOVA inside the device's window; free
+// unmaps, invalidates strictly and waits before the pages go back.
+unsafe impl<M, C, H, F> DmaAlloc for IommuPlatform<M, C, H, F>
+where
+    M: PhysMemory + Clone,
+    C: CacheMaintenance + Clone,
+    H: IommuHardware,
+    F: InvalidationPolicy,
+{
+    fn alloc_coherent(&self, size: usize, attrs: DmaAttrs) -> Result<CoherentRegion> {
+        if size == 0 {
+            return Err(Error::new(
+                ErrorKind::ZeroSize,
+                "zero-sized coherent allocation",
+            ));
+        }
+        let count = size.div_ceil(PAGE as usize);
+        let cacheability = coherent_cacheability(&self.cache, attrs);
+        let pages = self
+            .memory
+            .alloc_pages(count, cacheability, (1 << vmsav8::OAS_BITS) - 1)?;
+        let free_pages = || {
+            // SAFETY: just allocated and never given to the device.
+            unsafe { self.memory.free_pages(pages) }
+        };
+        let range = match self.alloc_iova(count as u64) {
+            Ok(r) => r,
+            Err(e) => {
+                free_pages();
+                return Err(e);
+            }
+        };
+        let iova = range.start(PAGE_SHIFT);
+        let prot = self.prot(DmaDirection::Bidirectional);
+        // SAFETY: the pages are ours until free_coherent.
+        let mapped = unsafe {
+            self.table
+                .lock()
+                .map(iova, pages.phys, count as u64 * PAGE, prot)
+        };
+        if let Err(e) = mapped {
+            self.iova.free(self.cpu(), range);
+            free_pages();
+            return Err(e);
+        }
+        Ok(CoherentRegion {
+            cpu: pages.cpu,
+            dma: DmaAddr::new(iova),
+            size: count * PAGE as usize,
+        })
+    }
+
+    unsafe fn free_coherent(&self, region: CoherentRegion, attrs: DmaAttrs) -> Result<()> {
+        let phys = self.memory.virt_to_phys(region.cpu, region.size)?;
+        let count = region.size.div_ceil(PAGE as usize) as u64;
+        let iova = region.dma.as_u64();
+        {
+            let mut table = self.table.lock();
+            if !region.dma.is_aligned(PAGE) {
+                return Err(Error::new(ErrorKind::NotMapped, "not a coherent allocation").at(iova));
+            }
+            Self::check_live(&table, iova, phys.as_u64(), count)?;
+            table.unmap(iova, count * PAGE)?;
+        }
+        // The pages go back to the environment now, so the IOTLB must
+        // forget them now, whatever the streaming policy.
+        self.hw
+            .invalidate_range(self.ctx.asid, region.dma, count * PAGE);
+        self.hw.sync()?;
+        if let Some(range) = self.iova.footprint(iova >> PAGE_SHIFT, count) {
+            self.iova.free(self.cpu(), range);
+        }
+        // SAFETY: the caller promises the region came from alloc_coherent
+        // with these attrs: these are those pages, unmapped and invalidated.
+        unsafe {
+            self.memory.free_pages(Pages {
+                cpu: region.cpu,
+                phys,
+                count: count as usize,
+                cacheability: coherent_cacheability(&self.cache, attrs),
+            })
+        };
+        Ok(())
+    }
+}
+
+/// As the direct backend: cached where the hardware is coherent, uncached
+/// otherwise, write-combining on request.
+fn coherent_cacheability<C: CacheMaintenance>(cache: &C, attrs: DmaAttrs) -> Cacheability {
+    if attrs.contains(DmaAttrs::WRITE_COMBINE) {
+        Cacheability::WriteCombine
+    } else if cache.is_coherent() {
+        Cacheability::Cached
+    } else {
+        Cacheability::Uncached
+    }
+}
+
+impl<M, C, H, F> Drop for IommuPlatform<M, C, H, F>
+where
+    M: PhysMemory + Clone,
+    C: CacheMaintenance + Clone,
+    H: IommuHardware,
+    F: InvalidationPolicy,
+{
+    /// Detaches the domain (the hardware stops walking the tables and
+    /// forgets their translations) before the tables are freed.
+    fn drop(&mut self) {
+        self.hw.detach(&self.ctx);
+    }
+}
+
+impl<M, C, H, F> fmt::Debug for IommuPlatform<M, C, H, F>
+where
+    M: PhysMemory + Clone,
+    C: CacheMaintenance + Clone,
+    H: IommuHardware,
+    F: InvalidationPolicy,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IommuPlatform")
+            .field("context", &self.ctx)
+            .field("constraints", &self.constraints)
+            .field("iova", &self.iova)
+            .finish_non_exhaustive()
+    }
+}

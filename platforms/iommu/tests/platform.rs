@@ -1,0 +1,477 @@
+//! The IOMMU platform end to end on the software IOMMU: translation,
+//! faults, both invalidation policies, scatter-gather, coherent memory,
+//! non-coherent caches, and every bad input.
+
+use std::cell::RefCell;
+
+use dma_api::{
+    Bidirectional, Coherent, DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, DmaMap, ErrorKind,
+    FromDevice, HostMemory, PhysAddr, RawMapping, SgEntry, StreamingMapping, ToDevice,
+};
+use dma_coherence::{CacheMaintenance, HardwareCoherent};
+use dma_iommu::pgtable::vmsav8::{self, Descriptor};
+use dma_iommu::soft::{Command, SoftIommu};
+use dma_iommu::{
+    Access, Asid, Deferred, DeviceId, DomainConfig, FaultKind, InvalidationPolicy, IommuPlatform,
+    Strict,
+};
+
+const DEV: DeviceId = DeviceId(8);
+
+type Platform<'a, F> = IommuPlatform<HostMemory, HardwareCoherent, &'a SoftIommu<HostMemory>, F>;
+
+fn platform<F: InvalidationPolicy>(
+    hw: &SoftIommu<HostMemory>,
+    policy: F,
+    c: DeviceConstraints,
+) -> Platform<'_, F> {
+    IommuPlatform::new(
+        HostMemory,
+        HardwareCoherent,
+        hw,
+        policy,
+        c,
+        DomainConfig::new(DEV, Asid(3)),
+    )
+    .unwrap()
+}
+
+fn bits(n: u8) -> DeviceConstraints {
+    DeviceConstraints::builder().addr_bits(n).build().unwrap()
+}
+
+#[test]
+fn device_sees_the_buffer_through_its_iova_below_the_mask() {
+    let hw = SoftIommu::new(HostMemory, 16);
+    let p = platform(&hw, Strict, bits(32));
+    let mut m =
+        StreamingMapping::<_, Bidirectional, _>::map(&p, (0u8..200).collect::<Vec<_>>()).unwrap();
+    let dma = m.dma_addr();
+    assert!(dma.as_u64() < 1 << 32 && dma.as_u64() >= 0x1000);
+    assert_eq!(
+        dma.offset_in(4096),
+        m.raw().phys.offset_in(4096),
+        "offset in page kept"
+    );
+    assert_eq!(p.iova_to_phys(dma), Some(m.raw().phys));
+    let mut got = [0u8; 4];
+    hw.device_read(DEV, DmaAddr::new(dma.as_u64() + 10), &mut got)
+        .unwrap();
+    assert_eq!(got, [10, 11, 12, 13]);
+    hw.device_write(DEV, dma, b"hi").unwrap();
+    m.sync_for_cpu();
+    let back = m.unmap().unwrap();
+    assert_eq!(&back[..3], b"hi\x02");
+    assert!(p.check_faults().is_ok(), "no fault on legal accesses");
+}
+
+#[test]
+fn unmapped_and_read_only_accesses_fault_and_are_surfaced() {
+    let hw = SoftIommu::new(HostMemory, 16);
+    let p = platform(&hw, Strict, DeviceConstraints::UNCONSTRAINED);
+    let m = StreamingMapping::<_, ToDevice, _>::map(&p, vec![7u8; 64]).unwrap();
+    // A write to a ToDevice (read-only) mapping.
+    let e = hw.device_write(DEV, m.dma_addr(), &[0]).unwrap_err();
+    assert_eq!(e.kind, FaultKind::Permission { level: 3 });
+    // A read of an IOVA nothing maps.
+    let hole = DmaAddr::new(m.dma_addr().as_u64() & !0xfff)
+        .checked_sub(0x10_0000)
+        .unwrap();
+    assert!(hw.device_read(DEV, hole, &mut [0]).is_err());
+    let f = p.take_fault().unwrap();
+    assert_eq!(
+        (f.access, f.device, f.iova),
+        (Access::Write, DEV, m.dma_addr())
+    );
+    let err = p.check_faults().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DeviceFault);
+    assert_eq!(err.addr(), Some(hole.as_u64()));
+    assert!(p.check_faults().is_ok(), "both faults taken");
+    assert_eq!(
+        m.unmap().unwrap(),
+        vec![7u8; 64],
+        "the buffer was not written"
+    );
+}
+
+#[test]
+fn strict_policy_invalidates_and_syncs_on_every_unmap() {
+    let hw = SoftIommu::new(HostMemory, 16);
+    let p = platform(&hw, Strict, DeviceConstraints::UNCONSTRAINED);
+    let m = StreamingMapping::<_, FromDevice, _>::map(&p, vec![0u8; 4096]).unwrap();
+    let dma = m.dma_addr();
+    hw.device_write(DEV, dma, &[1]).unwrap(); // the IOTLB now caches it
+    m.unmap().unwrap();
+    let log = hw.log();
+    let n = log.len();
+    assert!(matches!(
+        log[n - 2],
+        Command::InvalidateRange(Asid(3), _, _)
+    ));
+    assert_eq!(log[n - 1], Command::Sync);
+    let e = hw.device_write(DEV, dma, &[1]).unwrap_err();
+    assert_eq!(
+        e.kind,
+        FaultKind::Translation { level: 3 },
+        "no stale IOTLB entry"
+    );
+}
+
+#[test]
+fn deferred_policy_reuses_an_iova_only_after_its_flush() {
+    // A 16 KiB window: IOVA pages 1, 2 and 3.
+    let hw = SoftIommu::new(HostMemory, 16);
+    let p = platform(&hw, Deferred::<8>::new(), bits(14));
+    let buf = Box::leak(vec![0u8; 2 * 4096].into_boxed_slice());
+    let phys = PhysAddr::new((buf.as_ptr() as u64 + 4095) & !4095);
+    // SAFETY: `buf` is leaked and used only through this platform here.
+    let map = || unsafe { p.map(phys, 4096, DmaDirection::FromDevice, DmaAttrs::empty()) };
+    let raw = |dma| RawMapping {
+        phys,
+        dma,
+        len: 4096,
+        dir: DmaDirection::FromDevice,
+        attrs: DmaAttrs::empty(),
+    };
+    let a = map().unwrap();
+    hw.device_write(DEV, a, &[1]).unwrap();
+    // SAFETY: mapped just above; no device access after this.
+    unsafe { p.unmap(&raw(a)).unwrap() };
+    assert_eq!(p.pending_invalidations(), 1);
+    assert!(!hw
+        .log()
+        .iter()
+        .any(|c| matches!(c, Command::InvalidateAll(_))));
+    // The deferred window: the cached translation still works until flushed.
+    assert!(hw.device_write(DEV, a, &[2]).is_ok());
+    let b = map().unwrap();
+    let c = map().unwrap();
+    assert!(b != a && c != a, "a queued IOVA is not handed out");
+    // The window is full now; the next map must flush to get `a` back.
+    let d = map().unwrap();
+    assert_eq!(d, a);
+    let log = hw.log();
+    let flush = log
+        .iter()
+        .position(|c| matches!(c, Command::InvalidateAll(Asid(3))))
+        .unwrap();
+    assert_eq!(log[flush + 1], Command::Sync);
+    assert_eq!(p.pending_invalidations(), 0);
+    for m in [b, c, d] {
+        // SAFETY: each is a live mapping made above.
+        unsafe { p.unmap(&raw(m)).unwrap() };
+    }
+    // The timeout hook flushes what is queued.
+    p.on_flush_timeout().unwrap();
+    assert_eq!(p.pending_invalidations(), 0);
+    assert!(
+        hw.device_write(DEV, d, &[3]).is_err(),
+        "flushed: no stale entry left"
+    );
+}
+
+#[test]
+fn a_full_flush_queue_flushes_before_queueing() {
+    let hw = SoftIommu::new(HostMemory, 0);
+    let p = platform(&hw, Deferred::<2>::new(), DeviceConstraints::UNCONSTRAINED);
+    for _ in 0..3 {
+        drop(StreamingMapping::<_, ToDevice, _>::map(&p, vec![0u8; 16]).unwrap());
+    }
+    assert_eq!(p.pending_invalidations(), 1);
+    assert_eq!(
+        hw.log()
+            .iter()
+            .filter(|c| matches!(c, Command::InvalidateAll(_)))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn scatter_gather_table_gets_one_contiguous_iova_range() {
+    let hw = SoftIommu::new(HostMemory, 16);
+    let p = platform(&hw, Strict, bits(32));
+    // Three separate page-aligned buffers (a partial last one).
+    let bufs: Vec<&'static mut [u8]> = (0..3u8)
+        .map(|i| &mut Box::leak(vec![i; 2 * 4096 + 4096].into_boxed_slice())[..])
+        .collect();
+    let mut entries: Vec<SgEntry> = bufs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let start = b.as_ptr() as u64;
+            let aligned = (start + 4095) & !4095;
+            let len = if i == 2 { 100 } else { 8192 };
+            SgEntry::new(PhysAddr::new(aligned), len)
+        })
+        .collect();
+    // SAFETY: the leaked buffers are used only through this platform.
+    unsafe {
+        p.map_sg(&mut entries, DmaDirection::ToDevice, DmaAttrs::empty())
+            .unwrap()
+    };
+    assert_eq!(entries[1].dma.as_u64(), entries[0].dma.as_u64() + 8192);
+    assert_eq!(entries[2].dma.as_u64(), entries[1].dma.as_u64() + 8192);
+    // The device reads across the entry boundaries as one buffer.
+    let mut got = vec![0u8; 8192 * 2 + 100];
+    hw.device_read(DEV, entries[0].dma, &mut got).unwrap();
+    assert!(got[..8192].iter().all(|&b| b == 0) && got[8192..16384].iter().all(|&b| b == 1));
+    let free_before = p.iova_allocator().free_pages_uncached();
+    // SAFETY: exactly what map_sg filled in.
+    unsafe {
+        p.unmap_sg(&entries, DmaDirection::ToDevice, DmaAttrs::empty())
+            .unwrap()
+    };
+    assert!(hw.device_read(DEV, entries[1].dma, &mut [0]).is_err());
+    let invalidations = hw
+        .log()
+        .iter()
+        .filter(|c| matches!(c, Command::InvalidateRange(..)))
+        .count();
+    assert_eq!(invalidations, 1, "freed as one range");
+    p.iova_allocator().flush_caches();
+    assert!(p.iova_allocator().free_pages_uncached() >= free_before + 5);
+    // Unmapping it again is refused.
+    // SAFETY: deliberately stale entries; the platform must refuse them.
+    let e = unsafe { p.unmap_sg(&entries, DmaDirection::ToDevice, DmaAttrs::empty()) }.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotMapped);
+}
+
+#[test]
+fn scatter_gather_under_a_small_boundary_maps_entry_by_entry() {
+    let hw = SoftIommu::new(HostMemory, 0);
+    let c = DeviceConstraints::builder().boundary(8192).build().unwrap();
+    let p = platform(&hw, Strict, c);
+    let a = Box::leak(vec![0u8; 3 * 4096].into_boxed_slice());
+    let base = (a.as_ptr() as u64 + 4095) & !4095;
+    let mut entries = [
+        SgEntry::new(PhysAddr::new(base), 4096),
+        SgEntry::new(PhysAddr::new(base + 4096), 4096),
+    ];
+    // SAFETY: leaked memory used only here.
+    unsafe {
+        p.map_sg(&mut entries, DmaDirection::ToDevice, DmaAttrs::empty())
+            .unwrap()
+    };
+    for e in &entries {
+        assert!(!c.crosses_boundary(e.dma, e.len as u64));
+        assert_eq!(p.iova_to_phys(e.dma), Some(e.phys));
+    }
+    // SAFETY: exactly what map_sg filled in.
+    unsafe {
+        p.unmap_sg(&entries, DmaDirection::ToDevice, DmaAttrs::empty())
+            .unwrap()
+    };
+    assert_eq!(p.iova_to_phys(entries[0].dma), None);
+}
+
+#[test]
+fn coherent_memory_is_shared_and_invalidated_strictly_on_free() {
+    let hw = SoftIommu::new(HostMemory, 16);
+    let p = platform(&hw, Deferred::<16>::new(), bits(32));
+    let mut c = Coherent::<[u32], _>::zeroed_slice(&p, 4).unwrap();
+    let dma = c.dma_addr();
+    assert!(dma.as_u64() < 1 << 32);
+    hw.device_write(DEV, dma, &5u32.to_ne_bytes()).unwrap();
+    assert_eq!(c.read(0).unwrap(), 5);
+    c.write(1, 9).unwrap();
+    let mut w = [0u8; 4];
+    hw.device_read(DEV, DmaAddr::new(dma.as_u64() + 4), &mut w)
+        .unwrap();
+    assert_eq!(u32::from_ne_bytes(w), 9);
+    drop(c);
+    assert!(
+        hw.device_read(DEV, dma, &mut w).is_err(),
+        "invalidated at free, not deferred"
+    );
+}
+
+/// A non-coherent cache policy that records what it is asked to do.
+#[derive(Clone, Default)]
+struct Recorder(std::rc::Rc<RefCell<Vec<CacheCall>>>);
+
+/// (operation, address, length)
+type CacheCall = (&'static str, usize, usize);
+
+// SAFETY: a recording double on a hosted (coherent) machine: doing nothing
+// is correct there; only the calls are checked.
+unsafe impl CacheMaintenance for Recorder {
+    fn is_coherent(&self) -> bool {
+        false
+    }
+    fn line_size(&self) -> usize {
+        64
+    }
+    unsafe fn clean(&self, va: usize, len: usize) {
+        self.0.borrow_mut().push(("clean", va, len));
+    }
+    unsafe fn invalidate(&self, va: usize, len: usize) {
+        self.0.borrow_mut().push(("invalidate", va, len));
+    }
+    unsafe fn clean_invalidate(&self, va: usize, len: usize) {
+        self.0.borrow_mut().push(("clean_invalidate", va, len));
+    }
+}
+
+#[test]
+fn non_coherent_policy_maintains_buffers_and_maps_them_non_cacheable() {
+    let hw = SoftIommu::new(HostMemory, 16);
+    let cache = Recorder::default();
+    let p = IommuPlatform::new(
+        HostMemory,
+        cache.clone(),
+        &hw,
+        Strict,
+        DeviceConstraints::UNCONSTRAINED,
+        DomainConfig::new(DEV, Asid(1)),
+    )
+    .unwrap();
+    assert!(!p.context().walk_coherent);
+    assert_eq!(p.dma_alignment(), 64);
+    let m = StreamingMapping::<_, FromDevice, _>::map(&p, vec![0u8; 256]).unwrap();
+    let va = m.raw().phys.as_u64() as usize;
+    assert!(
+        cache.0.borrow().contains(&("clean", va, 256)),
+        "cleaned for the device at map"
+    );
+    let t = vmsav8::walk(p.context().root, m.dma_addr().as_u64(), |a| {
+        // SAFETY: identity-mapped table memory owned by the platform.
+        Some(unsafe { (a.as_u64() as *const u64).read_volatile() })
+    })
+    .unwrap();
+    assert_eq!(
+        Descriptor::attr_index(t.leaf),
+        vmsav8::MAIR_IDX_NON_CACHEABLE
+    );
+    m.unmap().unwrap();
+    assert!(
+        cache.0.borrow().contains(&("invalidate", va, 256)),
+        "invalidated for the CPU at unmap"
+    );
+    // The coherent allocation asks for uncached pages, which a hosted
+    // process cannot give: a typed error, nothing leaked into the tables.
+    let e = Coherent::<u64, _>::zeroed(&p).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+}
+
+#[test]
+fn bad_input_is_typed_and_leaves_the_tables_unchanged() {
+    let hw = SoftIommu::new(HostMemory, 0);
+    let c = DeviceConstraints::builder()
+        .addr_bits(14)
+        .alignment(16)
+        .build()
+        .unwrap();
+    let p = platform(&hw, Strict, c);
+    let buf = Box::leak(vec![0u8; 4 * 4096].into_boxed_slice());
+    let page = (buf.as_ptr() as u64 + 4095) & !4095;
+    let phys = PhysAddr::new(page);
+    let flags = (DmaDirection::Bidirectional, DmaAttrs::empty());
+    // SAFETY: the leaked buffer is used only through this platform.
+    let map = |phys, len| unsafe { p.map(phys, len, flags.0, flags.1) };
+    let live = map(phys, 4096).unwrap();
+    let probes = |p: &Platform<'_, Strict>| {
+        (1..4)
+            .map(|i| p.iova_to_phys(DmaAddr::new(i * 4096)))
+            .collect::<Vec<_>>()
+    };
+    let before = probes(&p);
+    let raw = |dma, len| RawMapping {
+        phys,
+        dma,
+        len,
+        dir: flags.0,
+        attrs: flags.1,
+    };
+
+    assert_eq!(map(phys, 0).unwrap_err().kind(), ErrorKind::ZeroSize);
+    assert_eq!(
+        map(PhysAddr::new(page + 8), 64).unwrap_err().kind(),
+        ErrorKind::Misaligned,
+        "no placement keeps offset 8 16-aligned"
+    );
+    assert_eq!(
+        map(PhysAddr::new(u64::MAX - 10), 64).unwrap_err().kind(),
+        ErrorKind::AddressOverflow
+    );
+    assert_eq!(
+        map(phys, 3 * 4096).unwrap_err().kind(),
+        ErrorKind::IovaExhausted,
+        "needs an aligned 4-page block"
+    );
+    let two = map(PhysAddr::new(page + 4096), 4096).unwrap();
+    let three = map(PhysAddr::new(page + 8192), 4096).unwrap();
+    assert_eq!(
+        map(phys, 4096).unwrap_err().kind(),
+        ErrorKind::IovaExhausted,
+        "all three pages in use"
+    );
+    let all_three = probes(&p);
+    // SAFETY: deliberately wrong descriptions, which the platform must
+    // refuse, and then the real mappings made above, each unmapped once.
+    unsafe {
+        assert_eq!(
+            p.unmap(&raw(DmaAddr::new(0x2000), 4096))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::NotMapped,
+            "never mapped at that IOVA"
+        );
+        assert_eq!(
+            p.unmap(&raw(live, 8192)).unwrap_err().kind(),
+            ErrorKind::NotMapped,
+            "longer than mapped"
+        );
+        assert_eq!(
+            p.unmap(&raw(DmaAddr::new(live.as_u64() + 4), 4096))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::NotMapped
+        );
+        assert_eq!(probes(&p), all_three);
+        p.unmap(&raw(live, 4096)).unwrap();
+        assert_eq!(
+            p.unmap(&raw(live, 4096)).unwrap_err().kind(),
+            ErrorKind::NotMapped,
+            "double unmap"
+        );
+        p.unmap(&RawMapping {
+            phys: PhysAddr::new(page + 4096),
+            ..raw(two, 4096)
+        })
+        .unwrap();
+        p.unmap(&RawMapping {
+            phys: PhysAddr::new(page + 8192),
+            ..raw(three, 4096)
+        })
+        .unwrap();
+    }
+    assert_ne!(before, probes(&p));
+    assert!(probes(&p).iter().all(Option::is_none));
+    let invalid = IommuPlatform::new(
+        HostMemory,
+        HardwareCoherent,
+        &hw,
+        Strict,
+        bits(12),
+        DomainConfig::new(DeviceId(9), Asid(4)),
+    );
+    assert_eq!(
+        invalid.unwrap_err().kind(),
+        ErrorKind::InvalidConstraints,
+        "a 4 KiB mask leaves no IOVA page"
+    );
+}
+
+#[test]
+fn dropping_the_platform_detaches_the_domain() {
+    let hw = SoftIommu::new(HostMemory, 16);
+    {
+        let p = platform(&hw, Strict, DeviceConstraints::UNCONSTRAINED);
+        let m = StreamingMapping::<_, ToDevice, _>::map(&p, vec![1u8; 8]).unwrap();
+        let _ = m.unmap().unwrap();
+    }
+    assert_eq!(hw.log().last(), Some(&Command::Detach(DEV)));
+    // The device id is free for a new domain.
+    let _p = platform(&hw, Strict, DeviceConstraints::UNCONSTRAINED);
+}
