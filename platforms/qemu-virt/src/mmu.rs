@@ -37,9 +37,9 @@ bitflags! {
         const AP_EL0 = 1 << 6;
         /// AP[2]: read-only.
         const AP_RO = 1 << 7;
-        /// SH[1:0] = 0b11: Inner Shareable.
+        /// `SH[1:0]` = 0b11: Inner Shareable.
         const SH_INNER = 0b11 << 8;
-        /// SH[1:0] = 0b10: Outer Shareable.
+        /// `SH[1:0]` = 0b10: Outer Shareable.
         const SH_OUTER = 0b10 << 8;
         /// Access flag: set, or the first access faults (no hardware AF here).
         const AF = 1 << 10;
@@ -71,7 +71,7 @@ pub const ENTRIES: usize = 512;
 pub const L1_BLOCK: u64 = 1 << 30;
 /// Bytes mapped by a level-2 block with a 4 KiB granule.
 pub const L2_BLOCK: u64 = 1 << 21;
-/// Mask of the output address bits [47:12] in a descriptor.
+/// Mask of the output address bits `[47:12]` in a descriptor.
 pub const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
 
 /// TCR_EL1.T0SZ: a 39-bit space, walks starting at level 1.

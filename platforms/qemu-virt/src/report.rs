@@ -17,7 +17,9 @@
 //! `seed` (numbers are decimal, the seed hexadecimal with `0x`).
 //!
 //! The image ends with semihosting `SYS_EXIT`; QEMU exits with the
-//! [`ExitCode`] it passes.
+//! [`ExitCode`] it passes. Failure codes start at 10 so they never look like
+//! QEMU's own failure status (1: bad options, or a 64-bit image on a
+//! 32-bit CPU).
 
 use core::fmt::{self, Write};
 
@@ -28,13 +30,13 @@ pub enum ExitCode {
     /// Every test passed.
     Pass = 0,
     /// At least one test failed.
-    TestFailed = 1,
+    TestFailed = 10,
     /// The image panicked.
-    Panic = 2,
+    Panic = 11,
     /// An unexpected CPU exception was taken.
-    Exception = 3,
+    Exception = 12,
     /// Board bring-up failed before the tests could run.
-    BootFailed = 4,
+    BootFailed = 13,
 }
 
 /// The byte at `offset` of the data pattern for `seed`: a cheap hash of the

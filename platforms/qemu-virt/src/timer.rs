@@ -1,7 +1,7 @@
 //! Timeouts measured on a clock, never in loop iterations (a loop count
 //! means nothing under TCG, where instructions take no fixed time).
 //!
-//! [`GenericTimer`] is the Arm generic timer's virtual count (`CNTVCT_EL0`
+//! `GenericTimer` (aarch64 only) is the Arm generic timer's virtual count (`CNTVCT_EL0`
 //! at `CNTFRQ_EL0` Hz, Arm ARM D11); tests on the host use their own
 //! [`Clock`].
 

@@ -112,7 +112,7 @@ extern "C" fn exception_report(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
     exit(ExitCode::Exception)
 }
 
-/// The exception level the image runs at (CurrentEL[3:2]).
+/// The exception level the image runs at (`CurrentEL[3:2]`).
 pub fn current_el() -> u64 {
     let el: u64;
     // SAFETY: reading CurrentEL has no side effects.

@@ -39,7 +39,7 @@ pub struct AdminProbe {
 /// A completion as the probe saw it.
 #[derive(Clone, Copy, Debug)]
 pub struct Completion {
-    /// Status field (DW3[31:17]): 0 is success.
+    /// Status field (`DW3[31:17]`): 0 is success.
     pub status: u16,
 }
 

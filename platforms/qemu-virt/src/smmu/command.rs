@@ -1,5 +1,5 @@
 //! Command queue entries (Arm IHI 0070 E.a, chapter 4 "Commands"): 16 bytes
-//! each, opcode in bits [7:0].
+//! each, opcode in bits `[7:0]`.
 
 use static_assertions::assert_eq_size;
 

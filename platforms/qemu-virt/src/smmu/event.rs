@@ -72,7 +72,7 @@ impl EventKind {
 pub struct Event {
     /// What happened.
     pub kind: EventKind,
-    /// The StreamID of the transaction (bits [63:32] of word 0).
+    /// The StreamID of the transaction (bits `[63:32]` of word 0).
     pub stream_id: u32,
     /// The faulting input address, for translation-stage faults
     /// (F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION, F_WALK_EABT: word 2).

@@ -129,7 +129,7 @@ pub mod fields64 {
     register_bitfields![u64,
         /// SMMU_STRTAB_BASE (§6.3.24).
         pub STRTAB_BASE [
-            /// Physical address bits [51:6] of the stream table.
+            /// Physical address bits `[51:6]` of the stream table.
             ADDR OFFSET(6) NUMBITS(46) [],
             /// Read-allocate hint.
             RA OFFSET(62) NUMBITS(1) []
@@ -138,7 +138,7 @@ pub mod fields64 {
         pub QUEUE_BASE [
             /// log2 of the number of entries.
             LOG2SIZE OFFSET(0) NUMBITS(5) [],
-            /// Physical address bits [51:5] of the queue.
+            /// Physical address bits `[51:5]` of the queue.
             ADDR OFFSET(5) NUMBITS(47) [],
             /// Read- (command queue) or write- (event queue) allocate hint.
             ALLOCATE OFFSET(62) NUMBITS(1) []

@@ -19,7 +19,7 @@ const_assert_eq!(core::mem::align_of::<Ste>(), 64);
 assert_eq_size!(ContextDescriptor, [u8; 64]);
 const_assert_eq!(core::mem::align_of::<ContextDescriptor>(), 64);
 
-/// STE.Config (STE[3:1], §5.2): what the SMMU does with a stream.
+/// STE.Config (`STE[3:1]`, §5.2): what the SMMU does with a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
 pub enum StreamConfig {
@@ -63,7 +63,7 @@ const STE_S1CONTEXTPTR_MASK: u64 = 0x000f_ffff_ffff_ffc0;
 const STE_S1CIR_SHIFT: u32 = 2;
 const STE_S1COR_SHIFT: u32 = 4;
 const STE_S1CSH_SHIFT: u32 = 6;
-/// SHCFG = 0b01: use the incoming shareability (bits [45:44]).
+/// SHCFG = 0b01: use the incoming shareability (bits `[45:44]`).
 const STE_SHCFG_INCOMING: u64 = 0b01 << 44;
 
 impl Ste {
