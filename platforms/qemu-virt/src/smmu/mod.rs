@@ -480,18 +480,31 @@ impl<M: PhysMemory> Smmu<M> {
     ///
     /// # Errors
     ///
-    /// [`BoardError::SmmuCommand`] when the SMMU flags a command error (the
-    /// error is acknowledged and the offending command skipped, so the
-    /// queue keeps working); [`BoardError::Timeout`] when the queue does
-    /// not drain.
+    /// As [`sync`](Self::sync).
     pub fn submit(&mut self, commands: &[Command], clock: &impl Clock) -> Result<()> {
+        self.push(commands, clock)?;
+        self.sync(clock)
+    }
+
+    /// Queues `commands` and publishes them (SMMU_CMDQ_PROD) without
+    /// waiting for them: they complete at the next [`sync`](Self::sync).
+    /// This is how an IOTLB invalidation batch is issued.
+    ///
+    /// # Errors
+    ///
+    /// [`BoardError::Timeout`] when the queue stays full.
+    pub fn push(&mut self, commands: &[Command], clock: &impl Clock) -> Result<()> {
         let log2 = u32::from(self.config.cmdq_log2);
-        for cmd in commands.iter().chain(core::iter::once(&Command::sync())) {
-            let p0 = self.p0();
+        for cmd in commands {
             let prod = self.cmdq_prod;
-            wait_for(clock, SMMU_TIMEOUT, "SMMU command queue space", || {
-                (!prod.is_full(QueueIndex::new(log2, p0.cmdq_cons.get()))).then_some(())
-            })?;
+            if prod.is_full(QueueIndex::new(log2, self.p0().cmdq_cons.get())) {
+                // Let the SMMU see what is queued, or it never makes room.
+                self.publish();
+                let p0 = self.p0();
+                wait_for(clock, SMMU_TIMEOUT, "SMMU command queue space", || {
+                    (!prod.is_full(QueueIndex::new(log2, p0.cmdq_cons.get()))).then_some(())
+                })?;
+            }
             let slot = self.cmdq.cpu.as_ptr().cast::<u64>();
             // SAFETY: the index is below 2^cmdq_log2, so the 16-byte slot lies
             // in the queue pages this driver owns; the SMMU does not read
@@ -503,10 +516,30 @@ impl<M: PhysMemory> Smmu<M> {
             }
             self.cmdq_prod = prod.next();
         }
+        self.publish();
+        Ok(())
+    }
+
+    /// Makes the queued commands visible, then moves SMMU_CMDQ_PROD.
+    fn publish(&self) {
         barrier::before_doorbell();
+        self.p0().cmdq_prod.set(self.cmdq_prod.raw());
+    }
+
+    /// Queues CMD_SYNC and waits until the SMMU has consumed it: every
+    /// command queued before it has then completed (§4.7.3).
+    ///
+    /// # Errors
+    ///
+    /// [`BoardError::SmmuCommand`] when the SMMU flags a command error (the
+    /// error is acknowledged and the offending command skipped, so the
+    /// queue keeps working); [`BoardError::Timeout`] when the queue does
+    /// not drain.
+    pub fn sync(&mut self, clock: &impl Clock) -> Result<()> {
+        self.push(&[Command::sync()], clock)?;
+        let log2 = u32::from(self.config.cmdq_log2);
         let prod = self.cmdq_prod;
         let p0 = self.p0();
-        p0.cmdq_prod.set(prod.raw());
         let drained = wait_for(clock, SMMU_TIMEOUT, "SMMU CMD_SYNC", || {
             if p0.gerror.read(GERROR::CMDQ_ERR) != p0.gerrorn.read(GERROR::CMDQ_ERR) {
                 return Some(Err(()));

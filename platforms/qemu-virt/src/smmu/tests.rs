@@ -211,6 +211,23 @@ fn command_queue_wraps() {
 }
 
 #[test]
+fn pushed_batches_complete_at_the_sync() {
+    let mut frame = Frame::new(IDR0);
+    let clock = frame.fake(true, None);
+    let mut s = smmu(&mut frame, &clock).unwrap();
+    // More commands than the queue holds: push publishes when it fills.
+    let batch: Vec<Command> = (0..600u64)
+        .map(|p| Command::tlbi_nh_va(2, p << 12))
+        .collect();
+    s.push(&batch, &clock).unwrap();
+    s.sync(&clock).unwrap();
+    let seen = clock.seen.borrow();
+    assert_eq!(seen.len(), 3 + 600 + 1);
+    assert_eq!(seen[3 + 599], Command::tlbi_nh_va(2, 599 << 12));
+    assert_eq!(seen.last(), Some(&Command::sync()));
+}
+
+#[test]
 fn command_errors_are_reported_and_recovered() {
     let mut frame = Frame::new(IDR0);
     let clock = frame.fake(true, None);
