@@ -20,7 +20,7 @@
 //! the end of the table it was given without seeing `FINAL`.
 
 use dma_api::{Coherent, DmaAddr, DmaAlloc, DmaPod, Error, ErrorKind, Result};
-use static_assertions::{assert_eq_align, assert_eq_size, const_assert_eq};
+use static_assertions::{assert_eq_size, const_assert_eq};
 
 use crate::DmaSegment;
 
@@ -44,7 +44,7 @@ pub struct HwSgEntry {
 }
 
 assert_eq_size!(HwSgEntry, [u8; 16]);
-assert_eq_align!(HwSgEntry, u128);
+const_assert_eq!(core::mem::align_of::<HwSgEntry>(), 16);
 const_assert_eq!(core::mem::offset_of!(HwSgEntry, addr), 0);
 const_assert_eq!(core::mem::offset_of!(HwSgEntry, len), 8);
 const_assert_eq!(core::mem::offset_of!(HwSgEntry, flags), 12);
@@ -111,7 +111,7 @@ impl HwSgEntry {
     /// and [`Unsupported`](ErrorKind::Unsupported) for reserved flag bits.
     pub fn validate(&self) -> Result<DmaSegment> {
         let addr = self.addr().as_u64();
-        if self.len() == 0 {
+        if self.is_empty() {
             return Err(Error::new(ErrorKind::ZeroSize, "SG entry with zero length").at(addr));
         }
         if addr.checked_add(u64::from(self.len()) - 1).is_none() {
@@ -241,7 +241,11 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_little_endian() {
-        let e = HwSgEntry::new(DmaAddr::new(0x1122_3344_5566_7788), 0x99aa_bbcc, HwSgFlags::FINAL);
+        let e = HwSgEntry::new(
+            DmaAddr::new(0x1122_3344_5566_7788),
+            0x99aa_bbcc,
+            HwSgFlags::FINAL,
+        );
         let b: [u8; 16] = [
             0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0xcc, 0xbb, 0xaa, 0x99, 1, 0, 0, 0,
         ];

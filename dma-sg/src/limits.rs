@@ -196,7 +196,11 @@ mod tests {
             ErrorKind::InvalidConstraints
         );
         assert_eq!(
-            kind(SgLimits::unconstrained(4096).unwrap().with_max_segment(4095)),
+            kind(
+                SgLimits::unconstrained(4096)
+                    .unwrap()
+                    .with_max_segment(4095)
+            ),
             ErrorKind::InvalidConstraints
         );
         let tight = DeviceConstraints::builder().boundary(1024).build().unwrap();

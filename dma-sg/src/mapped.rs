@@ -29,8 +29,7 @@ pub struct ExternalPages;
 /// - [`map_pages`](Self::map_pages) maps a table of physical pages the
 ///   caller owns (a page cache, a kernel's page frames); it is `unsafe`
 ///   because only the caller can promise those pages stay put and
-///   untouched, and [`unmap`](MappedSgTable::<ExternalPages, D, P, S>::unmap)
-///   gives the table back.
+///   untouched, and its `unmap` gives the table back.
 ///
 /// Nothing borrows with a lifetime: a borrow would end at `mem::forget`
 /// while the device could still write, so forgetting a `MappedSgTable`
@@ -164,12 +163,11 @@ impl<B, D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
     ) -> Result<()> {
         let end = offset.checked_add(len).filter(|&e| e <= self.total_len());
         let Some(end) = end else {
-            return Err(Error::new(
-                ErrorKind::OutOfRange,
-                "sync range leaves the mapped table",
-            )
-            .at(offset)
-            .len(len));
+            return Err(
+                Error::new(ErrorKind::OutOfRange, "sync range leaves the mapped table")
+                    .at(offset)
+                    .len(len),
+            );
         };
         let mut at = 0u64;
         for e in self.table.entries() {
@@ -177,7 +175,12 @@ impl<B, D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
             let (from, to) = (offset.max(at), end.min(e_end));
             if from < to {
                 let raw = e.as_raw(D::DIRECTION, self.attrs);
-                sync(&self.platform, &raw, (from - at) as usize, (to - from) as usize);
+                sync(
+                    &self.platform,
+                    &raw,
+                    (from - at) as usize,
+                    (to - from) as usize,
+                );
             }
             if e_end >= end {
                 break;
@@ -198,7 +201,12 @@ impl<B, D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
         };
         // SAFETY: each field is read out once from a ManuallyDrop that is
         // never dropped, so each is dropped exactly once, by the caller.
-        let (table, _platform) = unsafe { (core::ptr::read(&this.table), core::ptr::read(&this.platform)) };
+        let (table, _platform) = unsafe {
+            (
+                core::ptr::read(&this.table),
+                core::ptr::read(&this.platform),
+            )
+        };
         (result, table, this.buffer)
     }
 }
@@ -270,7 +278,9 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P,
     }
 
     fn bytes(&self, offset: usize, len: usize) -> Result<NonNull<u8>> {
-        let raw = self.buffer.ok_or(Error::new(ErrorKind::NotMapped, "no buffer"))?;
+        let raw = self
+            .buffer
+            .ok_or(Error::new(ErrorKind::NotMapped, "no buffer"))?;
         if offset.checked_add(len).is_none_or(|end| end > raw.len) {
             return Err(Error::new(
                 ErrorKind::OutOfRange,
@@ -343,6 +353,9 @@ impl<D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<ExternalPages, D, P, S
     /// and the CPU does not access them other than through this table's
     /// syncs, until the table is unmapped or dropped — or forever, if it is
     /// forgotten.
+    // The table comes back by value on failure, as a StreamingMapping's
+    // buffer does; boxing it would need `alloc`.
+    #[allow(clippy::result_large_err)]
     pub unsafe fn map_pages(
         platform: P,
         mut table: SgTable<S>,
@@ -425,8 +438,10 @@ impl<B, D: Direction, P: DmaMap, S: SgStorage> Drop for MappedSgTable<B, D, P, S
     fn drop(&mut self) {
         // SAFETY: the table is live and unmapped only here (unmap suppresses
         // Drop); the device has stopped (documented contract).
-        let unmapped =
-            unsafe { self.platform.unmap_sg(self.table.entries(), D::DIRECTION, self.attrs) };
+        let unmapped = unsafe {
+            self.platform
+                .unmap_sg(self.table.entries(), D::DIRECTION, self.attrs)
+        };
         if let (Ok(()), Some(raw)) = (unmapped, self.buffer.take()) {
             // SAFETY: raw came from into_raw in map_in and is released once.
             unsafe { (self.release)(raw) };

@@ -372,7 +372,12 @@ impl SgTable<alloc::vec::Vec<SgEntry>> {
     /// # Errors
     ///
     /// As for [`append_virt`](Self::append_virt).
-    pub fn from_virt<F>(limits: SgLimits, translate: F, cpu: NonNull<u8>, len: usize) -> Result<Self>
+    pub fn from_virt<F>(
+        limits: SgLimits,
+        translate: F,
+        cpu: NonNull<u8>,
+        len: usize,
+    ) -> Result<Self>
     where
         F: FnMut(NonNull<u8>, usize) -> Result<PhysAddr>,
     {

@@ -113,7 +113,10 @@ pub struct VirtqChain {
 
 /// The descriptors of a request, device-readable ones first, with their
 /// lengths checked (each 1 to 2^32 - 1 bytes).
-fn described<R, W>(readable: R, writable: W) -> Result<(usize, impl Iterator<Item = (DmaSegment, VirtqDescFlags)>)>
+fn described<R, W>(
+    readable: R,
+    writable: W,
+) -> Result<(usize, impl Iterator<Item = (DmaSegment, VirtqDescFlags)>)>
 where
     R: IntoIterator<Item = DmaSegment>,
     R::IntoIter: Clone,
@@ -192,11 +195,13 @@ where
     let table_len = table.len();
     let mut take = || {
         let i = free.next().ok_or(
-            Error::new(ErrorKind::TooManySegments, "not enough free descriptors")
-                .len(count as u64),
+            Error::new(ErrorKind::TooManySegments, "not enough free descriptors").len(count as u64),
         )?;
         if usize::from(i) >= table_len {
-            return Err(Error::new(ErrorKind::OutOfRange, "descriptor index past the table").at(u64::from(i)));
+            return Err(
+                Error::new(ErrorKind::OutOfRange, "descriptor index past the table")
+                    .at(u64::from(i)),
+            );
         }
         Ok(i)
     };
@@ -220,7 +225,12 @@ where
 
 /// `desc` with `NEXT` set and pointing at `next`.
 fn link(desc: VirtqDesc, next: u16) -> VirtqDesc {
-    VirtqDesc::new(desc.addr(), desc.len(), desc.flags() | VirtqDescFlags::NEXT, next)
+    VirtqDesc::new(
+        desc.addr(),
+        desc.len(),
+        desc.flags() | VirtqDescFlags::NEXT,
+        next,
+    )
 }
 
 /// Writes a chain into an indirect table (entries 0, 1, ... linked in
@@ -256,9 +266,18 @@ where
     for (i, (seg, flags)) in descriptors.enumerate() {
         let desc = VirtqDesc::new(seg.addr, seg.len as u32, flags, 0);
         // i + 1 < count <= 32768, so the index fits in u16.
-        let desc = if i + 1 < count { link(desc, (i + 1) as u16) } else { desc };
+        let desc = if i + 1 < count {
+            link(desc, (i + 1) as u16)
+        } else {
+            desc
+        };
         table.write(i, desc)?;
     }
     let bytes = (count * VirtqDesc::SIZE) as u32;
-    Ok(VirtqDesc::new(table.dma_addr(), bytes, VirtqDescFlags::INDIRECT, 0))
+    Ok(VirtqDesc::new(
+        table.dma_addr(),
+        bytes,
+        VirtqDescFlags::INDIRECT,
+        0,
+    ))
 }

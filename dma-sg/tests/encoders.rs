@@ -49,12 +49,24 @@ fn prp_shapes_round_trip_and_lists_chain_at_page_ends() {
     // (entries, expected list blocks): 1 and 2 need no list; up to 33
     // entries (32 in the list) fit a 256-byte block; 513 entries fill one
     // page exactly; 514 need a chained second page.
-    for (entries, blocks) in [(1, 0), (2, 0), (3, 1), (33, 1), (34, 1), (513, 1), (514, 2), (1100, 3)] {
+    for (entries, blocks) in [
+        (1, 0),
+        (2, 0),
+        (3, 1),
+        (33, 1),
+        (34, 1),
+        (513, 1),
+        (514, 2),
+        (1100, 3),
+    ] {
         let segs = scattered_pages(entries);
         let req = nvme::encode_prp(&pools, segs.iter().copied()).unwrap();
         assert_eq!(req.list_blocks(), blocks, "{entries} entries");
         let len = entries * P;
-        assert_eq!(canonical(decode_prp(&req, len).unwrap()), canonical(segs.clone()));
+        assert_eq!(
+            canonical(decode_prp(&req, len).unwrap()),
+            canonical(segs.clone())
+        );
         if entries == 2 {
             assert_eq!(req.prp2(), segs[1].addr);
         }
@@ -66,10 +78,15 @@ fn prp_shapes_round_trip_and_lists_chain_at_page_ends() {
             let first = req.list_addrs().next().unwrap();
             let second = req.list_addrs().nth(1).unwrap();
             // SAFETY: the last slot of a page block the request holds.
-            assert_eq!(unsafe { device_read_u64(DmaAddr::new(first.as_u64() + P - 8)) }, second.as_u64());
+            let chain = unsafe { device_read_u64(DmaAddr::new(first.as_u64() + P - 8)) };
+            assert_eq!(chain, second.as_u64());
         }
     }
-    assert_eq!(pools.available(), initial, "dropping the requests returned every block");
+    assert_eq!(
+        pools.available(),
+        initial,
+        "dropping the requests returned every block"
+    );
 }
 
 #[test]
@@ -82,7 +99,9 @@ fn prp_first_entry_carries_the_offset() {
     assert_eq!(req.prp1(), DmaAddr::new(0x10_0800));
     let list = req.prp2();
     // SAFETY: list slots 0..4 of a small block the request holds.
-    let entries: Vec<u64> = (0..4).map(|i| unsafe { device_read_u64(DmaAddr::new(list.as_u64() + 8 * i)) }).collect();
+    let entries: Vec<u64> = (0..4)
+        .map(|i| unsafe { device_read_u64(DmaAddr::new(list.as_u64() + 8 * i)) })
+        .collect();
     assert_eq!(entries, [0x10_1000, 0x10_2000, 0x10_3000, 0x90_0000]);
     let total = 0x800 + 3 * P + 0x204;
     assert_eq!(canonical(decode_prp(&req, total).unwrap()), canonical(segs));
@@ -95,7 +114,11 @@ fn prp_rejects_what_it_cannot_describe() {
     let enc = |segs: &[DmaSegment]| nvme::encode_prp(&pools, segs.iter().copied()).map(|_| ());
     assert_eq!(kind(enc(&[])), ErrorKind::ZeroSize);
     assert_eq!(kind(enc(&[seg(0x1000, 0)])), ErrorKind::ZeroSize);
-    assert_eq!(kind(enc(&[seg(0x1002, 16)])), ErrorKind::Misaligned, "not dword aligned");
+    assert_eq!(
+        kind(enc(&[seg(0x1002, 16)])),
+        ErrorKind::Misaligned,
+        "not dword aligned"
+    );
     assert_eq!(
         kind(enc(&[seg(0x1000, P), seg(0x5200, 16)])),
         ErrorKind::Misaligned,
@@ -106,12 +129,18 @@ fn prp_rejects_what_it_cannot_describe() {
         ErrorKind::Misaligned,
         "a segment before the last ends mid-page"
     );
-    assert_eq!(kind(enc(&[seg(u64::MAX - 7, 16)])), ErrorKind::AddressOverflow);
+    assert_eq!(
+        kind(enc(&[seg(u64::MAX - 7, 16)])),
+        ErrorKind::AddressOverflow
+    );
     assert_eq!(
         kind(PrpLayout::of([seg(0x1000, 8)], 2048)),
         ErrorKind::InvalidConstraints
     );
-    assert_eq!(kind(NvmePools::new(&p, 4097, 1, 1)), ErrorKind::InvalidConstraints);
+    assert_eq!(
+        kind(NvmePools::new(&p, 4097, 1, 1)),
+        ErrorKind::InvalidConstraints
+    );
     // Exhausted pools: two list pages needed, one available; the block taken
     // first goes back.
     let one = NvmePools::new(&p, P as usize, 1, 1).unwrap();
@@ -137,10 +166,19 @@ fn prp_walker_rejects_malformed_commands() {
     };
     assert_eq!(kind(walk(0x1000, 0, 0, &no_read)), ErrorKind::ZeroSize);
     assert_eq!(kind(walk(0x1001, 0, 8, &no_read)), ErrorKind::Misaligned);
-    assert_eq!(kind(walk(0x1000, 0x2010, 2 * P, &no_read)), ErrorKind::Misaligned);
-    assert_eq!(kind(walk(0x1000, 0x2004, 3 * P, &no_read)), ErrorKind::Misaligned);
+    assert_eq!(
+        kind(walk(0x1000, 0x2010, 2 * P, &no_read)),
+        ErrorKind::Misaligned
+    );
+    assert_eq!(
+        kind(walk(0x1000, 0x2004, 3 * P, &no_read)),
+        ErrorKind::Misaligned
+    );
     let offset_entry = |_| Ok(0x3_0010);
-    assert_eq!(kind(walk(0x1000, 0x2000, 3 * P, &offset_entry)), ErrorKind::Misaligned);
+    assert_eq!(
+        kind(walk(0x1000, 0x2000, 3 * P, &offset_entry)),
+        ErrorKind::Misaligned
+    );
     // A list at 0x2000 whose slot i points at page 0x50_0000 + i pages.
     let list = |a: DmaAddr| Ok(0x50_0000 + (a.as_u64() - 0x2000) / 8 * P);
     assert_eq!(
@@ -161,7 +199,13 @@ fn prp_walker_rejects_malformed_commands() {
         [seg(0x1000, P), seg(0x60_0000, P), seg(0x61_0000, P)]
     );
     // A final partial page is described by a list entry without chaining.
-    let last_slot = |a: DmaAddr| Ok(if a.as_u64() == 0x2ff8 { 0x60_0000 } else { 0x61_0000 });
+    let last_slot = |a: DmaAddr| {
+        Ok(if a.as_u64() == 0x2ff8 {
+            0x60_0000
+        } else {
+            0x61_0000
+        })
+    };
     assert_eq!(
         walk(0x1000, 0x2ff0, P + P + 10, &last_slot).unwrap(),
         [seg(0x1000, P), seg(0x61_0000, P), seg(0x60_0000, 10)]
@@ -233,8 +277,18 @@ fn sgl_shapes_round_trip() {
     let initial = pools.available();
     // 1: data block in SGL1; up to 16: one small segment; 256 fill a page;
     // 257 and 600 chain.
-    for (n, blocks) in [(1u64, 0), (2, 1), (16, 1), (17, 1), (256, 1), (257, 2), (600, 3)] {
-        let segs: Vec<DmaSegment> = (0..n).map(|i| seg(0x7_0000_0000 + i * 0x10_0000 + 4 * i, 0x200 + i)).collect();
+    for (n, blocks) in [
+        (1u64, 0),
+        (2, 1),
+        (16, 1),
+        (17, 1),
+        (256, 1),
+        (257, 2),
+        (600, 3),
+    ] {
+        let segs: Vec<DmaSegment> = (0..n)
+            .map(|i| seg(0x7_0000_0000 + i * 0x10_0000 + 4 * i, 0x200 + i))
+            .collect();
         let req = nvme::encode_sgl(&pools, segs.iter().copied(), true).unwrap();
         assert_eq!(req.segment_blocks(), blocks, "{n} segments");
         let expected_sgl1 = match n {
@@ -256,13 +310,24 @@ fn sgl_rejects_bad_segments() {
     let p = platform(DeviceConstraints::UNCONSTRAINED);
     let pools = NvmePools::new(&p, P as usize, 1, 1).unwrap();
     let initial = pools.available();
-    let enc = |segs: &[DmaSegment], dword| nvme::encode_sgl(&pools, segs.iter().copied(), dword).map(|_| ());
+    let enc = |segs: &[DmaSegment], dword| {
+        nvme::encode_sgl(&pools, segs.iter().copied(), dword).map(|_| ())
+    };
     assert_eq!(kind(enc(&[], false)), ErrorKind::ZeroSize);
     assert_eq!(kind(enc(&[seg(0x1000, 0)], false)), ErrorKind::ZeroSize);
-    assert_eq!(kind(enc(&[seg(0x1000, 1 << 32)], false)), ErrorKind::SegmentTooLarge);
-    assert_eq!(kind(enc(&[seg(u64::MAX, 2)], false)), ErrorKind::AddressOverflow);
+    assert_eq!(
+        kind(enc(&[seg(0x1000, 1 << 32)], false)),
+        ErrorKind::SegmentTooLarge
+    );
+    assert_eq!(
+        kind(enc(&[seg(u64::MAX, 2)], false)),
+        ErrorKind::AddressOverflow
+    );
     assert_eq!(kind(enc(&[seg(0x1001, 8)], true)), ErrorKind::Misaligned);
-    assert!(enc(&[seg(0x1001, 8)], false).is_ok(), "byte-aligned data is fine without the SGLS rule");
+    assert!(
+        enc(&[seg(0x1001, 8)], false).is_ok(),
+        "byte-aligned data is fine without the SGLS rule"
+    );
     let many: Vec<_> = (0..300).map(|i| seg(i * P, 8)).collect();
     assert_eq!(kind(enc(&many, false)), ErrorKind::PoolExhausted);
     assert_eq!(pools.available(), initial);
@@ -278,7 +343,9 @@ fn hw_sg_round_trips_and_marks_the_last_entry_final() {
     let base = table.dma_addr();
     let read = |i: usize| {
         // SAFETY: entry i < 8 of the coherent table we hold.
-        Ok(HwSgEntry::from_bytes(unsafe { device_read(DmaAddr::new(base.as_u64() + 16 * i as u64)) }))
+        Ok(HwSgEntry::from_bytes(unsafe {
+            device_read(DmaAddr::new(base.as_u64() + 16 * i as u64))
+        }))
     };
     let walked = collect_walk(|v| walk_hw_sg(8, read, v).map(|_| ())).unwrap();
     assert_eq!(walked, segs);
@@ -286,7 +353,11 @@ fn hw_sg_round_trips_and_marks_the_last_entry_final() {
     assert_eq!(table.read(0).unwrap().flags(), HwSgFlags::empty());
     // SAFETY: entry 2 of the table we hold.
     let raw: [u8; 16] = unsafe { device_read(DmaAddr::new(base.as_u64() + 32)) };
-    assert_eq!(raw, [0x20, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0], "little-endian layout");
+    assert_eq!(
+        raw,
+        [0x20, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0],
+        "little-endian layout"
+    );
 }
 
 #[test]
@@ -295,10 +366,22 @@ fn hw_sg_errors_leave_the_table_unchanged() {
     let mut table = Coherent::<[HwSgEntry], _>::zeroed_slice(&p, 2).unwrap();
     let mut enc = |segs: &[DmaSegment]| encode_hw_sg(segs.iter().copied(), &mut table);
     assert_eq!(kind(enc(&[])), ErrorKind::ZeroSize);
-    assert_eq!(kind(enc(&[seg(0x1000, 8), seg(0x2000, 0)])), ErrorKind::ZeroSize);
-    assert_eq!(kind(enc(&[seg(0x1000, 1 << 32)])), ErrorKind::SegmentTooLarge);
-    assert_eq!(kind(enc(&[seg(u64::MAX - 2, 8)])), ErrorKind::AddressOverflow);
-    assert_eq!(kind(enc(&[seg(0, 8), seg(8, 8), seg(16, 8)])), ErrorKind::TooManySegments);
+    assert_eq!(
+        kind(enc(&[seg(0x1000, 8), seg(0x2000, 0)])),
+        ErrorKind::ZeroSize
+    );
+    assert_eq!(
+        kind(enc(&[seg(0x1000, 1 << 32)])),
+        ErrorKind::SegmentTooLarge
+    );
+    assert_eq!(
+        kind(enc(&[seg(u64::MAX - 2, 8)])),
+        ErrorKind::AddressOverflow
+    );
+    assert_eq!(
+        kind(enc(&[seg(0, 8), seg(8, 8), seg(16, 8)])),
+        ErrorKind::TooManySegments
+    );
     assert_eq!(table.read(0).unwrap(), HwSgEntry::default());
 }
 
@@ -355,8 +438,14 @@ fn virtio_rejects_bad_requests() {
     let p = platform(DeviceConstraints::UNCONSTRAINED);
     let mut table = Coherent::<[VirtqDesc], _>::zeroed_slice(&p, 4).unwrap();
     let none: [DmaSegment; 0] = [];
-    assert_eq!(kind(encode_chain(&mut table, none, none, [0u16])), ErrorKind::ZeroSize);
-    assert_eq!(kind(encode_chain(&mut table, [seg(0, 0)], none, [0u16])), ErrorKind::ZeroSize);
+    assert_eq!(
+        kind(encode_chain(&mut table, none, none, [0u16])),
+        ErrorKind::ZeroSize
+    );
+    assert_eq!(
+        kind(encode_chain(&mut table, [seg(0, 0)], none, [0u16])),
+        ErrorKind::ZeroSize
+    );
     assert_eq!(
         kind(encode_chain(&mut table, [seg(0, 1 << 32)], none, [0u16])),
         ErrorKind::SegmentTooLarge
@@ -366,10 +455,18 @@ fn virtio_rejects_bad_requests() {
         ErrorKind::AddressOverflow
     );
     assert_eq!(
-        kind(encode_chain(&mut table, [seg(0, 1), seg(8, 1)], none, [0u16])),
+        kind(encode_chain(
+            &mut table,
+            [seg(0, 1), seg(8, 1)],
+            none,
+            [0u16]
+        )),
         ErrorKind::TooManySegments
     );
-    assert_eq!(kind(encode_chain(&mut table, [seg(0, 1)], none, [4u16])), ErrorKind::OutOfRange);
+    assert_eq!(
+        kind(encode_chain(&mut table, [seg(0, 1)], none, [4u16])),
+        ErrorKind::OutOfRange
+    );
     let mut huge = Coherent::<[VirtqDesc], _>::zeroed_slice(&p, 32769).unwrap();
     assert_eq!(
         kind(encode_chain(&mut huge, [seg(0, 1)], none, [0u16])),
@@ -380,13 +477,21 @@ fn virtio_rejects_bad_requests() {
 /// Segments PRPs can describe: a dword-aligned start anywhere in a page,
 /// whole pages in between, any length at the end.
 fn prp_segments() -> impl Strategy<Value = Vec<DmaSegment>> {
-    (0u64..1024, prop::collection::vec((1u64..4, 1u64..50), 1..6), 1u64..=P).prop_map(
-        |(first_dwords, runs, tail)| {
+    (
+        0u64..1024,
+        prop::collection::vec((1u64..4, 1u64..50), 1..6),
+        1u64..=P,
+    )
+        .prop_map(|(first_dwords, runs, tail)| {
             let mut out = Vec::new();
             let n = runs.len();
             for (i, (pages, frame)) in runs.into_iter().enumerate() {
                 let base = (0x100 + frame * 16 + i as u64 * 1000) * P;
-                let start = if i == 0 { base + first_dwords * 4 } else { base };
+                let start = if i == 0 {
+                    base + first_dwords * 4
+                } else {
+                    base
+                };
                 let mut end = base + pages * P;
                 if i + 1 == n {
                     end = end - P + tail;
@@ -397,8 +502,7 @@ fn prp_segments() -> impl Strategy<Value = Vec<DmaSegment>> {
                 out.push(DmaSegment::new(DmaAddr::new(start), end - start));
             }
             out
-        },
-    )
+        })
 }
 
 proptest! {
@@ -424,7 +528,10 @@ mod device {
         let mut out = Vec::new();
         for s in segs {
             // SAFETY: every segment lies in pages the test mapped.
-            out.extend((0..s.len).map(|i| unsafe { device_read::<1>(DmaAddr::new(s.addr.as_u64() + i))[0] }));
+            out.extend(
+                (0..s.len)
+                    .map(|i| unsafe { device_read::<1>(DmaAddr::new(s.addr.as_u64() + i))[0] }),
+            );
         }
         out
     }
@@ -451,14 +558,21 @@ fn devices_following_the_encodings_move_exactly_the_right_bytes() {
     let c = DeviceConstraints::UNCONSTRAINED;
     let p = platform(c);
     let mem = HostMemory;
-    let frames: Vec<_> = (0..6).map(|_| mem.alloc_pages(1, Cacheability::Cached, u64::MAX).unwrap()).collect();
+    let frames: Vec<_> = (0..6)
+        .map(|_| mem.alloc_pages(1, Cacheability::Cached, u64::MAX).unwrap())
+        .collect();
     for (k, f) in frames.iter().enumerate() {
         for i in 0..P as usize {
             // SAFETY: our own freshly allocated page.
             unsafe { f.cpu.as_ptr().add(i).write((k * 31 + i * 7) as u8) };
         }
     }
-    let chosen = [frames[4].phys, frames[0].phys, frames[2].phys, frames[5].phys];
+    let chosen = [
+        frames[4].phys,
+        frames[0].phys,
+        frames[2].phys,
+        frames[5].phys,
+    ];
     let (offset, len) = (0x124usize, 3 * P as usize + 0x300);
     let expected: Vec<u8> = (0..len)
         .map(|b| {
@@ -473,7 +587,10 @@ fn devices_following_the_encodings_move_exactly_the_right_bytes() {
     // Device reads (a write command): PRP and the generic engine.
     let table = SgTable::from_pages(limits, &chosen, offset, len).unwrap();
     // SAFETY: our own pages, untouched by the CPU while mapped, freed after.
-    let tx = unsafe { MappedSgTable::<ExternalPages, ToDevice, _, _>::map_pages(&p, table, DmaAttrs::empty()) }.unwrap();
+    let tx = unsafe {
+        MappedSgTable::<ExternalPages, ToDevice, _, _>::map_pages(&p, table, DmaAttrs::empty())
+    }
+    .unwrap();
     let segs: Vec<DmaSegment> = tx.segments().collect();
     let prp = nvme::encode_prp(&pools, segs.iter().copied()).unwrap();
     let walked = decode_prp(&prp, len as u64).unwrap();
@@ -487,7 +604,10 @@ fn devices_following_the_encodings_move_exactly_the_right_bytes() {
     // Device writes (a read command) through SGL; the CPU sees it after sync.
     let incoming: Vec<u8> = (0..len).map(|i| (i * 13 + 5) as u8).collect();
     // SAFETY: as above.
-    let mut rx = unsafe { MappedSgTable::<ExternalPages, FromDevice, _, _>::map_pages(&p, table, DmaAttrs::empty()) }.unwrap();
+    let mut rx = unsafe {
+        MappedSgTable::<ExternalPages, FromDevice, _, _>::map_pages(&p, table, DmaAttrs::empty())
+    }
+    .unwrap();
     let sgl = nvme::encode_sgl(&pools, rx.segments(), true).unwrap();
     device::write_through(&decode_sgl(sgl.sgl1()), &incoming);
     rx.sync_for_cpu();
@@ -495,7 +615,9 @@ fn devices_following_the_encodings_move_exactly_the_right_bytes() {
     let mut seen = Vec::new();
     for e in table.entries() {
         // SAFETY: unmapped pages we own; identity translation.
-        seen.extend((0..e.len).map(|i| unsafe { ((e.phys.as_u64() as usize + i) as *const u8).read() }));
+        seen.extend(
+            (0..e.len).map(|i| unsafe { ((e.phys.as_u64() as usize + i) as *const u8).read() }),
+        );
     }
     assert_eq!(seen, incoming);
     drop((prp, sgl));

@@ -10,8 +10,7 @@ use core::ptr::NonNull;
 use common::{platform, Platform};
 use dma_api::{
     Bidirectional, Cacheability, DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, DmaMap,
-    ErrorKind, FromDevice, HostMemory, PhysAddr, PhysMemory, RawMapping, Result, SgEntry,
-    ToDevice,
+    ErrorKind, FromDevice, HostMemory, PhysAddr, PhysMemory, RawMapping, Result, SgEntry, ToDevice,
 };
 use dma_sg::{DmaSegment, ExternalPages, MappedSgTable, SgLimits, SgTable};
 
@@ -61,7 +60,13 @@ unsafe impl DmaMap for Recorder {
     fn dma_alignment(&self) -> usize {
         self.inner.dma_alignment()
     }
-    unsafe fn map(&self, phys: PhysAddr, len: usize, dir: DmaDirection, attrs: DmaAttrs) -> Result<DmaAddr> {
+    unsafe fn map(
+        &self,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+        attrs: DmaAttrs,
+    ) -> Result<DmaAddr> {
         self.calls.borrow_mut().push(Call::Map(phys.as_u64(), len));
         // SAFETY: the caller's promise, passed on.
         let dma = unsafe { self.inner.map(phys, len, dir, attrs)? };
@@ -76,17 +81,23 @@ unsafe impl DmaMap for Recorder {
         })
     }
     unsafe fn unmap(&self, m: &RawMapping) -> Result<()> {
-        self.calls.borrow_mut().push(Call::Unmap(m.phys.as_u64(), m.len));
+        self.calls
+            .borrow_mut()
+            .push(Call::Unmap(m.phys.as_u64(), m.len));
         // SAFETY: the caller's promise, passed on.
         unsafe { self.inner.unmap(m) }
     }
     unsafe fn sync_for_cpu(&self, m: &RawMapping, offset: usize, len: usize) {
-        self.calls.borrow_mut().push(Call::SyncCpu(m.phys.as_u64(), offset, len));
+        self.calls
+            .borrow_mut()
+            .push(Call::SyncCpu(m.phys.as_u64(), offset, len));
         // SAFETY: the caller's promise, passed on.
         unsafe { self.inner.sync_for_cpu(m, offset, len) }
     }
     unsafe fn sync_for_device(&self, m: &RawMapping, offset: usize, len: usize) {
-        self.calls.borrow_mut().push(Call::SyncDevice(m.phys.as_u64(), offset, len));
+        self.calls
+            .borrow_mut()
+            .push(Call::SyncDevice(m.phys.as_u64(), offset, len));
         // SAFETY: the caller's promise, passed on.
         unsafe { self.inner.sync_for_device(m, offset, len) }
     }
@@ -98,12 +109,19 @@ fn limits(c: &DeviceConstraints) -> SgLimits {
 
 #[test]
 fn direct_mapping_gives_identity_segments_and_returns_the_buffer() {
-    let c = DeviceConstraints::builder().max_segment_size(2 * P as u64).build().unwrap();
+    let c = DeviceConstraints::builder()
+        .max_segment_size(2 * P as u64)
+        .build()
+        .unwrap();
     let p = platform(c);
     let data: Vec<u8> = (0..5 * P + 100).map(|i| i as u8).collect();
     let mut m = MappedSgTable::<_, ToDevice, _, _>::map(&p, data.clone(), limits(&c)).unwrap();
     for e in m.entries() {
-        assert_eq!(e.dma.as_u64(), e.phys.as_u64(), "x86: device address = physical");
+        assert_eq!(
+            e.dma.as_u64(),
+            e.phys.as_u64(),
+            "x86: device address = physical"
+        );
         assert!(e.len <= 2 * P);
     }
     assert_eq!(m.total_len(), data.len() as u64);
@@ -130,17 +148,23 @@ fn direct_mapping_gives_identity_segments_and_returns_the_buffer() {
 #[test]
 fn syncs_cover_exactly_the_requested_bytes_per_entry() {
     // Two-page entries so a range crosses entries.
-    let c = DeviceConstraints::builder().max_segment_size(2 * P as u64).build().unwrap();
+    let c = DeviceConstraints::builder()
+        .max_segment_size(2 * P as u64)
+        .build()
+        .unwrap();
     let rec = Recorder::new(c, None);
     let buf = dma_api::DmaBuf::new(6 * P, P).unwrap();
     let base = buf.as_ptr() as u64;
     let mut m = MappedSgTable::<_, Bidirectional, _, _>::map(&rec, buf, limits(&c)).unwrap();
     assert_eq!(
         rec.take(),
-        [0, 2, 4].map(|k| Call::Map(base + k * P as u64, 2 * P)).to_vec()
+        [0, 2, 4]
+            .map(|k| Call::Map(base + k * P as u64, 2 * P))
+            .to_vec()
     );
     // Bytes 3000..(2P + 10): tail of entry 0, head of entry 1.
-    m.sync_range_for_cpu(3000, (2 * P + 10 - 3000) as u64).unwrap();
+    m.sync_range_for_cpu(3000, (2 * P + 10 - 3000) as u64)
+        .unwrap();
     assert_eq!(
         rec.take(),
         [
@@ -152,7 +176,10 @@ fn syncs_cover_exactly_the_requested_bytes_per_entry() {
     assert_eq!(rec.take(), [Call::SyncDevice(base + 4 * P as u64, P, P)]);
     m.sync_for_cpu();
     assert_eq!(rec.take().len(), 3);
-    let kind = m.sync_range_for_cpu(6 * P as u64 - 1, 2).unwrap_err().kind();
+    let kind = m
+        .sync_range_for_cpu(6 * P as u64 - 1, 2)
+        .unwrap_err()
+        .kind();
     assert_eq!(kind, ErrorKind::OutOfRange);
     assert_eq!(
         m.sync_range_for_device(u64::MAX, 2).unwrap_err().kind(),
@@ -162,7 +189,9 @@ fn syncs_cover_exactly_the_requested_bytes_per_entry() {
     drop(m);
     assert_eq!(
         rec.take(),
-        [0, 2, 4].map(|k| Call::Unmap(base + k * P as u64, 2 * P)).to_vec(),
+        [0, 2, 4]
+            .map(|k| Call::Unmap(base + k * P as u64, 2 * P))
+            .to_vec(),
         "drop unmaps every entry"
     );
 }
@@ -185,8 +214,10 @@ fn iova_placement_merges_entries_into_few_device_segments() {
     let table = SgTable::from_pages(limits(&c).translated(), &phys, 0, 4 * P).unwrap();
     // SAFETY: the pages were allocated above, are not touched while mapped,
     // and are freed only after the table is unmapped.
-    let m = unsafe { MappedSgTable::<ExternalPages, FromDevice, _, _>::map_pages(&rec, table, DmaAttrs::empty()) }
-        .unwrap();
+    let m = unsafe {
+        MappedSgTable::<ExternalPages, FromDevice, _, _>::map_pages(&rec, table, DmaAttrs::empty())
+    }
+    .unwrap();
     // Contiguous IOVAs from 0xffd000: three pages up to the 64 KiB line, then one.
     let segs: Vec<DmaSegment> = m.segments().collect();
     assert_eq!(
@@ -208,7 +239,10 @@ fn iova_placement_merges_entries_into_few_device_segments() {
 #[test]
 fn too_many_device_segments_unmaps_and_gives_everything_back() {
     // Direct mapping of scattered pages: four segments, device takes two.
-    let c = DeviceConstraints::builder().max_segments(2).build().unwrap();
+    let c = DeviceConstraints::builder()
+        .max_segments(2)
+        .build()
+        .unwrap();
     let rec = Recorder::new(c, None);
     let mem = HostMemory;
     let pages: Vec<_> = (0..8)
@@ -221,13 +255,18 @@ fn too_many_device_segments_unmaps_and_gives_everything_back() {
     let n = scattered.len();
     let table = SgTable::from_pages(limits(&c).translated(), &scattered, 0, n * P).unwrap();
     // SAFETY: our own pages, untouched while mapped; freed after.
-    let err = unsafe { MappedSgTable::<ExternalPages, ToDevice, _, _>::map_pages(&rec, table, DmaAttrs::empty()) }
-        .unwrap_err();
+    let err = unsafe {
+        MappedSgTable::<ExternalPages, ToDevice, _, _>::map_pages(&rec, table, DmaAttrs::empty())
+    }
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooManySegments);
     assert_eq!(err.buffer.entries().len(), n, "the table comes back");
     let calls = rec.take();
     let maps = calls.iter().filter(|c| matches!(c, Call::Map(..))).count();
-    let unmaps = calls.iter().filter(|c| matches!(c, Call::Unmap(..))).count();
+    let unmaps = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Unmap(..)))
+        .count();
     assert_eq!((maps, unmaps), (n, n), "nothing stays mapped");
     for p in pages {
         // SAFETY: allocated above, never mapped now, freed once.
@@ -250,8 +289,10 @@ fn map_errors_return_the_buffer() {
     // An empty external table.
     let empty = SgTable::new(limits(&c));
     // SAFETY: the table describes no pages.
-    let e = unsafe { MappedSgTable::<ExternalPages, ToDevice, _, _>::map_pages(&p, empty, DmaAttrs::empty()) }
-        .unwrap_err();
+    let e = unsafe {
+        MappedSgTable::<ExternalPages, ToDevice, _, _>::map_pages(&p, empty, DmaAttrs::empty())
+    }
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ZeroSize);
 }
 
@@ -260,9 +301,15 @@ fn cpu_access_is_bounds_checked() {
     let c = DeviceConstraints::UNCONSTRAINED;
     let p = platform(c);
     let mut m = MappedSgTable::<_, FromDevice, _, _>::map(&p, vec![0u8; 100], limits(&c)).unwrap();
-    assert_eq!(m.write(99, &[1, 2]).unwrap_err().kind(), ErrorKind::OutOfRange);
+    assert_eq!(
+        m.write(99, &[1, 2]).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
     let mut two = [0u8; 2];
-    assert_eq!(m.read(usize::MAX, &mut two).unwrap_err().kind(), ErrorKind::OutOfRange);
+    assert_eq!(
+        m.read(usize::MAX, &mut two).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
     m.sync_range_for_cpu(0, 100).unwrap();
     let _ = format!("{m:?}");
 }

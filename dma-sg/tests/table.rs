@@ -83,7 +83,8 @@ fn append_continues_the_last_entry_when_contiguous() {
     t.append_pages(&pages(&[50]), 0, 100).unwrap();
     assert_eq!(t.entries().len(), 3);
     // A range continuing mid-page where the last entry ended merges too.
-    t.append_ranges([(PhysAddr::new(50 * P + 100), 28)]).unwrap();
+    t.append_ranges([(PhysAddr::new(50 * P + 100), 28)])
+        .unwrap();
     assert_eq!(shape(&t)[2], (50 * P, 128));
     assert_eq!(t.total_len(), 4 * 4096 + 128);
 }
@@ -120,7 +121,11 @@ fn virtual_buffer_is_translated_page_by_page() {
     let t = SgTable::from_virt(unconstrained(), translate, cpu, 3 * 4096).unwrap();
     assert_eq!(
         shape(&t),
-        [(0x90 * P + 0x800, 0x1800), (0x10 * P, 0x1000), (0x55 * P, 0x800)]
+        [
+            (0x90 * P + 0x800, 0x1800),
+            (0x10 * P, 0x1000),
+            (0x55 * P, 0x800)
+        ]
     );
 }
 
@@ -170,7 +175,12 @@ fn every_bad_input_is_a_typed_error() {
         ErrorKind::AddressOverflow
     );
     assert_eq!(
-        kind(SgTable::from_virt(l, |_, _| Ok(PhysAddr::ZERO), NonNull::dangling(), 0)),
+        kind(SgTable::from_virt(
+            l,
+            |_, _| Ok(PhysAddr::ZERO),
+            NonNull::dangling(),
+            0
+        )),
         ErrorKind::ZeroSize
     );
 
@@ -180,9 +190,17 @@ fn every_bad_input_is_a_typed_error() {
         kind(SgTable::from_pages(limits(c32), &pages(&[0x10_0000]), 0, 8)),
         ErrorKind::Unreachable
     );
-    let few = DeviceConstraints::builder().max_segments(2).build().unwrap();
+    let few = DeviceConstraints::builder()
+        .max_segments(2)
+        .build()
+        .unwrap();
     assert_eq!(
-        kind(SgTable::from_pages(limits(few), &pages(&[1, 3, 5]), 0, 3 * 4096)),
+        kind(SgTable::from_pages(
+            limits(few),
+            &pages(&[1, 3, 5]),
+            0,
+            3 * 4096
+        )),
         ErrorKind::TooManySegments
     );
     // Contiguous pages need only one segment, so the same device takes them.
@@ -224,7 +242,11 @@ fn page_runs() -> impl Strategy<Value = Vec<u64>> {
 }
 
 fn limits_strategy() -> impl Strategy<Value = SgLimits> {
-    (1u64..9, prop::option::of(0u32..5), prop::sample::select(vec![1u64, 4, 512, 4096]))
+    (
+        1u64..9,
+        prop::option::of(0u32..5),
+        prop::sample::select(vec![1u64, 4, 512, 4096]),
+    )
         .prop_map(|(max_pages, boundary_shift, align)| {
             let mut b = DeviceConstraints::builder().alignment(align);
             if let Some(s) = boundary_shift {
@@ -293,7 +315,10 @@ fn check_invariants(t: &SgTable<Vec<SgEntry>>, l: &SgLimits, pages: &[u64], offs
         let crosses = l
             .boundary()
             .is_some_and(|bd| start / bd != (start + merged - 1) / bd);
-        assert!(!(contiguous && fits && !crosses), "{a:?} and {b:?} should be one entry");
+        assert!(
+            !(contiguous && fits && !crosses),
+            "{a:?} and {b:?} should be one entry"
+        );
     }
 }
 

@@ -86,11 +86,9 @@ impl PrpLayout {
                 .len(seg.len),
             )?;
             if i == 0 && addr & 3 != 0 {
-                return Err(Error::new(
-                    ErrorKind::Misaligned,
-                    "PRP entries must be dword aligned",
-                )
-                .at(addr));
+                return Err(
+                    Error::new(ErrorKind::Misaligned, "PRP entries must be dword aligned").at(addr),
+                );
             }
             if i > 0 && addr & (page - 1) != 0 {
                 return Err(Error::new(
@@ -118,8 +116,11 @@ impl PrpLayout {
             return Err(Error::new(ErrorKind::ZeroSize, "no segments to describe"));
         }
         let entries = usize::try_from(entries).map_err(|_| {
-            Error::new(ErrorKind::TooManySegments, "more PRP entries than fit in usize")
-                .len(entries)
+            Error::new(
+                ErrorKind::TooManySegments,
+                "more PRP entries than fit in usize",
+            )
+            .len(entries)
         })?;
         Ok(Self {
             entries,
@@ -226,7 +227,11 @@ where
     let mut slot = p2;
     while remaining > 0 {
         let next_slot = slot.checked_add(PRP_ENTRY_SIZE as u64).ok_or(
-            Error::new(ErrorKind::AddressOverflow, "PRP list runs off the address space").at(slot),
+            Error::new(
+                ErrorKind::AddressOverflow,
+                "PRP list runs off the address space",
+            )
+            .at(slot),
         )?;
         let entry = read_entry(DmaAddr::new(slot))?;
         if entry & (page - 1) != 0 {
@@ -383,15 +388,16 @@ mod encode {
         let mut block = pools.alloc_for(remaining.saturating_mul(PRP_ENTRY_SIZE))?;
         let head = block.dma_addr();
         if !head.is_aligned(PRP_ENTRY_SIZE as u64) {
-            return Err(Error::new(
-                ErrorKind::Misaligned,
-                "PRP list is not qword aligned",
-            )
-            .at(head.as_u64()));
+            return Err(
+                Error::new(ErrorKind::Misaligned, "PRP list is not qword aligned")
+                    .at(head.as_u64()),
+            );
         }
-        lists.try_reserve(remaining.div_ceil(page as usize / PRP_ENTRY_SIZE - 1)).map_err(|_| {
-            Error::new(ErrorKind::OutOfMemory, "no memory to track PRP list blocks")
-        })?;
+        lists
+            .try_reserve(remaining.div_ceil(page as usize / PRP_ENTRY_SIZE - 1))
+            .map_err(|_| {
+                Error::new(ErrorKind::OutOfMemory, "no memory to track PRP list blocks")
+            })?;
         loop {
             // A list runs to the end of its memory page; a block that stops
             // short of it cannot chain, since the controller would take the

@@ -251,23 +251,29 @@ mod encode {
             .len(seg.len));
         }
         if dword_data && addr & 3 != 0 {
-            return Err(Error::new(
-                ErrorKind::Misaligned,
-                "SGL data block not dword aligned",
-            )
-            .at(addr));
+            return Err(
+                Error::new(ErrorKind::Misaligned, "SGL data block not dword aligned").at(addr),
+            );
         }
         Ok(())
     }
 
-    fn pointer_to(block: &PoolBlock<'_, impl DmaAlloc>, descriptors: usize, last: bool) -> SglDescriptor {
+    fn pointer_to(
+        block: &PoolBlock<'_, impl DmaAlloc>,
+        descriptors: usize,
+        last: bool,
+    ) -> SglDescriptor {
         let kind = if last {
             SglDescriptorType::LastSegment
         } else {
             SglDescriptorType::Segment
         };
         // A segment is at most one memory page (128 MiB): fits in 32 bits.
-        SglDescriptor::new(kind, block.dma_addr(), (descriptors * SglDescriptor::SIZE) as u32)
+        SglDescriptor::new(
+            kind,
+            block.dma_addr(),
+            (descriptors * SglDescriptor::SIZE) as u32,
+        )
     }
 
     /// Writes `remaining` data descriptors into segment blocks; returns the

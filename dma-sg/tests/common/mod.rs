@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use dma_api::{DeviceConstraints, DmaAddr, HostMemory, Result};
-use dma_direct::DirectPlatform;
 use dma_coherence::HardwareCoherent;
+use dma_direct::DirectPlatform;
 use dma_sg::DmaSegment;
 
 pub type Platform = DirectPlatform<HostMemory, HardwareCoherent>;
@@ -54,7 +54,9 @@ pub fn canonical(segs: impl IntoIterator<Item = DmaSegment>) -> Vec<(u64, u64)> 
 }
 
 /// Collects what a walker visits.
-pub fn collect_walk(walk: impl FnOnce(&mut dyn FnMut(DmaSegment) -> Result<()>) -> Result<()>) -> Result<Vec<DmaSegment>> {
+pub fn collect_walk(
+    walk: impl FnOnce(&mut dyn FnMut(DmaSegment) -> Result<()>) -> Result<()>,
+) -> Result<Vec<DmaSegment>> {
     let mut v = Vec::new();
     walk(&mut |s| {
         v.push(s);
