@@ -5,7 +5,9 @@
 //! - `bench`: the criterion benches, with a table of the figures.
 //! - `loom`: the loom models at a deeper preemption bound.
 //! - `doc`: the documentation as docs.rs builds it.
+//! - `qemu`: the bare-metal NVMe suite on QEMU's aarch64 virt board.
 
+mod qemu;
 mod runner;
 
 use std::process::ExitCode;
@@ -39,8 +41,9 @@ fn main() -> ExitCode {
         Some("bench") => bench(&mut runner, &args[1..]),
         Some("loom") => loom(&mut runner, "3"),
         Some("doc") => doc(&mut runner),
+        Some("qemu") => qemu_suite(&mut runner),
         _ => {
-            eprintln!("usage: cargo xtask <test|demo|bench|loom|doc>");
+            eprintln!("usage: cargo xtask <test|demo|bench|loom|doc|qemu>");
             return ExitCode::from(2);
         }
     }
@@ -94,6 +97,40 @@ fn test(r: &mut Runner) {
     aarch64_user_tests(r);
     loom(r, "2");
     miri(r);
+    qemu_suite(r);
+}
+
+/// The bare-metal NVMe suite on QEMU's virt board (platforms/qemu-virt).
+fn qemu_suite(r: &mut Runner) {
+    let name = "qemu virt NVMe + SMMUv3 suite";
+    if !qemu::installed() {
+        r.skip(
+            name,
+            "qemu-system-aarch64 not installed (apt-get install qemu-system-arm)",
+        );
+        return;
+    }
+    if !r.ensure_target("aarch64-unknown-none") {
+        return;
+    }
+    let start = std::time::Instant::now();
+    match qemu::run(r.root()) {
+        Ok(summary) => {
+            summary.print();
+            let outcome = if summary.passed() {
+                Outcome::Pass
+            } else {
+                Outcome::Fail
+            };
+            r.record(
+                name,
+                outcome,
+                start.elapsed().as_secs_f64(),
+                &summary.problems().join("; "),
+            );
+        }
+        Err(why) => r.record(name, Outcome::Fail, start.elapsed().as_secs_f64(), &why),
+    }
 }
 
 /// Miri over the crates with the most unsafe code, where nightly has it.

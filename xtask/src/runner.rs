@@ -72,6 +72,12 @@ impl Runner {
         outcome
     }
 
+    /// Records the outcome of a step that is not a cargo command.
+    pub fn record(&mut self, name: &str, outcome: Outcome, seconds: f64, detail: &str) {
+        self.rows
+            .push((name.to_string(), outcome, seconds, detail.to_string()));
+    }
+
     /// Records a step that cannot run here, with the reason.
     pub fn skip(&mut self, name: &str, why: &str) {
         println!("\n==> {name}: SKIP: {why}");
