@@ -66,6 +66,8 @@ pub(crate) struct DeviceEntry {
     pub(crate) translation: Translation,
     pub(crate) iotlb: Iotlb,
     pub(crate) injected_faults: u32,
+    /// Accesses to let through before the injected faults start.
+    pub(crate) injected_skip: u32,
 }
 
 /// One piece of a device access after translation.
@@ -399,7 +401,9 @@ impl State {
         let len = data.len();
         let access = data.access();
         let entry = &mut self.devices[device.0 as usize];
-        if entry.injected_faults > 0 {
+        if entry.injected_faults > 0 && entry.injected_skip > 0 {
+            entry.injected_skip -= 1;
+        } else if entry.injected_faults > 0 {
             entry.injected_faults -= 1;
             let f = Fault {
                 device,

@@ -136,6 +136,7 @@ impl Sim {
                 translation,
                 iotlb: Iotlb::default(),
                 injected_faults: 0,
+                injected_skip: 0,
             });
             DeviceId(s.devices.len() as u32 - 1)
         })
@@ -250,8 +251,22 @@ impl Sim {
     ///
     /// If `device` does not belong to this machine.
     pub fn inject_faults(&self, device: DeviceId, count: u32) {
-        self.machine
-            .with(|s, _| s.devices[device.0 as usize].injected_faults += count);
+        self.inject_faults_after(device, 0, count);
+    }
+
+    /// Lets the device's next `skip` accesses through, then makes `count`
+    /// fault (to hit, say, a data transfer rather than the command fetch
+    /// before it).
+    ///
+    /// # Panics
+    ///
+    /// If `device` does not belong to this machine.
+    pub fn inject_faults_after(&self, device: DeviceId, skip: u32, count: u32) {
+        self.machine.with(|s, _| {
+            let d = &mut s.devices[device.0 as usize];
+            d.injected_skip = skip;
+            d.injected_faults = count;
+        });
     }
 
     /// Drops the device's whole IOTLB.
