@@ -2,6 +2,7 @@
 //! compare a call against them. Pure data, no platform: `Checked` decides
 //! what to forward from what this returns.
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
@@ -29,7 +30,9 @@ pub(crate) struct Tracker {
     next_id: u64,
     /// Live records by (device address, id): several records may share a
     /// device address (the same buffer mapped twice on a direct platform).
-    live: BTreeMap<(u64, u64), Live>,
+    /// Boxed so B-tree node splits and shifts move pointers, not records
+    /// (measured: the moves dominated map + unmap).
+    live: BTreeMap<(u64, u64), Box<Live>>,
     /// Scatter-gather tables by table id, as mapped.
     tables: BTreeMap<u64, Table>,
     /// Device-writable streaming mappings by (first line, id) -> last line.
@@ -169,10 +172,10 @@ impl Tracker {
         };
         self.live.insert(
             (dma.as_u64(), mapping.id),
-            Live {
+            Box::new(Live {
                 mapping,
                 line_key: None,
-            },
+            }),
         );
     }
 
@@ -180,7 +183,7 @@ impl Tracker {
         let line_key = self.track_lines(&mapping, line_size, out);
         self.live.insert(
             (mapping.dma.as_u64(), mapping.id),
-            Live { mapping, line_key },
+            Box::new(Live { mapping, line_key }),
         );
     }
 
