@@ -11,7 +11,7 @@ use dma_api::{
     DeviceConstraints, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, ErrorKind, HostMemory, PhysAddr,
     RawMapping, SgEntry,
 };
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 use dma_check::{classify, MemoryClass};
 use dma_check::{Checked, Config, CpuSide, Field, MappingKind, Mode, Operation, Report, SyncPoint};
 use dma_coherence::HardwareCoherent;
@@ -461,10 +461,10 @@ fn sync_in_a_direction_the_mapping_does_not_allow() {
 
 // ---- stack and read-only memory ----------------------------------------
 
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 static READ_ONLY: [u8; 256] = [0x5a; 256];
 
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 #[test]
 fn mapping_stack_memory_is_refused() {
     let p = Checked::with_config(
@@ -495,7 +495,7 @@ fn mapping_stack_memory_is_refused() {
     assert!(p.reports().is_empty());
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 #[test]
 fn mapping_read_only_memory_is_refused() {
     let p = Checked::with_config(
@@ -692,6 +692,8 @@ fn panic_mode_panics_on_a_leak_at_drop() {
     drop(p);
 }
 
+/// Needs `std` to see that the thread is already unwinding.
+#[cfg(feature = "std")]
 #[test]
 fn panic_mode_stays_quiet_while_already_unwinding() {
     let buf = buffer(64);
