@@ -219,6 +219,35 @@ pub unsafe trait DmaMap {
         }
         first
     }
+
+    /// Gives every entry of a mapped table back to the CPU. The default
+    /// syncs entry by entry; a checking or bounce platform may do more.
+    ///
+    /// # Safety
+    ///
+    /// `entries` are exactly what a successful `map_sg` filled in, with the
+    /// same direction and attributes, still mapped, and the device has
+    /// finished writing them.
+    unsafe fn sync_sg_for_cpu(&self, entries: &[SgEntry], dir: DmaDirection, attrs: DmaAttrs) {
+        for e in entries {
+            // SAFETY: the caller's promise for the table covers each entry,
+            // and 0..len is the whole entry.
+            unsafe { self.sync_for_cpu(&e.as_raw(dir, attrs), 0, e.len) }
+        }
+    }
+
+    /// Hands every entry of a mapped table back to the device.
+    ///
+    /// # Safety
+    ///
+    /// `entries` are exactly what a successful `map_sg` filled in, with the
+    /// same direction and attributes, and still mapped.
+    unsafe fn sync_sg_for_device(&self, entries: &[SgEntry], dir: DmaDirection, attrs: DmaAttrs) {
+        for e in entries {
+            // SAFETY: as in sync_sg_for_cpu.
+            unsafe { self.sync_for_device(&e.as_raw(dir, attrs), 0, e.len) }
+        }
+    }
 }
 
 /// A coherent allocation as the platform hands it out.
@@ -323,6 +352,16 @@ macro_rules! forward_platform {
             unsafe fn unmap_sg(&self, entries: &[SgEntry], dir: DmaDirection, attrs: DmaAttrs) -> Result<()> {
                 // SAFETY: the caller's promise is passed on unchanged.
                 unsafe { (**self).unmap_sg(entries, dir, attrs) }
+            }
+            #[inline]
+            unsafe fn sync_sg_for_cpu(&self, entries: &[SgEntry], dir: DmaDirection, attrs: DmaAttrs) {
+                // SAFETY: the caller's promise is passed on unchanged.
+                unsafe { (**self).sync_sg_for_cpu(entries, dir, attrs) }
+            }
+            #[inline]
+            unsafe fn sync_sg_for_device(&self, entries: &[SgEntry], dir: DmaDirection, attrs: DmaAttrs) {
+                // SAFETY: the caller's promise is passed on unchanged.
+                unsafe { (**self).sync_sg_for_device(entries, dir, attrs) }
             }
         }
 

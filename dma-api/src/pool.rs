@@ -4,13 +4,17 @@
 
 use alloc::vec::Vec;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::volatile::VolatileBytes;
 use crate::{CoherentRegion, DmaAddr, DmaAlloc, DmaAttrs, DmaPod, Error, ErrorKind, Result};
 
 /// The unit a pool allocates from its platform: at least one page.
 const MIN_CHUNK: usize = 4096;
+
+/// Bits in one bitmap word. `usize` words keep the pool lock-free on
+/// targets without 64-bit atomics (thumbv7em).
+const BITS: usize = usize::BITS as usize;
 
 /// A fixed-capacity pool of equal blocks of coherent memory.
 ///
@@ -40,10 +44,10 @@ pub struct DmaPool<P: DmaAlloc> {
     /// Where block `i` of every chunk starts, relative to the chunk.
     offsets: Vec<usize>,
     /// One bit per block, chunk-major; set = in use or unusable.
-    used: Vec<AtomicU64>,
+    used: Vec<AtomicUsize>,
     /// Bits set at creation because the block would cross the boundary in
     /// that chunk's device addresses; never freed.
-    reserved: Vec<u64>,
+    reserved: Vec<usize>,
     /// Where the next search starts, to spread allocations.
     hint: AtomicUsize,
     block_size: usize,
@@ -105,10 +109,10 @@ impl<P: DmaAlloc> DmaPool<P> {
             block_size,
         };
         let total = chunk_count * per_chunk;
-        pool.reserved = alloc::vec![0u64; total.div_ceil(64)];
+        pool.reserved = alloc::vec![0usize; total.div_ceil(BITS)];
         // Blocks past the last whole chunk's count in the final bitmap word.
-        for bit in total..pool.reserved.len() * 64 {
-            pool.reserved[bit / 64] |= 1 << (bit % 64);
+        for bit in total..pool.reserved.len() * BITS {
+            pool.reserved[bit / BITS] |= 1 << (bit % BITS);
         }
         for c in 0..chunk_count {
             let region = pool
@@ -123,12 +127,12 @@ impl<P: DmaAlloc> DmaPool<P> {
                     let end = start + block_size as u64 - 1;
                     if start / b as u64 != end / b as u64 {
                         let bit = c * per_chunk + i;
-                        pool.reserved[bit / 64] |= 1 << (bit % 64);
+                        pool.reserved[bit / BITS] |= 1 << (bit % BITS);
                     }
                 }
             }
         }
-        pool.used = pool.reserved.iter().map(|&r| AtomicU64::new(r)).collect();
+        pool.used = pool.reserved.iter().map(|&r| AtomicUsize::new(r)).collect();
         Ok(pool)
     }
 
@@ -161,7 +165,7 @@ impl<P: DmaAlloc> DmaPool<P> {
         for w in (start..words).chain(0..start) {
             let word = &self.used[w];
             let mut cur = word.load(Ordering::Relaxed);
-            while cur != u64::MAX {
+            while cur != usize::MAX {
                 let bit = (!cur).trailing_zeros();
                 match word.compare_exchange_weak(
                     cur,
@@ -171,7 +175,7 @@ impl<P: DmaAlloc> DmaPool<P> {
                 ) {
                     Ok(_) => {
                         self.hint.store(w, Ordering::Relaxed);
-                        return Ok(self.block(w * 64 + bit as usize));
+                        return Ok(self.block(w * BITS + bit as usize));
                     }
                     Err(now) => cur = now,
                 }
@@ -213,7 +217,7 @@ impl<P: DmaAlloc> DmaPool<P> {
     }
 
     fn release(&self, index: usize) {
-        self.used[index / 64].fetch_and(!(1 << (index % 64)), Ordering::Release);
+        self.used[index / BITS].fetch_and(!(1 << (index % BITS)), Ordering::Release);
     }
 }
 
