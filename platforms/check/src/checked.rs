@@ -284,37 +284,17 @@ impl<P: DmaMap> Checked<P> {
         }
     }
 
-    fn sync_sg(&self, point: SyncPoint, entries: &[SgEntry], dir: DmaDirection) {
+    /// Checks a table sync's entry count against the table's (Linux's
+    /// `dma_sync_sg_for_*`), then checks and forwards each entry.
+    fn sync_sg(&self, point: SyncPoint, entries: &[SgEntry], dir: DmaDirection, attrs: DmaAttrs) {
         let mut pending = Vec::new();
         self.state
             .lock()
             .sync_sg_count(point, entries, &mut pending);
         self.emit(pending);
         for e in entries {
-            self.sync(point, &e.as_raw(dir, DmaAttrs::empty()), 0, e.len);
+            self.sync(point, &e.as_raw(dir, attrs), 0, e.len);
         }
-    }
-
-    /// Syncs every entry of a mapped table for the CPU, checking the entry
-    /// count against the table's (Linux's `dma_sync_sg_for_cpu`). `DmaMap`
-    /// has no sg sync, so this is the checker's own.
-    ///
-    /// # Safety
-    ///
-    /// As for [`DmaMap::sync_for_cpu`] on every entry: the table is live on
-    /// this platform and the device has finished writing it.
-    pub unsafe fn sync_sg_for_cpu(&self, entries: &[SgEntry], dir: DmaDirection) {
-        self.sync_sg(SyncPoint::ForCpu, entries, dir);
-    }
-
-    /// Syncs every entry of a mapped table for the device, checking the
-    /// entry count against the table's.
-    ///
-    /// # Safety
-    ///
-    /// As for [`DmaMap::sync_for_device`] on every entry.
-    pub unsafe fn sync_sg_for_device(&self, entries: &[SgEntry], dir: DmaDirection) {
-        self.sync_sg(SyncPoint::ForDevice, entries, dir);
     }
 }
 
@@ -456,6 +436,14 @@ unsafe impl<P: DmaMap> DmaMap for Checked<P> {
                 ))
             }
         }
+    }
+
+    unsafe fn sync_sg_for_cpu(&self, entries: &[SgEntry], dir: DmaDirection, attrs: DmaAttrs) {
+        self.sync_sg(SyncPoint::ForCpu, entries, dir, attrs);
+    }
+
+    unsafe fn sync_sg_for_device(&self, entries: &[SgEntry], dir: DmaDirection, attrs: DmaAttrs) {
+        self.sync_sg(SyncPoint::ForDevice, entries, dir, attrs);
     }
 }
 

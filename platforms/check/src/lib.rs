@@ -90,7 +90,7 @@
 //! synced on its own through [`SgEntry::as_raw`](dma_api::SgEntry::as_raw)
 //! is checked like a single mapping. `DmaMap` has no sg sync, so the entry
 //! count at sync is checked by the checker's own
-//! [`Checked::sync_sg_for_cpu`] / [`Checked::sync_sg_for_device`].
+//! `DmaMap::sync_sg_for_cpu` / `DmaMap::sync_sg_for_device`.
 //!
 //! Cache lines: the line size is [`Config::cache_line`], by default the
 //! platform's `dma_alignment()`. As in Linux, only mappings the device may

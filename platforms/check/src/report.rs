@@ -104,10 +104,10 @@ pub enum Operation {
     /// [`DmaMap::unmap_sg`](dma_api::DmaMap::unmap_sg).
     UnmapSg,
     /// [`DmaMap::sync_for_cpu`](dma_api::DmaMap::sync_for_cpu) or
-    /// [`Checked::sync_sg_for_cpu`](crate::Checked::sync_sg_for_cpu).
+    /// `DmaMap::sync_sg_for_cpu`.
     SyncForCpu,
     /// [`DmaMap::sync_for_device`](dma_api::DmaMap::sync_for_device) or
-    /// [`Checked::sync_sg_for_device`](crate::Checked::sync_sg_for_device).
+    /// `DmaMap::sync_sg_for_device`.
     SyncForDevice,
     /// [`DmaAlloc::free_coherent`](dma_api::DmaAlloc::free_coherent).
     FreeCoherent,

@@ -343,7 +343,7 @@ fn sync_sg_with_a_different_entry_count() {
     let bufs = [buffer(256), buffer(256), buffer(256)];
     let sg = map_table(&p, &bufs, DmaDirection::FromDevice);
     // SAFETY: live table, device idle.
-    unsafe { p.sync_sg_for_cpu(&sg[..1], DmaDirection::FromDevice) };
+    unsafe { p.sync_sg_for_cpu(&sg[..1], DmaDirection::FromDevice, DmaAttrs::empty()) };
     assert!(matches!(
         p.take_reports()[..],
         [Report::Mismatch {
@@ -354,7 +354,7 @@ fn sync_sg_with_a_different_entry_count() {
     ));
     // The right count is quiet.
     // SAFETY: as above.
-    unsafe { p.sync_sg_for_cpu(&sg, DmaDirection::FromDevice) };
+    unsafe { p.sync_sg_for_cpu(&sg, DmaDirection::FromDevice, DmaAttrs::empty()) };
     assert!(p.reports().is_empty());
     // SAFETY: the table as mapped.
     unsafe { p.unmap_sg(&sg, DmaDirection::FromDevice, DmaAttrs::empty()) }.unwrap();

@@ -71,7 +71,7 @@ fn sg_tables_synced_by_entry_and_as_a_whole() {
     unsafe {
         p.map_sg(&mut sg, dir, DmaAttrs::empty()).unwrap();
         p.sync_for_cpu(&sg[2].as_raw(dir, DmaAttrs::empty()), 128, 256);
-        p.sync_sg_for_cpu(&sg, dir);
+        p.sync_sg_for_cpu(&sg, dir, DmaAttrs::empty());
         p.unmap_sg(&sg, dir, DmaAttrs::empty()).unwrap();
     }
     assert!(p.reports().is_empty());
