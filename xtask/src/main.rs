@@ -14,7 +14,8 @@ use std::process::ExitCode;
 
 use runner::{Outcome, Runner};
 
-/// Library crates that must build for bare-metal targets.
+/// Library crates that must build for bare-metal targets, with default
+/// features (which add only `alloc`) and without.
 const NO_STD_CRATES: &[&str] = &[
     "dma-api",
     "dma-coherence",
@@ -24,6 +25,10 @@ const NO_STD_CRATES: &[&str] = &[
     "dma-iommu",
     "dma-bounce",
 ];
+
+/// Library crates whose default features include `std`: built for bare
+/// metal without default features only.
+const NO_STD_ONLY_WITHOUT_DEFAULTS: &[&str] = &["dma-check"];
 
 /// Bare-metal targets every library crate builds for.
 const NO_STD_TARGETS: &[&str] = &[
@@ -86,12 +91,15 @@ fn test(r: &mut Runner) {
         for c in NO_STD_CRATES {
             args.extend(["-p", c]);
         }
-        r.cargo(&format!("no_std {target}"), &args, &[]);
         let with_alloc: Vec<&str> = args
             .iter()
             .copied()
             .filter(|a| *a != "--no-default-features")
             .collect();
+        for c in NO_STD_ONLY_WITHOUT_DEFAULTS {
+            args.extend(["-p", c]);
+        }
+        r.cargo(&format!("no_std {target}"), &args, &[]);
         r.cargo(&format!("no_std+alloc {target}"), &with_alloc, &[]);
     }
     aarch64_user_tests(r);
