@@ -29,6 +29,9 @@ pub enum Barrier {
 }
 
 #[cfg(dma_loom)]
+extern crate std;
+
+#[cfg(dma_loom)]
 std::thread_local! {
     static SABOTAGED: core::cell::Cell<Option<Barrier>> = const { core::cell::Cell::new(None) };
 }

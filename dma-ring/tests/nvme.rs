@@ -1,0 +1,270 @@
+//! NVMe queue pair against a model controller: function, batching, a
+//! controller on another thread, and a hostile controller.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::NvmeController;
+use dma_api::{Coherent, DeviceConstraints, HostMemory};
+use dma_coherence::HardwareCoherent;
+use dma_direct::DirectPlatform;
+use dma_ring::nvme::{
+    opcode, NvmeCommand, NvmeCompletion, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair, NvmeStatus,
+};
+use dma_ring::regs::NvmeQueueDoorbells;
+use dma_ring::{AtomicDoorbell, MemoryView, RingErrorKind, Slot};
+
+type Platform = DirectPlatform<HostMemory, HardwareCoherent>;
+type Qp = NvmeQueuePair<Coherent<[u64], &'static Platform>, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>;
+
+fn platform() -> &'static Platform {
+    Box::leak(Box::new(DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED)))
+}
+
+struct Rig {
+    qp: Qp,
+    ctrl: NvmeController<MemoryView>,
+    sq_db: Arc<AtomicDoorbell>,
+    cq_db: Arc<AtomicDoorbell>,
+}
+
+impl Rig {
+    fn new(sq_size: u32, cq_size: u32) -> Self {
+        let sq_db = Arc::new(AtomicDoorbell::default());
+        let cq_db = Arc::new(AtomicDoorbell::default());
+        let config = NvmeQueueConfig { qid: 1, sq_size, cq_size };
+        let doorbells = NvmeDoorbells { sq_tail: sq_db.clone(), cq_head: cq_db.clone() };
+        let qp = Qp::allocate(platform(), config, doorbells).unwrap();
+        // SAFETY: the views are used only while `qp` lives (same Rig).
+        let (sq, cq) = unsafe { (MemoryView::of(qp.sq_memory()), MemoryView::of(qp.cq_memory())) };
+        Self { ctrl: NvmeController::new(sq, sq_size, cq, cq_size, 1), qp, sq_db, cq_db }
+    }
+
+    fn read(lba: u32) -> NvmeCommand {
+        let mut c = NvmeCommand::new(opcode::READ);
+        c.cdw10[0] = lba;
+        c
+    }
+
+    fn run_device(&mut self) -> u32 {
+        self.ctrl.process(self.sq_db.value(), self.cq_db.value())
+    }
+}
+
+#[test]
+fn odd_sizes_wrap_many_passes_and_the_phase_inverts() {
+    let mut rig = Rig::new(5, 3);
+    let mut next = 0u32;
+    let mut done = Vec::new();
+    for _ in 0..40 {
+        while rig.qp.can_push() {
+            rig.qp.push(Rig::read(next), next).unwrap();
+            next += 1;
+        }
+        rig.qp.ring_doorbell();
+        rig.run_device();
+        rig.qp
+            .drain(|c| {
+                assert!(c.status.is_success());
+                assert_eq!(c.dw0, c.buffers + 1, "the completion belongs to its buffers");
+                done.push(c.buffers);
+            })
+            .unwrap();
+    }
+    assert_eq!(done, (0..next).collect::<Vec<_>>());
+    assert!(next >= 40, "at most cq_size - 1 = 2 in flight per round");
+    assert_eq!(rig.qp.in_flight(), 0);
+}
+
+#[test]
+fn a_batch_rings_each_doorbell_once() {
+    let mut rig = Rig::new(64, 64);
+    for i in 0..32 {
+        rig.qp.push(Rig::read(i), i).unwrap();
+    }
+    assert_eq!(rig.sq_db.rings(), 0, "push alone does not ring");
+    assert!(rig.qp.ring_doorbell());
+    assert!(!rig.qp.ring_doorbell(), "nothing new: no second ring");
+    assert_eq!((rig.sq_db.rings(), rig.sq_db.value()), (1, 32));
+    assert_eq!(rig.run_device(), 32);
+    assert_eq!(rig.qp.drain(|_| ()).unwrap(), 32);
+    assert_eq!((rig.cq_db.rings(), rig.cq_db.value()), (1, 32));
+}
+
+#[test]
+fn a_full_queue_hands_the_buffers_back() {
+    let mut rig = Rig::new(3, 8);
+    rig.qp.push(Rig::read(0), 0).unwrap();
+    rig.qp.push(Rig::read(1), 1).unwrap();
+    let rejected = rig.qp.push(Rig::read(2), 2).unwrap_err();
+    assert_eq!((rejected.kind(), rejected.buffers), (RingErrorKind::Full, 2));
+}
+
+#[test]
+fn bad_sizes_and_memory_are_refused() {
+    let db = Arc::new(AtomicDoorbell::default());
+    let doorbells = || NvmeDoorbells { sq_tail: db.clone(), cq_head: db.clone() };
+    let bad = NvmeQueueConfig { qid: 1, sq_size: 1, cq_size: 4 };
+    assert!(Qp::allocate(platform(), bad, doorbells()).is_err());
+    let config = NvmeQueueConfig { qid: 1, sq_size: 4, cq_size: 4 };
+    let small = Coherent::<[u64], _>::zeroed_slice(platform(), 4).unwrap();
+    let cq = Coherent::<[u64], _>::zeroed_slice(platform(), 8).unwrap();
+    let err = NvmeQueuePair::new(config, small, cq, doorbells(), dma_ring::slot_vec::<u32>(4)).err().unwrap();
+    assert_eq!(err.kind(), RingErrorKind::BadMemory);
+}
+
+#[test]
+fn tock_register_doorbells_receive_the_tail_and_head() {
+    // A doorbell page in RAM, as a simulator or a test would provide it.
+    let page = Box::leak(Box::new([0u32; 2]));
+    let ptr = page.as_mut_ptr();
+    // SAFETY: 8 bytes, 4-aligned, live for the program; the register types
+    // are UnsafeCell-based, so writes through a shared reference are fine,
+    // and the array is read back only with volatile loads below.
+    let regs: &NvmeQueueDoorbells = unsafe { &*ptr.cast::<NvmeQueueDoorbells>() };
+    let config = NvmeQueueConfig { qid: 1, sq_size: 4, cq_size: 4 };
+    let mut qp = NvmeQueuePair::<_, _, u32, _>::allocate(platform(), config, regs.into()).unwrap();
+    qp.submit(Rig::read(0), 0).unwrap();
+    qp.submit(Rig::read(1), 1).unwrap();
+    // SAFETY: reading the doorbell words the driver wrote.
+    let (sq_tail, cq_head) = unsafe { (ptr.read_volatile(), ptr.add(1).read_volatile()) };
+    assert_eq!((sq_tail, cq_head), (2, 0));
+}
+
+#[test]
+fn a_controller_on_another_thread() {
+    let Rig { mut qp, mut ctrl, sq_db, cq_db } = Rig::new(33, 17);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let device = {
+        let (stop, sq_db, cq_db) = (stop.clone(), sq_db.clone(), cq_db.clone());
+        std::thread::spawn(move || {
+            let mut ran = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                ran += ctrl.process(sq_db.value(), cq_db.value());
+                std::hint::spin_loop();
+            }
+            ran
+        })
+    };
+    let total = 5000u32;
+    let (mut sent, mut got) = (0u32, 0u32);
+    while got < total {
+        while sent < total && qp.can_push() {
+            qp.push(Rig::read(sent), sent).unwrap();
+            sent += 1;
+        }
+        qp.ring_doorbell();
+        got += qp
+            .drain(|c| assert_eq!(c.dw0, c.buffers + 1))
+            .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(device.join().unwrap(), total);
+}
+
+// ---- a hostile controller ----
+
+fn entry(rig: &Rig, cid: u16, sq_head: u16, phase: bool) -> NvmeCompletion {
+    NvmeCompletion {
+        sq_head,
+        sq_id: rig.ctrl.qid,
+        cid,
+        status: NvmeStatus::SUCCESS.with_phase(phase),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_out_of_range_command_id_is_an_error_and_breaks_the_queue() {
+    // 5 usable slots: 3 index bits, so index 7 names no slot.
+    let mut rig = Rig::new(6, 6);
+    rig.qp.submit(Rig::read(0), 0).unwrap();
+    rig.ctrl.fetch();
+    rig.ctrl.raw_post(0, entry(&rig, 7, 1, true));
+    let err = rig.qp.poll().unwrap_err();
+    assert_eq!(err.kind(), RingErrorKind::UnknownId);
+    assert!(err.kind().is_device_fault());
+    assert!(rig.qp.is_broken());
+    assert_eq!(rig.qp.poll().unwrap_err().kind(), RingErrorKind::Broken);
+    let rejected = rig.qp.submit(Rig::read(1), 1).unwrap_err();
+    assert_eq!((rejected.kind(), rejected.buffers), (RingErrorKind::Broken, 1));
+    // After the controller reset: the in-flight buffer comes back once.
+    assert_eq!(rig.qp.reset().collect::<Vec<_>>(), [0]);
+    assert!(!rig.qp.is_broken());
+    assert_eq!(rig.qp.in_flight(), 0);
+}
+
+#[test]
+fn a_repeated_completion_never_returns_a_buffer_twice() {
+    let mut rig = Rig::new(8, 8);
+    let a = rig.qp.push(Rig::read(0), 100).unwrap();
+    rig.qp.push(Rig::read(1), 101).unwrap();
+    rig.qp.ring_doorbell();
+    rig.ctrl.fetch();
+    rig.ctrl.complete(a, NvmeStatus::SUCCESS, 0);
+    rig.ctrl.complete(a, NvmeStatus::SUCCESS, 0); // again
+    assert_eq!(rig.qp.poll().unwrap().unwrap().buffers, 100);
+    assert_eq!(rig.qp.poll().unwrap_err().kind(), RingErrorKind::NotInFlight);
+    assert_eq!(rig.qp.reset().collect::<Vec<_>>(), [101]);
+}
+
+#[test]
+fn a_stale_entry_with_its_phase_flipped_is_refused() {
+    // Pass 1 fills CQ slot 0 with cid A. On pass 2 the controller flips
+    // only the phase of that stale entry: its cid's generation is old.
+    let mut rig = Rig::new(3, 2);
+    rig.qp.submit(Rig::read(0), 0).unwrap();
+    rig.run_device();
+    let first = rig.qp.poll().unwrap().unwrap();
+    rig.qp.release_completions();
+    rig.qp.submit(Rig::read(1), 1).unwrap();
+    rig.run_device(); // slot 1, then the CQ wraps: phase 0 next
+    rig.qp.drain(|c| assert_eq!(c.buffers, 1)).unwrap();
+    rig.qp.submit(Rig::read(2), 2).unwrap(); // reuses first's slot
+    let stale = entry(&rig, first.cid, 0, false);
+    rig.ctrl.raw_post(0, NvmeCompletion { sq_head: 0, ..stale });
+    let err = rig.qp.poll().unwrap_err();
+    assert_eq!(err.kind(), RingErrorKind::NotInFlight);
+    assert_eq!(rig.qp.reset().collect::<Vec<_>>(), [2]);
+}
+
+#[test]
+fn a_completion_with_nothing_in_flight_is_refused() {
+    let mut rig = Rig::new(4, 4);
+    rig.ctrl.raw_post(0, entry(&rig, 0, 0, true));
+    assert_eq!(rig.qp.poll().unwrap_err().kind(), RingErrorKind::UnexpectedCompletion);
+}
+
+#[test]
+fn a_completion_for_another_queue_is_refused() {
+    let mut rig = Rig::new(4, 4);
+    let cid = rig.qp.submit(Rig::read(0), 0).unwrap();
+    rig.ctrl.raw_post(0, NvmeCompletion { sq_id: 9, ..entry(&rig, cid, 1, true) });
+    assert_eq!(rig.qp.poll().unwrap_err().kind(), RingErrorKind::WrongQueue);
+}
+
+#[test]
+fn an_sq_head_beyond_the_doorbell_is_refused() {
+    let mut rig = Rig::new(8, 8);
+    let cid = rig.qp.submit(Rig::read(0), 0).unwrap();
+    rig.qp.push(Rig::read(1), 1).unwrap(); // written, not yet announced
+    rig.ctrl.raw_post(0, entry(&rig, cid, 2, true));
+    let err = rig.qp.poll().unwrap_err();
+    assert_eq!((err.kind(), err.value()), (RingErrorKind::IndexJump, Some(2)));
+    let mut fresh = Rig::new(8, 8);
+    let cid = fresh.qp.submit(Rig::read(0), 0).unwrap();
+    fresh.ctrl.raw_post(0, entry(&fresh, cid, 40, true));
+    assert_eq!(fresh.qp.poll().unwrap_err().kind(), RingErrorKind::IndexJump);
+}
+
+#[test]
+fn an_error_status_is_returned_with_the_buffers() {
+    let mut rig = Rig::new(4, 4);
+    let cid = rig.qp.submit(Rig::read(0), 7).unwrap();
+    rig.ctrl.fetch();
+    rig.ctrl.complete(cid, NvmeStatus::new(2, 0x81), 0);
+    let c = rig.qp.poll().unwrap().unwrap();
+    assert_eq!((c.buffers, c.status.code_type(), c.status.code()), (7, 2, 0x81));
+    assert!(!c.status.is_success());
+}
