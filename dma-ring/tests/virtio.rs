@@ -1,0 +1,309 @@
+//! Virtio split and packed virtqueues against model devices, notification
+//! suppression, and a hostile device.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{PackedDevice, SplitDevice};
+use dma_api::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
+use dma_coherence::HardwareCoherent;
+use dma_direct::DirectPlatform;
+use dma_ring::virtio::packed::{EventFlags, PackedLayout, PackedQueue};
+use dma_ring::virtio::split::{SplitLayout, SplitQueue};
+use dma_ring::virtio::Segment;
+use dma_ring::{slot_vec, AtomicDoorbell, MemoryView, RingErrorKind, Slot};
+
+type Platform = DirectPlatform<HostMemory, HardwareCoherent>;
+type Mem = Coherent<[u64], &'static Platform>;
+type Split = SplitQueue<Mem, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>;
+type Packed = PackedQueue<Mem, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>;
+
+fn platform() -> &'static Platform {
+    Box::leak(Box::new(DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED)))
+}
+
+fn split(size: u16, event_idx: bool) -> (Split, SplitDevice<MemoryView>, Arc<AtomicDoorbell>) {
+    let layout = SplitLayout::new(size).unwrap();
+    let mem = Coherent::zeroed_slice(platform(), layout.bytes.div_ceil(8)).unwrap();
+    let db = Arc::new(AtomicDoorbell::default());
+    let q = SplitQueue::new(mem, size, 3, db.clone(), event_idx, slot_vec(size.into())).unwrap();
+    // SAFETY: used while the queue lives.
+    let view = unsafe { MemoryView::of(q.memory()) };
+    (q, SplitDevice::new(view, size), db)
+}
+
+fn packed(size: u16, event_idx: bool) -> (Packed, PackedDevice<MemoryView>, Arc<AtomicDoorbell>) {
+    let layout = PackedLayout::new(size).unwrap();
+    let mem = Coherent::zeroed_slice(platform(), layout.bytes.div_ceil(8)).unwrap();
+    let db = Arc::new(AtomicDoorbell::default());
+    let q = PackedQueue::new(mem, size, 3, db.clone(), event_idx, slot_vec(size.into())).unwrap();
+    // SAFETY: used while the queue lives.
+    let view = unsafe { MemoryView::of(q.memory()) };
+    (q, PackedDevice::new(view, size), db)
+}
+
+fn seg(addr: u64, len: u32) -> Segment {
+    Segment::new(DmaAddr::new(addr), len)
+}
+
+#[test]
+fn split_layout_follows_the_spec_alignment() {
+    let l = SplitLayout::new(256).unwrap();
+    // avail: 16 * 256; used: avail + 6 + 2 * 256 = 4614, rounded up to 4;
+    // end: used + 6 + 8 * 256.
+    assert_eq!((l.avail, l.used, l.bytes), (4096, 4616, 6670));
+    assert_eq!(l.used % 4, 0);
+    assert_eq!(l.used_event(), l.avail + 4 + 512);
+    assert!(SplitLayout::new(3).is_err() && SplitLayout::new(0).is_err());
+}
+
+#[test]
+fn split_chains_round_trip_past_the_16_bit_index_wrap() {
+    let (mut q, mut dev, _) = split(4, false);
+    for r in 0..70_000u32 {
+        let base = u64::from(r) << 12;
+        q.add(&[seg(base, 16)], &[seg(base + 0x100, 512), seg(base + 0x400, 4)], r).unwrap();
+        q.notify();
+        let chain = dev.pop().unwrap();
+        assert_eq!(chain.descs, [(base, 16, false), (base + 0x100, 512, true), (base + 0x400, 4, true)]);
+        assert_eq!(chain.writable(), 516);
+        dev.push_used(chain.id.into(), 100);
+        let used = q.poll().unwrap().unwrap();
+        assert_eq!((used.buffers, used.len), (r, 100));
+    }
+    assert_eq!(q.num_free(), 4);
+}
+
+#[test]
+fn split_batches_and_out_of_order_completion() {
+    let (mut q, mut dev, db) = split(8, false);
+    let heads: Vec<u16> = (0..4).map(|r| q.add(&[seg(0x1000 * (r + 1), 8)], &[], r as u32).unwrap()).collect();
+    assert!(q.notify());
+    assert_eq!((db.rings(), db.value()), (1, 3), "one notification with the queue index");
+    let chains: Vec<_> = std::iter::from_fn(|| dev.pop()).collect();
+    assert_eq!(chains.len(), 4);
+    for c in chains.iter().rev() {
+        dev.push_used(c.id.into(), 0);
+    }
+    let got: Vec<u32> = std::iter::from_fn(|| q.poll().unwrap()).map(|u| u.buffers).collect();
+    assert_eq!(got, [3, 2, 1, 0]);
+    assert_eq!(heads.len(), 4);
+    assert_eq!(q.num_free(), 8);
+}
+
+#[test]
+fn split_notification_suppression() {
+    let (mut q, _dev, db) = split(8, false);
+    _dev.set_no_notify(true);
+    q.add(&[seg(0x1000, 8)], &[], 0).unwrap();
+    assert!(!q.notify(), "NO_NOTIFY respected");
+    let (mut q, dev, db2) = split(8, true);
+    dev.set_avail_event(1); // wake me when index 1 is passed (the 2nd request)
+    q.add(&[seg(0x1000, 8)], &[], 0).unwrap();
+    assert!(!q.notify(), "event index not reached");
+    q.add(&[seg(0x2000, 8)], &[], 1).unwrap();
+    assert!(q.notify(), "event index crossed");
+    assert_eq!((db.rings(), db2.rings()), (0, 1));
+}
+
+#[test]
+fn split_used_event_follows_the_driver() {
+    let (mut q, mut dev, _) = split(4, true);
+    q.add(&[seg(0x1000, 8)], &[], 0).unwrap();
+    q.notify();
+    let c = dev.pop().unwrap();
+    dev.push_used(c.id.into(), 0);
+    q.poll().unwrap().unwrap();
+    assert_eq!(dev.used_event(), 1);
+}
+
+#[test]
+fn split_full_and_bad_requests_hand_buffers_back() {
+    let (mut q, _, _) = split(2, false);
+    assert_eq!(q.add(&[], &[], 1).unwrap_err().kind(), RingErrorKind::BadRequest);
+    assert_eq!(q.add(&[seg(0, 1); 3], &[], 2).unwrap_err().kind(), RingErrorKind::BadRequest);
+    let huge = [seg(0, u32::MAX), seg(0, 1)];
+    assert_eq!(q.add(&[], &huge, 3).unwrap_err().kind(), RingErrorKind::BadRequest);
+    q.add(&[seg(0, 1)], &[], 4).unwrap();
+    let r = q.add(&[seg(0, 1); 2], &[], 5).unwrap_err();
+    assert_eq!((r.kind(), r.buffers), (RingErrorKind::Full, 5));
+}
+
+// ---- hostile split device ----
+
+#[test]
+fn split_used_index_jumping_beyond_what_was_posted_is_an_error() {
+    let (mut q, dev, _) = split(4, false);
+    q.add(&[seg(0x1000, 8)], &[], 0).unwrap();
+    q.notify();
+    dev.raw_used_idx(2);
+    let err = q.poll().unwrap_err();
+    assert_eq!((err.kind(), err.value()), (RingErrorKind::IndexJump, Some(2)));
+    assert_eq!(q.poll().unwrap_err().kind(), RingErrorKind::Broken);
+    assert_eq!(q.reset().collect::<Vec<_>>(), [0]);
+    assert_eq!(q.num_free(), 4);
+}
+
+#[test]
+fn split_used_id_out_of_range_not_a_head_or_repeated_is_an_error() {
+    for bad in [9u32, 1, 0] {
+        let (mut q, mut dev, _) = split(4, false);
+        // One 2-descriptor chain at head 0 (descriptor 1 is not a head).
+        q.add(&[seg(0x1000, 8)], &[seg(0x2000, 8)], 7).unwrap();
+        q.add(&[seg(0x3000, 8)], &[], 8).unwrap();
+        q.notify();
+        let first = dev.pop().unwrap();
+        if bad == 0 {
+            dev.push_used(first.id.into(), 0);
+            assert_eq!(q.poll().unwrap().unwrap().buffers, 7);
+        }
+        dev.push_used(bad, 0);
+        let kind = q.poll().unwrap_err().kind();
+        let want = if bad == 9 { RingErrorKind::UnknownId } else { RingErrorKind::NotInFlight };
+        assert_eq!(kind, want, "id {bad}");
+        let mut back: Vec<u32> = q.reset().collect();
+        back.sort();
+        assert_eq!(back, if bad == 0 { vec![8] } else { vec![7, 8] }, "each buffer once");
+    }
+}
+
+#[test]
+fn split_length_beyond_the_writable_buffers_is_an_error() {
+    let (mut q, mut dev, _) = split(4, false);
+    q.add(&[seg(0x1000, 8)], &[seg(0x2000, 64)], 1).unwrap();
+    q.notify();
+    let c = dev.pop().unwrap();
+    dev.push_used(c.id.into(), 65);
+    assert_eq!(q.poll().unwrap_err().kind(), RingErrorKind::LengthTooLarge);
+    assert_eq!(q.reset().collect::<Vec<_>>(), [1]);
+}
+
+// ---- packed ----
+
+#[test]
+fn packed_chains_round_trip_with_wrap_counters_on_an_odd_size() {
+    let (mut q, mut dev, _) = packed(5, false);
+    for r in 0..100u32 {
+        let base = u64::from(r) << 12;
+        q.add(&[seg(base, 16)], &[seg(base + 0x100, 512)], r).unwrap();
+        q.notify();
+        let chain = dev.pop().unwrap();
+        assert_eq!(chain.descs, [(base, 16, false), (base + 0x100, 512, true)]);
+        dev.push_used(chain.id, 512, 2);
+        let used = q.poll().unwrap().unwrap();
+        assert_eq!((used.buffers, used.len), (r, 512));
+    }
+    assert_eq!(q.num_free(), 5);
+}
+
+#[test]
+fn packed_batch_and_out_of_order_completion() {
+    let (mut q, mut dev, db) = packed(8, false);
+    for r in 0..4 {
+        q.add(&[seg(0x1000 * (r + 1), 8)], &[], r as u32).unwrap();
+    }
+    assert!(q.notify());
+    assert_eq!(db.rings(), 1);
+    let chains: Vec<_> = std::iter::from_fn(|| dev.pop()).collect();
+    for c in chains.iter().rev() {
+        dev.push_used(c.id, 0, 1);
+    }
+    let got: Vec<u32> = std::iter::from_fn(|| q.poll().unwrap()).map(|u| u.buffers).collect();
+    assert_eq!(got, [3, 2, 1, 0]);
+}
+
+#[test]
+fn packed_event_suppression() {
+    let (mut q, dev, db) = packed(8, true);
+    dev.set_event(0, EventFlags::Disable as u16);
+    q.add(&[seg(0x1000, 8)], &[], 0).unwrap();
+    assert!(!q.notify());
+    dev.set_event(2 | 1 << 15, EventFlags::Desc as u16); // at descriptor 2, wrap 1
+    q.add(&[seg(0x2000, 8)], &[], 1).unwrap();
+    assert!(!q.notify(), "descriptor 1 published, event at 2");
+    q.add(&[seg(0x3000, 8)], &[], 2).unwrap();
+    assert!(q.notify(), "descriptor 2 published");
+    dev.set_event(0, EventFlags::Enable as u16);
+    q.add(&[seg(0x4000, 8)], &[], 3).unwrap();
+    assert!(q.notify());
+    assert_eq!(db.rings(), 2);
+    q.set_interrupts(true);
+    // SAFETY: reading the driver event area through the device's view.
+    let flags = unsafe { dma_ring::RingMemory::load_flag(&dev.mem, dev.layout.driver_event + 2) };
+    assert_eq!(flags, EventFlags::Desc as u16);
+}
+
+#[test]
+fn packed_ids_carry_a_generation_so_stale_ids_are_refused() {
+    let (mut q, mut dev, _) = packed(4, false);
+    let a = q.add(&[seg(0x1000, 8)], &[], 1).unwrap();
+    q.notify();
+    let c = dev.pop().unwrap();
+    dev.push_used(c.id, 0, 1);
+    q.poll().unwrap().unwrap();
+    let b = q.add(&[seg(0x2000, 8)], &[], 2).unwrap();
+    assert_ne!(a, b);
+    dev.pop().unwrap();
+    dev.push_used(a, 0, 1); // the old id again
+    assert_eq!(q.poll().unwrap_err().kind(), RingErrorKind::NotInFlight);
+    assert_eq!(q.reset().collect::<Vec<_>>(), [2]);
+}
+
+#[test]
+fn packed_hostile_used_descriptors() {
+    // Used flags with nothing in flight.
+    let (mut q, dev, _) = packed(4, false);
+    dev.raw_used(0, 0, 0, true);
+    assert_eq!(q.poll().unwrap_err().kind(), RingErrorKind::UnexpectedCompletion);
+    // A length beyond the writable bytes.
+    let (mut q, mut dev, _) = packed(4, false);
+    q.add(&[], &[seg(0x1000, 64)], 1).unwrap();
+    let c = dev.pop().unwrap();
+    dev.push_used(c.id, 65, 1);
+    assert_eq!(q.poll().unwrap_err().kind(), RingErrorKind::LengthTooLarge);
+    assert_eq!(q.reset().collect::<Vec<_>>(), [1]);
+    // An id outside the table (4 slots: 2 index bits, so index 3 exists
+    // but is vacant; use a 3-entry queue where index 3 does not).
+    let (mut q, mut dev, _) = packed(3, false);
+    q.add(&[seg(0x1000, 8)], &[], 1).unwrap();
+    dev.pop().unwrap();
+    dev.push_used(3, 0, 1);
+    assert_eq!(q.poll().unwrap_err().kind(), RingErrorKind::UnknownId);
+    // Used bits that do not match the driver's wrap counter are not used.
+    let (mut q, dev, _) = packed(4, false);
+    q.add(&[seg(0x1000, 8)], &[], 1).unwrap();
+    dev.raw_used(0, 0, 0, false);
+    assert!(q.poll().unwrap().is_none());
+}
+
+#[test]
+fn packed_a_device_on_another_thread() {
+    let (mut q, mut dev, _) = packed(64, false);
+    let total = 5000u32;
+    let device = std::thread::spawn(move || {
+        let mut n = 0;
+        while n < total {
+            match dev.pop() {
+                Some(c) => {
+                    dev.push_used(c.id, c.writable(), c.descs.len() as u16);
+                    n += 1;
+                }
+                None => std::hint::spin_loop(),
+            }
+        }
+    });
+    let (mut sent, mut got) = (0u32, 0u32);
+    while got < total {
+        while sent < total && q.num_free() >= 2 {
+            q.add(&[seg(u64::from(sent), 8)], &[seg(0x1000, u32::from(sent as u16))], sent).unwrap();
+            sent += 1;
+        }
+        q.notify();
+        while let Some(u) = q.poll().unwrap() {
+            assert_eq!((u.buffers, u.len), (got, u32::from(got as u16)));
+            got += 1;
+        }
+    }
+    device.join().unwrap();
+}
