@@ -8,7 +8,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dma_api::{
-    DeviceConstraints, DmaAttrs, DmaDirection, DmaMap, HostMemory, PhysAddr, RawMapping,
+    Cacheability, DeviceConstraints, DmaAttrs, DmaDirection, DmaMap, HostMemory, PhysAddr,
+    PhysMemory, RawMapping,
 };
 use dma_bounce::BouncePlatform;
 use dma_direct::DirectPlatform;
@@ -54,11 +55,17 @@ fn bounce_copy(c: &mut Criterion) {
             unsafe { p.unmap(black_box(&m)) }.unwrap();
         })
     });
-    let mut other = vec![0u8; LEN];
+    // The same copies by hand, into page-aligned scratch memory like the
+    // pool's, so both sides see the same alignments.
+    let scratch = HostMemory
+        .alloc_pages(LEN / 4096, Cacheability::Cached, u64::MAX)
+        .unwrap();
+    // SAFETY: LEN bytes of fresh pages, owned here and never freed.
+    let other = unsafe { std::slice::from_raw_parts_mut(scratch.cpu.as_ptr(), LEN) };
     g.bench_function("memcpy_there_and_back", |b| {
         b.iter(|| {
             other.copy_from_slice(black_box(&buf[1..]));
-            buf[1..].copy_from_slice(black_box(&other));
+            buf[1..].copy_from_slice(black_box(&other[..]));
         })
     });
     g.finish();

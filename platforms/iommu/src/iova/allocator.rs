@@ -210,6 +210,15 @@ impl IovaAllocator {
         }
     }
 
+    /// Returns a range straight to the buddy system, bypassing the caches
+    /// (the counterpart of [`alloc_uncached`](Self::alloc_uncached)).
+    pub fn free_uncached(&self, range: IovaRange) {
+        if range.pages == 0 || range.pfn < self.start || range.pfn + range.pages > self.end {
+            return;
+        }
+        self.shared.lock().buddy.free_range(range.pfn, range.pages);
+    }
+
     /// Returns every cached range to the buddy system, where neighbours
     /// coalesce (Linux's `free_cpu_cached_iovas` and
     /// `free_global_cached_iovas`).
