@@ -30,22 +30,23 @@ pub(crate) fn ptr(addr: u64) -> *mut u8 {
 /// a range the CPU passed to cache maintenance and owns.
 pub(crate) unsafe fn read(src: u64, dst: &mut [u8]) {
     let base = ptr(src);
-    let mut i = 0;
     let n = dst.len();
-    while i < n {
-        let p = base.wrapping_add(i);
-        if (p as usize) % 8 == 0 && n - i >= 8 {
-            // SAFETY: `p` is 8-aligned and the 8 bytes lie inside the live
-            // range the caller vouched for; an atomic view of plain memory
-            // is valid for any initialised u64.
-            let v = unsafe { AtomicU64::from_ptr(p.cast::<u64>()) }.load(Ordering::Relaxed);
-            dst[i..i + 8].copy_from_slice(&v.to_ne_bytes());
-            i += 8;
-        } else {
-            // SAFETY: one byte inside the caller's live range.
-            dst[i] = unsafe { AtomicU8::from_ptr(p) }.load(Ordering::Relaxed);
-            i += 1;
-        }
+    let head = ((8 - (src % 8) as usize) % 8).min(n);
+    let body = (n - head) / 8 * 8;
+    for (i, d) in dst[..head].iter_mut().enumerate() {
+        // SAFETY: one byte inside the caller's live range.
+        *d = unsafe { AtomicU8::from_ptr(base.wrapping_add(i)) }.load(Ordering::Relaxed);
+    }
+    for (k, chunk) in dst[head..head + body].chunks_exact_mut(8).enumerate() {
+        let p = base.wrapping_add(head + 8 * k).cast::<u64>();
+        // SAFETY: `p` is 8-aligned (head brought it there) and the 8 bytes
+        // lie inside the caller's live range; any initialised u64 is valid.
+        let v = unsafe { AtomicU64::from_ptr(p) }.load(Ordering::Relaxed);
+        chunk.copy_from_slice(&v.to_ne_bytes());
+    }
+    for i in head + body..n {
+        // SAFETY: one byte inside the caller's live range.
+        dst[i] = unsafe { AtomicU8::from_ptr(base.wrapping_add(i)) }.load(Ordering::Relaxed);
     }
     fence(Ordering::Acquire);
 }
@@ -58,22 +59,23 @@ pub(crate) unsafe fn read(src: u64, dst: &mut [u8]) {
 pub(crate) unsafe fn write(dst: u64, src: &[u8]) {
     fence(Ordering::Release);
     let base = ptr(dst);
-    let mut i = 0;
     let n = src.len();
-    while i < n {
-        let p = base.wrapping_add(i);
-        if (p as usize) % 8 == 0 && n - i >= 8 {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&src[i..i + 8]);
-            // SAFETY: 8-aligned, inside the caller's live range.
-            unsafe { AtomicU64::from_ptr(p.cast::<u64>()) }
-                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
-            i += 8;
-        } else {
-            // SAFETY: one byte inside the caller's live range.
-            unsafe { AtomicU8::from_ptr(p) }.store(src[i], Ordering::Relaxed);
-            i += 1;
-        }
+    let head = ((8 - (dst % 8) as usize) % 8).min(n);
+    let body = (n - head) / 8 * 8;
+    for (i, s) in src[..head].iter().enumerate() {
+        // SAFETY: one byte inside the caller's live range.
+        unsafe { AtomicU8::from_ptr(base.wrapping_add(i)) }.store(*s, Ordering::Relaxed);
+    }
+    for (k, chunk) in src[head..head + body].chunks_exact(8).enumerate() {
+        let p = base.wrapping_add(head + 8 * k).cast::<u64>();
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        // SAFETY: 8-aligned, inside the caller's live range.
+        unsafe { AtomicU64::from_ptr(p) }.store(u64::from_ne_bytes(w), Ordering::Relaxed);
+    }
+    for i in head + body..n {
+        // SAFETY: one byte inside the caller's live range.
+        unsafe { AtomicU8::from_ptr(base.wrapping_add(i)) }.store(src[i], Ordering::Relaxed);
     }
 }
 

@@ -85,6 +85,10 @@ pub(crate) struct State {
     /// Keyed by (phys, id).
     pub(crate) live: BTreeMap<(u64, u64), Live>,
     max_live_len: u64,
+    /// Cached regions in the order they became live: the evictor picks its
+    /// victims here, so its choices depend on the seed and the sequence of
+    /// events, never on where the allocator placed buffers.
+    cached: Vec<(u64, u64, u64)>,
     pub(crate) devices: Vec<DeviceEntry>,
     /// SimMemory allocations: phys -> (bytes, cacheability).
     pub(crate) allocations: BTreeMap<u64, (u64, Cacheability)>,
@@ -110,6 +114,7 @@ impl Machine {
                 shadow: Shadow::new(config.line()),
                 live: BTreeMap::new(),
                 max_live_len: 0,
+                cached: Vec::new(),
                 devices: Vec::new(),
                 allocations: BTreeMap::new(),
                 reports: Vec::new(),
@@ -216,6 +221,7 @@ impl State {
             // SAFETY: the region is being made live: its owner vouched that
             // it is allocated for as long as it is live.
             unsafe { self.shadow.track(live.phys, live.len) };
+            self.cached.push((live.id, live.phys, live.len));
         }
         self.max_live_len = self.max_live_len.max(live.len);
         let key = (live.phys, live.id);
@@ -226,6 +232,9 @@ impl State {
     pub(crate) fn unregister(&mut self, key: (u64, u64)) -> Option<Live> {
         let live = self.live.remove(&key)?;
         if live.cached {
+            if let Some(i) = self.cached.iter().position(|c| c.0 == live.id) {
+                self.cached.swap_remove(i);
+            }
             let line = self.shadow.line_size();
             let others: Vec<Live> = self
                 .live
@@ -272,10 +281,17 @@ impl State {
         if cfg.is_coherent() || cfg.eviction() == 0 || !self.rng.chance(cfg.eviction()) {
             return;
         }
+        if self.cached.is_empty() {
+            return;
+        }
+        let (_, phys, len) = self.cached[self.rng.below(self.cached.len() as u64) as usize];
+        let addr = phys + self.rng.below(len);
         // SAFETY: every tracked byte belongs to a live region, whose memory
         // stays allocated while it is live (the platform contract).
-        if let Some((line, over)) = unsafe { self.shadow.evict_random(&mut self.rng) } {
+        let (dirty, over) = unsafe { self.shadow.evict(addr) };
+        if dirty {
             self.stats.lines_evicted += 1;
+            let line = addr & !(self.shadow.line_size() - 1);
             if over {
                 let finding = Finding {
                     first: Some(line),
