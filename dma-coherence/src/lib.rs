@@ -26,8 +26,9 @@
 //! invalidating a line it shares with other data loses the CPU's writes to
 //! that data, and cleaning the line first writes stale buffer bytes over
 //! the device's. [`require_whole_lines`] refuses such a mapping with
-//! `ErrorKind::Misaligned`; `DmaBuf::for_device` makes buffers that pass,
-//! and the bounce backend serves the rest. See [`partial_lines`].
+//! `ErrorKind::Misaligned`; `DmaBuf::for_device` with a length that is a
+//! multiple of `DmaMap::dma_alignment` makes buffers that pass, and the
+//! bounce backend serves the rest. See [`partial_lines`].
 //!
 //! # Example
 //!

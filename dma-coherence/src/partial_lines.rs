@@ -20,9 +20,10 @@
 //! affected: cleaning a shared line merely writes the neighbour's bytes
 //! back early.
 //!
-//! Callers get such buffers from `DmaBuf::for_device` (aligned and padded
-//! to `DmaMap::dma_alignment`, the line size); a buffer they cannot realign
-//! is the bounce backend's job.
+//! Callers get such buffers from `DmaBuf::for_device` (aligned to
+//! `DmaMap::dma_alignment`, the line size) with a length that is a multiple
+//! of the line size; a buffer they cannot realign is the bounce backend's
+//! job.
 
 use dma_api::{DmaDirection, Error, ErrorKind, Result};
 

@@ -68,6 +68,7 @@ bitflags::bitflags! {
 }
 
 /// The NetBSD operations a (direction, point) sync stands for.
+#[inline]
 pub const fn bus_dma_ops(dir: DmaDirection, point: SyncPoint) -> BusDmaOps {
     let (reads, writes) = (dir.device_reads(), dir.device_writes());
     let (on_read, on_write) = match point {
@@ -86,6 +87,7 @@ pub const fn bus_dma_ops(dir: DmaDirection, point: SyncPoint) -> BusDmaOps {
 
 /// The operation a set of NetBSD sync operations needs on a non-coherent
 /// CPU, or `None`.
+#[inline]
 pub const fn plan_ops(ops: BusDmaOps) -> Option<CacheOp> {
     let pre = BusDmaOps::PREREAD.union(BusDmaOps::PREWRITE);
     if ops.intersects(pre) {
@@ -98,6 +100,7 @@ pub const fn plan_ops(ops: BusDmaOps) -> Option<CacheOp> {
 }
 
 /// The operation a sync needs on a non-coherent CPU, or `None`.
+#[inline]
 pub const fn plan(dir: DmaDirection, point: SyncPoint) -> Option<CacheOp> {
     plan_ops(bus_dma_ops(dir, point))
 }

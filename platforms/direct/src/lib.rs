@@ -26,8 +26,10 @@
 //!   invalidate for the CPU after the device wrote.
 //! - A buffer the device writes must start and end on a cache-line boundary
 //!   (`dma_coherence::partial_lines`): `map` refuses anything else with
-//!   [`ErrorKind::Misaligned`]. `DmaBuf::for_device` makes buffers that
-//!   pass; [`DmaMap::dma_alignment`] is the line size.
+//!   [`ErrorKind::Misaligned`]. [`DmaMap::dma_alignment`] is the line size;
+//!   `DmaBuf::for_device` starts buffers on it, and a length that is a
+//!   multiple of it ends them on one (only the requested length is mapped,
+//!   not the allocation's padding).
 //! - Coherent allocations are asked of the environment as
 //!   [`Cacheability::Uncached`], as Linux arm64 remaps `dma_alloc_coherent`
 //!   memory: ring code polls descriptors and completion entries, and
@@ -54,7 +56,8 @@
 //! ```
 //!
 //! A receive buffer on a non-coherent aarch64 platform comes from
-//! `DmaBuf::for_device`, which owns its cache lines whole:
+//! `DmaBuf::for_device`, which starts on a cache line; a length that is a
+//! whole number of lines makes it own its lines whole:
 //!
 //! ```
 //! # #[cfg(target_arch = "aarch64")] {
@@ -62,7 +65,7 @@
 //! use dma_direct::DirectPlatform;
 //!
 //! let platform = DirectPlatform::arm_noncoherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-//! let buf = DmaBuf::for_device(&platform, 1500)?;
+//! let buf = DmaBuf::for_device(&platform, 2048)?;
 //! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, buf).map_err(|e| e.error)?;
 //! // ... the device writes, the driver sees the completion ...
 //! rx.sync_for_cpu(); // dc civac over the buffer's lines (EL0), then dsb sy
