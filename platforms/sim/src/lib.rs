@@ -24,7 +24,9 @@
 //! ([`SimMemory`]) and [`CacheMaintenance`](dma_coherence::CacheMaintenance)
 //! ([`SimCache`]): [`Sim::coherent_platform`] is
 //! `DirectPlatform::x86_coherent`, [`Sim::non_coherent_platform`] is
-//! `DirectPlatform<SimMemory, SimCache>`, each inside a [`SimPlatform`]
+//! `DirectPlatform<SimMemory, SimCache>`, [`Sim::iommu_platform`] is
+//! `dma-iommu`'s `IommuPlatform` translating through the sim's IOMMU
+//! ([`SimIommu`]), each inside a [`SimPlatform`]
 //! that tells the machine what the device may reach. Devices can touch
 //! nothing else: any other access is a recorded bus error, which is what
 //! makes the sim sound and lets tests assert that nothing outside a
@@ -76,6 +78,7 @@ mod report;
 mod rng;
 mod shadow;
 mod sim;
+mod smmu;
 
 pub use bus::Bus;
 pub use cache::SimCache;
@@ -88,3 +91,4 @@ pub use mmio::{Mmio, RegisterBlock};
 pub use platform::SimPlatform;
 pub use report::{RegionInfo, Report, ReportKind};
 pub use sim::{CoherentPlatform, NonCoherentPlatform, Sim, SimStats};
+pub use smmu::{IommuTranslatedPlatform, SimIommu};

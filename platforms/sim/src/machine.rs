@@ -26,6 +26,8 @@ pub enum Translation {
         /// Physical address of the level-0 table.
         root: PhysAddr,
     },
+    /// Every access is refused (an IOMMU stream with no context attached).
+    Blocked,
 }
 
 /// A mapping or allocation a device may currently reach.
@@ -180,6 +182,12 @@ impl State {
             self.panic = Some(report.to_string());
         }
         self.reports.push(report);
+    }
+
+    /// Takes the oldest recorded fault of `device`.
+    pub(crate) fn take_fault_of(&mut self, device: DeviceId) -> Option<Fault> {
+        let i = self.faults.iter().position(|f| f.device == device)?;
+        Some(self.faults.remove(i))
     }
 
     fn fault(&mut self, fault: Fault) -> Fault {
@@ -339,6 +347,7 @@ impl State {
                     .ok_or(FaultKind::NotMapped)?;
                 Ok((phys, u64::MAX))
             }
+            Translation::Blocked => Err(FaultKind::Translation { level: 0 }),
             Translation::Iommu { root } => {
                 let page_off = dma % iommu::GRANULE;
                 let leaf = match entry.iotlb.lookup(dma) {
