@@ -20,7 +20,10 @@ fn nvme_4k(c: &mut Criterion) {
     let sim = Sim::new(SimConfig::non_coherent().seed(1)).unwrap();
     let dev = sim.add_device("nvme0");
     let p = sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED);
-    let cfg = NvmeConfig { blocks: 1 << 16, ..NvmeConfig::default() };
+    let cfg = NvmeConfig {
+        blocks: 1 << 16,
+        ..NvmeConfig::default()
+    };
     let mut ctrl = NvmeController::new(sim.bus(dev), cfg).unwrap();
     let mut host = NvmeHost::init(p.clone(), &mut ctrl, 8);
     host.create_io_queues(&mut ctrl, 256);
@@ -41,7 +44,8 @@ fn nvme_4k(c: &mut Criterion) {
             assert_eq!(c.status, 0);
             wbuf = Some(w.unmap().unwrap());
 
-            let mut r = StreamingMapping::<_, FromDevice, _>::map(&p, rbuf.take().unwrap()).unwrap();
+            let mut r =
+                StreamingMapping::<_, FromDevice, _>::map(&p, rbuf.take().unwrap()).unwrap();
             let (p1, p2) = prps(r.dma_addr(), 4096);
             let c = host.run(&mut ctrl, true, sqe(opcode::READ, 1, p1, p2, lba, 0, 7));
             assert_eq!(c.status, 0);

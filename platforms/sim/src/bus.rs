@@ -39,9 +39,9 @@ impl Bus {
     /// left unchanged.
     pub fn read(&self, addr: DmaAddr, buf: &mut [u8]) -> Result<(), Fault> {
         let device = self.device;
-        self.sim.machine.with(|s, cfg| {
-            s.device_access(cfg, device, addr.as_u64(), DeviceData::Read(buf))
-        })
+        self.sim
+            .machine
+            .with(|s, cfg| s.device_access(cfg, device, addr.as_u64(), DeviceData::Read(buf)))
     }
 
     /// Writes `data` at device address `addr`.
@@ -52,9 +52,9 @@ impl Bus {
     /// written.
     pub fn write(&self, addr: DmaAddr, data: &[u8]) -> Result<(), Fault> {
         let device = self.device;
-        self.sim.machine.with(|s, cfg| {
-            s.device_access(cfg, device, addr.as_u64(), DeviceData::Write(data))
-        })
+        self.sim
+            .machine
+            .with(|s, cfg| s.device_access(cfg, device, addr.as_u64(), DeviceData::Write(data)))
     }
 
     /// Reads a little-endian `u32`.

@@ -38,7 +38,13 @@ unsafe impl CacheMaintenance for SimCache {
             // belong to live regions whose memory is allocated.
             let out = unsafe { s.shadow.clean(va as u64, len as u64) };
             s.stats.lines_cleaned += out.lines as u64;
-            s.report(cfg, ReportKind::DirtyWritebackOverDeviceData, out.finding, None, None);
+            s.report(
+                cfg,
+                ReportKind::DirtyWritebackOverDeviceData,
+                out.finding,
+                None,
+                None,
+            );
         });
     }
 

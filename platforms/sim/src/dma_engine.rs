@@ -195,8 +195,16 @@ impl DmaEngine {
     /// Runs one job whose entries are `entries`; true on success.
     fn run_job(&mut self, entries: &[SgDescriptor]) -> bool {
         let is_dest = |e: &SgDescriptor| SgFlags::from_bits_retain(e.flags).contains(SgFlags::DEST);
-        let src: u64 = entries.iter().filter(|e| !is_dest(e)).map(|e| u64::from(e.len)).sum();
-        let dst: u64 = entries.iter().filter(|e| is_dest(e)).map(|e| u64::from(e.len)).sum();
+        let src: u64 = entries
+            .iter()
+            .filter(|e| !is_dest(e))
+            .map(|e| u64::from(e.len))
+            .sum();
+        let dst: u64 = entries
+            .iter()
+            .filter(|e| is_dest(e))
+            .map(|e| u64::from(e.len))
+            .sum();
         if src != dst || src == 0 || src > (64 << 20) {
             return false;
         }
@@ -207,7 +215,11 @@ impl DmaEngine {
         let mut pos = 0usize;
         for e in entries.iter().filter(|e| !is_dest(e)) {
             let n = e.len as usize;
-            if self.bus.read(DmaAddr::new(e.addr), &mut buf[pos..pos + n]).is_err() {
+            if self
+                .bus
+                .read(DmaAddr::new(e.addr), &mut buf[pos..pos + n])
+                .is_err()
+            {
                 ok = false;
                 break;
             }
@@ -217,7 +229,11 @@ impl DmaEngine {
         if ok {
             for e in entries.iter().filter(|e| is_dest(e)) {
                 let n = e.len as usize;
-                if self.bus.write(DmaAddr::new(e.addr), &buf[pos..pos + n]).is_err() {
+                if self
+                    .bus
+                    .write(DmaAddr::new(e.addr), &buf[pos..pos + n])
+                    .is_err()
+                {
                     ok = false;
                     break;
                 }
@@ -248,7 +264,11 @@ impl Device for DmaEngine {
         if self.regs.ctrl.get() & CTRL_EN == 0 {
             self.head = 0;
             self.regs.head.set(0);
-            return if self.delayed.is_empty() { Step::Idle } else { Step::Progress };
+            return if self.delayed.is_empty() {
+                Step::Idle
+            } else {
+                Step::Progress
+            };
         }
         let size = self.regs.ring_size.get();
         let base = self.regs.ring_base.get();
@@ -259,7 +279,11 @@ impl Device for DmaEngine {
         }
         self.regs.status.set(0);
         if self.head == tail {
-            return if self.delayed.is_empty() { Step::Idle } else { Step::Progress };
+            return if self.delayed.is_empty() {
+                Step::Idle
+            } else {
+                Step::Progress
+            };
         }
         // Gather one job: head .. first FINAL, not past tail.
         let mut entries = Vec::new();
@@ -267,7 +291,11 @@ impl Device for DmaEngine {
         let mut final_index = None;
         while index != tail && entries.len() < Self::MAX_JOB as usize {
             let mut raw = [0u8; 16];
-            if self.bus.read(self.entry_addr(base, index), &mut raw).is_err() {
+            if self
+                .bus
+                .read(self.entry_addr(base, index), &mut raw)
+                .is_err()
+            {
                 // The ring itself is unreachable: nothing can be reported
                 // through it. Stop, flag the ring.
                 self.regs.status.set(STATUS_BAD_RING);
@@ -298,11 +326,15 @@ impl Device for DmaEngine {
         } else {
             self.stats.jobs += 1;
         }
-        let flags_addr = self.entry_addr(base, final_index).checked_add(12).unwrap_or(DmaAddr::ZERO);
+        let flags_addr = self
+            .entry_addr(base, final_index)
+            .checked_add(12)
+            .unwrap_or(DmaAddr::ZERO);
         match injection {
             Some(Injection::DropCompletion) => {}
             Some(Injection::DelayCompletion { steps }) => {
-                self.delayed.push(self.steps + u64::from(steps), (flags_addr, flags.bits()));
+                self.delayed
+                    .push(self.steps + u64::from(steps), (flags_addr, flags.bits()));
             }
             Some(Injection::GarbageCompletion) => {
                 let garbage = (self.rng.next_u64() as u32) | SgFlags::DONE.bits();
@@ -312,7 +344,9 @@ impl Device for DmaEngine {
         }
         self.head = (final_index + 1) % size;
         self.regs.head.set(self.head);
-        self.regs.completed.set(self.regs.completed.get().wrapping_add(1));
+        self.regs
+            .completed
+            .set(self.regs.completed.get().wrapping_add(1));
         Step::Progress
     }
 }

@@ -46,7 +46,7 @@ pub enum FaultKind {
         /// Lookup level of the leaf descriptor.
         level: u8,
     },
-    /// A write through a read-only translation: AP[2] or APTable[1] set
+    /// A write through a read-only translation: AP\[2\] or APTable\[1\] set
     /// (Arm ARM D8.4.1, "Permission fault").
     Permission {
         /// Lookup level of the leaf descriptor.
@@ -103,7 +103,10 @@ impl fmt::Display for Fault {
 
 impl From<Fault> for dma_api::Error {
     fn from(f: Fault) -> Self {
-        dma_api::Error::new(dma_api::ErrorKind::DeviceFault, "device access refused by the sim")
-            .at(f.addr.as_u64())
+        dma_api::Error::new(
+            dma_api::ErrorKind::DeviceFault,
+            "device access refused by the sim",
+        )
+        .at(f.addr.as_u64())
     }
 }

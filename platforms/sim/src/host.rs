@@ -44,9 +44,9 @@ pub(crate) unsafe fn read(src: u64, dst: &mut [u8]) {
         let v = unsafe { AtomicU64::from_ptr(p) }.load(Ordering::Relaxed);
         chunk.copy_from_slice(&v.to_ne_bytes());
     }
-    for i in head + body..n {
+    for (i, d) in dst.iter_mut().enumerate().skip(head + body) {
         // SAFETY: one byte inside the caller's live range.
-        dst[i] = unsafe { AtomicU8::from_ptr(base.wrapping_add(i)) }.load(Ordering::Relaxed);
+        *d = unsafe { AtomicU8::from_ptr(base.wrapping_add(i)) }.load(Ordering::Relaxed);
     }
     fence(Ordering::Acquire);
 }
@@ -73,9 +73,9 @@ pub(crate) unsafe fn write(dst: u64, src: &[u8]) {
         // SAFETY: 8-aligned, inside the caller's live range.
         unsafe { AtomicU64::from_ptr(p) }.store(u64::from_ne_bytes(w), Ordering::Relaxed);
     }
-    for i in head + body..n {
+    for (i, s) in src.iter().enumerate().skip(head + body) {
         // SAFETY: one byte inside the caller's live range.
-        unsafe { AtomicU8::from_ptr(base.wrapping_add(i)) }.store(src[i], Ordering::Relaxed);
+        unsafe { AtomicU8::from_ptr(base.wrapping_add(i)) }.store(*s, Ordering::Relaxed);
     }
 }
 

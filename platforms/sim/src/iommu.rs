@@ -13,9 +13,9 @@
 //!   `[51:48]` are an address size fault (D8.3, 48-bit output);
 //! - AF, bit 10, must be 1, else an access flag fault (D8.4.6; this IOMMU
 //!   does not manage the flag in hardware);
-//! - AP[2], bit 7 of a block or page descriptor, and APTable[1], bit 62 of
+//! - AP\[2\], bit 7 of a block or page descriptor, and APTable\[1\], bit 62 of
 //!   a table descriptor, make the range read-only: a write is a permission
-//!   fault (D8.4.1, hierarchical permissions). AP[1] (unprivileged access)
+//!   fault (D8.4.1, hierarchical permissions). AP\[1\] (unprivileged access)
 //!   does not apply to a device stream here.
 //! - input addresses at or above 2^48 fault at level 0 (T0SZ = 16).
 
@@ -34,11 +34,11 @@ pub mod desc {
     pub const VALID: u64 = 1 << 0;
     /// Bit 1: table (levels 0-2) or page (level 3); clear: block.
     pub const TABLE_OR_PAGE: u64 = 1 << 1;
-    /// Bit 7: AP[2], read-only.
+    /// Bit 7: AP\[2\], read-only.
     pub const AP_RO: u64 = 1 << 7;
     /// Bit 10: the access flag.
     pub const AF: u64 = 1 << 10;
-    /// Bit 62: APTable[1], no writes through this table.
+    /// Bit 62: APTable\[1\], no writes through this table.
     pub const AP_TABLE_RO: u64 = 1 << 62;
 }
 
@@ -49,7 +49,7 @@ pub struct Leaf {
     /// Physical address of the 4 KiB page holding the IOVA (inside a block
     /// for block mappings).
     pub page: u64,
-    /// False if AP[2] or an APTable[1] on the way made it read-only.
+    /// False if AP\[2\] or an APTable\[1\] on the way made it read-only.
     pub writable: bool,
     /// The level of the leaf descriptor (1, 2 or 3).
     pub level: u8,

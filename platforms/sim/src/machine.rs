@@ -217,11 +217,7 @@ impl State {
             .map(|(k, l)| (*k, *l))
     }
 
-    pub(crate) fn register(
-        &mut self,
-        cfg: &SimConfig,
-        mut live: Live,
-    ) -> (u64, u64) {
+    pub(crate) fn register(&mut self, cfg: &SimConfig, mut live: Live) -> (u64, u64) {
         live.id = self.next_id;
         self.next_id += 1;
         live.cached &= !cfg.is_coherent();
@@ -305,7 +301,13 @@ impl State {
                     first: Some(line),
                     count: 1,
                 };
-                self.report(cfg, ReportKind::DirtyWritebackOverDeviceData, finding, None, None);
+                self.report(
+                    cfg,
+                    ReportKind::DirtyWritebackOverDeviceData,
+                    finding,
+                    None,
+                    None,
+                );
             }
         }
     }
@@ -375,7 +377,13 @@ impl State {
 
     /// Translates and checks a whole access; nothing is touched unless all
     /// of it is allowed.
-    fn plan(&mut self, device: DeviceId, dma: u64, len: usize, access: Access) -> Result<(), Fault> {
+    fn plan(
+        &mut self,
+        device: DeviceId,
+        dma: u64,
+        len: usize,
+        access: Access,
+    ) -> Result<(), Fault> {
         let mut chunks = std::mem::take(&mut self.scratch);
         chunks.clear();
         let mut done = 0usize;
@@ -452,10 +460,12 @@ impl State {
                 let finding = unsafe {
                     match &mut data {
                         DeviceData::Read(out) => {
-                            self.shadow.device_read(c.phys, &mut out[range], cfg.detector_on())
+                            self.shadow
+                                .device_read(c.phys, &mut out[range], cfg.detector_on())
                         }
                         DeviceData::Write(src) => {
-                            self.shadow.device_write(c.phys, &src[range], cfg.detector_on())
+                            self.shadow
+                                .device_write(c.phys, &src[range], cfg.detector_on())
                         }
                     }
                 };

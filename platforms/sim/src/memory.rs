@@ -44,22 +44,33 @@ unsafe impl PhysMemory for SimMemory {
         Self::PAGE_SIZE
     }
 
-    fn alloc_pages(&self, count: usize, cacheability: Cacheability, max_phys: u64) -> Result<Pages> {
+    fn alloc_pages(
+        &self,
+        count: usize,
+        cacheability: Cacheability,
+        max_phys: u64,
+    ) -> Result<Pages> {
         if count == 0 {
             return Err(Error::new(ErrorKind::ZeroSize, "zero pages requested"));
         }
         let layout = Self::layout(count)?;
         // SAFETY: non-zero size (count >= 1).
         let raw = unsafe { std::alloc::alloc_zeroed(layout) };
-        let cpu = NonNull::new(raw).ok_or(Error::new(ErrorKind::OutOfMemory, "host allocator failed"))?;
+        let cpu =
+            NonNull::new(raw).ok_or(Error::new(ErrorKind::OutOfMemory, "host allocator failed"))?;
         let phys = cpu.as_ptr().expose_provenance() as u64;
         if phys + (layout.size() as u64 - 1) > max_phys {
             // SAFETY: just allocated with this layout, never shared.
             unsafe { std::alloc::dealloc(raw, layout) };
-            return Err(Error::new(ErrorKind::Unreachable, "sim memory lies above the requested limit").at(phys));
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                "sim memory lies above the requested limit",
+            )
+            .at(phys));
         }
         self.sim.machine.with(|s, _| {
-            s.allocations.insert(phys, (layout.size() as u64, cacheability));
+            s.allocations
+                .insert(phys, (layout.size() as u64, cacheability));
             s.stats.pages_allocated += count as u64;
         });
         Ok(Pages {
@@ -97,9 +108,15 @@ unsafe impl PhysMemory for SimMemory {
         if len == 0 {
             return Err(Error::new(ErrorKind::ZeroSize, "zero-length translation"));
         }
-        let addr = usize::try_from(phys.as_u64())
-            .map_err(|_| Error::new(ErrorKind::NotContiguous, "physical address beyond the host's pointer width"))?;
-        NonNull::new(std::ptr::with_exposed_provenance_mut(addr))
-            .ok_or(Error::new(ErrorKind::NotContiguous, "physical address 0 has no mapping"))
+        let addr = usize::try_from(phys.as_u64()).map_err(|_| {
+            Error::new(
+                ErrorKind::NotContiguous,
+                "physical address beyond the host's pointer width",
+            )
+        })?;
+        NonNull::new(std::ptr::with_exposed_provenance_mut(addr)).ok_or(Error::new(
+            ErrorKind::NotContiguous,
+            "physical address 0 has no mapping",
+        ))
     }
 }

@@ -21,14 +21,29 @@ pub unsafe trait RegisterBlock: Sized {}
 /// writes of whole registers, as CPU and device share real MMIO; the block
 /// is never moved while shared (it is boxed and reference-counted).
 pub struct Mmio<R: RegisterBlock> {
+    // Boxed so it can be allocated zeroed without a value of R in hand.
+    #[allow(clippy::redundant_allocation)]
     block: Arc<Box<R>>,
 }
 
 impl<R: RegisterBlock> Mmio<R> {
     /// A zeroed register block.
     pub fn new_zeroed() -> Self {
-        // SAFETY: R is valid when zeroed (RegisterBlock's contract).
-        let block = unsafe { Box::<R>::new_zeroed().assume_init() };
+        const {
+            assert!(
+                core::mem::size_of::<R>() > 0,
+                "a register block has registers"
+            )
+        };
+        let layout = std::alloc::Layout::new::<R>();
+        // SAFETY: the layout has non-zero size (asserted above).
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<R>();
+        if raw.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        // SAFETY: `raw` is a fresh allocation with R's layout, and zeroed
+        // memory is a valid R (RegisterBlock's contract).
+        let block = unsafe { Box::from_raw(raw) };
         Self {
             block: Arc::new(block),
         }

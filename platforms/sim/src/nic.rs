@@ -280,7 +280,8 @@ impl Nic {
         match injection {
             Some(Injection::DropCompletion) => return,
             Some(Injection::DelayCompletion { steps }) => {
-                self.delayed.push(self.steps + u64::from(steps), (desc, tail));
+                self.delayed
+                    .push(self.steps + u64::from(steps), (desc, tail));
                 return;
             }
             Some(Injection::GarbageCompletion) => {
@@ -299,7 +300,11 @@ impl Nic {
         if self.regs.tctl.get() & CTL_EN == 0 {
             return false;
         }
-        let Some((base, count)) = Self::ring(self.regs.tdbal.get(), self.regs.tdbah.get(), self.regs.tdlen.get()) else {
+        let Some((base, count)) = Self::ring(
+            self.regs.tdbal.get(),
+            self.regs.tdbah.get(),
+            self.regs.tdlen.get(),
+        ) else {
             return false;
         };
         let (head, tail) = (self.regs.tdh.get(), self.regs.tdt.get());
@@ -318,7 +323,9 @@ impl Nic {
         let mut status = tx_status::DD;
         let start = self.tx_frame.len();
         self.tx_frame.resize(start + usize::from(length), 0);
-        let read = self.bus.read(DmaAddr::new(addr), &mut self.tx_frame[start..]);
+        let read = self
+            .bus
+            .read(DmaAddr::new(addr), &mut self.tx_frame[start..]);
         if read.is_err() || injection == Some(Injection::Error) {
             self.tx_frame.truncate(start);
             status |= tx_status::EC;
@@ -351,7 +358,11 @@ impl Nic {
         if self.regs.rctl.get() & CTL_EN == 0 {
             return false;
         }
-        let Some((base, count)) = Self::ring(self.regs.rdbal.get(), self.regs.rdbah.get(), self.regs.rdlen.get()) else {
+        let Some((base, count)) = Self::ring(
+            self.regs.rdbal.get(),
+            self.regs.rdbah.get(),
+            self.regs.rdlen.get(),
+        ) else {
             return false;
         };
         let (head, tail) = (self.regs.rdh.get(), self.regs.rdt.get());
@@ -386,7 +397,11 @@ impl Nic {
         let mut errors = 0u8;
         if injection == Some(Injection::Error) {
             errors |= rx_errors::CE;
-        } else if self.bus.write(DmaAddr::new(addr), &frame[done..done + n]).is_err() {
+        } else if self
+            .bus
+            .write(DmaAddr::new(addr), &frame[done..done + n])
+            .is_err()
+        {
             errors |= rx_errors::CE;
             self.stats.faults += 1;
         } else {

@@ -29,8 +29,8 @@
 
 use dma_api::DmaAddr;
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
-use tock_registers::registers::ReadWrite;
 use tock_registers::register_structs;
+use tock_registers::registers::ReadWrite;
 
 use crate::device::{Delayed, Injection};
 use crate::rng::SplitMix64;
@@ -352,7 +352,12 @@ impl NvmeController {
     /// than 2 queue entries, a stride above 2, or more queues than the
     /// doorbell slots hold.
     pub fn new(bus: Bus, config: NvmeConfig) -> dma_api::Result<Self> {
-        let bad = |m| Err(dma_api::Error::new(dma_api::ErrorKind::InvalidConstraints, m));
+        let bad = |m| {
+            Err(dma_api::Error::new(
+                dma_api::ErrorKind::InvalidConstraints,
+                m,
+            ))
+        };
         if !matches!(config.block_size, 512 | 4096) {
             return bad("block size must be 512 or 4096");
         }
@@ -460,7 +465,8 @@ impl NvmeController {
         let cq_size = aqa.read(AQA::ACQS) as u16 + 1;
         let (asq, acq) = (self.regs.asq.get(), self.regs.acq.get());
         // ASQ and ACQ bits 11:0 are reserved: the queues are page aligned.
-        if sq_size < 2 || cq_size < 2 || asq % 4096 != 0 || acq % 4096 != 0 || asq == 0 || acq == 0 {
+        if sq_size < 2 || cq_size < 2 || asq % 4096 != 0 || acq % 4096 != 0 || asq == 0 || acq == 0
+        {
             return self.fatal();
         }
         self.sqs[0] = Some(Sq {
@@ -484,7 +490,11 @@ impl NvmeController {
     /// Writes a completion entry: DW0-DW2 first, then DW3 with the phase
     /// tag, so a driver polling the phase never sees a half-written entry.
     fn post(&mut self, c: Completion, garbage: bool) -> bool {
-        let Some(cq) = self.cqs.get_mut(usize::from(c.cqid)).and_then(|q| q.as_mut()) else {
+        let Some(cq) = self
+            .cqs
+            .get_mut(usize::from(c.cqid))
+            .and_then(|q| q.as_mut())
+        else {
             return false;
         };
         let slot = DmaAddr::new(cq.base + u64::from(cq.tail) * CQE_SIZE as u64);
@@ -551,7 +561,11 @@ impl NvmeController {
             if read.is_err() {
                 return Err(status::DATA_TRANSFER_ERROR);
             }
-            let data = if chains { &entries[..count - 1] } else { &entries[..] };
+            let data = if chains {
+                &entries[..count - 1]
+            } else {
+                &entries[..]
+            };
             for &e in data {
                 if e % mps != 0 {
                     return Err(status::PRP_OFFSET_INVALID);
@@ -567,7 +581,14 @@ impl NvmeController {
         }
     }
 
-    fn transfer(&mut self, prp1: u64, prp2: u64, disk_off: usize, len: usize, to_host: bool) -> u16 {
+    fn transfer(
+        &mut self,
+        prp1: u64,
+        prp2: u64,
+        disk_off: usize,
+        len: usize,
+        to_host: bool,
+    ) -> u16 {
         if let Err(s) = self.prp_segments(prp1, prp2, len) {
             return s;
         }
@@ -596,7 +617,11 @@ impl NvmeController {
         let mut off = 0;
         for i in 0..self.segments.len() {
             let (addr, n) = self.segments[i];
-            if self.bus.write(DmaAddr::new(addr), &data[off..off + n]).is_err() {
+            if self
+                .bus
+                .write(DmaAddr::new(addr), &data[off..off + n])
+                .is_err()
+            {
                 return status::DATA_TRANSFER_ERROR;
             }
             off += n;
@@ -744,7 +769,10 @@ impl NvmeController {
             opcode::READ | opcode::WRITE => {
                 let slba = u64::from(cmd.cdw10) | u64::from(cmd.cdw11) << 32;
                 let nlb = u64::from(cmd.cdw12 & 0xffff) + 1;
-                if slba.checked_add(nlb).is_none_or(|end| end > self.config.blocks) {
+                if slba
+                    .checked_add(nlb)
+                    .is_none_or(|end| end > self.config.blocks)
+                {
                     return status::LBA_OUT_OF_RANGE;
                 }
                 let len = nlb * u64::from(self.config.block_size);
@@ -861,9 +889,10 @@ impl Device for NvmeController {
             Err(()) => return self.fatal(),
         };
         let mut raw = [0u8; SQE_SIZE];
-        let fetched = self
-            .bus
-            .read(DmaAddr::new(sq.base + u64::from(sq.head) * SQE_SIZE as u64), &mut raw);
+        let fetched = self.bus.read(
+            DmaAddr::new(sq.base + u64::from(sq.head) * SQE_SIZE as u64),
+            &mut raw,
+        );
         let head = (sq.head + 1) % sq.size;
         if let Some(s) = self.sqs[usize::from(qid)].as_mut() {
             s.head = head;

@@ -52,7 +52,13 @@ impl<P> SimPlatform<P> {
         &self.sim
     }
 
-    fn register(&self, phys: PhysAddr, len: usize, dir: Option<DmaDirection>, cached: bool) -> (u64, u64) {
+    fn register(
+        &self,
+        phys: PhysAddr,
+        len: usize,
+        dir: Option<DmaDirection>,
+        cached: bool,
+    ) -> (u64, u64) {
         self.sim.machine.with(|s, cfg| {
             s.tick(cfg);
             s.register(
@@ -106,7 +112,13 @@ impl<P> SimPlatform<P> {
             let start = live.phys + offset as u64;
             // SAFETY: the region is live, so its tracked bytes are allocated.
             let finding = unsafe { s.shadow.cpu_modified(start, len as u64) };
-            s.report(cfg, ReportKind::CpuWroteDeviceOwned, finding, None, Some(live.info()));
+            s.report(
+                cfg,
+                ReportKind::CpuWroteDeviceOwned,
+                finding,
+                None,
+                Some(live.info()),
+            );
         });
     }
 
@@ -122,8 +134,16 @@ impl<P> SimPlatform<P> {
             if !live.cached {
                 return;
             }
-            let finding = s.shadow.not_invalidated(live.phys + offset as u64, len as u64);
-            s.report(cfg, ReportKind::CpuReadNotInvalidated, finding, None, Some(live.info()));
+            let finding = s
+                .shadow
+                .not_invalidated(live.phys + offset as u64, len as u64);
+            s.report(
+                cfg,
+                ReportKind::CpuReadNotInvalidated,
+                finding,
+                None,
+                Some(live.info()),
+            );
         });
     }
 
@@ -157,7 +177,13 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         self.inner.dma_alignment()
     }
 
-    unsafe fn map(&self, phys: PhysAddr, len: usize, dir: DmaDirection, attrs: DmaAttrs) -> Result<DmaAddr> {
+    unsafe fn map(
+        &self,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+        attrs: DmaAttrs,
+    ) -> Result<DmaAddr> {
         let key = self.register(phys, len, Some(dir), true);
         // SAFETY: the caller's promise is passed on unchanged.
         match unsafe { self.inner.map(phys, len, dir, attrs) } {
@@ -214,7 +240,12 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         self.count(|s| s.syncs_for_device += 1);
     }
 
-    unsafe fn map_sg(&self, entries: &mut [SgEntry], dir: DmaDirection, attrs: DmaAttrs) -> Result<()> {
+    unsafe fn map_sg(
+        &self,
+        entries: &mut [SgEntry],
+        dir: DmaDirection,
+        attrs: DmaAttrs,
+    ) -> Result<()> {
         let keys: Vec<_> = entries
             .iter()
             .map(|e| self.register(e.phys, e.len, Some(dir), true))
@@ -237,7 +268,12 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         }
     }
 
-    unsafe fn unmap_sg(&self, entries: &[SgEntry], dir: DmaDirection, attrs: DmaAttrs) -> Result<()> {
+    unsafe fn unmap_sg(
+        &self,
+        entries: &[SgEntry],
+        dir: DmaDirection,
+        attrs: DmaAttrs,
+    ) -> Result<()> {
         let keys: Vec<_> = entries
             .iter()
             .map(|e| self.find(&e.as_raw(dir, attrs)))

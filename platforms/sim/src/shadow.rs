@@ -224,7 +224,13 @@ impl Shadow {
             .then_some((l0 * line, l1 * line))
     }
 
-    fn mark_lines(page: &mut PageShadow, lo: usize, hi: usize, line: usize, f: impl Fn(&mut LineMeta)) {
+    fn mark_lines(
+        page: &mut PageShadow,
+        lo: usize,
+        hi: usize,
+        line: usize,
+        f: impl Fn(&mut LineMeta),
+    ) {
         for m in &mut page.meta[lo / line..hi.div_ceil(line)] {
             f(m);
         }
@@ -242,10 +248,14 @@ impl Shadow {
         for (a, e) in Self::segments(addr, len) {
             let page_no = a / PAGE;
             self.ensure_page(page_no);
-            let Some(page) = self.pages.get_mut(&page_no) else { continue };
+            let Some(page) = self.pages.get_mut(&page_no) else {
+                continue;
+            };
             let (lo, hi) = ((a % PAGE) as usize, ((e - 1) % PAGE) as usize + 1);
             let aligned = a % line == 0 && e % line == 0;
-            let fresh = page.meta[lo / line as usize..hi / line as usize].iter().all(|m| m.refs == 0);
+            let fresh = page.meta[lo / line as usize..hi / line as usize]
+                .iter()
+                .all(|m| m.refs == 0);
             if aligned && fresh {
                 // SAFETY: the caller vouches for the range.
                 unsafe { host::read(a, &mut page.ram[lo..hi]) };
@@ -254,7 +264,11 @@ impl Shadow {
                 synced[lo..hi].copy_from_slice(&ram[lo..hi]);
                 let full = self.full;
                 Self::mark_lines(page, lo, hi, line as usize, |m| {
-                    *m = LineMeta { mask: full, refs: 1, device_wrote: false }
+                    *m = LineMeta {
+                        mask: full,
+                        refs: 1,
+                        device_wrote: false,
+                    }
                 });
                 page.live_lines += ((hi - lo) / line as usize) as u32;
             } else {
@@ -345,7 +359,12 @@ impl Shadow {
     ///
     /// Tracked bytes are live host memory; `[addr, addr + out.len())` is
     /// tracked.
-    pub(crate) unsafe fn device_read(&mut self, addr: u64, out: &mut [u8], detect: bool) -> Finding {
+    pub(crate) unsafe fn device_read(
+        &mut self,
+        addr: u64,
+        out: &mut [u8],
+        detect: bool,
+    ) -> Finding {
         let mut finding = Finding::default();
         let mut pos = 0usize;
         for (a, e) in Self::segments(addr, out.len() as u64) {
@@ -423,7 +442,11 @@ impl Shadow {
                 let scratch = &mut self.scratch[lo..hi];
                 // SAFETY: whole tracked lines are live.
                 unsafe { host::read(a, scratch) };
-                if self.pages.get(&(a / PAGE)).is_some_and(|p| *scratch == p.synced[lo..hi]) {
+                if self
+                    .pages
+                    .get(&(a / PAGE))
+                    .is_some_and(|p| *scratch == p.synced[lo..hi])
+                {
                     continue;
                 }
             }
@@ -751,7 +774,9 @@ impl Shadow {
     fn line_full(&mut self, l: u64) -> bool {
         let full = self.full;
         let mut r = false;
-        self.for_lines(l, 1, false, |page, idx, _, _, _| r = page.meta[idx].mask == full);
+        self.for_lines(l, 1, false, |page, idx, _, _, _| {
+            r = page.meta[idx].mask == full
+        });
         r
     }
 

@@ -110,17 +110,13 @@ impl Sim {
 
     /// The machine's physical memory (implements [`dma_api::PhysMemory`]).
     pub fn memory(&self) -> SimMemory {
-        SimMemory {
-            sim: self.clone(),
-        }
+        SimMemory { sim: self.clone() }
     }
 
     /// The machine's CPU cache (implements
     /// [`dma_coherence::CacheMaintenance`]); coherent on a coherent machine.
     pub fn cache(&self) -> SimCache {
-        SimCache {
-            sim: self.clone(),
-        }
+        SimCache { sim: self.clone() }
     }
 
     /// Adds a device with direct (identity) addressing.
@@ -209,7 +205,12 @@ impl Sim {
     ) -> NonCoherentPlatform {
         self.attach(
             device,
-            DirectPlatform::new(self.memory(), self.cache(), BusOffset::IDENTITY, constraints),
+            DirectPlatform::new(
+                self.memory(),
+                self.cache(),
+                BusOffset::IDENTITY,
+                constraints,
+            ),
         )
     }
 

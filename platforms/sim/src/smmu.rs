@@ -4,7 +4,9 @@
 use std::sync::Mutex;
 
 use dma_api::{DeviceConstraints, DmaAddr, Error, ErrorKind, Result};
-use dma_iommu::{Asid, DomainConfig, DomainContext, IommuHardware, IommuPlatform, Strict, TableFormat};
+use dma_iommu::{
+    Asid, DomainConfig, DomainContext, IommuHardware, IommuPlatform, Strict, TableFormat,
+};
 
 use crate::machine::Translation;
 use crate::{Access, DeviceId, FaultKind, Sim, SimCache, SimMemory, SimPlatform};
@@ -46,21 +48,36 @@ impl SimIommu {
 // the machine's fault record until taken.
 unsafe impl IommuHardware for SimIommu {
     fn attach(&self, ctx: &DomainContext) -> Result<()> {
-        let known = self.sim.machine.with(|s, _| (ctx.device.0 as usize) < s.devices.len());
+        let known = self
+            .sim
+            .machine
+            .with(|s, _| (ctx.device.0 as usize) < s.devices.len());
         if !known {
-            return Err(Error::new(ErrorKind::Unsupported, "no such device on the sim"));
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "no such device on the sim",
+            ));
         }
         if !matches!(ctx.format, TableFormat::Vmsav8Stage1 { .. }) || ctx.ias_bits > 48 {
-            return Err(Error::new(ErrorKind::Unsupported, "the sim walks VMSAv8-64 stage 1, 48-bit input"));
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "the sim walks VMSAv8-64 stage 1, 48-bit input",
+            ));
         }
-        self.sim
-            .set_translation(DeviceId(ctx.device.0), Translation::Iommu { root: ctx.root });
-        self.attached.lock().unwrap_or_else(|e| e.into_inner()).push(*ctx);
+        self.sim.set_translation(
+            DeviceId(ctx.device.0),
+            Translation::Iommu { root: ctx.root },
+        );
+        self.attached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(*ctx);
         Ok(())
     }
 
     fn detach(&self, ctx: &DomainContext) {
-        self.sim.set_translation(DeviceId(ctx.device.0), Translation::Blocked);
+        self.sim
+            .set_translation(DeviceId(ctx.device.0), Translation::Blocked);
         self.attached
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -80,7 +97,10 @@ unsafe impl IommuHardware for SimIommu {
     }
 
     fn take_fault(&self, device: dma_iommu::DeviceId) -> Option<dma_iommu::Fault> {
-        let f = self.sim.machine.with(|s, _| s.take_fault_of(DeviceId(device.0)))?;
+        let f = self
+            .sim
+            .machine
+            .with(|s, _| s.take_fault_of(DeviceId(device.0)))?;
         use dma_iommu::FaultKind as K;
         let kind = match f.kind {
             FaultKind::Translation { level } => K::Translation { level },

@@ -1,9 +1,7 @@
 //! The IOMMU-translated preset: dma-iommu writes the tables, the sim's
 //! walker reads them.
 
-use dma_api::{
-    DeviceConstraints, DmaBuf, FromDevice, PhysAddr, StreamingMapping, ToDevice,
-};
+use dma_api::{DeviceConstraints, DmaBuf, FromDevice, PhysAddr, StreamingMapping, ToDevice};
 use dma_sim::{iommu, Access, FaultKind, Sim, SimConfig, Translation};
 
 const ANY: DeviceConstraints = DeviceConstraints::UNCONSTRAINED;
@@ -17,7 +15,11 @@ fn device_accesses_are_translated_on_both_cache_policies() {
         let buf = DmaBuf::for_device(&p, 8192).unwrap();
         let mut rx = StreamingMapping::<_, FromDevice, _>::map(&p, buf).unwrap();
         let iova = rx.dma_addr();
-        assert_ne!(iova.as_u64(), rx.raw().phys.as_u64(), "an IOVA, not the physical address");
+        assert_ne!(
+            iova.as_u64(),
+            rx.raw().phys.as_u64(),
+            "an IOVA, not the physical address"
+        );
         sim.bus(dev).write(iova, &[0x3c; 8192]).unwrap();
         rx.sync_for_cpu();
         let back = rx.unmap().unwrap();
@@ -37,7 +39,8 @@ fn read_only_mappings_and_sub_page_exposure_fault() {
     let sim = Sim::new(SimConfig::non_coherent()).unwrap();
     let dev = sim.add_device("dev");
     let p = sim.iommu_platform(dev, ANY).unwrap();
-    let mut tx = StreamingMapping::<_, ToDevice, _>::map(&p, DmaBuf::for_device(&p, 64).unwrap()).unwrap();
+    let mut tx =
+        StreamingMapping::<_, ToDevice, _>::map(&p, DmaBuf::for_device(&p, 64).unwrap()).unwrap();
     tx.write(0, &[5; 64]).unwrap();
     tx.sync_for_device();
     let mut seen = [0u8; 64];
@@ -45,13 +48,19 @@ fn read_only_mappings_and_sub_page_exposure_fault() {
     assert_eq!(seen, [5; 64]);
     let f = sim.bus(dev).write(tx.dma_addr(), &[0; 4]).unwrap_err();
     assert!(
-        matches!(f.kind, FaultKind::Permission { level: 3 } | FaultKind::ReadOnlyMapping),
+        matches!(
+            f.kind,
+            FaultKind::Permission { level: 3 } | FaultKind::ReadOnlyMapping
+        ),
         "{f:?}"
     );
     // The IOMMU maps whole pages; bytes past the 64-byte buffer are in the
     // page but not in the mapping: the sim refuses them.
     let past = tx.dma_addr().checked_add(64).unwrap();
-    assert_eq!(sim.bus(dev).read_u64(past).unwrap_err().kind, FaultKind::NotMapped);
+    assert_eq!(
+        sim.bus(dev).read_u64(past).unwrap_err().kind,
+        FaultKind::NotMapped
+    );
     // Faults reach the platform through dma-iommu's hardware interface.
     assert!(p.inner().check_faults().is_err());
 }
@@ -65,7 +74,8 @@ fn the_walker_agrees_with_dma_iommu_translation() {
     let bufs: Vec<_> = (0..8)
         .map(|i| {
             let len = 4096 * (i + 1);
-            StreamingMapping::<_, ToDevice, _>::map(&p, DmaBuf::for_device(&p, len).unwrap()).unwrap()
+            StreamingMapping::<_, ToDevice, _>::map(&p, DmaBuf::for_device(&p, len).unwrap())
+                .unwrap()
         })
         .collect();
     for m in &bufs {
@@ -74,8 +84,9 @@ fn the_walker_agrees_with_dma_iommu_translation() {
             let expected = p.inner().iova_to_phys(dma_api::DmaAddr::new(iova)).unwrap();
             let leaf = iommu::walk(root.as_u64(), iova, Access::Read, |a| {
                 // SAFETY: table pages are sim memory the test only reads.
-                sim.is_sim_memory(PhysAddr::new(a))
-                    .then(|| unsafe { std::ptr::with_exposed_provenance::<u64>(a as usize).read_volatile() })
+                sim.is_sim_memory(PhysAddr::new(a)).then(|| unsafe {
+                    std::ptr::with_exposed_provenance::<u64>(a as usize).read_volatile()
+                })
             })
             .unwrap();
             assert_eq!(leaf.page + iova % 4096, expected.as_u64());
@@ -84,5 +95,8 @@ fn the_walker_agrees_with_dma_iommu_translation() {
     }
     drop(bufs);
     sim.set_translation(dev, Translation::Blocked);
-    assert!(sim.bus(dev).read_u32(dma_api::DmaAddr::new(0x1000)).is_err());
+    assert!(sim
+        .bus(dev)
+        .read_u32(dma_api::DmaAddr::new(0x1000))
+        .is_err());
 }

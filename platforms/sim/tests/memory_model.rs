@@ -52,7 +52,9 @@ fn correct_driver_is_silent_and_right_on_every_seed_and_line_size() {
             tx.write(7, b"payload").unwrap();
             tx.sync_for_device();
             let mut seen = [0u8; 7];
-            sim.bus(dev).read(tx.dma_addr().checked_add(7).unwrap(), &mut seen).unwrap();
+            sim.bus(dev)
+                .read(tx.dma_addr().checked_add(7).unwrap(), &mut seen)
+                .unwrap();
             assert_eq!(&seen, b"payload");
             drop(tx);
             // Receive: device writes, sync, CPU reads.
@@ -152,7 +154,10 @@ fn writeback_over_device_data_is_reported() {
     m.write(4, &[1]).unwrap(); // on a stale copy of the device's line
     m.sync_for_device();
     let kinds: Vec<_> = sim.take_reports().iter().map(|r| r.kind).collect();
-    assert!(kinds.contains(&ReportKind::DirtyWritebackOverDeviceData), "{kinds:?}");
+    assert!(
+        kinds.contains(&ReportKind::DirtyWritebackOverDeviceData),
+        "{kinds:?}"
+    );
     let mut seen = [0u8; 8];
     sim.bus(dev).read(m.dma_addr(), &mut seen).unwrap();
     assert_ne!(seen, [2; 8], "the device's bytes were overwritten");
@@ -164,7 +169,11 @@ fn writeback_over_device_data_is_reported() {
     sim.take_reports();
     sim.evict_all();
     let r = sim.take_reports();
-    assert!(r.iter().any(|r| r.kind == ReportKind::DirtyWritebackOverDeviceData), "{r:?}");
+    assert!(
+        r.iter()
+            .any(|r| r.kind == ReportKind::DirtyWritebackOverDeviceData),
+        "{r:?}"
+    );
     assert!(sim.stats().lines_evicted >= 1);
 }
 
@@ -198,15 +207,30 @@ fn the_device_reaches_nothing_outside_live_regions() {
     assert_eq!(f.kind, FaultKind::NotMapped);
     assert_eq!(f.addr.as_u64(), m.dma_addr().as_u64() + 128);
     // Another device's mapping.
-    assert_eq!(sim.bus(other).write(m.dma_addr(), &[0; 4]).unwrap_err().kind, FaultKind::NotMapped);
+    assert_eq!(
+        sim.bus(other)
+            .write(m.dma_addr(), &[0; 4])
+            .unwrap_err()
+            .kind,
+        FaultKind::NotMapped
+    );
     // After unmap.
     let dma = m.dma_addr();
     let back = m.unmap().unwrap();
-    assert!(back.iter().all(|&b| b == 0), "nothing of the refused writes landed");
-    assert_eq!(sim.bus(dev).read_u32(dma).unwrap_err().kind, FaultKind::NotMapped);
+    assert!(
+        back.iter().all(|&b| b == 0),
+        "nothing of the refused writes landed"
+    );
+    assert_eq!(
+        sim.bus(dev).read_u32(dma).unwrap_err().kind,
+        FaultKind::NotMapped
+    );
     // Writing a to-device buffer.
     let tx = StreamingMapping::<_, ToDevice, _>::map(&p, vec![0u8; 8]).unwrap();
-    assert_eq!(sim.bus(dev).write_u32(tx.dma_addr(), 1).unwrap_err().kind, FaultKind::ReadOnlyMapping);
+    assert_eq!(
+        sim.bus(dev).write_u32(tx.dma_addr(), 1).unwrap_err().kind,
+        FaultKind::ReadOnlyMapping
+    );
     drop(tx);
     assert!(guard.iter().all(|&b| b == 0x11));
     assert_eq!(sim.faults().len(), 5);
@@ -221,7 +245,12 @@ fn coherent_allocations_bypass_the_cache() {
     let p = sim.non_coherent_platform(dev, ANY);
     let mut ring = Coherent::<[u64], _>::zeroed_slice(&p, 16).unwrap();
     ring.write(2, 77).unwrap();
-    assert_eq!(sim.bus(dev).read_u64(ring.dma_addr().checked_add(16).unwrap()).unwrap(), 77);
+    assert_eq!(
+        sim.bus(dev)
+            .read_u64(ring.dma_addr().checked_add(16).unwrap())
+            .unwrap(),
+        77
+    );
     sim.bus(dev).write_u64(ring.dma_addr(), 55).unwrap();
     assert_eq!(ring.read(0).unwrap(), 55);
     let dma = ring.dma_addr();
@@ -276,7 +305,13 @@ fn the_same_seed_replays_the_same_run() {
 
 #[test]
 fn invalid_configurations_are_refused() {
-    for bad in [SimConfig::non_coherent().line_size(48), SimConfig::non_coherent().eviction_per_mille(1001)] {
-        assert_eq!(Sim::new(bad).unwrap_err().kind(), ErrorKind::InvalidConstraints);
+    for bad in [
+        SimConfig::non_coherent().line_size(48),
+        SimConfig::non_coherent().eviction_per_mille(1001),
+    ] {
+        assert_eq!(
+            Sim::new(bad).unwrap_err().kind(),
+            ErrorKind::InvalidConstraints
+        );
     }
 }

@@ -6,7 +6,9 @@ use dma_api::{
     Coherent, DeviceConstraints, DmaBuf, ErrorKind, FromDevice, StreamingMapping, ToDevice,
 };
 use dma_sim::nvme::{opcode, status, NvmeConfig, NvmeController, CSTS};
-use dma_sim::{Device, DeviceThread, FaultKind, Injection, NonCoherentPlatform, ReportKind, Sim, SimConfig};
+use dma_sim::{
+    Device, DeviceThread, FaultKind, Injection, NonCoherentPlatform, ReportKind, Sim, SimConfig,
+};
 use support::nvme_host::{prps, sqe, NvmeHost};
 use tock_registers::interfaces::Readable;
 
@@ -35,7 +37,11 @@ impl Rig {
         m.sync_for_device();
         let (p1, p2) = prps(m.dma_addr(), data.len());
         let nlb = (data.len() / 512 - 1) as u32;
-        let c = self.host.run(&mut self.ctrl, true, sqe(opcode::WRITE, 1, p1, p2, lba, 0, nlb));
+        let c = self.host.run(
+            &mut self.ctrl,
+            true,
+            sqe(opcode::WRITE, 1, p1, p2, lba, 0, nlb),
+        );
         drop(m.unmap().unwrap());
         c.status
     }
@@ -45,7 +51,11 @@ impl Rig {
         let mut m = StreamingMapping::<_, FromDevice, _>::map(&self.p, buf).unwrap();
         let (p1, p2) = prps(m.dma_addr(), len);
         let nlb = (len / 512 - 1) as u32;
-        let c = self.host.run(&mut self.ctrl, true, sqe(opcode::READ, 1, p1, p2, lba, 0, nlb));
+        let c = self.host.run(
+            &mut self.ctrl,
+            true,
+            sqe(opcode::READ, 1, p1, p2, lba, 0, nlb),
+        );
         m.sync_for_cpu();
         (c.status, m.unmap().unwrap().to_vec())
     }
@@ -57,7 +67,11 @@ fn identify_reports_the_spec_fields() {
     let buf = DmaBuf::for_device(&r.p, 4096).unwrap();
     let mut m = StreamingMapping::<_, FromDevice, _>::map(&r.p, buf).unwrap();
     let (p1, p2) = prps(m.dma_addr(), 4096);
-    let c = r.host.run(&mut r.ctrl, false, sqe(opcode::IDENTIFY, 0, p1, p2, 1, 0, 0));
+    let c = r.host.run(
+        &mut r.ctrl,
+        false,
+        sqe(opcode::IDENTIFY, 0, p1, p2, 1, 0, 0),
+    );
     assert_eq!(c.status, status::SUCCESS);
     m.sync_for_cpu();
     let id = m.unmap().unwrap();
@@ -69,7 +83,11 @@ fn identify_reports_the_spec_fields() {
     let buf = DmaBuf::for_device(&r.p, 4096).unwrap();
     let mut m = StreamingMapping::<_, FromDevice, _>::map(&r.p, buf).unwrap();
     let (p1, p2) = prps(m.dma_addr(), 4096);
-    let c = r.host.run(&mut r.ctrl, false, sqe(opcode::IDENTIFY, 1, p1, p2, 0, 0, 0));
+    let c = r.host.run(
+        &mut r.ctrl,
+        false,
+        sqe(opcode::IDENTIFY, 1, p1, p2, 0, 0, 0),
+    );
     assert_eq!(c.status, status::SUCCESS);
     m.sync_for_cpu();
     let ns = m.unmap().unwrap();
@@ -100,10 +118,12 @@ fn chained_prp_lists_are_followed() {
     let len = 64 * 1024;
     // Sixteen data pages anywhere, and a PRP list placed 16 bytes before a
     // page end, so it holds one entry and a chain pointer per page.
-    let pages: Vec<Coherent<[u8], _>> =
-        (0..16).map(|_| Coherent::zeroed_slice(r.p.clone(), 4096).unwrap()).collect();
-    let mut lists: Vec<Coherent<[u64], _>> =
-        (0..16).map(|_| Coherent::zeroed_slice(r.p.clone(), 512).unwrap()).collect();
+    let pages: Vec<Coherent<[u8], _>> = (0..16)
+        .map(|_| Coherent::zeroed_slice(r.p.clone(), 4096).unwrap())
+        .collect();
+    let mut lists: Vec<Coherent<[u64], _>> = (0..16)
+        .map(|_| Coherent::zeroed_slice(r.p.clone(), 512).unwrap())
+        .collect();
     for (i, d) in r.ctrl.disk_mut()[..len].iter_mut().enumerate() {
         *d = (i / 4096) as u8 + 1;
     }
@@ -111,7 +131,9 @@ fn chained_prp_lists_are_followed() {
     // slot chains only when more entries remain than fit: the final list
     // holds the last two pages (NVMe 2.0 §4.3.1.2).
     for l in 0..13 {
-        lists[l].write(510, pages[l + 1].dma_addr().as_u64()).unwrap();
+        lists[l]
+            .write(510, pages[l + 1].dma_addr().as_u64())
+            .unwrap();
         let next = lists[l + 1].dma_addr_of(510).unwrap().as_u64();
         lists[l].write(511, next).unwrap();
     }
@@ -121,7 +143,15 @@ fn chained_prp_lists_are_followed() {
     let c = r.host.run(
         &mut r.ctrl,
         true,
-        sqe(opcode::READ, 1, pages[0].dma_addr().as_u64(), prp2, 0, 0, (len / 512 - 1) as u32),
+        sqe(
+            opcode::READ,
+            1,
+            pages[0].dma_addr().as_u64(),
+            prp2,
+            0,
+            0,
+            (len / 512 - 1) as u32,
+        ),
     );
     assert_eq!(c.status, 0);
     for (i, p) in pages.iter().enumerate() {
@@ -129,11 +159,21 @@ fn chained_prp_lists_are_followed() {
         assert_eq!(p.read(4095).unwrap(), i as u8 + 1);
     }
     // A misaligned data entry in a list is refused.
-    lists[0].write(510, pages[1].dma_addr().as_u64() + 8).unwrap();
+    lists[0]
+        .write(510, pages[1].dma_addr().as_u64() + 8)
+        .unwrap();
     let c = r.host.run(
         &mut r.ctrl,
         true,
-        sqe(opcode::READ, 1, pages[0].dma_addr().as_u64(), prp2, 0, 0, (len / 512 - 1) as u32),
+        sqe(
+            opcode::READ,
+            1,
+            pages[0].dma_addr().as_u64(),
+            prp2,
+            0,
+            0,
+            (len / 512 - 1) as u32,
+        ),
     );
     assert_eq!(c.status, status::PRP_OFFSET_INVALID);
 }
@@ -142,7 +182,9 @@ fn chained_prp_lists_are_followed() {
 fn completions_carry_phase_and_sq_head_across_wraps() {
     let mut r = rig(4, 4);
     for i in 0..11u16 {
-        let c = r.host.run(&mut r.ctrl, true, sqe(opcode::FLUSH, 1, 0, 0, 0, 0, 0));
+        let c = r
+            .host
+            .run(&mut r.ctrl, true, sqe(opcode::FLUSH, 1, 0, 0, 0, 0, 0));
         assert_eq!(c.status, 0);
         assert_eq!(c.sqhd, (i + 1) % 4);
         assert_eq!(c.sqid, 1);
@@ -154,24 +196,98 @@ fn completions_carry_phase_and_sq_head_across_wraps() {
 fn errors_complete_with_spec_status_codes() {
     let mut r = rig(5, 16);
     let io = |r: &mut Rig, e| r.host.run(&mut r.ctrl, true, e).status;
-    assert_eq!(io(&mut r, sqe(opcode::READ, 1, 0x1000, 0, 2047, 0, 1)), status::LBA_OUT_OF_RANGE);
-    assert_eq!(io(&mut r, sqe(0x7f, 1, 0, 0, 0, 0, 0)), status::INVALID_OPCODE);
-    assert_eq!(io(&mut r, sqe(opcode::FLUSH, 2, 0, 0, 0, 0, 0)), status::INVALID_NAMESPACE);
-    assert_eq!(io(&mut r, sqe(opcode::READ, 1, 0x1002, 0, 0, 0, 0)), status::PRP_OFFSET_INVALID);
-    assert_eq!(io(&mut r, sqe(opcode::READ, 1, 0x1000, 0, 0, 0, 1000)), status::INVALID_FIELD, "beyond MDTS");
+    assert_eq!(
+        io(&mut r, sqe(opcode::READ, 1, 0x1000, 0, 2047, 0, 1)),
+        status::LBA_OUT_OF_RANGE
+    );
+    assert_eq!(
+        io(&mut r, sqe(0x7f, 1, 0, 0, 0, 0, 0)),
+        status::INVALID_OPCODE
+    );
+    assert_eq!(
+        io(&mut r, sqe(opcode::FLUSH, 2, 0, 0, 0, 0, 0)),
+        status::INVALID_NAMESPACE
+    );
+    assert_eq!(
+        io(&mut r, sqe(opcode::READ, 1, 0x1002, 0, 0, 0, 0)),
+        status::PRP_OFFSET_INVALID
+    );
+    assert_eq!(
+        io(&mut r, sqe(opcode::READ, 1, 0x1000, 0, 0, 0, 1000)),
+        status::INVALID_FIELD,
+        "beyond MDTS"
+    );
     let admin = |r: &mut Rig, e| r.host.run(&mut r.ctrl, false, e).status;
-    assert_eq!(admin(&mut r, sqe(opcode::CREATE_IO_CQ, 0, 0x1000, 0, 1, 1, 0)), status::INVALID_QID, "exists");
-    assert_eq!(admin(&mut r, sqe(opcode::CREATE_IO_CQ, 0, 0x1000, 0, 99, 1, 0)), status::INVALID_QID);
-    assert_eq!(admin(&mut r, sqe(opcode::CREATE_IO_CQ, 0, 0x1000, 0, 5000 << 16 | 2, 1, 0)), status::INVALID_QUEUE_SIZE);
-    assert_eq!(admin(&mut r, sqe(opcode::CREATE_IO_CQ, 0, 0x1000, 0, 3 << 16 | 2, 0, 0)), status::INVALID_FIELD);
-    assert_eq!(admin(&mut r, sqe(opcode::CREATE_IO_CQ, 0, 0x1010, 0, 3 << 16 | 2, 1, 0)), status::PRP_OFFSET_INVALID);
-    assert_eq!(admin(&mut r, sqe(opcode::CREATE_IO_SQ, 0, 0x1000, 0, 3 << 16 | 2, 3 << 16 | 1, 0)), status::CQ_INVALID);
-    assert_eq!(admin(&mut r, sqe(opcode::DELETE_IO_CQ, 0, 0, 0, 1, 0, 0)), status::INVALID_QUEUE_DELETION);
-    assert_eq!(admin(&mut r, sqe(opcode::IDENTIFY, 0, 0x1000, 0, 0x55, 0, 0)), status::INVALID_FIELD);
-    assert_eq!(admin(&mut r, sqe(opcode::DELETE_IO_SQ, 0, 0, 0, 1, 0, 0)), 0);
-    assert_eq!(admin(&mut r, sqe(opcode::DELETE_IO_CQ, 0, 0, 0, 1, 0, 0)), 0);
-    assert_eq!(admin(&mut r, sqe(opcode::DELETE_IO_SQ, 0, 0, 0, 1, 0, 0)), status::INVALID_QID);
-    let c = r.host.run(&mut r.ctrl, false, sqe(opcode::SET_FEATURES, 0, 0, 0, 0x07, 0, 0));
+    assert_eq!(
+        admin(&mut r, sqe(opcode::CREATE_IO_CQ, 0, 0x1000, 0, 1, 1, 0)),
+        status::INVALID_QID,
+        "exists"
+    );
+    assert_eq!(
+        admin(&mut r, sqe(opcode::CREATE_IO_CQ, 0, 0x1000, 0, 99, 1, 0)),
+        status::INVALID_QID
+    );
+    assert_eq!(
+        admin(
+            &mut r,
+            sqe(opcode::CREATE_IO_CQ, 0, 0x1000, 0, 5000 << 16 | 2, 1, 0)
+        ),
+        status::INVALID_QUEUE_SIZE
+    );
+    assert_eq!(
+        admin(
+            &mut r,
+            sqe(opcode::CREATE_IO_CQ, 0, 0x1000, 0, 3 << 16 | 2, 0, 0)
+        ),
+        status::INVALID_FIELD
+    );
+    assert_eq!(
+        admin(
+            &mut r,
+            sqe(opcode::CREATE_IO_CQ, 0, 0x1010, 0, 3 << 16 | 2, 1, 0)
+        ),
+        status::PRP_OFFSET_INVALID
+    );
+    assert_eq!(
+        admin(
+            &mut r,
+            sqe(
+                opcode::CREATE_IO_SQ,
+                0,
+                0x1000,
+                0,
+                3 << 16 | 2,
+                3 << 16 | 1,
+                0
+            )
+        ),
+        status::CQ_INVALID
+    );
+    assert_eq!(
+        admin(&mut r, sqe(opcode::DELETE_IO_CQ, 0, 0, 0, 1, 0, 0)),
+        status::INVALID_QUEUE_DELETION
+    );
+    assert_eq!(
+        admin(&mut r, sqe(opcode::IDENTIFY, 0, 0x1000, 0, 0x55, 0, 0)),
+        status::INVALID_FIELD
+    );
+    assert_eq!(
+        admin(&mut r, sqe(opcode::DELETE_IO_SQ, 0, 0, 0, 1, 0, 0)),
+        0
+    );
+    assert_eq!(
+        admin(&mut r, sqe(opcode::DELETE_IO_CQ, 0, 0, 0, 1, 0, 0)),
+        0
+    );
+    assert_eq!(
+        admin(&mut r, sqe(opcode::DELETE_IO_SQ, 0, 0, 0, 1, 0, 0)),
+        status::INVALID_QID
+    );
+    let c = r.host.run(
+        &mut r.ctrl,
+        false,
+        sqe(opcode::SET_FEATURES, 0, 0, 0, 0x07, 0, 0),
+    );
     assert_eq!((c.status, c.dw0), (0, 3 << 16 | 3));
     assert!(r.ctrl.stats().errors >= 13);
 }
@@ -189,7 +305,10 @@ fn dma_faults_surface_and_write_nothing_outside_the_mapping() {
     let c = r.host.wait(&mut r.ctrl, true, 100).unwrap().unwrap();
     assert_eq!(c.status, status::DATA_TRANSFER_ERROR);
     m.sync_for_cpu();
-    assert!(m.unmap().unwrap().iter().all(|&b| b == 0), "nothing was written");
+    assert!(
+        m.unmap().unwrap().iter().all(|&b| b == 0),
+        "nothing was written"
+    );
     assert_eq!(r.sim.take_faults()[0].kind, FaultKind::Injected);
 
     // A fault on the command fetch itself: the controller cannot know the
@@ -206,16 +325,26 @@ fn dma_faults_surface_and_write_nothing_outside_the_mapping() {
     let base = guard.as_ptr() as u64;
     let page = (base + 4095) & !4095;
     let small = unsafe_free_slice_mapping(&r.p, page);
-    let c = r.host.run(&mut r.ctrl, true, sqe(opcode::READ, 1, page, page + 4096, 0, 0, 15));
+    let c = r.host.run(
+        &mut r.ctrl,
+        true,
+        sqe(opcode::READ, 1, page, page + 4096, 0, 0, 15),
+    );
     assert_eq!(c.status, status::DATA_TRANSFER_ERROR);
     let f = r.sim.take_faults();
     assert_eq!(f[0].kind, FaultKind::NotMapped);
     assert_eq!(f[0].addr.as_u64(), page + 4096);
     drop(small);
     let off = (page - base) as usize;
-    assert!(guard[off..off + 4096].iter().all(|&b| b == 0xdd), "the mapped page got its data");
     assert!(
-        guard[..off].iter().chain(&guard[off + 4096..]).all(|&b| b == 0),
+        guard[off..off + 4096].iter().all(|&b| b == 0xdd),
+        "the mapped page got its data"
+    );
+    assert!(
+        guard[..off]
+            .iter()
+            .chain(&guard[off + 4096..])
+            .all(|&b| b == 0),
         "no byte outside the mapping changed"
     );
 }
@@ -237,7 +366,13 @@ fn unsafe_free_slice_mapping(p: &NonCoherentPlatform, page: u64) -> impl Drop + 
     let dma = unsafe { p.map(phys, 4096, DmaDirection::FromDevice, DmaAttrs::empty()) }.unwrap();
     Unmap(
         p,
-        RawMapping { phys, dma, len: 4096, dir: DmaDirection::FromDevice, attrs: DmaAttrs::empty() },
+        RawMapping {
+            phys,
+            dma,
+            len: 4096,
+            dir: DmaDirection::FromDevice,
+            attrs: DmaAttrs::empty(),
+        },
     )
 }
 
@@ -247,7 +382,10 @@ fn lost_late_garbage_and_error_completions_reach_the_driver() {
     let flush = sqe(opcode::FLUSH, 1, 0, 0, 0, 0, 0);
     // Error.
     r.ctrl.inject(Injection::Error);
-    assert_eq!(r.host.run(&mut r.ctrl, true, flush).status, status::INTERNAL_ERROR);
+    assert_eq!(
+        r.host.run(&mut r.ctrl, true, flush).status,
+        status::INTERNAL_ERROR
+    );
     // Lost: nothing arrives; the command stays outstanding.
     r.ctrl.inject(Injection::DropCompletion);
     r.host.submit(true, flush);
@@ -273,12 +411,16 @@ fn a_missing_sync_before_a_write_command_is_caught() {
         let mut m = StreamingMapping::<_, ToDevice, _>::map(&r.p, vec![0u8; 4096]).unwrap();
         m.write(0, &[0x42; 4096]).unwrap(); // and no sync_for_device
         let (p1, p2) = prps(m.dma_addr(), 4096);
-        let c = r.host.run(&mut r.ctrl, true, sqe(opcode::WRITE, 1, p1, p2, 0, 0, 7));
+        let c = r
+            .host
+            .run(&mut r.ctrl, true, sqe(opcode::WRITE, 1, p1, p2, 0, 0, 7));
         assert_eq!(c.status, 0);
         drop(m);
         let reports = r.sim.take_reports();
         assert!(
-            reports.iter().any(|x| x.kind == ReportKind::DeviceReadUncleaned && x.device == Some(r.p.device())),
+            reports.iter().any(
+                |x| x.kind == ReportKind::DeviceReadUncleaned && x.device == Some(r.p.device())
+            ),
             "seed {seed}: {reports:?}"
         );
     }
@@ -297,9 +439,19 @@ fn a_bad_admin_queue_setup_is_fatal() {
     assert!(regs.csts.is_set(CSTS::CFS));
     assert!(!regs.csts.is_set(CSTS::RDY));
     for bad in [
-        NvmeConfig { block_size: 1000, ..NvmeConfig::default() },
-        NvmeConfig { io_queues: 0, ..NvmeConfig::default() },
-        NvmeConfig { doorbell_stride: 2, io_queues: 100, ..NvmeConfig::default() },
+        NvmeConfig {
+            block_size: 1000,
+            ..NvmeConfig::default()
+        },
+        NvmeConfig {
+            io_queues: 0,
+            ..NvmeConfig::default()
+        },
+        NvmeConfig {
+            doorbell_stride: 2,
+            io_queues: 100,
+            ..NvmeConfig::default()
+        },
     ] {
         assert_eq!(
             NvmeController::new(sim.bus(dev), bad).unwrap_err().kind(),
@@ -313,7 +465,10 @@ fn the_controller_runs_on_its_own_thread() {
     let sim = Sim::new(SimConfig::non_coherent().seed(8)).unwrap();
     let dev = sim.add_device("nvme0");
     let p = sim.non_coherent_platform(dev, ANY);
-    let cfg = NvmeConfig { doorbell_stride: 1, ..NvmeConfig::default() };
+    let cfg = NvmeConfig {
+        doorbell_stride: 1,
+        ..NvmeConfig::default()
+    };
     let mut ctrl = NvmeController::new(sim.bus(dev), cfg).unwrap();
     let mut host = NvmeHost::init(p.clone(), &mut ctrl, 8);
     host.create_io_queues(&mut ctrl, 32);
@@ -321,7 +476,10 @@ fn the_controller_runs_on_its_own_thread() {
     for i in 0..64u32 {
         let mut m = StreamingMapping::<_, ToDevice, _>::map(&p, vec![i as u8; 512]).unwrap();
         m.sync_for_device();
-        host.submit(true, sqe(opcode::WRITE, 1, m.dma_addr().as_u64(), 0, i, 0, 0));
+        host.submit(
+            true,
+            sqe(opcode::WRITE, 1, m.dma_addr().as_u64(), 0, i, 0, 0),
+        );
         let c = loop {
             if let Some(c) = host.poll(true) {
                 break c.unwrap();

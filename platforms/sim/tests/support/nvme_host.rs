@@ -58,7 +58,15 @@ impl<P: DmaAlloc> QueuePair<P> {
 }
 
 /// Builds a submission entry at the spec's offsets (NVMe 2.0 Figure 87).
-pub fn sqe(op: u8, nsid: u32, prp1: u64, prp2: u64, cdw10: u32, cdw11: u32, cdw12: u32) -> [u8; 64] {
+pub fn sqe(
+    op: u8,
+    nsid: u32,
+    prp1: u64,
+    prp2: u64,
+    cdw10: u32,
+    cdw11: u32,
+    cdw12: u32,
+) -> [u8; 64] {
     let mut b = [0u8; 64];
     b[0] = op;
     b[4..8].copy_from_slice(&nsid.to_le_bytes());
@@ -73,7 +81,11 @@ pub fn sqe(op: u8, nsid: u32, prp1: u64, prp2: u64, cdw10: u32, cdw11: u32, cdw1
 /// PRP1/PRP2 for a transfer of at most two pages at `dma`.
 pub fn prps(dma: DmaAddr, len: usize) -> (u64, u64) {
     let first = 4096 - (dma.as_u64() % 4096) as usize;
-    let prp2 = if len > first { (dma.as_u64() & !4095) + 4096 } else { 0 };
+    let prp2 = if len > first {
+        (dma.as_u64() & !4095) + 4096
+    } else {
+        0
+    };
     (dma.as_u64(), prp2)
 }
 
@@ -89,17 +101,22 @@ impl<P: DmaAlloc + Clone> NvmeHost<P> {
     pub fn init(platform: P, ctrl: &mut NvmeController, admin_size: u16) -> Self {
         let regs = ctrl.registers();
         let admin = QueuePair::new(platform.clone(), 0, admin_size);
-        regs.aqa.set(u32::from(admin_size - 1) << 16 | u32::from(admin_size - 1));
+        regs.aqa
+            .set(u32::from(admin_size - 1) << 16 | u32::from(admin_size - 1));
         regs.asq.set(admin.sq.dma_addr().as_u64());
         regs.acq.set(admin.cq.dma_addr().as_u64());
-        regs.cc.write(CC::EN::SET + CC::IOSQES.val(6) + CC::IOCQES.val(4));
+        regs.cc
+            .write(CC::EN::SET + CC::IOSQES.val(6) + CC::IOCQES.val(4));
         for _ in 0..10 {
             ctrl.step();
             if regs.csts.is_set(CSTS::RDY) {
                 break;
             }
         }
-        assert!(regs.csts.is_set(CSTS::RDY), "controller did not become ready");
+        assert!(
+            regs.csts.is_set(CSTS::RDY),
+            "controller did not become ready"
+        );
         Self {
             regs,
             admin,
@@ -127,7 +144,8 @@ impl<P: DmaAlloc + Clone> NvmeHost<P> {
         let cid = q.next_cid;
         q.next_cid = q.next_cid.wrapping_add(1).max(1);
         entry[2..4].copy_from_slice(&cid.to_le_bytes());
-        q.sq.write_at(usize::from(q.tail) * SQE_SIZE, entry).unwrap();
+        q.sq.write_at(usize::from(q.tail) * SQE_SIZE, entry)
+            .unwrap();
         q.tail = (q.tail + 1) % q.size;
         q.outstanding.push(cid);
         barrier::before_doorbell();
@@ -160,17 +178,28 @@ impl<P: DmaAlloc + Clone> NvmeHost<P> {
         }
         regs.cq_head_doorbell(q.qid).unwrap().set(u32::from(q.head));
         let Some(i) = q.outstanding.iter().position(|&c| c == cqe.cid) else {
-            return Some(Err(Error::new(ErrorKind::DeviceMisbehaved, "completion for a command not outstanding")));
+            return Some(Err(Error::new(
+                ErrorKind::DeviceMisbehaved,
+                "completion for a command not outstanding",
+            )));
         };
         if cqe.sqid != q.qid || cqe.sqhd >= q.size {
-            return Some(Err(Error::new(ErrorKind::DeviceMisbehaved, "completion names another queue or an impossible head")));
+            return Some(Err(Error::new(
+                ErrorKind::DeviceMisbehaved,
+                "completion names another queue or an impossible head",
+            )));
         }
         q.outstanding.swap_remove(i);
         Some(Ok(cqe))
     }
 
     /// Steps the controller until a completion arrives (at most `max` steps).
-    pub fn wait(&mut self, ctrl: &mut impl Device, io: bool, max: usize) -> Option<Result<Cqe, Error>> {
+    pub fn wait(
+        &mut self,
+        ctrl: &mut impl Device,
+        io: bool,
+        max: usize,
+    ) -> Option<Result<Cqe, Error>> {
         for _ in 0..max {
             if let Some(c) = self.poll(io) {
                 return Some(c);
@@ -183,16 +212,42 @@ impl<P: DmaAlloc + Clone> NvmeHost<P> {
     /// Submits and waits.
     pub fn run(&mut self, ctrl: &mut impl Device, io: bool, entry: [u8; 64]) -> Cqe {
         self.submit(io, entry);
-        self.wait(ctrl, io, 1000).expect("a completion").expect("a valid completion")
+        self.wait(ctrl, io, 1000)
+            .expect("a completion")
+            .expect("a valid completion")
     }
 
     /// Creates I/O queue pair 1 (CQ first, then SQ: NVMe 2.0 §3.5.1).
     pub fn create_io_queues(&mut self, ctrl: &mut impl Device, size: u16) {
         let q = QueuePair::new(self.platform.clone(), 1, size);
         let qsize = u32::from(size - 1) << 16;
-        let c = self.run(ctrl, false, sqe(opcode::CREATE_IO_CQ, 0, q.cq.dma_addr().as_u64(), 0, qsize | 1, 1, 0));
+        let c = self.run(
+            ctrl,
+            false,
+            sqe(
+                opcode::CREATE_IO_CQ,
+                0,
+                q.cq.dma_addr().as_u64(),
+                0,
+                qsize | 1,
+                1,
+                0,
+            ),
+        );
         assert_eq!(c.status, 0, "create CQ");
-        let c = self.run(ctrl, false, sqe(opcode::CREATE_IO_SQ, 0, q.sq.dma_addr().as_u64(), 0, qsize | 1, 1 << 16 | 1, 0));
+        let c = self.run(
+            ctrl,
+            false,
+            sqe(
+                opcode::CREATE_IO_SQ,
+                0,
+                q.sq.dma_addr().as_u64(),
+                0,
+                qsize | 1,
+                1 << 16 | 1,
+                0,
+            ),
+        );
         assert_eq!(c.status, 0, "create SQ");
         self.io = Some(q);
     }
