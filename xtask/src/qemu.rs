@@ -2,7 +2,7 @@
 //! machine, against QEMU's NVMe controller and SMMUv3.
 //!
 //! [`run`] builds the `dma-qemu-virt` image for `aarch64-unknown-none`,
-//! creates a fresh 1 MiB disk image, boots the image under
+//! creates a fresh 16 MiB (sparse) disk image, boots the image under
 //! qemu-system-aarch64 with a wall-clock timeout, parses the lines the
 //! image prints, maps QEMU's exit status (the image's semihosting exit
 //! code), and checks the disk image for the data the guest says it wrote.
@@ -30,8 +30,14 @@ pub const QEMU: &str = "qemu-system-aarch64";
 const TARGET: &str = "aarch64-unknown-none";
 /// The image's package (and binary) name.
 const IMAGE: &str = "dma-qemu-virt";
-/// Size of the fresh disk image.
-const DISK_BYTES: u64 = 1 << 20;
+/// Size of the fresh disk image: two 8 MiB areas, one per backend (see
+/// `platforms/qemu-virt/src/image/suite.rs`). The file is sparse.
+const DISK_BYTES: u64 = 16 << 20;
+/// The NVMe controller: `-net none` keeps it at 00:01.0 (StreamID 8);
+/// `mdts=10` raises QEMU's default MDTS of 7 (512 KiB per command) to
+/// 4 MiB, so one command can need a chain of PRP list pages (more than
+/// 512 entries), which the suite tests.
+const NVME_DEVICE: &str = "nvme,serial=x,drive=d0,mdts=10";
 /// The NVMe namespace's block size (QEMU's default 512-byte LBAs).
 const BLOCK: u64 = 512;
 /// Wall-clock limit for one QEMU run; a run takes well under a second.
@@ -320,7 +326,7 @@ fn run_qemu(elf: &Path, disk: &Path) -> Result<(String, Exit, Duration, String),
         "-kernel",
     ];
     println!(
-        "==> qemu: {QEMU} {} {} -drive {drive} -device nvme,serial=x,drive=d0",
+        "==> qemu: {QEMU} {} {} -drive {drive} -device {NVME_DEVICE}",
         args.join(" "),
         elf.display()
     );
@@ -328,7 +334,7 @@ fn run_qemu(elf: &Path, disk: &Path) -> Result<(String, Exit, Duration, String),
     let mut child = Command::new(QEMU)
         .args(args)
         .arg(elf)
-        .args(["-drive", &drive, "-device", "nvme,serial=x,drive=d0"])
+        .args(["-drive", &drive, "-device", NVME_DEVICE])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

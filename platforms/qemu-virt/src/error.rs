@@ -27,6 +27,18 @@ pub enum BoardError {
     SmmuGlobalError(u32),
     /// A DMA-layer error (allocation, translation).
     Dma(dma_api::Error),
+    /// A queue refused a command, or the device wrote a completion the
+    /// queue could not accept.
+    Ring(dma_ring::RingError),
+    /// An NVMe command completed with an error status.
+    NvmeStatus {
+        /// The command's opcode.
+        opcode: u8,
+        /// Status code type (SCT).
+        code_type: u8,
+        /// Status code (SC).
+        code: u8,
+    },
 }
 
 impl fmt::Display for BoardError {
@@ -42,6 +54,15 @@ impl fmt::Display for BoardError {
             }
             Self::SmmuGlobalError(bits) => write!(f, "SMMU global error {bits:#x}"),
             Self::Dma(e) => write!(f, "DMA error: {e:?}"),
+            Self::Ring(e) => write!(f, "queue error: {e}"),
+            Self::NvmeStatus {
+                opcode,
+                code_type,
+                code,
+            } => write!(
+                f,
+                "NVMe command {opcode:#04x} failed: status type {code_type:#x} code {code:#04x}"
+            ),
         }
     }
 }
@@ -49,6 +70,47 @@ impl fmt::Display for BoardError {
 impl From<dma_api::Error> for BoardError {
     fn from(e: dma_api::Error) -> Self {
         Self::Dma(e)
+    }
+}
+
+impl From<dma_ring::RingError> for BoardError {
+    fn from(e: dma_ring::RingError) -> Self {
+        Self::Ring(e)
+    }
+}
+
+impl From<BoardError> for dma_api::Error {
+    /// For the `dma-api` traits the board implements (the SMMU behind
+    /// `dma-iommu`): the kind that fits, the board's static message.
+    fn from(e: BoardError) -> Self {
+        use dma_api::{Error, ErrorKind};
+        match e {
+            BoardError::Dma(e) => e,
+            BoardError::Timeout(what) => Error::new(ErrorKind::DeviceMisbehaved, what),
+            BoardError::NotFound(what) => Error::new(ErrorKind::Unsupported, what),
+            BoardError::Unsupported(what) => Error::new(ErrorKind::Unsupported, what),
+            BoardError::InvalidArgument(rule) => Error::new(ErrorKind::InvalidConstraints, rule),
+            BoardError::ControllerFatal => Error::new(
+                ErrorKind::DeviceMisbehaved,
+                "NVMe controller fatal status (CSTS.CFS)",
+            ),
+            BoardError::SmmuCommand { opcode, .. } => Error::new(
+                ErrorKind::DeviceMisbehaved,
+                "the SMMU rejected a command (CMDQ_ERR)",
+            )
+            .at(u64::from(opcode)),
+            BoardError::Ring(e) => e.into(),
+            BoardError::NvmeStatus {
+                code_type, code, ..
+            } => Error::new(
+                ErrorKind::DeviceFault,
+                "NVMe command completed with an error status",
+            )
+            .at(u64::from(code_type) << 8 | u64::from(code)),
+            BoardError::SmmuGlobalError(bits) => {
+                Error::new(ErrorKind::DeviceMisbehaved, "SMMU global error").at(u64::from(bits))
+            }
+        }
     }
 }
 
@@ -78,5 +140,57 @@ mod tests {
         );
         let dma: BoardError = dma_api::Error::new(dma_api::ErrorKind::OutOfMemory, "x").into();
         assert!(matches!(dma, BoardError::Dma(_)));
+    }
+
+    #[test]
+    fn converts_to_dma_api_errors() {
+        use dma_api::ErrorKind;
+        let kind = |e: BoardError| dma_api::Error::from(e).kind();
+        let inner = dma_api::Error::new(ErrorKind::OutOfMemory, "x");
+        assert_eq!(dma_api::Error::from(BoardError::Dma(inner)), inner);
+        assert_eq!(
+            kind(BoardError::Timeout("SMMU CMD_SYNC")),
+            ErrorKind::DeviceMisbehaved
+        );
+        assert_eq!(
+            dma_api::Error::from(BoardError::Timeout("SMMU CMD_SYNC")).message(),
+            "SMMU CMD_SYNC"
+        );
+        assert_eq!(kind(BoardError::NotFound("x")), ErrorKind::Unsupported);
+        assert_eq!(kind(BoardError::Unsupported("x")), ErrorKind::Unsupported);
+        assert_eq!(
+            kind(BoardError::InvalidArgument("x")),
+            ErrorKind::InvalidConstraints
+        );
+        assert_eq!(
+            kind(BoardError::ControllerFatal),
+            ErrorKind::DeviceMisbehaved
+        );
+        let cmd = dma_api::Error::from(BoardError::SmmuCommand {
+            code: 1,
+            opcode: 0x12,
+        });
+        assert_eq!(
+            (cmd.kind(), cmd.addr()),
+            (ErrorKind::DeviceMisbehaved, Some(0x12))
+        );
+        assert_eq!(
+            kind(BoardError::SmmuGlobalError(1)),
+            ErrorKind::DeviceMisbehaved
+        );
+        let ring = dma_ring::RingError::new(dma_ring::RingErrorKind::Full);
+        assert_eq!(BoardError::from(ring), BoardError::Ring(ring));
+        assert_eq!(kind(BoardError::Ring(ring)), ErrorKind::PoolExhausted);
+        let status = BoardError::NvmeStatus {
+            opcode: 0x02,
+            code_type: 0,
+            code: 0x80,
+        };
+        assert_eq!(
+            status.to_string(),
+            "NVMe command 0x02 failed: status type 0x0 code 0x80"
+        );
+        let e = dma_api::Error::from(status);
+        assert_eq!((e.kind(), e.addr()), (ErrorKind::DeviceFault, Some(0x80)));
     }
 }

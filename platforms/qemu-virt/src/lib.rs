@@ -48,6 +48,9 @@
 //! ```
 #![no_std]
 
+extern crate alloc;
+
+pub mod driver;
 pub mod error;
 pub mod memmap;
 pub mod memory;

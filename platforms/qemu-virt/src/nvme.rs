@@ -10,6 +10,7 @@
 use core::ptr::NonNull;
 use core::time::Duration;
 
+use dma_ring::regs::NvmeDoorbellArray;
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
@@ -199,31 +200,6 @@ pub struct AdminQueues {
     pub cq_entries: u16,
 }
 
-/// A doorbell register: one 32-bit write-only MMIO word.
-#[derive(Clone, Copy, Debug)]
-pub struct Doorbell {
-    reg: NonNull<u32>,
-}
-
-// SAFETY: a doorbell is an MMIO address; writing it from another context is
-// as valid as from this one, and the queue that owns it serialises writes.
-unsafe impl Send for Doorbell {}
-
-impl Doorbell {
-    /// Writes `value` (a new tail or head index). The caller orders its
-    /// queue-memory writes before this with `dma_coherence::barrier::before_doorbell`.
-    pub fn ring(&self, value: u32) {
-        // SAFETY: `reg` is a doorbell inside the BAR the controller was
-        // created over (`NvmeController::new`), 4-byte aligned.
-        unsafe { self.reg.as_ptr().write_volatile(value) }
-    }
-
-    /// The register's address, for a ring library that writes it itself.
-    pub fn as_ptr(&self) -> *mut u32 {
-        self.reg.as_ptr()
-    }
-}
-
 /// An NVMe controller behind its BAR0.
 pub struct NvmeController {
     bar: NonNull<u8>,
@@ -283,7 +259,7 @@ impl NvmeController {
     /// # Errors
     ///
     /// [`BoardError::Timeout`] after CAP.TO.
-    pub fn disable(&mut self, clock: &impl Clock) -> Result<()> {
+    pub fn disable(&self, clock: &impl Clock) -> Result<()> {
         let regs = self.regs();
         regs.cc.set(0);
         wait_for(clock, self.caps.timeout, "NVMe CSTS.RDY = 0", || {
@@ -302,7 +278,7 @@ impl NvmeController {
     /// CAP.MQES + 1, or addresses not 4 KiB aligned;
     /// [`BoardError::ControllerFatal`] when CSTS.CFS rises;
     /// [`BoardError::Timeout`] after CAP.TO.
-    pub fn enable(&mut self, admin: AdminQueues, clock: &impl Clock) -> Result<()> {
+    pub fn enable(&self, admin: AdminQueues, clock: &impl Clock) -> Result<()> {
         let limit = self.caps.max_queue_entries.min(4096);
         for entries in [admin.sq_entries, admin.cq_entries] {
             if !(2..=limit).contains(&u32::from(entries)) {
@@ -366,29 +342,22 @@ impl NvmeController {
         }
     }
 
+    /// The doorbell array as `dma-ring` indexes it: queue `y`'s SQ tail and
+    /// CQ head doorbells, spaced by CAP.DSTRD.
+    ///
+    /// # Errors
+    ///
+    /// [`BoardError::Unsupported`] for a stride `dma-ring` refuses (CAP.DSTRD
+    /// is 4 bits, so none does).
+    pub fn doorbells(&self) -> Result<NvmeDoorbellArray<'_>> {
+        NvmeDoorbellArray::new(self.doorbell_registers(), self.caps.doorbell_stride)
+            .map_err(|_| BoardError::Unsupported("the doorbell stride"))
+    }
+
     /// True when the controller reports fatal status (CSTS.CFS), as it does
     /// after a blocked queue fetch.
     pub fn is_fatal(&self) -> bool {
         self.regs().csts.is_set(CSTS::CFS)
-    }
-
-    /// The submission tail doorbell (`completion = false`) or completion
-    /// head doorbell (`completion = true`) of queue `qid`.
-    ///
-    /// # Errors
-    ///
-    /// [`BoardError::InvalidArgument`] when the doorbell lies beyond BAR0.
-    pub fn doorbell(&self, qid: u16, completion: bool) -> Result<Doorbell> {
-        let offset = doorbell_offset(qid, completion, self.caps.doorbell_stride);
-        if offset + 4 > self.bar_size {
-            return Err(BoardError::InvalidArgument(
-                "queue id beyond BAR0's doorbells",
-            ));
-        }
-        // SAFETY: the offset plus 4 lies within BAR0 (checked above), so the
-        // pointer stays inside the mapping `new` was given.
-        let reg = unsafe { self.bar.add(offset) }.cast();
-        Ok(Doorbell { reg })
     }
 }
 
@@ -452,12 +421,10 @@ mod tests {
         assert_eq!(doorbell_offset(1, true, 2), 0x1000 + 3 * 16);
         let mut bar = fake_bar(QEMU_CAP);
         let c = controller(&mut bar).unwrap();
-        c.doorbell(1, true).unwrap().ring(7);
+        let array = c.doorbells().unwrap();
+        array.cq_head(1).unwrap().set(7);
         assert_eq!(bar[0x100c / 8] >> 32, 7);
-        assert!(matches!(
-            c.doorbell(1000, false),
-            Err(BoardError::InvalidArgument(_))
-        ));
+        assert!(array.sq_tail(1000).is_err(), "beyond BAR0");
         assert_eq!(c.doorbell_registers().len(), 0x1000 / 4);
         c.doorbell_registers()[2].set(9);
         assert_eq!(bar[0x1008 / 8] & 0xffff_ffff, 9);
@@ -466,7 +433,7 @@ mod tests {
     #[test]
     fn enable_programs_the_admin_queues_and_times_out_without_rdy() {
         let mut bar = fake_bar(QEMU_CAP);
-        let mut c = controller(&mut bar).unwrap();
+        let c = controller(&mut bar).unwrap();
         let clock = Ticking(Cell::new(0));
         let admin = AdminQueues {
             sq: 0x4700_0000,
@@ -492,7 +459,7 @@ mod tests {
     fn enable_reports_fatal_status() {
         let mut bar = fake_bar(QEMU_CAP);
         bar[0x18 / 8] = 0b10 << 32; // CSTS.CFS
-        let mut c = controller(&mut bar).unwrap();
+        let c = controller(&mut bar).unwrap();
         let admin = AdminQueues {
             sq: 0,
             sq_entries: 2,
@@ -509,7 +476,7 @@ mod tests {
     #[test]
     fn enable_rejects_bad_queues_and_disable_waits() {
         let mut bar = fake_bar(QEMU_CAP);
-        let mut c = controller(&mut bar).unwrap();
+        let c = controller(&mut bar).unwrap();
         let clock = Ticking(Cell::new(0));
         let bad = |sq, n| AdminQueues {
             sq,
@@ -531,7 +498,7 @@ mod tests {
         ));
         assert_eq!(c.disable(&clock), Ok(()));
         bar[0x18 / 8] = 1 << 32; // CSTS.RDY stuck at 1
-        let mut c = controller(&mut bar).unwrap();
+        let c = controller(&mut bar).unwrap();
         assert_eq!(
             c.disable(&clock),
             Err(BoardError::Timeout("NVMe CSTS.RDY = 0"))

@@ -14,7 +14,7 @@ use dma_qemu_virt::memmap::{
 use dma_qemu_virt::memory::BoardMemory;
 use dma_qemu_virt::nvme::NvmeController;
 use dma_qemu_virt::pci::{self, AssignedBar, Ecam, Function, MmioWindow};
-use dma_qemu_virt::smmu::{Smmu, SmmuConfig};
+use dma_qemu_virt::smmu::{Smmu, SmmuConfig, SmmuIommu};
 use dma_qemu_virt::timer::GenericTimer;
 use dma_qemu_virt::{BoardError, Result};
 
@@ -36,8 +36,9 @@ pub struct Board {
     pub nvme_bar: AssignedBar,
     /// The controller, disabled.
     pub nvme: NvmeController,
-    /// The SMMU: queues on, every stream aborting, translation off.
-    pub smmu: Smmu<&'static BoardMemory>,
+    /// The SMMU (queues on, every stream aborting, translation off), behind
+    /// the lock that lets `dma-iommu` drive it.
+    pub smmu: SmmuIommu<&'static BoardMemory, GenericTimer>,
 }
 
 impl Board {
@@ -131,7 +132,7 @@ impl Board {
             nvme_function,
             nvme_bar,
             nvme,
-            smmu,
+            smmu: SmmuIommu::new(smmu, clock),
         })
     }
 }

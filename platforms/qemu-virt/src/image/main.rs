@@ -19,7 +19,7 @@ mod boot;
 #[macro_use]
 mod console;
 #[cfg(target_os = "none")]
-mod probe;
+mod io;
 #[cfg(target_os = "none")]
 mod suite;
 

@@ -4,19 +4,26 @@
 use alloc::format;
 use alloc::string::String;
 
-use dma_api::{Cacheability, PhysMemory};
-use dma_qemu_virt::memmap::NVME_VENDOR_ID;
+use core::time::Duration;
+
+use dma_api::{DmaAlloc, DmaBuf, DmaMap, FromDevice, StreamingMapping};
+use dma_coherence::arch::aarch64::Aarch64Maintenance;
+use dma_coherence::CacheMaintenance;
+use dma_direct::DirectPlatform;
+use dma_iommu::{
+    Access, Asid, DeviceId, DomainConfig, FaultKind, IommuHardware, IommuPlatform, Strict,
+};
+use dma_qemu_virt::driver::{read_write, NSID};
+use dma_qemu_virt::memory::BoardMemory;
 use dma_qemu_virt::report::{ExitCode, Reporter};
-use dma_qemu_virt::smmu::{Event, EventKind};
-use dma_qemu_virt::timer::Clock;
+use dma_qemu_virt::smmu::SmmuIommu;
+use dma_qemu_virt::timer::{Clock, GenericTimer};
+use dma_qemu_virt::BoardError;
+use dma_ring::nvme::opcode;
 
 use crate::board::Board;
 use crate::console::Console;
-use crate::probe::{AdminProbe, ProbeTables};
-
-/// A device address the probe tables leave unmapped (RAM's gigabyte is the
-/// only mapping): the third gigabyte.
-const UNMAPPED_IOVA: u64 = 0x8000_0000;
+use crate::io;
 
 /// Runs everything and returns the exit code.
 pub fn run() -> ExitCode {
@@ -35,7 +42,7 @@ pub fn run() -> ExitCode {
     let board = Board::bring_up(|name, result| {
         r.outcome(name, result.map_err(|e| format!("{e}")));
     });
-    let Ok(mut board) = board else {
+    let Ok(board) = board else {
         r.done();
         return ExitCode::BootFailed;
     };
@@ -63,7 +70,7 @@ pub fn run() -> ExitCode {
             caps.timeout
         )),
     );
-    let f = board.smmu.features();
+    let f = board.smmu.lock().features();
     r.outcome::<_, String>(
         "smmu.features",
         Ok(format!(
@@ -72,131 +79,197 @@ pub fn run() -> ExitCode {
         )),
     );
 
-    let probe = AdminProbe::enable(&mut board);
-    let ok = r.outcome(
-        "nvme.ready",
-        probe
-            .as_ref()
-            .map(|_| "CSTS.RDY = 1")
-            .map_err(|e| format!("{e}")),
-    );
-    let Ok(mut probe) = probe else {
-        return r.done();
-    };
-    if ok {
-        identify_tests(&mut r, &mut board, &mut probe);
-    }
-    let finished = probe.finish(&mut board);
-    r.outcome(
-        "nvme.disable",
-        finished
-            .map(|()| "CSTS.RDY = 0")
-            .map_err(|e| format!("{e}")),
-    );
-    r.done()
-}
-
-/// Identify with the SMMU bypassing, translating, and faulting.
-fn identify_tests(r: &mut Reporter<Console>, board: &mut Board, probe: &mut AdminProbe) {
     let sid = board.nvme_stream_id();
-    let Ok(data) = board
-        .memory
-        .alloc_pages(1, Cacheability::Uncached, u64::MAX)
-    else {
-        r.outcome::<&str, _>("nvme.identify", Err("no page for the data"));
-        return;
-    };
-    let vid = || {
-        // SAFETY: the first two bytes of the page allocated above, which the
-        // controller wrote before completing; read volatile.
-        unsafe { data.cpu.as_ptr().cast::<u16>().read_volatile() }
-    };
-    let clear = || {
-        // SAFETY: the page is ours; no command is outstanding.
-        unsafe { data.cpu.as_ptr().write_bytes(0, 4096) }
-    };
-
-    // 1. SMMU on, the NVMe's stream in bypass.
-    let bypass = board
-        .smmu
-        .enable(&board.clock)
-        .and_then(|()| board.smmu.set_bypass(sid, &board.clock))
-        .and_then(|()| probe.identify_controller(board, data.phys.as_u64()));
-    r.outcome(
-        "nvme.identify_smmu_bypass",
-        match bypass {
-            Ok(c) if c.status == 0 && vid() == NVME_VENDOR_ID => Ok(format!("VID {:#06x}", vid())),
-            Ok(c) => Err(format!("status {:#x} VID {:#06x}", c.status, vid())),
-            Err(e) => Err(format!("{e}")),
-        },
-    );
-
-    // 2. Stage-1 translation through an identity block over RAM.
-    clear();
-    let tables = ProbeTables::new(board);
-    let translated = tables.as_ref().map_err(|e| *e).and_then(|t| {
-        board.smmu.attach_stage1(sid, &t.stage1(1), &board.clock)?;
-        probe.identify_controller(board, data.phys.as_u64())
-    });
-    let event = board.smmu.pop_event();
-    r.outcome(
-        "nvme.identify_smmu_stage1",
-        match (translated, event) {
-            (Ok(c), None) if c.status == 0 && vid() == NVME_VENDOR_ID => {
-                Ok(format!("VID {:#06x} through STE/CD/table", vid()))
-            }
-            (Ok(c), event) => Err(format!(
-                "status {:#x} VID {:#06x} event {event:?}",
-                c.status,
-                vid()
-            )),
-            (Err(e), event) => Err(format!("{e}, event {event:?}")),
-        },
-    );
-
-    // 3. The data pointer outside the mapping: the SMMU must fault it.
-    let faulted = probe.identify_controller(board, UNMAPPED_IOVA);
-    let mut first: Option<Event> = None;
-    let mut events = 0u32;
-    while let Some(e) = board.smmu.pop_event() {
-        first.get_or_insert(e);
-        events += 1;
-    }
-    r.outcome(
-        "smmu.translation_fault",
-        match (faulted, first) {
-            (Ok(c), Some(e))
-                if e.kind == EventKind::Translation
-                    && e.stream_id == sid
-                    && e.address.is_some_and(|a| a & !0xfff == UNMAPPED_IOVA) =>
-            {
-                Ok(format!(
-                    "F_TRANSLATION sid {} addr {:#x} write {}; {events} events, {} overflows; NVMe status {:#x}",
-                    e.stream_id,
-                    e.address.unwrap_or(0),
-                    e.read == Some(false),
-                    board.smmu.event_overflows(),
-                    c.status
-                ))
-            }
-            (Ok(c), e) => Err(format!("status {:#x}, first event {e:?}", c.status)),
-            (Err(err), e) => Err(format!("{err}, first event {e:?}")),
-        },
-    );
-    r.outcome(
-        "nvme.alive_after_fault",
-        if board.nvme.is_fatal() {
-            Err("CSTS.CFS")
-        } else {
-            Ok("CSTS.CFS = 0")
-        },
-    );
-    let off = board
-        .smmu
-        .set_bypass(sid, &board.clock)
-        .and_then(|()| board.smmu.disable(&board.clock));
+    let board = &board;
+    direct(&mut r, board, sid);
+    iommu(&mut r, board, sid);
+    let off = board.smmu.lock().disable(&board.clock);
     r.outcome(
         "smmu.disable",
         off.map(|()| "SMMUEN = 0").map_err(|e| format!("{e}")),
     );
+    r.done()
+}
+
+/// The direct backend: ARM non-coherent preset (every map and sync does
+/// `dc` maintenance at EL1) over the board's memory, with the SMMU on and
+/// the NVMe's stream in bypass.
+fn direct(r: &mut Reporter<Console>, board: &Board, sid: u32) {
+    let bypass = {
+        let mut smmu = board.smmu.lock();
+        smmu.enable(&board.clock)
+            .and_then(|()| smmu.set_bypass(sid, &board.clock))
+    };
+    let ok = r.outcome(
+        "direct.smmu_bypass",
+        bypass
+            .map(|()| format!("SMMUEN = 1, STE {sid} bypass"))
+            .map_err(|e| format!("{e}")),
+    );
+    let constraints = match io::constraints() {
+        Ok(c) => c,
+        Err(e) => {
+            r.outcome::<&str, _>("direct.constraints", Err(format!("{e}")));
+            return;
+        }
+    };
+    if !ok {
+        return;
+    }
+    let platform = DirectPlatform::arm_noncoherent(board.memory, constraints);
+    let line = platform.cache().line_size();
+    r.outcome::<_, String>(
+        "direct.platform",
+        Ok(format!(
+            "arm_noncoherent: {:?} maintenance, {line}-byte lines",
+            platform.cache().level()
+        )),
+    );
+    io::run(r, board, "direct", &platform, DIRECT_DISK, |_, _| {});
+    let event = board.smmu.lock().pop_event();
+    r.outcome(
+        "direct.no_smmu_events",
+        match event {
+            None => Ok("event queue empty"),
+            Some(e) => Err(format!("{e:?}")),
+        },
+    );
+}
+
+/// The IOMMU backend: `dma-iommu`'s platform over the SMMU, whose stage-1
+/// walks use `dma-iommu`'s VMSAv8-64 tables; every queue, list page and
+/// buffer address the controller sees is an IOVA.
+fn iommu(r: &mut Reporter<Console>, board: &Board, sid: u32) {
+    let Ok(constraints) = io::constraints() else {
+        return;
+    };
+    let platform = IommuPlatform::new(
+        board.memory,
+        Aarch64Maintenance::el1(),
+        &board.smmu,
+        Strict,
+        constraints,
+        DomainConfig::new(DeviceId(sid), Asid(1)),
+    );
+    let ok = r.outcome(
+        "iommu.attach",
+        platform
+            .as_ref()
+            .map(|p| {
+                let c = p.context();
+                format!(
+                    "STE {sid} -> CD: TTB0 {} IAS {} ASID {} walk coherent {}",
+                    c.root, c.ias_bits, c.asid.0, c.walk_coherent
+                )
+            })
+            .map_err(|e| format!("{e:?}")),
+    );
+    let Ok(platform) = platform else { return };
+    if !ok {
+        return;
+    }
+    io::run(r, board, "iommu", &platform, IOMMU_DISK, |r, s| {
+        fault_after_unmap(r, s, &platform, sid, IOMMU_DISK.base);
+    });
+    drop(platform);
+    let fault = board.smmu.take_fault(DeviceId(sid));
+    r.outcome(
+        "iommu.detach",
+        match fault {
+            None => Ok(String::from(
+                "STE aborts, ASID invalidated, no stray faults",
+            )),
+            Some(f) => Err(format!("stray fault {f}")),
+        },
+    );
+}
+
+/// Disk areas: 8 MiB apart, so each backend's data is checked on its own.
+const DIRECT_DISK: io::DiskLayout = io::DiskLayout {
+    base: 0,
+    seed: 0x100,
+};
+const IOMMU_DISK: io::DiskLayout = io::DiskLayout {
+    base: 16384,
+    seed: 0x200,
+};
+
+type BoardIommu<'a> = IommuPlatform<
+    &'static BoardMemory,
+    Aarch64Maintenance,
+    &'a SmmuIommu<&'static BoardMemory, GenericTimer>,
+    Strict,
+>;
+
+/// Maps a buffer, unmaps it (the strict policy invalidates the IOTLB and
+/// syncs), then has the controller write to the stale IOVA: the SMMU must
+/// block every access and record F_TRANSLATION events, while QEMU's NVMe
+/// still completes the command with success.
+fn fault_after_unmap<P: DmaMap + DmaAlloc + Clone>(
+    r: &mut Reporter<Console>,
+    s: &mut io::Session<'_, P>,
+    platform: &BoardIommu<'_>,
+    sid: u32,
+    lba: u64,
+) {
+    let outcome = (|| -> core::result::Result<String, String> {
+        let e = |e: BoardError| format!("{e}");
+        let mut stale = 0;
+        while platform.take_fault().is_some() {
+            stale += 1;
+        }
+        if stale != 0 {
+            return Err(format!("{stale} faults before the test"));
+        }
+        let buf = DmaBuf::new(4096, 4096).map_err(|x| format!("{x:?}"))?;
+        let map = StreamingMapping::<_, FromDevice, _>::map(platform, buf)
+            .map_err(|x| format!("{:?}", x.error))?;
+        let iova = map.dma_addr();
+        let buf = map.unmap().map_err(|x| format!("{x:?}"))?;
+        if platform.iova_to_phys(iova).is_some() {
+            return Err(format!("{iova} still translates after unmap"));
+        }
+        let mut cmd = read_write(opcode::READ, NSID, lba, 1).map_err(e)?;
+        cmd.prp1 = iova.as_u64();
+        s.driver
+            .io()
+            .map_err(e)?
+            .submit(cmd, io::Io::Unowned)
+            .map_err(|x| format!("{}", x.error))?;
+        let done = s.driver.wait_io(Duration::from_secs(5)).map_err(e)?;
+        let status = done.status;
+        let first = platform.take_fault();
+        let mut events = u32::from(first.is_some());
+        while platform.take_fault().is_some() {
+            events += 1;
+        }
+        let f = first.ok_or(format!("no SMMU event (NVMe status {:#x})", status.code()))?;
+        let expected = f.kind == FaultKind::Translation { level: 0 }
+            && f.device == DeviceId(sid)
+            && f.access == Access::Write
+            && f.iova.as_u64() & !0xfff == iova.as_u64() & !0xfff;
+        if !expected {
+            return Err(format!("unexpected fault {f} for IOVA {iova}"));
+        }
+        if buf.iter().any(|&b| b != 0) {
+            return Err(String::from("the blocked data reached the unmapped buffer"));
+        }
+        if s.driver.controller().is_fatal() {
+            return Err(String::from("CSTS.CFS after the blocked transfer"));
+        }
+        let overflows = board_overflows(platform);
+        Ok(format!(
+            "F_TRANSLATION sid {} {:?} at {} ({events} events, {overflows} overflows); \
+             NVMe status success {} (QEMU completes blocked transfers)",
+            f.device.0,
+            f.access,
+            f.iova,
+            status.is_success()
+        ))
+    })();
+    r.outcome("iommu.fault_after_unmap", outcome);
+}
+
+fn board_overflows(platform: &BoardIommu<'_>) -> u32 {
+    platform.hardware().lock().event_overflows()
 }

@@ -11,6 +11,7 @@
 //! waits for the SYNC to be consumed (§3.21, §4.7.3).
 
 pub mod command;
+pub mod domain;
 pub mod event;
 pub mod queue;
 pub mod regs;
@@ -24,6 +25,7 @@ use dma_coherence::barrier;
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 
 pub use command::Command;
+pub use domain::SmmuIommu;
 pub use event::{Event, EventKind, EventRecord};
 use queue::QueueIndex;
 use regs::{
