@@ -14,12 +14,22 @@
 //!   reset/enable sequence with timeouts;
 //! - [`smmu`]: an SMMUv3 stage-1 driver: linear stream table, STEs and CDs,
 //!   command queue with CFGI/TLBI/SYNC, event queue with fault decoding;
+//!   and [`smmu::SmmuIommu`], `dma-iommu`'s `IommuHardware` over it, so
+//!   the IOMMU backend's VMSAv8-64 tables are what the SMMU walks;
+//! - [`driver`]: a reference NVMe driver from the crate family: `dma-ring`
+//!   queue pairs on coherent memory with doorbells from `dma-ring`'s
+//!   register array, Identify through streaming mappings, I/O queue
+//!   creation and deletion, over any `dma-api` platform;
 //! - [`uart`], [`timer`], [`report`]: console, timeouts, and the test
 //!   protocol the image prints and `cargo xtask qemu` parses (with the
 //!   semihosting exit).
 //!
 //! The binary target is the test image itself; it only means something for
-//! `aarch64-unknown-none`, where `cargo xtask qemu` builds and runs it.
+//! `aarch64-unknown-none`, where `cargo xtask qemu` builds and runs it. It
+//! runs the same NVMe data tests (one block, PRP2, a chained PRP list,
+//! queue wrap-around) over the direct backend (`dma-direct`'s ARM
+//! non-coherent preset, SMMU bypass) and the IOMMU backend (`dma-iommu`
+//! through [`smmu::SmmuIommu`]), plus a translation fault after unmap.
 //!
 //! # Example
 //!

@@ -17,6 +17,15 @@ pub trait Clock {
     fn frequency(&self) -> u64;
 }
 
+impl<C: Clock + ?Sized> Clock for &C {
+    fn now(&self) -> u64 {
+        (**self).now()
+    }
+    fn frequency(&self) -> u64 {
+        (**self).frequency()
+    }
+}
+
 /// A point in time on a clock after which a wait gives up.
 #[derive(Clone, Copy, Debug)]
 pub struct Deadline {

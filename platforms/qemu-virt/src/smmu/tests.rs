@@ -325,3 +325,180 @@ fn events_are_read_in_order_and_overflow_is_acknowledged() {
     );
     assert_eq!(s.event_overflows(), 1);
 }
+
+mod iommu_hardware {
+    //! The `dma-iommu` adapter against the same fake.
+    use dma_api::{DmaAddr, PhysAddr};
+    use dma_iommu::{Access, Asid, DeviceId, DomainContext, FaultKind, IommuHardware, TableFormat};
+
+    use super::*;
+    use crate::smmu::domain::{fault_of, stage1_config, TLBI_VA_LIMIT_PAGES};
+
+    fn ctx(walk_coherent: bool) -> DomainContext {
+        DomainContext {
+            device: DeviceId(8),
+            asid: Asid(3),
+            root: PhysAddr::new(0x4400_0000),
+            ias_bits: 48,
+            format: TableFormat::Vmsav8Stage1 { mair: 0x44_04ff },
+            walk_coherent,
+        }
+    }
+
+    #[test]
+    fn attach_points_the_stream_at_the_domain_tables_and_enables() {
+        let mut frame = Frame::new(IDR0);
+        let clock = frame.fake(true, None);
+        let hw = SmmuIommu::new(smmu(&mut frame, &clock).unwrap(), &clock);
+        clock.seen.borrow_mut().clear();
+        hw.attach(&ctx(true)).unwrap();
+        assert!(hw.lock().is_enabled());
+        let seen = clock.seen.borrow().clone();
+        assert!(seen.contains(&Command::cfgi_cd(8)));
+        assert!(seen.contains(&Command::tlbi_nh_asid(3)));
+        let cfg = stage1_config(&ctx(true), true).unwrap();
+        assert_eq!(
+            (cfg.ttb0, cfg.input_bits, cfg.mair, cfg.asid, cfg.walk),
+            (0x4400_0000, 48, 0x44_04ff, 3, WalkAttrs::WriteBack)
+        );
+        assert_eq!(
+            stage1_config(&ctx(false), true).unwrap().walk,
+            WalkAttrs::NonCacheable,
+            "tables cleaned to memory are walked non-cacheable"
+        );
+        hw.detach(&ctx(true));
+        let tail: Vec<Command> = clock.seen.borrow()[seen.len()..].to_vec();
+        assert_eq!(
+            tail,
+            [
+                Command::cfgi_ste(8),
+                Command::sync(),
+                Command::cfgi_ste(8),
+                Command::sync(),
+                Command::tlbi_nh_asid(3),
+                Command::sync()
+            ]
+        );
+        hw.sync().unwrap();
+    }
+
+    #[test]
+    fn attach_refuses_what_the_smmu_cannot_walk() {
+        assert_eq!(
+            stage1_config(&ctx(true), false).err(),
+            Some(BoardError::Unsupported("coherent table walks (COHACC)"))
+        );
+        let mut wide = ctx(false);
+        wide.ias_bits = 300;
+        assert!(matches!(
+            stage1_config(&wide, true),
+            Err(BoardError::InvalidArgument(_))
+        ));
+        let mut frame = Frame::new(IDR0);
+        let clock = frame.fake(true, None);
+        let hw = SmmuIommu::new(smmu(&mut frame, &clock).unwrap(), &clock);
+        let mut bad = ctx(false);
+        bad.root = PhysAddr::new(0x4400_0800);
+        let err = hw.attach(&bad).unwrap_err();
+        assert_eq!(err.kind(), dma_api::ErrorKind::InvalidConstraints);
+        bad.device = DeviceId(4096);
+        assert!(hw.attach(&bad).is_err(), "StreamID beyond the table");
+    }
+
+    #[test]
+    fn invalidations_are_per_page_or_per_asid_and_complete_at_sync() {
+        let mut frame = Frame::new(IDR0);
+        let clock = frame.fake(true, None);
+        let hw = SmmuIommu::new(smmu(&mut frame, &clock).unwrap(), &clock);
+        clock.seen.borrow_mut().clear();
+        // Three pages touched by an unaligned range.
+        hw.invalidate_range(Asid(3), DmaAddr::new(0x1_0800), 0x2000);
+        hw.sync().unwrap();
+        let long = (TLBI_VA_LIMIT_PAGES + 1) * 4096;
+        hw.invalidate_range(Asid(3), DmaAddr::new(0x20_0000), long);
+        hw.invalidate_all(Asid(4));
+        hw.sync().unwrap();
+        assert_eq!(
+            *clock.seen.borrow(),
+            [
+                Command::tlbi_nh_va(3, 0x1_0000),
+                Command::tlbi_nh_va(3, 0x1_1000),
+                Command::tlbi_nh_va(3, 0x1_2000),
+                Command::sync(),
+                Command::tlbi_nh_asid(3),
+                Command::tlbi_nh_asid(4),
+                Command::sync(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_invalidation_is_reported_by_the_next_sync() {
+        let mut frame = Frame::new(IDR0);
+        let clock = frame.fake(true, None);
+        let s = smmu(&mut frame, &clock).unwrap();
+        let reject = frame.fake(true, Some(0x12));
+        let hw = SmmuIommu::new(s, &reject);
+        hw.invalidate_range(Asid(1), DmaAddr::new(0x1000), 0x1000);
+        let err = hw.sync().unwrap_err();
+        assert_eq!(err.kind(), dma_api::ErrorKind::DeviceMisbehaved);
+        assert_eq!(err.addr(), Some(0x12), "the rejected opcode");
+        hw.invalidate_all(Asid(1));
+        hw.sync().unwrap();
+    }
+
+    #[test]
+    fn faults_come_from_the_event_queue_per_device() {
+        let mut frame = Frame::new(IDR0);
+        let clock = frame.fake(true, None);
+        let hw = SmmuIommu::new(smmu(&mut frame, &clock).unwrap(), &clock);
+        assert_eq!(hw.take_fault(DeviceId(8)), None);
+        let q = hw.lock().eventq.cpu.as_ptr().cast::<u64>();
+        let records: [[u64; 4]; 2] = [
+            // F_TRANSLATION for StreamID 9 (another device), a read.
+            [0x0000_0009_0000_0010, 1 << 35, 0x5000, 0],
+            // F_PERMISSION for StreamID 8, a write.
+            [0x0000_0008_0000_0013, 0, 0x7000_0040, 0],
+        ];
+        // SAFETY: the first two records of the driver's live event queue.
+        unsafe {
+            for (r, words) in records.iter().enumerate() {
+                for (i, w) in words.iter().enumerate() {
+                    q.add(r * 4 + i).write_volatile(*w);
+                }
+            }
+        }
+        frame.0[(0x1_0000 + 0xa8) / 4] = 2;
+        let f = hw.take_fault(DeviceId(8)).unwrap();
+        assert_eq!(
+            (f.device, f.iova, f.access, f.kind),
+            (
+                DeviceId(8),
+                DmaAddr::new(0x7000_0040),
+                Access::Write,
+                FaultKind::Permission { level: 0 }
+            )
+        );
+        assert_eq!(hw.take_fault(DeviceId(8)), None);
+        let other = hw.take_fault(DeviceId(9)).unwrap();
+        assert_eq!(
+            (other.access, other.kind),
+            (Access::Read, FaultKind::Translation { level: 0 })
+        );
+        assert_eq!(hw.take_fault(DeviceId(9)), None, "kept once, taken once");
+    }
+
+    #[test]
+    fn configuration_events_become_walk_aborts() {
+        let bad_ste = EventRecord([0x0000_0008_0000_0004, 0, 0, 0]).decode();
+        let f = fault_of(&bad_ste);
+        assert_eq!(
+            (f.iova, f.kind),
+            (DmaAddr::ZERO, FaultKind::WalkAbort { level: 0 })
+        );
+        let size = EventRecord([0x0000_0008_0000_0011, 1 << 35, 0x1_0000_0000, 0]).decode();
+        assert_eq!(fault_of(&size).kind, FaultKind::AddressSize);
+        let af = EventRecord([0x0000_0008_0000_0012, 0, 0x10, 0]).decode();
+        assert_eq!(fault_of(&af).kind, FaultKind::AccessFlag { level: 0 });
+    }
+}
