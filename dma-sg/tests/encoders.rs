@@ -75,8 +75,9 @@ fn prp_shapes_round_trip_and_lists_chain_at_page_ends() {
         }
         if blocks > 1 {
             // The chain pointer is the last slot of the first list page.
-            let first = req.list_addrs().next().unwrap();
-            let second = req.list_addrs().nth(1).unwrap();
+            let first = req.list_regions().next().unwrap().addr;
+            let second = req.list_regions().nth(1).unwrap().addr;
+            assert_eq!(req.list_regions().next().unwrap().len, P);
             // SAFETY: the last slot of a page block the request holds.
             let chain = unsafe { device_read_u64(DmaAddr::new(first.as_u64() + P - 8)) };
             assert_eq!(chain, second.as_u64());

@@ -296,9 +296,12 @@ mod encode {
             self.lists.len()
         }
 
-        /// The device addresses of the list blocks, in chain order.
-        pub fn list_addrs(&self) -> impl Iterator<Item = DmaAddr> + '_ {
-            self.lists.iter().map(|b| b.dma_addr())
+        /// The list blocks as device ranges (address and block size), in
+        /// chain order.
+        pub fn list_regions(&self) -> impl Iterator<Item = DmaSegment> + '_ {
+            self.lists
+                .iter()
+                .map(|b| DmaSegment::new(b.dma_addr(), b.size() as u64))
         }
     }
 
@@ -405,7 +408,7 @@ mod encode {
             let start = block.dma_addr().as_u64();
             let to_page_end = page - (start & (page - 1));
             let reaches_page_end = block.size() as u64 >= to_page_end;
-            let slots = (block.size() as u64).min(to_page_end) as usize / PRP_ENTRY_SIZE;
+            let slots = (block.size() as u64).min(to_page_end) as usize / PRP_ENTRY_SIZE - 1; // PLANTED off-by-one
             if remaining <= slots {
                 for i in 0..remaining {
                     block.write_at::<u64>(i * PRP_ENTRY_SIZE, next()?.as_u64().to_le())?;
