@@ -191,7 +191,10 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         let free = self.free;
         let slot = &mut self.storage.as_mut()[usize::from(index)];
         let taken = Taken {
-            value: slot.value.take().ok_or(RingError::new(RingErrorKind::NotInFlight))?,
+            value: slot
+                .value
+                .take()
+                .ok_or(RingError::new(RingErrorKind::NotInFlight))?,
             count: slot.count,
         };
         slot.generation = slot.generation.wrapping_add(1) & mask;
@@ -332,7 +335,10 @@ mod tests {
         let second = t.insert(20, 0, 1).unwrap();
         assert_eq!(first & 1, second & 1, "same slot reused");
         assert_ne!(first, second, "with a new generation");
-        assert_eq!(t.take(first).unwrap_err().kind(), RingErrorKind::NotInFlight);
+        assert_eq!(
+            t.take(first).unwrap_err().kind(),
+            RingErrorKind::NotInFlight
+        );
         assert_eq!(t.take(second).unwrap().value, 20);
     }
 

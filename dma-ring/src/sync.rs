@@ -4,7 +4,7 @@
 //! barriers are loom fences (from `dma-coherence`), so the loom models
 //! explore every interleaving and reordering the protocols allow. A model
 //! can also switch one of the crate's barriers off on its own thread
-//! ([`sabotage`]) to show that the model notices the missing barrier.
+//! (`sabotage`, present only under `--cfg dma_loom`) to show that the model notices the missing barrier.
 
 #[cfg(not(dma_loom))]
 pub(crate) use core::sync::atomic::{AtomicU32, Ordering};

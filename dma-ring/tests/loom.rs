@@ -21,7 +21,9 @@ use std::sync::Arc;
 use common::{NicDevice, NvmeController, PackedDevice, SplitDevice};
 use dma_api::DmaAddr;
 use dma_ring::nic::{NicRxRing, NicTxRing, TxSegment};
-use dma_ring::nvme::{opcode, NvmeCommand, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair, NvmeStatus};
+use dma_ring::nvme::{
+    opcode, NvmeCommand, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair, NvmeStatus,
+};
 use dma_ring::sync::{sabotage, Barrier};
 use dma_ring::virtio::packed::{PackedLayout, PackedQueue};
 use dma_ring::virtio::split::{SplitLayout, SplitQueue};
@@ -50,15 +52,34 @@ const NVME_COMMANDS: u32 = 3;
 
 fn nvme_model() {
     let (sq, cq) = (memory(2 * 64, 0x10000), memory(2 * 16, 0x20000));
-    let (sq_db, cq_db) = (Arc::new(AtomicDoorbell::new(0)), Arc::new(AtomicDoorbell::new(0)));
-    let config = NvmeQueueConfig { qid: 1, sq_size: 2, cq_size: 2 };
-    let doorbells = NvmeDoorbells { sq_tail: sq_db.clone(), cq_head: cq_db.clone() };
-    let mut qp = NvmeQueuePair::new(config, sq.clone(), cq.clone(), doorbells, slot_vec::<u32>(1)).unwrap();
+    let (sq_db, cq_db) = (
+        Arc::new(AtomicDoorbell::new(0)),
+        Arc::new(AtomicDoorbell::new(0)),
+    );
+    let config = NvmeQueueConfig {
+        qid: 1,
+        sq_size: 2,
+        cq_size: 2,
+    };
+    let doorbells = NvmeDoorbells {
+        sq_tail: sq_db.clone(),
+        cq_head: cq_db.clone(),
+    };
+    let mut qp = NvmeQueuePair::new(
+        config,
+        sq.clone(),
+        cq.clone(),
+        doorbells,
+        slot_vec::<u32>(1),
+    )
+    .unwrap();
 
     let device = thread::spawn(move || {
         let mut ctrl = NvmeController::new(sq, 2, cq, 2, 1);
         for _ in 0..NVME_COMMANDS {
-            wait(|| (ctrl.sq_head != sq_db.value() && ctrl.cq_has_room(cq_db.value())).then_some(()));
+            wait(|| {
+                (ctrl.sq_head != sq_db.value() && ctrl.cq_has_room(cq_db.value())).then_some(())
+            });
             let cmd = ctrl.fetch();
             // A whole command, never half of one.
             assert_eq!(cmd.opcode(), opcode::READ);
@@ -76,7 +97,11 @@ fn nvme_model() {
         qp.submit(cmd, i).unwrap();
         let done = wait(|| qp.poll().unwrap());
         assert_eq!(done.buffers, i);
-        assert_eq!((done.dw0, done.dw1), (i + 1, !(i + 1)), "payload read after the phase tag");
+        assert_eq!(
+            (done.dw0, done.dw1),
+            (i + 1, !(i + 1)),
+            "payload read after the phase tag"
+        );
         qp.release_completions();
     }
     device.join().unwrap();
@@ -118,10 +143,14 @@ fn nic_rx_model() {
         }
     });
     for p in 0..PACKETS {
-        rx.post(DmaAddr::new(0x1000 * u64::from(p + 1)), 1500, p).unwrap();
+        rx.post(DmaAddr::new(0x1000 * u64::from(p + 1)), 1500, p)
+            .unwrap();
         rx.ring_doorbell();
         let got = wait(|| rx.poll().unwrap());
-        assert_eq!((got.buffer, got.len, got.checksum), (p, 60 + p as u16, 0xabcd));
+        assert_eq!(
+            (got.buffer, got.len, got.checksum),
+            (p, 60 + p as u16, 0xabcd)
+        );
     }
     device.join().unwrap();
 }
@@ -156,8 +185,14 @@ fn nic_tx_model() {
     });
     for p in 0..2u64 {
         let segs = [
-            TxSegment { addr: DmaAddr::new(0x100 * (p + 1)), len: 14 },
-            TxSegment { addr: DmaAddr::new(0x2000 * (p + 1)), len: 100 },
+            TxSegment {
+                addr: DmaAddr::new(0x100 * (p + 1)),
+                len: 14,
+            },
+            TxSegment {
+                addr: DmaAddr::new(0x2000 * (p + 1)),
+                len: 100,
+            },
         ];
         tx.transmit(&segs, p as u32).unwrap();
         tx.ring_doorbell();
@@ -186,7 +221,11 @@ fn split_model() {
         for r in 0..REQUESTS {
             let chain = wait(|| dev.pop());
             let base = 0x1000 * u64::from(r + 1);
-            assert_eq!(chain.descs, [(base, 16, false), (base + 0x100, 512, true)], "a whole chain");
+            assert_eq!(
+                chain.descs,
+                [(base, 16, false), (base + 0x100, 512, true)],
+                "a whole chain"
+            );
             dev.push_used(chain.id.into(), 200 + r);
         }
     });
@@ -223,7 +262,8 @@ fn split_event_idx_model() {
     let layout = SplitLayout::new(2).unwrap();
     let mem = memory(layout.bytes, 0x60000);
     let notify = Arc::new(AtomicDoorbell::new(0));
-    let mut vq = SplitQueue::new(mem.clone(), 2, 7, notify.clone(), true, slot_vec::<u32>(2)).unwrap();
+    let mut vq =
+        SplitQueue::new(mem.clone(), 2, 7, notify.clone(), true, slot_vec::<u32>(2)).unwrap();
     let device = thread::spawn(move || {
         let dev = SplitDevice::new(mem, 2);
         // Going to sleep: ask for a notification at index 0, then re-check.
@@ -233,7 +273,8 @@ fn split_event_idx_model() {
         let seen = unsafe { dma_ring::RingMemory::load_flag(&*dev.mem, dev.layout.avail_idx()) };
         seen != 0
     });
-    vq.add(&[Segment::new(DmaAddr::new(0x1000), 8)], &[], 0).unwrap();
+    vq.add(&[Segment::new(DmaAddr::new(0x1000), 8)], &[], 0)
+        .unwrap();
     let notified = vq.notify();
     let device_saw_it = device.join().unwrap();
     assert!(notified || device_saw_it, "lost notification");
@@ -264,7 +305,11 @@ fn packed_model() {
         for r in 0..2u32 {
             let chain = wait(|| dev.pop());
             let base = 0x1000 * u64::from(r + 1);
-            assert_eq!(chain.descs, [(base, 16, false), (base + 0x100, 512, true)], "a whole chain");
+            assert_eq!(
+                chain.descs,
+                [(base, 16, false), (base + 0x100, 512, true)],
+                "a whole chain"
+            );
             dev.push_used(chain.id, 300 + r, 2);
         }
     });

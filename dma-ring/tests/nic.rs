@@ -15,12 +15,17 @@ use tock_registers::interfaces::Readable;
 
 type Platform = DirectPlatform<HostMemory, HardwareCoherent>;
 type Mem = Coherent<[u64], &'static Platform>;
+type Rx = NicRxRing<Mem, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>;
+type Tx = NicTxRing<Mem, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>;
 
 fn platform() -> &'static Platform {
-    Box::leak(Box::new(DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED)))
+    Box::leak(Box::new(DirectPlatform::x86_coherent(
+        HostMemory,
+        DeviceConstraints::UNCONSTRAINED,
+    )))
 }
 
-fn rx(size: u32) -> (NicRxRing<Mem, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>, NicDevice<MemoryView>, Arc<AtomicDoorbell>) {
+fn rx(size: u32) -> (Rx, NicDevice<MemoryView>, Arc<AtomicDoorbell>) {
     let mem = Coherent::zeroed_slice(platform(), size as usize * 2).unwrap();
     let tail = Arc::new(AtomicDoorbell::default());
     let ring = NicRxRing::new(mem, size, tail.clone(), slot_vec(size as usize)).unwrap();
@@ -29,7 +34,7 @@ fn rx(size: u32) -> (NicRxRing<Mem, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>, N
     (ring, NicDevice::new(view, size), tail)
 }
 
-fn tx(size: u32) -> (NicTxRing<Mem, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>, NicDevice<MemoryView>, Arc<AtomicDoorbell>) {
+fn tx(size: u32) -> (Tx, NicDevice<MemoryView>, Arc<AtomicDoorbell>) {
     let mem = Coherent::zeroed_slice(platform(), size as usize * 2).unwrap();
     let tail = Arc::new(AtomicDoorbell::default());
     let ring = NicTxRing::new(mem, size, tail.clone(), slot_vec(size as usize)).unwrap();
@@ -46,17 +51,28 @@ fn buf(i: u32) -> (DmaAddr, u16, u32) {
 fn rx_receives_in_order_and_refills_across_many_laps() {
     let (mut ring, mut nic, tail) = rx(7);
     let mut next = 0;
-    assert_eq!(ring.refill(|| { next += 1; Some(buf(next - 1)) }), 6);
+    assert_eq!(
+        ring.refill(|| {
+            next += 1;
+            Some(buf(next - 1))
+        }),
+        6
+    );
     assert_eq!(tail.rings(), 1, "one tail write for the whole refill");
     let mut got = Vec::new();
     for p in 0..50u32 {
-        let addr = nic.receive(tail.value(), 64 + p as u16).expect("a posted buffer");
+        let addr = nic
+            .receive(tail.value(), 64 + p as u16)
+            .expect("a posted buffer");
         let r = ring.poll().unwrap().unwrap();
         assert_eq!(addr, 0x10_0000 + u64::from(r.buffer) * 0x800);
         assert_eq!(r.len, 64 + p as u16);
         assert!(r.status.contains(RxStatus::DD | RxStatus::EOP));
         got.push(r.buffer);
-        ring.refill(|| { next += 1; Some(buf(next - 1)) });
+        ring.refill(|| {
+            next += 1;
+            Some(buf(next - 1))
+        });
     }
     assert_eq!(got, (0..50).collect::<Vec<_>>());
     assert!(ring.poll().unwrap().is_none());
@@ -68,7 +84,10 @@ fn rx_without_buffers_receives_nothing() {
     assert_eq!(nic.receive(tail.value(), 60), None);
     assert!(ring.poll().unwrap().is_none());
     let rejected = ring.post(DmaAddr::new(0x1000), 0, 9).unwrap_err();
-    assert_eq!((rejected.kind(), rejected.buffers), (RingErrorKind::BadRequest, 9));
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::BadRequest, 9)
+    );
 }
 
 #[test]
@@ -77,7 +96,10 @@ fn rx_full_ring_hands_the_buffer_back() {
     ring.post(buf(0).0, 2048, 0).unwrap();
     ring.post(buf(1).0, 2048, 1).unwrap();
     let rejected = ring.post(buf(2).0, 2048, 2).unwrap_err();
-    assert_eq!((rejected.kind(), rejected.buffers), (RingErrorKind::Full, 2));
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Full, 2)
+    );
 }
 
 #[test]
@@ -85,14 +107,23 @@ fn tx_sends_multi_segment_packets_and_returns_buffers() {
     let (mut ring, mut nic, tail) = tx(5);
     for p in 0..20u32 {
         let segs = [
-            TxSegment { addr: DmaAddr::new(0x1000 + u64::from(p)), len: 14 },
-            TxSegment { addr: DmaAddr::new(0x9000 + u64::from(p)), len: 1000 },
+            TxSegment {
+                addr: DmaAddr::new(0x1000 + u64::from(p)),
+                len: 14,
+            },
+            TxSegment {
+                addr: DmaAddr::new(0x9000 + u64::from(p)),
+                len: 1000,
+            },
         ];
         ring.transmit(&segs, p).unwrap();
         ring.ring_doorbell();
         assert!(ring.poll().unwrap().is_none(), "not sent yet");
         let sent = nic.transmit(tail.value());
-        assert_eq!(sent, [(0x1000 + u64::from(p), 14), (0x9000 + u64::from(p), 1000)]);
+        assert_eq!(
+            sent,
+            [(0x1000 + u64::from(p), 14), (0x9000 + u64::from(p), 1000)]
+        );
         let done = ring.poll().unwrap().unwrap();
         assert_eq!(done.buffers, p);
         assert!(done.status.contains(TxStatus::DD));
@@ -103,9 +134,18 @@ fn tx_sends_multi_segment_packets_and_returns_buffers() {
 #[test]
 fn tx_refuses_bad_and_oversized_packets() {
     let (mut ring, _, _) = tx(3);
-    let seg = TxSegment { addr: DmaAddr::new(0x1000), len: 60 };
-    assert_eq!(ring.transmit(&[], 1).unwrap_err().kind(), RingErrorKind::BadRequest);
-    assert_eq!(ring.transmit(&[seg; 3], 2).unwrap_err().kind(), RingErrorKind::BadRequest);
+    let seg = TxSegment {
+        addr: DmaAddr::new(0x1000),
+        len: 60,
+    };
+    assert_eq!(
+        ring.transmit(&[], 1).unwrap_err().kind(),
+        RingErrorKind::BadRequest
+    );
+    assert_eq!(
+        ring.transmit(&[seg; 3], 2).unwrap_err().kind(),
+        RingErrorKind::BadRequest
+    );
     ring.transmit(&[seg], 3).unwrap();
     let r = ring.transmit(&[seg; 2], 4).unwrap_err();
     assert_eq!((r.kind(), r.buffers), (RingErrorKind::Full, 4));
@@ -125,7 +165,10 @@ fn queue_registers_are_programmed_through_tock_registers() {
     let base = ring.dma_addr().as_u64();
     assert_eq!(regs.base_lo.get(), base as u32);
     assert_eq!(regs.base_hi.get(), (base >> 32) as u32);
-    assert_eq!((regs.len.get(), regs.head.get(), regs.tail.get()), (128, 0, 1));
+    assert_eq!(
+        (regs.len.get(), regs.head.get(), regs.tail.get()),
+        (128, 0, 1)
+    );
 }
 
 // ---- a hostile NIC ----
@@ -137,9 +180,15 @@ fn rx_length_beyond_the_posted_buffer_is_an_error_and_breaks_the_ring() {
     ring.ring_doorbell();
     nic.raw_write_back(0, 257, 0x0003);
     let err = ring.poll().unwrap_err();
-    assert_eq!((err.kind(), err.value()), (RingErrorKind::LengthTooLarge, Some(257)));
+    assert_eq!(
+        (err.kind(), err.value()),
+        (RingErrorKind::LengthTooLarge, Some(257))
+    );
     assert_eq!(ring.poll().unwrap_err().kind(), RingErrorKind::Broken);
-    assert_eq!(ring.post(DmaAddr::new(0x2000), 256, 6).unwrap_err().buffers, 6);
+    assert_eq!(
+        ring.post(DmaAddr::new(0x2000), 256, 6).unwrap_err().buffers,
+        6
+    );
     assert_eq!(ring.reset().collect::<Vec<_>>(), [5]);
     assert!(!ring.is_broken());
 }
@@ -149,7 +198,10 @@ fn rx_done_bit_on_a_descriptor_never_handed_over_is_an_error() {
     let (mut ring, nic, _) = rx(4);
     ring.post(DmaAddr::new(0x1000), 256, 5).unwrap(); // no doorbell yet
     nic.raw_write_back(0, 60, 0x0003);
-    assert_eq!(ring.poll().unwrap_err().kind(), RingErrorKind::UnexpectedCompletion);
+    assert_eq!(
+        ring.poll().unwrap_err().kind(),
+        RingErrorKind::UnexpectedCompletion
+    );
     assert_eq!(ring.reset().count(), 1);
 }
 
@@ -163,9 +215,19 @@ fn rx_done_bit_beyond_the_posted_buffers_is_ignored_and_nothing_is_returned() {
 #[test]
 fn tx_done_bit_before_the_doorbell_is_an_error() {
     let (mut ring, nic, _) = tx(4);
-    ring.transmit(&[TxSegment { addr: DmaAddr::new(0x1000), len: 60 }], 1).unwrap();
+    ring.transmit(
+        &[TxSegment {
+            addr: DmaAddr::new(0x1000),
+            len: 60,
+        }],
+        1,
+    )
+    .unwrap();
     nic.raw_write_back(0, 0, 0x0001);
-    assert_eq!(ring.poll().unwrap_err().kind(), RingErrorKind::UnexpectedCompletion);
+    assert_eq!(
+        ring.poll().unwrap_err().kind(),
+        RingErrorKind::UnexpectedCompletion
+    );
     assert_eq!(ring.poll().unwrap_err().kind(), RingErrorKind::Broken);
     assert_eq!(ring.reset().collect::<Vec<_>>(), [1]);
 }
@@ -189,7 +251,10 @@ fn rx_a_device_on_another_thread() {
     };
     let (mut next, mut got) = (0u32, 0u32);
     while got < total {
-        ring.refill(|| { next += 1; Some(buf(next - 1)) });
+        ring.refill(|| {
+            next += 1;
+            Some(buf(next - 1))
+        });
         while let Some(r) = ring.poll().unwrap() {
             assert_eq!(r.buffer, got);
             assert_eq!(r.len, (got % 1500) as u16 + 1);

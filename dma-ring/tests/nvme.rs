@@ -16,10 +16,14 @@ use dma_ring::regs::NvmeQueueDoorbells;
 use dma_ring::{AtomicDoorbell, MemoryView, RingErrorKind, Slot};
 
 type Platform = DirectPlatform<HostMemory, HardwareCoherent>;
-type Qp = NvmeQueuePair<Coherent<[u64], &'static Platform>, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>;
+type Qp =
+    NvmeQueuePair<Coherent<[u64], &'static Platform>, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>;
 
 fn platform() -> &'static Platform {
-    Box::leak(Box::new(DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED)))
+    Box::leak(Box::new(DirectPlatform::x86_coherent(
+        HostMemory,
+        DeviceConstraints::UNCONSTRAINED,
+    )))
 }
 
 struct Rig {
@@ -33,12 +37,29 @@ impl Rig {
     fn new(sq_size: u32, cq_size: u32) -> Self {
         let sq_db = Arc::new(AtomicDoorbell::default());
         let cq_db = Arc::new(AtomicDoorbell::default());
-        let config = NvmeQueueConfig { qid: 1, sq_size, cq_size };
-        let doorbells = NvmeDoorbells { sq_tail: sq_db.clone(), cq_head: cq_db.clone() };
+        let config = NvmeQueueConfig {
+            qid: 1,
+            sq_size,
+            cq_size,
+        };
+        let doorbells = NvmeDoorbells {
+            sq_tail: sq_db.clone(),
+            cq_head: cq_db.clone(),
+        };
         let qp = Qp::allocate(platform(), config, doorbells).unwrap();
         // SAFETY: the views are used only while `qp` lives (same Rig).
-        let (sq, cq) = unsafe { (MemoryView::of(qp.sq_memory()), MemoryView::of(qp.cq_memory())) };
-        Self { ctrl: NvmeController::new(sq, sq_size, cq, cq_size, 1), qp, sq_db, cq_db }
+        let (sq, cq) = unsafe {
+            (
+                MemoryView::of(qp.sq_memory()),
+                MemoryView::of(qp.cq_memory()),
+            )
+        };
+        Self {
+            ctrl: NvmeController::new(sq, sq_size, cq, cq_size, 1),
+            qp,
+            sq_db,
+            cq_db,
+        }
     }
 
     fn read(lba: u32) -> NvmeCommand {
@@ -67,7 +88,11 @@ fn odd_sizes_wrap_many_passes_and_the_phase_inverts() {
         rig.qp
             .drain(|c| {
                 assert!(c.status.is_success());
-                assert_eq!(c.dw0, c.buffers + 1, "the completion belongs to its buffers");
+                assert_eq!(
+                    c.dw0,
+                    c.buffers + 1,
+                    "the completion belongs to its buffers"
+                );
                 done.push(c.buffers);
             })
             .unwrap();
@@ -98,19 +123,35 @@ fn a_full_queue_hands_the_buffers_back() {
     rig.qp.push(Rig::read(0), 0).unwrap();
     rig.qp.push(Rig::read(1), 1).unwrap();
     let rejected = rig.qp.push(Rig::read(2), 2).unwrap_err();
-    assert_eq!((rejected.kind(), rejected.buffers), (RingErrorKind::Full, 2));
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Full, 2)
+    );
 }
 
 #[test]
 fn bad_sizes_and_memory_are_refused() {
     let db = Arc::new(AtomicDoorbell::default());
-    let doorbells = || NvmeDoorbells { sq_tail: db.clone(), cq_head: db.clone() };
-    let bad = NvmeQueueConfig { qid: 1, sq_size: 1, cq_size: 4 };
+    let doorbells = || NvmeDoorbells {
+        sq_tail: db.clone(),
+        cq_head: db.clone(),
+    };
+    let bad = NvmeQueueConfig {
+        qid: 1,
+        sq_size: 1,
+        cq_size: 4,
+    };
     assert!(Qp::allocate(platform(), bad, doorbells()).is_err());
-    let config = NvmeQueueConfig { qid: 1, sq_size: 4, cq_size: 4 };
+    let config = NvmeQueueConfig {
+        qid: 1,
+        sq_size: 4,
+        cq_size: 4,
+    };
     let small = Coherent::<[u64], _>::zeroed_slice(platform(), 4).unwrap();
     let cq = Coherent::<[u64], _>::zeroed_slice(platform(), 8).unwrap();
-    let err = NvmeQueuePair::new(config, small, cq, doorbells(), dma_ring::slot_vec::<u32>(4)).err().unwrap();
+    let err = NvmeQueuePair::new(config, small, cq, doorbells(), dma_ring::slot_vec::<u32>(4))
+        .err()
+        .unwrap();
     assert_eq!(err.kind(), RingErrorKind::BadMemory);
 }
 
@@ -123,7 +164,11 @@ fn tock_register_doorbells_receive_the_tail_and_head() {
     // are UnsafeCell-based, so writes through a shared reference are fine,
     // and the array is read back only with volatile loads below.
     let regs: &NvmeQueueDoorbells = unsafe { &*ptr.cast::<NvmeQueueDoorbells>() };
-    let config = NvmeQueueConfig { qid: 1, sq_size: 4, cq_size: 4 };
+    let config = NvmeQueueConfig {
+        qid: 1,
+        sq_size: 4,
+        cq_size: 4,
+    };
     let mut qp = NvmeQueuePair::<_, _, u32, _>::allocate(platform(), config, regs.into()).unwrap();
     qp.submit(Rig::read(0), 0).unwrap();
     qp.submit(Rig::read(1), 1).unwrap();
@@ -134,7 +179,12 @@ fn tock_register_doorbells_receive_the_tail_and_head() {
 
 #[test]
 fn a_controller_on_another_thread() {
-    let Rig { mut qp, mut ctrl, sq_db, cq_db } = Rig::new(33, 17);
+    let Rig {
+        mut qp,
+        mut ctrl,
+        sq_db,
+        cq_db,
+    } = Rig::new(33, 17);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let device = {
         let (stop, sq_db, cq_db) = (stop.clone(), sq_db.clone(), cq_db.clone());
@@ -155,9 +205,7 @@ fn a_controller_on_another_thread() {
             sent += 1;
         }
         qp.ring_doorbell();
-        got += qp
-            .drain(|c| assert_eq!(c.dw0, c.buffers + 1))
-            .unwrap();
+        got += qp.drain(|c| assert_eq!(c.dw0, c.buffers + 1)).unwrap();
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(device.join().unwrap(), total);
@@ -188,7 +236,10 @@ fn an_out_of_range_command_id_is_an_error_and_breaks_the_queue() {
     assert!(rig.qp.is_broken());
     assert_eq!(rig.qp.poll().unwrap_err().kind(), RingErrorKind::Broken);
     let rejected = rig.qp.submit(Rig::read(1), 1).unwrap_err();
-    assert_eq!((rejected.kind(), rejected.buffers), (RingErrorKind::Broken, 1));
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Broken, 1)
+    );
     // After the controller reset: the in-flight buffer comes back once.
     assert_eq!(rig.qp.reset().collect::<Vec<_>>(), [0]);
     assert!(!rig.qp.is_broken());
@@ -205,7 +256,10 @@ fn a_repeated_completion_never_returns_a_buffer_twice() {
     rig.ctrl.complete(a, NvmeStatus::SUCCESS, 0);
     rig.ctrl.complete(a, NvmeStatus::SUCCESS, 0); // again
     assert_eq!(rig.qp.poll().unwrap().unwrap().buffers, 100);
-    assert_eq!(rig.qp.poll().unwrap_err().kind(), RingErrorKind::NotInFlight);
+    assert_eq!(
+        rig.qp.poll().unwrap_err().kind(),
+        RingErrorKind::NotInFlight
+    );
     assert_eq!(rig.qp.reset().collect::<Vec<_>>(), [101]);
 }
 
@@ -223,7 +277,13 @@ fn a_stale_entry_with_its_phase_flipped_is_refused() {
     rig.qp.drain(|c| assert_eq!(c.buffers, 1)).unwrap();
     rig.qp.submit(Rig::read(2), 2).unwrap(); // reuses first's slot
     let stale = entry(&rig, first.cid, 0, false);
-    rig.ctrl.raw_post(0, NvmeCompletion { sq_head: 0, ..stale });
+    rig.ctrl.raw_post(
+        0,
+        NvmeCompletion {
+            sq_head: 0,
+            ..stale
+        },
+    );
     let err = rig.qp.poll().unwrap_err();
     assert_eq!(err.kind(), RingErrorKind::NotInFlight);
     assert_eq!(rig.qp.reset().collect::<Vec<_>>(), [2]);
@@ -233,14 +293,23 @@ fn a_stale_entry_with_its_phase_flipped_is_refused() {
 fn a_completion_with_nothing_in_flight_is_refused() {
     let mut rig = Rig::new(4, 4);
     rig.ctrl.raw_post(0, entry(&rig, 0, 0, true));
-    assert_eq!(rig.qp.poll().unwrap_err().kind(), RingErrorKind::UnexpectedCompletion);
+    assert_eq!(
+        rig.qp.poll().unwrap_err().kind(),
+        RingErrorKind::UnexpectedCompletion
+    );
 }
 
 #[test]
 fn a_completion_for_another_queue_is_refused() {
     let mut rig = Rig::new(4, 4);
     let cid = rig.qp.submit(Rig::read(0), 0).unwrap();
-    rig.ctrl.raw_post(0, NvmeCompletion { sq_id: 9, ..entry(&rig, cid, 1, true) });
+    rig.ctrl.raw_post(
+        0,
+        NvmeCompletion {
+            sq_id: 9,
+            ..entry(&rig, cid, 1, true)
+        },
+    );
     assert_eq!(rig.qp.poll().unwrap_err().kind(), RingErrorKind::WrongQueue);
 }
 
@@ -251,11 +320,17 @@ fn an_sq_head_beyond_the_doorbell_is_refused() {
     rig.qp.push(Rig::read(1), 1).unwrap(); // written, not yet announced
     rig.ctrl.raw_post(0, entry(&rig, cid, 2, true));
     let err = rig.qp.poll().unwrap_err();
-    assert_eq!((err.kind(), err.value()), (RingErrorKind::IndexJump, Some(2)));
+    assert_eq!(
+        (err.kind(), err.value()),
+        (RingErrorKind::IndexJump, Some(2))
+    );
     let mut fresh = Rig::new(8, 8);
     let cid = fresh.qp.submit(Rig::read(0), 0).unwrap();
     fresh.ctrl.raw_post(0, entry(&fresh, cid, 40, true));
-    assert_eq!(fresh.qp.poll().unwrap_err().kind(), RingErrorKind::IndexJump);
+    assert_eq!(
+        fresh.qp.poll().unwrap_err().kind(),
+        RingErrorKind::IndexJump
+    );
 }
 
 #[test]
@@ -265,6 +340,9 @@ fn an_error_status_is_returned_with_the_buffers() {
     rig.ctrl.fetch();
     rig.ctrl.complete(cid, NvmeStatus::new(2, 0x81), 0);
     let c = rig.qp.poll().unwrap().unwrap();
-    assert_eq!((c.buffers, c.status.code_type(), c.status.code()), (7, 2, 0x81));
+    assert_eq!(
+        (c.buffers, c.status.code_type(), c.status.code()),
+        (7, 2, 0x81)
+    );
     assert!(!c.status.is_success());
 }

@@ -20,7 +20,10 @@ type Split = SplitQueue<Mem, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>;
 type Packed = PackedQueue<Mem, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>;
 
 fn platform() -> &'static Platform {
-    Box::leak(Box::new(DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED)))
+    Box::leak(Box::new(DirectPlatform::x86_coherent(
+        HostMemory,
+        DeviceConstraints::UNCONSTRAINED,
+    )))
 }
 
 fn split(size: u16, event_idx: bool) -> (Split, SplitDevice<MemoryView>, Arc<AtomicDoorbell>) {
@@ -63,10 +66,22 @@ fn split_chains_round_trip_past_the_16_bit_index_wrap() {
     let (mut q, mut dev, _) = split(4, false);
     for r in 0..70_000u32 {
         let base = u64::from(r) << 12;
-        q.add(&[seg(base, 16)], &[seg(base + 0x100, 512), seg(base + 0x400, 4)], r).unwrap();
+        q.add(
+            &[seg(base, 16)],
+            &[seg(base + 0x100, 512), seg(base + 0x400, 4)],
+            r,
+        )
+        .unwrap();
         q.notify();
         let chain = dev.pop().unwrap();
-        assert_eq!(chain.descs, [(base, 16, false), (base + 0x100, 512, true), (base + 0x400, 4, true)]);
+        assert_eq!(
+            chain.descs,
+            [
+                (base, 16, false),
+                (base + 0x100, 512, true),
+                (base + 0x400, 4, true)
+            ]
+        );
         assert_eq!(chain.writable(), 516);
         dev.push_used(chain.id.into(), 100);
         let used = q.poll().unwrap().unwrap();
@@ -78,15 +93,23 @@ fn split_chains_round_trip_past_the_16_bit_index_wrap() {
 #[test]
 fn split_batches_and_out_of_order_completion() {
     let (mut q, mut dev, db) = split(8, false);
-    let heads: Vec<u16> = (0..4).map(|r| q.add(&[seg(0x1000 * (r + 1), 8)], &[], r as u32).unwrap()).collect();
+    let heads: Vec<u16> = (0..4)
+        .map(|r| q.add(&[seg(0x1000 * (r + 1), 8)], &[], r as u32).unwrap())
+        .collect();
     assert!(q.notify());
-    assert_eq!((db.rings(), db.value()), (1, 3), "one notification with the queue index");
+    assert_eq!(
+        (db.rings(), db.value()),
+        (1, 3),
+        "one notification with the queue index"
+    );
     let chains: Vec<_> = std::iter::from_fn(|| dev.pop()).collect();
     assert_eq!(chains.len(), 4);
     for c in chains.iter().rev() {
         dev.push_used(c.id.into(), 0);
     }
-    let got: Vec<u32> = std::iter::from_fn(|| q.poll().unwrap()).map(|u| u.buffers).collect();
+    let got: Vec<u32> = std::iter::from_fn(|| q.poll().unwrap())
+        .map(|u| u.buffers)
+        .collect();
     assert_eq!(got, [3, 2, 1, 0]);
     assert_eq!(heads.len(), 4);
     assert_eq!(q.num_free(), 8);
@@ -121,10 +144,19 @@ fn split_used_event_follows_the_driver() {
 #[test]
 fn split_full_and_bad_requests_hand_buffers_back() {
     let (mut q, _, _) = split(2, false);
-    assert_eq!(q.add(&[], &[], 1).unwrap_err().kind(), RingErrorKind::BadRequest);
-    assert_eq!(q.add(&[seg(0, 1); 3], &[], 2).unwrap_err().kind(), RingErrorKind::BadRequest);
+    assert_eq!(
+        q.add(&[], &[], 1).unwrap_err().kind(),
+        RingErrorKind::BadRequest
+    );
+    assert_eq!(
+        q.add(&[seg(0, 1); 3], &[], 2).unwrap_err().kind(),
+        RingErrorKind::BadRequest
+    );
     let huge = [seg(0, u32::MAX), seg(0, 1)];
-    assert_eq!(q.add(&[], &huge, 3).unwrap_err().kind(), RingErrorKind::BadRequest);
+    assert_eq!(
+        q.add(&[], &huge, 3).unwrap_err().kind(),
+        RingErrorKind::BadRequest
+    );
     q.add(&[seg(0, 1)], &[], 4).unwrap();
     let r = q.add(&[seg(0, 1); 2], &[], 5).unwrap_err();
     assert_eq!((r.kind(), r.buffers), (RingErrorKind::Full, 5));
@@ -139,7 +171,10 @@ fn split_used_index_jumping_beyond_what_was_posted_is_an_error() {
     q.notify();
     dev.raw_used_idx(2);
     let err = q.poll().unwrap_err();
-    assert_eq!((err.kind(), err.value()), (RingErrorKind::IndexJump, Some(2)));
+    assert_eq!(
+        (err.kind(), err.value()),
+        (RingErrorKind::IndexJump, Some(2))
+    );
     assert_eq!(q.poll().unwrap_err().kind(), RingErrorKind::Broken);
     assert_eq!(q.reset().collect::<Vec<_>>(), [0]);
     assert_eq!(q.num_free(), 4);
@@ -160,11 +195,19 @@ fn split_used_id_out_of_range_not_a_head_or_repeated_is_an_error() {
         }
         dev.push_used(bad, 0);
         let kind = q.poll().unwrap_err().kind();
-        let want = if bad == 9 { RingErrorKind::UnknownId } else { RingErrorKind::NotInFlight };
+        let want = if bad == 9 {
+            RingErrorKind::UnknownId
+        } else {
+            RingErrorKind::NotInFlight
+        };
         assert_eq!(kind, want, "id {bad}");
         let mut back: Vec<u32> = q.reset().collect();
         back.sort();
-        assert_eq!(back, if bad == 0 { vec![8] } else { vec![7, 8] }, "each buffer once");
+        assert_eq!(
+            back,
+            if bad == 0 { vec![8] } else { vec![7, 8] },
+            "each buffer once"
+        );
     }
 }
 
@@ -186,7 +229,8 @@ fn packed_chains_round_trip_with_wrap_counters_on_an_odd_size() {
     let (mut q, mut dev, _) = packed(5, false);
     for r in 0..100u32 {
         let base = u64::from(r) << 12;
-        q.add(&[seg(base, 16)], &[seg(base + 0x100, 512)], r).unwrap();
+        q.add(&[seg(base, 16)], &[seg(base + 0x100, 512)], r)
+            .unwrap();
         q.notify();
         let chain = dev.pop().unwrap();
         assert_eq!(chain.descs, [(base, 16, false), (base + 0x100, 512, true)]);
@@ -209,7 +253,9 @@ fn packed_batch_and_out_of_order_completion() {
     for c in chains.iter().rev() {
         dev.push_used(c.id, 0, 1);
     }
-    let got: Vec<u32> = std::iter::from_fn(|| q.poll().unwrap()).map(|u| u.buffers).collect();
+    let got: Vec<u32> = std::iter::from_fn(|| q.poll().unwrap())
+        .map(|u| u.buffers)
+        .collect();
     assert_eq!(got, [3, 2, 1, 0]);
 }
 
@@ -255,7 +301,10 @@ fn packed_hostile_used_descriptors() {
     // Used flags with nothing in flight.
     let (mut q, dev, _) = packed(4, false);
     dev.raw_used(0, 0, 0, true);
-    assert_eq!(q.poll().unwrap_err().kind(), RingErrorKind::UnexpectedCompletion);
+    assert_eq!(
+        q.poll().unwrap_err().kind(),
+        RingErrorKind::UnexpectedCompletion
+    );
     // A length beyond the writable bytes.
     let (mut q, mut dev, _) = packed(4, false);
     q.add(&[], &[seg(0x1000, 64)], 1).unwrap();
@@ -296,7 +345,12 @@ fn packed_a_device_on_another_thread() {
     let (mut sent, mut got) = (0u32, 0u32);
     while got < total {
         while sent < total && q.num_free() >= 2 {
-            q.add(&[seg(u64::from(sent), 8)], &[seg(0x1000, u32::from(sent as u16))], sent).unwrap();
+            q.add(
+                &[seg(u64::from(sent), 8)],
+                &[seg(0x1000, u32::from(sent as u16))],
+                sent,
+            )
+            .unwrap();
             sent += 1;
         }
         q.notify();

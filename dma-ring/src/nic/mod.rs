@@ -69,7 +69,10 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> Ring<M, D, T, S> {
     /// The status word of descriptor `index`.
     fn flag(&self, index: u32) -> u16 {
         // SAFETY: index < size and the memory holds size descriptors.
-        unsafe { self.mem.load_flag(index as usize * DESC_SIZE + STATUS_OFFSET) }
+        unsafe {
+            self.mem
+                .load_flag(index as usize * DESC_SIZE + STATUS_OFFSET)
+        }
     }
 
     fn fail(&mut self, e: RingError) -> RingError {
@@ -240,7 +243,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NicRxRing<M, D, T, S> {
         sync::after_completion_flag();
         let base = head as usize * DESC_SIZE;
         // SAFETY: inside descriptor `head`, aligned.
-        let (len, checksum) = unsafe { (ring.mem.read_u16(base + 8), ring.mem.read_u16(base + 10)) };
+        let (len, checksum) =
+            unsafe { (ring.mem.read_u16(base + 8), ring.mem.read_u16(base + 10)) };
         let Some((posted, _)) = ring.slots.peek_at(head as u16) else {
             return Err(ring.fail(RingError::with(RingErrorKind::NotInFlight, head.into())));
         };

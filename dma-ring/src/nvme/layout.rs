@@ -275,7 +275,11 @@ mod tests {
         };
         assert_eq!(NvmeCompletion::from_words(e.to_words()), e);
         let w1 = e.to_words()[1].to_le_bytes();
-        assert_eq!(u16::from_le_bytes([w1[6], w1[7]]) & 1, 1, "phase is bit 16 of dword 3");
+        assert_eq!(
+            u16::from_le_bytes([w1[6], w1[7]]) & 1,
+            1,
+            "phase is bit 16 of dword 3"
+        );
     }
 
     #[test]

@@ -15,9 +15,7 @@
 
 mod layout;
 
-pub use layout::{
-    opcode, NvmeCommand, NvmeCompletion, NvmeStatus, NvmeStatusBits, STATUS_OFFSET,
-};
+pub use layout::{opcode, NvmeCommand, NvmeCompletion, NvmeStatus, NvmeStatusBits, STATUS_OFFSET};
 
 use crate::memory::check_memory;
 use crate::ring::RingCursor;
@@ -271,7 +269,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         match self.validate(base) {
             Ok((cid, sq_head)) => {
                 // SAFETY: as above, 4-aligned offsets inside the entry.
-                let (dw0, dw1) = unsafe { (self.cq_mem.read_u32(base), self.cq_mem.read_u32(base + 4)) };
+                let (dw0, dw1) =
+                    unsafe { (self.cq_mem.read_u32(base), self.cq_mem.read_u32(base + 4)) };
                 self.sq.set_head(sq_head)?;
                 let taken = self.slots.take(cid)?;
                 self.cq_head += 1;

@@ -382,7 +382,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
             return Err(RingError::with(RingErrorKind::IndexJump, used_idx.into()));
         }
         sync::after_completion_flag();
-        let elem = self.layout.used_ring(self.last_used & (self.layout.size - 1));
+        let elem = self
+            .layout
+            .used_ring(self.last_used & (self.layout.size - 1));
         // SAFETY: inside the used ring, 4-aligned.
         let (id, len) = unsafe { (self.mem.read_u32(elem), self.mem.read_u32(elem + 4)) };
         let head = match self.check_used(id, len) {
@@ -408,7 +410,10 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
         if self.event_idx {
             // Interrupt me once the device passes what I have consumed.
             // SAFETY: inside the available ring.
-            unsafe { self.mem.store_flag(self.layout.used_event(), self.last_used) };
+            unsafe {
+                self.mem
+                    .store_flag(self.layout.used_event(), self.last_used)
+            };
         }
         Ok(Some(Used {
             buffers: taken.value,
@@ -443,7 +448,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
         unsafe {
             self.mem.store_flag(self.layout.avail_flags(), flags.bits());
             if self.event_idx && enabled {
-                self.mem.store_flag(self.layout.used_event(), self.last_used);
+                self.mem
+                    .store_flag(self.layout.used_event(), self.last_used);
             }
         }
         sync::dma_full();
@@ -457,7 +463,14 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
             // SAFETY: inside the layout, 2-aligned.
             unsafe { self.mem.write_u16(offset, 0) };
         }
-        for flag in [l.avail_flags(), l.avail_idx(), l.used_event(), l.used_flags(), l.used_idx(), l.avail_event()] {
+        for flag in [
+            l.avail_flags(),
+            l.avail_idx(),
+            l.used_event(),
+            l.used_flags(),
+            l.used_idx(),
+            l.avail_event(),
+        ] {
             // SAFETY: inside the layout, 2-aligned.
             unsafe { self.mem.store_flag(flag, 0) };
         }

@@ -5,7 +5,9 @@
 //! The `raw_*` methods let a test play a hostile device.
 #![allow(dead_code)]
 
-use dma_coherence::barrier::{after_completion_flag as device_acquire, publish_descriptors as device_release};
+use dma_coherence::barrier::{
+    after_completion_flag as device_acquire, publish_descriptors as device_release,
+};
 use dma_ring::nvme::{NvmeCommand, NvmeCompletion, NvmeStatus, CQE_SIZE, SQE_SIZE, STATUS_OFFSET};
 use dma_ring::virtio::packed::{PackedFlags, PackedLayout};
 use dma_ring::virtio::split::{DescFlags, SplitLayout};
@@ -25,7 +27,16 @@ pub struct NvmeController<M> {
 
 impl<M: RingMemory> NvmeController<M> {
     pub fn new(sq: M, sq_size: u32, cq: M, cq_size: u32, qid: u16) -> Self {
-        Self { sq, cq, sq_size, cq_size, qid, sq_head: 0, cq_tail: 0, phase: true }
+        Self {
+            sq,
+            cq,
+            sq_size,
+            cq_size,
+            qid,
+            sq_head: 0,
+            cq_tail: 0,
+            phase: true,
+        }
     }
 
     /// Whether the CQ has room, given the driver's last CQ head doorbell.
@@ -143,7 +154,11 @@ impl<M: RingMemory> NicDevice<M> {
             let base = self.head as usize * 16;
             // SAFETY: head < size.
             let (addr, len, cmd) = unsafe {
-                (self.mem.read_u64(base), self.mem.read_u16(base + 8), self.mem.read_u16(base + 10) >> 8)
+                (
+                    self.mem.read_u64(base),
+                    self.mem.read_u16(base + 8),
+                    self.mem.read_u16(base + 10) >> 8,
+                )
             };
             sent.push((addr, len));
             if cmd & 0x08 != 0 {
@@ -181,7 +196,12 @@ pub struct SplitDevice<M> {
 
 impl<M: RingMemory> SplitDevice<M> {
     pub fn new(mem: M, size: u16) -> Self {
-        Self { mem, layout: SplitLayout::new(size).unwrap(), last_avail: 0, used_idx: 0 }
+        Self {
+            mem,
+            layout: SplitLayout::new(size).unwrap(),
+            last_avail: 0,
+            used_idx: 0,
+        }
     }
 
     /// Takes the next available chain.
@@ -197,16 +217,26 @@ impl<M: RingMemory> SplitDevice<M> {
         // SAFETY: inside the available ring.
         let head = unsafe { self.mem.read_u16(l.avail_ring(slot)) };
         self.last_avail = self.last_avail.wrapping_add(1);
-        let mut chain = Chain { id: head, descs: Vec::new() };
+        let mut chain = Chain {
+            id: head,
+            descs: Vec::new(),
+        };
         let mut i = head;
         for _ in 0..l.size {
             let base = l.desc(i);
             // SAFETY: i < size (checked by the loop's source: the driver).
             let (addr, len, flags, next) = unsafe {
-                (self.mem.read_u64(base), self.mem.read_u32(base + 8), self.mem.read_u16(base + 12), self.mem.read_u16(base + 14))
+                (
+                    self.mem.read_u64(base),
+                    self.mem.read_u32(base + 8),
+                    self.mem.read_u16(base + 12),
+                    self.mem.read_u16(base + 14),
+                )
             };
             let flags = DescFlags::from_bits_retain(flags);
-            chain.descs.push((addr, len, flags.contains(DescFlags::WRITE)));
+            chain
+                .descs
+                .push((addr, len, flags.contains(DescFlags::WRITE)));
             if !flags.contains(DescFlags::NEXT) {
                 break;
             }
@@ -272,7 +302,12 @@ fn advance(pos: (u16, bool), n: u16, size: u16) -> (u16, bool) {
 
 impl<M: RingMemory> PackedDevice<M> {
     pub fn new(mem: M, size: u16) -> Self {
-        Self { mem, layout: PackedLayout::new(size).unwrap(), avail: (0, true), used: (0, true) }
+        Self {
+            mem,
+            layout: PackedLayout::new(size).unwrap(),
+            avail: (0, true),
+            used: (0, true),
+        }
     }
 
     fn flags(&self, index: u16) -> PackedFlags {
@@ -293,9 +328,17 @@ impl<M: RingMemory> PackedDevice<M> {
             let base = self.layout.desc(self.avail.0);
             let flags = self.flags(self.avail.0);
             // SAFETY: inside the ring.
-            let (addr, len, id) = unsafe { (self.mem.read_u64(base), self.mem.read_u32(base + 8), self.mem.read_u16(base + 12)) };
+            let (addr, len, id) = unsafe {
+                (
+                    self.mem.read_u64(base),
+                    self.mem.read_u32(base + 8),
+                    self.mem.read_u16(base + 12),
+                )
+            };
             chain.id = id;
-            chain.descs.push((addr, len, flags.contains(PackedFlags::WRITE)));
+            chain
+                .descs
+                .push((addr, len, flags.contains(PackedFlags::WRITE)));
             self.avail = advance(self.avail, 1, self.layout.size);
             if !flags.contains(PackedFlags::NEXT) {
                 break;
@@ -320,7 +363,11 @@ impl<M: RingMemory> PackedDevice<M> {
             self.mem.write_u16(base + 12, id);
         }
         device_release();
-        let flags = if wrap { PackedFlags::AVAIL | PackedFlags::USED } else { PackedFlags::empty() };
+        let flags = if wrap {
+            PackedFlags::AVAIL | PackedFlags::USED
+        } else {
+            PackedFlags::empty()
+        };
         // SAFETY: as above.
         unsafe { self.mem.store_flag(base + 14, flags.bits()) };
     }
