@@ -394,7 +394,12 @@ impl<D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<ExternalPages, D, P, S
 impl<B, D: DeviceWrites, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
     /// Gives the whole table back to the CPU after the device wrote it.
     pub fn sync_for_cpu(&mut self) {
-        let _ = self.sync_range_for_cpu(0, self.total_len());
+        // SAFETY: the entries are exactly what map_sg filled in, still
+        // mapped, with this direction and these attributes.
+        unsafe {
+            self.platform
+                .sync_sg_for_cpu(self.table.entries(), D::DIRECTION, self.attrs)
+        }
     }
 
     /// Gives `len` bytes at byte `offset` of the table back to the CPU
@@ -416,7 +421,11 @@ impl<B, D: DeviceWrites, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
 impl<B, D: DeviceReads, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
     /// Hands the whole table back to the device after the CPU wrote it.
     pub fn sync_for_device(&mut self) {
-        let _ = self.sync_range_for_device(0, self.total_len());
+        // SAFETY: as in sync_for_cpu.
+        unsafe {
+            self.platform
+                .sync_sg_for_device(self.table.entries(), D::DIRECTION, self.attrs)
+        }
     }
 
     /// Hands `len` bytes at byte `offset` of the table back to the device.

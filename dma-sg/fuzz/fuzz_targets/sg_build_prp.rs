@@ -171,10 +171,15 @@ fn check_prp(t: &SgTable<Vec<SgEntry>>) {
                     let inside = regions.iter().any(|r| {
                         a.as_u64() >= r.addr.as_u64() && a.as_u64() + 8 <= r.addr.as_u64() + r.len
                     });
-                    assert!(inside, "walker read outside the request's list memory at {a:?}");
+                    assert!(
+                        inside,
+                        "walker read outside the request's list memory at {a:?}"
+                    );
                     // SAFETY: inside a pool block the request holds (checked
                     // above); device address = host address on this platform.
-                    Ok(u64::from_le(unsafe { (a.as_u64() as usize as *const u64).read_volatile() }))
+                    Ok(u64::from_le(unsafe {
+                        (a.as_u64() as usize as *const u64).read_volatile()
+                    }))
                 },
                 |s| {
                     match walked.last_mut() {
@@ -192,11 +197,20 @@ fn check_prp(t: &SgTable<Vec<SgEntry>>) {
                     _ => canonical.push((s.addr.as_u64(), s.len)),
                 }
             }
-            assert_eq!(walked, canonical, "the controller sees the table's bytes in order");
+            assert_eq!(
+                walked, canonical,
+                "the controller sees the table's bytes in order"
+            );
         }
         Err(e) => {
-            assert!(!first_ok || e.kind() == ErrorKind::AddressOverflow, "unexpected {e:?}");
-            assert!(matches!(e.kind(), ErrorKind::Misaligned | ErrorKind::AddressOverflow));
+            assert!(
+                !first_ok || e.kind() == ErrorKind::AddressOverflow,
+                "unexpected {e:?}"
+            );
+            assert!(matches!(
+                e.kind(),
+                ErrorKind::Misaligned | ErrorKind::AddressOverflow
+            ));
         }
     }
     assert_eq!(pools.available(), before, "every list block went back");
@@ -217,7 +231,11 @@ fuzz_target!(|input: Input| {
     let pages = page_list(&input);
     let n = pages.len() as u64;
     let offset = u64::from(input.offset) % PAGE;
-    let min_len = if n == 1 { 1 } else { (n - 1) * PAGE - offset + 1 };
+    let min_len = if n == 1 {
+        1
+    } else {
+        (n - 1) * PAGE - offset + 1
+    };
     let len = min_len + u64::from(input.tail) % (n * PAGE - offset - min_len + 1);
 
     let whole = SgTable::from_pages(limits, &pages, offset as usize, len as usize);

@@ -408,7 +408,7 @@ mod encode {
             let start = block.dma_addr().as_u64();
             let to_page_end = page - (start & (page - 1));
             let reaches_page_end = block.size() as u64 >= to_page_end;
-            let slots = (block.size() as u64).min(to_page_end) as usize / PRP_ENTRY_SIZE - 1; // PLANTED off-by-one
+            let slots = (block.size() as u64).min(to_page_end) as usize / PRP_ENTRY_SIZE;
             if remaining <= slots {
                 for i in 0..remaining {
                     block.write_at::<u64>(i * PRP_ENTRY_SIZE, next()?.as_u64().to_le())?;
