@@ -65,6 +65,7 @@ mod cache;
 mod config;
 mod device;
 pub mod dma_engine;
+pub mod drivers;
 mod fault;
 mod host;
 pub mod iommu;

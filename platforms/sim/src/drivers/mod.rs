@@ -1,0 +1,304 @@
+//! Reference drivers: how the crate family fits together in a real driver.
+//!
+//! Two complete, polled drivers written the way a driver author would
+//! write them against real hardware, generic over any platform
+//! `P: DmaMap + DmaAlloc` (a direct backend, an IOMMU, a bounce layer,
+//! `dma-check`'s [`Checked`] wrapper around any of them):
+//!
+//! - [`nvme::NvmeBlockDriver`]: controller bring-up through the spec's
+//!   register block, an admin queue pair, Identify, I/O queue creation, and
+//!   read, write and flush of arbitrary buffers: each buffer becomes a
+//!   `dma-sg` table mapped through the platform, encoded as PRP1/PRP2 or a
+//!   chained PRP list in pool memory, and handed to `dma-ring`'s NVMe queue
+//!   pair, which owns it until its completion comes back.
+//! - [`nic::NicDriver`]: `dma-ring`'s RX and TX descriptor rings on an
+//!   e1000-style NIC: RX buffers mapped once and recycled with partial
+//!   syncs, TX frames mapped per packet, descriptor-done completions.
+//!
+//! Every step a buffer takes is one crate's job: **map** (`dma-api`,
+//! `dma-sg`) → **encode** (`dma-sg`) → **submit** (`dma-ring`: descriptor,
+//! write barrier, doorbell) → device DMA → **complete** (`dma-ring`: flag,
+//! read barrier, validated entry, the buffer handed back) → **sync for the
+//! CPU and unmap** (`dma-api`). The drivers do no cache maintenance, barrier
+//! or address arithmetic of their own.
+//!
+//! [`pitfall`] holds a third, deliberately small driver in two variants
+//! that differ by one line, a missing `sync_for_device`: the bug the
+//! non-coherent sim catches on every seed and an x86 machine never shows.
+//!
+//! # Waiting for the device
+//!
+//! A polled driver waits by polling; what happens between two polls is the
+//! environment's business, so the drivers take a [`Wait`]: [`Stepping`]
+//! runs a simulated device one step per pause (deterministic tests),
+//! [`Spin`] spins a bounded number of times (a device on another thread,
+//! or real hardware without a timer). A wait that gives up is a
+//! [`DriverError::Timeout`], never a hang.
+//!
+//! # Running them on every preset
+//!
+//! [`Preset`] names the sim's three machines and [`Preset::run`] builds
+//! one with the checker on and hands its platform to a [`PresetRun`], so a
+//! test or demo body is written once, generically, and runs on all three:
+//!
+//! ```
+//! use dma_api::{DmaAlloc, DmaMap, DeviceConstraints};
+//! use dma_check::Checked;
+//! use dma_sim::drivers::{nvme, Preset, PresetRun, Stepping};
+//! use dma_sim::nvme::{NvmeConfig, NvmeController};
+//! use dma_sim::{DeviceId, Sim};
+//!
+//! struct WriteThenRead;
+//! impl PresetRun for WriteThenRead {
+//!     type Output = Vec<u8>;
+//!     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> Self::Output {
+//!         let ctrl = NvmeController::new(sim.bus(dev), NvmeConfig::default()).unwrap();
+//!         let regs = ctrl.registers();
+//!         let pools = nvme::prp_pools(p).unwrap();
+//!         let config = nvme::NvmeDriverConfig::default();
+//!         let mut disk = nvme::NvmeBlockDriver::start(&regs, p, &pools, Stepping::new(ctrl), config).unwrap();
+//!         let mut data = dma_api::DmaBuf::for_device(p, 4096).unwrap();
+//!         data.fill(0x5a);
+//!         let data = disk.write(8, data).unwrap();
+//!         let back = disk.read(8, dma_api::DmaBuf::for_device(p, 4096).unwrap()).unwrap();
+//!         assert_eq!(&back[..], &data[..]);
+//!         back.to_vec()
+//!     }
+//! }
+//!
+//! for preset in Preset::ALL {
+//!     let outcome = preset.run(7, DeviceConstraints::UNCONSTRAINED, WriteThenRead)?;
+//!     assert!(outcome.clean(), "{preset}: {:?}", outcome.reports);
+//!     assert!(outcome.output.iter().all(|&b| b == 0x5a));
+//! }
+//! # Ok::<(), dma_api::Error>(())
+//! ```
+//!
+//! [`Checked`]: dma_check::Checked
+
+pub mod nic;
+pub mod nvme;
+pub mod pitfall;
+mod preset;
+
+use core::fmt;
+
+pub use preset::{Outcome, Preset, PresetRun};
+
+use crate::{Device, Step};
+
+/// How a polled driver lets time pass while it waits for its device.
+pub trait Wait {
+    /// A new wait begins (reset any budget).
+    fn begin(&mut self) {}
+
+    /// The driver polled and found nothing new. Let the device make
+    /// progress, and return whether to keep waiting: `false` means the
+    /// device took too long, and the driver reports a timeout.
+    fn pause(&mut self) -> bool;
+}
+
+/// Waits by stepping a simulated device: each pause is one
+/// [`Device::step`], and a device that stays idle for `idle_limit` steps
+/// in a row while the driver waits has dropped something (a lost
+/// completion): the wait gives up.
+///
+/// The driver's thread runs the device, so a run is deterministic for a
+/// seed. The device stays reachable through [`device_mut`](Self::device_mut)
+/// (to inject faults, feed frames, look at the disk).
+#[derive(Debug)]
+pub struct Stepping<D: Device> {
+    device: D,
+    idle_limit: u32,
+    idle: u32,
+}
+
+impl<D: Device> Stepping<D> {
+    /// Steps `device`, giving up after 8 idle steps in a row.
+    pub fn new(device: D) -> Self {
+        Self::with_idle_limit(device, 8)
+    }
+
+    /// Steps `device`, giving up after `idle_limit` idle steps in a row.
+    pub fn with_idle_limit(device: D, idle_limit: u32) -> Self {
+        Self {
+            device,
+            idle_limit,
+            idle: 0,
+        }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    /// The device, to inject faults or feed it input.
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
+    /// Gives the device back.
+    pub fn into_inner(self) -> D {
+        self.device
+    }
+}
+
+impl<D: Device> Wait for Stepping<D> {
+    fn begin(&mut self) {
+        self.idle = 0;
+    }
+
+    fn pause(&mut self) -> bool {
+        match self.device.step() {
+            Step::Progress => {
+                self.idle = 0;
+                true
+            }
+            Step::Idle => {
+                self.idle += 1;
+                self.idle <= self.idle_limit
+            }
+        }
+    }
+}
+
+/// Waits by spinning, at most `limit` pauses per wait: for a device on
+/// another thread ([`DeviceThread`](crate::DeviceThread)) or real hardware
+/// polled without a timer.
+#[derive(Clone, Copy, Debug)]
+pub struct Spin {
+    limit: u64,
+    spent: u64,
+}
+
+impl Spin {
+    /// Gives up after `limit` pauses in one wait.
+    pub const fn new(limit: u64) -> Self {
+        Self { limit, spent: 0 }
+    }
+}
+
+impl Wait for Spin {
+    fn begin(&mut self) {
+        self.spent = 0;
+    }
+
+    fn pause(&mut self) -> bool {
+        self.spent += 1;
+        if self.spent % 64 == 0 {
+            std::thread::yield_now();
+        } else {
+            core::hint::spin_loop();
+        }
+        self.spent <= self.limit
+    }
+}
+
+/// What went wrong in a reference driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// Mapping, allocation or encoding failed (a typed `dma-api` error).
+    Dma(dma_api::Error),
+    /// The ring refused a request, or the device wrote an invalid
+    /// completion (then the queue is broken until `recover`).
+    Ring(dma_ring::RingError),
+    /// An NVMe command completed with an error status.
+    Nvme {
+        /// The command's opcode.
+        opcode: u8,
+        /// Status code type (SCT).
+        code_type: u8,
+        /// Status code (SC).
+        code: u8,
+    },
+    /// The NIC reported a transmit error (status bits).
+    Transmit(dma_ring::nic::TxStatus),
+    /// The NIC reported a receive error (error bits); the frame is dropped.
+    Receive(dma_ring::nic::RxErrors),
+    /// The device did not answer within the [`Wait`]'s budget.
+    Timeout(&'static str),
+    /// The NVMe controller set CSTS.CFS (controller fatal status).
+    ControllerFatal,
+    /// The request cannot be made as asked.
+    InvalidArgument(&'static str),
+}
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dma(e) => write!(f, "DMA: {e}"),
+            Self::Ring(e) => write!(f, "ring: {e}"),
+            Self::Nvme {
+                opcode,
+                code_type,
+                code,
+            } => write!(
+                f,
+                "NVMe command {opcode:#04x} failed: status code type {code_type}, code {code:#04x}"
+            ),
+            Self::Transmit(s) => write!(f, "transmit failed: status {s:?}"),
+            Self::Receive(e) => write!(f, "receive error: {e:?}"),
+            Self::Timeout(what) => write!(f, "timed out waiting for {what}"),
+            Self::ControllerFatal => f.write_str("controller fatal status (CSTS.CFS)"),
+            Self::InvalidArgument(m) => write!(f, "invalid request: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for DriverError {}
+
+impl From<dma_api::Error> for DriverError {
+    fn from(e: dma_api::Error) -> Self {
+        Self::Dma(e)
+    }
+}
+
+impl From<dma_ring::RingError> for DriverError {
+    fn from(e: dma_ring::RingError) -> Self {
+        Self::Ring(e)
+    }
+}
+
+/// A request the driver could not take or finish, with the caller's
+/// buffer back when it can be given back (it cannot when the platform
+/// failed to unmap it: then it is leaked, as the device might reach it).
+pub struct Refused<B> {
+    /// Why.
+    pub error: DriverError,
+    /// The buffer, untouched by the device unless the command ran.
+    pub buffer: Option<B>,
+}
+
+impl<B> Refused<B> {
+    pub(crate) fn new(error: impl Into<DriverError>, buffer: Option<B>) -> Self {
+        Self {
+            error: error.into(),
+            buffer,
+        }
+    }
+}
+
+impl<B> fmt::Debug for Refused<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refused")
+            .field("error", &self.error)
+            .field("buffer_returned", &self.buffer.is_some())
+            .finish()
+    }
+}
+
+impl<B> fmt::Display for Refused<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<B> std::error::Error for Refused<B> {}
+
+impl<B> From<Refused<B>> for DriverError {
+    fn from(r: Refused<B>) -> Self {
+        r.error
+    }
+}

@@ -1,0 +1,490 @@
+//! A reference NIC driver for an e1000-style device (Intel 8254x legacy
+//! descriptors and register offsets), polled.
+//!
+//! - **Receive**: `rx_entries - 1` buffers of `rx_buffer_size` bytes are
+//!   allocated with [`DmaBuf::for_device`] (whole cache lines on a
+//!   non-coherent machine), mapped once, and recycled: a filled buffer is
+//!   synced for the CPU over exactly the bytes the NIC reported
+//!   (`sync_range_for_cpu`), copied out, synced back for the device over
+//!   the same range and posted again, the way page-pool drivers avoid a map
+//!   per packet. Recycling needs both syncs, so the mappings are
+//!   [`Bidirectional`]: `dma-api` only lets a buffer the device reads be
+//!   handed back to it. Frames longer than one buffer span several
+//!   descriptors and are reassembled up to EOP (8254x SDM §3.2.6).
+//! - **Transmit**: each frame (any [`DmaBuffer`]) is mapped as a `dma-sg`
+//!   table (cleaned for the device), one descriptor per device segment, the
+//!   last with EOP and RS; `dma-ring`'s TX ring owns the mapping until the
+//!   NIC writes DD back, and then the frame's buffer is unmapped and
+//!   returned (§3.3.3).
+//! - Completions are found by polling the DD bit at the driver's own
+//!   position, never by reading the head registers; the rings validate
+//!   what the NIC wrote (a length beyond the posted buffer, DD on a
+//!   descriptor never given) before any buffer moves.
+//!
+//! # Example
+//!
+//! ```
+//! use dma_api::{DeviceConstraints, DmaBuf};
+//! use dma_sim::drivers::nic::{NicDriver, NicDriverConfig};
+//! use dma_sim::drivers::Stepping;
+//! use dma_sim::nic::{Nic, NicConfig};
+//! use dma_sim::{Sim, SimConfig};
+//!
+//! let sim = Sim::new(SimConfig::non_coherent().seed(9))?;
+//! let dev = sim.add_device("eth0");
+//! let platform = dma_check::Checked::new(sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED));
+//! let nic = Nic::new(sim.bus(dev), NicConfig { loopback: true, ..NicConfig::default() });
+//! let regs = nic.registers();
+//! let mut eth = NicDriver::start(&regs, &platform, Stepping::new(nic), NicDriverConfig::default())?;
+//!
+//! let mut frame = DmaBuf::for_device(&platform, 60)?;
+//! frame.copy_from_slice(&[0x42; 60]);
+//! eth.send(frame)?;                 // mapped, cleaned, TX descriptor, tail
+//! let sent = eth.wait_sent()?;      // DD written back: the buffer is ours again
+//! assert!(sent.result.is_ok());
+//! let echoed = eth.wait_frame()?;   // looped back into a recycled RX buffer
+//! assert_eq!(echoed, vec![0x42; 60]);
+//! drop(eth);
+//! assert!(sim.reports().is_empty() && platform.reports().is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use dma_api::{
+    Bidirectional, Coherent, DmaAlloc, DmaBuf, DmaBuffer, DmaMap, SgEntry, StreamingMapping,
+    ToDevice,
+};
+use dma_ring::nic::{NicRxRing, NicTxRing, RxStatus, TxSegment, TxStatus, DESC_SIZE};
+use dma_ring::{slot_vec, Slot};
+use dma_sg::{MappedSgTable, SgLimits};
+use tock_registers::interfaces::Writeable;
+use tock_registers::registers::ReadWrite;
+
+use super::{DriverError, Refused, Wait};
+use crate::nic::{NicRegisters, CTL_EN};
+
+/// The longest frame the driver sends (a 9 KiB jumbo frame fits).
+pub const MAX_FRAME: usize = 16 * 1024;
+
+/// Ring and buffer sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NicDriverConfig {
+    /// RX descriptors (the ring holds one fewer buffers).
+    pub rx_entries: u32,
+    /// TX descriptors.
+    pub tx_entries: u32,
+    /// Bytes per RX buffer: at least what the NIC writes per descriptor
+    /// (the 8254x's RCTL.BSIZE).
+    pub rx_buffer_size: u16,
+}
+
+impl Default for NicDriverConfig {
+    fn default() -> Self {
+        Self {
+            rx_entries: 32,
+            tx_entries: 32,
+            rx_buffer_size: 2048,
+        }
+    }
+}
+
+/// The driver's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NicDriverStats {
+    /// Frames sent successfully.
+    pub tx_frames: u64,
+    /// Bytes of those frames.
+    pub tx_bytes: u64,
+    /// Frames whose transmission failed.
+    pub tx_errors: u64,
+    /// Frames received whole.
+    pub rx_frames: u64,
+    /// Bytes of those frames.
+    pub rx_bytes: u64,
+    /// Descriptors that carried a receive error (their frame is dropped).
+    pub rx_errors: u64,
+    /// Rings reset by [`NicDriver::recover`].
+    pub recoveries: u64,
+}
+
+/// A sent frame: its buffer back, with the outcome.
+#[derive(Debug)]
+pub struct TxCompletion<B> {
+    /// `Ok`, or the NIC's error status (excess or late collision,
+    /// underrun), or an unmap error.
+    pub result: Result<(), DriverError>,
+    /// The frame's buffer (`None` only if the platform failed to unmap it).
+    pub buffer: Option<B>,
+}
+
+type RxBuffer<P> = StreamingMapping<DmaBuf, Bidirectional, P>;
+type TxFrame<P, B> = MappedSgTable<B, ToDevice, P, Vec<SgEntry>>;
+type Ring<P> = Coherent<[u64], P>;
+type RxRing<'a, P> = NicRxRing<Ring<P>, &'a ReadWrite<u32>, RxBuffer<P>, Vec<Slot<RxBuffer<P>>>>;
+type TxRing<'a, P, B> =
+    NicTxRing<Ring<P>, &'a ReadWrite<u32>, TxFrame<P, B>, Vec<Slot<TxFrame<P, B>>>>;
+
+/// A polled NIC driver over platform `P`, waiting with `W`, sending
+/// frames of buffer type `B`.
+///
+/// See the [module documentation](self).
+pub struct NicDriver<'a, P, W, B = DmaBuf>
+where
+    P: DmaMap + DmaAlloc + Clone,
+    W: Wait,
+    B: DmaBuffer,
+{
+    regs: &'a NicRegisters,
+    platform: P,
+    wait: W,
+    config: NicDriverConfig,
+    tx_limits: SgLimits,
+    rx: RxRing<'a, P>,
+    tx: TxRing<'a, P, B>,
+    /// Mapped RX buffers not currently posted.
+    spare: Vec<RxBuffer<P>>,
+    /// The frame being reassembled across descriptors.
+    partial: Vec<u8>,
+    /// A receive error seen in the frame being reassembled.
+    partial_error: Option<DriverError>,
+    stats: NicDriverStats,
+}
+
+impl<'a, P, W, B> NicDriver<'a, P, W, B>
+where
+    P: DmaMap + DmaAlloc + Clone,
+    W: Wait,
+    B: DmaBuffer,
+{
+    /// Allocates and programs both rings, enables transmit and receive, and
+    /// fills the RX ring with mapped buffers.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::InvalidArgument`] for a ring size outside 2..=4096 or
+    /// a zero buffer size; allocation, mapping and ring errors.
+    pub fn start(
+        regs: &'a NicRegisters,
+        platform: P,
+        wait: W,
+        config: NicDriverConfig,
+    ) -> Result<Self, DriverError> {
+        let sizes = 2..=4096;
+        if !sizes.contains(&config.rx_entries)
+            || !sizes.contains(&config.tx_entries)
+            || config.rx_buffer_size == 0
+        {
+            return Err(DriverError::InvalidArgument(
+                "rings of 2..=4096 descriptors and non-empty RX buffers",
+            ));
+        }
+        // Quiet the NIC while its rings are being (re)programmed.
+        regs.rctl.set(0);
+        regs.tctl.set(0);
+        let ring = |entries: u32| {
+            Coherent::<[u64], P>::zeroed_slice(platform.clone(), entries as usize * DESC_SIZE / 8)
+        };
+        let rx = NicRxRing::new(
+            ring(config.rx_entries)?,
+            config.rx_entries,
+            &regs.rdt,
+            slot_vec(config.rx_entries as usize),
+        )?;
+        let tx = NicTxRing::new(
+            ring(config.tx_entries)?,
+            config.tx_entries,
+            &regs.tdt,
+            slot_vec(config.tx_entries as usize),
+        )?;
+        let tx_limits =
+            SgLimits::new(4096, platform.constraints())?.with_max_segment(MAX_FRAME as u64)?;
+        let mut driver = Self {
+            regs,
+            platform,
+            wait,
+            config,
+            tx_limits,
+            rx,
+            tx,
+            spare: Vec::new(),
+            partial: Vec::new(),
+            partial_error: None,
+            stats: NicDriverStats::default(),
+        };
+        for _ in 1..config.rx_entries {
+            let buf = DmaBuf::for_device(&driver.platform, config.rx_buffer_size.into())?;
+            let map = StreamingMapping::map(driver.platform.clone(), buf).map_err(|e| e.error)?;
+            driver.spare.push(map);
+        }
+        driver.program();
+        Ok(driver)
+    }
+
+    /// Points the NIC at the rings (heads and tails 0: empty), enables it,
+    /// and posts every spare RX buffer.
+    fn program(&mut self) {
+        let r = self.regs;
+        let rx = self.rx.dma_addr().as_u64();
+        r.rdbal.set(rx as u32);
+        r.rdbah.set((rx >> 32) as u32);
+        r.rdlen.set(self.rx.bytes());
+        r.rdh.set(0);
+        r.rdt.set(0);
+        let tx = self.tx.dma_addr().as_u64();
+        r.tdbal.set(tx as u32);
+        r.tdbah.set((tx >> 32) as u32);
+        r.tdlen.set(self.tx.bytes());
+        r.tdh.set(0);
+        r.tdt.set(0);
+        r.tctl.set(CTL_EN);
+        r.rctl.set(CTL_EN);
+        self.post_spares();
+    }
+
+    /// Posts spare RX buffers while the ring has room; one tail write.
+    fn post_spares(&mut self) {
+        let len = self.config.rx_buffer_size;
+        while let Some(buf) = self.spare.pop() {
+            if let Err(rejected) = self.rx.post(buf.dma_addr(), len, buf) {
+                self.spare.push(rejected.buffers);
+                break;
+            }
+        }
+        self.rx.ring_doorbell();
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> NicDriverStats {
+        self.stats
+    }
+
+    /// The waiter, mutably (with [`Stepping`](super::Stepping): the
+    /// simulated NIC, to feed it frames or faults).
+    pub fn wait_mut(&mut self) -> &mut W {
+        &mut self.wait
+    }
+
+    /// Frames queued for transmission and not yet reaped.
+    pub fn tx_in_flight(&self) -> u32 {
+        self.config.tx_entries - 1 - self.tx.free()
+    }
+
+    // ---- transmit ----------------------------------------------------
+
+    /// Maps `frame` and queues it; the NIC learns of it at
+    /// [`kick`](Self::kick).
+    ///
+    /// # Errors
+    ///
+    /// A [`Refused`] with the frame back: empty or longer than
+    /// [`MAX_FRAME`], a mapping the platform refuses, more segments than
+    /// the ring holds, the ring full (reap with [`poll_sent`](Self::poll_sent))
+    /// or broken ([`recover`](Self::recover)).
+    pub fn queue_send(&mut self, frame: B) -> Result<(), Refused<B>> {
+        let data =
+            MappedSgTable::<B, ToDevice, P, _>::map(self.platform.clone(), frame, self.tx_limits)
+                .map_err(|e| Refused::new(e.error, Some(e.buffer)))?;
+        if data.total_len() as usize > MAX_FRAME {
+            let e = DriverError::InvalidArgument("frame longer than MAX_FRAME");
+            return Err(Refused::new(e, data.unmap().ok()));
+        }
+        // Each segment is at most MAX_FRAME (the limits' maximum segment),
+        // which fits the descriptor's 16-bit length.
+        let segments: Vec<TxSegment> = data
+            .segments()
+            .map(|s| TxSegment {
+                addr: s.addr,
+                len: s.len as u16,
+            })
+            .collect();
+        self.tx
+            .transmit(&segments, data)
+            .map_err(|r| Refused::new(r.error, r.buffers.unmap().ok()))
+    }
+
+    /// Writes the TX tail for everything queued since the last kick.
+    pub fn kick(&mut self) -> bool {
+        self.tx.ring_doorbell()
+    }
+
+    /// [`queue_send`](Self::queue_send), then [`kick`](Self::kick).
+    ///
+    /// # Errors
+    ///
+    /// As for `queue_send`.
+    pub fn send(&mut self, frame: B) -> Result<(), Refused<B>> {
+        self.queue_send(frame)?;
+        self.kick();
+        Ok(())
+    }
+
+    /// Reaps the oldest sent frame if the NIC marked it done.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Ring`] when the NIC wrote DD on a descriptor it was
+    /// never given: the ring is broken until [`recover`](Self::recover).
+    pub fn poll_sent(&mut self) -> Result<Option<TxCompletion<B>>, DriverError> {
+        let Some(done) = self.tx.poll()? else {
+            return Ok(None);
+        };
+        let len = done.buffers.total_len();
+        let failed = TxStatus::EC | TxStatus::LC | TxStatus::TU;
+        let mut result = if done.status.intersects(failed) {
+            self.stats.tx_errors += 1;
+            Err(DriverError::Transmit(done.status))
+        } else {
+            self.stats.tx_frames += 1;
+            self.stats.tx_bytes += len;
+            Ok(())
+        };
+        let buffer = match done.buffers.unmap() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                result = result.and(Err(e.into()));
+                None
+            }
+        };
+        Ok(Some(TxCompletion { result, buffer }))
+    }
+
+    /// Waits for the next sent frame.
+    ///
+    /// # Errors
+    ///
+    /// As for [`poll_sent`](Self::poll_sent); [`DriverError::Timeout`] if
+    /// the NIC never writes DD back; [`DriverError::InvalidArgument`] when
+    /// nothing is in flight.
+    pub fn wait_sent(&mut self) -> Result<TxCompletion<B>, DriverError> {
+        if self.tx_in_flight() == 0 {
+            return Err(DriverError::InvalidArgument("no frame in flight"));
+        }
+        self.wait.begin();
+        loop {
+            if let Some(done) = self.poll_sent()? {
+                return Ok(done);
+            }
+            if !self.wait.pause() {
+                return Err(DriverError::Timeout("a transmit completion"));
+            }
+        }
+    }
+
+    // ---- receive -----------------------------------------------------
+
+    /// Takes one filled RX buffer back: syncs the bytes the NIC wrote for
+    /// the CPU, copies them out, hands them back to the NIC and reposts.
+    fn take_rx(&mut self) -> Result<Option<bool>, DriverError> {
+        let Some(rx) = self.rx.poll()? else {
+            return Ok(None);
+        };
+        let mut buf = rx.buffer;
+        let len = usize::from(rx.len);
+        let copied = (|| {
+            if len > 0 {
+                buf.sync_range_for_cpu(0, len)?;
+                let start = self.partial.len();
+                self.partial.resize(start + len, 0);
+                buf.read(0, &mut self.partial[start..])?;
+                buf.sync_range_for_device(0, len)?;
+            }
+            Ok::<(), dma_api::Error>(())
+        })();
+        // Reposted even after an error: the mapping is still good.
+        if let Err(rejected) = self
+            .rx
+            .post(buf.dma_addr(), self.config.rx_buffer_size, buf)
+        {
+            self.spare.push(rejected.buffers);
+        }
+        copied?;
+        if !rx.errors.is_empty() {
+            self.stats.rx_errors += 1;
+            self.partial_error = Some(DriverError::Receive(rx.errors));
+        }
+        Ok(Some(rx.status.contains(RxStatus::EOP)))
+    }
+
+    /// Returns the next whole received frame, if the NIC has delivered
+    /// one; recycles the buffers it used (one tail write per call).
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Receive`] for a frame the NIC marked bad (it is
+    /// dropped; its buffers are recycled); [`DriverError::Ring`] when the
+    /// NIC wrote an impossible descriptor (the ring is broken until
+    /// [`recover`](Self::recover)); sync errors.
+    pub fn receive(&mut self) -> Result<Option<Vec<u8>>, DriverError> {
+        let result = loop {
+            match self.take_rx() {
+                Ok(Some(true)) => {
+                    let frame = std::mem::take(&mut self.partial);
+                    break match self.partial_error.take() {
+                        Some(e) => Err(e),
+                        None => {
+                            self.stats.rx_frames += 1;
+                            self.stats.rx_bytes += frame.len() as u64;
+                            Ok(Some(frame))
+                        }
+                    };
+                }
+                Ok(Some(false)) => continue,
+                Ok(None) => break Ok(None),
+                Err(e) => break Err(e),
+            }
+        };
+        self.rx.ring_doorbell();
+        result
+    }
+
+    /// Waits for the next whole frame.
+    ///
+    /// # Errors
+    ///
+    /// As for [`receive`](Self::receive); [`DriverError::Timeout`] when
+    /// none comes.
+    pub fn wait_frame(&mut self) -> Result<Vec<u8>, DriverError> {
+        self.wait.begin();
+        loop {
+            if let Some(frame) = self.receive()? {
+                return Ok(frame);
+            }
+            if !self.wait.pause() {
+                return Err(DriverError::Timeout("a received frame"));
+            }
+        }
+    }
+
+    /// After a broken ring or a lost completion: stops the NIC, takes every
+    /// posted buffer back (the frames in flight are returned, unmapped; RX
+    /// buffers are kept), reprograms the rings and starts again.
+    pub fn recover(&mut self) -> Vec<B> {
+        self.stop();
+        self.stats.recoveries += 1;
+        let frames: Vec<_> = self.tx.reset().collect();
+        let rx: Vec<_> = self.rx.reset().collect();
+        self.spare.extend(rx);
+        self.partial.clear();
+        self.partial_error = None;
+        self.program();
+        frames.into_iter().filter_map(|f| f.unmap().ok()).collect()
+    }
+
+    /// Disables receive and transmit: the model stops at once (a real
+    /// 8254x finishes the frame in progress).
+    fn stop(&mut self) {
+        self.regs.rctl.set(0);
+        self.regs.tctl.set(0);
+    }
+}
+
+impl<P, W, B> Drop for NicDriver<'_, P, W, B>
+where
+    P: DmaMap + DmaAlloc + Clone,
+    W: Wait,
+    B: DmaBuffer,
+{
+    /// Stops the NIC before the rings and buffers go back to the platform.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
