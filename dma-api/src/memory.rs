@@ -8,7 +8,9 @@
 
 use core::ptr::NonNull;
 
-use crate::{Error, ErrorKind, PhysAddr, Result};
+#[cfg(feature = "alloc")]
+use crate::{Error, ErrorKind};
+use crate::{PhysAddr, Result};
 
 /// How the CPU's mapping of a region treats the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

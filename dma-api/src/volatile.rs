@@ -137,6 +137,7 @@ impl VolatileBytes {
         Ok(())
     }
 
+    #[cfg(feature = "alloc")]
     pub(crate) fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<()> {
         let dst = self.checked(offset, len, 1)?;
         for i in 0..len {
