@@ -1,9 +1,10 @@
-//! The in-image tests, in order: each later one needs the earlier ones'
-//! state, so a failed bring-up step ends the run.
+//! The in-image tests, in order: the board's bring-up (each step needs
+//! the earlier ones, so a failed one ends the run), then the NVMe data
+//! tests of `io` under the IOMMU backend (with the fault-after-unmap test)
+//! and under the direct backend, each on a freshly reset controller.
 
 use alloc::format;
 use alloc::string::String;
-
 use core::time::Duration;
 
 use dma_api::{DmaAlloc, DmaBuf, DmaMap, FromDevice, StreamingMapping};
