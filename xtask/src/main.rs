@@ -47,8 +47,9 @@ fn main() -> ExitCode {
         Some("loom") => loom(&mut runner, "3"),
         Some("doc") => doc(&mut runner),
         Some("qemu") => qemu_suite(&mut runner),
+        Some("fuzz") => fuzz(&mut runner, args.get(1).map_or("300", String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <test|demo|bench|loom|doc|qemu>");
+            eprintln!("usage: cargo xtask <test|demo|bench|loom|doc|qemu|fuzz [seconds]>");
             return ExitCode::from(2);
         }
     }
@@ -105,7 +106,85 @@ fn test(r: &mut Runner) {
     aarch64_user_tests(r);
     loom(r, "2");
     miri(r);
+    fuzz(r, "30");
     qemu_suite(r);
+}
+
+/// The dma-sg fuzz target (table builder + PRP encoder), built the way
+/// `cargo fuzz build -O` builds it but without needing cargo-fuzz
+/// installed, then run for a bounded time.
+fn fuzz(r: &mut Runner, seconds: &str) {
+    const TARGET_BIN: &str = "sg_build_prp";
+    let name = format!("fuzz {TARGET_BIN} ({seconds} s)");
+    let Some(host) = runner::host_triple() else {
+        r.skip(&name, "cannot tell the host triple from rustc -vV");
+        return;
+    };
+    let has_nightly = std::process::Command::new("cargo")
+        .args(["+nightly", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_nightly {
+        r.skip(
+            &name,
+            "libFuzzer's instrumentation needs a nightly toolchain",
+        );
+        return;
+    }
+    // cargo fuzz's flags; --target keeps them off build scripts and proc macros.
+    let rustflags = [
+        "-Cpasses=sancov-module",
+        "-Cllvm-args=-sanitizer-coverage-level=4",
+        "-Cllvm-args=-sanitizer-coverage-inline-8bit-counters",
+        "-Cllvm-args=-sanitizer-coverage-pc-table",
+        "-Cllvm-args=-sanitizer-coverage-trace-compares",
+        "--cfg fuzzing",
+        "-Cllvm-args=-simplifycfg-branch-fold-threshold=0",
+        "-Zsanitizer=address",
+        "-Cllvm-args=-sanitizer-coverage-stack-depth",
+        "-Ccodegen-units=1",
+        "-Cdebug-assertions",
+    ]
+    .join(" ");
+    let build = [
+        "+nightly",
+        "build",
+        "--manifest-path",
+        "dma-sg/fuzz/Cargo.toml",
+        "--release",
+        "--target",
+        &host,
+        "--bin",
+        TARGET_BIN,
+    ];
+    if r.cargo(
+        &format!("fuzz build {TARGET_BIN}"),
+        &build,
+        &[("RUSTFLAGS", &rustflags)],
+    ) != Outcome::Pass
+    {
+        return;
+    }
+    let exe = r
+        .root()
+        .join(format!("dma-sg/fuzz/target/{host}/release/{TARGET_BIN}"));
+    let corpus = r.root().join(format!("target/fuzz-corpus/{TARGET_BIN}"));
+    if let Err(e) = std::fs::create_dir_all(&corpus) {
+        r.record(
+            &name,
+            Outcome::Fail,
+            0.0,
+            &format!("cannot create {}: {e}", corpus.display()),
+        );
+        return;
+    }
+    let args = [
+        format!("-max_total_time={seconds}"),
+        "-rss_limit_mb=2048".to_string(),
+        "-print_final_stats=1".to_string(),
+        corpus.display().to_string(),
+    ];
+    r.command(&name, &exe, &args);
 }
 
 /// The bare-metal NVMe suite on QEMU's virt board (platforms/qemu-virt).

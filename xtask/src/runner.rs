@@ -72,6 +72,28 @@ impl Runner {
         outcome
     }
 
+    /// Runs any program, records and returns the outcome.
+    pub fn command(&mut self, name: &str, program: &Path, args: &[String]) -> Outcome {
+        println!("\n==> {name}: {} {}", program.display(), args.join(" "));
+        let start = Instant::now();
+        let status = Command::new(program)
+            .args(args)
+            .current_dir(&self.root)
+            .status();
+        let outcome = if status.is_ok_and(|s| s.success()) {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        };
+        self.rows.push((
+            name.to_string(),
+            outcome,
+            start.elapsed().as_secs_f64(),
+            String::new(),
+        ));
+        outcome
+    }
+
     /// Records the outcome of a step that is not a cargo command.
     pub fn record(&mut self, name: &str, outcome: Outcome, seconds: f64, detail: &str) {
         self.rows
@@ -155,6 +177,14 @@ impl Runner {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The host's target triple, from `rustc -vV`.
+pub fn host_triple() -> Option<String> {
+    let out = Command::new("rustc").arg("-vV").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
 }
 
 /// Whether an executable is on PATH.

@@ -124,10 +124,10 @@ fn check_table(t: &SgTable<Vec<SgEntry>>, l: &SgLimits, pages: &[PhysAddr], offs
         assert!(n > 0 && n <= l.max_segment());
         assert_eq!(a % l.alignment(), 0);
         if let Some(b) = l.boundary() {
-            assert_eq!(a / b, (a + n - 1) / b, "entry {i} crosses the boundary");
+            assert_eq!(a / b, (a + (n - 1)) / b, "entry {i} crosses the boundary");
         }
         if !l.is_translated() {
-            assert!(a + n - 1 <= l.dma_mask());
+            assert!(a + (n - 1) <= l.dma_mask());
         }
         if i > 0 {
             assert_eq!(a % PAGE, 0);
@@ -138,9 +138,11 @@ fn check_table(t: &SgTable<Vec<SgEntry>>, l: &SgLimits, pages: &[PhysAddr], offs
         let start = a.phys.as_u64();
         let merged = (a.len + b.len) as u64;
         let contiguous = start.checked_add(a.len as u64) == Some(b.phys.as_u64());
-        let crosses = l
-            .boundary()
-            .is_some_and(|bd| start / bd != (start + merged - 1) / bd);
+        let crosses = l.boundary().is_some_and(|bd| {
+            start
+                .checked_add(merged - 1)
+                .is_none_or(|end| start / bd != end / bd)
+        });
         assert!(
             !(contiguous && merged <= l.max_segment() && !crosses),
             "not maximal: {a:?} {b:?}"
@@ -169,7 +171,7 @@ fn check_prp(t: &SgTable<Vec<SgEntry>>) {
                 PAGE as usize,
                 |a| {
                     let inside = regions.iter().any(|r| {
-                        a.as_u64() >= r.addr.as_u64() && a.as_u64() + 8 <= r.addr.as_u64() + r.len
+                        a.as_u64() >= r.addr.as_u64() && a.as_u64() - r.addr.as_u64() + 8 <= r.len
                     });
                     assert!(
                         inside,
@@ -183,7 +185,7 @@ fn check_prp(t: &SgTable<Vec<SgEntry>>) {
                 },
                 |s| {
                     match walked.last_mut() {
-                        Some((a, l)) if *a + *l == s.addr.as_u64() => *l += s.len,
+                        Some((a, l)) if a.checked_add(*l) == Some(s.addr.as_u64()) => *l += s.len,
                         _ => walked.push((s.addr.as_u64(), s.len)),
                     }
                     Ok(())
@@ -193,7 +195,7 @@ fn check_prp(t: &SgTable<Vec<SgEntry>>) {
             let mut canonical: Vec<(u64, u64)> = Vec::new();
             for s in &segs {
                 match canonical.last_mut() {
-                    Some((a, l)) if *a + *l == s.addr.as_u64() => *l += s.len,
+                    Some((a, l)) if a.checked_add(*l) == Some(s.addr.as_u64()) => *l += s.len,
                     _ => canonical.push((s.addr.as_u64(), s.len)),
                 }
             }
