@@ -169,19 +169,19 @@ fn fuzz(r: &mut Runner, seconds: &str) {
         .root()
         .join(format!("dma-sg/fuzz/target/{host}/release/{TARGET_BIN}"));
     let corpus = r.root().join(format!("target/fuzz-corpus/{TARGET_BIN}"));
-    if let Err(e) = std::fs::create_dir_all(&corpus) {
-        r.record(
-            &name,
-            Outcome::Fail,
-            0.0,
-            &format!("cannot create {}: {e}", corpus.display()),
-        );
-        return;
+    let artifacts = r.root().join("target/fuzz-artifacts");
+    for dir in [&corpus, &artifacts] {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            let why = format!("cannot create {}: {e}", dir.display());
+            r.record(&name, Outcome::Fail, 0.0, &why);
+            return;
+        }
     }
     let args = [
         format!("-max_total_time={seconds}"),
         "-rss_limit_mb=2048".to_string(),
         "-print_final_stats=1".to_string(),
+        format!("-artifact_prefix={}/", artifacts.display()),
         corpus.display().to_string(),
     ];
     r.command(&name, &exe, &args);
