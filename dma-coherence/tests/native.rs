@@ -8,6 +8,9 @@
 //! form, whose invalidate is `dc civac`. The `dc ivac` test is ignored
 //! here and runs at EL1 in the bare-metal QEMU tests (dma-qemu-virt).
 
+// Miri cannot run inline assembly or CPUID.
+#![cfg(not(miri))]
+
 use dma_coherence::{barrier, CacheMaintenance};
 
 /// Fills a buffer, runs every operation over aligned, unaligned, tiny and

@@ -15,7 +15,7 @@
 //!   an address computation and a range check and every sync compiles to
 //!   nothing (the `zero_cost` bench and the `zero_cost_asm` example show
 //!   it).
-//! - [`DirectPlatform::arm_noncoherent`] (aarch64 only): `dc` maintenance
+//! - `DirectPlatform::arm_noncoherent` (aarch64 only): `dc` maintenance
 //!   with the line size from CTR_EL0. [`DirectPlatform::noncoherent`] is the
 //!   same shape with any [`CacheMaintenance`] (riscv64 Zicbom, x86 flushes,
 //!   the simulator's cache) on every target.

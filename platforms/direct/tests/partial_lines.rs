@@ -49,7 +49,7 @@ impl ModelCache {
         off
     }
 
-    /// Brings the line holding byte `off` into the cache.
+    /// Brings line `index` into the cache.
     fn fill(&self, index: usize) {
         let ram = self.ram.borrow();
         self.lines
@@ -58,24 +58,39 @@ impl ModelCache {
             .or_insert_with(|| (ram[index * LINE..(index + 1) * LINE].to_vec(), false));
     }
 
+    /// Splits `[off, off + len)` into (line index, offset in line, length)
+    /// pieces.
+    fn pieces(off: usize, len: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+        let mut at = off;
+        std::iter::from_fn(move || {
+            (at < off + len).then(|| {
+                let (index, within) = (at / LINE, at % LINE);
+                let n = (LINE - within).min(off + len - at);
+                at += n;
+                (index, within, n)
+            })
+        })
+    }
+
     fn cpu_write(&self, off: usize, bytes: &[u8]) {
-        for (i, b) in bytes.iter().enumerate() {
-            let at = off + i;
-            self.fill(at / LINE);
+        let mut src = bytes;
+        for (index, within, n) in Self::pieces(off, bytes.len()) {
+            self.fill(index);
             let mut lines = self.lines.borrow_mut();
-            let line = lines.get_mut(&(at / LINE)).unwrap();
-            line.0[at % LINE] = *b;
+            let line = lines.get_mut(&index).unwrap();
+            line.0[within..within + n].copy_from_slice(&src[..n]);
             line.1 = true;
+            src = &src[n..];
         }
     }
 
     fn cpu_read(&self, off: usize, len: usize) -> Vec<u8> {
-        (off..off + len)
-            .map(|at| {
-                self.fill(at / LINE);
-                self.lines.borrow()[&(at / LINE)].0[at % LINE]
-            })
-            .collect()
+        let mut out = Vec::with_capacity(len);
+        for (index, within, n) in Self::pieces(off, len) {
+            self.fill(index);
+            out.extend_from_slice(&self.lines.borrow()[&index].0[within..within + n]);
+        }
+        out
     }
 
     fn device_write(&self, off: usize, bytes: &[u8]) {
