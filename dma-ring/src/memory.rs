@@ -370,6 +370,13 @@ mod loom_memory {
         dma: DmaAddr,
     }
 
+    // SAFETY: shared between the driver and device threads is the point:
+    // every data access goes through loom's cells, which report accesses
+    // the protocol does not order, and flags are loom atomics.
+    unsafe impl Sync for LoomMemory {}
+    // SAFETY: as above; the cells hold plain integers.
+    unsafe impl Send for LoomMemory {}
+
     impl LoomMemory {
         /// `len` zeroed bytes (rounded up to a granule) that the device is
         /// said to see at `dma`. Create it inside the loom model.
