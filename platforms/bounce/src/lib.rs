@@ -41,7 +41,6 @@
 extern crate std;
 
 mod pool;
-mod sync;
 
 use core::fmt;
 use core::ptr::NonNull;
@@ -53,13 +52,13 @@ use dma_api::{
 
 use pool::{BouncePool, Placement, Rules};
 pub use pool::{MAX_SLOTS_PER_MAPPING, SLOT_SIZE};
-use sync::SpinLock;
+use spin::Mutex;
 
 /// Any platform, with bouncing for the buffers it cannot serve.
 pub struct BouncePlatform<P: DmaMap, M: PhysMemory> {
     inner: P,
     memory: M,
-    pool: SpinLock<BouncePool<M>>,
+    pool: Mutex<BouncePool<M>>,
     /// The whole pool as mapped through `inner`.
     pool_map: RawMapping,
 }
@@ -83,7 +82,7 @@ impl<P: DmaMap, M: PhysMemory + Clone> BouncePlatform<P, M> {
         Ok(Self {
             inner,
             memory,
-            pool: SpinLock::new(pool),
+            pool: Mutex::new(pool),
             pool_map: RawMapping {
                 phys,
                 dma,

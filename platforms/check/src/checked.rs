@@ -11,9 +11,9 @@ use dma_api::{
 };
 
 use crate::classify::{Classifier, MemoryClass};
-use crate::lock::SpinLock;
 use crate::report::{Mapping, Operation, Report, SyncPoint};
 use crate::tracker::{Tracker, Verdict};
+use spin::Mutex;
 
 /// What happens when a misuse is detected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -114,7 +114,7 @@ pub struct Checked<P> {
     inner: P,
     config: Config,
     panic: AtomicBool,
-    state: SpinLock<Tracker>,
+    state: Mutex<Tracker>,
 }
 
 impl<P> Checked<P> {
@@ -134,7 +134,7 @@ impl<P> Checked<P> {
             inner,
             panic: AtomicBool::new(matches!(config.mode, Mode::Panic)),
             config,
-            state: SpinLock::new(Tracker::new()),
+            state: Mutex::new(Tracker::new()),
         }
     }
 

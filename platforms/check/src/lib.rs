@@ -197,7 +197,6 @@ extern crate std;
 
 mod checked;
 pub mod classify;
-mod lock;
 mod report;
 mod tracker;
 

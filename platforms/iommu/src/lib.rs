@@ -73,7 +73,6 @@ pub mod pgtable;
 mod platform;
 #[cfg(feature = "alloc")]
 pub mod soft;
-mod sync;
 
 pub use fault::{Access, DeviceId, Fault, FaultKind};
 pub use hw::{Asid, DomainContext, IommuHardware, TableFormat};

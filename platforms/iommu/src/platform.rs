@@ -15,7 +15,7 @@ use crate::invalidate::{Deferred, InvalidationPolicy};
 use crate::iova::{CpuId, IovaAllocator, IovaRange};
 use crate::pgtable::vmsav8::{self, Vmsav8Table};
 use crate::pgtable::{IoPageTable, Prot};
-use crate::sync::SpinLock;
+use spin::Mutex;
 
 /// Page shift of the IOVA space: the tables' 4 KiB granule.
 const PAGE_SHIFT: u32 = 12;
@@ -73,9 +73,9 @@ where
     hw: H,
     ctx: DomainContext,
     constraints: DeviceConstraints,
-    table: SpinLock<Vmsav8Table<M, C>>,
+    table: Mutex<Vmsav8Table<M, C>>,
     iova: IovaAllocator,
-    policy: SpinLock<F>,
+    policy: Mutex<F>,
     current_cpu: fn() -> CpuId,
 }
 
@@ -127,9 +127,9 @@ where
             hw,
             ctx,
             constraints,
-            table: SpinLock::new(table),
+            table: Mutex::new(table),
             iova,
-            policy: SpinLock::new(policy),
+            policy: Mutex::new(policy),
             current_cpu: config.current_cpu,
         })
     }

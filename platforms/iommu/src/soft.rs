@@ -17,7 +17,7 @@ use dma_api::{DmaAddr, Error, ErrorKind, PhysAddr, PhysMemory, Result};
 use crate::fault::{Access, DeviceId, Fault, FaultKind};
 use crate::hw::{Asid, DomainContext, IommuHardware, TableFormat};
 use crate::pgtable::vmsav8::{self, Translation};
-use crate::sync::SpinLock;
+use spin::Mutex;
 
 /// A command the model received, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +67,7 @@ struct State {
 pub struct SoftIommu<M: PhysMemory> {
     memory: M,
     tlb_entries: usize,
-    state: SpinLock<State>,
+    state: Mutex<State>,
 }
 
 impl<M: PhysMemory> SoftIommu<M> {
@@ -77,7 +77,7 @@ impl<M: PhysMemory> SoftIommu<M> {
         Self {
             memory,
             tlb_entries,
-            state: SpinLock::new(State {
+            state: Mutex::new(State {
                 domains: Vec::new(),
                 tlb: VecDeque::new(),
                 faults: VecDeque::new(),

@@ -8,7 +8,7 @@ use dma_api::{Error, ErrorKind, Result};
 use super::buddy::{self, Buddy};
 use super::magazine::{spill_to_buddy, CpuCache, Depot, SIZE_CLASSES};
 use super::{CpuId, IovaRange};
-use crate::sync::SpinLock;
+use spin::Mutex;
 
 /// Counters for the two paths, for tests and tuning.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,8 +41,8 @@ struct Shared {
 /// # Ok::<(), dma_api::Error>(())
 /// ```
 pub struct IovaAllocator {
-    cpus: Box<[SpinLock<CpuCache>]>,
-    shared: SpinLock<Shared>,
+    cpus: Box<[Mutex<CpuCache>]>,
+    shared: Mutex<Shared>,
     start: u64,
     end: u64,
     align_order: u32,
@@ -71,10 +71,10 @@ impl IovaAllocator {
         }
         Ok(Self {
             cpus: (0..cpus.max(1))
-                .map(|_| SpinLock::new(CpuCache::new()))
+                .map(|_| Mutex::new(CpuCache::new()))
                 .collect::<Vec<_>>()
                 .into_boxed_slice(),
-            shared: SpinLock::new(Shared {
+            shared: Mutex::new(Shared {
                 buddy: Buddy::new(start_pfn, end_pfn),
                 depots: core::array::from_fn(|_| Depot::new()),
                 stats: IovaStats::default(),
@@ -256,7 +256,7 @@ impl IovaAllocator {
         stats
     }
 
-    fn cache(&self, cpu: CpuId) -> &SpinLock<CpuCache> {
+    fn cache(&self, cpu: CpuId) -> &Mutex<CpuCache> {
         &self.cpus[cpu.0 % self.cpus.len()]
     }
 }
