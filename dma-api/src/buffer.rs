@@ -34,13 +34,23 @@ unsafe impl Sync for RawBuffer {}
 ///
 /// Implementations promise that the [`RawBuffer`] from
 /// [`into_raw`](Self::into_raw) describes memory valid for reads and writes
-/// of `len` bytes, reachable through nothing but that pointer until
+/// of `len` bytes (and of [`padded_len`](Self::padded_len) bytes where that
+/// is given), reachable through nothing but that pointer until
 /// [`from_raw`](Self::from_raw) rebuilds the buffer, which it does without
 /// reading or writing the bytes; and that any bytes a device writes there
 /// leave the buffer's contents valid (the elements are [`DmaPod`]).
 pub unsafe trait DmaBuffer: Sized {
     /// Gives up the buffer as raw parts.
     fn into_raw(self) -> RawBuffer;
+
+    /// How many bytes from the start the buffer owns outright, when that is
+    /// more than its length (an allocation padded to whole cache lines).
+    /// A mapping may then cover the padding too, so that a device-written
+    /// buffer owns its last cache line whole. `None` (the default) means
+    /// exactly the length.
+    fn padded_len(&self) -> Option<usize> {
+        None
+    }
 
     /// Rebuilds the buffer.
     ///
@@ -140,9 +150,10 @@ unsafe impl<T: DmaPod> DmaBuffer for &'static mut [T] {
     }
 }
 
-/// A heap byte buffer whose start is aligned, and whose length is padded,
-/// to a chosen granule, so that no cache line it touches holds anyone
-/// else's data.
+/// A heap byte buffer whose start is aligned, and whose allocation is
+/// padded, to a chosen granule, so that no cache line it touches holds
+/// anyone else's data. Its length is what was asked for; a streaming
+/// mapping covers the padding too ([`DmaBuffer::padded_len`]).
 ///
 /// On a non-coherent platform a buffer the device writes must own its cache
 /// lines whole (see [`DmaMap::dma_alignment`](crate::DmaMap::dma_alignment)):
@@ -256,6 +267,10 @@ impl core::fmt::Debug for DmaBuf {
 // SAFETY: the allocation is given up whole; the layout is rebuilt from
 // `extra` (the alignment) and `len`, exactly as `new` computed it.
 unsafe impl DmaBuffer for DmaBuf {
+    fn padded_len(&self) -> Option<usize> {
+        Some(self.layout.size())
+    }
+
     fn into_raw(self) -> RawBuffer {
         let this = core::mem::ManuallyDrop::new(self);
         RawBuffer {

@@ -122,7 +122,11 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
     ///
     /// As for [`map`](Self::map).
     pub fn map_with_attrs(platform: P, buffer: B, attrs: DmaAttrs) -> Result<Self, MapError<B>> {
+        let padded = buffer.padded_len();
         let raw_buf = buffer.into_raw();
+        // The padding of a padded buffer is its own, so the mapping covers it
+        // and a device-written buffer owns its last cache line whole.
+        let map_len = padded.map_or(raw_buf.len, |p| p.max(raw_buf.len));
         let give_back = |error: Error| MapError {
             error,
             // SAFETY: raw_buf came from into_raw just above and is rebuilt
@@ -135,21 +139,21 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
                 "zero-length streaming mapping",
             )));
         }
-        let phys = match platform.virt_to_phys(raw_buf.ptr, raw_buf.len) {
+        let phys = match platform.virt_to_phys(raw_buf.ptr, map_len) {
             Ok(p) => p,
             Err(e) => return Err(give_back(e)),
         };
         // SAFETY: the buffer was given up by value, so we own it and nothing
         // else reaches it; it stays allocated until we rebuild it after
         // unmap; it is mapped once here and unmapped once (unmap or Drop).
-        let dma = match unsafe { platform.map(phys, raw_buf.len, D::DIRECTION, attrs) } {
+        let dma = match unsafe { platform.map(phys, map_len, D::DIRECTION, attrs) } {
             Ok(d) => d,
             Err(e) => return Err(give_back(e)),
         };
         let raw = RawMapping {
             phys,
             dma,
-            len: raw_buf.len,
+            len: map_len,
             dir: D::DIRECTION,
             attrs,
         };
@@ -166,7 +170,8 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
         self.raw.dma
     }
 
-    /// The mapped length in bytes.
+    /// The mapped length in bytes: the buffer's length, or its padded
+    /// length for a padded buffer such as [`DmaBuf`](crate::DmaBuf).
     pub fn len(&self) -> usize {
         self.raw.len
     }
@@ -187,9 +192,10 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
     }
 
     fn bytes(&self) -> VolatileBytes {
-        // SAFETY: the buffer is owned by this mapping and valid for `len`
-        // bytes until it is rebuilt in unmap/drop, after which `self` is gone.
-        unsafe { VolatileBytes::new(self.buffer.ptr, self.buffer.len) }
+        // SAFETY: the buffer is owned by this mapping and valid for the mapped
+        // length (its length, or its padded length, per DmaBuffer's contract)
+        // until it is rebuilt in unmap/drop, after which `self` is gone.
+        unsafe { VolatileBytes::new(self.buffer.ptr, self.raw.len) }
     }
 
     fn check_range(&self, offset: usize, len: usize) -> Result<()> {
