@@ -243,3 +243,64 @@ fn injected_faults_surface_to_the_driver_on_every_preset() {
         assert!(out.faults.is_empty(), "{preset}: {:?}", out.faults);
     }
 }
+
+/// Bad ring shapes and staging sizes are typed errors.
+struct BadStarts;
+
+impl PresetRun for BadStarts {
+    type Output = ();
+
+    fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) {
+        let nic = Nic::new(sim.bus(dev), NicConfig::default());
+        let regs = nic.registers();
+        for bad in [
+            NicDriverConfig {
+                rx_entries: 1,
+                ..SMALL_RINGS
+            },
+            NicDriverConfig {
+                tx_entries: 5000,
+                ..SMALL_RINGS
+            },
+            NicDriverConfig {
+                rx_buffer_size: 0,
+                ..SMALL_RINGS
+            },
+        ] {
+            let err =
+                NicDriver::<_, _, DmaBuf>::start(&regs, p, dma_sim::drivers::Spin::new(1), bad)
+                    .err()
+                    .unwrap();
+            assert!(matches!(err, DriverError::InvalidArgument(_)), "{err}");
+        }
+        for (buffers, size) in [(0, 64), (2, 0), (2, 70_000)] {
+            let err = dma_sim::drivers::pitfall::FixedTx::start(
+                &regs,
+                p,
+                dma_sim::drivers::Spin::new(1),
+                buffers,
+                size,
+            )
+            .err()
+            .unwrap();
+            assert!(matches!(err, DriverError::InvalidArgument(_)), "{err}");
+        }
+        let mut tx =
+            dma_sim::drivers::pitfall::FixedTx::start(&regs, p, Stepping::new(nic), 1, 64).unwrap();
+        assert!(matches!(tx.send(&[]), Err(DriverError::InvalidArgument(_))));
+        assert!(matches!(
+            tx.send(&[0; 65]),
+            Err(DriverError::InvalidArgument(_))
+        ));
+        tx.send(&[1; 64]).unwrap();
+        tx.wait_idle().unwrap();
+    }
+}
+
+#[test]
+fn bad_configurations_are_typed_errors() {
+    let out = Preset::NonCoherent
+        .run(1, DeviceConstraints::UNCONSTRAINED, BadStarts)
+        .unwrap();
+    assert!(out.clean(), "{:?} {:?}", out.checker, out.reports);
+}

@@ -344,3 +344,119 @@ fn injected_faults_surface_to_the_driver_on_every_preset() {
         assert!(out.faults.is_empty(), "{preset}: {:?}", out.faults);
     }
 }
+
+/// The controller on its own thread, the driver spinning: the same driver
+/// code, concurrent device.
+struct Threaded;
+
+impl PresetRun for Threaded {
+    type Output = ();
+
+    fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) {
+        let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
+        let regs = ctrl.registers();
+        let thread = dma_sim::DeviceThread::spawn(ctrl);
+        let pools = prp_pools(p).unwrap();
+        let mut drv: NvmeBlockDriver<'_, _, _, DmaBuf> = NvmeBlockDriver::start(
+            &regs,
+            p,
+            &pools,
+            dma_sim::drivers::Spin::new(50_000_000),
+            NvmeDriverConfig::default(),
+        )
+        .unwrap();
+        // 48 commands in flight at once (the queue holds 63), one doorbell.
+        for i in 0..48u64 {
+            let mut buf = DmaBuf::for_device(p, 8192).unwrap();
+            buf.fill(i as u8);
+            drv.queue_write(i * 16, buf).unwrap();
+        }
+        drv.submit();
+        while drv.in_flight() > 0 {
+            drv.wait().unwrap().result.unwrap();
+        }
+        for i in 0..48u64 {
+            let back = drv
+                .read(i * 16, DmaBuf::for_device(p, 8192).unwrap())
+                .unwrap();
+            assert!(back.iter().all(|&b| b == i as u8));
+        }
+        drv.shutdown().unwrap();
+        thread.stop();
+    }
+}
+
+#[test]
+fn the_driver_runs_against_a_controller_on_its_own_thread() {
+    for preset in Preset::ALL {
+        let out = preset
+            .run(4, DeviceConstraints::UNCONSTRAINED, Threaded)
+            .unwrap();
+        assert!(out.clean(), "{preset}: {:?} {:?}", out.checker, out.reports);
+    }
+}
+
+/// Bring-up refuses what it cannot work with, with typed errors.
+struct BadStarts;
+
+impl PresetRun for BadStarts {
+    type Output = ();
+
+    fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) {
+        let pools = prp_pools(p).unwrap();
+        let too_small = NvmeDriverConfig {
+            admin_entries: 1,
+            ..NvmeDriverConfig::default()
+        };
+        let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
+        let regs = ctrl.registers();
+        let err = NvmeBlockDriver::<_, _, DmaBuf>::start(
+            &regs,
+            p,
+            &pools,
+            Stepping::new(ctrl),
+            too_small,
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err, DriverError::InvalidArgument(_)), "{err}");
+
+        // Pools of another page size.
+        let big = dma_sg::nvme::NvmePools::new(p, 8192, 1, 1).unwrap();
+        let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
+        let regs = ctrl.registers();
+        let err = NvmeBlockDriver::<_, _, DmaBuf>::start(
+            &regs,
+            p,
+            &big,
+            Stepping::new(ctrl),
+            NvmeDriverConfig::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err, DriverError::InvalidArgument(_)), "{err}");
+
+        // A controller that never comes ready (it is never stepped).
+        let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
+        let regs = ctrl.registers();
+        let err = NvmeBlockDriver::<_, _, DmaBuf>::start(
+            &regs,
+            p,
+            &pools,
+            dma_sim::drivers::Spin::new(1000),
+            NvmeDriverConfig::default(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err, DriverError::Timeout("CSTS.RDY"));
+        drop(ctrl);
+    }
+}
+
+#[test]
+fn bring_up_errors_are_typed() {
+    let out = Preset::NonCoherent
+        .run(1, DeviceConstraints::UNCONSTRAINED, BadStarts)
+        .unwrap();
+    assert!(out.clean(), "{:?} {:?}", out.checker, out.reports);
+}
