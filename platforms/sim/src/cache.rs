@@ -34,9 +34,16 @@ unsafe impl CacheMaintenance for SimCache {
         }
         self.sim.machine.with(|s, cfg| {
             s.tick(cfg);
-            // SAFETY: only tracked bytes are touched, and tracked bytes
-            // belong to live regions whose memory is allocated.
-            let out = unsafe { s.shadow.clean(va as u64, len as u64) };
+            let range = (va as u64, len as u64);
+            let out = if s.filled.take() == Some(range) {
+                // The map that just made the range live: the CPU has not run
+                // since its lines were filled.
+                s.shadow.clean_unchanged(range.0, range.1)
+            } else {
+                // SAFETY: only tracked bytes are touched, and tracked bytes
+                // belong to live regions whose memory is allocated.
+                unsafe { s.shadow.clean(range.0, range.1) }
+            };
             s.stats.lines_cleaned += out.lines as u64;
             s.report(
                 cfg,
@@ -54,6 +61,7 @@ unsafe impl CacheMaintenance for SimCache {
         }
         self.sim.machine.with(|s, cfg| {
             s.tick(cfg);
+            s.filled = None;
             // SAFETY: as for clean; the caller owns the lines (contract).
             let out = unsafe { s.shadow.invalidate(va as u64, len as u64) };
             s.stats.lines_invalidated += out.lines as u64;

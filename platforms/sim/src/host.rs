@@ -79,22 +79,135 @@ pub(crate) unsafe fn write(dst: u64, src: &[u8]) {
     }
 }
 
+/// One relaxed byte load.
+///
+/// # Safety
+///
+/// `p` is inside a live range the sim may access.
+#[inline(always)]
+unsafe fn load_u8(p: *mut u8) -> u8 {
+    // SAFETY: the caller's promise.
+    unsafe { AtomicU8::from_ptr(p) }.load(Ordering::Relaxed)
+}
+
+/// One relaxed aligned word load.
+///
+/// # Safety
+///
+/// `p` is 8-aligned and its 8 bytes are inside a live range the sim may
+/// access (any initialised u64 is valid).
+#[inline(always)]
+unsafe fn load_u64(p: *mut u64) -> u64 {
+    // SAFETY: the caller's promise.
+    unsafe { AtomicU64::from_ptr(p) }.load(Ordering::Relaxed)
+}
+
+#[inline(always)]
+fn ne_word(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[..8]);
+    u64::from_ne_bytes(w)
+}
+
+/// Where the host bytes at `src` first differ from `expected`: the offset
+/// of the first differing byte, or of the aligned word holding it. `None`
+/// when they are equal. The bytes are compared in place, not copied out
+/// (the cache model's dirty and "written since synced" checks).
+///
+/// # Safety
+///
+/// As for [`read`], for `[src, src + expected.len())`.
+pub(crate) unsafe fn first_difference(src: u64, expected: &[u8]) -> Option<usize> {
+    let base = ptr(src);
+    let head = ((8 - (src % 8) as usize) % 8).min(expected.len());
+    let (head_bytes, rest) = expected.split_at(head);
+    let (body, tail) = rest.split_at(rest.len() / 8 * 8);
+    let words = base.wrapping_add(head).cast::<u64>();
+    let found = 'scan: {
+        for (i, e) in head_bytes.iter().enumerate() {
+            // SAFETY: a head byte inside the caller's live range.
+            if unsafe { load_u8(base.wrapping_add(i)) } != *e {
+                break 'scan Some(i);
+            }
+        }
+        // Four words per branch: the common answer is "equal", read in full.
+        let mut blocks = body.chunks_exact(32);
+        let mut k = 0;
+        for b in &mut blocks {
+            // SAFETY: 8-aligned words (the head brought the address there)
+            // inside the caller's live range.
+            let diff = unsafe {
+                (load_u64(words.wrapping_add(k)) ^ ne_word(&b[..8]))
+                    | (load_u64(words.wrapping_add(k + 1)) ^ ne_word(&b[8..16]))
+                    | (load_u64(words.wrapping_add(k + 2)) ^ ne_word(&b[16..24]))
+                    | (load_u64(words.wrapping_add(k + 3)) ^ ne_word(&b[24..32]))
+            };
+            if diff != 0 {
+                break;
+            }
+            k += 4;
+        }
+        // The block that differed (if any), then the last words, one by one.
+        while 8 * k < body.len() {
+            // SAFETY: as above.
+            if unsafe { load_u64(words.wrapping_add(k)) } != ne_word(&body[8 * k..]) {
+                break 'scan Some(head + 8 * k);
+            }
+            k += 1;
+        }
+        let tail_at = head + body.len();
+        for (i, e) in tail.iter().enumerate() {
+            // SAFETY: a tail byte inside the caller's live range.
+            if unsafe { load_u8(base.wrapping_add(tail_at + i)) } != *e {
+                break 'scan Some(tail_at + i);
+            }
+        }
+        None
+    };
+    fence(Ordering::Acquire);
+    found
+}
+
+/// Whether the host bytes at `src` equal `expected` (see
+/// [`first_difference`]).
+///
+/// # Safety
+///
+/// As for [`read`], for `[src, src + expected.len())`.
+#[inline]
+pub(crate) unsafe fn equals(src: u64, expected: &[u8]) -> bool {
+    // SAFETY: the caller's promise.
+    unsafe { first_difference(src, expected) }.is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn round_trips_at_every_alignment() {
-        let mut buf = vec![0u8; 64];
+        let mut buf = vec![0u8; 160];
         let base = buf.as_mut_ptr().expose_provenance() as u64;
         for off in 0..9u64 {
-            let data: Vec<u8> = (0..23).map(|i| i as u8 ^ off as u8).collect();
+            let data: Vec<u8> = (0..23 + 8 * off as usize)
+                .map(|i| i as u8 ^ off as u8)
+                .collect();
             // SAFETY: inside `buf`, which this test owns.
             unsafe { write(base + off, &data) };
-            let mut back = vec![0u8; 23];
+            let mut back = vec![0u8; data.len()];
             // SAFETY: as above.
             unsafe { read(base + off, &mut back) };
             assert_eq!(back, data);
+            // SAFETY: as above.
+            assert!(unsafe { equals(base + off, &data) });
+            for flip in 0..data.len() {
+                let mut other = data.clone();
+                other[flip] ^= 1;
+                // SAFETY: as above.
+                let at = unsafe { first_difference(base + off, &other) }.unwrap();
+                assert!(at <= flip && flip - at < 8, "{at} for {flip}");
+                assert!(at == flip || (base + off + at as u64) % 8 == 0);
+            }
         }
     }
 }

@@ -100,6 +100,11 @@ pub(crate) struct State {
     next_id: u64,
     panic: Option<String>,
     scratch: Vec<Chunk>,
+    /// The region a map is making live, while its host bytes are known to
+    /// equal the cache model's (see [`Shadow::clean_unchanged`]): set by
+    /// `register`, taken by the backend's clean, dropped when the map
+    /// returns.
+    pub(crate) filled: Option<(u64, u64)>,
 }
 
 pub(crate) struct Machine {
@@ -125,6 +130,7 @@ impl Machine {
                 next_id: 1,
                 panic: None,
                 scratch: Vec::new(),
+                filled: None,
             }),
         })
     }
@@ -184,6 +190,11 @@ impl State {
         self.reports.push(report);
     }
 
+    /// Whether a report recorded under this lock will panic once it drops.
+    pub(crate) fn will_panic(&self) -> bool {
+        self.panic.is_some() && !std::thread::panicking()
+    }
+
     /// Takes the oldest recorded fault of `device`.
     pub(crate) fn take_fault_of(&mut self, device: DeviceId) -> Option<Fault> {
         let i = self.faults.iter().position(|f| f.device == device)?;
@@ -221,10 +232,13 @@ impl State {
         live.id = self.next_id;
         self.next_id += 1;
         live.cached &= !cfg.is_coherent();
+        self.filled = None;
         if live.cached {
             // SAFETY: the region is being made live: its owner vouched that
             // it is allocated for as long as it is live.
-            unsafe { self.shadow.track(live.phys, live.len) };
+            if unsafe { self.shadow.track(live.phys, live.len) } {
+                self.filled = Some((live.phys, live.len));
+            }
             self.cached.push((live.id, live.phys, live.len));
         }
         self.max_live_len = self.max_live_len.max(live.len);
@@ -234,15 +248,20 @@ impl State {
     }
 
     pub(crate) fn unregister(&mut self, key: (u64, u64)) -> Option<Live> {
+        self.filled = None;
         let live = self.live.remove(&key)?;
         if live.cached {
             if let Some(i) = self.cached.iter().position(|c| c.0 == live.id) {
                 self.cached.swap_remove(i);
             }
             let line = self.shadow.line_size();
+            // Regions sharing a line with this one start at most a line
+            // past its end and at most the longest region before it.
+            let from = live.phys.saturating_sub(line + self.max_live_len);
             let others: Vec<Live> = self
                 .live
-                .values()
+                .range((from, 0)..(live.end() + line, 0))
+                .map(|(_, l)| l)
                 .filter(|l| l.cached && l.phys < live.end() + line && l.end() + line > live.phys)
                 .copied()
                 .collect();

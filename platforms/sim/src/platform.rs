@@ -7,9 +7,9 @@ use dma_api::{
     DmaMap, PhysAddr, RawMapping, Result, SgEntry,
 };
 
-use crate::machine::Live;
+use crate::machine::{Live, State};
 use crate::report::ReportKind;
-use crate::{DeviceId, Sim};
+use crate::{DeviceId, Sim, SimConfig, SimStats};
 
 /// A platform attached to a simulated device.
 ///
@@ -77,11 +77,14 @@ impl<P> SimPlatform<P> {
         })
     }
 
-    fn set_dma(&self, key: (u64, u64), dma: DmaAddr) {
+    /// The map (or allocation) is over: the region is reachable at `dma`.
+    fn mapped(&self, key: (u64, u64), dma: DmaAddr, count: impl FnOnce(&mut SimStats)) {
         self.sim.machine.with(|s, _| {
+            s.filled = None;
             if let Some(l) = s.live.get_mut(&key) {
                 l.dma = dma.as_u64();
             }
+            count(&mut s.stats);
         });
     }
 
@@ -91,74 +94,86 @@ impl<P> SimPlatform<P> {
         });
     }
 
-    fn find(&self, m: &RawMapping) -> Option<(u64, u64)> {
-        self.sim.machine.with(|s, _| {
-            s.find(self.device, m.phys.as_u64(), m.len as u64, m.dma.as_u64())
-                .map(|(k, _)| k)
+    fn find(&self, s: &State, m: &RawMapping) -> Option<(u64, u64)> {
+        s.find(self.device, m.phys.as_u64(), m.len as u64, m.dma.as_u64())
+            .map(|(k, _)| k)
+    }
+
+    /// Before the CPU takes `[offset, offset + len)` of `m` back: did it
+    /// write while the device owned it? Returns the mapping's key, if live.
+    fn cpu_takes(&self, m: &RawMapping, offset: usize, len: usize) -> Option<(u64, u64)> {
+        self.sim.machine.with(|s, cfg| {
+            let key = self.find(s, m)?;
+            check_cpu_takes(s, cfg, key, offset, len);
+            Some(key)
         })
     }
 
-    /// Before the CPU takes `[offset, offset + len)` back: did it write
-    /// while the device owned it?
-    fn check_cpu_takes(&self, key: (u64, u64), offset: usize, len: usize) {
+    /// After the backend's sync for the CPU (if `synced`), then
+    /// `and_then` unless a report is about to panic.
+    fn cpu_took(
+        &self,
+        key: Option<(u64, u64)>,
+        synced: Option<(usize, usize)>,
+        and_then: impl FnOnce(&mut State),
+    ) {
         self.sim.machine.with(|s, cfg| {
-            s.tick(cfg);
-            let Some(live) = s.live.get(&key).copied() else {
-                return;
-            };
-            if !live.cached || !live.device_owns || !cfg.detector_on() {
-                return;
+            if let (Some(key), Some((offset, len))) = (key, synced) {
+                check_cpu_took(s, cfg, key, offset, len);
+                // The panic is raised when the lock drops, before what
+                // followed the check when each step took the lock itself.
+                if s.will_panic() {
+                    return;
+                }
             }
-            let start = live.phys + offset as u64;
-            // SAFETY: the region is live, so its tracked bytes are allocated.
-            let finding = unsafe { s.shadow.cpu_modified(start, len as u64) };
-            s.report(
-                cfg,
-                ReportKind::CpuWroteDeviceOwned,
-                finding,
-                None,
-                Some(live.info()),
-            );
+            and_then(s);
         });
     }
+}
 
-    /// After the backend's sync for the CPU: nothing the device wrote may be
-    /// left un-invalidated. The CPU owns the mapping from here.
-    fn check_cpu_took(&self, key: (u64, u64), offset: usize, len: usize) {
-        self.sim.machine.with(|s, cfg| {
-            let Some(live) = s.live.get_mut(&key) else {
-                return;
-            };
-            live.device_owns = false;
-            let live = *live;
-            if !live.cached {
-                return;
-            }
-            let finding = s
-                .shadow
-                .not_invalidated(live.phys + offset as u64, len as u64);
-            s.report(
-                cfg,
-                ReportKind::CpuReadNotInvalidated,
-                finding,
-                None,
-                Some(live.info()),
-            );
-        });
+/// Did the CPU write `[offset, offset + len)` of the region while the
+/// device owned it?
+fn check_cpu_takes(s: &mut State, cfg: &SimConfig, key: (u64, u64), offset: usize, len: usize) {
+    s.tick(cfg);
+    let Some(live) = s.live.get(&key).copied() else {
+        return;
+    };
+    if !live.cached || !live.device_owns || !cfg.detector_on() {
+        return;
     }
+    let start = live.phys + offset as u64;
+    // SAFETY: the region is live, so its tracked bytes are allocated.
+    let finding = unsafe { s.shadow.cpu_modified(start, len as u64) };
+    s.report(
+        cfg,
+        ReportKind::CpuWroteDeviceOwned,
+        finding,
+        None,
+        Some(live.info()),
+    );
+}
 
-    fn device_owns(&self, key: (u64, u64)) {
-        self.sim.machine.with(|s, cfg| {
-            s.tick(cfg);
-            if let Some(l) = s.live.get_mut(&key) {
-                l.device_owns = true;
-            }
-        });
+/// After the backend's sync for the CPU: nothing the device wrote may be
+/// left un-invalidated. The CPU owns the mapping from here.
+fn check_cpu_took(s: &mut State, cfg: &SimConfig, key: (u64, u64), offset: usize, len: usize) {
+    let Some(live) = s.live.get_mut(&key) else {
+        return;
+    };
+    live.device_owns = false;
+    let live = *live;
+    if !live.cached {
+        return;
     }
-
-    fn count(&self, f: impl FnOnce(&mut crate::SimStats)) {
-        self.sim.machine.with(|s, _| f(&mut s.stats));
-    }
+    let finding = s
+        .shadow
+        .not_invalidated(live.phys + offset as u64, len as u64);
+    s.report(
+        cfg,
+        ReportKind::CpuReadNotInvalidated,
+        finding,
+        None,
+        Some(live.info()),
+    );
 }
 
 // SAFETY: every call is forwarded unchanged to `P`, which upholds the
@@ -188,8 +203,7 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         // SAFETY: the caller's promise is passed on unchanged.
         match unsafe { self.inner.map(phys, len, dir, attrs) } {
             Ok(dma) => {
-                self.set_dma(key, dma);
-                self.count(|s| s.maps += 1);
+                self.mapped(key, dma, |s| s.maps += 1);
                 Ok(dma)
             }
             Err(e) => {
@@ -200,44 +214,38 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
     }
 
     unsafe fn unmap(&self, mapping: &RawMapping) -> Result<()> {
-        let key = self.find(mapping);
-        if let Some(key) = key {
-            self.check_cpu_takes(key, 0, mapping.len);
-        }
+        let key = self.cpu_takes(mapping, 0, mapping.len);
         // SAFETY: the caller's promise is passed on unchanged.
         let result = unsafe { self.inner.unmap(mapping) };
-        if let Some(key) = key {
-            if result.is_ok() {
-                if mapping.dir != DmaDirection::ToDevice {
-                    self.check_cpu_took(key, 0, mapping.len);
-                }
-                self.unregister(key);
-                self.count(|s| s.unmaps += 1);
-            }
+        if let (Some(key), true) = (key, result.is_ok()) {
+            let synced = (mapping.dir != DmaDirection::ToDevice).then_some((0, mapping.len));
+            self.cpu_took(Some(key), synced, |s| {
+                s.unregister(key);
+                s.stats.unmaps += 1;
+            });
         }
         result
     }
 
     unsafe fn sync_for_cpu(&self, mapping: &RawMapping, offset: usize, len: usize) {
-        let key = self.find(mapping);
-        if let Some(key) = key {
-            self.check_cpu_takes(key, offset, len);
-        }
+        let key = self.cpu_takes(mapping, offset, len);
         // SAFETY: the caller's promise is passed on unchanged.
         unsafe { self.inner.sync_for_cpu(mapping, offset, len) };
-        if let Some(key) = key {
-            self.check_cpu_took(key, offset, len);
-        }
-        self.count(|s| s.syncs_for_cpu += 1);
+        self.cpu_took(key, Some((offset, len)), |s| s.stats.syncs_for_cpu += 1);
     }
 
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
         // SAFETY: the caller's promise is passed on unchanged.
         unsafe { self.inner.sync_for_device(mapping, offset, len) };
-        if let Some(key) = self.find(mapping) {
-            self.device_owns(key);
-        }
-        self.count(|s| s.syncs_for_device += 1);
+        self.sim.machine.with(|s, cfg| {
+            if let Some(key) = self.find(s, mapping) {
+                s.tick(cfg);
+                if let Some(l) = s.live.get_mut(&key) {
+                    l.device_owns = true;
+                }
+            }
+            s.stats.syncs_for_device += 1;
+        });
     }
 
     unsafe fn map_sg(
@@ -254,9 +262,8 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         match unsafe { self.inner.map_sg(entries, dir, attrs) } {
             Ok(()) => {
                 for (k, e) in keys.iter().zip(entries.iter()) {
-                    self.set_dma(*k, e.dma);
+                    self.mapped(*k, e.dma, |s| s.maps += 1);
                 }
-                self.count(|s| s.maps += entries.len() as u64);
                 Ok(())
             }
             Err(err) => {
@@ -276,22 +283,17 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
     ) -> Result<()> {
         let keys: Vec<_> = entries
             .iter()
-            .map(|e| self.find(&e.as_raw(dir, attrs)))
+            .map(|e| self.cpu_takes(&e.as_raw(dir, attrs), 0, e.len))
             .collect();
-        for (k, e) in keys.iter().zip(entries) {
-            if let Some(k) = k {
-                self.check_cpu_takes(*k, 0, e.len);
-            }
-        }
         // SAFETY: the caller's promise is passed on unchanged.
         let result = unsafe { self.inner.unmap_sg(entries, dir, attrs) };
         for (k, e) in keys.into_iter().zip(entries) {
             if let Some(k) = k {
-                if dir != DmaDirection::ToDevice {
-                    self.check_cpu_took(k, 0, e.len);
-                }
-                self.unregister(k);
-                self.count(|s| s.unmaps += 1);
+                let synced = (dir != DmaDirection::ToDevice).then_some((0, e.len));
+                self.cpu_took(Some(k), synced, |s| {
+                    s.unregister(k);
+                    s.stats.unmaps += 1;
+                });
             }
         }
         result
@@ -310,21 +312,19 @@ unsafe impl<P: DmaAlloc> DmaAlloc for SimPlatform<P> {
                 .is_none_or(|(_, c)| *c == Cacheability::Cached)
         });
         let key = self.register(PhysAddr::new(phys), region.size, None, cached);
-        self.set_dma(key, region.dma);
-        self.count(|s| s.coherent_allocs += 1);
+        self.mapped(key, region.dma, |s| s.coherent_allocs += 1);
         Ok(region)
     }
 
     unsafe fn free_coherent(&self, region: CoherentRegion, attrs: DmaAttrs) -> Result<()> {
         let phys = region.cpu.as_ptr().expose_provenance() as u64;
-        let key = self.sim.machine.with(|s, _| {
-            s.find(self.device, phys, region.size as u64, region.dma.as_u64())
-                .map(|(k, _)| k)
+        self.sim.machine.with(|s, _| {
+            let found = s.find(self.device, phys, region.size as u64, region.dma.as_u64());
+            if let Some((key, _)) = found {
+                s.unregister(key);
+                s.stats.coherent_frees += 1;
+            }
         });
-        if let Some(key) = key {
-            self.unregister(key);
-            self.count(|s| s.coherent_frees += 1);
-        }
         // SAFETY: the caller's promise is passed on unchanged.
         unsafe { self.inner.free_coherent(region, attrs) }
     }

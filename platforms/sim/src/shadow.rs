@@ -2,15 +2,23 @@
 //! holds (the device's view) next to the CPU's view, which is the host
 //! memory the driver touches through its pointers.
 //!
-//! Per line the model keeps three copies:
-//! - `ram`: the device's view;
+//! Per line the model knows three values:
 //! - `wb`: what the CPU's cache line held when it was last written back or
 //!   filled, so "dirty" is "host bytes differ from `wb`" (the sim cannot
 //!   see CPU stores, only their result);
+//! - `ram`: the device's view;
 //! - `synced`: what the CPU view held at the last *driver* maintenance
 //!   (clean or invalidate), so "the CPU wrote since it last synced" is
 //!   "host differs from `synced`", even when a lucky eviction already wrote
 //!   the data back. That is what makes detection independent of the seed.
+//!
+//! Most of the time all three are equal, so only `wb` is always stored: a
+//! line's RAM and its synced snapshot have their own copy only while they
+//! differ from it (the `ram_own` and `synced_own` bitmaps). Device writes
+//! give RAM its own copy, an eviction gives the snapshot its own copy, and
+//! maintenance folds both back into `wb`. Per-line flags are bitmaps over a
+//! page's lines (a page has at most 128 lines of 32 bytes), so range checks
+//! are a few word operations instead of a walk over line records.
 //!
 //! Only bytes inside tracked regions (live mappings and allocations) are
 //! ever read or written on the host side: a line's `mask` says which ones.
@@ -24,31 +32,19 @@
 //! (`SKIP_CPU_SYNC` on a buffer they already cleaned).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::host;
 
+#[cfg(test)]
+mod reference;
+#[cfg(test)]
+mod tests;
+
 /// The shadow granule; a multiple of every supported line size.
 pub(crate) const PAGE: u64 = 4096;
+const PAGE_BYTES: usize = PAGE as usize;
 const MAX_LINES: usize = (PAGE / 32) as usize;
-
-#[derive(Clone, Copy, Default)]
-struct LineMeta {
-    /// Bit `i` set: byte `i` of the line is tracked.
-    mask: u128,
-    /// How many tracked regions touch the line.
-    refs: u32,
-    /// The device wrote RAM since the CPU last invalidated the line.
-    device_wrote: bool,
-}
-
-struct PageShadow {
-    ram: [u8; PAGE as usize],
-    wb: [u8; PAGE as usize],
-    synced: [u8; PAGE as usize],
-    meta: [LineMeta; MAX_LINES],
-    live_lines: u32,
-    order_index: usize,
-}
 
 /// A run of offending lines found by one operation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,12 +72,13 @@ impl Finding {
 }
 
 /// What an operation did, for the statistics and the detector.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Outcome {
     pub(crate) lines: usize,
     pub(crate) finding: Finding,
 }
 
+/// Bits `lo..hi` set (byte offsets in a line, or line indices in a page).
 fn bits(lo: usize, hi: usize) -> u128 {
     let n = hi - lo;
     if n == 0 {
@@ -93,7 +90,7 @@ fn bits(lo: usize, hi: usize) -> u128 {
     }
 }
 
-/// Contiguous runs of set bits, as `(start, end)` byte offsets.
+/// Contiguous runs of set bits, as `(start, end)` bit indices.
 fn runs(mut mask: u128) -> impl Iterator<Item = (usize, usize)> {
     let mut base = 0usize;
     core::iter::from_fn(move || {
@@ -110,14 +107,271 @@ fn runs(mut mask: u128) -> impl Iterator<Item = (usize, usize)> {
     })
 }
 
+/// Indices of set bits, lowest first.
+fn ones(mut mask: u128) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        Some(i)
+    })
+}
+
+/// Hashes page numbers: one multiply by an odd constant spreads
+/// consecutive pages over both the bucket bits and the tag bits.
+#[derive(Default)]
+struct PageHasher(u64);
+
+impl Hasher for PageHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Which of the lazily stored values to read.
+#[derive(Clone, Copy)]
+enum View {
+    Ram,
+    Synced,
+}
+
+struct PageShadow {
+    wb: [u8; PAGE_BYTES],
+    /// RAM of the lines in `ram_own`; other lines' RAM is their `wb`.
+    ram: [u8; PAGE_BYTES],
+    /// The snapshot of the lines in `synced_own`; others' is their `wb`.
+    synced: [u8; PAGE_BYTES],
+    /// Of a live line not tracked whole: bit `i` set if its byte `i` is.
+    masks: [u128; MAX_LINES],
+    /// How many tracked regions touch each line.
+    refs: [u32; MAX_LINES],
+    /// Lines with `refs > 0`.
+    live: u128,
+    /// Live lines tracked in every byte.
+    whole: u128,
+    /// The device wrote RAM since the CPU last invalidated the line.
+    device_wrote: u128,
+    ram_own: u128,
+    synced_own: u128,
+}
+
+impl PageShadow {
+    fn new() -> Box<Self> {
+        Box::new(Self {
+            wb: [0; PAGE_BYTES],
+            ram: [0; PAGE_BYTES],
+            synced: [0; PAGE_BYTES],
+            masks: [0; MAX_LINES],
+            refs: [0; MAX_LINES],
+            live: 0,
+            whole: 0,
+            device_wrote: 0,
+            ram_own: 0,
+            synced_own: 0,
+        })
+    }
+
+    /// Which bytes of line `idx` are tracked.
+    fn mask(&self, idx: usize, line: usize) -> u128 {
+        if self.whole >> idx & 1 == 1 {
+            bits(0, line)
+        } else if self.live >> idx & 1 == 1 {
+            self.masks[idx]
+        } else {
+            0
+        }
+    }
+
+    fn own_bits(&self, view: View) -> (u128, &[u8; PAGE_BYTES]) {
+        match view {
+            View::Ram => (self.ram_own, &self.ram),
+            View::Synced => (self.synced_own, &self.synced),
+        }
+    }
+
+    /// Calls `f(offset, bytes)` over `[lo, hi)` of the page as `view` holds
+    /// it, in as few pieces as the ownership bitmaps allow.
+    fn view(&self, view: View, lo: usize, hi: usize, line: usize, mut f: impl FnMut(usize, &[u8])) {
+        if lo >= hi {
+            return;
+        }
+        let (own, bytes) = self.own_bits(view);
+        let (l0, l1) = (lo / line, hi.div_ceil(line));
+        let range = bits(l0, l1);
+        if own & range == 0 {
+            return f(lo, &self.wb[lo..hi]);
+        }
+        if own & range == range {
+            return f(lo, &bytes[lo..hi]);
+        }
+        let mut pos = lo;
+        while pos < hi {
+            let owned = own >> (pos / line) & 1 == 1;
+            let mut end = (pos / line + 1) * line;
+            while end < hi && (own >> (end / line) & 1 == 1) == owned {
+                end += line;
+            }
+            let end = end.min(hi);
+            f(
+                pos,
+                if owned {
+                    &bytes[pos..end]
+                } else {
+                    &self.wb[pos..end]
+                },
+            );
+            pos = end;
+        }
+    }
+
+    /// Gives line `idx` its own copy of `view` (about to diverge from `wb`).
+    fn own(&mut self, view: View, idx: usize, line: usize) {
+        let bit = 1u128 << idx;
+        let (own, bytes) = match view {
+            View::Ram => (&mut self.ram_own, &mut self.ram),
+            View::Synced => (&mut self.synced_own, &mut self.synced),
+        };
+        if *own & bit == 0 {
+            let r = idx * line..(idx + 1) * line;
+            bytes[r.clone()].copy_from_slice(&self.wb[r]);
+            *own |= bit;
+        }
+    }
+
+    /// Whether the host bytes of `[lo, hi)` (page offsets, page at `base`)
+    /// equal the `view`.
+    ///
+    /// # Safety
+    ///
+    /// The range is tracked, hence live host memory.
+    unsafe fn host_matches(
+        &self,
+        view: View,
+        base: u64,
+        lo: usize,
+        hi: usize,
+        line: usize,
+    ) -> bool {
+        let mut same = true;
+        self.view(view, lo, hi, line, |off, expected| {
+            // SAFETY: inside the tracked range (caller).
+            same = same && unsafe { host::equals(base + off as u64, expected) };
+        });
+        same
+    }
+
+    /// Whether the tracked host bytes of line `idx` within byte range
+    /// `within` of the line equal the `view`.
+    ///
+    /// # Safety
+    ///
+    /// Tracked bytes are live host memory.
+    unsafe fn line_matches(
+        &self,
+        view: View,
+        base: u64,
+        idx: usize,
+        line: usize,
+        within: u128,
+    ) -> bool {
+        let off = idx * line;
+        let mask = self.mask(idx, line) & within;
+        if mask == bits(0, line) {
+            // SAFETY: a whole tracked line (caller).
+            return unsafe { self.host_matches(view, base, off, off + line, line) };
+        }
+        runs(mask).all(|(s, e)| {
+            // SAFETY: tracked bytes (caller).
+            unsafe { self.host_matches(view, base, off + s, off + e, line) }
+        })
+    }
+
+    /// Writes line `idx` back if dirty; returns whether it was dirty and
+    /// whether that overwrote device data. `keep_synced` keeps the driver's
+    /// snapshot (an eviction is not a sync).
+    ///
+    /// # Safety
+    ///
+    /// Tracked bytes are live host memory.
+    unsafe fn write_back(
+        &mut self,
+        base: u64,
+        idx: usize,
+        line: usize,
+        keep_synced: bool,
+    ) -> (bool, bool) {
+        let bit = 1u128 << idx;
+        let off = idx * line;
+        let l = base + off as u64;
+        let mask = self.mask(idx, line);
+        let whole = self.whole & bit != 0;
+        // SAFETY: a whole tracked line (the common case, checked without
+        // copying).
+        if whole && unsafe { host::equals(l, &self.wb[off..off + line]) } {
+            return (false, false);
+        }
+        let mut host_line = [0u8; 128];
+        let mut dirty = false;
+        for (s, e) in runs(mask) {
+            // SAFETY: tracked bytes are live (caller).
+            unsafe { host::read(l + s as u64, &mut host_line[s..e]) };
+            dirty |= host_line[s..e] != self.wb[off + s..off + e];
+        }
+        if !dirty {
+            return (false, false);
+        }
+        if keep_synced {
+            self.own(View::Synced, idx, line);
+        }
+        for (s, e) in runs(mask) {
+            self.wb[off + s..off + e].copy_from_slice(&host_line[s..e]);
+        }
+        // RAM now holds the written-back bytes, which are `wb`.
+        self.ram_own &= !bit;
+        let over = self.device_wrote & bit != 0;
+        self.device_wrote &= !bit;
+        (true, over)
+    }
+
+    /// Makes the host's tracked bytes of `lines` equal `wb`.
+    ///
+    /// # Safety
+    ///
+    /// Tracked bytes are live host memory the caller may write.
+    unsafe fn store_to_host(&self, base: u64, lines: u128, line: usize) {
+        for (l0, l1) in runs(lines & self.whole) {
+            let (lo, hi) = (l0 * line, l1 * line);
+            // SAFETY: whole tracked lines.
+            unsafe { host::write(base + lo as u64, &self.wb[lo..hi]) };
+        }
+        for idx in ones(lines & !self.whole) {
+            let off = idx * line;
+            for (s, e) in runs(self.mask(idx, line)) {
+                // SAFETY: tracked bytes.
+                unsafe { host::write(base + (off + s) as u64, &self.wb[off + s..off + e]) };
+            }
+        }
+    }
+}
+
 pub(crate) struct Shadow {
     line: u64,
     full: u128,
-    pages: HashMap<u64, Box<PageShadow>>,
-    order: Vec<u64>,
+    pages: HashMap<u64, Box<PageShadow>, BuildHasherDefault<PageHasher>>,
     /// Freed page shadows, reused (mappings come and go per I/O).
     spare: Vec<Box<PageShadow>>,
-    scratch: Box<[u8; PAGE as usize]>,
 }
 
 impl Shadow {
@@ -125,10 +379,8 @@ impl Shadow {
         Self {
             line: line as u64,
             full: bits(0, line),
-            pages: HashMap::new(),
-            order: Vec::new(),
+            pages: HashMap::default(),
             spare: Vec::new(),
-            scratch: Box::new([0; PAGE as usize]),
         }
     }
 
@@ -136,144 +388,161 @@ impl Shadow {
         self.line
     }
 
-    /// Visits every line overlapping `[addr, addr + len)` whose page exists
-    /// (or, with `create`, every line): `(page, line index, line address,
-    /// first byte in line, end byte in line)`.
-    fn for_lines(
-        &mut self,
-        addr: u64,
-        len: u64,
-        create: bool,
-        mut f: impl FnMut(&mut PageShadow, usize, u64, usize, usize),
-    ) {
-        if len == 0 {
-            return;
-        }
-        let line = self.line;
-        let end = addr.saturating_add(len);
-        let mut page_addr = addr & !(PAGE - 1);
-        while page_addr < end {
-            let page_no = page_addr / PAGE;
-            if create {
-                self.ensure_page(page_no);
-            }
-            if let Some(page) = self.pages.get_mut(&page_no) {
-                let lo = addr.max(page_addr);
-                let hi = end.min(page_addr + PAGE);
-                let mut l = lo & !(line - 1);
-                while l < hi {
-                    let idx = ((l - page_addr) / line) as usize;
-                    let b_lo = (lo.max(l) - l) as usize;
-                    let b_hi = (hi.min(l + line) - l) as usize;
-                    f(page, idx, l, b_lo, b_hi);
-                    l += line;
-                }
-            }
-            page_addr += PAGE;
-        }
-    }
-
-    fn ensure_page(&mut self, page_no: u64) {
-        if self.pages.contains_key(&page_no) {
-            return;
-        }
-        let index = self.order.len();
-        self.order.push(page_no);
-        // A spare page's metadata is all default: untrack resets every line
-        // before the page is retired.
-        let mut page = self.spare.pop().unwrap_or_else(|| {
-            Box::new(PageShadow {
-                ram: [0; PAGE as usize],
-                wb: [0; PAGE as usize],
-                synced: [0; PAGE as usize],
-                meta: [LineMeta::default(); MAX_LINES],
-                live_lines: 0,
-                order_index: 0,
-            })
-        });
-        page.order_index = index;
-        page.live_lines = 0;
-        self.pages.insert(page_no, page);
-    }
-
-    /// `[addr, addr + len)` split at page boundaries.
-    fn segments(addr: u64, len: u64) -> impl Iterator<Item = (u64, u64)> {
+    /// `[addr, addr + len)` split at page boundaries: `(page number, page
+    /// address, first offset, end offset, position in the range)`.
+    fn segments(addr: u64, len: u64) -> impl Iterator<Item = (u64, u64, usize, usize, usize)> {
         let end = addr.saturating_add(len);
         let mut a = addr;
         core::iter::from_fn(move || {
             if a >= end {
                 return None;
             }
-            let e = end.min((a & !(PAGE - 1)) + PAGE);
-            let seg = (a, e);
+            let base = a & !(PAGE - 1);
+            let e = end.min(base + PAGE);
+            let seg = (
+                base / PAGE,
+                base,
+                (a - base) as usize,
+                (e - base) as usize,
+                (a - addr) as usize,
+            );
             a = e;
             Some(seg)
         })
     }
 
-    /// For a segment inside one page: the line-extended page offsets
-    /// `(lo, hi)` if every line it touches is tracked whole.
-    fn whole_lines(&self, a: u64, e: u64) -> Option<(usize, usize)> {
-        let page = self.pages.get(&(a / PAGE))?;
+    /// The lines `[lo, hi)` touches, as indices and as a bitmap.
+    fn lines(&self, lo: usize, hi: usize) -> (usize, usize, u128) {
         let line = self.line as usize;
-        let l0 = (a % PAGE) as usize / line;
-        let l1 = ((e - 1) % PAGE) as usize / line + 1;
-        page.meta[l0..l1]
-            .iter()
-            .all(|m| m.refs > 0 && m.mask == self.full)
-            .then_some((l0 * line, l1 * line))
+        let (l0, l1) = (lo / line, hi.div_ceil(line));
+        (l0, l1, bits(l0, l1))
     }
 
-    fn mark_lines(
-        page: &mut PageShadow,
-        lo: usize,
-        hi: usize,
-        line: usize,
-        f: impl Fn(&mut LineMeta),
-    ) {
-        for m in &mut page.meta[lo / line..hi.div_ceil(line)] {
-            f(m);
-        }
+    fn page_or_new(&mut self, page_no: u64) -> &mut PageShadow {
+        let spare = &mut self.spare;
+        self.pages
+            .entry(page_no)
+            .or_insert_with(|| spare.pop().unwrap_or_else(PageShadow::new))
     }
 
     /// Starts tracking `[addr, addr + len)`; newly tracked bytes start
-    /// clean and coherent (see the module docs).
+    /// clean and coherent (see the module docs). Returns whether every line
+    /// of the range was new and filled whole from the host (so, until the
+    /// CPU next writes, [`clean_unchanged`](Self::clean_unchanged) may
+    /// stand for a clean of the range).
     ///
     /// # Safety
     ///
     /// `[addr, addr + len)` is live host memory (the region being made
     /// live).
-    pub(crate) unsafe fn track(&mut self, addr: u64, len: u64) {
-        let line = self.line;
-        for (a, e) in Self::segments(addr, len) {
-            let page_no = a / PAGE;
-            self.ensure_page(page_no);
+    pub(crate) unsafe fn track(&mut self, addr: u64, len: u64) -> bool {
+        let (line, full) = (self.line as usize, self.full);
+        let mut filled = true;
+        for (page_no, base, lo, hi, _) in Self::segments(addr, len) {
+            let (l0, l1, range) = self.lines(lo, hi);
+            let page = self.page_or_new(page_no);
+            if lo % line == 0 && hi % line == 0 && page.live & range == 0 {
+                // Fresh whole lines: one copy of the host bytes is all three
+                // values.
+                // SAFETY: the caller vouches for the range.
+                unsafe { host::read(base + lo as u64, &mut page.wb[lo..hi]) };
+                page.refs[l0..l1].fill(1);
+                page.live |= range;
+                page.whole |= range;
+                page.ram_own &= !range;
+                page.synced_own &= !range;
+                page.device_wrote &= !range;
+                continue;
+            }
+            filled = false;
+            for idx in l0..l1 {
+                let bit = 1u128 << idx;
+                let off = idx * line;
+                let (s_lo, s_hi) = (lo.max(off) - off, hi.min(off + line) - off);
+                if page.refs[idx] == 0 {
+                    page.live |= bit;
+                    page.masks[idx] = 0;
+                    page.device_wrote &= !bit;
+                    page.ram_own &= !bit;
+                    page.synced_own &= !bit;
+                }
+                page.refs[idx] += 1;
+                let old = page.mask(idx, line);
+                let mask = old | bits(s_lo, s_hi);
+                let fresh = mask & !old;
+                if mask == full {
+                    page.whole |= bit;
+                } else {
+                    page.masks[idx] = mask;
+                }
+                for (s, e) in runs(fresh) {
+                    let r = off + s..off + e;
+                    // SAFETY: inside the range the caller vouched for.
+                    unsafe { host::read(base + r.start as u64, &mut page.wb[r.clone()]) };
+                    if page.ram_own & bit != 0 {
+                        page.ram[r.clone()].copy_from_slice(&page.wb[r.clone()]);
+                    }
+                    if page.synced_own & bit != 0 {
+                        page.synced[r.clone()].copy_from_slice(&page.wb[r]);
+                    }
+                }
+            }
+        }
+        filled
+    }
+
+    /// Stops tracking `[addr, addr + len)`. `still` gives, for a line still
+    /// referenced by other regions, the mask of bytes they cover.
+    pub(crate) fn untrack(&mut self, addr: u64, len: u64, still: impl Fn(u64) -> u128) {
+        let (line, full) = (self.line as usize, self.full);
+        for (page_no, base, lo, hi, _) in Self::segments(addr, len) {
+            let (l0, l1, _) = self.lines(lo, hi);
             let Some(page) = self.pages.get_mut(&page_no) else {
                 continue;
             };
-            let (lo, hi) = ((a % PAGE) as usize, ((e - 1) % PAGE) as usize + 1);
-            let aligned = a % line == 0 && e % line == 0;
-            let fresh = page.meta[lo / line as usize..hi / line as usize]
-                .iter()
-                .all(|m| m.refs == 0);
-            if aligned && fresh {
-                // SAFETY: the caller vouches for the range.
-                unsafe { host::read(a, &mut page.ram[lo..hi]) };
-                let (ram, wb, synced) = (&page.ram, &mut page.wb, &mut page.synced);
-                wb[lo..hi].copy_from_slice(&ram[lo..hi]);
-                synced[lo..hi].copy_from_slice(&ram[lo..hi]);
-                let full = self.full;
-                Self::mark_lines(page, lo, hi, line as usize, |m| {
-                    *m = LineMeta {
-                        mask: full,
-                        refs: 1,
-                        device_wrote: false,
-                    }
-                });
-                page.live_lines += ((hi - lo) / line as usize) as u32;
+            let range = bits(l0, l1);
+            if lo % line == 0
+                && hi % line == 0
+                && page.whole & range == range
+                && page.refs[l0..l1].iter().all(|&r| r == 1)
+            {
+                // Whole lines of this region only: they all stop being live.
+                page.refs[l0..l1].fill(0);
+                page.live &= !range;
+                page.whole &= !range;
+                page.device_wrote &= !range;
+                page.ram_own &= !range;
+                page.synced_own &= !range;
             } else {
-                // SAFETY: forwarded.
-                unsafe { self.track_lines(a, e - a) };
+                for idx in l0..l1 {
+                    let bit = 1u128 << idx;
+                    if page.refs[idx] == 0 {
+                        continue;
+                    }
+                    page.refs[idx] -= 1;
+                    if page.refs[idx] == 0 {
+                        page.live &= !bit;
+                        page.whole &= !bit;
+                        page.device_wrote &= !bit;
+                        page.ram_own &= !bit;
+                        page.synced_own &= !bit;
+                    } else {
+                        let mask = still(base + (idx * line) as u64);
+                        if mask == full {
+                            page.whole |= bit;
+                        } else {
+                            page.whole &= !bit;
+                            page.masks[idx] = mask;
+                        }
+                    }
+                }
+            }
+            if page.live == 0 {
+                if let Some(page) = self.pages.remove(&page_no) {
+                    if self.spare.len() < 64 {
+                        self.spare.push(page);
+                    }
+                }
             }
         }
     }
@@ -284,40 +553,68 @@ impl Shadow {
     ///
     /// Tracked bytes are live host memory.
     pub(crate) unsafe fn clean(&mut self, addr: u64, len: u64) -> Outcome {
+        let line = self.line as usize;
         let mut out = Outcome::default();
-        for (a, e) in Self::segments(addr, len) {
-            if let Some((lo, hi)) = self.whole_lines(a, e) {
-                let base = a & !(PAGE - 1);
-                let scratch = &mut self.scratch[lo..hi];
-                // SAFETY: whole tracked lines are live.
-                unsafe { host::read(base + lo as u64, scratch) };
-                if let Some(page) = self.pages.get_mut(&(a / PAGE)) {
-                    let line = self.line as usize;
-                    if *scratch != page.wb[lo..hi] {
-                        // Write back the dirty lines (whole, as a cache does).
-                        for l in (lo..hi).step_by(line) {
-                            let host_line = &scratch[l - lo..l - lo + line];
-                            if *host_line != page.wb[l..l + line] {
-                                page.ram[l..l + line].copy_from_slice(host_line);
-                                page.wb[l..l + line].copy_from_slice(host_line);
-                                let m = &mut page.meta[l / line];
-                                if m.device_wrote {
-                                    out.finding.add(base + l as u64);
-                                }
-                                m.device_wrote = false;
-                            }
-                        }
+        for (page_no, base, lo, hi, _) in Self::segments(addr, len) {
+            let (_, _, range) = self.lines(lo, hi);
+            let Some(page) = self.pages.get_mut(&page_no) else {
+                continue;
+            };
+            let live = range & page.live;
+            let mut over = 0u128;
+            // Runs of whole lines are scanned in one pass for dirty lines.
+            for (r0, r1) in runs(live & page.whole) {
+                let (mut pos, end) = (r0 * line, r1 * line);
+                loop {
+                    // SAFETY: whole tracked lines are live.
+                    let dirty =
+                        unsafe { host::first_difference(base + pos as u64, &page.wb[pos..end]) };
+                    let Some(d) = dirty else {
+                        break;
+                    };
+                    let idx = (pos + d) / line;
+                    // SAFETY: forwarded.
+                    let (_, o) = unsafe { page.write_back(base, idx, line, false) };
+                    over |= u128::from(o) << idx;
+                    pos = (idx + 1) * line;
+                    if pos >= end {
+                        break;
                     }
-                    let (wb, synced) = (&page.wb, &mut page.synced);
-                    synced[lo..hi].copy_from_slice(&wb[lo..hi]);
-                    out.lines += (hi - lo) / line;
-                    continue;
                 }
             }
-            // SAFETY: forwarded.
-            let o = unsafe { self.clean_lines(a, e - a) };
-            out.lines += o.lines;
-            out.finding.merge(o.finding);
+            for idx in ones(live & !page.whole) {
+                // SAFETY: forwarded.
+                let (_, o) = unsafe { page.write_back(base, idx, line, false) };
+                over |= u128::from(o) << idx;
+            }
+            if over != 0 {
+                out.finding.merge(Finding {
+                    first: Some(base + (over.trailing_zeros() as usize * line) as u64),
+                    count: over.count_ones() as usize,
+                });
+            }
+            // The driver's snapshot is now what was written back.
+            page.synced_own &= !live;
+            out.lines += live.count_ones() as usize;
+        }
+        out
+    }
+
+    /// A clean of a range whose host bytes are known to equal what the cache
+    /// holds: [`track`](Self::track) filled it and the CPU has not run
+    /// since (the backend's clean inside the same map call). A clean would
+    /// compare every line, find none dirty and only move the driver's
+    /// snapshot to `wb`; this does just that, without reading the host.
+    pub(crate) fn clean_unchanged(&mut self, addr: u64, len: u64) -> Outcome {
+        let mut out = Outcome::default();
+        for (page_no, _, lo, hi, _) in Self::segments(addr, len) {
+            let (_, _, range) = self.lines(lo, hi);
+            let Some(page) = self.pages.get_mut(&page_no) else {
+                continue;
+            };
+            let live = range & page.live;
+            page.synced_own &= !live;
+            out.lines += live.count_ones() as usize;
         }
         out
     }
@@ -330,24 +627,25 @@ impl Shadow {
     ///
     /// Tracked bytes are live host memory the caller owns.
     pub(crate) unsafe fn invalidate(&mut self, addr: u64, len: u64) -> Outcome {
-        let mut out = Outcome::default();
         let line = self.line as usize;
-        for (a, e) in Self::segments(addr, len) {
-            if let Some((lo, hi)) = self.whole_lines(a, e) {
-                let base = a & !(PAGE - 1);
-                if let Some(page) = self.pages.get_mut(&(a / PAGE)) {
-                    // SAFETY: whole tracked lines are live.
-                    unsafe { host::write(base + lo as u64, &page.ram[lo..hi]) };
-                    let (ram, wb, synced) = (&page.ram, &mut page.wb, &mut page.synced);
-                    wb[lo..hi].copy_from_slice(&ram[lo..hi]);
-                    synced[lo..hi].copy_from_slice(&ram[lo..hi]);
-                    Self::mark_lines(page, lo, hi, line, |m| m.device_wrote = false);
-                    out.lines += (hi - lo) / line;
-                    continue;
-                }
+        let mut out = Outcome::default();
+        for (page_no, base, lo, hi, _) in Self::segments(addr, len) {
+            let (_, _, range) = self.lines(lo, hi);
+            let Some(page) = self.pages.get_mut(&page_no) else {
+                continue;
+            };
+            let live = range & page.live;
+            // The reload makes the cache, and the snapshot, RAM.
+            for (l0, l1) in runs(live & page.ram_own) {
+                let r = l0 * line..l1 * line;
+                page.wb[r.clone()].copy_from_slice(&page.ram[r]);
             }
+            page.ram_own &= !live;
+            page.synced_own &= !live;
+            page.device_wrote &= !live;
             // SAFETY: forwarded.
-            out.lines += unsafe { self.invalidate_lines(a, e - a) }.lines;
+            unsafe { page.store_to_host(base, live, line) };
+            out.lines += live.count_ones() as usize;
         }
         out
     }
@@ -365,27 +663,28 @@ impl Shadow {
         out: &mut [u8],
         detect: bool,
     ) -> Finding {
+        let line = self.line as usize;
         let mut finding = Finding::default();
-        let mut pos = 0usize;
-        for (a, e) in Self::segments(addr, out.len() as u64) {
-            let n = (e - a) as usize;
-            let (lo, hi) = ((a % PAGE) as usize, (a % PAGE) as usize + n);
-            let Some(page) = self.pages.get(&(a / PAGE)) else {
-                pos += n;
+        for (page_no, base, lo, hi, pos) in Self::segments(addr, out.len() as u64) {
+            let Some(page) = self.pages.get(&page_no) else {
                 continue;
             };
-            out[pos..pos + n].copy_from_slice(&page.ram[lo..hi]);
-            if detect {
-                let scratch = &mut self.scratch[lo..hi];
-                // SAFETY: the accessed bytes are tracked, hence live.
-                unsafe { host::read(a, scratch) };
-                if *scratch != page.synced[lo..hi] {
-                    let mut tmp = vec![0u8; n];
-                    // SAFETY: forwarded.
-                    finding.merge(unsafe { self.device_read_lines(a, &mut tmp, true) });
+            page.view(View::Ram, lo, hi, line, |off, bytes| {
+                out[pos + off - lo..pos + off - lo + bytes.len()].copy_from_slice(bytes);
+            });
+            // SAFETY: the accessed bytes are tracked, hence live.
+            if !detect || unsafe { page.host_matches(View::Synced, base, lo, hi, line) } {
+                continue;
+            }
+            let (l0, l1, _) = self.lines(lo, hi);
+            for idx in l0..l1 {
+                let off = idx * line;
+                let (a, b) = (lo.max(off), hi.min(off + line));
+                // SAFETY: as above.
+                if !unsafe { page.host_matches(View::Synced, base, a, b, line) } {
+                    finding.add(base + off as u64);
                 }
             }
-            pos += n;
         }
         finding
     }
@@ -398,32 +697,37 @@ impl Shadow {
     ///
     /// As for [`device_read`](Self::device_read).
     pub(crate) unsafe fn device_write(&mut self, addr: u64, data: &[u8], detect: bool) -> Finding {
-        let mut finding = Finding::default();
-        let mut pos = 0usize;
         let line = self.line as usize;
-        for (a, e) in Self::segments(addr, data.len() as u64) {
-            let n = (e - a) as usize;
-            let whole = self.whole_lines(a, e);
-            let (lo, hi) = ((a % PAGE) as usize, (a % PAGE) as usize + n);
-            if let (Some((llo, lhi)), Some(page)) = (whole, self.pages.get_mut(&(a / PAGE))) {
-                let clean = if detect {
-                    let scratch = &mut self.scratch[llo..lhi];
-                    // SAFETY: whole tracked lines are live.
-                    unsafe { host::read((a & !(PAGE - 1)) + llo as u64, scratch) };
-                    *scratch == page.synced[llo..lhi]
-                } else {
-                    true
-                };
-                if clean {
-                    page.ram[lo..hi].copy_from_slice(&data[pos..pos + n]);
-                    Self::mark_lines(page, lo, hi, line, |m| m.device_wrote = true);
-                    pos += n;
-                    continue;
+        let mut finding = Finding::default();
+        for (page_no, base, lo, hi, pos) in Self::segments(addr, data.len() as u64) {
+            let (l0, l1, range) = self.lines(lo, hi);
+            let Some(page) = self.pages.get_mut(&page_no) else {
+                continue;
+            };
+            if detect {
+                let (llo, lhi) = (l0 * line, l1 * line);
+                // SAFETY: whole tracked lines are live.
+                let clean = page.whole & range == range
+                    && unsafe { page.host_matches(View::Synced, base, llo, lhi, line) };
+                if !clean {
+                    for idx in l0..l1 {
+                        // SAFETY: tracked bytes are live.
+                        if !unsafe { page.line_matches(View::Synced, base, idx, line, u128::MAX) } {
+                            finding.add(base + (idx * line) as u64);
+                        }
+                    }
                 }
             }
-            // SAFETY: forwarded.
-            finding.merge(unsafe { self.device_write_lines(a, &data[pos..pos + n], detect) });
-            pos += n;
+            // Lines written in part keep the rest of their RAM.
+            if lo % line != 0 || hi < (l0 + 1) * line {
+                page.own(View::Ram, l0, line);
+            }
+            if hi % line != 0 {
+                page.own(View::Ram, l1 - 1, line);
+            }
+            page.ram[lo..hi].copy_from_slice(&data[pos..pos + hi - lo]);
+            page.ram_own |= range;
+            page.device_wrote |= range;
         }
         finding
     }
@@ -435,180 +739,28 @@ impl Shadow {
     ///
     /// Tracked bytes are live host memory.
     pub(crate) unsafe fn cpu_modified(&mut self, addr: u64, len: u64) -> Finding {
+        let line = self.line as usize;
         let mut finding = Finding::default();
-        for (a, e) in Self::segments(addr, len) {
-            if self.whole_lines(a, e).is_some() {
-                let (lo, hi) = ((a % PAGE) as usize, ((e - 1) % PAGE) as usize + 1);
-                let scratch = &mut self.scratch[lo..hi];
-                // SAFETY: whole tracked lines are live.
-                unsafe { host::read(a, scratch) };
-                if self
-                    .pages
-                    .get(&(a / PAGE))
-                    .is_some_and(|p| *scratch == p.synced[lo..hi])
-                {
-                    continue;
+        for (page_no, base, lo, hi, _) in Self::segments(addr, len) {
+            let (_, _, range) = self.lines(lo, hi);
+            let Some(page) = self.pages.get(&page_no) else {
+                continue;
+            };
+            // SAFETY: whole tracked lines are live.
+            let unchanged = || unsafe { page.host_matches(View::Synced, base, lo, hi, line) };
+            if page.whole & range == range && unchanged() {
+                continue;
+            }
+            for idx in ones(range & page.live) {
+                let off = idx * line;
+                let within = bits(lo.max(off) - off, hi.min(off + line) - off);
+                // SAFETY: tracked bytes are live.
+                if !unsafe { page.line_matches(View::Synced, base, idx, line, within) } {
+                    finding.add(base + off as u64);
                 }
             }
-            // SAFETY: forwarded.
-            finding.merge(unsafe { self.cpu_modified_lines(a, e - a) });
         }
         finding
-    }
-
-    /// Per-line tracking (edge lines shared with other regions).
-    ///
-    /// Starts tracking `[addr, addr + len)`; newly tracked bytes start
-    /// clean and coherent (see the module docs).
-    ///
-    /// # Safety
-    ///
-    /// `[addr, addr + len)` is live host memory (the region being made
-    /// live).
-    unsafe fn track_lines(&mut self, addr: u64, len: u64) {
-        let line = self.line as usize;
-        self.for_lines(addr, len, true, |page, idx, l, lo, hi| {
-            let m = &mut page.meta[idx];
-            if m.refs == 0 {
-                m.device_wrote = false;
-                m.mask = 0;
-                page.live_lines += 1;
-            }
-            m.refs += 1;
-            let fresh = bits(lo, hi) & !m.mask;
-            m.mask |= bits(lo, hi);
-            let off = idx * line;
-            for (s, e) in runs(fresh) {
-                // SAFETY: inside the range the caller vouched for.
-                unsafe { host::read(l + s as u64, &mut page.ram[off + s..off + e]) };
-                let (ram, wb, synced) = (&page.ram, &mut page.wb, &mut page.synced);
-                wb[off + s..off + e].copy_from_slice(&ram[off + s..off + e]);
-                synced[off + s..off + e].copy_from_slice(&ram[off + s..off + e]);
-            }
-        });
-    }
-
-    /// Stops tracking `[addr, addr + len)`. `still` gives, for a line still
-    /// referenced by other regions, the mask of bytes they cover.
-    pub(crate) fn untrack(&mut self, addr: u64, len: u64, still: impl Fn(u64) -> u128) {
-        let mut emptied = Vec::new();
-        self.for_lines(addr, len, false, |page, idx, l, _lo, _hi| {
-            let m = &mut page.meta[idx];
-            if m.refs == 0 {
-                return;
-            }
-            m.refs -= 1;
-            if m.refs == 0 {
-                *m = LineMeta::default();
-                page.live_lines -= 1;
-                if page.live_lines == 0 {
-                    emptied.push(l / PAGE);
-                }
-            } else {
-                m.mask = still(l);
-            }
-        });
-        for page_no in emptied {
-            if let Some(page) = self.pages.remove(&page_no) {
-                let i = page.order_index;
-                self.order.swap_remove(i);
-                if let Some(&moved) = self.order.get(i) {
-                    if let Some(p) = self.pages.get_mut(&moved) {
-                        p.order_index = i;
-                    }
-                }
-                if self.spare.len() < 64 {
-                    self.spare.push(page);
-                }
-            }
-        }
-    }
-
-    /// Writes a line back if dirty; returns whether it was dirty and
-    /// whether that overwrote device data.
-    ///
-    /// # Safety
-    ///
-    /// Tracked bytes are live host memory (the machine's invariant).
-    unsafe fn write_back(page: &mut PageShadow, idx: usize, l: u64, line: usize) -> (bool, bool) {
-        let m = page.meta[idx];
-        let off = idx * line;
-        let mut host_line = [0u8; 128];
-        let mut dirty = false;
-        for (s, e) in runs(m.mask) {
-            // SAFETY: tracked bytes are live (caller).
-            unsafe { host::read(l + s as u64, &mut host_line[s..e]) };
-            if host_line[s..e] != page.wb[off + s..off + e] {
-                dirty = true;
-            }
-        }
-        if !dirty {
-            return (false, false);
-        }
-        for (s, e) in runs(m.mask) {
-            page.ram[off + s..off + e].copy_from_slice(&host_line[s..e]);
-            page.wb[off + s..off + e].copy_from_slice(&host_line[s..e]);
-        }
-        let over = m.device_wrote;
-        page.meta[idx].device_wrote = false;
-        (true, over)
-    }
-
-    /// Clean: writes dirty tracked lines in the range back to RAM.
-    ///
-    /// # Safety
-    ///
-    /// Tracked bytes are live host memory.
-    unsafe fn clean_lines(&mut self, addr: u64, len: u64) -> Outcome {
-        let line = self.line as usize;
-        let mut out = Outcome::default();
-        self.for_lines(addr, len, false, |page, idx, l, _lo, _hi| {
-            let m = page.meta[idx];
-            if m.refs == 0 {
-                return;
-            }
-            out.lines += 1;
-            // SAFETY: forwarded.
-            let (_, over) = unsafe { Self::write_back(page, idx, l, line) };
-            if over {
-                out.finding.add(l);
-            }
-            let off = idx * line;
-            for (s, e) in runs(m.mask) {
-                let (wb, synced) = (&page.wb, &mut page.synced);
-                synced[off + s..off + e].copy_from_slice(&wb[off + s..off + e]);
-            }
-        });
-        out
-    }
-
-    /// Invalidate: the CPU view of every tracked line in the range is
-    /// reloaded from RAM (dirty CPU data is discarded, as the instruction
-    /// does).
-    ///
-    /// # Safety
-    ///
-    /// Tracked bytes are live host memory the caller owns.
-    unsafe fn invalidate_lines(&mut self, addr: u64, len: u64) -> Outcome {
-        let line = self.line as usize;
-        let mut out = Outcome::default();
-        self.for_lines(addr, len, false, |page, idx, l, _lo, _hi| {
-            let m = page.meta[idx];
-            if m.refs == 0 {
-                return;
-            }
-            out.lines += 1;
-            let off = idx * line;
-            for (s, e) in runs(m.mask) {
-                // SAFETY: tracked bytes are live (caller).
-                unsafe { host::write(l + s as u64, &page.ram[off + s..off + e]) };
-                let (ram, wb, synced) = (&page.ram, &mut page.wb, &mut page.synced);
-                wb[off + s..off + e].copy_from_slice(&ram[off + s..off + e]);
-                synced[off + s..off + e].copy_from_slice(&ram[off + s..off + e]);
-            }
-            page.meta[idx].device_wrote = false;
-        });
-        out
     }
 
     /// Writes back every dirty tracked line in the range, as evictions
@@ -620,131 +772,42 @@ impl Shadow {
     pub(crate) unsafe fn clean_by_eviction(&mut self, addr: u64, len: u64) -> Outcome {
         let line = self.line as usize;
         let mut out = Outcome::default();
-        self.for_lines(addr, len, false, |page, idx, l, _lo, _hi| {
-            if page.meta[idx].refs == 0 {
-                return;
+        for (page_no, base, lo, hi, _) in Self::segments(addr, len) {
+            let (_, _, range) = self.lines(lo, hi);
+            let Some(page) = self.pages.get_mut(&page_no) else {
+                continue;
+            };
+            for idx in ones(range & page.live) {
+                // SAFETY: forwarded.
+                let (dirty, over) = unsafe { page.write_back(base, idx, line, true) };
+                if dirty {
+                    out.lines += 1;
+                }
+                if over {
+                    out.finding.add(base + (idx * line) as u64);
+                }
             }
-            // SAFETY: forwarded.
-            let (dirty, over) = unsafe { Self::write_back(page, idx, l, line) };
-            if dirty {
-                out.lines += 1;
-            }
-            if over {
-                out.finding.add(l);
-            }
-        });
+        }
         out
-    }
-
-    /// Whether every byte of `[addr, addr + len)` is tracked.
-    #[cfg(test)]
-    pub(crate) fn covers(&mut self, addr: u64, len: u64) -> bool {
-        let mut all = true;
-        let mut seen = 0u64;
-        self.for_lines(addr, len, false, |page, idx, _l, lo, hi| {
-            let want = bits(lo, hi);
-            if page.meta[idx].mask & want != want {
-                all = false;
-            }
-            seen += (hi - lo) as u64;
-        });
-        all && seen == len
-    }
-
-    /// A device read of tracked bytes: from RAM. Finds bytes the CPU wrote
-    /// after its last maintenance (the device gets stale data).
-    ///
-    /// # Safety
-    ///
-    /// Tracked bytes are live host memory; `[addr, addr + out.len())` is
-    /// tracked.
-    unsafe fn device_read_lines(&mut self, addr: u64, out: &mut [u8], detect: bool) -> Finding {
-        let line = self.line as usize;
-        let mut finding = Finding::default();
-        let mut pos = 0usize;
-        self.for_lines(addr, out.len() as u64, false, |page, idx, l, lo, hi| {
-            let off = idx * line;
-            let n = hi - lo;
-            out[pos..pos + n].copy_from_slice(&page.ram[off + lo..off + hi]);
-            if detect {
-                let mut host_bytes = [0u8; 128];
-                // SAFETY: the accessed bytes are tracked, hence live.
-                unsafe { host::read(l + lo as u64, &mut host_bytes[..n]) };
-                if host_bytes[..n] != page.synced[off + lo..off + hi] {
-                    finding.add(l);
-                }
-            }
-            pos += n;
-        });
-        finding
-    }
-
-    /// A device write of tracked bytes: into RAM. Finds lines the CPU has
-    /// dirtied since its last maintenance (a later eviction would write
-    /// them back over the device's data).
-    ///
-    /// # Safety
-    ///
-    /// As for [`device_read`](Self::device_read).
-    unsafe fn device_write_lines(&mut self, addr: u64, data: &[u8], detect: bool) -> Finding {
-        let line = self.line as usize;
-        let mut finding = Finding::default();
-        let mut pos = 0usize;
-        self.for_lines(addr, data.len() as u64, false, |page, idx, l, lo, hi| {
-            let off = idx * line;
-            let n = hi - lo;
-            page.ram[off + lo..off + hi].copy_from_slice(&data[pos..pos + n]);
-            page.meta[idx].device_wrote = true;
-            if detect {
-                let mask = page.meta[idx].mask;
-                let mut host_line = [0u8; 128];
-                for (s, e) in runs(mask) {
-                    // SAFETY: tracked bytes are live.
-                    unsafe { host::read(l + s as u64, &mut host_line[s..e]) };
-                    if host_line[s..e] != page.synced[off + s..off + e] {
-                        finding.add(l);
-                        break;
-                    }
-                }
-            }
-            pos += n;
-        });
-        finding
-    }
-
-    /// Lines in the range whose tracked bytes the CPU changed since its last
-    /// maintenance.
-    ///
-    /// # Safety
-    ///
-    /// Tracked bytes are live host memory.
-    unsafe fn cpu_modified_lines(&mut self, addr: u64, len: u64) -> Finding {
-        let line = self.line as usize;
-        let mut finding = Finding::default();
-        self.for_lines(addr, len, false, |page, idx, l, lo, hi| {
-            let off = idx * line;
-            let mask = page.meta[idx].mask & bits(lo, hi);
-            let mut host_line = [0u8; 128];
-            for (s, e) in runs(mask) {
-                // SAFETY: tracked bytes are live.
-                unsafe { host::read(l + s as u64, &mut host_line[s..e]) };
-                if host_line[s..e] != page.synced[off + s..off + e] {
-                    finding.add(l);
-                    break;
-                }
-            }
-        });
-        finding
     }
 
     /// Lines in the range the device wrote and the CPU has not invalidated.
     pub(crate) fn not_invalidated(&mut self, addr: u64, len: u64) -> Finding {
+        let line = self.line as usize;
         let mut finding = Finding::default();
-        self.for_lines(addr, len, false, |page, idx, l, _lo, _hi| {
-            if page.meta[idx].refs > 0 && page.meta[idx].device_wrote {
-                finding.add(l);
+        for (page_no, base, lo, hi, _) in Self::segments(addr, len) {
+            let (_, _, range) = self.lines(lo, hi);
+            let Some(page) = self.pages.get(&page_no) else {
+                continue;
+            };
+            let stale = range & page.live & page.device_wrote;
+            if stale != 0 {
+                finding.merge(Finding {
+                    first: Some(base + (stale.trailing_zeros() as usize * line) as u64),
+                    count: stale.count_ones() as usize,
+                });
             }
-        });
+        }
         finding
     }
 
@@ -756,84 +819,46 @@ impl Shadow {
     /// Tracked bytes are live host memory.
     pub(crate) unsafe fn evict(&mut self, addr: u64) -> (bool, bool) {
         let line = self.line as usize;
-        let l = addr & !(self.line - 1);
-        let Some(page) = self.pages.get_mut(&(l / PAGE)) else {
+        let base = addr & !(PAGE - 1);
+        let Some(page) = self.pages.get_mut(&(addr / PAGE)) else {
             return (false, false);
         };
-        let idx = (l % PAGE) as usize / line;
-        if page.meta[idx].refs == 0 {
+        let idx = (addr - base) as usize / line;
+        if page.live >> idx & 1 == 0 {
             return (false, false);
         }
         // SAFETY: forwarded.
-        unsafe { Self::write_back(page, idx, l, line) }
+        unsafe { page.write_back(base, idx, line, true) }
     }
 
-    /// Whether the line is tracked with every byte covered (a fast path
-    /// check used by tests).
+    /// Whether every byte of `[addr, addr + len)` is tracked.
     #[cfg(test)]
-    fn line_full(&mut self, l: u64) -> bool {
-        let full = self.full;
-        let mut r = false;
-        self.for_lines(l, 1, false, |page, idx, _, _, _| {
-            r = page.meta[idx].mask == full
-        });
-        r
+    pub(crate) fn covers(&self, addr: u64, len: u64) -> bool {
+        let line = self.line as usize;
+        Self::segments(addr, len).all(|(page_no, _, lo, hi, _)| {
+            let Some(page) = self.pages.get(&page_no) else {
+                return false;
+            };
+            let (l0, l1, _) = self.lines(lo, hi);
+            (l0..l1).all(|idx| {
+                let off = idx * line;
+                let want = bits(lo.max(off) - off, hi.min(off + line) - off);
+                page.mask(idx, line) & want == want
+            })
+        })
+    }
+
+    /// Whether the line is tracked with every byte covered.
+    #[cfg(test)]
+    pub(crate) fn line_full(&self, l: u64) -> bool {
+        let idx = (l % PAGE) as usize / self.line as usize;
+        self.pages
+            .get(&(l / PAGE))
+            .is_some_and(|p| p.whole >> idx & 1 == 1)
     }
 
     /// Number of shadow pages alive (tests check nothing leaks).
     pub(crate) fn pages(&self) -> usize {
         self.pages.len()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_split_masks() {
-        let v: Vec<_> = runs(bits(3, 9) | bits(20, 21) | bits(120, 128)).collect();
-        assert_eq!(v, vec![(3, 9), (20, 21), (120, 128)]);
-        assert_eq!(runs(u128::MAX).collect::<Vec<_>>(), vec![(0, 128)]);
-        assert_eq!(runs(0).count(), 0);
-    }
-
-    #[test]
-    fn track_untrack_leaves_nothing() {
-        let mut s = Shadow::new(64);
-        let buf = vec![0u8; 300];
-        let a = buf.as_ptr().expose_provenance() as u64;
-        // SAFETY: inside `buf`.
-        unsafe { s.track(a + 10, 200) };
-        assert!(s.covers(a + 10, 200));
-        assert!(!s.covers(a + 5, 10));
-        s.untrack(a + 10, 200, |_| 0);
-        assert_eq!(s.pages(), 0);
-    }
-
-    #[test]
-    fn clean_then_device_reads_cpu_data() {
-        let mut s = Shadow::new(64);
-        let mut buf = vec![0u8; 256];
-        let a = buf.as_mut_ptr().expose_provenance() as u64;
-        let a = (a + 63) & !63;
-        // SAFETY: inside `buf`.
-        unsafe { s.track(a, 128) };
-        assert!(s.line_full(a));
-        // SAFETY: inside `buf`, tracked.
-        unsafe { host::write(a, &[7u8; 128]) };
-        let mut out = [0u8; 128];
-        // SAFETY: tracked.
-        let f = unsafe { s.device_read(a, &mut out, true) };
-        assert_eq!(f.count, 2, "uncleaned lines are reported");
-        assert_eq!(out, [0u8; 128], "and the device read stale RAM");
-        // SAFETY: tracked.
-        unsafe { s.clean(a, 128) };
-        // SAFETY: tracked.
-        let f = unsafe { s.device_read(a, &mut out, true) };
-        assert_eq!(f.count, 0);
-        assert_eq!(out, [7u8; 128]);
-        s.untrack(a, 128, |_| 0);
-        drop(buf);
     }
 }

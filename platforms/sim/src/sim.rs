@@ -54,17 +54,19 @@ pub struct SimStats {
 /// A simulated machine. Cheap to clone: every clone is the same machine.
 ///
 /// ```
-/// use dma_api::{DeviceConstraints, FromDevice, StreamingMapping};
+/// use dma_api::{DeviceConstraints, DmaBuf, FromDevice, StreamingMapping};
 /// use dma_sim::{Sim, SimConfig};
 ///
 /// let sim = Sim::new(SimConfig::non_coherent().seed(3))?;
 /// let dev = sim.add_device("dma0");
 /// let platform = sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED);
-/// let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 256])
+/// // A buffer the device writes owns its cache lines whole.
+/// let buf = DmaBuf::for_device(&platform, 256)?;
+/// let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, buf)
 ///     .map_err(|e| e.error)?;
 /// sim.bus(dev).write(rx.dma_addr(), &[0xab; 256])?; // the device writes RAM
 /// rx.sync_for_cpu();                                // the CPU invalidates
-/// assert_eq!(rx.unmap()?, vec![0xab; 256]);
+/// assert_eq!(rx.unmap()?[..], [0xab; 256]);
 /// assert!(sim.reports().is_empty());
 /// # Ok::<(), dma_api::Error>(())
 /// ```
