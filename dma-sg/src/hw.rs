@@ -11,13 +11,24 @@
 //! | --- | --- | --- |
 //! | 0-7 | `addr` (u64) | device address of the segment's first byte |
 //! | 8-11 | `len` (u32) | segment length in bytes, 1 to 2^32 - 1 |
-//! | 12-15 | `flags` (u32) | bit 0 `FINAL`: this is the last entry; bits 31:1 reserved, zero |
+//! | 12-15 | `flags` (u32) | see below |
+//!
+//! | flag bit | name | written by | meaning |
+//! | --- | --- | --- | --- |
+//! | 0 | `FINAL` | driver | the last entry of the table (or of the job) |
+//! | 1 | `DEST` | driver | for a copy engine: a destination segment; entries without it are sources |
+//! | 29:2 | | | reserved, zero |
+//! | 30 | `ERROR` | device | written back into the `FINAL` entry: the transfer failed |
+//! | 31 | `DONE` | device | written back into the `FINAL` entry: the transfer finished |
 //!
 //! The device reads entries from the table's start in order, transferring
 //! each segment's bytes in order, and stops after the entry with `FINAL`.
-//! It treats as an error (and transfers nothing further): a zero `len`, a
-//! segment whose `addr + len` wraps, a reserved flag bit set, and reaching
-//! the end of the table it was given without seeing `FINAL`.
+//! A copy engine moves the sources' bytes, concatenated, into the
+//! destinations' ([`encode_hw_copy`] writes such a job). The device treats
+//! as an error (and transfers nothing further): a zero `len`, a segment
+//! whose `addr + len` wraps, a reserved bit or a status bit (`ERROR`,
+//! `DONE`) set on an entry handed to it, and reaching the end of the table
+//! it was given without seeing `FINAL`.
 
 use dma_api::{Coherent, DmaAddr, DmaAlloc, DmaPod, Error, ErrorKind, Result};
 use static_assertions::{assert_eq_size, const_assert_eq};
@@ -30,6 +41,12 @@ bitflags::bitflags! {
     pub struct HwSgFlags: u32 {
         /// The last entry of the table.
         const FINAL = 1 << 0;
+        /// A destination segment of a copy job.
+        const DEST = 1 << 1;
+        /// Status written back by the device: the transfer failed.
+        const ERROR = 1 << 30;
+        /// Status written back by the device: the transfer finished.
+        const DONE = 1 << 31;
     }
 }
 
@@ -108,7 +125,8 @@ impl HwSgEntry {
     /// # Errors
     ///
     /// [`ZeroSize`](ErrorKind::ZeroSize), [`AddressOverflow`](ErrorKind::AddressOverflow),
-    /// and [`Unsupported`](ErrorKind::Unsupported) for reserved flag bits.
+    /// and [`Unsupported`](ErrorKind::Unsupported) for reserved or status
+    /// flag bits.
     pub fn validate(&self) -> Result<DmaSegment> {
         let addr = self.addr().as_u64();
         if self.is_empty() {
@@ -117,10 +135,11 @@ impl HwSgEntry {
         if addr.checked_add(u64::from(self.len()) - 1).is_none() {
             return Err(Error::new(ErrorKind::AddressOverflow, "SG entry wraps").at(addr));
         }
-        if self.raw_flags() & !HwSgFlags::all().bits() != 0 {
+        let handed_over = (HwSgFlags::FINAL | HwSgFlags::DEST).bits();
+        if self.raw_flags() & !handed_over != 0 {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                "SG entry has reserved flag bits set",
+                "SG entry has reserved or status flag bits set",
             )
             .at(addr));
         }
@@ -170,9 +189,69 @@ where
     I: IntoIterator<Item = DmaSegment>,
     I::IntoIter: Clone,
 {
-    let segments = segments.into_iter();
+    encode_entries(segments.into_iter().map(|s| (s, HwSgFlags::empty())), table)
+}
+
+/// Writes a copy job for an engine: the `sources`, then the `destinations`
+/// marked `DEST`, `FINAL` on the last, from entry 0. Returns the number of
+/// entries written; on error the table is unchanged.
+///
+/// ```
+/// use dma_api::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
+/// use dma_direct::DirectPlatform;
+/// use dma_sg::hw::{encode_hw_copy, HwSgEntry, HwSgFlags};
+/// use dma_sg::DmaSegment;
+///
+/// let platform = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
+/// let mut job = Coherent::<[HwSgEntry], _>::zeroed_slice(&platform, 4)?;
+/// let src = [DmaSegment::new(DmaAddr::new(0x1000), 4096)];
+/// let dst = [DmaSegment::new(DmaAddr::new(0x9000), 2048), DmaSegment::new(DmaAddr::new(0xa000), 2048)];
+/// assert_eq!(encode_hw_copy(src, dst, &mut job)?, 3);
+/// assert_eq!(job.read(2)?.flags(), HwSgFlags::DEST | HwSgFlags::FINAL);
+/// # Ok::<(), dma_api::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As for [`encode_hw_sg`]; also [`ZeroSize`](ErrorKind::ZeroSize) when
+/// either side is empty.
+pub fn encode_hw_copy<A, S, D>(
+    sources: S,
+    destinations: D,
+    table: &mut Coherent<[HwSgEntry], A>,
+) -> Result<usize>
+where
+    A: DmaAlloc,
+    S: IntoIterator<Item = DmaSegment>,
+    S::IntoIter: Clone,
+    D: IntoIterator<Item = DmaSegment>,
+    D::IntoIter: Clone,
+{
+    let sources = sources.into_iter();
+    let destinations = destinations.into_iter();
+    if sources.clone().next().is_none() || destinations.clone().next().is_none() {
+        return Err(Error::new(
+            ErrorKind::ZeroSize,
+            "a copy job needs a source and a destination",
+        ));
+    }
+    encode_entries(
+        sources
+            .map(|s| (s, HwSgFlags::empty()))
+            .chain(destinations.map(|d| (d, HwSgFlags::DEST))),
+        table,
+    )
+}
+
+/// Checks every segment, then writes them from entry 0 with their flags,
+/// `FINAL` added on the last.
+fn encode_entries<A, I>(entries: I, table: &mut Coherent<[HwSgEntry], A>) -> Result<usize>
+where
+    A: DmaAlloc,
+    I: Iterator<Item = (DmaSegment, HwSgFlags)> + Clone,
+{
     let mut count = 0usize;
-    for seg in segments.clone() {
+    for (seg, flags) in entries.clone() {
         let len = u32::try_from(seg.len).map_err(|_| {
             Error::new(
                 ErrorKind::SegmentTooLarge,
@@ -181,7 +260,7 @@ where
             .at(seg.addr.as_u64())
             .len(seg.len)
         })?;
-        HwSgEntry::new(seg.addr, len, HwSgFlags::empty()).validate()?;
+        HwSgEntry::new(seg.addr, len, flags).validate()?;
         count += 1;
     }
     if count == 0 {
@@ -194,11 +273,11 @@ where
         )
         .len(count as u64));
     }
-    for (i, seg) in segments.enumerate().take(count) {
+    for (i, (seg, flags)) in entries.enumerate().take(count) {
         let flags = if i + 1 == count {
-            HwSgFlags::FINAL
+            flags | HwSgFlags::FINAL
         } else {
-            HwSgFlags::empty()
+            flags
         };
         // Lengths were checked to fit above.
         table.write(i, HwSgEntry::new(seg.addr, seg.len as u32, flags))?;
@@ -265,8 +344,17 @@ mod tests {
         );
         let mut b = [0u8; 16];
         b[8] = 1;
-        b[12] = 0b10;
+        b[12] = 0b100;
         assert_eq!(kind(HwSgEntry::from_bytes(b)), ErrorKind::Unsupported);
+        let done = HwSgEntry::new(DmaAddr::new(0x1000), 8, HwSgFlags::FINAL | HwSgFlags::DONE);
+        assert_eq!(
+            kind(done),
+            ErrorKind::Unsupported,
+            "status bits are the device's to write"
+        );
+        assert!(HwSgEntry::new(DmaAddr::new(0x1000), 8, HwSgFlags::DEST)
+            .validate()
+            .is_ok());
         let no_final = |_| Ok(HwSgEntry::new(DmaAddr::new(0x1000), 8, HwSgFlags::empty()));
         assert_eq!(
             walk_hw_sg(4, no_final, |_| Ok(())).unwrap_err().kind(),

@@ -6,7 +6,7 @@ mod common;
 
 use common::{canonical, collect_walk, device_read, device_read_u64, platform, seg};
 use dma_api::{Coherent, DeviceConstraints, DmaAddr, ErrorKind, Result};
-use dma_sg::hw::{encode_hw_sg, walk_hw_sg, HwSgEntry, HwSgFlags};
+use dma_sg::hw::{encode_hw_copy, encode_hw_sg, walk_hw_sg, HwSgEntry, HwSgFlags};
 use dma_sg::nvme::{self, walk_prp, NvmePools, PrpLayout, SglDescriptor, SglDescriptorType};
 use dma_sg::virtio::{encode_chain, encode_indirect, VirtqDesc, VirtqDescFlags};
 use dma_sg::DmaSegment;
@@ -384,6 +384,45 @@ fn hw_sg_errors_leave_the_table_unchanged() {
         ErrorKind::TooManySegments
     );
     assert_eq!(table.read(0).unwrap(), HwSgEntry::default());
+}
+
+#[test]
+fn hw_copy_job_marks_destinations_and_the_last_entry() {
+    let p = platform(DeviceConstraints::UNCONSTRAINED);
+    let mut table = Coherent::<[HwSgEntry], _>::zeroed_slice(&p, 4).unwrap();
+    let src = [seg(0x1000, 100), seg(0x3000, 28)];
+    let dst = [seg(0x8000, 128)];
+    assert_eq!(encode_hw_copy(src, dst, &mut table).unwrap(), 3);
+    let flags: Vec<HwSgFlags> = (0..3).map(|i| table.read(i).unwrap().flags()).collect();
+    assert_eq!(
+        flags,
+        [
+            HwSgFlags::empty(),
+            HwSgFlags::empty(),
+            HwSgFlags::DEST | HwSgFlags::FINAL
+        ]
+    );
+    assert_eq!(
+        kind(encode_hw_copy([], dst, &mut table)),
+        ErrorKind::ZeroSize
+    );
+    assert_eq!(
+        kind(encode_hw_copy(src, [], &mut table)),
+        ErrorKind::ZeroSize
+    );
+    assert_eq!(
+        kind(encode_hw_copy(
+            src,
+            [seg(0, 8), seg(8, 8), seg(16, 8)],
+            &mut table
+        )),
+        ErrorKind::TooManySegments
+    );
+    assert_eq!(
+        table.read(0).unwrap().addr(),
+        DmaAddr::new(0x1000),
+        "unchanged on error"
+    );
 }
 
 #[test]

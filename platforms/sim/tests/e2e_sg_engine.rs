@@ -2,14 +2,11 @@
 //! encoding, consumed by the simulated DMA engine on all three presets with
 //! dma-check on, moving exactly the right bytes.
 //!
-//! Format reconciliation: dma-sg's `HwSgEntry` and the engine's
-//! `SgDescriptor` agree on the layout (addr u64 @0, len u32 @8, flags u32
-//! @12, little-endian) and on FINAL (bit 0). The engine also defines DEST
-//! (bit 1: a destination segment; one job is the source entries, then the
-//! destination entries, through FINAL) and writes DONE (bit 31) and ERROR
-//! (bit 30) back into the FINAL entry; dma-sg calls bits 31:1 reserved.
-//! The driver side sets DEST itself on the destination entries of a table
-//! `encode_hw_sg` wrote, and reads DONE/ERROR from the raw flags.
+//! The engine's `SgDescriptor` is an independent implementation of the
+//! format dma-sg's `hw` module specifies (addr u64 @0, len u32 @8, flags
+//! u32 @12, little-endian; FINAL bit 0, DEST bit 1, ERROR bit 30 and DONE
+//! bit 31 written back into the FINAL entry): jobs are written with
+//! `encode_hw_copy` and their status read with `HwSgEntry::flags`.
 
 use std::ptr::NonNull;
 
@@ -17,9 +14,9 @@ use dma_api::{
     Coherent, DeviceConstraints, DmaAlloc, DmaAttrs, DmaBuf, DmaMap, FromDevice, ToDevice,
 };
 use dma_check::Checked;
-use dma_sg::hw::{encode_hw_sg, HwSgEntry, HwSgFlags};
+use dma_sg::hw::{encode_hw_copy, HwSgEntry, HwSgFlags};
 use dma_sg::{MappedSgTable, SgLimits, SgTable};
-use dma_sim::dma_engine::{DmaEngine, SgFlags, CTRL_EN};
+use dma_sim::dma_engine::{DmaEngine, CTRL_EN};
 use dma_sim::drivers::{Preset, PresetRun};
 use dma_sim::{run_until_idle, DeviceId, FaultKind, Injection, Sim};
 use tock_registers::interfaces::{Readable, Writeable};
@@ -47,17 +44,6 @@ fn phys_of<P: DmaMap>(p: &P, pages: &[&'static mut [u8]]) -> Vec<dma_api::PhysAd
         .collect()
 }
 
-/// Marks entries `from..count` of an encoded table as destination segments.
-fn mark_dest<P: DmaAlloc>(table: &mut Coherent<[HwSgEntry], P>, from: usize, count: usize) {
-    for i in from..count {
-        let e = table.read(i).unwrap();
-        let flags = HwSgFlags::from_bits_retain(e.raw_flags() | SgFlags::DEST.bits());
-        table
-            .write(i, HwSgEntry::new(e.addr(), e.len(), flags))
-            .unwrap();
-    }
-}
-
 /// Runs the one job in `table[..count]`: the engine's ring is the table
 /// itself (head reset by disabling, tail = count). Returns the FINAL
 /// entry's flags as written back.
@@ -81,7 +67,7 @@ fn run_job<P: DmaAlloc>(
 
 /// Copies 5 scattered pages (from 0x80 into the first) to 5 other
 /// scattered pages (from 0x40) through one job table written by
-/// `encode_hw_sg`, then checks every destination byte, inside and outside
+/// `encode_hw_copy`, then checks every destination byte, inside and outside
 /// the mapped range.
 struct ScatteredCopy {
     inject: Option<Injection>,
@@ -135,9 +121,8 @@ impl PresetRun for ScatteredCopy {
         let (n_src, n_dst) = (src.segment_count(), dst.segment_count());
 
         let mut table = Coherent::<[HwSgEntry], _>::zeroed_slice(p, 32).unwrap();
-        let count = encode_hw_sg(src.segments().chain(dst.segments()), &mut table).unwrap();
+        let count = encode_hw_copy(src.segments(), dst.segments(), &mut table).unwrap();
         assert_eq!(count, n_src + n_dst);
-        mark_dest(&mut table, n_src, count);
         if let Some(i) = self.inject {
             engine.inject(i);
         }
@@ -157,7 +142,7 @@ impl PresetRun for ScatteredCopy {
             before.iter().chain(after).all(|&b| b == 0xcc),
             "nothing written outside"
         );
-        let failed = flags & SgFlags::ERROR.bits() != 0;
+        let failed = flags & HwSgFlags::ERROR.bits() != 0;
         if failed {
             assert!(
                 copied.iter().all(|&b| b == 0xcc),
@@ -186,8 +171,8 @@ fn hw_sg_tables_from_scattered_pages_move_exactly_the_right_bytes_on_every_prese
         assert!(out.clean(), "{preset}: {:?} {:?}", out.checker, out.reports);
         assert!(out.faults.is_empty(), "{preset}: {:?}", out.faults);
         let (n_src, n_dst, flags) = out.output;
-        assert_eq!(flags & SgFlags::DONE.bits(), SgFlags::DONE.bits());
-        assert_eq!(flags & SgFlags::ERROR.bits(), 0, "{preset}");
+        assert_eq!(flags & HwSgFlags::DONE.bits(), HwSgFlags::DONE.bits());
+        assert_eq!(flags & HwSgFlags::ERROR.bits(), 0, "{preset}");
         if preset == Preset::Iommu {
             // One IOVA range per table: dma-sg merged the pages.
             assert_eq!((n_src, n_dst), (1, 1));
@@ -211,7 +196,7 @@ fn engine_errors_and_refused_dma_surface_in_the_final_entry() {
                 .unwrap();
             assert!(out.clean(), "{preset}: {:?} {:?}", out.checker, out.reports);
             let (.., flags) = out.output;
-            let done_error = (SgFlags::DONE | SgFlags::ERROR).bits();
+            let done_error = (HwSgFlags::DONE | HwSgFlags::ERROR).bits();
             assert_eq!(flags & done_error, done_error, "{preset}");
             if fault_source {
                 assert_eq!(out.faults.len(), 1);
@@ -263,8 +248,7 @@ impl PresetRun for Wrapping {
                 HwSgEntry::new(s.addr, s.len as u32, HwSgFlags::empty()),
             )
             .unwrap();
-            let dest_final =
-                HwSgFlags::from_bits_retain(HwSgFlags::FINAL.bits() | SgFlags::DEST.bits());
+            let dest_final = HwSgFlags::FINAL | HwSgFlags::DEST;
             ring.write(
                 last as usize,
                 HwSgEntry::new(d.addr, d.len as u32, dest_final),
@@ -276,11 +260,11 @@ impl PresetRun for Wrapping {
             run_until_idle(&mut engine, 8);
             let flags = ring.read(last as usize).unwrap().raw_flags();
             assert_eq!(
-                flags & SgFlags::DONE.bits(),
-                SgFlags::DONE.bits(),
+                flags & HwSgFlags::DONE.bits(),
+                HwSgFlags::DONE.bits(),
                 "job {job}"
             );
-            assert_eq!(flags & SgFlags::ERROR.bits(), 0, "job {job}");
+            assert_eq!(flags & HwSgFlags::ERROR.bits(), 0, "job {job}");
             drop(src.unmap().unwrap());
             let got = dst.unmap().unwrap();
             assert!(got[..] == expected[..], "job {job}");
