@@ -10,7 +10,8 @@
 //!
 //! `SIM_BENCH_PAIRS=N cargo bench -p dma-sim --bench nvme_commands` runs
 //! exactly N write+read pairs per preset instead and prints the time, for
-//! fixed-work runs under `perf stat` or `valgrind --tool=callgrind`.
+//! fixed-work runs under `perf stat` or `valgrind --tool=callgrind`
+//! (`SIM_BENCH_PRESET=coherent` or `non-coherent` picks one preset).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -147,8 +148,14 @@ fn main() {
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
-        fixed("non-coherent", non_coherent(), pairs);
-        fixed("coherent", coherent(), pairs);
+        // SIM_BENCH_PRESET=coherent or non-coherent runs just that one.
+        let only = std::env::var("SIM_BENCH_PRESET").ok();
+        if only.as_deref() != Some("coherent") {
+            fixed("non-coherent", non_coherent(), pairs);
+        }
+        if only.as_deref() != Some("non-coherent") {
+            fixed("coherent", coherent(), pairs);
+        }
         return;
     }
     benches();

@@ -148,9 +148,10 @@ enum View {
 }
 
 struct PageShadow {
-    wb: [u8; PAGE_BYTES],
+    wb: Box<[u8; PAGE_BYTES]>,
     /// RAM of the lines in `ram_own`; other lines' RAM is their `wb`.
-    ram: [u8; PAGE_BYTES],
+    /// (Boxed, as `wb` is, so a reload of a whole page swaps the two.)
+    ram: Box<[u8; PAGE_BYTES]>,
     /// The snapshot of the lines in `synced_own`; others' is their `wb`.
     synced: [u8; PAGE_BYTES],
     /// Of a live line not tracked whole: bit `i` set if its byte `i` is.
@@ -170,8 +171,8 @@ struct PageShadow {
 impl PageShadow {
     fn new() -> Box<Self> {
         Box::new(Self {
-            wb: [0; PAGE_BYTES],
-            ram: [0; PAGE_BYTES],
+            wb: Box::new([0; PAGE_BYTES]),
+            ram: Box::new([0; PAGE_BYTES]),
             synced: [0; PAGE_BYTES],
             masks: [0; MAX_LINES],
             refs: [0; MAX_LINES],
@@ -196,7 +197,7 @@ impl PageShadow {
 
     fn own_bits(&self, view: View) -> (u128, &[u8; PAGE_BYTES]) {
         match view {
-            View::Ram => (self.ram_own, &self.ram),
+            View::Ram => (self.ram_own, &*self.ram),
             View::Synced => (self.synced_own, &self.synced),
         }
     }
@@ -239,7 +240,7 @@ impl PageShadow {
     /// Gives line `idx` its own copy of `view` (about to diverge from `wb`).
     fn own(&mut self, view: View, idx: usize, line: usize) {
         let bit = 1u128 << idx;
-        let (own, bytes) = match view {
+        let (own, bytes): (_, &mut [u8; PAGE_BYTES]) = match view {
             View::Ram => (&mut self.ram_own, &mut self.ram),
             View::Synced => (&mut self.synced_own, &mut self.synced),
         };
@@ -636,9 +637,15 @@ impl Shadow {
             };
             let live = range & page.live;
             // The reload makes the cache, and the snapshot, RAM.
-            for (l0, l1) in runs(live & page.ram_own) {
-                let r = l0 * line..l1 * line;
-                page.wb[r.clone()].copy_from_slice(&page.ram[r]);
+            if live == page.live && page.ram_own & live == live {
+                // Every live line of the page has its own RAM: what `wb`
+                // held is needed by none of them.
+                core::mem::swap(&mut page.wb, &mut page.ram);
+            } else {
+                for (l0, l1) in runs(live & page.ram_own) {
+                    let r = l0 * line..l1 * line;
+                    page.wb[r.clone()].copy_from_slice(&page.ram[r]);
+                }
             }
             page.ram_own &= !live;
             page.synced_own &= !live;

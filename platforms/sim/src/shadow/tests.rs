@@ -377,3 +377,70 @@ proptest! {
         differential(line, &ops);
     }
 }
+
+/// The NVMe bench's pattern, page-sized and page-aligned, next to a
+/// region sharing the page: whole-page reloads (which swap RAM and the
+/// cache's copy) and partial ones (which copy).
+#[test]
+fn agrees_on_whole_page_transfers() {
+    for line in [32, 64, 128] {
+        for neighbour in [false, true] {
+            let mut ops = vec![Op::Track {
+                off: 4096,
+                len: if neighbour { 2048 } else { 4096 },
+                map: true,
+            }];
+            if neighbour {
+                ops.push(Op::Track {
+                    off: 6144,
+                    len: 2048,
+                    map: true,
+                });
+            }
+            ops.extend([
+                Op::CpuWrite {
+                    off: 4100,
+                    len: 9,
+                    byte: 1,
+                },
+                Op::DeviceWrite {
+                    pick: 0,
+                    off: 0,
+                    len: 4096,
+                    byte: 2,
+                },
+                Op::Invalidate {
+                    off: 4096,
+                    len: 4096,
+                },
+                Op::CpuWrite {
+                    off: 5000,
+                    len: 3,
+                    byte: 3,
+                },
+                Op::DeviceWrite {
+                    pick: 0,
+                    off: 64,
+                    len: 100,
+                    byte: 4,
+                },
+                Op::Evict { off: 5000 },
+                Op::Invalidate {
+                    off: 4096,
+                    len: 2048,
+                },
+                Op::DeviceRead {
+                    pick: 0,
+                    off: 0,
+                    len: 4096,
+                },
+                Op::CpuModified {
+                    off: 4096,
+                    len: 4096,
+                },
+                Op::Untrack { pick: 0 },
+            ]);
+            differential(line, &ops);
+        }
+    }
+}
