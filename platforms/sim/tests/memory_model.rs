@@ -92,6 +92,51 @@ fn missing_clean_is_reported_on_every_seed() {
     }
 }
 
+/// The map-time clean skips re-reading lines it has just filled; that
+/// must not reach a later clean of the same range, after the CPU wrote
+/// (a map that skipped its clean, then the driver's own sync).
+#[test]
+fn a_sync_after_a_skipped_map_clean_sees_the_cpu_writes() {
+    for seed in 0..20 {
+        let sim = non_coherent(seed);
+        let dev = sim.add_device("d");
+        let p = sim.non_coherent_platform(dev, ANY);
+        for sync in [false, true] {
+            let mut tx = StreamingMapping::<_, ToDevice, _>::map_with_attrs(
+                &p,
+                dbuf(&p, 256),
+                DmaAttrs::SKIP_CPU_SYNC,
+            )
+            .unwrap();
+            tx.write(0, &[3; 256]).unwrap();
+            if sync {
+                tx.sync_for_device();
+            }
+            let mut seen = [0u8; 256];
+            sim.bus(dev).read(tx.dma_addr(), &mut seen).unwrap();
+            drop(tx);
+            let r = sim.take_reports();
+            if sync {
+                assert_eq!(seen, [3; 256], "seed {seed}");
+                assert!(r.is_empty(), "seed {seed}: {r:?}");
+            } else {
+                // The device read stale lines; the unmap finds the CPU wrote
+                // while the device owned the buffer.
+                let kinds: Vec<_> = r.iter().map(|r| r.kind).collect();
+                assert_eq!(
+                    kinds,
+                    [
+                        ReportKind::DeviceReadUncleaned,
+                        ReportKind::CpuWroteDeviceOwned
+                    ],
+                    "seed {seed}"
+                );
+            }
+        }
+        assert_eq!(sim.live_regions(), 0);
+    }
+}
+
 #[test]
 fn missing_invalidate_is_reported_and_data_is_stale() {
     let sim = Sim::new(SimConfig::non_coherent().eviction_per_mille(0)).unwrap();
