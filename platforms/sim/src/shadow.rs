@@ -35,7 +35,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::host;
+use page::{bits, ones, runs, PageShadow, View};
 
+mod page;
 #[cfg(test)]
 mod reference;
 #[cfg(test)]
@@ -43,8 +45,6 @@ mod tests;
 
 /// The shadow granule; a multiple of every supported line size.
 pub(crate) const PAGE: u64 = 4096;
-const PAGE_BYTES: usize = PAGE as usize;
-const MAX_LINES: usize = (PAGE / 32) as usize;
 
 /// A run of offending lines found by one operation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -78,47 +78,6 @@ pub(crate) struct Outcome {
     pub(crate) finding: Finding,
 }
 
-/// Bits `lo..hi` set (byte offsets in a line, or line indices in a page).
-fn bits(lo: usize, hi: usize) -> u128 {
-    let n = hi - lo;
-    if n == 0 {
-        0
-    } else if n >= 128 {
-        u128::MAX
-    } else {
-        ((1u128 << n) - 1) << lo
-    }
-}
-
-/// Contiguous runs of set bits, as `(start, end)` bit indices.
-fn runs(mut mask: u128) -> impl Iterator<Item = (usize, usize)> {
-    let mut base = 0usize;
-    core::iter::from_fn(move || {
-        if mask == 0 {
-            return None;
-        }
-        let skip = mask.trailing_zeros() as usize;
-        mask = mask.checked_shr(skip as u32).unwrap_or(0);
-        let len = mask.trailing_ones() as usize;
-        let start = base + skip;
-        mask = mask.checked_shr(len as u32).unwrap_or(0);
-        base = start + len;
-        Some((start, start + len))
-    })
-}
-
-/// Indices of set bits, lowest first.
-fn ones(mut mask: u128) -> impl Iterator<Item = usize> {
-    core::iter::from_fn(move || {
-        if mask == 0 {
-            return None;
-        }
-        let i = mask.trailing_zeros() as usize;
-        mask &= mask - 1;
-        Some(i)
-    })
-}
-
 /// Hashes page numbers: one multiply by an odd constant spreads
 /// consecutive pages over both the bucket bits and the tag bits.
 #[derive(Default)]
@@ -137,233 +96,6 @@ impl Hasher for PageHasher {
 
     fn write_u64(&mut self, n: u64) {
         self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-/// Which of the lazily stored values to read.
-#[derive(Clone, Copy)]
-enum View {
-    Ram,
-    Synced,
-}
-
-struct PageShadow {
-    wb: Box<[u8; PAGE_BYTES]>,
-    /// RAM of the lines in `ram_own`; other lines' RAM is their `wb`.
-    /// (Boxed, as `wb` is, so a reload of a whole page swaps the two.)
-    ram: Box<[u8; PAGE_BYTES]>,
-    /// The snapshot of the lines in `synced_own`; others' is their `wb`.
-    synced: [u8; PAGE_BYTES],
-    /// Of a live line not tracked whole: bit `i` set if its byte `i` is.
-    masks: [u128; MAX_LINES],
-    /// How many tracked regions touch each line.
-    refs: [u32; MAX_LINES],
-    /// Lines with `refs > 0`.
-    live: u128,
-    /// Live lines tracked in every byte.
-    whole: u128,
-    /// The device wrote RAM since the CPU last invalidated the line.
-    device_wrote: u128,
-    ram_own: u128,
-    synced_own: u128,
-}
-
-impl PageShadow {
-    fn new() -> Box<Self> {
-        Box::new(Self {
-            wb: Box::new([0; PAGE_BYTES]),
-            ram: Box::new([0; PAGE_BYTES]),
-            synced: [0; PAGE_BYTES],
-            masks: [0; MAX_LINES],
-            refs: [0; MAX_LINES],
-            live: 0,
-            whole: 0,
-            device_wrote: 0,
-            ram_own: 0,
-            synced_own: 0,
-        })
-    }
-
-    /// Which bytes of line `idx` are tracked.
-    fn mask(&self, idx: usize, line: usize) -> u128 {
-        if self.whole >> idx & 1 == 1 {
-            bits(0, line)
-        } else if self.live >> idx & 1 == 1 {
-            self.masks[idx]
-        } else {
-            0
-        }
-    }
-
-    fn own_bits(&self, view: View) -> (u128, &[u8; PAGE_BYTES]) {
-        match view {
-            View::Ram => (self.ram_own, &*self.ram),
-            View::Synced => (self.synced_own, &self.synced),
-        }
-    }
-
-    /// Calls `f(offset, bytes)` over `[lo, hi)` of the page as `view` holds
-    /// it, in as few pieces as the ownership bitmaps allow.
-    fn view(&self, view: View, lo: usize, hi: usize, line: usize, mut f: impl FnMut(usize, &[u8])) {
-        if lo >= hi {
-            return;
-        }
-        let (own, bytes) = self.own_bits(view);
-        let (l0, l1) = (lo / line, hi.div_ceil(line));
-        let range = bits(l0, l1);
-        if own & range == 0 {
-            return f(lo, &self.wb[lo..hi]);
-        }
-        if own & range == range {
-            return f(lo, &bytes[lo..hi]);
-        }
-        let mut pos = lo;
-        while pos < hi {
-            let owned = own >> (pos / line) & 1 == 1;
-            let mut end = (pos / line + 1) * line;
-            while end < hi && (own >> (end / line) & 1 == 1) == owned {
-                end += line;
-            }
-            let end = end.min(hi);
-            f(
-                pos,
-                if owned {
-                    &bytes[pos..end]
-                } else {
-                    &self.wb[pos..end]
-                },
-            );
-            pos = end;
-        }
-    }
-
-    /// Gives line `idx` its own copy of `view` (about to diverge from `wb`).
-    fn own(&mut self, view: View, idx: usize, line: usize) {
-        let bit = 1u128 << idx;
-        let (own, bytes): (_, &mut [u8; PAGE_BYTES]) = match view {
-            View::Ram => (&mut self.ram_own, &mut self.ram),
-            View::Synced => (&mut self.synced_own, &mut self.synced),
-        };
-        if *own & bit == 0 {
-            let r = idx * line..(idx + 1) * line;
-            bytes[r.clone()].copy_from_slice(&self.wb[r]);
-            *own |= bit;
-        }
-    }
-
-    /// Whether the host bytes of `[lo, hi)` (page offsets, page at `base`)
-    /// equal the `view`.
-    ///
-    /// # Safety
-    ///
-    /// The range is tracked, hence live host memory.
-    unsafe fn host_matches(
-        &self,
-        view: View,
-        base: u64,
-        lo: usize,
-        hi: usize,
-        line: usize,
-    ) -> bool {
-        let mut same = true;
-        self.view(view, lo, hi, line, |off, expected| {
-            // SAFETY: inside the tracked range (caller).
-            same = same && unsafe { host::equals(base + off as u64, expected) };
-        });
-        same
-    }
-
-    /// Whether the tracked host bytes of line `idx` within byte range
-    /// `within` of the line equal the `view`.
-    ///
-    /// # Safety
-    ///
-    /// Tracked bytes are live host memory.
-    unsafe fn line_matches(
-        &self,
-        view: View,
-        base: u64,
-        idx: usize,
-        line: usize,
-        within: u128,
-    ) -> bool {
-        let off = idx * line;
-        let mask = self.mask(idx, line) & within;
-        if mask == bits(0, line) {
-            // SAFETY: a whole tracked line (caller).
-            return unsafe { self.host_matches(view, base, off, off + line, line) };
-        }
-        runs(mask).all(|(s, e)| {
-            // SAFETY: tracked bytes (caller).
-            unsafe { self.host_matches(view, base, off + s, off + e, line) }
-        })
-    }
-
-    /// Writes line `idx` back if dirty; returns whether it was dirty and
-    /// whether that overwrote device data. `keep_synced` keeps the driver's
-    /// snapshot (an eviction is not a sync).
-    ///
-    /// # Safety
-    ///
-    /// Tracked bytes are live host memory.
-    unsafe fn write_back(
-        &mut self,
-        base: u64,
-        idx: usize,
-        line: usize,
-        keep_synced: bool,
-    ) -> (bool, bool) {
-        let bit = 1u128 << idx;
-        let off = idx * line;
-        let l = base + off as u64;
-        let mask = self.mask(idx, line);
-        let whole = self.whole & bit != 0;
-        // SAFETY: a whole tracked line (the common case, checked without
-        // copying).
-        if whole && unsafe { host::equals(l, &self.wb[off..off + line]) } {
-            return (false, false);
-        }
-        let mut host_line = [0u8; 128];
-        let mut dirty = false;
-        for (s, e) in runs(mask) {
-            // SAFETY: tracked bytes are live (caller).
-            unsafe { host::read(l + s as u64, &mut host_line[s..e]) };
-            dirty |= host_line[s..e] != self.wb[off + s..off + e];
-        }
-        if !dirty {
-            return (false, false);
-        }
-        if keep_synced {
-            self.own(View::Synced, idx, line);
-        }
-        for (s, e) in runs(mask) {
-            self.wb[off + s..off + e].copy_from_slice(&host_line[s..e]);
-        }
-        // RAM now holds the written-back bytes, which are `wb`.
-        self.ram_own &= !bit;
-        let over = self.device_wrote & bit != 0;
-        self.device_wrote &= !bit;
-        (true, over)
-    }
-
-    /// Makes the host's tracked bytes of `lines` equal `wb`.
-    ///
-    /// # Safety
-    ///
-    /// Tracked bytes are live host memory the caller may write.
-    unsafe fn store_to_host(&self, base: u64, lines: u128, line: usize) {
-        for (l0, l1) in runs(lines & self.whole) {
-            let (lo, hi) = (l0 * line, l1 * line);
-            // SAFETY: whole tracked lines.
-            unsafe { host::write(base + lo as u64, &self.wb[lo..hi]) };
-        }
-        for idx in ones(lines & !self.whole) {
-            let off = idx * line;
-            for (s, e) in runs(self.mask(idx, line)) {
-                // SAFETY: tracked bytes.
-                unsafe { host::write(base + (off + s) as u64, &self.wb[off + s..off + e]) };
-            }
-        }
     }
 }
 
