@@ -120,8 +120,9 @@ impl<P> SimPlatform<P> {
         self.sim.machine.with(|s, cfg| {
             if let (Some(key), Some((offset, len))) = (key, synced) {
                 check_cpu_took(s, cfg, key, offset, len);
-                // The panic is raised when the lock drops, before what
-                // followed the check when each step took the lock itself.
+                // A report that panics (raised as the lock drops) ends the
+                // call here: the unregister and counters after it do not
+                // happen, as when the check took the lock on its own.
                 if s.will_panic() {
                     return;
                 }
