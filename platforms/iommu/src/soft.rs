@@ -120,7 +120,7 @@ impl<M: PhysMemory> SoftIommu<M> {
             kind,
         };
         let Some(ctx) = s.domains.iter().find(|d| d.device == device).copied() else {
-            let f = fault(FaultKind::Translation { level: 0 });
+            let f = fault(FaultKind::Translation { level: Some(0) });
             s.faults.push_back(f);
             return Err(f);
         };
@@ -229,7 +229,7 @@ impl<M: PhysMemory> SoftIommu<M> {
                     iova: at,
                     access,
                     device,
-                    kind: FaultKind::WalkAbort { level: 3 },
+                    kind: FaultKind::WalkAbort { level: Some(3) },
                 };
                 self.state.lock().faults.push_back(f);
                 f

@@ -72,7 +72,7 @@ fn unmapped_and_read_only_accesses_fault_and_are_surfaced() {
     let m = StreamingMapping::<_, ToDevice, _>::map(&p, vec![7u8; 64]).unwrap();
     // A write to a ToDevice (read-only) mapping.
     let e = hw.device_write(DEV, m.dma_addr(), &[0]).unwrap_err();
-    assert_eq!(e.kind, FaultKind::Permission { level: 3 });
+    assert_eq!(e.kind, FaultKind::Permission { level: Some(3) });
     // A read of an IOVA nothing maps.
     let hole = DmaAddr::new(m.dma_addr().as_u64() & !0xfff)
         .checked_sub(0x10_0000)
@@ -112,7 +112,7 @@ fn strict_policy_invalidates_and_syncs_on_every_unmap() {
     let e = hw.device_write(DEV, dma, &[1]).unwrap_err();
     assert_eq!(
         e.kind,
-        FaultKind::Translation { level: 3 },
+        FaultKind::Translation { level: Some(3) },
         "no stale IOTLB entry"
     );
 }

@@ -103,16 +103,16 @@ unsafe impl IommuHardware for SimIommu {
             .with(|s, _| s.take_fault_of(DeviceId(device.0)))?;
         use dma_iommu::FaultKind as K;
         let kind = match f.kind {
-            FaultKind::Translation { level } => K::Translation { level },
-            FaultKind::AccessFlag { level } => K::AccessFlag { level },
-            FaultKind::Permission { level } => K::Permission { level },
+            FaultKind::Translation { level } => K::Translation { level: Some(level) },
+            FaultKind::AccessFlag { level } => K::AccessFlag { level: Some(level) },
+            FaultKind::Permission { level } => K::Permission { level: Some(level) },
             FaultKind::AddressSize { .. } => K::AddressSize,
-            FaultKind::WalkAbort { level } => K::WalkAbort { level },
+            FaultKind::WalkAbort { level } => K::WalkAbort { level: Some(level) },
             // Translated, but to memory no live region covers (the rest of
             // a page whose mapping is smaller than the page), or injected:
             // to the platform it is an unmapped access.
             FaultKind::NotMapped | FaultKind::ReadOnlyMapping | FaultKind::Injected => {
-                K::Translation { level: 3 }
+                K::Translation { level: Some(3) }
             }
         };
         Some(dma_iommu::Fault {

@@ -262,12 +262,16 @@ impl Translation {
     pub fn check(&self, access: Access) -> core::result::Result<(), FaultKind> {
         let bits = DescBits::from_bits_retain(self.leaf.0);
         if !bits.contains(DescBits::AF) {
-            return Err(FaultKind::AccessFlag { level: self.level });
+            return Err(FaultKind::AccessFlag {
+                level: Some(self.level),
+            });
         }
         let denied = !bits.contains(DescBits::AP_UNPRIV)
             || (access == Access::Write && bits.contains(DescBits::AP_RDONLY));
         if denied {
-            return Err(FaultKind::Permission { level: self.level });
+            return Err(FaultKind::Permission {
+                level: Some(self.level),
+            });
         }
         Ok(())
     }
@@ -287,7 +291,7 @@ impl Translation {
 ///
 /// // An all-zero root table translates nothing.
 /// let fault = walk(PhysAddr::new(0x4000_0000), 0x1000, |_| Some(0)).unwrap_err();
-/// assert_eq!(fault, FaultKind::Translation { level: 0 });
+/// assert_eq!(fault, FaultKind::Translation { level: Some(0) });
 /// ```
 ///
 /// # Errors
@@ -307,7 +311,7 @@ pub fn walk(
     let mut table = root;
     for level in 0..=LAST_LEVEL {
         let at = PhysAddr::new(table.as_u64() + 8 * level_index(level, iova) as u64);
-        let desc = Descriptor(read(at).ok_or(FaultKind::WalkAbort { level })?);
+        let desc = Descriptor(read(at).ok_or(FaultKind::WalkAbort { level: Some(level) })?);
         match desc.decode(level) {
             Decoded::Table(next) => table = next,
             Decoded::Leaf { oa, size } => {
@@ -318,10 +322,14 @@ pub fn walk(
                     leaf: desc,
                 })
             }
-            Decoded::Invalid | Decoded::Reserved => return Err(FaultKind::Translation { level }),
+            Decoded::Invalid | Decoded::Reserved => {
+                return Err(FaultKind::Translation { level: Some(level) })
+            }
         }
     }
-    Err(FaultKind::Translation { level: LAST_LEVEL })
+    Err(FaultKind::Translation {
+        level: Some(LAST_LEVEL),
+    })
 }
 
 /// VMSAv8-64 stage-1 tables with a 4 KiB granule and a 48-bit input

@@ -248,7 +248,7 @@ fn fault_after_unmap<P: DmaMap + DmaAlloc + Clone>(
             events += 1;
         }
         let f = first.ok_or(format!("no SMMU event (NVMe status {:#x})", status.code()))?;
-        let expected = f.kind == FaultKind::Translation { level: 0 }
+        let expected = f.kind == FaultKind::Translation { level: None }
             && f.device == DeviceId(sid)
             && f.access == Access::Write
             && f.iova.as_u64() & !0xfff == iova.as_u64() & !0xfff;

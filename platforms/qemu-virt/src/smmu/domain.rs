@@ -47,6 +47,8 @@ struct Inner<M: PhysMemory> {
     deferred_error: Option<BoardError>,
     /// Faults of other devices, popped while looking for one device's.
     others: VecDeque<Fault>,
+    /// Event-queue overflows already reported as `FaultKind::Overflow`.
+    overflows_reported: u32,
 }
 
 impl<M: PhysMemory, K: Clock> SmmuIommu<M, K> {
@@ -57,6 +59,7 @@ impl<M: PhysMemory, K: Clock> SmmuIommu<M, K> {
                 smmu,
                 deferred_error: None,
                 others: VecDeque::new(),
+                overflows_reported: 0,
             }),
             clock,
         }
@@ -149,11 +152,11 @@ pub fn stage1_config(ctx: &DomainContext, smmu_coherent: bool) -> crate::Result<
 /// use the tables it was given).
 pub fn fault_of(event: &Event) -> Fault {
     let kind = match event.kind {
-        EventKind::Translation => FaultKind::Translation { level: 0 },
-        EventKind::Permission => FaultKind::Permission { level: 0 },
-        EventKind::AccessFlag => FaultKind::AccessFlag { level: 0 },
+        EventKind::Translation => FaultKind::Translation { level: None },
+        EventKind::Permission => FaultKind::Permission { level: None },
+        EventKind::AccessFlag => FaultKind::AccessFlag { level: None },
         EventKind::AddressSize => FaultKind::AddressSize,
-        _ => FaultKind::WalkAbort { level: 0 },
+        _ => FaultKind::WalkAbort { level: None },
     };
     Fault {
         iova: DmaAddr::new(event.address.unwrap_or(0)),
@@ -174,8 +177,8 @@ pub fn fault_of(event: &Event) -> Fault {
 // CMD_TLBI_NH_VA (Leaf = 0, so walk caches too) or CMD_TLBI_NH_ASID, and
 // `sync` returns Ok only after a CMD_SYNC queued behind them was consumed,
 // with any error from an earlier command reported instead; faults come
-// from the event queue, whose overflows the driver counts
-// (`Smmu::event_overflows`).
+// from the event queue, and an overflow of it is reported as a
+// `FaultKind::Overflow` fault rather than lost.
 unsafe impl<M: PhysMemory, K: Clock> IommuHardware for SmmuIommu<M, K> {
     fn attach(&self, ctx: &DomainContext) -> dma_api::Result<()> {
         let mut inner = self.inner.lock();
@@ -233,6 +236,17 @@ unsafe impl<M: PhysMemory, K: Clock> IommuHardware for SmmuIommu<M, K> {
 
     fn take_fault(&self, device: DeviceId) -> Option<Fault> {
         let mut inner = self.inner.lock();
+        // An overflow loses records of unknown devices: tell whoever asks
+        // first, ahead of the records that survived.
+        if inner.smmu.event_overflows() != inner.overflows_reported {
+            inner.overflows_reported = inner.smmu.event_overflows();
+            return Some(Fault {
+                iova: DmaAddr::ZERO,
+                access: Access::Read,
+                device,
+                kind: FaultKind::Overflow,
+            });
+        }
         if let Some(i) = inner.others.iter().position(|f| f.device == device) {
             return inner.others.remove(i);
         }

@@ -476,16 +476,37 @@ mod iommu_hardware {
                 DeviceId(8),
                 DmaAddr::new(0x7000_0040),
                 Access::Write,
-                FaultKind::Permission { level: 0 }
+                FaultKind::Permission { level: None }
             )
         );
         assert_eq!(hw.take_fault(DeviceId(8)), None);
         let other = hw.take_fault(DeviceId(9)).unwrap();
         assert_eq!(
             (other.access, other.kind),
-            (Access::Read, FaultKind::Translation { level: 0 })
+            (Access::Read, FaultKind::Translation { level: None })
         );
         assert_eq!(hw.take_fault(DeviceId(9)), None, "kept once, taken once");
+    }
+
+    #[test]
+    fn an_event_queue_overflow_is_reported_as_a_fault() {
+        let mut frame = Frame::new(IDR0);
+        let clock = frame.fake(true, None);
+        let hw = SmmuIommu::new(smmu(&mut frame, &clock).unwrap(), &clock);
+        let q = hw.lock().eventq.cpu.as_ptr().cast::<u64>();
+        // SAFETY: the first record of the driver's live event queue.
+        unsafe {
+            for (i, w) in [0x0000_0008_0000_0010u64, 0, 0x6000, 0].iter().enumerate() {
+                q.add(i).write_volatile(*w);
+            }
+        }
+        // One record survived; the SMMU says it dropped others.
+        frame.0[(0x1_0000 + 0xa8) / 4] = 1 | regs::EVENTQ_PROD_OVFLG;
+        let kept = hw.take_fault(DeviceId(8)).unwrap();
+        assert_eq!(kept.iova, DmaAddr::new(0x6000));
+        let lost = hw.take_fault(DeviceId(8)).unwrap();
+        assert_eq!((lost.device, lost.kind), (DeviceId(8), FaultKind::Overflow));
+        assert_eq!(hw.take_fault(DeviceId(8)), None, "reported once");
     }
 
     #[test]
@@ -494,11 +515,11 @@ mod iommu_hardware {
         let f = fault_of(&bad_ste);
         assert_eq!(
             (f.iova, f.kind),
-            (DmaAddr::ZERO, FaultKind::WalkAbort { level: 0 })
+            (DmaAddr::ZERO, FaultKind::WalkAbort { level: None })
         );
         let size = EventRecord([0x0000_0008_0000_0011, 1 << 35, 0x1_0000_0000, 0]).decode();
         assert_eq!(fault_of(&size).kind, FaultKind::AddressSize);
         let af = EventRecord([0x0000_0008_0000_0012, 0, 0x10, 0]).decode();
-        assert_eq!(fault_of(&af).kind, FaultKind::AccessFlag { level: 0 });
+        assert_eq!(fault_of(&af).kind, FaultKind::AccessFlag { level: None });
     }
 }
