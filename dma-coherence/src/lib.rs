@@ -67,9 +67,11 @@
 pub mod arch;
 pub mod barrier;
 mod maintenance;
+mod mapping;
 pub mod partial_lines;
 mod plan;
 
 pub use maintenance::{cache_lines, CacheLines, CacheMaintenance, HardwareCoherent};
+pub use mapping::{coherent_cacheability, sync_mapping};
 pub use partial_lines::require_whole_lines;
 pub use plan::{bus_dma_ops, plan, plan_ops, sync, BusDmaOps, CacheOp, SyncPoint};

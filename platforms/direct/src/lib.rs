@@ -31,7 +31,7 @@
 //!   multiple of it ends them on one (only the requested length is mapped,
 //!   not the allocation's padding).
 //! - Coherent allocations are asked of the environment as
-//!   [`Cacheability::Uncached`], as Linux arm64 remaps `dma_alloc_coherent`
+//!   [`Cacheability::Uncached`](dma_api::Cacheability::Uncached), as Linux arm64 remaps `dma_alloc_coherent`
 //!   memory: ring code polls descriptors and completion entries, and
 //!   keeping cached memory coherent by maintenance would put a cache
 //!   operation in every poll and every field write, and could not stop the
@@ -79,12 +79,15 @@
 use core::ptr::NonNull;
 
 use dma_api::{
-    Cacheability, CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection,
-    DmaMap, Error, ErrorKind, PhysAddr, PhysMemory, RawMapping, Result,
+    CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, Error,
+    ErrorKind, PhysAddr, PhysMemory, RawMapping, Result,
 };
 #[cfg(target_arch = "aarch64")]
 use dma_coherence::arch::aarch64::Aarch64Maintenance;
-use dma_coherence::{require_whole_lines, sync, CacheMaintenance, HardwareCoherent, SyncPoint};
+use dma_coherence::{
+    coherent_cacheability, require_whole_lines, sync_mapping, CacheMaintenance, HardwareCoherent,
+    SyncPoint,
+};
 
 /// A fixed translation from physical to device addresses:
 /// `dma = phys - phys_base + dma_base`, for `phys >= phys_base`.
@@ -196,20 +199,6 @@ impl<M: PhysMemory, C: CacheMaintenance> DirectPlatform<M, C> {
         self.bus
     }
 
-    /// How coherent allocations are mapped for the CPU: cached where the
-    /// hardware is coherent; otherwise uncached, so CPU and device see the
-    /// same bytes without maintenance on every access (Linux arm64 remaps
-    /// `dma_alloc_coherent` memory the same way).
-    fn coherent_cacheability(&self, attrs: DmaAttrs) -> Cacheability {
-        if attrs.contains(DmaAttrs::WRITE_COMBINE) {
-            Cacheability::WriteCombine
-        } else if self.cache.is_coherent() {
-            Cacheability::Cached
-        } else {
-            Cacheability::Uncached
-        }
-    }
-
     /// Translates and checks a range against the device's reach.
     #[inline(always)]
     fn device_range(&self, phys: PhysAddr, len: usize) -> Result<DmaAddr> {
@@ -235,47 +224,6 @@ impl<M: PhysMemory, C: CacheMaintenance> DirectPlatform<M, C> {
             .len(len as u64));
         }
         Ok(dma)
-    }
-
-    /// Runs the sync plan over a mapped range; nothing at all when coherent.
-    ///
-    /// # Safety
-    ///
-    /// The range is owned by a live mapping of this platform.
-    #[inline(always)]
-    unsafe fn maintain(
-        &self,
-        m: &RawMapping,
-        offset: usize,
-        len: usize,
-        point: SyncPoint,
-        explicit: bool,
-    ) {
-        if self.cache.is_coherent() || len == 0 {
-            return;
-        }
-        let Some(phys) = m.phys.checked_add(offset as u64) else {
-            return;
-        };
-        // Map checked this translation; failure here would mean the
-        // environment changed under a live mapping, and there is nothing
-        // safe to maintain then.
-        let Ok(va) = self.memory.phys_to_virt(phys, len) else {
-            return;
-        };
-        // SAFETY: the caller owns the range through a live mapping; the
-        // environment's translation makes `va` its CPU address.
-        unsafe {
-            sync(
-                &self.cache,
-                va.as_ptr() as usize,
-                len,
-                m.dir,
-                point,
-                m.attrs,
-                explicit,
-            )
-        }
     }
 }
 
@@ -330,27 +278,67 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaMap for DirectPlatform<M, C> 
             attrs,
         };
         // SAFETY: the caller owns the range (map's contract).
-        unsafe { self.maintain(&raw, 0, len, SyncPoint::ForDevice, false) };
+        unsafe {
+            sync_mapping(
+                &self.cache,
+                &self.memory,
+                &raw,
+                0,
+                len,
+                SyncPoint::ForDevice,
+                false,
+            )
+        };
         Ok(dma)
     }
 
     #[inline(always)]
     unsafe fn unmap(&self, mapping: &RawMapping) -> Result<()> {
         // SAFETY: the mapping is live until this returns (unmap's contract).
-        unsafe { self.maintain(mapping, 0, mapping.len, SyncPoint::ForCpu, false) };
+        unsafe {
+            sync_mapping(
+                &self.cache,
+                &self.memory,
+                mapping,
+                0,
+                mapping.len,
+                SyncPoint::ForCpu,
+                false,
+            )
+        };
         Ok(())
     }
 
     #[inline(always)]
     unsafe fn sync_for_cpu(&self, mapping: &RawMapping, offset: usize, len: usize) {
         // SAFETY: live mapping, range inside it (the caller's contract).
-        unsafe { self.maintain(mapping, offset, len, SyncPoint::ForCpu, true) }
+        unsafe {
+            sync_mapping(
+                &self.cache,
+                &self.memory,
+                mapping,
+                offset,
+                len,
+                SyncPoint::ForCpu,
+                true,
+            )
+        }
     }
 
     #[inline(always)]
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
         // SAFETY: live mapping, range inside it (the caller's contract).
-        unsafe { self.maintain(mapping, offset, len, SyncPoint::ForDevice, true) }
+        unsafe {
+            sync_mapping(
+                &self.cache,
+                &self.memory,
+                mapping,
+                offset,
+                len,
+                SyncPoint::ForDevice,
+                true,
+            )
+        }
     }
 }
 
@@ -368,7 +356,7 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaAlloc for DirectPlatform<M, C
         }
         let page = self.memory.page_size();
         let count = size.div_ceil(page);
-        let cacheability = self.coherent_cacheability(attrs);
+        let cacheability = coherent_cacheability(&self.cache, attrs);
         let max_phys = self.bus.max_phys(self.constraints.dma_mask());
         let pages = self.memory.alloc_pages(count, cacheability, max_phys)?;
         let bytes = count * page;
@@ -391,7 +379,7 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaAlloc for DirectPlatform<M, C
         let page = self.memory.page_size();
         let count = region.size / page;
         let phys = self.memory.virt_to_phys(region.cpu, region.size)?;
-        let cacheability = self.coherent_cacheability(attrs);
+        let cacheability = coherent_cacheability(&self.cache, attrs);
         // SAFETY: the caller promises the region came from alloc_coherent with
         // these attrs, so these are the pages (same count, address and
         // cacheability) the environment gave us; freed once.

@@ -4,10 +4,10 @@ use core::fmt;
 use core::ptr::NonNull;
 
 use dma_api::{
-    Cacheability, CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection,
-    DmaMap, Error, ErrorKind, Pages, PhysAddr, PhysMemory, RawMapping, Result, SgEntry,
+    CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, Error,
+    ErrorKind, Pages, PhysAddr, PhysMemory, RawMapping, Result, SgEntry,
 };
-use dma_coherence::{sync, CacheMaintenance, SyncPoint};
+use dma_coherence::{coherent_cacheability, sync_mapping, CacheMaintenance, SyncPoint};
 
 use crate::fault::{DeviceId, Fault};
 use crate::hw::{Asid, DomainContext, IommuHardware, TableFormat};
@@ -281,42 +281,6 @@ where
         }
     }
 
-    /// Runs the sync plan over part of a mapping; nothing when coherent.
-    ///
-    /// # Safety
-    ///
-    /// The range is owned by a live mapping of this platform.
-    unsafe fn maintain(
-        &self,
-        m: &RawMapping,
-        offset: usize,
-        len: usize,
-        point: SyncPoint,
-        explicit: bool,
-    ) {
-        if self.cache.is_coherent() || len == 0 {
-            return;
-        }
-        let Some(phys) = m.phys.checked_add(offset as u64) else {
-            return;
-        };
-        let Ok(va) = self.memory.phys_to_virt(phys, len) else {
-            return;
-        };
-        // SAFETY: the caller owns the range through a live mapping.
-        unsafe {
-            sync(
-                &self.cache,
-                va.as_ptr() as usize,
-                len,
-                m.dir,
-                point,
-                m.attrs,
-                explicit,
-            )
-        }
-    }
-
     /// Whether `map_sg` places these entries in one IOVA range: always,
     /// unless the device's boundary is smaller than the range would be.
     /// Depends only on the entries and the constraints, so `unmap_sg`
@@ -433,7 +397,17 @@ where
             attrs,
         };
         // SAFETY: the caller owns the range (map's contract).
-        unsafe { self.maintain(&raw, 0, len, SyncPoint::ForDevice, false) };
+        unsafe {
+            sync_mapping(
+                &self.cache,
+                &self.memory,
+                &raw,
+                0,
+                len,
+                SyncPoint::ForDevice,
+                false,
+            )
+        };
         Ok(dma)
     }
 
@@ -453,7 +427,17 @@ where
             Self::check_live(&table, iova, phys, pages)?;
         }
         // SAFETY: checked live; the caller's contract says the device stopped.
-        unsafe { self.maintain(mapping, 0, mapping.len, SyncPoint::ForCpu, false) };
+        unsafe {
+            sync_mapping(
+                &self.cache,
+                &self.memory,
+                mapping,
+                0,
+                mapping.len,
+                SyncPoint::ForCpu,
+                false,
+            )
+        };
         let mut table = self.table.lock();
         // Checked again under the same lock as the unmap, so two racing
         // unmaps of one mapping cannot both succeed.
@@ -469,12 +453,32 @@ where
 
     unsafe fn sync_for_cpu(&self, mapping: &RawMapping, offset: usize, len: usize) {
         // SAFETY: live mapping, range inside it (the caller's contract).
-        unsafe { self.maintain(mapping, offset, len, SyncPoint::ForCpu, true) }
+        unsafe {
+            sync_mapping(
+                &self.cache,
+                &self.memory,
+                mapping,
+                offset,
+                len,
+                SyncPoint::ForCpu,
+                true,
+            )
+        }
     }
 
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
         // SAFETY: live mapping, range inside it (the caller's contract).
-        unsafe { self.maintain(mapping, offset, len, SyncPoint::ForDevice, true) }
+        unsafe {
+            sync_mapping(
+                &self.cache,
+                &self.memory,
+                mapping,
+                offset,
+                len,
+                SyncPoint::ForDevice,
+                true,
+            )
+        }
     }
 
     /// Places the whole table in one IOVA range, entry after entry, each
@@ -522,7 +526,17 @@ where
         drop(table);
         for e in entries.iter() {
             // SAFETY: the caller owns every entry (map's contract).
-            unsafe { self.maintain(&e.as_raw(dir, attrs), 0, e.len, SyncPoint::ForDevice, false) };
+            unsafe {
+                sync_mapping(
+                    &self.cache,
+                    &self.memory,
+                    &e.as_raw(dir, attrs),
+                    0,
+                    e.len,
+                    SyncPoint::ForDevice,
+                    false,
+                )
+            };
         }
         Ok(())
     }
@@ -567,7 +581,17 @@ where
         }
         for e in entries {
             // SAFETY: checked live; the device has stopped (contract).
-            unsafe { self.maintain(&e.as_raw(dir, attrs), 0, e.len, SyncPoint::ForCpu, false) };
+            unsafe {
+                sync_mapping(
+                    &self.cache,
+                    &self.memory,
+                    &e.as_raw(dir, attrs),
+                    0,
+                    e.len,
+                    SyncPoint::ForCpu,
+                    false,
+                )
+            };
         }
         let mut table = self.table.lock();
         Self::check_live(
@@ -671,18 +695,6 @@ where
             })
         };
         Ok(())
-    }
-}
-
-/// As the direct backend: cached where the hardware is coherent, uncached
-/// otherwise, write-combining on request.
-fn coherent_cacheability<C: CacheMaintenance>(cache: &C, attrs: DmaAttrs) -> Cacheability {
-    if attrs.contains(DmaAttrs::WRITE_COMBINE) {
-        Cacheability::WriteCombine
-    } else if cache.is_coherent() {
-        Cacheability::Cached
-    } else {
-        Cacheability::Uncached
     }
 }
 
