@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dma_api::{
-    DeviceConstraints, DmaAttrs, DmaDirection, DmaMap, HostMemory, PhysAddr, RawMapping,
+    DeviceConstraints, DmaAttrs, DmaBuf, DmaDirection, DmaMap, HostMemory, PhysAddr, RawMapping,
 };
 use dma_check::{Checked, Config};
 use dma_direct::DirectPlatform;
@@ -35,11 +35,13 @@ fn round_trip<P: DmaMap>(p: &P, phys: PhysAddr) {
 fn overhead(c: &mut Criterion) {
     let direct = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
     let checked = Checked::with_config(direct.clone(), Config::new().cache_line(64));
-    let page: &'static mut [u8] = Box::leak(vec![0u8; 4096].into_boxed_slice());
+    // Whole cache lines, so no line is shared with anything else mapped.
+    let page: &'static mut [u8] = &mut Box::leak(Box::new(DmaBuf::new(4096, 4096).unwrap()))[..];
     let phys = PhysAddr::new(page.as_ptr() as u64);
 
     // Background mappings a driver would have live (a 256-entry RX ring).
-    let ring: &'static mut [u8] = Box::leak(vec![0u8; 256 * 2048].into_boxed_slice());
+    let ring: &'static mut [u8] =
+        &mut Box::leak(Box::new(DmaBuf::new(256 * 2048, 4096).unwrap()))[..];
     let base = ring.as_ptr() as u64;
     for i in 0..256u64 {
         // SAFETY: the leaked ring lives for the program; these mappings are
@@ -64,7 +66,12 @@ fn overhead(c: &mut Criterion) {
         b.iter(|| round_trip(&checked, black_box(phys)))
     });
     g.finish();
-    assert!(checked.reports().is_empty());
+    let reports = checked.reports();
+    assert!(
+        reports.is_empty(),
+        "the benchmark misused the API: {:?}",
+        reports.first()
+    );
     checked.release();
 }
 
