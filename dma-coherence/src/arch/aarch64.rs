@@ -108,10 +108,10 @@ pub(crate) const fn dminline_bytes(ctr: u64) -> usize {
 macro_rules! dc_loop {
     ($op:literal, $va:expr, $len:expr, $line:expr) => {
         for addr in cache_lines($va, $len, $line) {
-            // SAFETY: the caller promises the range is mapped (a DC to an
-            // unmapped VA faults) and, for an invalidate, owns the lines whose
-            // contents may revert to memory's; without `nomem` the compiler
-            // assumes memory may change and keeps accesses on their side.
+            // Without `nomem` the compiler assumes memory may change and keeps
+            // accesses on their side of the instruction.
+            // SAFETY: the caller promises the range is mapped (a DC to an unmapped
+            // VA faults) and, for an invalidate, owns the lines that may revert.
             unsafe { asm!(concat!("dc ", $op, ", {}"), in(reg) addr, options(nostack, preserves_flags)) };
         }
     };

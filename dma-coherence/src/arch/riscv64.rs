@@ -61,10 +61,9 @@ impl ZicbomMaintenance {
 macro_rules! cbo_loop {
     ($op:literal, $va:expr, $len:expr, $block:expr) => {
         for addr in cache_lines($va, $len, $block) {
-            // SAFETY: the constructor's caller promised Zicbom is present and
-            // enabled; the method's caller promises the range is mapped and,
-            // for an invalidate, owns its blocks. No `nomem`: memory may
-            // change as far as the compiler knows.
+            // No `nomem`: memory may change as far as the compiler knows.
+            // SAFETY: the constructor's caller promised Zicbom is enabled; the
+            // method's caller that the range is mapped and (invalidate) owned.
             unsafe {
                 asm!(
                     ".option push",

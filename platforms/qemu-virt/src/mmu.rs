@@ -202,10 +202,9 @@ mod enable {
     /// the image must lie inside the map (they do: the image is in RAM).
     pub unsafe fn enable_identity_map() {
         let tables = TABLES.0.get();
-        // SAFETY: the caller guarantees exclusive use; the pointers come
-        // from a live static. Stores are aligned 8-byte volatile writes, as
-        // Device memory (MMU off) requires, and never a memcpy that might
-        // use unaligned accesses.
+        // Stores are aligned 8-byte volatile writes, as Device memory (MMU off)
+        // requires, never a memcpy that might use unaligned accesses.
+        // SAFETY: the caller guarantees exclusive use; the pointers come from a live static.
         unsafe {
             let l1 = core::ptr::addr_of_mut!((*tables).l1).cast::<u64>();
             let l2 = core::ptr::addr_of_mut!((*tables).l2).cast::<u64>();
@@ -223,13 +222,13 @@ mod enable {
         };
         let pa_range = (mmfr0 & 0xf).min(5);
         let ttbr0 = tables as u64;
-        // SAFETY: the tables map this code, its stack and data at their
-        // own addresses, so execution continues across the switch. The
-        // sequence follows Arm ARM D8.11 / D5.10: tables visible (dsb),
+        // The sequence follows Arm ARM D8.11 / D5.10: tables visible (dsb),
         // MAIR/TCR/TTBR0 set, stale TLB entries and instruction cache
         // invalidated, then SCTLR_EL1.{M,C,I} set with context
         // synchronisation (isb) before and after. SCTLR.A (alignment
         // checks) and WXN are cleared.
+        // SAFETY: the tables map this code, its stack and data at their own
+        // addresses, so execution continues across the switch.
         unsafe {
             core::arch::asm!(
                 "dsb ish",

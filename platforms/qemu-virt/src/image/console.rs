@@ -32,9 +32,8 @@ pub fn emergency() -> impl Write {
     struct Emergency;
     impl Write for Emergency {
         fn write_str(&mut self, s: &str) -> fmt::Result {
-            // SAFETY: as in `init`; a second handle on the PL011 is sound
-            // (its registers are volatile cells), and at worst interleaves
-            // the output of the interrupted writer.
+            // A second handle at worst interleaves the interrupted writer's output.
+            // SAFETY: as in `init`; the PL011's registers are volatile cells.
             let mut uart =
                 unsafe { Pl011::new(NonNull::new(UART_BASE as *mut u8).ok_or(fmt::Error)?) };
             uart.write_str(s)
