@@ -327,10 +327,9 @@ impl NvmeController {
     /// together with [`Capabilities::doorbell_stride`].
     pub fn doorbell_registers(&self) -> &[WriteOnly<u32>] {
         let count = (self.bar_size - DOORBELL_BASE) / 4;
+        // WriteOnly<u32> is a 4-byte volatile cell: the slice is MMIO cells.
         // SAFETY: `new` checked that BAR0 extends past the first doorbells,
-        // so `DOORBELL_BASE..bar_size` lies inside the mapping; WriteOnly<u32>
-        // is a 4-byte volatile cell, so the slice is MMIO cells, written
-        // only through volatile stores.
+        // so `DOORBELL_BASE..bar_size` lies inside the mapping.
         unsafe {
             core::slice::from_raw_parts(
                 self.bar

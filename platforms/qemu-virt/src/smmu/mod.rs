@@ -345,10 +345,10 @@ impl<M: PhysMemory> Smmu<M> {
 
     fn write_ste(&mut self, sid: u32, ste: &Ste) {
         let base = self.strtab.cpu.as_ptr().cast::<u64>();
-        // SAFETY: `sid` < 2^stream_table_log2 (checked by callers or the
-        // init loop), so the 64-byte entry lies in the stream table pages,
-        // which this driver owns. Word 0 (with V) goes last, so the SMMU
-        // never sees a valid entry whose other words are stale.
+        // Word 0 (with V) goes last: the SMMU never sees a valid entry whose
+        // other words are stale.
+        // SAFETY: `sid` < 2^stream_table_log2 (checked by callers or the init
+        // loop), so the 64-byte entry lies in the stream table pages we own.
         unsafe {
             let entry = base.add(sid as usize * 8);
             for i in (1..8).rev() {
