@@ -102,6 +102,7 @@ impl AtomicDoorbell {
     }
 
     /// The last value written (the device's side of the register).
+    #[inline]
     pub fn value(&self) -> u32 {
         self.value.load(LOAD)
     }

@@ -170,34 +170,42 @@ mod raw {
 
 macro_rules! raw_ring_memory {
     () => {
+        #[inline]
         unsafe fn read_u16(&self, offset: usize) -> u16 {
             // SAFETY: the caller promises bounds and alignment.
             unsafe { raw::read_u16(self.base(), offset) }
         }
+        #[inline]
         unsafe fn read_u32(&self, offset: usize) -> u32 {
             // SAFETY: the caller promises bounds and alignment.
             unsafe { raw::read_u32(self.base(), offset) }
         }
+        #[inline]
         unsafe fn read_u64(&self, offset: usize) -> u64 {
             // SAFETY: the caller promises bounds and alignment.
             unsafe { raw::read_u64(self.base(), offset) }
         }
+        #[inline]
         unsafe fn write_u16(&self, offset: usize, value: u16) {
             // SAFETY: the caller promises bounds and alignment.
             unsafe { raw::write_u16(self.base(), offset, value) }
         }
+        #[inline]
         unsafe fn write_u32(&self, offset: usize, value: u32) {
             // SAFETY: the caller promises bounds and alignment.
             unsafe { raw::write_u32(self.base(), offset, value) }
         }
+        #[inline]
         unsafe fn write_u64(&self, offset: usize, value: u64) {
             // SAFETY: the caller promises bounds and alignment.
             unsafe { raw::write_u64(self.base(), offset, value) }
         }
+        #[inline]
         unsafe fn load_flag(&self, offset: usize) -> u16 {
             // SAFETY: the caller promises bounds and alignment.
             unsafe { raw::load_flag(self.base(), offset) }
         }
+        #[inline]
         unsafe fn store_flag(&self, offset: usize, value: u16) {
             // SAFETY: the caller promises bounds and alignment.
             unsafe { raw::store_flag(self.base(), offset, value) }
@@ -222,6 +230,7 @@ impl<P: DmaAlloc> Base for Coherent<[u64], P> {
 // write only from `&mut self` methods of their own. The u64 element type
 // makes the base 8-aligned.
 unsafe impl<P: DmaAlloc> RingMemory for Coherent<[u64], P> {
+    #[inline]
     fn len(&self) -> usize {
         self.size()
     }
@@ -281,6 +290,7 @@ impl Base for MemoryView {
 // SAFETY: `new`'s caller promised validity of the range; `dma` is what the
 // caller said the device sees.
 unsafe impl RingMemory for MemoryView {
+    #[inline]
     fn len(&self) -> usize {
         self.len
     }

@@ -128,18 +128,22 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         self.in_use = 0;
     }
 
+    #[inline]
     pub(crate) fn in_use(&self) -> u32 {
         self.in_use
     }
 
+    #[inline]
     pub(crate) fn is_full(&self) -> bool {
         self.in_use == self.usable
     }
 
+    #[inline]
     fn generation_mask(&self) -> u16 {
         (u32::from(u16::MAX) >> self.index_bits) as u16
     }
 
+    #[inline]
     fn id(&self, index: u16) -> u16 {
         if self.index_bits >= 16 {
             return index;
@@ -147,6 +151,7 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         index | (self.storage.as_ref()[usize::from(index)].generation << self.index_bits)
     }
 
+    #[inline]
     fn split(&self, id: u16) -> (u16, u16) {
         if self.index_bits >= 16 {
             return (id, 0);
@@ -157,6 +162,7 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
 
     /// Stores `value` in a free slot and returns its id (index plus
     /// generation), or gives `value` back when full.
+    #[inline]
     pub(crate) fn insert(&mut self, value: T, posted: u32, count: u16) -> Result<u16, T> {
         if self.free == NONE {
             return Err(value);
@@ -172,6 +178,7 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
     }
 
     /// Looks an id up without taking it: its slot index and posted length.
+    #[inline]
     pub(crate) fn check(&self, id: u16) -> crate::Result<(u16, u32)> {
         let (index, generation) = self.split(id);
         if u32::from(index) >= self.usable {
@@ -185,8 +192,16 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
     }
 
     /// Takes an id's value out, bumping the slot's generation.
+    #[inline]
     pub(crate) fn take(&mut self, id: u16) -> crate::Result<Taken<T>> {
         let (index, _) = self.check(id)?;
+        self.take_checked(index)
+    }
+
+    /// Takes the value at slot `index`, which [`check`](Self::check)
+    /// returned since the table last changed, bumping the slot's generation.
+    #[inline]
+    pub(crate) fn take_checked(&mut self, index: u16) -> crate::Result<Taken<T>> {
         let mask = self.generation_mask();
         let free = self.free;
         let slot = &mut self.storage.as_mut()[usize::from(index)];

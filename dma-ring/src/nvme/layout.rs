@@ -71,21 +71,32 @@ impl NvmeCommand {
     }
 
     /// The opcode.
+    #[inline]
     pub const fn opcode(&self) -> u8 {
         self.cdw0 as u8
     }
 
     /// The command identifier.
+    #[inline]
     pub const fn cid(&self) -> u16 {
         (self.cdw0 >> 16) as u16
     }
 
     /// Sets the command identifier.
+    #[inline]
     pub fn set_cid(&mut self, cid: u16) {
         self.cdw0 = (self.cdw0 & 0xffff) | (u32::from(cid) << 16);
     }
 
+    /// Command dword 0 and NSID as word 0 (see [`to_words`](Self::to_words))
+    /// with the command identifier replaced by `cid`.
+    #[inline]
+    pub const fn word0_with_cid(word0: u64, cid: u16) -> u64 {
+        (word0 & !(0xffff << 16)) | (cid as u64) << 16
+    }
+
     /// The entry as the eight little-endian 64-bit words it occupies.
+    #[inline]
     pub const fn to_words(&self) -> [u64; 8] {
         let d = &self.cdw10;
         [
@@ -101,6 +112,7 @@ impl NvmeCommand {
     }
 
     /// The entry from its eight words (what a device model reads).
+    #[inline]
     pub const fn from_words(w: [u64; 8]) -> Self {
         Self {
             cdw0: w[0] as u32,
@@ -156,6 +168,7 @@ unsafe impl dma_api::DmaPod for NvmeCompletion {}
 
 impl NvmeCompletion {
     /// The entry as two little-endian 64-bit words.
+    #[inline]
     pub const fn to_words(&self) -> [u64; 2] {
         [
             self.dw0 as u64 | (self.dw1 as u64) << 32,
@@ -167,6 +180,7 @@ impl NvmeCompletion {
     }
 
     /// The entry from its two words.
+    #[inline]
     pub const fn from_words(w: [u64; 2]) -> Self {
         Self {
             dw0: w[0] as u32,
@@ -208,11 +222,13 @@ impl NvmeStatus {
     }
 
     /// The phase tag.
+    #[inline]
     pub const fn phase(self) -> bool {
         self.0 & 1 != 0
     }
 
     /// The same status with phase tag `phase`.
+    #[inline]
     pub const fn with_phase(self, phase: bool) -> Self {
         Self((self.0 & !1) | phase as u16)
     }
@@ -262,6 +278,12 @@ mod tests {
         c.prp1 = 0x1000;
         c.cdw10 = [1, 2, 3, 4, 5, 6];
         assert_eq!(NvmeCommand::from_words(c.to_words()), c);
+        let mut other = c;
+        other.set_cid(0x1234);
+        assert_eq!(
+            NvmeCommand::word0_with_cid(c.to_words()[0], 0x1234),
+            other.to_words()[0]
+        );
         // CID lives in bytes 2..4 of the entry.
         let bytes = c.to_words()[0].to_le_bytes();
         assert_eq!(u16::from_le_bytes([bytes[2], bytes[3]]), 0xbeef);

@@ -29,6 +29,9 @@ pub const SQE_SIZE: usize = 64;
 pub const CQE_SIZE: usize = 16;
 /// Queue base alignment: the smallest memory page size (`CC.MPS` = 0, 4 KiB).
 pub const QUEUE_ALIGN: u64 = 4096;
+/// The most phase tags [`NvmeQueuePair::poll_many`] reads ahead of one read
+/// barrier.
+pub const POLL_CHUNK: usize = 32;
 
 /// The two doorbells of a queue pair.
 #[derive(Clone, Copy, Debug)]
@@ -194,23 +197,28 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     ///
     /// [`Full`](RingErrorKind::Full) or [`Broken`](RingErrorKind::Broken),
     /// with the buffers handed back.
-    pub fn push(&mut self, mut command: NvmeCommand, buffers: T) -> Result<u16, Rejected<T>> {
+    #[inline]
+    pub fn push(&mut self, command: NvmeCommand, buffers: T) -> Result<u16, Rejected<T>> {
         if self.broken {
             return Err(Rejected::new(RingErrorKind::Broken, buffers));
         }
         if self.sq.is_full() {
             return Err(Rejected::new(RingErrorKind::Full, buffers));
         }
-        let cid = self
-            .slots
-            .insert(buffers, 0, 1)
-            .map_err(|b| Rejected::new(RingErrorKind::Full, b))?;
-        // Cannot be None: the SQ was checked not full above.
+        let cid = match self.slots.insert(buffers, 0, 1) {
+            Ok(cid) => cid,
+            Err(buffers) => return Err(Rejected::new(RingErrorKind::Full, buffers)),
+        };
         let tail = self.sq.tail();
+        // Cannot be None: the SQ was checked not full above.
         let _ = self.sq.push();
-        command.set_cid(cid);
+        // The identifier goes into the words in registers: storing it into
+        // the command and reloading the words would stall on store-to-load
+        // forwarding behind the previous entry's stores to the queue.
+        let mut words = command.to_words();
+        words[0] = NvmeCommand::word0_with_cid(words[0], cid);
         let base = tail as usize * SQE_SIZE;
-        for (i, word) in command.to_words().into_iter().enumerate() {
+        for (i, word) in words.into_iter().enumerate() {
             // SAFETY: tail < sq_size and the memory holds sq_size entries
             // (checked in `new`); 8-aligned as the base is page-aligned.
             unsafe { self.sq_mem.write_u64(base + 8 * i, word) };
@@ -221,6 +229,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// Tells the controller about every command pushed since the last
     /// doorbell: write barrier, then one SQ tail doorbell write. Returns
     /// whether it rang.
+    #[inline]
     pub fn ring_doorbell(&mut self) -> bool {
         match self.sq.take_doorbell() {
             Some(tail) => {
@@ -237,6 +246,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// # Errors
     ///
     /// As for `push`.
+    #[inline]
     pub fn submit(&mut self, command: NvmeCommand, buffers: T) -> Result<u16, Rejected<T>> {
         let cid = self.push(command, buffers)?;
         self.ring_doorbell();
@@ -246,6 +256,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// Reaps the completion at the CQ head, if the controller posted one.
     /// The CQ head doorbell is written by
     /// [`release_completions`](Self::release_completions), once per batch.
+    /// [`poll_many`](Self::poll_many) reaps several with one read barrier.
     ///
     /// # Errors
     ///
@@ -254,6 +265,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// the tail the controller was given, or a completion when nothing is
     /// in flight); the queue is then broken. [`Broken`](RingErrorKind::Broken)
     /// after that.
+    #[inline]
     pub fn poll(&mut self) -> crate::Result<Option<NvmeCompleted<T>>> {
         if self.broken {
             return Err(RingError::new(RingErrorKind::Broken));
@@ -266,43 +278,122 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         }
         // The phase tag is read; the rest of the entry only after it.
         sync::after_completion_flag();
-        match self.validate(base) {
-            Ok((cid, sq_head)) => {
-                // SAFETY: as above, 4-aligned offsets inside the entry.
-                let (dw0, dw1) =
-                    unsafe { (self.cq_mem.read_u32(base), self.cq_mem.read_u32(base + 4)) };
-                self.sq.set_head(sq_head)?;
-                let taken = self.slots.take(cid)?;
-                self.cq_head += 1;
-                if self.cq_head == self.cq_size {
-                    self.cq_head = 0;
-                    self.phase = !self.phase;
-                }
-                self.cq_unreleased = true;
-                Ok(Some(NvmeCompleted {
-                    buffers: taken.value,
-                    cid,
-                    status,
-                    dw0,
-                    dw1,
-                }))
-            }
-            Err(e) => {
-                self.broken = true;
-                Err(e)
-            }
-        }
+        self.reap(status).map(Some)
     }
 
-    fn validate(&self, base: usize) -> crate::Result<(u16, u32)> {
-        // SAFETY: offsets inside the entry at `base`, 2-aligned.
-        let (cid, sq_head, sq_id) = unsafe {
+    /// Reaps up to `max` posted completions into `f`, in order, with one
+    /// read barrier for all of them, and returns how many. The CQ head
+    /// doorbell is left to [`release_completions`](Self::release_completions).
+    ///
+    /// The phase tags of the consecutive posted entries are read first,
+    /// then one read barrier, then each entry's payload: every payload read
+    /// still comes after its own phase tag read, and the controller writes
+    /// each entry's payload before its tag (NVMe base spec 2.0 §4.2.4), so
+    /// one barrier after the last tag covers every earlier entry. At most
+    /// [`POLL_CHUNK`] tags are read ahead of their payloads.
+    ///
+    /// # Errors
+    ///
+    /// As for [`poll`](Self::poll): the completions reaped before the bad
+    /// entry went to `f`, and the queue is broken.
+    #[inline]
+    pub fn poll_many(
+        &mut self,
+        max: u32,
+        mut f: impl FnMut(NvmeCompleted<T>),
+    ) -> crate::Result<u32> {
+        if self.broken {
+            return Err(RingError::new(RingErrorKind::Broken));
+        }
+        let mut reaped = 0;
+        while reaped < max {
+            // A controller posts at most cq_size - 1 entries ahead of the
+            // head; looking further would read this lap's entries again.
+            let ahead = (max - reaped).min(self.cq_size - 1).min(POLL_CHUNK as u32);
+            let mut tags = [NvmeStatus(0); POLL_CHUNK];
+            let seen = self.read_tags(&mut tags[..ahead as usize]);
+            if seen == 0 {
+                break;
+            }
+            // Every tag in `tags[..seen]` is read; their payloads after.
+            sync::after_completion_flag();
+            for &status in &tags[..seen] {
+                f(self.reap(status)?);
+            }
+            reaped += seen as u32;
+            if seen < ahead as usize {
+                break;
+            }
+        }
+        Ok(reaped)
+    }
+
+    /// Reads the status words of the posted entries from the CQ head on,
+    /// into `tags`, stopping at the first whose phase tag is not the
+    /// expected one. Returns how many were posted.
+    #[inline]
+    fn read_tags(&self, tags: &mut [NvmeStatus]) -> usize {
+        let (mut pos, mut phase) = (self.cq_head, self.phase);
+        for (i, tag) in tags.iter_mut().enumerate() {
+            let base = pos as usize * CQE_SIZE;
+            // SAFETY: pos < cq_size and the memory holds cq_size entries.
+            let status = NvmeStatus(unsafe { self.cq_mem.load_flag(base + STATUS_OFFSET) });
+            if status.phase() != phase {
+                return i;
+            }
+            *tag = status;
+            pos += 1;
+            if pos == self.cq_size {
+                pos = 0;
+                phase = !phase;
+            }
+        }
+        tags.len()
+    }
+
+    /// Validates and consumes the entry at the CQ head, whose phase tag
+    /// was read (as `status`) before a read barrier. A bad entry breaks
+    /// the queue.
+    #[inline]
+    fn reap(&mut self, status: NvmeStatus) -> crate::Result<NvmeCompleted<T>> {
+        let base = self.cq_head as usize * CQE_SIZE;
+        // SAFETY: cq_head < cq_size and the memory holds cq_size entries;
+        // offsets inside the entry, aligned to their widths.
+        let (dws, dw2, cid) = unsafe {
             (
+                self.cq_mem.read_u64(base),
+                self.cq_mem.read_u32(base + 8),
                 self.cq_mem.read_u16(base + 12),
-                self.cq_mem.read_u16(base + 8),
-                self.cq_mem.read_u16(base + 10),
             )
         };
+        let (sq_head, sq_id) = (dw2 as u16, (dw2 >> 16) as u16);
+        let index = match self.validate(cid, sq_head, sq_id) {
+            Ok(index) => index,
+            Err(e) => {
+                self.broken = true;
+                return Err(e);
+            }
+        };
+        self.sq.set_checked_head(sq_head.into());
+        let taken = self.slots.take_checked(index)?;
+        self.cq_head += 1;
+        if self.cq_head == self.cq_size {
+            self.cq_head = 0;
+            self.phase = !self.phase;
+        }
+        self.cq_unreleased = true;
+        Ok(NvmeCompleted {
+            buffers: taken.value,
+            cid,
+            status,
+            dw0: dws as u32,
+            dw1: (dws >> 32) as u32,
+        })
+    }
+
+    /// Checks what the controller wrote; returns the command's slot.
+    #[inline]
+    fn validate(&self, cid: u16, sq_head: u16, sq_id: u16) -> crate::Result<u16> {
         if self.slots.in_use() == 0 {
             return Err(RingError::with(
                 RingErrorKind::UnexpectedCompletion,
@@ -313,13 +404,13 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
             return Err(RingError::with(RingErrorKind::WrongQueue, sq_id.into()));
         }
         self.sq.check_head(sq_head.into())?;
-        self.slots.check(cid)?;
-        Ok((cid, sq_head.into()))
+        Ok(self.slots.check(cid)?.0)
     }
 
     /// Writes the CQ head doorbell if completions were reaped since the last
     /// time, letting the controller reuse those entries. Returns whether it
     /// rang.
+    #[inline]
     pub fn release_completions(&mut self) -> bool {
         if !self.cq_unreleased {
             return false;
@@ -332,25 +423,15 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         true
     }
 
-    /// Reaps every posted completion into `f`, then writes the CQ head
-    /// doorbell once. Returns how many were reaped.
+    /// Reaps every posted completion into `f` (as [`poll_many`](Self::poll_many)),
+    /// then writes the CQ head doorbell once. Returns how many were reaped.
     ///
     /// # Errors
     ///
     /// As for [`poll`](Self::poll); completions reaped before the error were
     /// passed to `f` and are released.
-    pub fn drain(&mut self, mut f: impl FnMut(NvmeCompleted<T>)) -> crate::Result<u32> {
-        let mut n = 0;
-        let result = loop {
-            match self.poll() {
-                Ok(Some(c)) => {
-                    f(c);
-                    n += 1;
-                }
-                Ok(None) => break Ok(n),
-                Err(e) => break Err(e),
-            }
-        };
+    pub fn drain(&mut self, f: impl FnMut(NvmeCompleted<T>)) -> crate::Result<u32> {
+        let result = self.poll_many(u32::MAX, f);
         self.release_completions();
         result
     }
