@@ -156,11 +156,18 @@ impl RingCursor {
     /// beyond the announced tail, or backwards).
     #[inline]
     pub const fn check_head(&self, new_head: u32) -> crate::Result<u32> {
+        self.check_head_from(self.head, new_head)
+    }
+
+    /// [`check_head`](Self::check_head) as if the head were at `head`
+    /// (a reaper that moves the head once for several reports).
+    #[inline]
+    pub(crate) const fn check_head_from(&self, head: u32, new_head: u32) -> crate::Result<u32> {
         if new_head >= self.size {
             return Err(RingError::with(RingErrorKind::IndexJump, new_head as u64));
         }
-        let n = self.distance(self.head, new_head);
-        if n > self.distance(self.head, self.announced) {
+        let n = self.distance(head, new_head);
+        if n > self.distance(head, self.announced) {
             return Err(RingError::with(RingErrorKind::IndexJump, new_head as u64));
         }
         Ok(n)
@@ -266,6 +273,16 @@ mod tests {
             RingErrorKind::IndexJump
         );
         assert_eq!(r.consume(1).unwrap_err().kind(), RingErrorKind::IndexJump);
+    }
+
+    #[test]
+    fn advance_wraps_any_step() {
+        let r = RingCursor::new(5).unwrap();
+        assert_eq!(r.advance(3, 1), 4);
+        assert_eq!(r.advance(4, 1), 0);
+        assert_eq!(r.advance(4, 5), 4);
+        assert_eq!(r.advance(4, 12), 1);
+        assert_eq!(r.advance(0, u32::MAX), (u32::MAX % 5));
     }
 
     proptest! {

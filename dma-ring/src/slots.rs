@@ -164,6 +164,24 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
     /// generation), or gives `value` back when full.
     #[inline]
     pub(crate) fn insert(&mut self, value: T, posted: u32, count: u16) -> Result<u16, T> {
+        let index = self.insert_value(value)?;
+        let slot = &mut self.storage.as_mut()[usize::from(index)];
+        slot.posted = posted;
+        slot.count = count;
+        Ok(self.id(index))
+    }
+
+    /// Stores `value` in a free slot and returns its id, leaving the slot's
+    /// posted length and descriptor count as they were: for protocols that
+    /// use neither (NVMe), one store less per request on the hot path.
+    #[inline]
+    pub(crate) fn insert_id(&mut self, value: T) -> Result<u16, T> {
+        let index = self.insert_value(value)?;
+        Ok(self.id(index))
+    }
+
+    #[inline]
+    fn insert_value(&mut self, value: T) -> Result<u16, T> {
         if self.free == NONE {
             return Err(value);
         }
@@ -171,10 +189,8 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         let slot = &mut self.storage.as_mut()[usize::from(index)];
         self.free = slot.link;
         slot.value = Some(value);
-        slot.posted = posted;
-        slot.count = count;
         self.in_use += 1;
-        Ok(self.id(index))
+        Ok(index)
     }
 
     /// Looks an id up without taking it: its slot index and posted length.

@@ -37,7 +37,7 @@ fn memory(bytes: usize, dma: u64) -> Arc<LoomMemory> {
 
 /// Runs a model under loom and returns how many executions it explored:
 /// a model that explores only one proves nothing, so the tests check it.
-fn explore(model: fn()) -> usize {
+fn explore(model: impl Fn() + Sync + Send + 'static) -> usize {
     let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = count.clone();
     loom::model(move || {
@@ -67,6 +67,16 @@ const NVME_BATCHES: u32 = 2;
 const NVME_BATCH: u32 = 2;
 
 fn nvme_model() {
+    nvme_model_reaping(false);
+}
+
+/// The same, reaping each batch with `poll_many`: the tags it finds are
+/// read first and one barrier covers all of their payloads.
+fn nvme_batch_model() {
+    nvme_model_reaping(true);
+}
+
+fn nvme_model_reaping(many: bool) {
     let (sq, cq) = (memory(3 * 64, 0x10000), memory(3 * 16, 0x20000));
     let (sq_db, cq_db) = (
         Arc::new(AtomicDoorbell::new(0)),
@@ -115,8 +125,18 @@ fn nvme_model() {
             qp.push(cmd, i).unwrap();
         }
         qp.ring_doorbell();
-        for k in 0..NVME_BATCH {
-            let done = wait(|| qp.poll().unwrap());
+        let mut reaped = Vec::new();
+        while reaped.len() < NVME_BATCH as usize {
+            if many {
+                let left = NVME_BATCH - reaped.len() as u32;
+                if qp.poll_many(left, |done| reaped.push(done)).unwrap() == 0 {
+                    thread::yield_now();
+                }
+            } else {
+                reaped.push(wait(|| qp.poll().unwrap()));
+            }
+        }
+        for (k, done) in (0..).zip(reaped) {
             assert_eq!(done.buffers, batch * NVME_BATCH + k);
             assert_eq!(
                 (done.dw0, done.dw1),
@@ -146,6 +166,18 @@ fn loom_nvme_fails_without_before_doorbell() {
 fn loom_nvme_fails_without_after_completion_flag() {
     let _off = sabotage(Barrier::AfterCompletionFlag);
     loom::model(nvme_model);
+}
+
+#[test]
+fn loom_nvme_queue_pair_reaping_batches() {
+    assert!(explore(nvme_batch_model) > 1);
+}
+
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn loom_nvme_batch_reaping_fails_without_after_completion_flag() {
+    let _off = sabotage(Barrier::AfterCompletionFlag);
+    loom::model(nvme_batch_model);
 }
 
 // ---- NIC RX: 2 descriptors (one buffer posted at a time), three packets:

@@ -346,3 +346,94 @@ fn an_error_status_is_returned_with_the_buffers() {
     );
     assert!(!c.status.is_success());
 }
+
+// ---- batched reaping ----
+
+#[test]
+fn poll_many_reaps_in_order_up_to_max_across_the_wrap() {
+    // 7-entry CQ, 6 in flight per round: every round wraps the CQ and
+    // flips the phase inside one call; `max` splits the rounds.
+    let mut rig = Rig::new(7, 7);
+    let mut next = 0u32;
+    let mut done = Vec::new();
+    for _ in 0..10 {
+        while rig.qp.can_push() {
+            rig.qp.push(Rig::read(next), next).unwrap();
+            next += 1;
+        }
+        rig.qp.ring_doorbell();
+        assert_eq!(rig.run_device(), 6);
+        let first = rig.qp.poll_many(4, |c| done.push(c.buffers)).unwrap();
+        assert_eq!(first, 4, "stops at max");
+        let rest = rig
+            .qp
+            .poll_many(u32::MAX, |c| {
+                assert_eq!(c.dw0, c.buffers + 1);
+                done.push(c.buffers);
+            })
+            .unwrap();
+        assert_eq!(rest, 2, "stops at the first entry not posted");
+        assert_eq!(rig.qp.poll_many(8, |_| ()).unwrap(), 0);
+        assert!(rig.qp.release_completions());
+    }
+    assert_eq!(done, (0..next).collect::<Vec<_>>());
+    assert_eq!(rig.qp.in_flight(), 0);
+}
+
+#[test]
+fn poll_many_reads_more_than_a_chunk_of_tags() {
+    let chunk = dma_ring::nvme::POLL_CHUNK as u32;
+    let mut rig = Rig::new(128, 128);
+    for i in 0..chunk + 5 {
+        rig.qp.push(Rig::read(i), i).unwrap();
+    }
+    rig.qp.ring_doorbell();
+    assert_eq!(rig.run_device(), chunk + 5);
+    let mut got = Vec::new();
+    assert_eq!(rig.qp.drain(|c| got.push(c.buffers)).unwrap(), chunk + 5);
+    assert_eq!(got, (0..chunk + 5).collect::<Vec<_>>());
+    assert_eq!((rig.cq_db.rings(), rig.cq_db.value()), (1, chunk + 5));
+}
+
+#[test]
+fn poll_many_hands_over_the_entries_before_a_bad_one_then_breaks() {
+    let mut rig = Rig::new(8, 8);
+    for i in 0..3 {
+        rig.qp.push(Rig::read(i), 10 + i).unwrap();
+    }
+    rig.qp.ring_doorbell();
+    let first = rig.ctrl.fetch();
+    rig.ctrl.complete(first.cid(), NvmeStatus::SUCCESS, 0);
+    // The second entry repeats the first's id: refused, the first counts.
+    rig.ctrl.fetch();
+    rig.ctrl.complete(first.cid(), NvmeStatus::SUCCESS, 0);
+    let mut got = Vec::new();
+    let err = rig.qp.poll_many(8, |c| got.push(c.buffers)).unwrap_err();
+    assert_eq!(err.kind(), RingErrorKind::NotInFlight);
+    assert_eq!(got, [10]);
+    assert!(rig.qp.is_broken());
+    assert!(rig.qp.release_completions(), "the good entry is released");
+    assert_eq!(rig.cq_db.value(), 1);
+    assert_eq!(
+        rig.qp.poll_many(8, |_| ()).unwrap_err().kind(),
+        RingErrorKind::Broken
+    );
+    let mut back: Vec<u32> = rig.qp.reset().collect();
+    back.sort();
+    assert_eq!(back, [11, 12], "each remaining buffer once");
+}
+
+#[test]
+fn poll_many_refuses_an_sq_head_moving_backwards_inside_a_chunk() {
+    let mut rig = Rig::new(8, 8);
+    let a = rig.qp.push(Rig::read(0), 0).unwrap();
+    let b = rig.qp.push(Rig::read(1), 1).unwrap();
+    rig.qp.ring_doorbell();
+    rig.ctrl.raw_post(0, entry(&rig, a, 2, true));
+    rig.ctrl.raw_post(1, entry(&rig, b, 1, true)); // head 2, then 1
+    let mut got = Vec::new();
+    let err = rig.qp.poll_many(8, |c| got.push(c.buffers)).unwrap_err();
+    assert_eq!(err.kind(), RingErrorKind::IndexJump);
+    assert_eq!(got, [0]);
+    assert_eq!(rig.qp.reset().collect::<Vec<_>>(), [1]);
+}

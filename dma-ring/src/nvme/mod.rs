@@ -92,6 +92,15 @@ pub struct NvmeCompleted<T> {
     pub dw1: u32,
 }
 
+/// Where reaping stands: the CQ head and phase, and the SQ head the last
+/// reaped completion reported.
+#[derive(Clone, Copy)]
+struct ReapPosition {
+    cq_head: u32,
+    phase: bool,
+    sq_head: u32,
+}
+
 /// An NVMe I/O (or admin) queue pair over ring memory `M`, doorbells `D`,
 /// owning the buffers `T` of each command in flight in storage `S`.
 pub struct NvmeQueuePair<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
@@ -205,7 +214,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         if self.sq.is_full() {
             return Err(Rejected::new(RingErrorKind::Full, buffers));
         }
-        let cid = match self.slots.insert(buffers, 0, 1) {
+        let cid = match self.slots.insert_id(buffers) {
             Ok(cid) => cid,
             Err(buffers) => return Err(Rejected::new(RingErrorKind::Full, buffers)),
         };
@@ -217,12 +226,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         // forwarding behind the previous entry's stores to the queue.
         let mut words = command.to_words();
         words[0] = NvmeCommand::word0_with_cid(words[0], cid);
-        let base = tail as usize * SQE_SIZE;
-        for (i, word) in words.into_iter().enumerate() {
-            // SAFETY: tail < sq_size and the memory holds sq_size entries
-            // (checked in `new`); 8-aligned as the base is page-aligned.
-            unsafe { self.sq_mem.write_u64(base + 8 * i, word) };
-        }
+        // SAFETY: tail < sq_size and the memory holds sq_size entries
+        // (checked in `new`); 8-aligned as the base is page-aligned.
+        unsafe { self.sq_mem.write_u64s(tail as usize * SQE_SIZE, &words) };
         Ok(cid)
     }
 
@@ -278,7 +284,10 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         }
         // The phase tag is read; the rest of the entry only after it.
         sync::after_completion_flag();
-        self.reap(status).map(Some)
+        let mut at = self.reap_position();
+        let reaped = self.reap(&mut at, status);
+        self.set_reap_position(at);
+        reaped.map(Some)
     }
 
     /// Reaps up to `max` posted completions into `f`, in order, with one
@@ -290,7 +299,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// still comes after its own phase tag read, and the controller writes
     /// each entry's payload before its tag (NVMe base spec 2.0 §4.2.4), so
     /// one barrier after the last tag covers every earlier entry. At most
-    /// [`POLL_CHUNK`] tags are read ahead of their payloads.
+    /// [`POLL_CHUNK`] tags are read ahead of their payloads. Each entry is
+    /// validated as by [`poll`](Self::poll).
     ///
     /// # Errors
     ///
@@ -309,19 +319,31 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         while reaped < max {
             // A controller posts at most cq_size - 1 entries ahead of the
             // head; looking further would read this lap's entries again.
-            let ahead = (max - reaped).min(self.cq_size - 1).min(POLL_CHUNK as u32);
+            let ahead = (max - reaped).min(self.cq_size - 1).min(POLL_CHUNK as u32) as usize;
             let mut tags = [NvmeStatus(0); POLL_CHUNK];
-            let seen = self.read_tags(&mut tags[..ahead as usize]);
+            let seen = self.read_tags(&mut tags[..ahead]);
             if seen == 0 {
                 break;
             }
             // Every tag in `tags[..seen]` is read; their payloads after.
             sync::after_completion_flag();
+            // The positions live in registers for the chunk: one store each
+            // per chunk instead of per entry.
+            let mut at = self.reap_position();
+            let mut result = Ok(());
             for &status in &tags[..seen] {
-                f(self.reap(status)?);
+                match self.reap(&mut at, status) {
+                    Ok(done) => f(done),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
             }
+            self.set_reap_position(at);
+            result?;
             reaped += seen as u32;
-            if seen < ahead as usize {
+            if seen < ahead {
                 break;
             }
         }
@@ -351,12 +373,35 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         tags.len()
     }
 
-    /// Validates and consumes the entry at the CQ head, whose phase tag
-    /// was read (as `status`) before a read barrier. A bad entry breaks
-    /// the queue.
     #[inline]
-    fn reap(&mut self, status: NvmeStatus) -> crate::Result<NvmeCompleted<T>> {
-        let base = self.cq_head as usize * CQE_SIZE;
+    fn reap_position(&self) -> ReapPosition {
+        ReapPosition {
+            cq_head: self.cq_head,
+            phase: self.phase,
+            sq_head: self.sq.head(),
+        }
+    }
+
+    #[inline]
+    fn set_reap_position(&mut self, at: ReapPosition) {
+        if at.cq_head != self.cq_head {
+            self.cq_unreleased = true;
+        }
+        self.cq_head = at.cq_head;
+        self.phase = at.phase;
+        self.sq.set_checked_head(at.sq_head);
+    }
+
+    /// Validates and consumes the entry at `at.cq_head`, whose phase tag
+    /// was read (as `status`) before a read barrier, and advances `at`. A
+    /// bad entry breaks the queue and leaves `at` as it was.
+    #[inline]
+    fn reap(
+        &mut self,
+        at: &mut ReapPosition,
+        status: NvmeStatus,
+    ) -> crate::Result<NvmeCompleted<T>> {
+        let base = at.cq_head as usize * CQE_SIZE;
         // SAFETY: cq_head < cq_size and the memory holds cq_size entries;
         // offsets inside the entry, aligned to their widths.
         let (dws, dw2, cid) = unsafe {
@@ -367,21 +412,20 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
             )
         };
         let (sq_head, sq_id) = (dw2 as u16, (dw2 >> 16) as u16);
-        let index = match self.validate(cid, sq_head, sq_id) {
+        let index = match self.validate(at, cid, sq_head, sq_id) {
             Ok(index) => index,
             Err(e) => {
                 self.broken = true;
                 return Err(e);
             }
         };
-        self.sq.set_checked_head(sq_head.into());
         let taken = self.slots.take_checked(index)?;
-        self.cq_head += 1;
-        if self.cq_head == self.cq_size {
-            self.cq_head = 0;
-            self.phase = !self.phase;
+        at.sq_head = sq_head.into();
+        at.cq_head += 1;
+        if at.cq_head == self.cq_size {
+            at.cq_head = 0;
+            at.phase = !at.phase;
         }
-        self.cq_unreleased = true;
         Ok(NvmeCompleted {
             buffers: taken.value,
             cid,
@@ -393,17 +437,23 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
 
     /// Checks what the controller wrote; returns the command's slot.
     #[inline]
-    fn validate(&self, cid: u16, sq_head: u16, sq_id: u16) -> crate::Result<u16> {
+    fn validate(
+        &self,
+        at: &ReapPosition,
+        cid: u16,
+        sq_head: u16,
+        sq_id: u16,
+    ) -> crate::Result<u16> {
         if self.slots.in_use() == 0 {
             return Err(RingError::with(
                 RingErrorKind::UnexpectedCompletion,
-                self.cq_head.into(),
+                at.cq_head.into(),
             ));
         }
         if sq_id != self.qid {
             return Err(RingError::with(RingErrorKind::WrongQueue, sq_id.into()));
         }
-        self.sq.check_head(sq_head.into())?;
+        self.sq.check_head_from(at.sq_head, sq_head.into())?;
         Ok(self.slots.check(cid)?.0)
     }
 
