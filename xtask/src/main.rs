@@ -316,6 +316,27 @@ fn doc(r: &mut Runner) {
         ],
         &[("RUSTDOCFLAGS", "-D warnings")],
     );
+    // The per-architecture modules, as docs.rs documents them for its
+    // aarch64 and riscv64 targets (bare-metal targets stand in here).
+    for target in ["aarch64-unknown-none", "riscv64gc-unknown-none-elf"] {
+        if r.ensure_target(target) {
+            let args = [
+                "doc",
+                "--no-deps",
+                "--target",
+                target,
+                "-p",
+                "dma-coherence",
+                "-p",
+                "dma-direct",
+            ];
+            r.cargo(
+                &format!("cargo doc {target}"),
+                &args,
+                &[("RUSTDOCFLAGS", "-D warnings")],
+            );
+        }
+    }
 }
 
 fn demo(r: &mut Runner) {
