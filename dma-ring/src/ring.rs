@@ -129,6 +129,15 @@ impl RingCursor {
         Some(pos)
     }
 
+    /// Moves the tail to `tail`, which a batch reached by claiming entries
+    /// one by one from [`tail`](Self::tail) while at most
+    /// [`free`](Self::free) were free.
+    #[inline]
+    pub(crate) fn set_produced_tail(&mut self, tail: u32) {
+        debug_assert!(self.distance(self.tail, tail) <= self.free());
+        self.tail = tail;
+    }
+
     /// Entries produced since the last doorbell.
     #[inline]
     pub const fn unannounced(&self) -> u32 {

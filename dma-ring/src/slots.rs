@@ -21,9 +21,10 @@ use crate::{RingError, RingErrorKind};
 /// [`slots`] or [`slot_vec`].
 pub struct Slot<T> {
     value: Option<T>,
-    /// Free-list link, or the next descriptor of a virtio chain.
-    link: u16,
-    generation: u16,
+    /// The free-list link (or the next descriptor of a virtio chain) in
+    /// the low half, the generation in the high half: freeing a slot links
+    /// it and bumps its generation with one store.
+    meta: u32,
     /// Bytes the device may write into the request's buffers.
     posted: u32,
     /// Descriptors the request occupies.
@@ -35,11 +36,27 @@ impl<T> Slot<T> {
     pub const fn vacant() -> Self {
         Self {
             value: None,
-            link: 0,
-            generation: 0,
+            meta: 0,
             posted: 0,
             count: 0,
         }
+    }
+}
+
+impl<T> Slot<T> {
+    #[inline]
+    fn link(&self) -> u16 {
+        self.meta as u16
+    }
+
+    #[inline]
+    fn generation(&self) -> u16 {
+        (self.meta >> 16) as u16
+    }
+
+    #[inline]
+    fn set_link(&mut self, link: u16) {
+        self.meta = (self.meta & 0xffff_0000) | u32::from(link);
     }
 }
 
@@ -53,7 +70,7 @@ impl<T> core::fmt::Debug for Slot<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Slot")
             .field("busy", &self.value.is_some())
-            .field("generation", &self.generation)
+            .field("generation", &self.generation())
             .finish()
     }
 }
@@ -83,6 +100,23 @@ pub(crate) struct Taken<T> {
 }
 
 const NONE: u16 = u16::MAX;
+
+/// The free-list head and busy count, copied out of a [`SlotTable`] so a
+/// batch of inserts or takes keeps them in registers and the table is
+/// written once per batch ([`SlotTable::tally`], [`SlotTable::set_tally`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tally {
+    free: u16,
+    in_use: u32,
+}
+
+impl Tally {
+    /// Values in the table.
+    #[inline]
+    pub(crate) fn in_use(&self) -> u32 {
+        self.in_use
+    }
+}
 
 /// The table itself.
 pub(crate) struct SlotTable<T, S: SlotStorage<T>> {
@@ -122,7 +156,7 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
     fn rebuild_free_list(&mut self) {
         let usable = self.usable as usize;
         for (i, slot) in self.storage.as_mut()[..usable].iter_mut().enumerate() {
-            slot.link = if i + 1 < usable { (i + 1) as u16 } else { NONE };
+            slot.set_link(if i + 1 < usable { (i + 1) as u16 } else { NONE });
         }
         self.free = 0;
         self.in_use = 0;
@@ -131,6 +165,12 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
     #[inline]
     pub(crate) fn in_use(&self) -> u32 {
         self.in_use
+    }
+
+    /// Slots in use by the table (at most 65535).
+    #[inline]
+    pub(crate) fn usable(&self) -> u32 {
+        self.usable
     }
 
     #[inline]
@@ -148,7 +188,7 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         if self.index_bits >= 16 {
             return index;
         }
-        index | (self.storage.as_ref()[usize::from(index)].generation << self.index_bits)
+        index | (self.storage.as_ref()[usize::from(index)].generation() << self.index_bits)
     }
 
     #[inline]
@@ -182,14 +222,47 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
 
     #[inline]
     fn insert_value(&mut self, value: T) -> Result<u16, T> {
-        if self.free == NONE {
+        let mut tally = self.tally();
+        let index = self.insert_value_in(&mut tally, value)?;
+        self.set_tally(tally);
+        Ok(index)
+    }
+
+    /// The free-list head and busy count, for a batch to work on in
+    /// registers; [`set_tally`](Self::set_tally) puts them back.
+    #[inline]
+    pub(crate) fn tally(&self) -> Tally {
+        Tally {
+            free: self.free,
+            in_use: self.in_use,
+        }
+    }
+
+    /// Puts back a tally taken by [`tally`](Self::tally) and updated only
+    /// by this table's `*_in` methods since.
+    #[inline]
+    pub(crate) fn set_tally(&mut self, tally: Tally) {
+        self.free = tally.free;
+        self.in_use = tally.in_use;
+    }
+
+    /// [`insert_id`](Self::insert_id) against a batch's `tally`.
+    #[inline]
+    pub(crate) fn insert_id_in(&mut self, tally: &mut Tally, value: T) -> Result<u16, T> {
+        let index = self.insert_value_in(tally, value)?;
+        Ok(self.id(index))
+    }
+
+    #[inline]
+    fn insert_value_in(&mut self, tally: &mut Tally, value: T) -> Result<u16, T> {
+        if tally.free == NONE {
             return Err(value);
         }
-        let index = self.free;
+        let index = tally.free;
         let slot = &mut self.storage.as_mut()[usize::from(index)];
-        self.free = slot.link;
+        tally.free = slot.link();
         slot.value = Some(value);
-        self.in_use += 1;
+        tally.in_use += 1;
         Ok(index)
     }
 
@@ -201,7 +274,7 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
             return Err(RingError::with(RingErrorKind::UnknownId, id.into()));
         }
         let slot = &self.storage.as_ref()[usize::from(index)];
-        if slot.value.is_none() || slot.generation != generation {
+        if slot.value.is_none() || slot.generation() != generation {
             return Err(RingError::with(RingErrorKind::NotInFlight, id.into()));
         }
         Ok((index, slot.posted))
@@ -218,8 +291,22 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
     /// returned since the table last changed, bumping the slot's generation.
     #[inline]
     pub(crate) fn take_checked(&mut self, index: u16) -> crate::Result<Taken<T>> {
+        let mut tally = self.tally();
+        let taken = self.take_checked_in(&mut tally, index)?;
+        self.set_tally(tally);
+        Ok(taken)
+    }
+
+    /// [`take_checked`](Self::take_checked) against a batch's `tally`:
+    /// two stores to the slot (its value, and its link and generation
+    /// together), none to the table.
+    #[inline]
+    pub(crate) fn take_checked_in(
+        &mut self,
+        tally: &mut Tally,
+        index: u16,
+    ) -> crate::Result<Taken<T>> {
         let mask = self.generation_mask();
-        let free = self.free;
         let slot = &mut self.storage.as_mut()[usize::from(index)];
         let taken = Taken {
             value: slot
@@ -228,10 +315,10 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
                 .ok_or(RingError::new(RingErrorKind::NotInFlight))?,
             count: slot.count,
         };
-        slot.generation = slot.generation.wrapping_add(1) & mask;
-        slot.link = free;
-        self.free = index;
-        self.in_use -= 1;
+        let generation = slot.generation().wrapping_add(1) & mask;
+        slot.meta = u32::from(generation) << 16 | u32::from(tally.free);
+        tally.free = index;
+        tally.in_use -= 1;
         Ok(taken)
     }
 
@@ -267,12 +354,12 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
 
     /// The link stored at `index` (a virtio chain's next descriptor).
     pub(crate) fn link(&self, index: u16) -> u16 {
-        self.storage.as_ref()[usize::from(index)].link
+        self.storage.as_ref()[usize::from(index)].link()
     }
 
     /// Sets the link at `index`.
     pub(crate) fn set_link(&mut self, index: u16, link: u16) {
-        self.storage.as_mut()[usize::from(index)].link = link;
+        self.storage.as_mut()[usize::from(index)].set_link(link);
     }
 
     /// Takes every value out (after a device reset), bumping generations
@@ -282,7 +369,8 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         let usable = self.usable as usize;
         for slot in &mut self.storage.as_mut()[..usable] {
             if slot.value.is_some() {
-                slot.generation = slot.generation.wrapping_add(1) & mask;
+                let generation = slot.generation().wrapping_add(1) & mask;
+                slot.meta = u32::from(generation) << 16 | u32::from(slot.link());
             }
         }
         self.rebuild_free_list();
@@ -386,6 +474,50 @@ mod tests {
         for v in 0..4 {
             t.insert(v, 0, 1).unwrap();
         }
+    }
+
+    #[test]
+    fn a_tally_batch_matches_single_operations_once_stored_back() {
+        let mut t = table(4);
+        let mut tally = t.tally();
+        let ids: Vec<u16> = (0..4)
+            .map(|v| t.insert_id_in(&mut tally, v).unwrap())
+            .collect();
+        assert_eq!(t.insert_id_in(&mut tally, 9), Err(9));
+        assert_eq!((tally.in_use(), t.in_use()), (4, 0), "table untouched");
+        t.set_tally(tally);
+        assert!(t.is_full());
+
+        let mut tally = t.tally();
+        for &id in &ids[1..3] {
+            let (index, _) = t.check(id).unwrap();
+            t.take_checked_in(&mut tally, index).unwrap();
+        }
+        t.set_tally(tally);
+        assert_eq!(t.in_use(), 2);
+        // Freed slots come back last-freed first, each with a new
+        // generation, and their old ids stay refused.
+        let again = [t.insert(7, 0, 1).unwrap(), t.insert(8, 0, 1).unwrap()];
+        assert_eq!(again.map(|id| id & 3), [ids[2] & 3, ids[1] & 3]);
+        assert_ne!(again, [ids[2], ids[1]]);
+        for &id in &ids[1..3] {
+            assert_eq!(t.take(id).unwrap_err().kind(), RingErrorKind::NotInFlight);
+        }
+    }
+
+    #[test]
+    fn link_and_generation_share_a_word_without_disturbing_each_other() {
+        let mut t = table(2);
+        let id = t.insert(1, 0, 1).unwrap();
+        t.set_link(0, 0xbeef);
+        assert_eq!(t.link(0), 0xbeef);
+        assert_eq!(t.take(id).unwrap().value, 1);
+        // Taking linked the slot into the free list, bumping the
+        // generation only.
+        assert_eq!(t.storage[0].generation(), 1);
+        assert_ne!(t.link(0), 0xbeef);
+        t.set_link(0, 0x1234);
+        assert_eq!(t.storage[0].generation(), 1);
     }
 
     #[test]

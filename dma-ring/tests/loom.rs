@@ -67,16 +67,28 @@ const NVME_BATCHES: u32 = 2;
 const NVME_BATCH: u32 = 2;
 
 fn nvme_model() {
-    nvme_model_reaping(false);
+    nvme_model_with(Submit::OneByOne, false);
 }
 
 /// The same, reaping each batch with `poll_many`: the tags it finds are
 /// read first and one barrier covers all of their payloads.
 fn nvme_batch_model() {
-    nvme_model_reaping(true);
+    nvme_model_with(Submit::OneByOne, true);
 }
 
-fn nvme_model_reaping(many: bool) {
+/// The same, submitting each batch through `NvmeQueuePair::batch`, which
+/// keeps the SQ tail and the slot bookkeeping aside until it rings.
+fn nvme_submit_batch_model() {
+    nvme_model_with(Submit::Batch, true);
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Submit {
+    OneByOne,
+    Batch,
+}
+
+fn nvme_model_with(submit: Submit, many: bool) {
     let (sq, cq) = (memory(3 * 64, 0x10000), memory(3 * 16, 0x20000));
     let (sq_db, cq_db) = (
         Arc::new(AtomicDoorbell::new(0)),
@@ -115,16 +127,28 @@ fn nvme_model_reaping(many: bool) {
         }
     });
 
+    let command = |i: u32| {
+        let mut cmd = NvmeCommand::new(opcode::READ);
+        cmd.cdw10[0] = i;
+        cmd.cdw10[1] = !i;
+        cmd.prp1 = u64::from(i) << 12;
+        cmd
+    };
     for batch in 0..NVME_BATCHES {
-        for k in 0..NVME_BATCH {
-            let i = batch * NVME_BATCH + k;
-            let mut cmd = NvmeCommand::new(opcode::READ);
-            cmd.cdw10[0] = i;
-            cmd.cdw10[1] = !i;
-            cmd.prp1 = u64::from(i) << 12;
-            qp.push(cmd, i).unwrap();
+        let first = batch * NVME_BATCH;
+        if submit == Submit::Batch {
+            let mut pushing = qp.batch();
+            assert_eq!(pushing.room(), NVME_BATCH);
+            for i in first..first + NVME_BATCH {
+                pushing.push(command(i), i).unwrap();
+            }
+            assert!(pushing.ring_doorbell());
+        } else {
+            for i in first..first + NVME_BATCH {
+                qp.push(command(i), i).unwrap();
+            }
+            qp.ring_doorbell();
         }
-        qp.ring_doorbell();
         let mut reaped = Vec::new();
         while reaped.len() < NVME_BATCH as usize {
             if many {
@@ -178,6 +202,18 @@ fn loom_nvme_queue_pair_reaping_batches() {
 fn loom_nvme_batch_reaping_fails_without_after_completion_flag() {
     let _off = sabotage(Barrier::AfterCompletionFlag);
     loom::model(nvme_batch_model);
+}
+
+#[test]
+fn loom_nvme_queue_pair_submitting_batches() {
+    assert!(explore(nvme_submit_batch_model) > 1);
+}
+
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn loom_nvme_batch_submission_fails_without_before_doorbell() {
+    let _off = sabotage(Barrier::BeforeDoorbell);
+    loom::model(nvme_submit_batch_model);
 }
 
 // ---- NIC RX: 2 descriptors (one buffer posted at a time), three packets:

@@ -118,6 +118,112 @@ fn a_batch_rings_each_doorbell_once() {
 }
 
 #[test]
+fn a_submission_batch_writes_the_tail_back_once_and_rings_once() {
+    let mut rig = Rig::new(64, 64);
+    let mut batch = rig.qp.batch();
+    assert_eq!(batch.room(), 63);
+    let cids: Vec<u16> = (0..32)
+        .map(|i| batch.push(Rig::read(i), i).unwrap())
+        .collect();
+    assert_eq!(batch.room(), 31);
+    assert!(batch.ring_doorbell());
+    assert_eq!((rig.sq_db.rings(), rig.sq_db.value()), (1, 32));
+    assert_eq!(rig.qp.in_flight(), 32);
+    assert_eq!(rig.run_device(), 32);
+    let mut done = Vec::new();
+    assert_eq!(rig.qp.drain(|c| done.push((c.cid, c.buffers))).unwrap(), 32);
+    assert_eq!(done, cids.into_iter().zip(0..32).collect::<Vec<_>>());
+    assert_eq!(rig.qp.in_flight(), 0);
+}
+
+#[test]
+fn a_dropped_batch_keeps_its_commands_for_the_next_doorbell() {
+    let mut rig = Rig::new(8, 8);
+    {
+        let mut batch = rig.qp.batch();
+        batch.push(Rig::read(0), 10).unwrap();
+        batch.push(Rig::read(1), 11).unwrap();
+    }
+    assert_eq!(rig.sq_db.rings(), 0, "dropping a batch does not ring");
+    // Single pushes continue from where the batch stopped.
+    rig.qp.push(Rig::read(2), 12).unwrap();
+    assert!(rig.qp.ring_doorbell());
+    assert_eq!(rig.sq_db.value(), 3);
+    assert_eq!(rig.run_device(), 3);
+    let mut done = Vec::new();
+    rig.qp.drain(|c| done.push(c.buffers)).unwrap();
+    assert_eq!(done, [10, 11, 12]);
+}
+
+#[test]
+fn a_batch_and_single_pushes_wrap_an_odd_queue_with_fresh_ids() {
+    let mut rig = Rig::new(5, 7);
+    let mut seen = std::collections::HashSet::new();
+    let mut next = 0;
+    for round in 0..20 {
+        let mut batch = rig.qp.batch();
+        while batch.room() > usize::from(round % 2 == 0) as u32 {
+            // 14 generation bits: no id repeats in these 80 commands.
+            assert!(seen.insert(batch.push(Rig::read(next), next).unwrap()));
+            next += 1;
+        }
+        drop(batch);
+        if rig.qp.can_push() {
+            assert!(seen.insert(rig.qp.push(Rig::read(next), next).unwrap()));
+            next += 1;
+        }
+        rig.qp.ring_doorbell();
+        rig.run_device();
+        let mut done = Vec::new();
+        rig.qp.drain(|c| done.push(c.buffers)).unwrap();
+        assert_eq!(done.len(), 4, "sq_size - 1 per round");
+        assert_eq!(done, (next - 4..next).collect::<Vec<_>>());
+    }
+    assert_eq!(rig.qp.in_flight(), 0);
+}
+
+#[test]
+fn a_full_batch_hands_the_buffers_back() {
+    // Four slots for a 8-entry SQ: the slot table is the limit.
+    let sq_db = Arc::new(AtomicDoorbell::default());
+    let cq_db = Arc::new(AtomicDoorbell::default());
+    let config = NvmeQueueConfig {
+        qid: 1,
+        sq_size: 8,
+        cq_size: 8,
+    };
+    let doorbells = NvmeDoorbells {
+        sq_tail: sq_db.clone(),
+        cq_head: cq_db,
+    };
+    let p = platform();
+    let mem = |bytes: usize| Coherent::zeroed_slice(p, bytes / 8).unwrap();
+    let mut qp = NvmeQueuePair::new(
+        config,
+        mem(8 * 64),
+        mem(8 * 16),
+        doorbells,
+        dma_ring::slot_vec::<u32>(4),
+    )
+    .unwrap();
+    qp.push(Rig::read(0), 0).unwrap();
+    let mut batch = qp.batch();
+    assert_eq!(batch.room(), 3);
+    for i in 1..4 {
+        batch.push(Rig::read(i), i).unwrap();
+    }
+    let rejected = batch.push(Rig::read(4), 4).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Full, 4)
+    );
+    assert!(batch.ring_doorbell());
+    assert_eq!(sq_db.value(), 4);
+    assert_eq!(qp.in_flight(), 4);
+    assert_eq!(qp.reset().collect::<Vec<_>>(), [0, 1, 2, 3]);
+}
+
+#[test]
 fn a_full_queue_hands_the_buffers_back() {
     let mut rig = Rig::new(3, 8);
     rig.qp.push(Rig::read(0), 0).unwrap();
@@ -240,6 +346,14 @@ fn an_out_of_range_command_id_is_an_error_and_breaks_the_queue() {
         (rejected.kind(), rejected.buffers),
         (RingErrorKind::Broken, 1)
     );
+    let mut batch = rig.qp.batch();
+    assert_eq!(batch.room(), 0);
+    let rejected = batch.push(Rig::read(2), 2).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Broken, 2)
+    );
+    assert!(!batch.ring_doorbell(), "nothing pushed, nothing rung");
     // After the controller reset: the in-flight buffer comes back once.
     assert_eq!(rig.qp.reset().collect::<Vec<_>>(), [0]);
     assert!(!rig.qp.is_broken());

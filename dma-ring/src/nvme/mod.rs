@@ -19,7 +19,7 @@ pub use layout::{opcode, NvmeCommand, NvmeCompletion, NvmeStatus, NvmeStatusBits
 
 use crate::memory::check_memory;
 use crate::ring::RingCursor;
-use crate::slots::{Drain, SlotStorage, SlotTable};
+use crate::slots::{Drain, SlotStorage, SlotTable, Tally};
 use crate::sync;
 use crate::{Doorbell, Rejected, RingError, RingErrorKind, RingMemory};
 
@@ -92,13 +92,15 @@ pub struct NvmeCompleted<T> {
     pub dw1: u32,
 }
 
-/// Where reaping stands: the CQ head and phase, and the SQ head the last
-/// reaped completion reported.
+/// Where reaping stands: the CQ head and phase, the SQ head the last
+/// reaped completion reported, and the slot table's free list and count.
+/// Kept in registers while a chunk is reaped, stored back once.
 #[derive(Clone, Copy)]
 struct ReapPosition {
     cq_head: u32,
     phase: bool,
     sq_head: u32,
+    tally: Tally,
 }
 
 /// An NVMe I/O (or admin) queue pair over ring memory `M`, doorbells `D`,
@@ -221,15 +223,57 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         let tail = self.sq.tail();
         // Cannot be None: the SQ was checked not full above.
         let _ = self.sq.push();
+        self.write_command(tail, command, cid);
+        Ok(cid)
+    }
+
+    /// Starts a batch of submissions: [`NvmeBatch::push`] writes commands
+    /// like [`push`](Self::push) but keeps the SQ tail and the in-flight
+    /// table's free list and count in registers until the batch ends (on
+    /// [`NvmeBatch::ring_doorbell`] or drop), instead of storing them per
+    /// command.
+    ///
+    /// ```
+    /// # use dma_ring::nvme::*;
+    /// # fn demo<M: dma_ring::RingMemory, D: dma_ring::Doorbell>(
+    /// #     qp: &mut NvmeQueuePair<M, D, u32, [dma_ring::Slot<u32>; 8]>,
+    /// # ) -> Result<(), dma_ring::Rejected<u32>> {
+    /// let mut batch = qp.batch();
+    /// for token in 0..4 {
+    ///     batch.push(NvmeCommand::new(opcode::FLUSH), token)?;
+    /// }
+    /// batch.ring_doorbell(); // one doorbell for the four
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn batch(&mut self) -> NvmeBatch<'_, M, D, T, S> {
+        let room = if self.broken {
+            0
+        } else {
+            self.sq
+                .free()
+                .min(self.slots.usable() - self.slots.in_use())
+        };
+        NvmeBatch {
+            tail: self.sq.tail(),
+            tally: self.slots.tally(),
+            room,
+            qp: self,
+        }
+    }
+
+    /// Writes a command with its identifier at SQ entry `tail`.
+    #[inline]
+    fn write_command(&self, tail: u32, command: NvmeCommand, cid: u16) {
         // The identifier goes into the words in registers: storing it into
         // the command and reloading the words would stall on store-to-load
         // forwarding behind the previous entry's stores to the queue.
         let mut words = command.to_words();
         words[0] = NvmeCommand::word0_with_cid(words[0], cid);
-        // SAFETY: tail < sq_size and the memory holds sq_size entries
-        // (checked in `new`); 8-aligned as the base is page-aligned.
+        // SAFETY: callers pass tail < sq_size, and the memory holds sq_size
+        // entries (checked in `new`); 8-aligned as the base is page-aligned.
         unsafe { self.sq_mem.write_u64s(tail as usize * SQE_SIZE, &words) };
-        Ok(cid)
     }
 
     /// Tells the controller about every command pushed since the last
@@ -379,6 +423,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
             cq_head: self.cq_head,
             phase: self.phase,
             sq_head: self.sq.head(),
+            tally: self.slots.tally(),
         }
     }
 
@@ -390,6 +435,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         self.cq_head = at.cq_head;
         self.phase = at.phase;
         self.sq.set_checked_head(at.sq_head);
+        self.slots.set_tally(at.tally);
     }
 
     /// Validates and consumes the entry at `at.cq_head`, whose phase tag
@@ -419,7 +465,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
                 return Err(e);
             }
         };
-        let taken = self.slots.take_checked(index)?;
+        let taken = self.slots.take_checked_in(&mut at.tally, index)?;
         at.sq_head = sq_head.into();
         at.cq_head += 1;
         if at.cq_head == self.cq_size {
@@ -444,7 +490,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         sq_head: u16,
         sq_id: u16,
     ) -> crate::Result<u16> {
-        if self.slots.in_use() == 0 {
+        if at.tally.in_use() == 0 {
             return Err(RingError::with(
                 RingErrorKind::UnexpectedCompletion,
                 at.cq_head.into(),
@@ -509,6 +555,91 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         self.cq_unreleased = false;
         self.broken = false;
         self.slots.drain()
+    }
+}
+
+/// A batch of submissions to a queue pair, from [`NvmeQueuePair::batch`].
+///
+/// The SQ tail and the in-flight table's bookkeeping live in the batch
+/// until it ends; dropping it (or [`ring_doorbell`](Self::ring_doorbell))
+/// stores them back. The controller learns of the commands only from a
+/// doorbell after that, so a batch that is leaked instead of dropped
+/// leaves its commands unsubmitted, and their buffers are dropped when
+/// their slots are reused.
+pub struct NvmeBatch<'a, M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
+    qp: &'a mut NvmeQueuePair<M, D, T, S>,
+    tail: u32,
+    tally: Tally,
+    /// Commands that still fit: free SQ entries and free slots alike.
+    room: u32,
+}
+
+impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeBatch<'_, M, D, T, S> {
+    /// Commands that still fit in this batch.
+    #[inline]
+    pub fn room(&self) -> u32 {
+        self.room
+    }
+
+    /// As [`NvmeQueuePair::push`]: writes `command` at the SQ tail with a
+    /// fresh command identifier and takes ownership of `buffers`.
+    ///
+    /// # Errors
+    ///
+    /// [`Full`](RingErrorKind::Full), or [`Broken`](RingErrorKind::Broken)
+    /// if the queue was broken when the batch began, with the buffers
+    /// handed back.
+    #[inline]
+    pub fn push(&mut self, command: NvmeCommand, buffers: T) -> Result<u16, Rejected<T>> {
+        if self.room == 0 {
+            let kind = if self.qp.broken {
+                RingErrorKind::Broken
+            } else {
+                RingErrorKind::Full
+            };
+            return Err(Rejected::new(kind, buffers));
+        }
+        let cid = match self.qp.slots.insert_id_in(&mut self.tally, buffers) {
+            Ok(cid) => cid,
+            Err(buffers) => return Err(Rejected::new(RingErrorKind::Full, buffers)),
+        };
+        let tail = self.tail;
+        self.qp.write_command(tail, command, cid);
+        self.tail = self.qp.sq.advance(tail, 1);
+        self.room -= 1;
+        Ok(cid)
+    }
+
+    /// Ends the batch and rings the SQ tail doorbell (as
+    /// [`NvmeQueuePair::ring_doorbell`]). Returns whether it rang.
+    #[inline]
+    pub fn ring_doorbell(mut self) -> bool {
+        self.store_back();
+        self.qp.ring_doorbell()
+    }
+
+    #[inline]
+    fn store_back(&mut self) {
+        self.qp.slots.set_tally(self.tally);
+        self.qp.sq.set_produced_tail(self.tail);
+    }
+}
+
+impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> Drop for NvmeBatch<'_, M, D, T, S> {
+    #[inline]
+    fn drop(&mut self) {
+        self.store_back();
+    }
+}
+
+impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> core::fmt::Debug
+    for NvmeBatch<'_, M, D, T, S>
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NvmeBatch")
+            .field("tail", &self.tail)
+            .field("room", &self.room)
+            .finish()
     }
 }
 
