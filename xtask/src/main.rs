@@ -246,6 +246,23 @@ fn miri(r: &mut Runner) {
         ],
         &[],
     );
+    // The checker's bookkeeping, one test per misuse class. (Its threaded
+    // correct-use test and dma-ring's proptests pass under miri too, but
+    // take minutes; they are left to `cargo +nightly miri test` by hand.)
+    r.cargo(
+        "miri dma-check",
+        &[
+            "+nightly",
+            "miri",
+            "test",
+            "-p",
+            "dma-check",
+            "--lib",
+            "--test",
+            "classes",
+        ],
+        &[],
+    );
 }
 
 /// The aarch64 tests under qemu-user, where the real `dc` instructions run.

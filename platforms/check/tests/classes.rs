@@ -466,6 +466,7 @@ static READ_ONLY: [u8; 256] = [0x5a; 256];
 
 #[cfg(all(feature = "std", target_os = "linux"))]
 #[test]
+#[cfg_attr(miri, ignore = "the classifier asks pthread and /proc, which miri cannot")]
 fn mapping_stack_memory_is_refused() {
     let p = Checked::with_config(
         inner(DeviceConstraints::UNCONSTRAINED),
@@ -497,6 +498,7 @@ fn mapping_stack_memory_is_refused() {
 
 #[cfg(all(feature = "std", target_os = "linux"))]
 #[test]
+#[cfg_attr(miri, ignore = "the classifier asks pthread and /proc, which miri cannot")]
 fn mapping_read_only_memory_is_refused() {
     let p = Checked::with_config(
         inner(DeviceConstraints::UNCONSTRAINED),
