@@ -466,7 +466,10 @@ static READ_ONLY: [u8; 256] = [0x5a; 256];
 
 #[cfg(all(feature = "std", target_os = "linux"))]
 #[test]
-#[cfg_attr(miri, ignore = "the classifier asks pthread and /proc, which miri cannot")]
+#[cfg_attr(
+    miri,
+    ignore = "the classifier asks pthread and /proc, which miri cannot"
+)]
 fn mapping_stack_memory_is_refused() {
     let p = Checked::with_config(
         inner(DeviceConstraints::UNCONSTRAINED),
@@ -498,7 +501,10 @@ fn mapping_stack_memory_is_refused() {
 
 #[cfg(all(feature = "std", target_os = "linux"))]
 #[test]
-#[cfg_attr(miri, ignore = "the classifier asks pthread and /proc, which miri cannot")]
+#[cfg_attr(
+    miri,
+    ignore = "the classifier asks pthread and /proc, which miri cannot"
+)]
 fn mapping_read_only_memory_is_refused() {
     let p = Checked::with_config(
         inner(DeviceConstraints::UNCONSTRAINED),
