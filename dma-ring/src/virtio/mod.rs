@@ -51,10 +51,44 @@ pub const fn need_event(event: u16, new: u16, old: u16) -> bool {
 }
 
 /// Total of the segment lengths, or `None` on overflow.
-pub(crate) fn total_len(segments: &[Segment]) -> Option<u32> {
+fn total_len(segments: &[Segment]) -> Option<u32> {
     segments
         .iter()
         .try_fold(0u32, |sum, s| sum.checked_add(s.len))
+}
+
+/// The device address of an area `offset` bytes into the ring memory.
+pub(crate) fn area_addr<M: crate::RingMemory>(mem: &M, offset: usize) -> DmaAddr {
+    DmaAddr::new(mem.dma_addr().as_u64().wrapping_add(offset as u64))
+}
+
+/// The checks both queue layouts make before adding a request: the queue
+/// is not broken, the request has 1 to `queue_size` segments, its writable
+/// bytes fit `u32`, and enough descriptors are free. Returns the segment
+/// count and the writable length, or the buffers back with the reason.
+pub(crate) fn check_request<T>(
+    broken: bool,
+    readable: &[Segment],
+    writable: &[Segment],
+    queue_size: u16,
+    num_free: u16,
+    buffers: T,
+) -> Result<(usize, u32, T), crate::Rejected<T>> {
+    use crate::{Rejected, RingErrorKind};
+    if broken {
+        return Err(Rejected::new(RingErrorKind::Broken, buffers));
+    }
+    let total = readable.len() + writable.len();
+    let Some(writable_len) = total_len(writable) else {
+        return Err(Rejected::new(RingErrorKind::BadRequest, buffers));
+    };
+    if total == 0 || total > usize::from(queue_size) {
+        return Err(Rejected::new(RingErrorKind::BadRequest, buffers));
+    }
+    if total > usize::from(num_free) {
+        return Err(Rejected::new(RingErrorKind::Full, buffers));
+    }
+    Ok((total, writable_len, buffers))
 }
 
 #[cfg(test)]

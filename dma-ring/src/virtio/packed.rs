@@ -12,7 +12,7 @@
 use bitflags::bitflags;
 use static_assertions::{assert_eq_size, const_assert_eq};
 
-use super::{need_event, total_len, Segment, Used};
+use super::{area_addr, check_request, need_event, Segment, Used};
 use crate::memory::check_memory;
 use crate::slots::{Drain, SlotStorage, SlotTable};
 use crate::sync;
@@ -226,22 +226,12 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
 
     /// Device address of the driver event suppression structure.
     pub fn driver_event_dma_addr(&self) -> dma_api::DmaAddr {
-        dma_api::DmaAddr::new(
-            self.mem
-                .dma_addr()
-                .as_u64()
-                .wrapping_add(self.layout.driver_event as u64),
-        )
+        area_addr(&self.mem, self.layout.driver_event)
     }
 
     /// Device address of the device event suppression structure.
     pub fn device_event_dma_addr(&self) -> dma_api::DmaAddr {
-        dma_api::DmaAddr::new(
-            self.mem
-                .dma_addr()
-                .as_u64()
-                .wrapping_add(self.layout.device_event as u64),
-        )
+        area_addr(&self.mem, self.layout.device_event)
     }
 
     /// The ring memory.
@@ -280,19 +270,14 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
         writable: &[Segment],
         buffers: T,
     ) -> Result<u16, Rejected<T>> {
-        if self.broken {
-            return Err(Rejected::new(RingErrorKind::Broken, buffers));
-        }
-        let total = readable.len() + writable.len();
-        let Some(writable_len) = total_len(writable) else {
-            return Err(Rejected::new(RingErrorKind::BadRequest, buffers));
-        };
-        if total == 0 || total > usize::from(self.layout.size) {
-            return Err(Rejected::new(RingErrorKind::BadRequest, buffers));
-        }
-        if total > usize::from(self.num_free) {
-            return Err(Rejected::new(RingErrorKind::Full, buffers));
-        }
+        let (total, writable_len, buffers) = check_request(
+            self.broken,
+            readable,
+            writable,
+            self.layout.size,
+            self.num_free,
+            buffers,
+        )?;
         let id = self
             .slots
             .insert(buffers, writable_len, total as u16)

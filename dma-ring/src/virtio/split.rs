@@ -10,7 +10,7 @@
 use bitflags::bitflags;
 use static_assertions::{assert_eq_size, const_assert_eq};
 
-use super::{need_event, total_len, Segment, Used};
+use super::{area_addr, check_request, need_event, Segment, Used};
 use crate::memory::check_memory;
 use crate::slots::{Drain, SlotStorage, SlotTable};
 use crate::sync;
@@ -227,22 +227,12 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
 
     /// Device address of the available ring (driver area).
     pub fn avail_dma_addr(&self) -> dma_api::DmaAddr {
-        dma_api::DmaAddr::new(
-            self.mem
-                .dma_addr()
-                .as_u64()
-                .wrapping_add(self.layout.avail as u64),
-        )
+        area_addr(&self.mem, self.layout.avail)
     }
 
     /// Device address of the used ring (device area).
     pub fn used_dma_addr(&self) -> dma_api::DmaAddr {
-        dma_api::DmaAddr::new(
-            self.mem
-                .dma_addr()
-                .as_u64()
-                .wrapping_add(self.layout.used as u64),
-        )
+        area_addr(&self.mem, self.layout.used)
     }
 
     /// The ring memory.
@@ -281,19 +271,14 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
         writable: &[Segment],
         buffers: T,
     ) -> Result<u16, Rejected<T>> {
-        if self.broken {
-            return Err(Rejected::new(RingErrorKind::Broken, buffers));
-        }
-        let total = readable.len() + writable.len();
-        let Some(writable_len) = total_len(writable) else {
-            return Err(Rejected::new(RingErrorKind::BadRequest, buffers));
-        };
-        if total == 0 || total > usize::from(self.layout.size) {
-            return Err(Rejected::new(RingErrorKind::BadRequest, buffers));
-        }
-        if total > usize::from(self.num_free) {
-            return Err(Rejected::new(RingErrorKind::Full, buffers));
-        }
+        let (total, writable_len, buffers) = check_request(
+            self.broken,
+            readable,
+            writable,
+            self.layout.size,
+            self.num_free,
+            buffers,
+        )?;
         let head = self.free_head;
         let mut index = head;
         let segments = readable.iter().map(|s| (s, DescFlags::empty()));
