@@ -301,6 +301,21 @@ fn loom_nic_tx_ring() {
 
 const REQUESTS: u32 = 3;
 
+/// Request `r` of the virtio models: 16 readable bytes, then 512 writable.
+fn chain_request(r: u32) -> ([Segment; 1], [Segment; 1]) {
+    let base = 0x1000 * u64::from(r + 1);
+    (
+        [Segment::new(DmaAddr::new(base), 16)],
+        [Segment::new(DmaAddr::new(base + 0x100), 512)],
+    )
+}
+
+/// What the device must see for request `r`: (address, length, writable).
+fn expected_chain(r: u32) -> [(u64, u32, bool); 2] {
+    let base = 0x1000 * u64::from(r + 1);
+    [(base, 16, false), (base + 0x100, 512, true)]
+}
+
 fn split_model() {
     let layout = SplitLayout::new(2).unwrap();
     let mem = memory(layout.bytes, 0x50000);
@@ -310,19 +325,12 @@ fn split_model() {
         let mut dev = SplitDevice::new(mem, 2);
         for r in 0..REQUESTS {
             let chain = wait(|| dev.pop());
-            let base = 0x1000 * u64::from(r + 1);
-            assert_eq!(
-                chain.descs,
-                [(base, 16, false), (base + 0x100, 512, true)],
-                "a whole chain"
-            );
+            assert_eq!(chain.descs, expected_chain(r), "a whole chain");
             dev.push_used(chain.id.into(), 200 + r);
         }
     });
     for r in 0..REQUESTS {
-        let base = 0x1000 * u64::from(r + 1);
-        let out = [Segment::new(DmaAddr::new(base), 16)];
-        let inp = [Segment::new(DmaAddr::new(base + 0x100), 512)];
+        let (out, inp) = chain_request(r);
         vq.add(&out, &inp, r).unwrap();
         vq.notify();
         let used = wait(|| vq.poll().unwrap());
@@ -394,19 +402,12 @@ fn packed_model() {
         let mut dev = PackedDevice::new(mem, 3);
         for r in 0..2u32 {
             let chain = wait(|| dev.pop());
-            let base = 0x1000 * u64::from(r + 1);
-            assert_eq!(
-                chain.descs,
-                [(base, 16, false), (base + 0x100, 512, true)],
-                "a whole chain"
-            );
+            assert_eq!(chain.descs, expected_chain(r), "a whole chain");
             dev.push_used(chain.id, 300 + r, 2);
         }
     });
     for r in 0..2u32 {
-        let base = 0x1000 * u64::from(r + 1);
-        let out = [Segment::new(DmaAddr::new(base), 16)];
-        let inp = [Segment::new(DmaAddr::new(base + 0x100), 512)];
+        let (out, inp) = chain_request(r);
         vq.add(&out, &inp, r).unwrap();
         vq.notify();
         let used = wait(|| vq.poll().unwrap());
