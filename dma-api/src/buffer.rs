@@ -160,12 +160,12 @@ unsafe impl<T: DmaPod> DmaBuffer for &'static mut [T] {
 /// [`DmaBuf::for_device`] makes one that does.
 ///
 /// ```
-/// use dma_api::DmaBuf;
+/// use dma_core::DmaBuf;
 /// let mut buf = DmaBuf::new(1500, 64)?;
 /// buf[0] = 0xff;
 /// assert_eq!(buf.len(), 1500);
 /// assert_eq!(buf.as_ptr() as usize % 64, 0);
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 #[cfg(feature = "alloc")]
 pub struct DmaBuf {

@@ -181,7 +181,7 @@ fn last_byte(addr: DmaAddr, len: u64) -> Result<DmaAddr> {
 /// Builds and validates [`DeviceConstraints`].
 ///
 /// ```
-/// use dma_api::DeviceConstraints;
+/// use dma_core::DeviceConstraints;
 ///
 /// // A 32-bit device that wants 4-byte aligned segments of at most 64 KiB
 /// // that never cross a 4 GiB line, and takes up to 128 of them.
@@ -193,7 +193,7 @@ fn last_byte(addr: DmaAddr, len: u64) -> Result<DmaAddr> {
 ///     .max_segments(128)
 ///     .build()?;
 /// assert_eq!(c.dma_mask(), 0xffff_ffff);
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
 #[must_use]

@@ -23,7 +23,7 @@
 //! Map a receive buffer, let the device fill it, and take it back:
 //!
 //! ```
-//! use dma_api::{DeviceConstraints, FromDevice, HostMemory, StreamingMapping};
+//! use dma_core::{DeviceConstraints, FromDevice, HostMemory, StreamingMapping};
 //! use dma_direct::DirectPlatform;
 //!
 //! let constraints = DeviceConstraints::builder().addr_bits(64).alignment(4).build()?;
@@ -37,7 +37,7 @@
 //! rx.sync_for_cpu();
 //! let packet: Vec<u8> = rx.unmap()?;
 //! assert_eq!(packet.len(), 2048);
-//! # Ok::<(), dma_api::Error>(())
+//! # Ok::<(), dma_core::Error>(())
 //! ```
 //!
 //! # Features

@@ -27,7 +27,7 @@ const BITS: usize = usize::BITS as usize;
 /// are lock-free, so one pool may serve several CPUs.
 ///
 /// ```
-/// use dma_api::{DeviceConstraints, DmaPool, HostMemory};
+/// use dma_core::{DeviceConstraints, DmaPool, HostMemory};
 /// use dma_direct::DirectPlatform;
 ///
 /// let platform = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
@@ -36,7 +36,7 @@ const BITS: usize = usize::BITS as usize;
 /// let mut block = pool.alloc()?;
 /// block.write_at::<u64>(0, 0x1000)?;
 /// assert!(block.dma_addr().is_aligned(256));
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 pub struct DmaPool<P: DmaAlloc> {
     platform: P,

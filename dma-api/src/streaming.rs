@@ -22,7 +22,7 @@ use crate::{
 /// compile. A `ToDevice` mapping has no `sync_for_cpu`:
 ///
 /// ```compile_fail
-/// # use dma_api::{StreamingMapping, ToDevice, DeviceConstraints, HostMemory};
+/// # use dma_core::{StreamingMapping, ToDevice, DeviceConstraints, HostMemory};
 /// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
 /// let mut m = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0u8; 64]).unwrap();
 /// m.sync_for_cpu(); // error: the device never writes a ToDevice buffer
@@ -31,7 +31,7 @@ use crate::{
 /// and a `FromDevice` mapping has no `sync_for_device`:
 ///
 /// ```compile_fail
-/// # use dma_api::{StreamingMapping, FromDevice, DeviceConstraints, HostMemory};
+/// # use dma_core::{StreamingMapping, FromDevice, DeviceConstraints, HostMemory};
 /// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
 /// let mut m = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 64]).unwrap();
 /// m.sync_for_device(); // error: the CPU has nothing to hand the device
@@ -40,7 +40,7 @@ use crate::{
 /// A `Bidirectional` mapping has both:
 ///
 /// ```
-/// # use dma_api::{StreamingMapping, Bidirectional, DeviceConstraints, HostMemory};
+/// # use dma_core::{StreamingMapping, Bidirectional, DeviceConstraints, HostMemory};
 /// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
 /// let mut m = StreamingMapping::<_, Bidirectional, _>::map(&platform, vec![0u8; 64]).unwrap();
 /// m.sync_for_cpu();

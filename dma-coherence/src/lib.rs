@@ -33,7 +33,7 @@
 //! # Example
 //!
 //! ```
-//! use dma_api::{DmaAttrs, DmaDirection};
+//! use dma_core::{DmaAttrs, DmaDirection};
 //! use dma_coherence::{plan, sync, CacheOp, HardwareCoherent, SyncPoint};
 //!
 //! // What a receive buffer needs before the CPU reads it:

@@ -2,7 +2,7 @@
 //! maintain a mapping's CPU range, and pick how coherent allocations are
 //! mapped for the CPU.
 
-use dma_api::{Cacheability, DmaAttrs, PhysMemory, RawMapping};
+use dma_core::{Cacheability, DmaAttrs, PhysMemory, RawMapping};
 
 use crate::{sync, CacheMaintenance, SyncPoint};
 

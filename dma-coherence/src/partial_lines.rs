@@ -25,7 +25,7 @@
 //! of the line size; a buffer they cannot realign is the bounce backend's
 //! job.
 
-use dma_api::{DmaDirection, Error, ErrorKind, Result};
+use dma_core::{DmaDirection, Error, ErrorKind, Result};
 
 use crate::CacheMaintenance;
 

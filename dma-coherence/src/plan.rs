@@ -27,7 +27,7 @@
 //! `SKIP_CPU_SYNC` skips the implicit syncs at map and unmap; a driver's
 //! explicit `sync_for_*` always runs ([`sync`]'s `explicit` argument).
 
-use dma_api::{DmaAttrs, DmaDirection};
+use dma_core::{DmaAttrs, DmaDirection};
 
 use crate::CacheMaintenance;
 

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
-use dma_api::{Coherent, DeviceConstraints, HostMemory};
 use dma_coherence::barrier::{after_completion_flag, publish_descriptors};
 use dma_coherence::HardwareCoherent;
+use dma_core::{Coherent, DeviceConstraints, HostMemory};
 use dma_direct::DirectPlatform;
 use dma_ring::nvme::{
     opcode, NvmeCommand, NvmeCompletion, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair, NvmeStatus,

@@ -125,16 +125,16 @@ impl fmt::Debug for RingError {
 
 impl core::error::Error for RingError {}
 
-impl From<RingError> for dma_api::Error {
+impl From<RingError> for dma_core::Error {
     fn from(e: RingError) -> Self {
-        use dma_api::ErrorKind as K;
+        use dma_core::ErrorKind as K;
         let kind = match e.kind {
             RingErrorKind::InvalidSize | RingErrorKind::BadRequest => K::OutOfRange,
             RingErrorKind::BadMemory => K::Misaligned,
             RingErrorKind::Full => K::PoolExhausted,
             _ => K::DeviceMisbehaved,
         };
-        let err = dma_api::Error::new(kind, e.kind.description());
+        let err = dma_core::Error::new(kind, e.kind.description());
         match e.value {
             Some(v) => err.at(v),
             None => err,

@@ -4,7 +4,7 @@
 //! Every fast device talks through rings in host memory: the driver writes
 //! descriptors and rings a doorbell; the device reads them, does the work,
 //! and writes completions back. This crate gives driver authors those
-//! rings, built on [`dma_api`]'s coherent memory and [`dma_coherence`]'s
+//! rings, built on [`dma_core`]'s coherent memory and [`dma_coherence`]'s
 //! barriers:
 //!
 //! - a [ring core](RingCursor) for any size, with full/empty and one
@@ -28,7 +28,7 @@
 //! once, reap the completions with their buffers.
 //!
 //! ```
-//! use dma_api::{DeviceConstraints, HostMemory};
+//! use dma_core::{DeviceConstraints, HostMemory};
 //! use dma_direct::DirectPlatform;
 //! use dma_ring::nvme::{opcode, NvmeCommand, NvmeCompletion, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair};
 //! use dma_ring::{AtomicDoorbell, MemoryView, RingMemory};

@@ -21,7 +21,7 @@
 
 use core::ptr::NonNull;
 
-use dma_api::{Coherent, DmaAddr, DmaAlloc};
+use dma_core::{Coherent, DmaAddr, DmaAlloc};
 
 /// Memory shared with a device, addressed by byte offset.
 ///
@@ -456,7 +456,7 @@ mod loom_memory {
 
     use super::RingMemory;
     use crate::sync::{AtomicU16, Ordering, UnsafeCell};
-    use dma_api::DmaAddr;
+    use dma_core::DmaAddr;
 
     /// Ring memory loom can see: every 16-bit granule is a
     /// `loom::cell::UnsafeCell` for data accesses (loom reports a read or

@@ -108,7 +108,7 @@ register_structs! {
 impl NicQueueRegs {
     /// Points the device at a ring of `bytes` bytes at `base`, with head and
     /// tail at 0 (the ring empty, as after reset).
-    pub fn program(&self, base: dma_api::DmaAddr, bytes: u32) {
+    pub fn program(&self, base: dma_core::DmaAddr, bytes: u32) {
         let base = base.as_u64();
         self.base_lo.set(base as u32);
         self.base_hi.set((base >> 32) as u32);

@@ -19,7 +19,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{NicDevice, NvmeController, PackedDevice, SplitDevice};
-use dma_api::DmaAddr;
+use dma_core::DmaAddr;
 use dma_ring::nic::{NicRxRing, NicTxRing, TxSegment};
 use dma_ring::nvme::{
     opcode, NvmeCommand, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair, NvmeStatus,

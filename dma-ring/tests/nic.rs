@@ -5,8 +5,8 @@ mod common;
 use std::sync::Arc;
 
 use common::NicDevice;
-use dma_api::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
 use dma_coherence::HardwareCoherent;
+use dma_core::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
 use dma_direct::DirectPlatform;
 use dma_ring::nic::{NicRxRing, NicTxRing, RxStatus, TxSegment, TxStatus};
 use dma_ring::regs::NicQueueRegs;

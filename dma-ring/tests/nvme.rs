@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::NvmeController;
-use dma_api::{Coherent, DeviceConstraints, HostMemory};
 use dma_coherence::HardwareCoherent;
+use dma_core::{Coherent, DeviceConstraints, HostMemory};
 use dma_direct::DirectPlatform;
 use dma_ring::nvme::{
     opcode, NvmeCommand, NvmeCompletion, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair, NvmeStatus,

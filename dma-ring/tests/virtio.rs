@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{PackedDevice, SplitDevice};
-use dma_api::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
 use dma_coherence::HardwareCoherent;
+use dma_core::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
 use dma_direct::DirectPlatform;
 use dma_ring::virtio::packed::{EventFlags, PackedLayout, PackedQueue};
 use dma_ring::virtio::split::{SplitLayout, SplitQueue};

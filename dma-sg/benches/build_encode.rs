@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dma_api::{Coherent, DeviceConstraints, DmaAddr, HostMemory, PhysAddr, SgEntry};
+use dma_core::{Coherent, DeviceConstraints, DmaAddr, HostMemory, PhysAddr, SgEntry};
 use dma_direct::DirectPlatform;
 use dma_sg::hw::{encode_hw_sg, HwSgEntry};
 use dma_sg::{nvme, DmaSegment, SgLimits, SgTable};

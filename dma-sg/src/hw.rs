@@ -30,7 +30,7 @@
 //! `DONE`) set on an entry handed to it, and reaching the end of the table
 //! it was given without seeing `FINAL`.
 
-use dma_api::{Coherent, DmaAddr, DmaAlloc, DmaPod, Error, ErrorKind, Result};
+use dma_core::{Coherent, DmaAddr, DmaAlloc, DmaPod, Error, ErrorKind, Result};
 use static_assertions::{assert_eq_size, const_assert_eq};
 
 use crate::DmaSegment;
@@ -162,7 +162,7 @@ impl core::fmt::Debug for HwSgEntry {
 /// first write, so on error the table is unchanged.
 ///
 /// ```
-/// use dma_api::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
+/// use dma_core::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
 /// use dma_direct::DirectPlatform;
 /// use dma_sg::hw::{encode_hw_sg, HwSgEntry, HwSgFlags};
 /// use dma_sg::DmaSegment;
@@ -173,7 +173,7 @@ impl core::fmt::Debug for HwSgEntry {
 /// assert_eq!(encode_hw_sg(segs, &mut table)?, 2);
 /// assert_eq!(table.read(1)?.flags(), HwSgFlags::FINAL);
 /// // The engine is given table.dma_addr().
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 ///
 /// # Errors
@@ -197,7 +197,7 @@ where
 /// entries written; on error the table is unchanged.
 ///
 /// ```
-/// use dma_api::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
+/// use dma_core::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
 /// use dma_direct::DirectPlatform;
 /// use dma_sg::hw::{encode_hw_copy, HwSgEntry, HwSgFlags};
 /// use dma_sg::DmaSegment;
@@ -208,7 +208,7 @@ where
 /// let dst = [DmaSegment::new(DmaAddr::new(0x9000), 2048), DmaSegment::new(DmaAddr::new(0xa000), 2048)];
 /// assert_eq!(encode_hw_copy(src, dst, &mut job)?, 3);
 /// assert_eq!(job.read(2)?.flags(), HwSgFlags::DEST | HwSgFlags::FINAL);
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 ///
 /// # Errors

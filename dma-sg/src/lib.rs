@@ -11,7 +11,7 @@
 //!    first entry; contiguous pages coalesce; the maximum segment is whole
 //!    pages; appending continues the last entry) under the device's
 //!    [`SgLimits`] (boundary, alignment, mask, segment count).
-//! 2. **Map** it through any [`DmaMap`](dma_api::DmaMap) platform with
+//! 2. **Map** it through any [`DmaMap`](dma_core::DmaMap) platform with
 //!    [`MappedSgTable`], which owns what it maps, merges entries whose
 //!    device addresses are contiguous into [`DmaSegment`]s (an IOMMU places
 //!    the whole table in one IOVA range), syncs all or part of it as its
@@ -21,7 +21,7 @@
 //!    [`nvme::NvmePools`] ([`nvme`]), the generic 16-byte hardware SG entry
 //!    ([`hw`]) and virtio descriptor chains ([`virtio`]).
 //!
-//! Every bad input is a typed [`dma_api::Error`]; nothing here panics on
+//! Every bad input is a typed [`dma_core::Error`]; nothing here panics on
 //! input.
 //!
 //! # Example
@@ -30,7 +30,7 @@
 //! NVMe controller:
 //!
 //! ```
-//! use dma_api::{DeviceConstraints, FromDevice, HostMemory};
+//! use dma_core::{DeviceConstraints, FromDevice, HostMemory};
 //! use dma_direct::DirectPlatform;
 //! use dma_sg::{nvme, MappedSgTable, SgLimits};
 //!
@@ -48,7 +48,7 @@
 //! rx.sync_for_cpu();
 //! let data: Vec<u8> = rx.unmap()?;
 //! assert_eq!(data.len(), 12 * 1024);
-//! # Ok::<(), dma_api::Error>(())
+//! # Ok::<(), dma_core::Error>(())
 //! ```
 //!
 //! # The generic hardware SG entry
@@ -63,7 +63,7 @@
 //! # Features
 //!
 //! - `alloc` (default): heap-backed tables (`SgTable<Vec<SgEntry>>`) and
-//!   the NVMe encoders, whose list memory comes from `dma-api`'s DMA pools.
+//!   the NVMe encoders, whose list memory comes from `dma-core`'s DMA pools.
 //!   Without it, tables live in a fixed [`SgArray`], and [`hw`], [`virtio`],
 //!   the SGL descriptor type and the PRP layout, entry iterator and walker
 //!   remain.

@@ -1,6 +1,6 @@
 //! How a table is cut: page size, longest entry, and the device's limits.
 
-use dma_api::{DeviceConstraints, Error, ErrorKind, Result};
+use dma_core::{DeviceConstraints, Error, ErrorKind, Result};
 
 /// The rules an [`SgTable`](crate::SgTable) is built under: the page size
 /// the input is described in, the longest entry, and the device's boundary,
@@ -9,7 +9,7 @@ use dma_api::{DeviceConstraints, Error, ErrorKind, Result};
 /// Validated once, then copied into every table built with it.
 ///
 /// ```
-/// use dma_api::DeviceConstraints;
+/// use dma_core::DeviceConstraints;
 /// use dma_sg::SgLimits;
 ///
 /// let c = DeviceConstraints::builder().boundary(1 << 16).max_segments(8).build()?;
@@ -18,7 +18,7 @@ use dma_api::{DeviceConstraints, Error, ErrorKind, Result};
 /// // the boundary) and is rounded down to whole pages.
 /// assert_eq!(limits.max_segment(), 1 << 16);
 /// assert_eq!(limits.with_max_segment(10_000)?.max_segment(), 8192);
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SgLimits {

@@ -5,7 +5,7 @@ use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
 
-use dma_api::{
+use dma_core::{
     DeviceReads, DeviceWrites, Direction, DmaAttrs, DmaBuffer, DmaMap, Error, ErrorKind, MapError,
     RawBuffer, RawMapping, Result, SgEntry,
 };
@@ -20,9 +20,9 @@ pub struct ExternalPages;
 
 /// A scatter-gather table mapped for one device through any platform.
 ///
-/// Ownership follows `dma-api`'s [`StreamingMapping`](dma_api::StreamingMapping):
+/// Ownership follows `dma-core`'s [`StreamingMapping`](dma_core::StreamingMapping):
 /// - [`map`](Self::map) takes a [`DmaBuffer`] `B` (a `Vec`, `Box<[T]>`,
-///   [`DmaBuf`](dma_api::DmaBuf), `&'static mut [T]`) by value and takes it
+///   [`DmaBuf`](dma_core::DmaBuf), `&'static mut [T]`) by value and takes it
 ///   apart, so no reference to its bytes exists while the device owns them;
 ///   the buffer may be virtually contiguous and physically scattered: the
 ///   table is built from its pages. [`unmap`](Self::unmap) gives it back.
@@ -40,7 +40,7 @@ pub struct ExternalPages;
 /// writes ([`DeviceWrites`]), `sync_for_device` only where it reads.
 ///
 /// ```
-/// use dma_api::{DeviceConstraints, HostMemory, ToDevice};
+/// use dma_core::{DeviceConstraints, HostMemory, ToDevice};
 /// use dma_direct::DirectPlatform;
 /// use dma_sg::{MappedSgTable, SgLimits};
 ///
@@ -55,7 +55,7 @@ pub struct ExternalPages;
 /// tx.sync_for_device();
 /// let buf: Vec<u8> = tx.unmap()?;
 /// assert_eq!(&buf[..6], b"header");
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 pub struct MappedSgTable<B, D: Direction, P: DmaMap, S: SgStorage> {
     table: SgTable<S>,

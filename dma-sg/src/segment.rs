@@ -1,6 +1,6 @@
 //! Device segments: what the device is told, after mapping.
 
-use dma_api::{DeviceConstraints, DmaAddr, SgEntry};
+use dma_core::{DeviceConstraints, DmaAddr, SgEntry};
 
 /// A device-visible, contiguous range: one descriptor's worth of a transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -30,7 +30,7 @@ impl DmaSegment {
 /// that placed the table in one IOVA range yields a few long ones.
 ///
 /// ```
-/// use dma_api::{DeviceConstraints, DmaAddr, PhysAddr, SgEntry};
+/// use dma_core::{DeviceConstraints, DmaAddr, PhysAddr, SgEntry};
 /// use dma_sg::{DeviceSegments, DmaSegment};
 ///
 /// let mut e = [SgEntry::new(PhysAddr::new(0x5000), 0x1000), SgEntry::new(PhysAddr::new(0x9000), 0x800)];

@@ -1,7 +1,7 @@
 //! Where a table keeps its entries: a `Vec` with `alloc`, a fixed array
 //! without.
 
-use dma_api::{Error, ErrorKind, Result, SgEntry};
+use dma_core::{Error, ErrorKind, Result, SgEntry};
 
 /// Growable storage for scatter-gather entries.
 pub trait SgStorage {
@@ -50,13 +50,13 @@ impl SgStorage for alloc::vec::Vec<SgEntry> {
 /// Fixed-capacity storage for `N` entries, for builds without `alloc`.
 ///
 /// ```
-/// use dma_api::PhysAddr;
+/// use dma_core::PhysAddr;
 /// use dma_sg::{SgArray, SgLimits, SgTable};
 ///
 /// let mut table = SgTable::new_in(SgArray::<4>::new(), SgLimits::unconstrained(4096)?);
 /// table.append_pages(&[PhysAddr::new(0x1000), PhysAddr::new(0x2000)], 0, 8192)?;
 /// assert_eq!(table.entries().len(), 1); // contiguous pages coalesce
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct SgArray<const N: usize> {
@@ -68,7 +68,7 @@ impl<const N: usize> SgArray<N> {
     /// Empty storage.
     pub const fn new() -> Self {
         Self {
-            entries: [SgEntry::new(dma_api::PhysAddr::ZERO, 0); N],
+            entries: [SgEntry::new(dma_core::PhysAddr::ZERO, 0); N],
             len: 0,
         }
     }

@@ -17,7 +17,7 @@
 
 use core::ptr::NonNull;
 
-use dma_api::{Error, ErrorKind, PhysAddr, Result, SgEntry};
+use dma_core::{Error, ErrorKind, PhysAddr, Result, SgEntry};
 
 use crate::{SgLimits, SgStorage};
 
@@ -28,7 +28,7 @@ use crate::{SgLimits, SgStorage};
 /// for a device is [`MappedSgTable`](crate::MappedSgTable)'s job.
 ///
 /// ```
-/// use dma_api::PhysAddr;
+/// use dma_core::PhysAddr;
 /// use dma_sg::{SgLimits, SgTable};
 ///
 /// let limits = SgLimits::unconstrained(4096)?;
@@ -40,7 +40,7 @@ use crate::{SgLimits, SgStorage};
 /// assert_eq!((e[0].phys.as_u64(), e[0].len), (0x10200, 0x1e00));
 /// assert_eq!((e[1].phys.as_u64(), e[1].len), (0x40000, 10_000 - 0x1e00));
 /// assert_eq!(table.total_len(), 10_000);
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct SgTable<S: SgStorage> {
@@ -194,8 +194,8 @@ impl<S: SgStorage> SgTable<S> {
 
     /// Appends a virtually contiguous buffer of `len` bytes at `cpu`,
     /// translating it one page at a time with `translate` (for example
-    /// [`DmaMap::virt_to_phys`](dma_api::DmaMap::virt_to_phys) or
-    /// [`PhysMemory::virt_to_phys`](dma_api::PhysMemory::virt_to_phys)).
+    /// [`DmaMap::virt_to_phys`](dma_core::DmaMap::virt_to_phys) or
+    /// [`PhysMemory::virt_to_phys`](dma_core::PhysMemory::virt_to_phys)).
     /// The memory is never accessed.
     ///
     /// On error the table is left as it was.

@@ -8,7 +8,7 @@
 //! (2.7.4.2), which the chain encoders here guarantee by taking the two
 //! lists separately.
 
-use dma_api::{Coherent, DmaAddr, DmaAlloc, DmaPod, Error, ErrorKind, Result};
+use dma_core::{Coherent, DmaAddr, DmaAlloc, DmaPod, Error, ErrorKind, Result};
 use static_assertions::{assert_eq_size, const_assert_eq};
 
 use crate::DmaSegment;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{canonical, collect_walk, device_read, device_read_u64, platform, seg};
-use dma_api::{Coherent, DeviceConstraints, DmaAddr, ErrorKind, Result};
+use dma_core::{Coherent, DeviceConstraints, DmaAddr, ErrorKind, Result};
 use dma_sg::hw::{encode_hw_copy, encode_hw_sg, walk_hw_sg, HwSgEntry, HwSgFlags};
 use dma_sg::nvme::{self, walk_prp, NvmePools, PrpLayout, SglDescriptor, SglDescriptorType};
 use dma_sg::virtio::{encode_chain, encode_indirect, VirtqDesc, VirtqDescFlags};
@@ -592,7 +592,7 @@ mod device {
 
 #[test]
 fn devices_following_the_encodings_move_exactly_the_right_bytes() {
-    use dma_api::{Cacheability, DmaAttrs, FromDevice, HostMemory, PhysMemory, ToDevice};
+    use dma_core::{Cacheability, DmaAttrs, FromDevice, HostMemory, PhysMemory, ToDevice};
     use dma_sg::{ExternalPages, MappedSgTable, SgLimits, SgTable};
 
     let c = DeviceConstraints::UNCONSTRAINED;

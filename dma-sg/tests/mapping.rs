@@ -8,7 +8,7 @@ use core::cell::RefCell;
 use core::ptr::NonNull;
 
 use common::{platform, Platform};
-use dma_api::{
+use dma_core::{
     Bidirectional, Cacheability, DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, DmaMap,
     ErrorKind, FromDevice, HostMemory, PhysAddr, PhysMemory, RawMapping, Result, SgEntry, ToDevice,
 };
@@ -153,7 +153,7 @@ fn syncs_cover_exactly_the_requested_bytes_per_entry() {
         .build()
         .unwrap();
     let rec = Recorder::new(c, None);
-    let buf = dma_api::DmaBuf::new(6 * P, P).unwrap();
+    let buf = dma_core::DmaBuf::new(6 * P, P).unwrap();
     let base = buf.as_ptr() as u64;
     let mut m = MappedSgTable::<_, Bidirectional, _, _>::map(&rec, buf, limits(&c)).unwrap();
     assert_eq!(

@@ -3,7 +3,7 @@
 
 use core::ptr::NonNull;
 
-use dma_api::{DeviceConstraints, ErrorKind, PhysAddr, Result, SgEntry};
+use dma_core::{DeviceConstraints, ErrorKind, PhysAddr, Result, SgEntry};
 use dma_sg::{SgArray, SgLimits, SgTable};
 use proptest::prelude::*;
 

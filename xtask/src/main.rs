@@ -17,7 +17,7 @@ use runner::{Outcome, Runner};
 /// Library crates that must build for bare-metal targets, with default
 /// features (which add only `alloc`) and without.
 const NO_STD_CRATES: &[&str] = &[
-    "dma-api",
+    "dma-core",
     "dma-coherence",
     "dma-sg",
     "dma-ring",
@@ -238,7 +238,7 @@ fn miri(r: &mut Runner) {
             "miri",
             "test",
             "-p",
-            "dma-api",
+            "dma-core",
             "--lib",
             "-p",
             "dma-direct",
@@ -288,7 +288,7 @@ fn aarch64_user_tests(r: &mut Runner) {
             "--target",
             TARGET,
             "-p",
-            "dma-api",
+            "dma-core",
             "-p",
             "dma-coherence",
             "-p",

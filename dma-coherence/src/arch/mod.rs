@@ -8,7 +8,7 @@ pub mod riscv64;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
-use dma_api::{Error, ErrorKind, Result};
+use dma_core::{Error, ErrorKind, Result};
 
 /// Validates a cache block size that the platform configures rather than
 /// the CPU reports (riscv64 Zicbom): a power of two from 16 to 4096 bytes,

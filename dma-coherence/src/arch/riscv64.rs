@@ -26,7 +26,7 @@
 
 use core::arch::asm;
 
-use dma_api::Result;
+use dma_core::Result;
 
 use crate::{cache_lines, CacheMaintenance};
 
@@ -42,7 +42,7 @@ impl ZicbomMaintenance {
     ///
     /// # Errors
     ///
-    /// [`InvalidConstraints`](dma_api::ErrorKind::InvalidConstraints) unless
+    /// [`InvalidConstraints`](dma_core::ErrorKind::InvalidConstraints) unless
     /// `block_size` is a power of two between 16 and 4096 (a block never
     /// spans pages).
     ///

@@ -25,7 +25,7 @@
 use core::arch::asm;
 use core::arch::x86_64::{__cpuid, __cpuid_count};
 
-use dma_api::{Error, ErrorKind, Result};
+use dma_core::{Error, ErrorKind, Result};
 
 use crate::{cache_lines, CacheMaintenance};
 

@@ -65,9 +65,9 @@ pub const DESC_SIZE: usize = 16;
 pub const STATUS_OFFSET: usize = 12;
 
 // SAFETY: repr(C) integers, no padding (16 bytes, asserted above).
-unsafe impl dma_api::DmaPod for RxDesc {}
+unsafe impl dma_core::DmaPod for RxDesc {}
 // SAFETY: as above.
-unsafe impl dma_api::DmaPod for TxDesc {}
+unsafe impl dma_core::DmaPod for TxDesc {}
 
 bitflags! {
     /// Receive status (SDM Table 3-2).

@@ -18,7 +18,7 @@ pub use layout::{
     RxDesc, RxErrors, RxStatus, TxCommand, TxDesc, TxStatus, DESC_SIZE, STATUS_OFFSET,
 };
 
-use dma_api::DmaAddr;
+use dma_core::DmaAddr;
 
 use crate::memory::check_memory;
 use crate::ring::RingCursor;

@@ -36,7 +36,7 @@ const_assert_eq!(core::mem::offset_of!(NvmeCommand, cdw10), 40);
 
 // SAFETY: repr(C) integers and an integer array with no padding (64 bytes,
 // asserted above); every bit pattern is a valid command.
-unsafe impl dma_api::DmaPod for NvmeCommand {}
+unsafe impl dma_core::DmaPod for NvmeCommand {}
 
 /// I/O command set opcodes (NVM Command Set spec 1.0, Figure 16) and a few
 /// admin ones (base spec 2.0, Figure 84).
@@ -164,7 +164,7 @@ const_assert_eq!(core::mem::offset_of!(NvmeCompletion, status), STATUS_OFFSET);
 pub const STATUS_OFFSET: usize = 14;
 
 // SAFETY: repr(C), integers only, no padding (16 bytes, asserted above).
-unsafe impl dma_api::DmaPod for NvmeCompletion {}
+unsafe impl dma_core::DmaPod for NvmeCompletion {}
 
 impl NvmeCompletion {
     /// The entry as two little-endian 64-bit words.

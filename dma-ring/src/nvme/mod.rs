@@ -165,12 +165,12 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
 
     /// Where the controller reads the submission queue (for Create I/O SQ
     /// or `ASQ`).
-    pub fn sq_dma_addr(&self) -> dma_api::DmaAddr {
+    pub fn sq_dma_addr(&self) -> dma_core::DmaAddr {
         self.sq_mem.dma_addr()
     }
 
     /// Where the controller writes the completion queue.
-    pub fn cq_dma_addr(&self) -> dma_api::DmaAddr {
+    pub fn cq_dma_addr(&self) -> dma_core::DmaAddr {
         self.cq_mem.dma_addr()
     }
 
@@ -644,9 +644,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> core::fmt::Debug
 }
 
 #[cfg(feature = "alloc")]
-impl<P, D, T> NvmeQueuePair<dma_api::Coherent<[u64], P>, D, T, alloc::vec::Vec<crate::Slot<T>>>
+impl<P, D, T> NvmeQueuePair<dma_core::Coherent<[u64], P>, D, T, alloc::vec::Vec<crate::Slot<T>>>
 where
-    P: dma_api::DmaAlloc + Clone,
+    P: dma_core::DmaAlloc + Clone,
     D: Doorbell,
 {
     /// Allocates both queues as coherent memory from `platform` and a heap
@@ -659,10 +659,10 @@ where
         platform: P,
         config: NvmeQueueConfig,
         doorbells: NvmeDoorbells<D>,
-    ) -> Result<Self, dma_api::Error> {
+    ) -> Result<Self, dma_core::Error> {
         let words = |bytes: usize| bytes.div_ceil(8);
-        let sq = dma_api::Coherent::zeroed_slice(platform.clone(), words(config.sq_bytes()))?;
-        let cq = dma_api::Coherent::zeroed_slice(platform, words(config.cq_bytes()))?;
+        let sq = dma_core::Coherent::zeroed_slice(platform.clone(), words(config.sq_bytes()))?;
+        let cq = dma_core::Coherent::zeroed_slice(platform, words(config.cq_bytes()))?;
         let slots = crate::slot_vec(config.sq_size.min(config.cq_size) as usize);
         Ok(Self::new(config, sq, cq, doorbells, slots)?)
     }

@@ -12,7 +12,7 @@
 pub mod packed;
 pub mod split;
 
-use dma_api::DmaAddr;
+use dma_core::DmaAddr;
 
 /// One buffer of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

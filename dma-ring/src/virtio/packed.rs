@@ -51,9 +51,9 @@ assert_eq_size!(EventSuppress, [u8; 4]);
 const_assert_eq!(core::mem::offset_of!(EventSuppress, flags), 2);
 
 // SAFETY: repr(C) integers without padding (sizes asserted above).
-unsafe impl dma_api::DmaPod for PackedDesc {}
+unsafe impl dma_core::DmaPod for PackedDesc {}
 // SAFETY: as above.
-unsafe impl dma_api::DmaPod for EventSuppress {}
+unsafe impl dma_core::DmaPod for EventSuppress {}
 
 bitflags! {
     /// Packed descriptor flags (§2.8.1, §2.8.6, §2.8.7).
@@ -220,17 +220,17 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
     }
 
     /// Device address of the descriptor ring.
-    pub fn desc_dma_addr(&self) -> dma_api::DmaAddr {
+    pub fn desc_dma_addr(&self) -> dma_core::DmaAddr {
         self.mem.dma_addr()
     }
 
     /// Device address of the driver event suppression structure.
-    pub fn driver_event_dma_addr(&self) -> dma_api::DmaAddr {
+    pub fn driver_event_dma_addr(&self) -> dma_core::DmaAddr {
         area_addr(&self.mem, self.layout.driver_event)
     }
 
     /// Device address of the device event suppression structure.
-    pub fn device_event_dma_addr(&self) -> dma_api::DmaAddr {
+    pub fn device_event_dma_addr(&self) -> dma_core::DmaAddr {
         area_addr(&self.mem, self.layout.device_event)
     }
 

@@ -48,9 +48,9 @@ assert_eq_size!(VirtqUsedElem, [u8; 8]);
 const_assert_eq!(core::mem::offset_of!(VirtqUsedElem, len), 4);
 
 // SAFETY: repr(C) integers without padding (sizes asserted above).
-unsafe impl dma_api::DmaPod for VirtqDesc {}
+unsafe impl dma_core::DmaPod for VirtqDesc {}
 // SAFETY: as above.
-unsafe impl dma_api::DmaPod for VirtqUsedElem {}
+unsafe impl dma_core::DmaPod for VirtqUsedElem {}
 
 bitflags! {
     /// Descriptor flags (§2.7.5).
@@ -221,17 +221,17 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
     }
 
     /// Device address of the descriptor table.
-    pub fn desc_dma_addr(&self) -> dma_api::DmaAddr {
+    pub fn desc_dma_addr(&self) -> dma_core::DmaAddr {
         self.mem.dma_addr()
     }
 
     /// Device address of the available ring (driver area).
-    pub fn avail_dma_addr(&self) -> dma_api::DmaAddr {
+    pub fn avail_dma_addr(&self) -> dma_core::DmaAddr {
         area_addr(&self.mem, self.layout.avail)
     }
 
     /// Device address of the used ring (device area).
-    pub fn used_dma_addr(&self) -> dma_api::DmaAddr {
+    pub fn used_dma_addr(&self) -> dma_core::DmaAddr {
         area_addr(&self.mem, self.layout.used)
     }
 

@@ -14,7 +14,7 @@
 
 use std::sync::OnceLock;
 
-use dma_api::{DeviceConstraints, DmaAddr, ErrorKind, HostMemory, PhysAddr, SgEntry};
+use dma_core::{DeviceConstraints, DmaAddr, ErrorKind, HostMemory, PhysAddr, SgEntry};
 use dma_coherence::HardwareCoherent;
 use dma_direct::DirectPlatform;
 use dma_sg::nvme::{self, walk_prp, NvmePools};

@@ -2,7 +2,7 @@
 //! memory pages for long PRP lists and SGL segments, and 256-byte blocks
 //! for short ones, so that a small I/O does not pin a page.
 
-use dma_api::{DmaAlloc, DmaPool, Error, ErrorKind, PoolBlock, Result};
+use dma_core::{DmaAlloc, DmaPool, Error, ErrorKind, PoolBlock, Result};
 
 use super::prp::check_page_size;
 
@@ -17,14 +17,14 @@ pub const SMALL_BLOCK: usize = 256;
 /// chain pointer belongs. Small blocks never cross a memory page.
 ///
 /// ```
-/// use dma_api::{DeviceConstraints, HostMemory};
+/// use dma_core::{DeviceConstraints, HostMemory};
 /// use dma_direct::DirectPlatform;
 /// use dma_sg::nvme::NvmePools;
 ///
 /// let platform = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
 /// let pools = NvmePools::new(&platform, 4096, 16, 64)?;
 /// assert_eq!(pools.page_size(), 4096);
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 pub struct NvmePools<P: DmaAlloc> {
     pages: DmaPool<P>,

@@ -18,7 +18,7 @@
 //! The memory page size is the controller's CC.MPS: `2^(12 + MPS)` bytes,
 //! 4 KiB to 128 MiB.
 
-use dma_api::{DmaAddr, Error, ErrorKind, Result};
+use dma_core::{DmaAddr, Error, ErrorKind, Result};
 
 use crate::DmaSegment;
 
@@ -265,7 +265,7 @@ pub use encode::{encode_prp, PrpRequest};
 mod encode {
     use alloc::vec::Vec;
 
-    use dma_api::{DmaAddr, DmaAlloc, Error, ErrorKind, PoolBlock, Result};
+    use dma_core::{DmaAddr, DmaAlloc, Error, ErrorKind, PoolBlock, Result};
 
     use super::{PrpEntries, PrpLayout, PRP_ENTRY_SIZE};
     use crate::nvme::NvmePools;
@@ -321,7 +321,7 @@ mod encode {
     /// through their last slot, as Linux's `nvme_pci_setup_prps` does.
     ///
     /// ```
-    /// use dma_api::{DeviceConstraints, DmaAddr, HostMemory};
+    /// use dma_core::{DeviceConstraints, DmaAddr, HostMemory};
     /// use dma_direct::DirectPlatform;
     /// use dma_sg::{nvme, DmaSegment};
     ///
@@ -336,7 +336,7 @@ mod encode {
     /// assert_eq!(req.prp1(), DmaAddr::new(0x1_0e00));
     /// assert_eq!(req.prp2(), DmaAddr::new(0x8_0000)); // two pages: no list
     /// assert_eq!(req.list_blocks(), 0);
-    /// # Ok::<(), dma_api::Error>(())
+    /// # Ok::<(), dma_core::Error>(())
     /// ```
     ///
     /// # Errors

@@ -8,7 +8,7 @@
 //! descriptor may point on to the next; a Last Segment descriptor points to
 //! the final segment, which holds only data descriptors.
 
-use dma_api::{DmaAddr, DmaPod};
+use dma_core::{DmaAddr, DmaPod};
 use static_assertions::{assert_eq_size, const_assert_eq};
 
 /// The descriptor type, SGL identifier bits 7:4 (spec figure "SGL
@@ -139,7 +139,7 @@ pub use encode::{encode_sgl, SglRequest};
 mod encode {
     use alloc::vec::Vec;
 
-    use dma_api::{DmaAlloc, Error, ErrorKind, PoolBlock, Result};
+    use dma_core::{DmaAlloc, Error, ErrorKind, PoolBlock, Result};
 
     use super::{SglDescriptor, SglDescriptorType};
     use crate::nvme::NvmePools;

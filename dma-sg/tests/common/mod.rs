@@ -2,8 +2,8 @@
 //! memory reader, and canonical forms for comparing segment lists.
 #![allow(dead_code)]
 
-use dma_api::{DeviceConstraints, DmaAddr, HostMemory, Result};
 use dma_coherence::HardwareCoherent;
+use dma_core::{DeviceConstraints, DmaAddr, HostMemory, Result};
 use dma_direct::DirectPlatform;
 use dma_sg::DmaSegment;
 

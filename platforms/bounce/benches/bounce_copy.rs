@@ -7,11 +7,11 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dma_api::{
+use dma_bounce::BouncePlatform;
+use dma_core::{
     Cacheability, DeviceConstraints, DmaAttrs, DmaDirection, DmaMap, HostMemory, PhysAddr,
     PhysMemory, RawMapping,
 };
-use dma_bounce::BouncePlatform;
 use dma_direct::DirectPlatform;
 
 const LEN: usize = 64 * 1024;

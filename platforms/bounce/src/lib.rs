@@ -16,12 +16,12 @@
 //!   `sync_for_cpu` and unmap for directions the device writes;
 //! - the pool itself is mapped once through the inner platform, which does
 //!   the cache maintenance on it;
-//! - a full pool is [`BounceExhausted`](dma_api::ErrorKind::BounceExhausted).
+//! - a full pool is [`BounceExhausted`](dma_core::ErrorKind::BounceExhausted).
 //!
 //! # Example
 //!
 //! ```
-//! use dma_api::{DeviceConstraints, HostMemory, StreamingMapping, ToDevice};
+//! use dma_core::{DeviceConstraints, HostMemory, StreamingMapping, ToDevice};
 //! use dma_bounce::BouncePlatform;
 //! use dma_direct::DirectPlatform;
 //!
@@ -32,7 +32,7 @@
 //! let m = StreamingMapping::<_, ToDevice, _>::map(&p, buf).map_err(|e| e.error)?;
 //! assert_eq!(m.dma_addr().as_u64() % 64, 0, "bounced if the Vec was not 64-aligned");
 //! let _buf = m.unmap()?;
-//! # Ok::<(), dma_api::Error>(())
+//! # Ok::<(), dma_core::Error>(())
 //! ```
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -45,7 +45,7 @@ mod pool;
 use core::fmt;
 use core::ptr::NonNull;
 
-use dma_api::{
+use dma_core::{
     CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap,
     ErrorKind, PhysAddr, PhysMemory, RawMapping, Result,
 };

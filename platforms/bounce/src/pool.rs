@@ -2,7 +2,7 @@
 
 use core::ptr::NonNull;
 
-use dma_api::{Cacheability, Error, ErrorKind, Pages, PhysAddr, PhysMemory, Result};
+use dma_core::{Cacheability, Error, ErrorKind, Pages, PhysAddr, PhysMemory, Result};
 
 /// Bytes per slot (Linux's `IO_TLB_SIZE`, `1 << IO_TLB_SHIFT` = 2 KiB).
 pub const SLOT_SIZE: usize = 2048;

@@ -4,13 +4,13 @@
 use core::cell::Cell;
 use core::ptr::NonNull;
 
-use dma_api::{
+use dma_bounce::{BouncePlatform, SLOT_SIZE};
+use dma_coherence::HardwareCoherent;
+use dma_core::{
     Bidirectional, Cacheability, DeviceConstraints, DmaAttrs, DmaDirection, DmaMap, ErrorKind,
     FromDevice, HostMemory, Pages, PhysAddr, PhysMemory, RawMapping, Result, StreamingMapping,
     ToDevice,
 };
-use dma_bounce::{BouncePlatform, SLOT_SIZE};
-use dma_coherence::HardwareCoherent;
 use dma_direct::DirectPlatform;
 
 /// Host memory where pages asked for below 4 GiB come from an arena that
@@ -54,7 +54,7 @@ unsafe impl PhysMemory for LowArena {
         }
         let off = self.next.get();
         if off + count * 4096 > self.size {
-            return Err(dma_api::Error::new(ErrorKind::OutOfMemory, "arena full"));
+            return Err(dma_core::Error::new(ErrorKind::OutOfMemory, "arena full"));
         }
         self.next.set(off + count * 4096);
         // SAFETY: off + count pages lie inside the arena.

@@ -8,10 +8,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use dma_api::{
+use dma_check::{Checked, Config};
+use dma_core::{
     DeviceConstraints, DmaAttrs, DmaBuf, DmaDirection, DmaMap, HostMemory, PhysAddr, RawMapping,
 };
-use dma_check::{Checked, Config};
 use dma_direct::DirectPlatform;
 
 fn round_trip<P: DmaMap>(p: &P, phys: PhysAddr) {

@@ -5,7 +5,7 @@ use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use dma_api::{
+use dma_core::{
     CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, Error,
     ErrorKind, PhysAddr, RawMapping, Result, SgEntry,
 };

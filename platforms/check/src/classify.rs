@@ -8,10 +8,10 @@
 //! takes a [`Classifier`] from the environment, and without one it detects
 //! neither class.
 //!
-//! Through `dma-api`'s safe types neither can happen at all (see the crate
+//! Through `dma-core`'s safe types neither can happen at all (see the crate
 //! docs): buffers are owned, `'static`-or-heap, and writable.
 
-use dma_api::PhysAddr;
+use dma_core::PhysAddr;
 
 pub use crate::report::MemoryClass;
 
@@ -21,7 +21,7 @@ pub use crate::report::MemoryClass;
 pub type Classifier = fn(PhysAddr, usize) -> MemoryClass;
 
 /// A classifier for a hosted Linux process whose physical addresses are its
-/// virtual ones (`dma_api::HostMemory`).
+/// virtual ones (`dma_core::HostMemory`).
 ///
 /// - **Stack**: the calling thread's exact stack bounds, from
 ///   `pthread_getattr_np`. Other threads' stacks are not seen: a buffer on

@@ -1,8 +1,8 @@
 //! A checking wrapper for any DMA platform: Linux's `CONFIG_DMA_API_DEBUG`
 //! as a value you put around your platform.
 //!
-//! [`Checked<P>`](Checked) implements [`DmaMap`](dma_api::DmaMap) and
-//! [`DmaAlloc`](dma_api::DmaAlloc) by forwarding to `P`, and keeps a record
+//! [`Checked<P>`](Checked) implements [`DmaMap`](dma_core::DmaMap) and
+//! [`DmaAlloc`](dma_core::DmaAlloc) by forwarding to `P`, and keeps a record
 //! of every live mapping and allocation. Each call is checked against that
 //! record, and every misuse becomes a [`Report`]: data a test can match on,
 //! with a `Display` that names the mapping, the addresses and the broken
@@ -12,7 +12,7 @@
 //! # Example
 //!
 //! ```
-//! use dma_api::{DeviceConstraints, DmaDirection, DmaAttrs, DmaMap, FromDevice, HostMemory,
+//! use dma_core::{DeviceConstraints, DmaDirection, DmaAttrs, DmaMap, FromDevice, HostMemory,
 //!               RawMapping, StreamingMapping};
 //! use dma_check::{Checked, Operation, Report};
 //! use dma_direct::DirectPlatform;
@@ -34,14 +34,14 @@
 //! // SAFETY (of the example): the checker refuses the call, so the inner
 //! // platform never sees it.
 //! let err = unsafe { platform.unmap(&raw) }.unwrap_err();
-//! assert_eq!(err.kind(), dma_api::ErrorKind::NotMapped);
+//! assert_eq!(err.kind(), dma_core::ErrorKind::NotMapped);
 //! let reports = platform.take_reports();
 //! assert!(matches!(
 //!     reports[..],
 //!     [Report::NotMapped { op: Operation::Unmap, previous: Some(_), .. }]
 //! ));
 //! println!("{}", reports[0]); // "DMA-API: unmap of memory that is not mapped (...): already ended, ..."
-//! # Ok::<(), dma_api::Error>(())
+//! # Ok::<(), dma_core::Error>(())
 //! ```
 //!
 //! Switch to panics with [`Checked::panicking`],
@@ -87,7 +87,7 @@
 //! driver did not have without the checker.
 //!
 //! Scatter-gather: every entry is its own record (as in Linux), so an entry
-//! synced on its own through [`SgEntry::as_raw`](dma_api::SgEntry::as_raw)
+//! synced on its own through [`SgEntry::as_raw`](dma_core::SgEntry::as_raw)
 //! is checked like a single mapping. `DmaMap` has no sg sync, so the entry
 //! count at sync is checked by the checker's own
 //! `DmaMap::sync_sg_for_cpu` / `DmaMap::sync_sg_for_device`.
@@ -98,7 +98,7 @@
 //!
 //! # What the types already rule out
 //!
-//! Through `dma-api`'s safe types most of these classes cannot be written
+//! Through `dma-core`'s safe types most of these classes cannot be written
 //! at all; the checker exists for the raw `unsafe` contract (backends,
 //! pools, rings, and code that must go below the safe types). These do not
 //! compile:
@@ -107,7 +107,7 @@
 //! `sync_for_cpu` when the device only reads):
 //!
 //! ```compile_fail,E0599
-//! # use dma_api::{DeviceConstraints, HostMemory, StreamingMapping, ToDevice};
+//! # use dma_core::{DeviceConstraints, HostMemory, StreamingMapping, ToDevice};
 //! # let p = dma_check::Checked::new(dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED));
 //! let mut tx = StreamingMapping::<_, ToDevice, _>::map(&p, vec![0u8; 64]).unwrap();
 //! tx.sync_for_cpu();
@@ -116,7 +116,7 @@
 //! A double unmap, or a sync after unmap (`unmap` consumes the mapping):
 //!
 //! ```compile_fail,E0382
-//! # use dma_api::{DeviceConstraints, FromDevice, HostMemory, StreamingMapping};
+//! # use dma_core::{DeviceConstraints, FromDevice, HostMemory, StreamingMapping};
 //! # let p = dma_check::Checked::new(dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED));
 //! let rx = StreamingMapping::<_, FromDevice, _>::map(&p, vec![0u8; 64]).unwrap();
 //! let buf = rx.unmap().unwrap();
@@ -130,7 +130,7 @@
 //! Mapping stack memory (a buffer must be owned or `'static`):
 //!
 //! ```compile_fail,E0597
-//! # use dma_api::{DeviceConstraints, FromDevice, HostMemory, StreamingMapping};
+//! # use dma_core::{DeviceConstraints, FromDevice, HostMemory, StreamingMapping};
 //! # let p = dma_check::Checked::new(dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED));
 //! let mut on_stack = [0u8; 64];
 //! let rx = StreamingMapping::<_, FromDevice, _>::map(&p, &mut on_stack[..]).unwrap();
@@ -139,7 +139,7 @@
 //! Mapping read-only memory (a shared reference is not a `DmaBuffer`):
 //!
 //! ```compile_fail,E0277
-//! # use dma_api::{DeviceConstraints, HostMemory, StreamingMapping, ToDevice};
+//! # use dma_core::{DeviceConstraints, HostMemory, StreamingMapping, ToDevice};
 //! # let p = dma_check::Checked::new(dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED));
 //! static FIRMWARE: [u8; 4] = [1, 2, 3, 4];
 //! let tx = StreamingMapping::<_, ToDevice, _>::map(&p, &FIRMWARE[..]).unwrap();
@@ -155,14 +155,14 @@
 //! runs). Both do not compile:
 //!
 //! ```compile_fail,E0308
-//! # use dma_api::{DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, DmaMap, HostMemory, PhysAddr};
+//! # use dma_core::{DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, DmaMap, HostMemory, PhysAddr};
 //! # let p = dma_check::Checked::new(dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED));
 //! let dma: DmaAddr = unsafe { p.map(PhysAddr::new(0x1000), 64, DmaDirection::ToDevice, DmaAttrs::empty()) };
 //! ```
 //!
 //! ```compile_fail
 //! #![deny(unused_must_use)]
-//! # use dma_api::{DeviceConstraints, DmaAttrs, DmaDirection, DmaMap, HostMemory, PhysAddr};
+//! # use dma_core::{DeviceConstraints, DmaAttrs, DmaDirection, DmaMap, HostMemory, PhysAddr};
 //! # let p = dma_check::Checked::new(dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED));
 //! unsafe { p.map(PhysAddr::new(0x1000), 64, DmaDirection::ToDevice, DmaAttrs::empty()) };
 //! ```

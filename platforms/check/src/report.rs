@@ -3,18 +3,18 @@
 
 use core::fmt;
 
-use dma_api::{DmaAddr, DmaAttrs, DmaDirection, PhysAddr};
+use dma_core::{DmaAddr, DmaAttrs, DmaDirection, PhysAddr};
 
 /// How a tracked region was made (Linux's `dma_debug_entry` type).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MappingKind {
-    /// One streaming mapping from [`DmaMap::map`](dma_api::DmaMap::map).
+    /// One streaming mapping from [`DmaMap::map`](dma_core::DmaMap::map).
     Single,
     /// One entry of a table mapped with
-    /// [`DmaMap::map_sg`](dma_api::DmaMap::map_sg).
+    /// [`DmaMap::map_sg`](dma_core::DmaMap::map_sg).
     Sg,
     /// A coherent allocation from
-    /// [`DmaAlloc::alloc_coherent`](dma_api::DmaAlloc::alloc_coherent).
+    /// [`DmaAlloc::alloc_coherent`](dma_core::DmaAlloc::alloc_coherent).
     Coherent,
 }
 
@@ -95,21 +95,21 @@ impl fmt::Display for Mapping {
 /// The operation during which a misuse was seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
-    /// [`DmaMap::map`](dma_api::DmaMap::map).
+    /// [`DmaMap::map`](dma_core::DmaMap::map).
     Map,
-    /// [`DmaMap::map_sg`](dma_api::DmaMap::map_sg).
+    /// [`DmaMap::map_sg`](dma_core::DmaMap::map_sg).
     MapSg,
-    /// [`DmaMap::unmap`](dma_api::DmaMap::unmap).
+    /// [`DmaMap::unmap`](dma_core::DmaMap::unmap).
     Unmap,
-    /// [`DmaMap::unmap_sg`](dma_api::DmaMap::unmap_sg).
+    /// [`DmaMap::unmap_sg`](dma_core::DmaMap::unmap_sg).
     UnmapSg,
-    /// [`DmaMap::sync_for_cpu`](dma_api::DmaMap::sync_for_cpu) or
+    /// [`DmaMap::sync_for_cpu`](dma_core::DmaMap::sync_for_cpu) or
     /// `DmaMap::sync_sg_for_cpu`.
     SyncForCpu,
-    /// [`DmaMap::sync_for_device`](dma_api::DmaMap::sync_for_device) or
+    /// [`DmaMap::sync_for_device`](dma_core::DmaMap::sync_for_device) or
     /// `DmaMap::sync_sg_for_device`.
     SyncForDevice,
-    /// [`DmaAlloc::free_coherent`](dma_api::DmaAlloc::free_coherent).
+    /// [`DmaAlloc::free_coherent`](dma_core::DmaAlloc::free_coherent).
     FreeCoherent,
 }
 

@@ -6,7 +6,7 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
-use dma_api::{DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, PhysAddr, RawMapping, SgEntry};
+use dma_core::{DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, PhysAddr, RawMapping, SgEntry};
 
 use crate::report::{CpuSide, Field, Mapping, MappingKind, Operation, Report, SgSlot, SyncPoint};
 

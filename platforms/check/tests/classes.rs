@@ -7,14 +7,14 @@
 //! were forwarded; the tests check what the checker forwards through the
 //! results it returns and its live records.
 
-use dma_api::{
-    DeviceConstraints, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, ErrorKind, HostMemory, PhysAddr,
-    RawMapping, SgEntry,
-};
 #[cfg(all(feature = "std", target_os = "linux"))]
 use dma_check::{classify, MemoryClass};
 use dma_check::{Checked, Config, CpuSide, Field, MappingKind, Mode, Operation, Report, SyncPoint};
 use dma_coherence::HardwareCoherent;
+use dma_core::{
+    DeviceConstraints, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, ErrorKind, HostMemory, PhysAddr,
+    RawMapping, SgEntry,
+};
 use dma_direct::DirectPlatform;
 
 type Inner = DirectPlatform<HostMemory, HardwareCoherent>;
@@ -59,7 +59,7 @@ fn unmap_of_memory_never_mapped() {
     let buf = buffer(64);
     let raw = RawMapping {
         phys: phys_of(&buf),
-        dma: dma_api::DmaAddr::new(phys_of(&buf).as_u64()),
+        dma: dma_core::DmaAddr::new(phys_of(&buf).as_u64()),
         len: 64,
         dir: DmaDirection::ToDevice,
         attrs: DmaAttrs::empty(),
@@ -199,7 +199,7 @@ fn free_coherent_of_a_streaming_mapping() {
     let region = p.alloc_coherent(4096, DmaAttrs::empty()).unwrap();
     let buf = buffer(64);
     let raw = map(&p, &buf, DmaDirection::Bidirectional);
-    let fake = dma_api::CoherentRegion {
+    let fake = dma_core::CoherentRegion {
         cpu: core::ptr::NonNull::new(buf.as_ptr() as *mut u8).unwrap(),
         dma: raw.dma,
         size: 64,
@@ -246,7 +246,7 @@ fn free_coherent_with_a_different_cpu_address_is_not_forwarded() {
     let p = checked();
     let region = p.alloc_coherent(100, DmaAttrs::empty()).unwrap();
     let other = p.alloc_coherent(100, DmaAttrs::empty()).unwrap();
-    let wrong = dma_api::CoherentRegion {
+    let wrong = dma_core::CoherentRegion {
         cpu: other.cpu,
         ..region
     };
@@ -273,7 +273,7 @@ fn free_coherent_with_a_different_cpu_address_is_not_forwarded() {
 fn free_coherent_with_a_different_size_or_attrs_frees_the_record() {
     let p = checked();
     let region = p.alloc_coherent(4096, DmaAttrs::empty()).unwrap();
-    let wrong = dma_api::CoherentRegion {
+    let wrong = dma_core::CoherentRegion {
         size: 100,
         ..region
     };

@@ -1,14 +1,14 @@
 //! The checker must be silent and transparent for correct use: every safe
-//! type of dma-api, sg tables and concurrent users, with no report and no
+//! type of dma-core, sg tables and concurrent users, with no report and no
 //! record left behind.
 
 use std::sync::Arc;
 
-use dma_api::{
+use dma_check::{Checked, Config, Mode};
+use dma_core::{
     Bidirectional, Coherent, DeviceConstraints, DmaAttrs, DmaBuf, DmaDirection, DmaMap, DmaPool,
     FromDevice, HostMemory, PhysAddr, SgEntry, StreamingMapping, ToDevice,
 };
-use dma_check::{Checked, Config, Mode};
 use dma_direct::DirectPlatform;
 
 fn platform() -> Checked<DirectPlatform<HostMemory, dma_coherence::HardwareCoherent>> {
@@ -99,7 +99,7 @@ fn the_same_buffer_mapped_twice_for_the_device_to_read() {
         let a = p.map(phys, 256, dir, DmaAttrs::empty()).unwrap();
         let b = p.map(phys, 128, dir, DmaAttrs::empty()).unwrap();
         assert_eq!(a, b, "direct mapping: same device address");
-        let raw = |len| dma_api::RawMapping {
+        let raw = |len| dma_core::RawMapping {
             phys,
             dma: a,
             len,

@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::ptr::NonNull;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use dma_api::{
+use dma_core::{
     Bidirectional, DeviceConstraints, DmaAttrs, DmaDirection, DmaMap, HostMemory, StreamingMapping,
 };
 use dma_direct::DirectPlatform;
@@ -41,7 +41,7 @@ fn zero_cost(c: &mut Criterion) {
             let dma =
                 unsafe { platform.map(phys, 4096, DmaDirection::Bidirectional, DmaAttrs::empty()) }
                     .unwrap();
-            let raw = dma_api::RawMapping {
+            let raw = dma_core::RawMapping {
                 phys,
                 dma,
                 len: 4096,

@@ -1,12 +1,12 @@
 //! Maps a transmit and a receive buffer on the x86-coherent preset and
 //! prints what a driver would hand the device.
 
-use dma_api::{
+use dma_core::{
     Coherent, DeviceConstraints, DmaPool, FromDevice, HostMemory, StreamingMapping, ToDevice,
 };
 use dma_direct::DirectPlatform;
 
-fn main() -> Result<(), dma_api::Error> {
+fn main() -> Result<(), dma_core::Error> {
     let constraints = DeviceConstraints::builder()
         .addr_bits(64)
         .alignment(4)

@@ -13,8 +13,8 @@
 
 use std::hint::black_box;
 
-use dma_api::{Bidirectional, DeviceConstraints, HostMemory, StreamingMapping};
 use dma_coherence::HardwareCoherent;
+use dma_core::{Bidirectional, DeviceConstraints, HostMemory, StreamingMapping};
 use dma_direct::DirectPlatform;
 
 /// The x86-coherent preset on the hosted environment.
@@ -46,7 +46,7 @@ mod arm {
     pub type ArmPlatform = DirectPlatform<HostMemory, Aarch64Maintenance>;
 
     /// A buffer mapped both ways on it.
-    pub type ArmMapping<'a> = StreamingMapping<dma_api::DmaBuf, Bidirectional, &'a ArmPlatform>;
+    pub type ArmMapping<'a> = StreamingMapping<dma_core::DmaBuf, Bidirectional, &'a ArmPlatform>;
 
     /// `sync_for_cpu` on the ARM non-coherent preset, for contrast.
     #[no_mangle]
@@ -63,7 +63,7 @@ mod arm {
     }
 }
 
-fn main() -> Result<(), dma_api::Error> {
+fn main() -> Result<(), dma_core::Error> {
     let platform = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
     let mut m = StreamingMapping::<_, Bidirectional, _>::map(&platform, vec![0u8; 4096])
         .map_err(|e| e.error)?;
@@ -78,7 +78,7 @@ fn main() -> Result<(), dma_api::Error> {
     #[cfg(target_arch = "aarch64")]
     {
         let arm = DirectPlatform::arm_noncoherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-        let buf = dma_api::DmaBuf::for_device(&arm, 4096)?;
+        let buf = dma_core::DmaBuf::for_device(&arm, 4096)?;
         let mut m = StreamingMapping::<_, Bidirectional, _>::map(&arm, buf).map_err(|e| e.error)?;
         let for_device: fn(&mut arm::ArmMapping<'_>) = black_box(arm::noncoherent_sync_for_device);
         let for_cpu: fn(&mut arm::ArmMapping<'_>) = black_box(arm::noncoherent_sync_for_cpu);

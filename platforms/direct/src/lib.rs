@@ -2,7 +2,7 @@
 //!
 //! Many systems have no IOMMU: the device sees physical memory, sometimes
 //! through a fixed bus offset (a SoC whose DMA window starts elsewhere than
-//! its RAM). [`DirectPlatform`] implements the `dma-api` platform contract
+//! its RAM). [`DirectPlatform`] implements the `dma-core` platform contract
 //! for them, generic over
 //! - the environment's memory ([`PhysMemory`]: bare-metal identity map,
 //!   hosted process, mock hardware), and
@@ -31,7 +31,7 @@
 //!   multiple of it ends them on one (only the requested length is mapped,
 //!   not the allocation's padding).
 //! - Coherent allocations are asked of the environment as
-//!   [`Cacheability::Uncached`](dma_api::Cacheability::Uncached), as Linux arm64 remaps `dma_alloc_coherent`
+//!   [`Cacheability::Uncached`](dma_core::Cacheability::Uncached), as Linux arm64 remaps `dma_alloc_coherent`
 //!   memory: ring code polls descriptors and completion entries, and
 //!   keeping cached memory coherent by maintenance would put a cache
 //!   operation in every poll and every field write, and could not stop the
@@ -43,7 +43,7 @@
 //! # Example
 //!
 //! ```
-//! use dma_api::{DeviceConstraints, HostMemory, StreamingMapping, ToDevice};
+//! use dma_core::{DeviceConstraints, HostMemory, StreamingMapping, ToDevice};
 //! use dma_direct::DirectPlatform;
 //!
 //! let platform = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
@@ -52,7 +52,7 @@
 //! // On x86 the device address is the physical address.
 //! assert_eq!(tx.dma_addr().as_u64(), tx.raw().phys.as_u64());
 //! let _frame: Vec<u8> = tx.unmap()?;
-//! # Ok::<(), dma_api::Error>(())
+//! # Ok::<(), dma_core::Error>(())
 //! ```
 //!
 //! A receive buffer on a non-coherent aarch64 platform comes from
@@ -61,7 +61,7 @@
 //!
 //! ```
 //! # #[cfg(target_arch = "aarch64")] {
-//! use dma_api::{DeviceConstraints, DmaBuf, FromDevice, HostMemory, StreamingMapping};
+//! use dma_core::{DeviceConstraints, DmaBuf, FromDevice, HostMemory, StreamingMapping};
 //! use dma_direct::DirectPlatform;
 //!
 //! let platform = DirectPlatform::arm_noncoherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
@@ -71,22 +71,22 @@
 //! rx.sync_for_cpu(); // dc civac over the buffer's lines (EL0), then dsb sy
 //! let _packet = rx.unmap()?;
 //! # }
-//! # Ok::<(), dma_api::Error>(())
+//! # Ok::<(), dma_core::Error>(())
 //! ```
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 use core::ptr::NonNull;
 
-use dma_api::{
-    CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, Error,
-    ErrorKind, PhysAddr, PhysMemory, RawMapping, Result,
-};
 #[cfg(target_arch = "aarch64")]
 use dma_coherence::arch::aarch64::Aarch64Maintenance;
 use dma_coherence::{
     coherent_cacheability, require_whole_lines, sync_mapping, CacheMaintenance, HardwareCoherent,
     SyncPoint,
+};
+use dma_core::{
+    CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, Error,
+    ErrorKind, PhysAddr, PhysMemory, RawMapping, Result,
 };
 
 /// A fixed translation from physical to device addresses:
@@ -384,7 +384,7 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaAlloc for DirectPlatform<M, C
         // these attrs, so these are the pages (same count, address and
         // cacheability) the environment gave us; freed once.
         unsafe {
-            self.memory.free_pages(dma_api::Pages {
+            self.memory.free_pages(dma_core::Pages {
                 cpu: region.cpu,
                 phys,
                 count,

@@ -1,7 +1,7 @@
-//! The direct backend through the safe dma-api types, on the hosted
+//! The direct backend through the safe dma-core types, on the hosted
 //! environment: every error path and the ownership round trips.
 
-use dma_api::{
+use dma_core::{
     Bidirectional, Coherent, DeviceConstraints, DmaAlloc, DmaAttrs, DmaBuf, DmaMap, DmaPool,
     ErrorKind, FromDevice, HostMemory, PhysAddr, StreamingMapping, ToDevice,
 };
@@ -95,7 +95,7 @@ fn misaligned_buffer_is_refused() {
         p.map(
             phys.checked_add(1).unwrap(),
             16,
-            dma_api::DmaDirection::ToDevice,
+            dma_core::DmaDirection::ToDevice,
             DmaAttrs::empty(),
         )
     }
@@ -111,7 +111,7 @@ fn address_overflow_is_refused() {
         p.map(
             PhysAddr::new(u64::MAX - 8),
             64,
-            dma_api::DmaDirection::ToDevice,
+            dma_core::DmaDirection::ToDevice,
             DmaAttrs::empty(),
         )
     }
@@ -123,7 +123,7 @@ fn address_overflow_is_refused() {
 fn bus_offset_translates_and_bounds() {
     let bus = BusOffset {
         phys_base: PhysAddr::new(0x8000_0000),
-        dma_base: dma_api::DmaAddr::new(0xc000_0000),
+        dma_base: dma_core::DmaAddr::new(0xc000_0000),
     };
     assert_eq!(
         bus.to_dma(PhysAddr::new(0x8000_1000)).unwrap().as_u64(),
@@ -135,7 +135,7 @@ fn bus_offset_translates_and_bounds() {
     );
     let top = BusOffset {
         phys_base: PhysAddr::ZERO,
-        dma_base: dma_api::DmaAddr::new(u64::MAX),
+        dma_base: dma_core::DmaAddr::new(u64::MAX),
     };
     assert_eq!(
         top.to_dma(PhysAddr::new(2)).unwrap_err().kind(),
@@ -231,7 +231,7 @@ fn pool_blocks_are_aligned_bounded_and_exhaust() {
 #[test]
 fn pool_rejects_bad_parameters() {
     let p = coherent();
-    let k = |r: dma_api::Result<DmaPool<_>>| r.unwrap_err().kind();
+    let k = |r: dma_core::Result<DmaPool<_>>| r.unwrap_err().kind();
     assert_eq!(k(DmaPool::new(&p, 0, 8, None, 4)), ErrorKind::ZeroSize);
     assert_eq!(k(DmaPool::new(&p, 64, 8, None, 0)), ErrorKind::ZeroSize);
     assert_eq!(

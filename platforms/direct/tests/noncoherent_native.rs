@@ -12,11 +12,11 @@
 use std::cell::Cell;
 use std::ptr::NonNull;
 
-use dma_api::{
+use dma_coherence::CacheMaintenance;
+use dma_core::{
     Bidirectional, Cacheability, Coherent, DeviceConstraints, DmaAlloc, DmaAttrs, DmaBuf, DmaMap,
     ErrorKind, FromDevice, HostMemory, Pages, PhysAddr, PhysMemory, StreamingMapping, ToDevice,
 };
-use dma_coherence::CacheMaintenance;
 use dma_direct::DirectPlatform;
 
 #[cfg(target_arch = "aarch64")]
@@ -82,7 +82,7 @@ fn a_receive_buffer_off_a_line_boundary_is_refused_and_returned() {
         p.map(
             phys.checked_add(skew as u64).unwrap(),
             line,
-            dma_api::DmaDirection::FromDevice,
+            dma_core::DmaDirection::FromDevice,
             DmaAttrs::empty(),
         )
     }
@@ -117,7 +117,7 @@ unsafe impl PhysMemory for &Recording {
     fn page_size(&self) -> usize {
         HostMemory.page_size()
     }
-    fn alloc_pages(&self, count: usize, c: Cacheability, max_phys: u64) -> dma_api::Result<Pages> {
+    fn alloc_pages(&self, count: usize, c: Cacheability, max_phys: u64) -> dma_core::Result<Pages> {
         self.asked.set(Some(c));
         HostMemory.alloc_pages(count, c, max_phys)
     }
@@ -125,10 +125,10 @@ unsafe impl PhysMemory for &Recording {
         // SAFETY: the caller's promise is passed on unchanged.
         unsafe { HostMemory.free_pages(pages) }
     }
-    fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> dma_api::Result<PhysAddr> {
+    fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> dma_core::Result<PhysAddr> {
         HostMemory.virt_to_phys(cpu, len)
     }
-    fn phys_to_virt(&self, phys: PhysAddr, len: usize) -> dma_api::Result<NonNull<u8>> {
+    fn phys_to_virt(&self, phys: PhysAddr, len: usize) -> dma_core::Result<NonNull<u8>> {
         HostMemory.phys_to_virt(phys, len)
     }
 }

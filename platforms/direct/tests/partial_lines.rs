@@ -12,11 +12,11 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use dma_api::{
+use dma_coherence::CacheMaintenance;
+use dma_core::{
     DeviceConstraints, DmaAttrs, DmaBuf, DmaDirection, DmaMap, ErrorKind, HostMemory, PhysAddr,
     RawMapping,
 };
-use dma_coherence::CacheMaintenance;
 use dma_direct::DirectPlatform;
 
 const LINE: usize = 64;

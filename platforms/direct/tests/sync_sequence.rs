@@ -8,11 +8,11 @@
 //! barrier (`dsb sy`, `fence w,iorw`, `sfence`/`mfence`), so the sequence
 //! of operations is the whole observable protocol.
 
-use dma_api::{
+use dma_coherence::{CacheMaintenance, CacheOp};
+use dma_core::{
     Bidirectional, DeviceConstraints, DmaAttrs, DmaBuf, DmaDirection, DmaMap, ErrorKind,
     FromDevice, HostMemory, PhysAddr, RawMapping, StreamingMapping,
 };
-use dma_coherence::{CacheMaintenance, CacheOp};
 use dma_direct::DirectPlatform;
 use mockall::predicate::eq;
 use mockall::{mock, Sequence};

@@ -13,10 +13,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use dma_api::{
+use dma_coherence::HardwareCoherent;
+use dma_core::{
     DeviceConstraints, DmaAttrs, DmaDirection, DmaMap, HostMemory, PhysAddr, RawMapping,
 };
-use dma_coherence::HardwareCoherent;
 use dma_iommu::iova::{CpuId, IovaAllocator};
 use dma_iommu::soft::SoftIommu;
 use dma_iommu::{Asid, Deferred, DeviceId, DomainConfig, IommuPlatform};

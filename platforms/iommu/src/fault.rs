@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use dma_api::{DmaAddr, Error, ErrorKind};
+use dma_core::{DmaAddr, Error, ErrorKind};
 
 /// The kind of device access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -72,7 +72,7 @@ pub struct Fault {
 }
 
 impl Fault {
-    /// The fault as a `dma-api` error ([`DeviceFault`](ErrorKind::DeviceFault)
+    /// The fault as a `dma-core` error ([`DeviceFault`](ErrorKind::DeviceFault)
     /// at the IOVA), for drivers that propagate it.
     pub const fn to_error(&self) -> Error {
         let message = match (self.access, self.kind) {

@@ -6,7 +6,7 @@
 //! the event queue for faults; IHI 0070 §4.4 and §7), the mock hardware's
 //! IOMMU and the [software model](crate::soft) can all implement it.
 
-use dma_api::{DmaAddr, PhysAddr, Result};
+use dma_core::{DmaAddr, PhysAddr, Result};
 
 use crate::fault::{DeviceId, Fault};
 

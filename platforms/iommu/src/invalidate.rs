@@ -16,7 +16,7 @@
 //!   ([`IommuPlatform::on_flush_timeout`](crate::IommuPlatform::on_flush_timeout),
 //!   Linux uses 10 ms) bounds the window.
 
-use dma_api::{DmaAddr, Result};
+use dma_core::{DmaAddr, Result};
 
 use crate::hw::{Asid, IommuHardware};
 use crate::iova::IovaRange;

@@ -16,7 +16,7 @@
 //!   [`Fault`] it reports;
 //! - [`InvalidationPolicy`]: [`Strict`] or [`Deferred`] (a bounded flush
 //!   queue; an IOVA is reused only after its flush);
-//! - [`IommuPlatform`], the `dma-api` platform for one device's domain,
+//! - [`IommuPlatform`], the `dma-core` platform for one device's domain,
 //!   generic over the environment's memory and the cache policy;
 //! - [`soft::SoftIommu`], a software IOMMU that walks the real tables,
 //!   caches translations and records faults, for tests and benches.
@@ -24,7 +24,7 @@
 //! # Example
 //!
 //! ```
-//! use dma_api::{DeviceConstraints, FromDevice, HostMemory, StreamingMapping};
+//! use dma_core::{DeviceConstraints, FromDevice, HostMemory, StreamingMapping};
 //! use dma_coherence::HardwareCoherent;
 //! use dma_iommu::{soft::SoftIommu, Asid, Deferred, DeviceId, DomainConfig, IommuPlatform};
 //!
@@ -46,9 +46,9 @@
 //! assert_eq!(&buf[..5], b"frame");
 //! // After unmap (and the deferred flush) the device is locked out again.
 //! nic.on_flush_timeout()?;
-//! assert!(iommu.device_read(DeviceId(8), dma_api::DmaAddr::new(0x1000), &mut [0]).is_err());
+//! assert!(iommu.device_read(DeviceId(8), dma_core::DmaAddr::new(0x1000), &mut [0]).is_err());
 //! assert!(nic.check_faults().is_err());
-//! # Ok::<(), dma_api::Error>(())
+//! # Ok::<(), dma_core::Error>(())
 //! ```
 //!
 //! # Features

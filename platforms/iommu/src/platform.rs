@@ -3,11 +3,11 @@
 use core::fmt;
 use core::ptr::NonNull;
 
-use dma_api::{
+use dma_coherence::{coherent_cacheability, sync_mapping, CacheMaintenance, SyncPoint};
+use dma_core::{
     CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, Error,
     ErrorKind, Pages, PhysAddr, PhysMemory, RawMapping, Result, SgEntry,
 };
-use dma_coherence::{coherent_cacheability, sync_mapping, CacheMaintenance, SyncPoint};
 
 use crate::fault::{DeviceId, Fault};
 use crate::hw::{Asid, DomainContext, IommuHardware, TableFormat};

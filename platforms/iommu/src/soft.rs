@@ -12,7 +12,7 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use dma_api::{DmaAddr, Error, ErrorKind, PhysAddr, PhysMemory, Result};
+use dma_core::{DmaAddr, Error, ErrorKind, PhysAddr, PhysMemory, Result};
 
 use crate::fault::{Access, DeviceId, Fault, FaultKind};
 use crate::hw::{Asid, DomainContext, IommuHardware, TableFormat};
@@ -52,7 +52,7 @@ struct State {
 /// The software IOMMU over the environment's memory `M`.
 ///
 /// ```
-/// use dma_api::{DeviceConstraints, HostMemory, DmaMap, DmaDirection, DmaAttrs};
+/// use dma_core::{DeviceConstraints, HostMemory, DmaMap, DmaDirection, DmaAttrs};
 /// use dma_coherence::HardwareCoherent;
 /// use dma_iommu::{soft::SoftIommu, Access, Asid, DeviceId, DomainConfig, IommuPlatform, Strict};
 ///
@@ -60,9 +60,9 @@ struct State {
 /// let dev = DomainConfig::new(DeviceId(8), Asid(1));
 /// let p = IommuPlatform::new(HostMemory, HardwareCoherent, &hw, Strict, DeviceConstraints::UNCONSTRAINED, dev)?;
 /// // Nothing is mapped: the device's write faults and is recorded.
-/// assert!(hw.device_write(DeviceId(8), dma_api::DmaAddr::new(0x1000), &[1]).is_err());
+/// assert!(hw.device_write(DeviceId(8), dma_core::DmaAddr::new(0x1000), &[1]).is_err());
 /// assert_eq!(p.take_fault().unwrap().access, Access::Write);
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 pub struct SoftIommu<M: PhysMemory> {
     memory: M,

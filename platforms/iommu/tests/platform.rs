@@ -4,11 +4,11 @@
 
 use std::cell::RefCell;
 
-use dma_api::{
+use dma_coherence::{CacheMaintenance, HardwareCoherent};
+use dma_core::{
     Bidirectional, Coherent, DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, DmaMap, ErrorKind,
     FromDevice, HostMemory, PhysAddr, RawMapping, SgEntry, StreamingMapping, ToDevice,
 };
-use dma_coherence::{CacheMaintenance, HardwareCoherent};
 use dma_iommu::pgtable::vmsav8::{self, Descriptor};
 use dma_iommu::soft::{Command, SoftIommu};
 use dma_iommu::{

@@ -1,5 +1,5 @@
 //! A reference NVMe driver built from the crate family: `dma-ring`'s queue
-//! pairs on `dma-api` coherent memory, doorbells from `dma-ring`'s register
+//! pairs on `dma-core` coherent memory, doorbells from `dma-ring`'s register
 //! array over the controller's BAR, admin data through streaming mappings,
 //! over any platform (the direct backend or the IOMMU one).
 //!
@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use core::mem::ManuallyDrop;
 use core::time::Duration;
 
-use dma_api::{Coherent, DmaAlloc, DmaBuf, DmaMap, FromDevice, StreamingMapping};
+use dma_core::{Coherent, DmaAlloc, DmaBuf, DmaMap, FromDevice, StreamingMapping};
 use dma_ring::nvme::{
     opcode, NvmeCommand, NvmeCompleted, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair,
 };

@@ -26,7 +26,7 @@ pub enum BoardError {
     /// The SMMU reported a global error (`SMMU_GERROR`, IHI 0070 §6.3.63).
     SmmuGlobalError(u32),
     /// A DMA-layer error (allocation, translation).
-    Dma(dma_api::Error),
+    Dma(dma_core::Error),
     /// A queue refused a command, or the device wrote a completion the
     /// queue could not accept.
     Ring(dma_ring::RingError),
@@ -67,8 +67,8 @@ impl fmt::Display for BoardError {
     }
 }
 
-impl From<dma_api::Error> for BoardError {
-    fn from(e: dma_api::Error) -> Self {
+impl From<dma_core::Error> for BoardError {
+    fn from(e: dma_core::Error) -> Self {
         Self::Dma(e)
     }
 }
@@ -79,11 +79,11 @@ impl From<dma_ring::RingError> for BoardError {
     }
 }
 
-impl From<BoardError> for dma_api::Error {
-    /// For the `dma-api` traits the board implements (the SMMU behind
+impl From<BoardError> for dma_core::Error {
+    /// For the `dma-core` traits the board implements (the SMMU behind
     /// `dma-iommu`): the kind that fits, the board's static message.
     fn from(e: BoardError) -> Self {
-        use dma_api::{Error, ErrorKind};
+        use dma_core::{Error, ErrorKind};
         match e {
             BoardError::Dma(e) => e,
             BoardError::Timeout(what) => Error::new(ErrorKind::DeviceMisbehaved, what),
@@ -138,22 +138,22 @@ mod tests {
             .to_string(),
             "SMMU command 0x46 failed with CERROR 1"
         );
-        let dma: BoardError = dma_api::Error::new(dma_api::ErrorKind::OutOfMemory, "x").into();
+        let dma: BoardError = dma_core::Error::new(dma_core::ErrorKind::OutOfMemory, "x").into();
         assert!(matches!(dma, BoardError::Dma(_)));
     }
 
     #[test]
-    fn converts_to_dma_api_errors() {
-        use dma_api::ErrorKind;
-        let kind = |e: BoardError| dma_api::Error::from(e).kind();
-        let inner = dma_api::Error::new(ErrorKind::OutOfMemory, "x");
-        assert_eq!(dma_api::Error::from(BoardError::Dma(inner)), inner);
+    fn converts_to_dma_core_errors() {
+        use dma_core::ErrorKind;
+        let kind = |e: BoardError| dma_core::Error::from(e).kind();
+        let inner = dma_core::Error::new(ErrorKind::OutOfMemory, "x");
+        assert_eq!(dma_core::Error::from(BoardError::Dma(inner)), inner);
         assert_eq!(
             kind(BoardError::Timeout("SMMU CMD_SYNC")),
             ErrorKind::DeviceMisbehaved
         );
         assert_eq!(
-            dma_api::Error::from(BoardError::Timeout("SMMU CMD_SYNC")).message(),
+            dma_core::Error::from(BoardError::Timeout("SMMU CMD_SYNC")).message(),
             "SMMU CMD_SYNC"
         );
         assert_eq!(kind(BoardError::NotFound("x")), ErrorKind::Unsupported);
@@ -166,7 +166,7 @@ mod tests {
             kind(BoardError::ControllerFatal),
             ErrorKind::DeviceMisbehaved
         );
-        let cmd = dma_api::Error::from(BoardError::SmmuCommand {
+        let cmd = dma_core::Error::from(BoardError::SmmuCommand {
             code: 1,
             opcode: 0x12,
         });
@@ -190,7 +190,7 @@ mod tests {
             status.to_string(),
             "NVMe command 0x02 failed: status type 0x0 code 0x80"
         );
-        let e = dma_api::Error::from(status);
+        let e = dma_core::Error::from(status);
         assert_eq!((e.kind(), e.addr()), (ErrorKind::DeviceFault, Some(0x80)));
     }
 }

@@ -6,7 +6,7 @@
 //! - [`mmu`]: the identity map (RAM write-back, a non-cacheable DMA pool,
 //!   devices nGnRE) and the EL1 MMU/cache switch-on, so `dc` maintenance
 //!   does real work;
-//! - [`memory::BoardMemory`]: the `dma-api` [`PhysMemory`](dma_api::PhysMemory)
+//! - [`memory::BoardMemory`]: the `dma-core` [`PhysMemory`](dma_core::PhysMemory)
 //!   of the board, with cached and non-cacheable page pools;
 //! - [`pci`]: ECAM configuration access, enumeration, BAR sizing and
 //!   assignment;
@@ -19,7 +19,7 @@
 //! - [`driver`]: a reference NVMe driver from the crate family: `dma-ring`
 //!   queue pairs on coherent memory with doorbells from `dma-ring`'s
 //!   register array, Identify through streaming mappings, I/O queue
-//!   creation and deletion, over any `dma-api` platform;
+//!   creation and deletion, over any `dma-core` platform;
 //! - [`uart`], [`timer`], [`report`]: console, timeouts, and the test
 //!   protocol the image prints and `cargo xtask qemu` parses (with the
 //!   semihosting exit).

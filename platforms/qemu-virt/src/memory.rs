@@ -4,7 +4,7 @@
 
 use core::ptr::NonNull;
 
-use dma_api::{Cacheability, Error, ErrorKind, Pages, PhysAddr, PhysMemory};
+use dma_core::{Cacheability, Error, ErrorKind, Pages, PhysAddr, PhysMemory};
 
 /// The size of the pages the pools hand out.
 pub const PAGE_SIZE: usize = 4096;
@@ -195,7 +195,7 @@ unsafe impl PhysMemory for BoardMemory {
         count: usize,
         cacheability: Cacheability,
         max_phys: u64,
-    ) -> dma_api::Result<Pages> {
+    ) -> dma_core::Result<Pages> {
         if count == 0 {
             return Err(Error::new(ErrorKind::ZeroSize, "zero pages requested"));
         }
@@ -235,7 +235,7 @@ unsafe impl PhysMemory for BoardMemory {
         }
     }
 
-    fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> dma_api::Result<PhysAddr> {
+    fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> dma_core::Result<PhysAddr> {
         if len == 0 {
             return Err(Error::new(ErrorKind::ZeroSize, "zero-length translation"));
         }
@@ -248,7 +248,7 @@ unsafe impl PhysMemory for BoardMemory {
             )
     }
 
-    fn phys_to_virt(&self, phys: PhysAddr, len: usize) -> dma_api::Result<NonNull<u8>> {
+    fn phys_to_virt(&self, phys: PhysAddr, len: usize) -> dma_core::Result<NonNull<u8>> {
         if len == 0 {
             return Err(Error::new(ErrorKind::ZeroSize, "zero-length translation"));
         }
@@ -349,7 +349,7 @@ mod tests {
     fn errors_are_typed() {
         let ram = TestRam::new();
         let m = ram.memory();
-        let kind = |r: dma_api::Result<Pages>| r.unwrap_err().kind();
+        let kind = |r: dma_core::Result<Pages>| r.unwrap_err().kind();
         assert_eq!(
             kind(m.alloc_pages(0, Cacheability::Cached, u64::MAX)),
             ErrorKind::ZeroSize

@@ -19,7 +19,7 @@ mod support;
 use std::time::Instant;
 
 use criterion::{criterion_group, Criterion, Throughput};
-use dma_api::{DeviceConstraints, DmaBuf, DmaMap, FromDevice, StreamingMapping, ToDevice};
+use dma_core::{DeviceConstraints, DmaBuf, DmaMap, FromDevice, StreamingMapping, ToDevice};
 use dma_sim::nvme::{opcode, NvmeConfig, NvmeController};
 use dma_sim::{Sim, SimConfig, SimPlatform};
 use support::nvme_host::{prps, sqe, NvmeHost};
@@ -27,7 +27,7 @@ use support::nvme_host::{prps, sqe, NvmeHost};
 const BLOCKS: u32 = 1 << 16;
 
 /// A controller with an I/O queue pair and two 4 KiB buffers.
-struct Rig<P: DmaMap + dma_api::DmaAlloc + Clone> {
+struct Rig<P: DmaMap + dma_core::DmaAlloc + Clone> {
     sim: Sim,
     platform: SimPlatform<P>,
     ctrl: NvmeController,
@@ -37,7 +37,7 @@ struct Rig<P: DmaMap + dma_api::DmaAlloc + Clone> {
     lba: u32,
 }
 
-impl<P: DmaMap + dma_api::DmaAlloc + Clone> Rig<P> {
+impl<P: DmaMap + dma_core::DmaAlloc + Clone> Rig<P> {
     fn new(sim: Sim, platform: impl FnOnce(&Sim, dma_sim::DeviceId) -> SimPlatform<P>) -> Self {
         let dev = sim.add_device("nvme0");
         let p = platform(&sim, dev);
@@ -96,14 +96,14 @@ impl<P: DmaMap + dma_api::DmaAlloc + Clone> Rig<P> {
     }
 }
 
-fn non_coherent() -> Rig<impl DmaMap + dma_api::DmaAlloc + Clone> {
+fn non_coherent() -> Rig<impl DmaMap + dma_core::DmaAlloc + Clone> {
     let sim = Sim::new(SimConfig::non_coherent().seed(1)).unwrap();
     Rig::new(sim, |sim, dev| {
         sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED)
     })
 }
 
-fn coherent() -> Rig<impl DmaMap + dma_api::DmaAlloc + Clone> {
+fn coherent() -> Rig<impl DmaMap + dma_core::DmaAlloc + Clone> {
     let sim = Sim::new(SimConfig::coherent()).unwrap();
     Rig::new(sim, |sim, dev| {
         sim.coherent_platform(dev, DeviceConstraints::UNCONSTRAINED)
@@ -127,7 +127,7 @@ fn nvme_4k(c: &mut Criterion) {
 }
 
 /// Runs `pairs` pairs on a fresh rig and prints commands per second.
-fn fixed<P: DmaMap + dma_api::DmaAlloc + Clone>(name: &str, mut rig: Rig<P>, pairs: u64) {
+fn fixed<P: DmaMap + dma_core::DmaAlloc + Clone>(name: &str, mut rig: Rig<P>, pairs: u64) {
     let start = Instant::now();
     for _ in 0..pairs {
         rig.pair();

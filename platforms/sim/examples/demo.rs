@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use dma_api::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap};
 use dma_check::Checked;
+use dma_core::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap};
 use dma_sim::drivers::nic::{NicDriver, NicDriverConfig};
 use dma_sim::drivers::nvme::{prp_pools, IoOp, NvmeBlockDriver, NvmeDriverConfig};
 use dma_sim::drivers::pitfall::CopyBreakTx;

@@ -4,8 +4,8 @@
 //!
 //! `cargo run --release -p dma-sim --example nic`
 
-use dma_api::{DeviceConstraints, DmaBuf};
 use dma_check::Checked;
+use dma_core::{DeviceConstraints, DmaBuf};
 use dma_sim::drivers::nic::{NicDriver, NicDriverConfig};
 use dma_sim::drivers::Stepping;
 use dma_sim::nic::{Nic, NicConfig};

@@ -4,8 +4,8 @@
 //!
 //! `cargo run --release -p dma-sim --example nvme_block`
 
-use dma_api::{DeviceConstraints, DmaBuf};
 use dma_check::Checked;
+use dma_core::{DeviceConstraints, DmaBuf};
 use dma_sim::drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
 use dma_sim::drivers::Stepping;
 use dma_sim::nvme::{NvmeConfig, NvmeController};

@@ -1,6 +1,6 @@
 //! A device's port onto the machine's memory.
 
-use dma_api::DmaAddr;
+use dma_core::DmaAddr;
 
 use crate::machine::DeviceData;
 use crate::{DeviceId, Fault, Sim};

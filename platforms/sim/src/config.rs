@@ -1,6 +1,6 @@
 //! How a simulated machine is built.
 
-use dma_api::{Error, ErrorKind, Result};
+use dma_core::{Error, ErrorKind, Result};
 
 /// The machine's shape: coherent or not, its cache line, its seed.
 ///

@@ -22,7 +22,7 @@
 //! address, 8-11 length, 12-15 flags.
 
 use bitflags::bitflags;
-use dma_api::DmaAddr;
+use dma_core::DmaAddr;
 use static_assertions::{assert_eq_size, const_assert_eq};
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;

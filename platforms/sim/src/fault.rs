@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use dma_api::DmaAddr;
+use dma_core::DmaAddr;
 
 /// A device attached to a simulated machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -101,10 +101,10 @@ impl fmt::Display for Fault {
     }
 }
 
-impl From<Fault> for dma_api::Error {
+impl From<Fault> for dma_core::Error {
     fn from(f: Fault) -> Self {
-        dma_api::Error::new(
-            dma_api::ErrorKind::DeviceFault,
+        dma_core::Error::new(
+            dma_core::ErrorKind::DeviceFault,
             "device access refused by the sim",
         )
         .at(f.addr.as_u64())

@@ -35,7 +35,7 @@
 //! # Example: a forgotten sync, caught
 //!
 //! ```
-//! use dma_api::{DeviceConstraints, StreamingMapping, ToDevice};
+//! use dma_core::{DeviceConstraints, StreamingMapping, ToDevice};
 //! use dma_sim::{ReportKind, Sim, SimConfig};
 //!
 //! // No evictions, so the stale read is certain (the report is certain anyway).
@@ -52,13 +52,13 @@
 //! let reports = sim.take_reports();
 //! assert_eq!(reports[0].kind, ReportKind::DeviceReadUncleaned);
 //! println!("{}", reports[0]); // names the mapping, the line and the fix
-//! # Ok::<(), dma_api::Error>(())
+//! # Ok::<(), dma_core::Error>(())
 //! ```
 //!
 //! The same code on `SimConfig::coherent()` reads `hello` and reports
 //! nothing.
 //!
-//! [`PhysMemory`]: dma_api::PhysMemory
+//! [`PhysMemory`]: dma_core::PhysMemory
 
 mod bus;
 mod cache;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use dma_api::{Cacheability, DmaAddr, DmaDirection, PhysAddr};
+use dma_core::{Cacheability, DmaAddr, DmaDirection, PhysAddr};
 use dma_direct::BusOffset;
 
 use crate::iommu::{self, Iotlb};

@@ -1,9 +1,9 @@
-//! The machine's physical memory, as the `dma-api` environment sees it.
+//! The machine's physical memory, as the `dma-core` environment sees it.
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
 
-use dma_api::{Cacheability, Error, ErrorKind, Pages, PhysAddr, PhysMemory, Result};
+use dma_core::{Cacheability, Error, ErrorKind, Pages, PhysAddr, PhysMemory, Result};
 
 use crate::Sim;
 

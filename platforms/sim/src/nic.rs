@@ -23,7 +23,7 @@
 
 use std::collections::VecDeque;
 
-use dma_api::DmaAddr;
+use dma_core::DmaAddr;
 use static_assertions::{assert_eq_size, const_assert_eq};
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;

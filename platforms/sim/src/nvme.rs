@@ -27,7 +27,7 @@
 //! A doorbell write out of range, or a bad admin queue setup, sets
 //! CSTS.CFS (controller fatal) instead of the spec's asynchronous event.
 
-use dma_api::DmaAddr;
+use dma_core::DmaAddr;
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::register_structs;
 use tock_registers::registers::ReadWrite;
@@ -347,14 +347,14 @@ impl NvmeController {
     ///
     /// # Errors
     ///
-    /// [`InvalidConstraints`](dma_api::ErrorKind::InvalidConstraints) for a
+    /// [`InvalidConstraints`](dma_core::ErrorKind::InvalidConstraints) for a
     /// block size other than 512 or 4096, no blocks, no I/O queues, fewer
     /// than 2 queue entries, a stride above 2, or more queues than the
     /// doorbell slots hold.
-    pub fn new(bus: Bus, config: NvmeConfig) -> dma_api::Result<Self> {
+    pub fn new(bus: Bus, config: NvmeConfig) -> dma_core::Result<Self> {
         let bad = |m| {
-            Err(dma_api::Error::new(
-                dma_api::ErrorKind::InvalidConstraints,
+            Err(dma_core::Error::new(
+                dma_core::ErrorKind::InvalidConstraints,
                 m,
             ))
         };

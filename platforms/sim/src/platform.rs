@@ -2,7 +2,7 @@
 
 use std::ptr::NonNull;
 
-use dma_api::{
+use dma_core::{
     Cacheability, CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection,
     DmaMap, PhysAddr, RawMapping, Result, SgEntry,
 };

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use dma_api::{DmaAddr, DmaDirection, PhysAddr};
+use dma_core::{DmaAddr, DmaDirection, PhysAddr};
 
 use crate::DeviceId;
 

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use dma_api::{DeviceConstraints, DmaAlloc, DmaMap, PhysAddr, Result};
 use dma_coherence::HardwareCoherent;
+use dma_core::{DeviceConstraints, DmaAlloc, DmaMap, PhysAddr, Result};
 use dma_direct::{BusOffset, DirectPlatform};
 
 use crate::iommu::Iotlb;
@@ -54,7 +54,7 @@ pub struct SimStats {
 /// A simulated machine. Cheap to clone: every clone is the same machine.
 ///
 /// ```
-/// use dma_api::{DeviceConstraints, DmaBuf, FromDevice, StreamingMapping};
+/// use dma_core::{DeviceConstraints, DmaBuf, FromDevice, StreamingMapping};
 /// use dma_sim::{Sim, SimConfig};
 ///
 /// let sim = Sim::new(SimConfig::non_coherent().seed(3))?;
@@ -68,7 +68,7 @@ pub struct SimStats {
 /// rx.sync_for_cpu();                                // the CPU invalidates
 /// assert_eq!(rx.unmap()?[..], [0xab; 256]);
 /// assert!(sim.reports().is_empty());
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Sim {
@@ -96,7 +96,7 @@ impl Sim {
     ///
     /// # Errors
     ///
-    /// [`InvalidConstraints`](dma_api::ErrorKind::InvalidConstraints) for a
+    /// [`InvalidConstraints`](dma_core::ErrorKind::InvalidConstraints) for a
     /// line size other than 32, 64 or 128, or an eviction chance above 1000.
     pub fn new(config: SimConfig) -> Result<Self> {
         config.validate()?;
@@ -110,7 +110,7 @@ impl Sim {
         self.machine.config
     }
 
-    /// The machine's physical memory (implements [`dma_api::PhysMemory`]).
+    /// The machine's physical memory (implements [`dma_core::PhysMemory`]).
     pub fn memory(&self) -> SimMemory {
         SimMemory { sim: self.clone() }
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use dma_api::{DeviceConstraints, DmaAddr, Error, ErrorKind, Result};
+use dma_core::{DeviceConstraints, DmaAddr, Error, ErrorKind, Result};
 use dma_iommu::{
     Asid, DomainConfig, DomainContext, IommuHardware, IommuPlatform, Strict, TableFormat,
 };

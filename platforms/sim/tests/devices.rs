@@ -1,6 +1,6 @@
 //! The DMA engine and the NIC, driven through raw rings.
 
-use dma_api::{Coherent, DeviceConstraints, DmaBuf, FromDevice, StreamingMapping, ToDevice};
+use dma_core::{Coherent, DeviceConstraints, DmaBuf, FromDevice, StreamingMapping, ToDevice};
 use dma_sim::dma_engine::{DmaEngine, SgDescriptor, SgFlags, CTRL_EN};
 use dma_sim::nic::{rx_errors, rx_status, tx_cmd, tx_status, Nic, NicConfig, CTL_EN};
 use dma_sim::{run_until_idle, Device, FaultKind, Injection, Sim, SimConfig};

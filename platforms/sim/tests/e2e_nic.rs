@@ -3,8 +3,8 @@
 //! e1000-style NIC on all three presets, with dma-check on, asserting that
 //! neither the checker nor the coherency detector reports anything.
 
-use dma_api::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap};
 use dma_check::Checked;
+use dma_core::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap};
 use dma_ring::nic::{RxErrors, TxStatus};
 use dma_sim::drivers::nic::{NicDriver, NicDriverConfig};
 use dma_sim::drivers::{DriverError, Preset, PresetRun, Stepping};

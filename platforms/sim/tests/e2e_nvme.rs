@@ -3,8 +3,8 @@
 //! on all three presets, with dma-check on, asserting that neither the
 //! checker nor the coherency detector reports anything.
 
-use dma_api::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap};
 use dma_check::Checked;
+use dma_core::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap};
 use dma_sim::drivers::nvme::{prp_pools, IoOp, NvmeBlockDriver, NvmeDriverConfig};
 use dma_sim::drivers::{DriverError, Preset, PresetRun, Stepping};
 use dma_sim::nvme::{status, NvmeConfig, NvmeController};

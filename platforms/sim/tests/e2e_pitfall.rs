@@ -2,8 +2,8 @@
 //! `sync_for_device`) and its fixed twin, across seeds and presets, with
 //! dma-check on.
 
-use dma_api::{DeviceConstraints, DmaAlloc, DmaMap};
 use dma_check::Checked;
+use dma_core::{DeviceConstraints, DmaAlloc, DmaMap};
 use dma_sim::drivers::pitfall::CopyBreakTx;
 use dma_sim::drivers::{Outcome, Preset, PresetRun, Stepping};
 use dma_sim::nic::{Nic, NicConfig};

@@ -10,10 +10,10 @@
 
 use std::ptr::NonNull;
 
-use dma_api::{
+use dma_check::Checked;
+use dma_core::{
     Coherent, DeviceConstraints, DmaAlloc, DmaAttrs, DmaBuf, DmaMap, FromDevice, ToDevice,
 };
-use dma_check::Checked;
 use dma_sg::hw::{encode_hw_copy, HwSgEntry, HwSgFlags};
 use dma_sg::{MappedSgTable, SgLimits, SgTable};
 use dma_sim::dma_engine::{DmaEngine, CTRL_EN};
@@ -37,7 +37,7 @@ fn scattered_pages(count: usize, fill: u8) -> Vec<&'static mut [u8]> {
         .collect()
 }
 
-fn phys_of<P: DmaMap>(p: &P, pages: &[&'static mut [u8]]) -> Vec<dma_api::PhysAddr> {
+fn phys_of<P: DmaMap>(p: &P, pages: &[&'static mut [u8]]) -> Vec<dma_core::PhysAddr> {
     pages
         .iter()
         .map(|pg| p.virt_to_phys(NonNull::from(&pg[0]), PAGE).unwrap())

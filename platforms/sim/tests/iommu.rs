@@ -1,7 +1,7 @@
 //! The IOMMU-translated preset: dma-iommu writes the tables, the sim's
 //! walker reads them.
 
-use dma_api::{DeviceConstraints, DmaBuf, FromDevice, PhysAddr, StreamingMapping, ToDevice};
+use dma_core::{DeviceConstraints, DmaBuf, FromDevice, PhysAddr, StreamingMapping, ToDevice};
 use dma_sim::{iommu, Access, FaultKind, Sim, SimConfig, Translation};
 
 const ANY: DeviceConstraints = DeviceConstraints::UNCONSTRAINED;
@@ -81,7 +81,10 @@ fn the_walker_agrees_with_dma_iommu_translation() {
     for m in &bufs {
         for off in (0..m.len() as u64).step_by(4096) {
             let iova = m.dma_addr().as_u64() + off;
-            let expected = p.inner().iova_to_phys(dma_api::DmaAddr::new(iova)).unwrap();
+            let expected = p
+                .inner()
+                .iova_to_phys(dma_core::DmaAddr::new(iova))
+                .unwrap();
             let leaf = iommu::walk(root.as_u64(), iova, Access::Read, |a| {
                 // SAFETY: table pages are sim memory the test only reads.
                 sim.is_sim_memory(PhysAddr::new(a)).then(|| unsafe {
@@ -97,6 +100,6 @@ fn the_walker_agrees_with_dma_iommu_translation() {
     sim.set_translation(dev, Translation::Blocked);
     assert!(sim
         .bus(dev)
-        .read_u32(dma_api::DmaAddr::new(0x1000))
+        .read_u32(dma_core::DmaAddr::new(0x1000))
         .is_err());
 }

@@ -1,7 +1,7 @@
 //! The two views of memory, the detector and the bus checks, end to end
 //! through the real direct backend.
 
-use dma_api::{
+use dma_core::{
     Bidirectional, Coherent, DeviceConstraints, DmaAddr, DmaAttrs, DmaBuf, DmaMap, ErrorKind,
     FromDevice, StreamingMapping, ToDevice,
 };
@@ -279,7 +279,7 @@ fn the_device_reaches_nothing_outside_live_regions() {
     drop(tx);
     assert!(guard.iter().all(|&b| b == 0x11));
     assert_eq!(sim.faults().len(), 5);
-    let e: dma_api::Error = sim.take_faults()[0].into();
+    let e: dma_core::Error = sim.take_faults()[0].into();
     assert_eq!(e.kind(), ErrorKind::DeviceFault);
 }
 

@@ -2,7 +2,7 @@
 
 mod support;
 
-use dma_api::{
+use dma_core::{
     Coherent, DeviceConstraints, DmaBuf, ErrorKind, FromDevice, StreamingMapping, ToDevice,
 };
 use dma_sim::nvme::{opcode, status, NvmeConfig, NvmeController, CSTS};
@@ -352,7 +352,7 @@ fn dma_faults_surface_and_write_nothing_outside_the_mapping() {
 /// Maps one page inside a larger buffer the test keeps (through the raw
 /// platform API, as a ring would), unmapping it when dropped.
 fn unsafe_free_slice_mapping(p: &NonCoherentPlatform, page: u64) -> impl Drop + '_ {
-    use dma_api::{DmaAttrs, DmaDirection, DmaMap, PhysAddr, RawMapping};
+    use dma_core::{DmaAttrs, DmaDirection, DmaMap, PhysAddr, RawMapping};
     struct Unmap<'a>(&'a NonCoherentPlatform, RawMapping);
     impl Drop for Unmap<'_> {
         fn drop(&mut self) {

@@ -3,7 +3,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use dma_api::{Error, ErrorKind, Result};
+use dma_core::{Error, ErrorKind, Result};
 
 use super::buddy::{self, Buddy};
 use super::magazine::{spill_to_buddy, CpuCache, Depot, SIZE_CLASSES};
@@ -38,7 +38,7 @@ struct Shared {
 /// assert_eq!((a.pfn, a.pages), (0xf_fffc, 4));
 /// iova.free(CpuId(0), a);
 /// assert_eq!(iova.alloc(CpuId(0), 4)?.pfn, 0xf_fffc, "served from the magazine");
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 pub struct IovaAllocator {
     cpus: Box<[Mutex<CpuCache>]>,

@@ -16,7 +16,7 @@
 //!
 //! When both layers come up empty the allocator flushes every magazine back
 //! into the buddy system, where freed neighbours coalesce, and tries once
-//! more before reporting [`IovaExhausted`](dma_api::ErrorKind::IovaExhausted).
+//! more before reporting [`IovaExhausted`](dma_core::ErrorKind::IovaExhausted).
 //!
 //! `no_std` has no notion of "the current CPU": callers name one with a
 //! [`CpuId`], any small index that no two concurrent callers share (the

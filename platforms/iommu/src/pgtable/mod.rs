@@ -7,7 +7,7 @@
 
 pub mod vmsav8;
 
-use dma_api::{PhysAddr, Result};
+use dma_core::{PhysAddr, Result};
 
 bitflags::bitflags! {
     /// What a device may do through a mapping, and how it is cached.

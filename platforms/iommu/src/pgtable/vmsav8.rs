@@ -44,8 +44,8 @@
 use core::fmt;
 use core::ptr::NonNull;
 
-use dma_api::{Cacheability, Error, ErrorKind, Pages, PhysAddr, PhysMemory, Result};
 use dma_coherence::{barrier, CacheMaintenance};
+use dma_core::{Cacheability, Error, ErrorKind, Pages, PhysAddr, PhysMemory, Result};
 
 use super::{IoPageTable, Prot};
 use crate::fault::{Access, FaultKind};
@@ -285,7 +285,7 @@ impl Translation {
 /// mock hardware use it, so faults in tests come from the real format.
 ///
 /// ```
-/// use dma_api::PhysAddr;
+/// use dma_core::PhysAddr;
 /// use dma_iommu::pgtable::vmsav8::walk;
 /// use dma_iommu::FaultKind;
 ///
@@ -337,7 +337,7 @@ pub fn walk(
 /// walk is not coherent.
 ///
 /// ```
-/// use dma_api::{HostMemory, PhysAddr};
+/// use dma_core::{HostMemory, PhysAddr};
 /// use dma_coherence::HardwareCoherent;
 /// use dma_iommu::pgtable::{vmsav8::Vmsav8Table, IoPageTable, Prot};
 ///
@@ -348,7 +348,7 @@ pub fn walk(
 /// pt.unmap(0x20_1000, 0x1000)?; // splits the 2 MiB block
 /// assert_eq!(pt.iova_to_phys(0x20_1234), None);
 /// assert_eq!(pt.iova_to_phys(0x20_2000), Some(PhysAddr::new(0x4020_2000)));
-/// # Ok::<(), dma_api::Error>(())
+/// # Ok::<(), dma_core::Error>(())
 /// ```
 ///
 /// Dropping it frees the table pages: whoever pointed an IOMMU at

@@ -13,7 +13,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use dma_api::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap, FromDevice, SgEntry, ToDevice};
+use dma_core::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap, FromDevice, SgEntry, ToDevice};
 use dma_qemu_virt::driver::{check_status, NvmeDriver, NSID};
 use dma_qemu_virt::report::{fill_pattern, pattern_byte, Reporter};
 use dma_qemu_virt::timer::GenericTimer;

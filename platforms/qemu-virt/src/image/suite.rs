@@ -7,9 +7,9 @@ use alloc::format;
 use alloc::string::String;
 use core::time::Duration;
 
-use dma_api::{DmaAlloc, DmaBuf, DmaMap, FromDevice, StreamingMapping};
 use dma_coherence::arch::aarch64::Aarch64Maintenance;
 use dma_coherence::CacheMaintenance;
+use dma_core::{DmaAlloc, DmaBuf, DmaMap, FromDevice, StreamingMapping};
 use dma_direct::DirectPlatform;
 use dma_iommu::{
     Access, Asid, DeviceId, DomainConfig, FaultKind, IommuHardware, IommuPlatform, Strict,

@@ -18,7 +18,7 @@
 
 use alloc::collections::VecDeque;
 
-use dma_api::{DmaAddr, PhysMemory};
+use dma_core::{DmaAddr, PhysMemory};
 use dma_iommu::{
     Access, Asid, DeviceId, DomainContext, Fault, FaultKind, IommuHardware, TableFormat,
 };
@@ -180,7 +180,7 @@ pub fn fault_of(event: &Event) -> Fault {
 // from the event queue, and an overflow of it is reported as a
 // `FaultKind::Overflow` fault rather than lost.
 unsafe impl<M: PhysMemory, K: Clock> IommuHardware for SmmuIommu<M, K> {
-    fn attach(&self, ctx: &DomainContext) -> dma_api::Result<()> {
+    fn attach(&self, ctx: &DomainContext) -> dma_core::Result<()> {
         let mut inner = self.inner.lock();
         let cfg = stage1_config(ctx, inner.smmu.features().coherent)?;
         inner.smmu.attach_stage1(ctx.device.0, &cfg, &self.clock)?;
@@ -225,7 +225,7 @@ unsafe impl<M: PhysMemory, K: Clock> IommuHardware for SmmuIommu<M, K> {
         Self::record(&mut inner, result);
     }
 
-    fn sync(&self) -> dma_api::Result<()> {
+    fn sync(&self) -> dma_core::Result<()> {
         let mut inner = self.inner.lock();
         let synced = inner.smmu.sync(&self.clock);
         if let Some(e) = inner.deferred_error.take() {

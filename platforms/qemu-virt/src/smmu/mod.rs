@@ -20,8 +20,8 @@ pub mod table;
 use core::ptr::NonNull;
 use core::time::Duration;
 
-use dma_api::{Cacheability, Pages, PhysMemory};
 use dma_coherence::barrier;
+use dma_core::{Cacheability, Pages, PhysMemory};
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 
 pub use command::Command;

@@ -7,7 +7,7 @@ use core::cell::{Cell, RefCell};
 use std::boxed::Box;
 use std::vec::Vec;
 
-use dma_api::HostMemory;
+use dma_core::HostMemory;
 
 use super::*;
 
@@ -328,7 +328,7 @@ fn events_are_read_in_order_and_overflow_is_acknowledged() {
 
 mod iommu_hardware {
     //! The `dma-iommu` adapter against the same fake.
-    use dma_api::{DmaAddr, PhysAddr};
+    use dma_core::{DmaAddr, PhysAddr};
     use dma_iommu::{Access, Asid, DeviceId, DomainContext, FaultKind, IommuHardware, TableFormat};
 
     use super::*;
@@ -400,7 +400,7 @@ mod iommu_hardware {
         let mut bad = ctx(false);
         bad.root = PhysAddr::new(0x4400_0800);
         let err = hw.attach(&bad).unwrap_err();
-        assert_eq!(err.kind(), dma_api::ErrorKind::InvalidConstraints);
+        assert_eq!(err.kind(), dma_core::ErrorKind::InvalidConstraints);
         bad.device = DeviceId(4096);
         assert!(hw.attach(&bad).is_err(), "StreamID beyond the table");
     }
@@ -441,7 +441,7 @@ mod iommu_hardware {
         let hw = SmmuIommu::new(s, &reject);
         hw.invalidate_range(Asid(1), DmaAddr::new(0x1000), 0x1000);
         let err = hw.sync().unwrap_err();
-        assert_eq!(err.kind(), dma_api::ErrorKind::DeviceMisbehaved);
+        assert_eq!(err.kind(), dma_core::ErrorKind::DeviceMisbehaved);
         assert_eq!(err.addr(), Some(0x12), "the rejected opcode");
         hw.invalidate_all(Asid(1));
         hw.sync().unwrap();

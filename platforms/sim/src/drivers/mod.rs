@@ -15,11 +15,11 @@
 //!   e1000-style NIC: RX buffers mapped once and recycled with partial
 //!   syncs, TX frames mapped per packet, descriptor-done completions.
 //!
-//! Every step a buffer takes is one crate's job: **map** (`dma-api`,
+//! Every step a buffer takes is one crate's job: **map** (`dma-core`,
 //! `dma-sg`) → **encode** (`dma-sg`) → **submit** (`dma-ring`: descriptor,
 //! write barrier, doorbell) → device DMA → **complete** (`dma-ring`: flag,
 //! read barrier, validated entry, the buffer handed back) → **sync for the
-//! CPU and unmap** (`dma-api`). The drivers do no cache maintenance, barrier
+//! CPU and unmap** (`dma-core`). The drivers do no cache maintenance, barrier
 //! or address arithmetic of their own.
 //!
 //! [`pitfall`] holds a third, deliberately small driver in two variants
@@ -42,7 +42,7 @@
 //! test or demo body is written once, generically, and runs on all three:
 //!
 //! ```
-//! use dma_api::{DmaAlloc, DmaMap, DeviceConstraints};
+//! use dma_core::{DmaAlloc, DmaMap, DeviceConstraints};
 //! use dma_check::Checked;
 //! use dma_sim::drivers::{nvme, Preset, PresetRun, Stepping};
 //! use dma_sim::nvme::{NvmeConfig, NvmeController};
@@ -57,10 +57,10 @@
 //!         let pools = nvme::prp_pools(p).unwrap();
 //!         let config = nvme::NvmeDriverConfig::default();
 //!         let mut disk = nvme::NvmeBlockDriver::start(&regs, p, &pools, Stepping::new(ctrl), config).unwrap();
-//!         let mut data = dma_api::DmaBuf::for_device(p, 4096).unwrap();
+//!         let mut data = dma_core::DmaBuf::for_device(p, 4096).unwrap();
 //!         data.fill(0x5a);
 //!         let data = disk.write(8, data).unwrap();
-//!         let back = disk.read(8, dma_api::DmaBuf::for_device(p, 4096).unwrap()).unwrap();
+//!         let back = disk.read(8, dma_core::DmaBuf::for_device(p, 4096).unwrap()).unwrap();
 //!         assert_eq!(&back[..], &data[..]);
 //!         back.to_vec()
 //!     }
@@ -71,7 +71,7 @@
 //!     assert!(outcome.clean(), "{preset}: {:?}", outcome.reports);
 //!     assert!(outcome.output.iter().all(|&b| b == 0x5a));
 //! }
-//! # Ok::<(), dma_api::Error>(())
+//! # Ok::<(), dma_core::Error>(())
 //! ```
 //!
 //! [`Checked`]: dma_check::Checked
@@ -199,8 +199,8 @@ impl Wait for Spin {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DriverError {
-    /// Mapping, allocation or encoding failed (a typed `dma-api` error).
-    Dma(dma_api::Error),
+    /// Mapping, allocation or encoding failed (a typed `dma-core` error).
+    Dma(dma_core::Error),
     /// The ring refused a request, or the device wrote an invalid
     /// completion (then the queue is broken until `recover`).
     Ring(dma_ring::RingError),
@@ -249,8 +249,8 @@ impl fmt::Display for DriverError {
 
 impl std::error::Error for DriverError {}
 
-impl From<dma_api::Error> for DriverError {
-    fn from(e: dma_api::Error) -> Self {
+impl From<dma_core::Error> for DriverError {
+    fn from(e: dma_core::Error) -> Self {
         Self::Dma(e)
     }
 }

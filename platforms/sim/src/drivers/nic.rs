@@ -8,7 +8,7 @@
 //!   (`sync_range_for_cpu`), copied out, synced back for the device over
 //!   the same range and posted again, the way page-pool drivers avoid a map
 //!   per packet. Recycling needs both syncs, so the mappings are
-//!   [`Bidirectional`]: `dma-api` only lets a buffer the device reads be
+//!   [`Bidirectional`]: `dma-core` only lets a buffer the device reads be
 //!   handed back to it. Frames longer than one buffer span several
 //!   descriptors and are reassembled up to EOP (8254x SDM §3.2.6).
 //! - **Transmit**: each frame (any [`DmaBuffer`]) is mapped as a `dma-sg`
@@ -24,7 +24,7 @@
 //! # Example
 //!
 //! ```
-//! use dma_api::{DeviceConstraints, DmaBuf};
+//! use dma_core::{DeviceConstraints, DmaBuf};
 //! use dma_sim::drivers::nic::{NicDriver, NicDriverConfig};
 //! use dma_sim::drivers::Stepping;
 //! use dma_sim::nic::{Nic, NicConfig};
@@ -49,7 +49,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use dma_api::{
+use dma_core::{
     Bidirectional, Coherent, DmaAlloc, DmaBuf, DmaBuffer, DmaMap, SgEntry, StreamingMapping,
     ToDevice,
 };
@@ -387,7 +387,7 @@ where
                 buf.read(0, &mut self.partial[start..])?;
                 buf.sync_range_for_device(0, len)?;
             }
-            Ok::<(), dma_api::Error>(())
+            Ok::<(), dma_core::Error>(())
         })();
         // Reposted even after an error: the mapping is still good.
         if let Err(rejected) = self

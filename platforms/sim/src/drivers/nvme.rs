@@ -18,7 +18,7 @@
 //! comes back, so no buffer is unmapped or reused while the controller may
 //! still touch it, and a bogus completion cannot hand one back twice.
 //!
-//! Cache maintenance is all in `dma-api`'s and `dma-sg`'s types: mapping a
+//! Cache maintenance is all in `dma-core`'s and `dma-sg`'s types: mapping a
 //! buffer for a Write cleans it, unmapping a Read's buffer invalidates it.
 //! On a non-coherent machine a buffer the controller writes must own its
 //! cache lines: read into [`DmaBuf::for_device`] buffers (the platform
@@ -27,7 +27,7 @@
 //! # Example
 //!
 //! ```
-//! use dma_api::{DeviceConstraints, DmaBuf};
+//! use dma_core::{DeviceConstraints, DmaBuf};
 //! use dma_sim::drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
 //! use dma_sim::drivers::Stepping;
 //! use dma_sim::nvme::{NvmeConfig, NvmeController};
@@ -56,7 +56,7 @@
 
 use std::mem::ManuallyDrop;
 
-use dma_api::{
+use dma_core::{
     Coherent, DmaAlloc, DmaBuf, DmaBuffer, DmaMap, FromDevice, SgEntry, StreamingMapping, ToDevice,
 };
 use dma_ring::nvme::{
@@ -257,7 +257,7 @@ enum Request<'a, P: DmaMap + DmaAlloc, B> {
 impl<P: DmaMap + DmaAlloc, B: DmaBuffer> Request<'_, P, B> {
     /// Releases the PRP lists and unmaps the buffer (invalidating a Read's
     /// lines for the CPU). Only once the controller is done with it.
-    fn finish(self) -> (IoOp, usize, dma_api::Result<Option<B>>) {
+    fn finish(self) -> (IoOp, usize, dma_core::Result<Option<B>>) {
         match self {
             Self::Read(data, prps) => {
                 drop(prps);
@@ -589,7 +589,7 @@ where
 
     /// Maps `buffer` as a table, checks it, and encodes its PRPs.
     #[allow(clippy::type_complexity)]
-    fn prepare<D: dma_api::Direction>(
+    fn prepare<D: dma_core::Direction>(
         &self,
         op: IoOp,
         lba: u64,
@@ -927,12 +927,12 @@ where
 /// # Errors
 ///
 /// The platform's coherent allocation errors.
-pub fn prp_pools<P: DmaAlloc + Clone>(platform: P) -> dma_api::Result<NvmePools<P>> {
+pub fn prp_pools<P: DmaAlloc + Clone>(platform: P) -> dma_core::Result<NvmePools<P>> {
     NvmePools::new(platform, PAGE_SIZE, 64, 128)
 }
 
 /// Unmaps a table that was never given to the device, for a refusal.
-fn give_back<B: DmaBuffer, D: dma_api::Direction, P: DmaMap>(
+fn give_back<B: DmaBuffer, D: dma_core::Direction, P: DmaMap>(
     data: MappedSgTable<B, D, P, Vec<SgEntry>>,
     error: DriverError,
 ) -> Refused<B> {

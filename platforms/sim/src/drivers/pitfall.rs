@@ -17,7 +17,7 @@
 //! which is how this bug ships.
 //!
 //! ```
-//! use dma_api::DeviceConstraints;
+//! use dma_core::DeviceConstraints;
 //! use dma_sim::drivers::pitfall::{BuggyTx, FixedTx};
 //! use dma_sim::drivers::Stepping;
 //! use dma_sim::nic::{Nic, NicConfig};
@@ -39,7 +39,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use dma_api::{Coherent, DmaAlloc, DmaBuf, DmaMap, StreamingMapping, ToDevice};
+use dma_core::{Coherent, DmaAlloc, DmaBuf, DmaMap, StreamingMapping, ToDevice};
 use dma_ring::nic::{NicTxRing, TxSegment, TxStatus, DESC_SIZE};
 use dma_ring::{slot_vec, Slot};
 use tock_registers::interfaces::Writeable;

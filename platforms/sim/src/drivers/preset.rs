@@ -3,8 +3,8 @@
 
 use core::fmt;
 
-use dma_api::{DeviceConstraints, DmaAlloc, DmaMap, Result};
 use dma_check::Checked;
+use dma_core::{DeviceConstraints, DmaAlloc, DmaMap, Result};
 
 use crate::{DeviceId, Fault, Report, Sim, SimConfig, SimStats};
 

@@ -5,8 +5,8 @@
 
 #![allow(dead_code)]
 
-use dma_api::{Coherent, DmaAddr, DmaAlloc, Error, ErrorKind};
 use dma_coherence::barrier;
+use dma_core::{Coherent, DmaAddr, DmaAlloc, Error, ErrorKind};
 use dma_sim::nvme::{opcode, NvmeController, NvmeRegisters, CC, CQE_SIZE, CSTS, SQE_SIZE};
 use dma_sim::{Device, Mmio};
 use tock_registers::interfaces::{Readable, Writeable};

@@ -7,8 +7,8 @@ use core::cell::RefCell;
 use std::collections::BTreeMap;
 use std::vec::Vec;
 
-use dma_api::HostMemory;
 use dma_coherence::HardwareCoherent;
+use dma_core::HostMemory;
 use proptest::prelude::*;
 
 use super::*;
