@@ -23,19 +23,22 @@
 //! Map a receive buffer, let the device fill it, and take it back:
 //!
 //! ```
-//! use dma_core::{DeviceConstraints, FromDevice, HostMemory, StreamingMapping};
+//! use dma_core::{DeviceConstraints, DmaBuf, FromDevice, HostMemory, StreamingMapping};
 //! use dma_direct::DirectPlatform;
 //!
 //! let constraints = DeviceConstraints::builder().addr_bits(64).alignment(4).build()?;
 //! let platform = DirectPlatform::x86_coherent(HostMemory, constraints);
 //!
-//! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 2048])
+//! // Aligned for this device and platform (a `Vec<u8>` need not even be
+//! // 4-byte aligned).
+//! let buffer = DmaBuf::for_device(&platform, 2048)?;
+//! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, buffer)
 //!     .map_err(|e| e.error)?;
 //! let dma = rx.dma_addr(); // write this into the device's descriptor
-//! # let _ = dma;
+//! assert!(dma.is_aligned(4));
 //! // ... the device writes, the driver sees the completion ...
 //! rx.sync_for_cpu();
-//! let packet: Vec<u8> = rx.unmap()?;
+//! let packet: DmaBuf = rx.unmap()?;
 //! assert_eq!(packet.len(), 2048);
 //! # Ok::<(), dma_core::Error>(())
 //! ```
