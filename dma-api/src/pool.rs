@@ -133,8 +133,12 @@ impl<P: DmaAlloc> DmaPool<P> {
         pool.chunks
             .try_reserve_exact(chunk_count)
             .map_err(|_| too_large())?;
-        pool.reserved.try_reserve_exact(words).map_err(|_| too_large())?;
-        pool.used.try_reserve_exact(words).map_err(|_| too_large())?;
+        pool.reserved
+            .try_reserve_exact(words)
+            .map_err(|_| too_large())?;
+        pool.used
+            .try_reserve_exact(words)
+            .map_err(|_| too_large())?;
         pool.reserved.resize(words, 0);
         // Blocks past the last whole chunk's count in the final bitmap word.
         for bit in total..words * BITS {
@@ -234,7 +238,10 @@ impl<P: DmaAlloc> DmaPool<P> {
 
     fn block(&self, index: usize) -> PoolBlock<'_, P> {
         let per_chunk = self.offsets.len();
-        let Chunk { region: chunk, skew } = &self.chunks[index / per_chunk];
+        let Chunk {
+            region: chunk,
+            skew,
+        } = &self.chunks[index / per_chunk];
         let off = skew + self.offsets[index % per_chunk];
         // SAFETY: skew + off + block_size <= the chunk's size (blocks that
         // would not fit are reserved in `new` and never handed out), so the
