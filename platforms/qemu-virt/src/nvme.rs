@@ -5,187 +5,22 @@
 //! This is the part of a driver that is about the controller, not about
 //! queues: reading CAP/VS, disabling, programming the admin queue
 //! addresses, enabling, and finding each queue's doorbells (whose stride
-//! comes from CAP.DSTRD). The queues themselves are `dma-ring`'s.
+//! comes from CAP.DSTRD). The queues themselves are `dma-ring`'s; the
+//! register block, its fields and the doorbell arithmetic are
+//! `dma-drivers`' NVMe spec module, re-exported here.
 
 use core::ptr::NonNull;
-use core::time::Duration;
 
-use dma_ring::regs::NvmeDoorbellArray;
 use tock_registers::interfaces::{Readable, Writeable};
-use tock_registers::register_structs;
-use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
+use tock_registers::registers::WriteOnly;
 
 use crate::timer::{wait_for, Clock};
 use crate::{BoardError, Result};
 
-/// Register fields (tock-registers generates the `Register` types and
-/// value constants; each field is documented where it is defined).
-#[allow(missing_docs)]
-pub mod fields64 {
-    use tock_registers::register_bitfields;
-
-    register_bitfields![u64,
-        /// CAP, controller capabilities (§3.1.4.1).
-        pub CAP [
-            /// Maximum queue entries supported, zero-based.
-            MQES OFFSET(0) NUMBITS(16) [],
-            /// Contiguous queues required.
-            CQR OFFSET(16) NUMBITS(1) [],
-            /// Worst-case time to ready, in 500 ms units.
-            TO OFFSET(24) NUMBITS(8) [],
-            /// Doorbell stride: doorbells are `4 << DSTRD` bytes apart.
-            DSTRD OFFSET(32) NUMBITS(4) [],
-            /// Command sets supported; bit 0 = NVM.
-            CSS OFFSET(37) NUMBITS(8) [],
-            /// Minimum memory page size, `2^(12 + MPSMIN)`.
-            MPSMIN OFFSET(48) NUMBITS(4) [],
-            /// Maximum memory page size, `2^(12 + MPSMAX)`.
-            MPSMAX OFFSET(52) NUMBITS(4) []
-        ]
-    ];
-}
-pub use fields64::CAP;
-
-/// Register fields (tock-registers generates the `Register` types and
-/// value constants; each field is documented where it is defined).
-#[allow(missing_docs)]
-pub mod fields32 {
-    use tock_registers::register_bitfields;
-
-    register_bitfields![u32,
-        /// VS, version (§3.1.4.2).
-        pub VS [
-            /// Tertiary version.
-            TER OFFSET(0) NUMBITS(8) [],
-            /// Minor version.
-            MNR OFFSET(8) NUMBITS(8) [],
-            /// Major version.
-            MJR OFFSET(16) NUMBITS(16) []
-        ],
-        /// CC, controller configuration (§3.1.4.5).
-        pub CC [
-            /// Enable.
-            EN OFFSET(0) NUMBITS(1) [],
-            /// I/O command set selected: 0 = NVM.
-            CSS OFFSET(4) NUMBITS(3) [],
-            /// Memory page size, `2^(12 + MPS)`.
-            MPS OFFSET(7) NUMBITS(4) [],
-            /// Arbitration mechanism: 0 = round robin.
-            AMS OFFSET(11) NUMBITS(3) [],
-            /// Shutdown notification.
-            SHN OFFSET(14) NUMBITS(2) [],
-            /// I/O submission queue entry size, `2^IOSQES` (6: 64 bytes).
-            IOSQES OFFSET(16) NUMBITS(4) [],
-            /// I/O completion queue entry size, `2^IOCQES` (4: 16 bytes).
-            IOCQES OFFSET(20) NUMBITS(4) []
-        ],
-        /// CSTS, controller status (§3.1.4.6).
-        pub CSTS [
-            /// Ready.
-            RDY OFFSET(0) NUMBITS(1) [],
-            /// Controller fatal status.
-            CFS OFFSET(1) NUMBITS(1) [],
-            /// Shutdown status.
-            SHST OFFSET(2) NUMBITS(2) []
-        ],
-        /// AQA, admin queue attributes (§3.1.4.8); sizes are zero-based.
-        pub AQA [
-            /// Admin submission queue size.
-            ASQS OFFSET(0) NUMBITS(12) [],
-            /// Admin completion queue size.
-            ACQS OFFSET(16) NUMBITS(12) []
-        ]
-    ];
-}
-pub use fields32::{AQA, CC, CSTS, VS};
-
-register_structs! {
-    /// The controller properties at the start of BAR0 (§3.1.4, Figure 35).
-    pub NvmeRegisters {
-        /// Controller capabilities.
-        (0x00 => pub cap: ReadOnly<u64, CAP::Register>),
-        /// Version.
-        (0x08 => pub vs: ReadOnly<u32, VS::Register>),
-        /// Interrupt mask set.
-        (0x0c => pub intms: WriteOnly<u32>),
-        /// Interrupt mask clear.
-        (0x10 => pub intmc: WriteOnly<u32>),
-        /// Controller configuration.
-        (0x14 => pub cc: ReadWrite<u32, CC::Register>),
-        (0x18 => _reserved0),
-        /// Controller status.
-        (0x1c => pub csts: ReadOnly<u32, CSTS::Register>),
-        /// NVM subsystem reset.
-        (0x20 => pub nssr: ReadWrite<u32>),
-        /// Admin queue attributes.
-        (0x24 => pub aqa: ReadWrite<u32, AQA::Register>),
-        /// Admin submission queue base address.
-        (0x28 => pub asq: ReadWrite<u64>),
-        /// Admin completion queue base address.
-        (0x30 => pub acq: ReadWrite<u64>),
-        (0x38 => @END),
-    }
-}
-
-/// Offset of the first doorbell in BAR0 (§3.1.4.22).
-pub const DOORBELL_BASE: usize = 0x1000;
-/// Submission queue entry size: 64 bytes (`2^6`).
-pub const SQE_SIZE_LOG2: u32 = 6;
-/// Completion queue entry size: 16 bytes (`2^4`).
-pub const CQE_SIZE_LOG2: u32 = 4;
-/// The page size the driver sets (CC.MPS = 0): 4 KiB.
-pub const PAGE_SIZE: u64 = 4096;
-
-/// The byte offset in BAR0 of queue `qid`'s submission tail doorbell
-/// (`completion = false`) or completion head doorbell (`completion = true`):
-/// `0x1000 + (2 * qid + completion) * (4 << CAP.DSTRD)` (§3.1.4.22/23).
-pub const fn doorbell_offset(qid: u16, completion: bool, dstrd: u8) -> usize {
-    DOORBELL_BASE + (2 * qid as usize + completion as usize) * (4usize << dstrd)
-}
-
-/// Decoded CAP and VS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Capabilities {
-    /// Entries a queue may have (MQES + 1).
-    pub max_queue_entries: u32,
-    /// Queues must be physically contiguous.
-    pub contiguous_queues: bool,
-    /// Worst-case enable/disable time.
-    pub timeout: Duration,
-    /// CAP.DSTRD.
-    pub doorbell_stride: u8,
-    /// Smallest memory page size, bytes.
-    pub min_page_size: u64,
-    /// Largest memory page size, bytes.
-    pub max_page_size: u64,
-    /// The NVM command set is supported.
-    pub nvm_command_set: bool,
-    /// Version as (major, minor, tertiary).
-    pub version: (u16, u8, u8),
-}
-
-impl Capabilities {
-    /// Decodes raw CAP and VS values.
-    pub fn decode(cap: u64, vs: u32) -> Self {
-        let cap = tock_registers::LocalRegisterCopy::<u64, CAP::Register>::new(cap);
-        let vs = tock_registers::LocalRegisterCopy::<u32, VS::Register>::new(vs);
-        Self {
-            max_queue_entries: cap.read(CAP::MQES) as u32 + 1,
-            contiguous_queues: cap.is_set(CAP::CQR),
-            // A zero CAP.TO would be a broken controller; still wait 500 ms.
-            timeout: Duration::from_millis(500 * cap.read(CAP::TO).max(1)),
-            doorbell_stride: cap.read(CAP::DSTRD) as u8,
-            min_page_size: 1 << (12 + cap.read(CAP::MPSMIN)),
-            max_page_size: 1 << (12 + cap.read(CAP::MPSMAX)),
-            nvm_command_set: cap.read(CAP::CSS) & 1 != 0,
-            version: (
-                vs.read(VS::MJR) as u16,
-                vs.read(VS::MNR) as u8,
-                vs.read(VS::TER) as u8,
-            ),
-        }
-    }
-}
+pub use dma_drivers::nvme::spec::{
+    doorbell_offset, Capabilities, NvmeDoorbellArray, NvmeRegisters, AQA, CAP, CC, CQE_SIZE_LOG2,
+    CSTS, DOORBELL_BASE, PAGE_SIZE, SQE_SIZE_LOG2, VS,
+};
 
 /// Where the admin queues live and how many entries each has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -360,8 +195,6 @@ impl NvmeController {
     }
 }
 
-static_assertions::const_assert_eq!(core::mem::size_of::<NvmeRegisters>(), 0x38);
-
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -401,23 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn decodes_qemu_capabilities() {
-        let c = Capabilities::decode(QEMU_CAP, QEMU_VS);
-        assert_eq!(c.max_queue_entries, 2048);
-        assert!(c.contiguous_queues);
-        assert_eq!(c.doorbell_stride, 0);
-        assert_eq!(c.min_page_size, 4096);
-        assert_eq!(c.timeout, Duration::from_millis(7500));
-        assert!(c.nvm_command_set);
-        assert_eq!(c.version, (1, 4, 0));
-    }
-
-    #[test]
     fn doorbells_follow_the_stride() {
-        assert_eq!(doorbell_offset(0, false, 0), 0x1000);
-        assert_eq!(doorbell_offset(0, true, 0), 0x1004);
-        assert_eq!(doorbell_offset(1, false, 0), 0x1008);
-        assert_eq!(doorbell_offset(1, true, 2), 0x1000 + 3 * 16);
         let mut bar = fake_bar(QEMU_CAP);
         let c = controller(&mut bar).unwrap();
         let array = c.doorbells().unwrap();

@@ -11,6 +11,7 @@ use dma_coherence::arch::aarch64::Aarch64Maintenance;
 use dma_coherence::CacheMaintenance;
 use dma_core::{DmaAlloc, DmaBuf, DmaMap, FromDevice, StreamingMapping};
 use dma_direct::DirectPlatform;
+use dma_drivers::nvme::spec::io_opcode as opcode;
 use dma_iommu::{
     Access, Asid, DeviceId, DomainConfig, FaultKind, IommuHardware, IommuPlatform, Strict,
 };
@@ -20,7 +21,6 @@ use dma_qemu_virt::report::{ExitCode, Reporter};
 use dma_qemu_virt::smmu::SmmuIommu;
 use dma_qemu_virt::timer::{Clock, GenericTimer};
 use dma_qemu_virt::BoardError;
-use dma_ring::nvme::opcode;
 
 use crate::board::Board;
 use crate::console::Console;

@@ -59,9 +59,11 @@ use std::mem::ManuallyDrop;
 use dma_core::{
     Coherent, DmaAlloc, DmaBuf, DmaBuffer, DmaMap, FromDevice, SgEntry, StreamingMapping, ToDevice,
 };
-use dma_ring::nvme::{
-    opcode, NvmeCommand, NvmeCompleted, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair,
+use dma_drivers::nvme::spec::{
+    admin_opcode, cns, create_io_cq, create_io_sq, delete_io_queue, identify, io_opcode,
+    read_write, set_number_of_queues, ControllerIdentity, NamespaceIdentity,
 };
+use dma_ring::nvme::{NvmeCommand, NvmeCompleted, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair};
 use dma_ring::{RingError, RingErrorKind, Slot};
 use dma_sg::nvme::{encode_prp, NvmePools, PrpRequest};
 use dma_sg::{MappedSgTable, SgLimits};
@@ -79,19 +81,6 @@ pub const NSID: u32 = 1;
 
 /// The identifier of the one I/O queue pair.
 pub const IO_QID: u16 = 1;
-
-/// Admin opcodes `dma-ring` does not name (§5, Figure 138).
-pub mod admin_opcode {
-    /// Delete I/O Submission Queue.
-    pub const DELETE_IO_SQ: u8 = 0x00;
-    /// Delete I/O Completion Queue.
-    pub const DELETE_IO_CQ: u8 = 0x04;
-    /// Set Features.
-    pub const SET_FEATURES: u8 = 0x09;
-}
-
-/// Feature identifier: Number of Queues (§5.27.1.5).
-const FID_NUMBER_OF_QUEUES: u32 = 0x07;
 
 /// Queue sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,32 +129,18 @@ impl NvmeIdentity {
         }
     }
 
-    fn decode_controller(&mut self, d: &[u8]) {
-        self.vendor = u16::from_le_bytes([d[0], d[1]]);
-        self.model = String::from_utf8_lossy(&d[24..64]).trim().to_owned();
-        self.mdts = d[77];
+    fn decode_controller(&mut self, d: &[u8]) -> Result<(), DriverError> {
+        let c = ControllerIdentity::decode(d)?;
+        self.vendor = c.vid;
+        self.model = c.model().unwrap_or_default().to_owned();
+        self.mdts = c.mdts;
+        Ok(())
     }
 
     fn decode_namespace(&mut self, d: &[u8]) -> Result<(), DriverError> {
-        let mut nsze = [0u8; 8];
-        nsze.copy_from_slice(&d[..8]);
-        // FLBAS bits 3:0 (and 6:5 beyond 16 formats) pick the LBA format;
-        // each is 4 bytes from byte 128, LBADS in bits 23:16 (NVM Command
-        // Set 1.0, Figure 97).
-        let format = usize::from(d[26] & 0xf) | usize::from(d[26] >> 5 & 0b11) << 4;
-        let lbads = d[128 + 4 * format + 2];
-        if !(9..=16).contains(&lbads) {
-            return Err(DriverError::InvalidArgument(
-                "Identify Namespace: LBA data size outside 512 B..64 KiB",
-            ));
-        }
-        self.blocks = u64::from_le_bytes(nsze);
-        self.block_size = 1 << lbads;
-        if self.blocks == 0 {
-            return Err(DriverError::InvalidArgument(
-                "Identify Namespace: empty namespace",
-            ));
-        }
+        let ns = NamespaceIdentity::decode(d)?;
+        self.blocks = ns.blocks;
+        self.block_size = ns.block_size;
         Ok(())
     }
 }
@@ -210,9 +185,9 @@ impl IoOp {
     /// The NVM command set opcode.
     pub const fn opcode(self) -> u8 {
         match self {
-            Self::Read => opcode::READ,
-            Self::Write => opcode::WRITE,
-            Self::Flush => opcode::FLUSH,
+            Self::Read => io_opcode::READ,
+            Self::Write => io_opcode::WRITE,
+            Self::Flush => io_opcode::FLUSH,
         }
     }
 }
@@ -509,14 +484,12 @@ where
 
     /// Identify (§5.17) with `cns` for `nsid` into a page mapped from the
     /// device; the unmap invalidates it for the CPU.
-    fn identify_page(&mut self, cns: u32, nsid: u32) -> Result<DmaBuf, DriverError> {
+    fn identify_page(&mut self, structure: u8, nsid: u32) -> Result<DmaBuf, DriverError> {
         let page = DmaBuf::new(PAGE_SIZE, PAGE_SIZE)?;
         let map = StreamingMapping::<_, FromDevice, _>::map(self.platform.clone(), page)
             .map_err(|e| e.error)?;
-        let mut cmd = NvmeCommand::new(opcode::IDENTIFY);
-        cmd.nsid = nsid;
-        cmd.prp1 = map.dma_addr().as_u64(); // page-aligned 4 KiB: PRP1 alone
-        cmd.cdw10[0] = cns;
+        // A page-aligned 4 KiB page: PRP1 alone.
+        let cmd = identify(structure, nsid, map.dma_addr().as_u64());
         let map = self
             .admin(cmd, Some(map))?
             .ok_or(DriverError::InvalidArgument("the Identify page came back"))?;
@@ -524,19 +497,16 @@ where
     }
 
     fn identify(&mut self) -> Result<(), DriverError> {
-        let ctrl = self.identify_page(1, 0)?;
-        self.identity.decode_controller(&ctrl);
-        let ns = self.identify_page(0, NSID)?;
+        let ctrl = self.identify_page(cns::CONTROLLER, 0)?;
+        self.identity.decode_controller(&ctrl)?;
+        let ns = self.identify_page(cns::NAMESPACE, NSID)?;
         self.identity.decode_namespace(&ns)
     }
 
     /// Set Features Number of Queues (one pair), then Create I/O CQ and SQ
     /// (the CQ first: the SQ names it).
     fn create_io_queues(&mut self) -> Result<(), DriverError> {
-        let mut nq = NvmeCommand::new(admin_opcode::SET_FEATURES);
-        nq.cdw10[0] = FID_NUMBER_OF_QUEUES;
-        nq.cdw10[1] = 0; // NCQR = NSQR = 0: one of each, 0-based
-        self.admin(nq, None)?;
+        self.admin(set_number_of_queues(1, 1), None)?;
 
         let (sq_size, cq_size, sq, cq) = {
             let io = &self.queues.io;
@@ -548,16 +518,8 @@ where
                 io.cq_dma_addr().as_u64(),
             )
         };
-        let mut create_cq = NvmeCommand::new(opcode::CREATE_IO_CQ);
-        create_cq.prp1 = cq;
-        create_cq.cdw10[0] = (cq_size - 1) << 16 | u32::from(IO_QID);
-        create_cq.cdw10[1] = 1; // PC (physically contiguous), interrupts off
-        self.admin(create_cq, None)?;
-        let mut create_sq = NvmeCommand::new(opcode::CREATE_IO_SQ);
-        create_sq.prp1 = sq;
-        create_sq.cdw10[0] = (sq_size - 1) << 16 | u32::from(IO_QID);
-        create_sq.cdw10[1] = u32::from(IO_QID) << 16 | 1; // CQID, PC
-        self.admin(create_sq, None)?;
+        self.admin(create_io_cq(IO_QID, cq_size, cq), None)?;
+        self.admin(create_io_sq(IO_QID, sq_size, sq, IO_QID), None)?;
         Ok(())
     }
 
@@ -613,15 +575,12 @@ where
             Ok(p) => p,
             Err(e) => return Err(give_back(data, e.into())),
         };
-        // NVM Command Set 1.0 §3.2.4 / §3.2.6: SLBA in CDW10-11, NLB
-        // (0-based) in CDW12 bits 15:0.
-        let mut cmd = NvmeCommand::new(op.opcode());
-        cmd.nsid = NSID;
+        let mut cmd = match read_write(op.opcode(), NSID, lba, blocks) {
+            Ok(c) => c,
+            Err(e) => return Err(give_back(data, e)),
+        };
         cmd.prp1 = prps.prp1().as_u64();
         cmd.prp2 = prps.prp2().as_u64();
-        cmd.cdw10[0] = lba as u32;
-        cmd.cdw10[1] = (lba >> 32) as u32;
-        cmd.cdw10[2] = blocks - 1;
         Ok((data, prps, cmd))
     }
 
@@ -675,7 +634,7 @@ where
     ///
     /// The queue full or broken.
     pub fn queue_flush(&mut self) -> Result<u16, DriverError> {
-        let mut cmd = NvmeCommand::new(opcode::FLUSH);
+        let mut cmd = NvmeCommand::new(io_opcode::FLUSH);
         cmd.nsid = NSID;
         self.push(cmd, Request::Flush).map_err(|r| r.error)
     }
@@ -879,10 +838,8 @@ where
                 "I/O commands are still in flight",
             ))
         } else {
-            let mut sq = NvmeCommand::new(admin_opcode::DELETE_IO_SQ);
-            sq.cdw10[0] = u32::from(IO_QID);
-            let mut cq = NvmeCommand::new(admin_opcode::DELETE_IO_CQ);
-            cq.cdw10[0] = u32::from(IO_QID);
+            let sq = delete_io_queue(admin_opcode::DELETE_IO_SQ, IO_QID);
+            let cq = delete_io_queue(admin_opcode::DELETE_IO_CQ, IO_QID);
             self.admin(sq, None)
                 .and_then(|_| self.admin(cq, None))
                 .map(|_| ())
