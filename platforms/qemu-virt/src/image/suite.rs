@@ -233,7 +233,7 @@ fn fault_after_unmap<P: DmaMap + DmaAlloc + Clone>(
         if platform.iova_to_phys(iova).is_some() {
             return Err(format!("{iova} still translates after unmap"));
         }
-        let mut cmd = read_write(opcode::READ, NSID, lba, 1).map_err(e)?;
+        let mut cmd = read_write(opcode::READ, NSID, lba, 1).map_err(|x| e(x.into()))?;
         cmd.prp1 = iova.as_u64();
         s.driver
             .io()
