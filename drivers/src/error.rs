@@ -30,6 +30,8 @@ pub enum DriverError {
     ControllerFatal,
     /// The request cannot be made as asked.
     InvalidArgument(&'static str),
+    /// The device lacks a feature the driver needs; names it.
+    Unsupported(&'static str),
 }
 
 impl fmt::Display for DriverError {
@@ -50,6 +52,7 @@ impl fmt::Display for DriverError {
             Self::Timeout(what) => write!(f, "timed out waiting for {what}"),
             Self::ControllerFatal => f.write_str("controller fatal status (CSTS.CFS)"),
             Self::InvalidArgument(m) => write!(f, "invalid request: {m}"),
+            Self::Unsupported(what) => write!(f, "the device does not support {what}"),
         }
     }
 }

@@ -31,4 +31,4 @@ pub mod nvme;
 mod wait;
 
 pub use error::{DriverError, Refused};
-pub use wait::Wait;
+pub use wait::{poll_until, Wait};

@@ -1,5 +1,7 @@
 //! How a polled driver lets time pass.
 
+use crate::DriverError;
+
 /// How a polled driver lets time pass while it waits for its device.
 ///
 /// A polled driver waits by polling; what happens between two polls is the
@@ -15,4 +17,28 @@ pub trait Wait {
     /// progress, and return whether to keep waiting: `false` means the
     /// device took too long, and the driver reports a timeout.
     fn pause(&mut self) -> bool;
+}
+
+/// Polls `ready` until it answers (`Some`), pausing through `wait` in
+/// between; checks once more after `wait` gives up, so a slow waiter never
+/// turns a met condition into a timeout.
+///
+/// # Errors
+///
+/// What `ready` answers, or [`DriverError::Timeout`] naming `what` when
+/// `wait` gives up first.
+pub fn poll_until<T>(
+    wait: &mut impl Wait,
+    what: &'static str,
+    mut ready: impl FnMut() -> Option<Result<T, DriverError>>,
+) -> Result<T, DriverError> {
+    wait.begin();
+    loop {
+        if let Some(answer) = ready() {
+            return answer;
+        }
+        if !wait.pause() {
+            return ready().unwrap_or(Err(DriverError::Timeout(what)));
+        }
+    }
 }

@@ -6,4 +6,7 @@
 //! driver's side of the NVMe Base Specification 2.0c and the NVM Command
 //! Set Specification 1.0.
 
+mod controller;
 pub mod spec;
+
+pub use controller::{AdminQueues, Controller};

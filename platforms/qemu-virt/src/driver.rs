@@ -25,9 +25,10 @@ use dma_ring::nvme::{NvmeCommand, NvmeCompleted, NvmeDoorbells, NvmeQueueConfig,
 use dma_ring::Slot;
 use tock_registers::registers::WriteOnly;
 
-use crate::nvme::{AdminQueues, NvmeController, PAGE_SIZE};
-use crate::timer::{wait_for, Clock};
+use crate::timer::{wait_for, Clock, TimerWait};
 use crate::{BoardError, Result};
+use dma_drivers::nvme::spec::PAGE_SIZE;
+use dma_drivers::nvme::{AdminQueues, Controller};
 
 /// How long an admin command may take.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -52,7 +53,7 @@ where
     P: DmaMap + DmaAlloc + Clone,
     K: Clock,
 {
-    ctrl: &'c NvmeController,
+    ctrl: &'c Controller<'c>,
     clock: &'c K,
     platform: P,
     /// Dropped only once the controller is known to be disabled.
@@ -78,12 +79,13 @@ where
     /// Allocation errors; the controller's enable errors (timeout, fatal
     /// status).
     pub fn start(
-        ctrl: &'c NvmeController,
+        ctrl: &'c Controller<'c>,
         platform: P,
         clock: &'c K,
         entries: u16,
     ) -> Result<Self> {
-        ctrl.disable(clock)?;
+        let mut enable_wait = TimerWait::new(clock, ctrl.capabilities().timeout);
+        ctrl.disable(&mut enable_wait)?;
         let doorbells = ctrl.doorbells()?;
         let admin = NvmeQueuePair::allocate(
             platform.clone(),
@@ -104,7 +106,7 @@ where
                 cq: admin.cq_dma_addr().as_u64(),
                 cq_entries: entries,
             },
-            clock,
+            &mut enable_wait,
         )?;
         Ok(Self {
             ctrl,
@@ -114,13 +116,19 @@ where
         })
     }
 
+    /// Disables the controller, waiting at most CAP.TO.
+    fn disable(&self) -> Result<()> {
+        let mut wait = TimerWait::new(self.clock, self.ctrl.capabilities().timeout);
+        Ok(self.ctrl.disable(&mut wait)?)
+    }
+
     /// The platform the driver allocates and maps through.
     pub fn platform(&self) -> &P {
         &self.platform
     }
 
     /// The controller.
-    pub fn controller(&self) -> &NvmeController {
+    pub fn controller(&self) -> &Controller<'c> {
         self.ctrl
     }
 
@@ -279,7 +287,7 @@ where
                 "I/O commands are still in flight",
             )),
         };
-        let disabled = self.ctrl.disable(self.clock);
+        let disabled = self.disable();
         deleted.and(disabled)
     }
 }
@@ -293,7 +301,7 @@ where
     /// If it does not stop in time, the queue memory is leaked rather than
     /// freed under a device that may still write it.
     fn drop(&mut self) {
-        if self.ctrl.disable(self.clock).is_ok() {
+        if self.disable().is_ok() {
             // SAFETY: dropped once, here; the field is never used again.
             unsafe { ManuallyDrop::drop(&mut self.queues) };
         }
@@ -304,7 +312,7 @@ where
 /// controller fatal status.
 fn wait_completion<P, T, K>(
     qp: &mut QueuePair<'_, P, T>,
-    ctrl: &NvmeController,
+    ctrl: &Controller<'_>,
     clock: &K,
     timeout: Duration,
 ) -> Result<NvmeCompleted<T>>

@@ -101,6 +101,7 @@ impl From<dma_drivers::DriverError> for BoardError {
             D::Timeout(what) => Self::Timeout(what),
             D::ControllerFatal => Self::ControllerFatal,
             D::InvalidArgument(rule) => Self::InvalidArgument(rule),
+            D::Unsupported(what) => Self::Unsupported(what),
             other => Self::Driver(other),
         }
     }

@@ -54,6 +54,7 @@
 //!     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> Self::Output {
 //!         let ctrl = NvmeController::new(sim.bus(dev), NvmeConfig::default()).unwrap();
 //!         let regs = ctrl.registers();
+//!         let regs = nvme::controller(&regs).unwrap();
 //!         let pools = nvme::prp_pools(p).unwrap();
 //!         let config = nvme::NvmeDriverConfig::default();
 //!         let mut disk = nvme::NvmeBlockDriver::start(&regs, p, &pools, Stepping::new(ctrl), config).unwrap();

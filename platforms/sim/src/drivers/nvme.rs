@@ -28,7 +28,7 @@
 //!
 //! ```
 //! use dma_core::{DeviceConstraints, DmaBuf};
-//! use dma_sim::drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
+//! use dma_sim::drivers::nvme::{controller, prp_pools, NvmeBlockDriver, NvmeDriverConfig};
 //! use dma_sim::drivers::Stepping;
 //! use dma_sim::nvme::{NvmeConfig, NvmeController};
 //! use dma_sim::{Sim, SimConfig};
@@ -37,7 +37,8 @@
 //! let dev = sim.add_device("nvme0");
 //! let platform = dma_check::Checked::new(sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED));
 //! let ctrl = NvmeController::new(sim.bus(dev), NvmeConfig::default())?;
-//! let regs = ctrl.registers(); // the BAR, as the driver sees it
+//! let regs = ctrl.registers(); // the register block in RAM
+//! let regs = controller(&regs)?; // the BAR, as the driver sees it
 //!
 //! let pools = prp_pools(&platform)?; // PRP list memory
 //! let mut disk = NvmeBlockDriver::start(&regs, &platform, &pools, Stepping::new(ctrl), NvmeDriverConfig::default())?;
@@ -63,15 +64,16 @@ use dma_drivers::nvme::spec::{
     admin_opcode, cns, create_io_cq, create_io_sq, delete_io_queue, identify, io_opcode,
     read_write, set_number_of_queues, ControllerIdentity, NamespaceIdentity,
 };
-use dma_ring::nvme::{NvmeCommand, NvmeCompleted, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair};
+use dma_drivers::nvme::{AdminQueues, Controller};
+use dma_ring::nvme::{NvmeCommand, NvmeCompleted, NvmeQueueConfig, NvmeQueuePair};
 use dma_ring::{RingError, RingErrorKind, Slot};
 use dma_sg::nvme::{encode_prp, NvmePools, PrpRequest};
 use dma_sg::{MappedSgTable, SgLimits};
-use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
-use tock_registers::registers::ReadWrite;
+use tock_registers::registers::WriteOnly;
 
 use super::{DriverError, Refused, Wait};
-use crate::nvme::{NvmeRegisters, AQA, CAP, CC, CSTS};
+use crate::mmio::Mmio;
+use crate::nvme::NvmeRegisters;
 
 /// The memory page size the driver configures (CC.MPS = 0).
 pub const PAGE_SIZE: usize = 4096;
@@ -210,7 +212,7 @@ pub struct IoCompletion<B> {
 
 /// A queue pair of this driver: coherent queue memory, doorbells in the
 /// controller's register block.
-type Queue<'a, P, T> = NvmeQueuePair<Coherent<[u64], P>, &'a ReadWrite<u32>, T, Vec<Slot<T>>>;
+type Queue<'a, P, T> = NvmeQueuePair<Coherent<[u64], P>, &'a WriteOnly<u32>, T, Vec<Slot<T>>>;
 
 /// What an admin command owns while in flight: an Identify page, or nothing.
 type AdminData<P> = Option<StreamingMapping<DmaBuf, FromDevice, P>>;
@@ -265,7 +267,7 @@ where
     W: Wait,
     B: DmaBuffer,
 {
-    regs: &'a NvmeRegisters,
+    ctrl: &'a Controller<'a>,
     platform: P,
     pools: &'a NvmePools<P>,
     wait: W,
@@ -284,36 +286,30 @@ where
 {
     /// Brings the controller up and creates the I/O queue pair.
     ///
-    /// `regs` is the controller's register block (its BAR); `pools` the PRP
-    /// list memory, which must come from the same platform.
+    /// `ctrl` is the controller behind its BAR (see [`controller`] for the
+    /// sim's); `pools` the PRP list memory, which must come from the same
+    /// platform.
     ///
     /// # Errors
     ///
-    /// [`DriverError::InvalidArgument`] when the controller cannot work
-    /// with 4 KiB pages or the NVM command set, or Identify data is
-    /// impossible; [`DriverError::Timeout`] /
+    /// [`DriverError::InvalidArgument`] for queue sizes or pools the
+    /// controller cannot take, or impossible Identify data;
+    /// [`DriverError::Timeout`] /
     /// [`DriverError::ControllerFatal`] when it does not come ready;
     /// allocation, ring and NVMe status errors.
     pub fn start(
-        regs: &'a NvmeRegisters,
+        ctrl: &'a Controller<'a>,
         platform: P,
         pools: &'a NvmePools<P>,
         wait: W,
         config: NvmeDriverConfig,
     ) -> Result<Self, DriverError> {
-        let cap = regs.cap.extract();
-        // CC.MPS = 0 needs MPSMIN = 0; the NVM command set is CSS bit 0.
-        if cap.read(CAP::MPSMIN) != 0 || cap.read(CAP::CSS) & 1 == 0 {
-            return Err(DriverError::InvalidArgument(
-                "controller without 4 KiB pages or the NVM command set",
-            ));
-        }
         if pools.page_size() != PAGE_SIZE {
             return Err(DriverError::InvalidArgument(
                 "PRP pools must use 4 KiB memory pages",
             ));
         }
-        let max_entries = cap.read(CAP::MQES) as u32 + 1;
+        let max_entries = ctrl.capabilities().max_queue_entries;
         let admin = u32::from(config.admin_entries);
         if !(2..=4096.min(max_entries)).contains(&admin) {
             return Err(DriverError::InvalidArgument(
@@ -321,16 +317,7 @@ where
             ));
         }
         let clamp = |n: u32| n.clamp(2, max_entries);
-        let doorbells = |qid| -> Result<NvmeDoorbells<&'a ReadWrite<u32>>, DriverError> {
-            Ok(NvmeDoorbells {
-                sq_tail: regs
-                    .sq_tail_doorbell(qid)
-                    .ok_or(DriverError::InvalidArgument("no doorbell for the queue"))?,
-                cq_head: regs
-                    .cq_head_doorbell(qid)
-                    .ok_or(DriverError::InvalidArgument("no doorbell for the queue"))?,
-            })
-        };
+        let doorbells = ctrl.doorbells()?;
         let admin = NvmeQueuePair::allocate(
             platform.clone(),
             NvmeQueueConfig {
@@ -338,7 +325,7 @@ where
                 sq_size: admin,
                 cq_size: admin,
             },
-            doorbells(0)?,
+            doorbells.queue(0)?,
         )?;
         let io = NvmeQueuePair::allocate(
             platform.clone(),
@@ -347,11 +334,11 @@ where
                 sq_size: clamp(config.io_sq_entries),
                 cq_size: clamp(config.io_cq_entries),
             },
-            doorbells(IO_QID)?,
+            doorbells.queue(IO_QID)?,
         )?;
         let limits = SgLimits::new(PAGE_SIZE, platform.constraints())?;
         let mut driver = Self {
-            regs,
+            ctrl,
             platform,
             pools,
             wait,
@@ -407,27 +394,7 @@ where
     /// CC.EN = 0, then waits for CSTS.RDY = 0: the controller has stopped
     /// every DMA and forgotten its queues (§3.5.2).
     fn disable(&mut self) -> Result<(), DriverError> {
-        if !self.regs.cc.is_set(CC::EN) && !self.regs.csts.is_set(CSTS::RDY) {
-            return Ok(());
-        }
-        self.regs.cc.modify(CC::EN::CLEAR);
-        self.wait_ready(false)
-    }
-
-    fn wait_ready(&mut self, ready: bool) -> Result<(), DriverError> {
-        self.wait.begin();
-        loop {
-            let csts = self.regs.csts.extract();
-            if csts.is_set(CSTS::RDY) == ready {
-                return Ok(());
-            }
-            if ready && csts.is_set(CSTS::CFS) {
-                return Err(DriverError::ControllerFatal);
-            }
-            if !self.wait.pause() {
-                return Err(DriverError::Timeout("CSTS.RDY"));
-            }
-        }
+        self.ctrl.disable(&mut self.wait)
     }
 
     /// Gives the controller the admin queues and enables it (§3.5.1 steps
@@ -435,22 +402,14 @@ where
     fn enable(&mut self) -> Result<(), DriverError> {
         self.disable()?;
         let admin = &self.queues.admin;
-        let entries = admin_entries(admin);
-        self.regs
-            .aqa
-            .write(AQA::ASQS.val(entries - 1) + AQA::ACQS.val(entries - 1));
-        self.regs.asq.set(admin.sq_dma_addr().as_u64());
-        self.regs.acq.set(admin.cq_dma_addr().as_u64());
-        // Configure first, then enable in a second write.
-        self.regs.cc.write(
-            CC::CSS.val(0)
-                + CC::MPS.val(0)
-                + CC::AMS.val(0)
-                + CC::IOSQES.val(6)
-                + CC::IOCQES.val(4),
-        );
-        self.regs.cc.modify(CC::EN::SET);
-        self.wait_ready(true)
+        let entries = admin_entries(admin) as u16;
+        let queues = AdminQueues {
+            sq: admin.sq_dma_addr().as_u64(),
+            sq_entries: entries,
+            cq: admin.cq_dma_addr().as_u64(),
+            cq_entries: entries,
+        };
+        self.ctrl.enable(queues, &mut self.wait)
     }
 
     /// Issues one admin command with its data and waits for it.
@@ -466,7 +425,7 @@ where
             .map_err(|r| r.error)?;
         let done = wait_on(
             &mut self.queues.admin,
-            self.regs,
+            self.ctrl,
             &mut self.wait,
             "an admin completion",
         );
@@ -727,7 +686,7 @@ where
             if let Some(done) = self.poll()? {
                 return Ok(done);
             }
-            if self.regs.csts.is_set(CSTS::CFS) {
+            if self.ctrl.is_fatal() {
                 return Err(DriverError::ControllerFatal);
             }
             if !self.wait.pause() {
@@ -844,16 +803,7 @@ where
                 .and_then(|_| self.admin(cq, None))
                 .map(|_| ())
         };
-        self.regs.cc.modify(CC::SHN.val(1)); // normal shutdown
-        self.wait.begin();
-        let shut = loop {
-            if self.regs.csts.read(CSTS::SHST) == 2 {
-                break Ok(());
-            }
-            if !self.wait.pause() {
-                break Err(DriverError::Timeout("shutdown (CSTS.SHST)"));
-            }
-        };
+        let shut = self.ctrl.shutdown(&mut self.wait);
         let disabled = self.disable();
         deleted.and(shut).and(disabled)
     }
@@ -874,6 +824,25 @@ where
             unsafe { ManuallyDrop::drop(&mut self.queues) };
         }
     }
+}
+
+/// The shared driver's view of a simulated controller's register block:
+/// the block is laid out as BAR0 (registers, then doorbells from 0x1000).
+///
+/// # Errors
+///
+/// [`DriverError::Unsupported`] when the model's CAP lacks what the
+/// driver needs (the NVM command set, 4 KiB pages).
+pub fn controller(regs: &Mmio<NvmeRegisters>) -> Result<Controller<'_>, DriverError> {
+    let bar = core::ptr::NonNull::from(&**regs).cast::<u8>();
+    // SAFETY: the block is a boxed `#[repr(C)]` struct of tock-registers
+    // cells, `size_of::<NvmeRegisters>()` bytes with BAR0's layout (the
+    // properties at 0x00..0x38, doorbells from 0x1000), kept alive by the
+    // borrowed `Mmio` for the controller's lifetime. Its cells are
+    // `UnsafeCell`s, so writing through a pointer derived from `&` is
+    // allowed, and the device model reaches them only with volatile
+    // accesses of whole registers, as hardware would.
+    unsafe { Controller::new(bar, core::mem::size_of::<NvmeRegisters>()) }
 }
 
 /// PRP list memory sized for this driver's defaults: 64 memory pages
@@ -923,7 +892,7 @@ fn status_result<T>(opcode: u8, done: &NvmeCompleted<T>) -> Result<(), DriverErr
 /// waiter gives up.
 fn wait_on<P: DmaAlloc, T, W: Wait>(
     qp: &mut Queue<'_, P, T>,
-    regs: &NvmeRegisters,
+    ctrl: &Controller<'_>,
     wait: &mut W,
     what: &'static str,
 ) -> Result<NvmeCompleted<T>, DriverError> {
@@ -933,7 +902,7 @@ fn wait_on<P: DmaAlloc, T, W: Wait>(
             return Ok(done);
         }
         qp.release_completions();
-        if regs.csts.is_set(CSTS::CFS) {
+        if ctrl.is_fatal() {
             return Err(DriverError::ControllerFatal);
         }
         if !wait.pause() {
