@@ -15,7 +15,10 @@
 //! reading of each spec on purpose, so that a wrong reading here shows up
 //! as a failing test there.
 //!
-//! - [`nvme::spec`]: NVMe controller properties, doorbell stride, admin
+//! - [`nvme`]: the controller bring-up ([`nvme::Controller`]) and a polled
+//!   block driver ([`nvme::NvmeBlockDriver`], feature `alloc`) with PRP
+//!   data transfers;
+//!   [`nvme::spec`]: NVMe controller properties, doorbell stride, admin
 //!   and NVM opcodes, command builders, Identify structures.
 //! - [`nic::spec`]: the Intel 8254x-family descriptor-queue registers.
 //!
@@ -24,6 +27,9 @@
 //! memory, a BAR `mmap`ped from VFIO, or a simulator's block in RAM.
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
 
 mod error;
 pub mod nic;
