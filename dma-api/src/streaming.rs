@@ -22,30 +22,33 @@ use crate::{
 /// compile. A `ToDevice` mapping has no `sync_for_cpu`:
 ///
 /// ```compile_fail
-/// # use dma_core::{StreamingMapping, ToDevice, DeviceConstraints, HostMemory};
-/// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-/// let mut m = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0u8; 64]).unwrap();
+/// # use dma_core::{DmaMap, StreamingMapping, ToDevice};
+/// # fn f<P: DmaMap>(platform: &P) -> Result<(), dma_core::Error> {
+/// let mut m = StreamingMapping::<_, ToDevice, _>::map(platform, vec![0u8; 64])?;
 /// m.sync_for_cpu(); // error: the device never writes a ToDevice buffer
+/// # Ok(()) }
 /// ```
 ///
 /// and a `FromDevice` mapping has no `sync_for_device`:
 ///
 /// ```compile_fail
-/// # use dma_core::{StreamingMapping, FromDevice, DeviceConstraints, HostMemory};
-/// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-/// let mut m = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 64]).unwrap();
+/// # use dma_core::{DmaMap, FromDevice, StreamingMapping};
+/// # fn f<P: DmaMap>(platform: &P) -> Result<(), dma_core::Error> {
+/// let mut m = StreamingMapping::<_, FromDevice, _>::map(platform, vec![0u8; 64])?;
 /// m.sync_for_device(); // error: the CPU has nothing to hand the device
+/// # Ok(()) }
 /// ```
 ///
 /// A `Bidirectional` mapping has both:
 ///
 /// ```
-/// # use dma_core::{StreamingMapping, Bidirectional, DeviceConstraints, HostMemory};
-/// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-/// let mut m = StreamingMapping::<_, Bidirectional, _>::map(&platform, vec![0u8; 64]).unwrap();
+/// # use dma_core::{Bidirectional, DmaMap, StreamingMapping};
+/// # fn f<P: DmaMap>(platform: &P) -> Result<(), dma_core::Error> {
+/// let mut m = StreamingMapping::<_, Bidirectional, _>::map(platform, vec![0u8; 64])?;
 /// m.sync_for_cpu();
 /// m.sync_for_device();
-/// let buf: Vec<u8> = m.unmap().unwrap();
+/// let buf: Vec<u8> = m.unmap()?;
+/// # Ok(()) }
 /// ```
 ///
 /// Forgetting a mapping (`core::mem::forget`) leaks the buffer and the
@@ -101,6 +104,16 @@ impl<B> fmt::Debug for MapError<B> {
 impl<B> fmt::Display for MapError<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<B> core::error::Error for MapError<B> {}
+
+/// `?` on a failed map: the error is kept and the buffer is dropped. Match
+/// on the [`MapError`] instead to keep the buffer.
+impl<B> From<MapError<B>> for Error {
+    fn from(e: MapError<B>) -> Self {
+        e.error
     }
 }
 
