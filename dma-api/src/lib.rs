@@ -85,4 +85,4 @@ pub use platform::{CoherentRegion, DmaAlloc, DmaMap, RawMapping, SgEntry};
 pub use pod::DmaPod;
 #[cfg(feature = "alloc")]
 pub use pool::{DmaPool, PoolBlock};
-pub use streaming::{MapError, StreamingMapping};
+pub use streaming::{DmaSegment, MapError, StreamingMapping};

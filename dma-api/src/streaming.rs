@@ -10,6 +10,27 @@ use crate::{
     RawBuffer, RawMapping, Result,
 };
 
+/// A device-visible, contiguous range: one descriptor's worth of a transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DmaSegment {
+    /// The device address of the first byte.
+    pub addr: DmaAddr,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+impl DmaSegment {
+    /// A segment of `len` bytes at `addr`.
+    pub const fn new(addr: DmaAddr, len: u64) -> Self {
+        Self { addr, len }
+    }
+
+    /// The device address one past the last byte, if it does not wrap.
+    pub const fn end(&self) -> Option<u64> {
+        self.addr.as_u64().checked_add(self.len)
+    }
+}
+
 /// A buffer of type `B` mapped for a device in direction `D` through
 /// platform `P`.
 ///
@@ -187,6 +208,14 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
     /// length for a padded buffer such as [`DmaBuf`](crate::DmaBuf).
     pub fn len(&self) -> usize {
         self.raw.len
+    }
+
+    /// The mapping as device segments: one, since a streaming mapping is
+    /// contiguous in device addresses. It is what `dma-sg`'s encoders
+    /// (`encode_prp`, SGL, hardware SG, virtio chains) take, so a single
+    /// buffer is encoded as a table's segments are.
+    pub fn segments(&self) -> impl Iterator<Item = DmaSegment> {
+        core::iter::once(DmaSegment::new(self.dma_addr(), self.len() as u64))
     }
 
     /// Always false: empty mappings are refused.
