@@ -71,7 +71,8 @@ const COMMANDS: &[Command] = &[
         name: "doc",
         args: "",
         about: "the documentation exactly as docs.rs builds it (nightly, --cfg docsrs, \
-                all features, every target in [package.metadata.docs.rs]), warnings denied",
+                all features, every target in [package.metadata.docs.rs]; warnings denied; \
+                and the README's example the same as the one dma-direct runs as a doctest)",
         run: |r, _| r.run_counted(doc),
     },
     Command {
@@ -189,7 +190,6 @@ fn test(r: &mut Runner) {
         &[],
     );
     r.cargo("doc tests", &["test", "--workspace", "--doc"], &[]);
-    readme_example(r);
     doc(r);
     package(r);
     msrv(r);
@@ -440,8 +440,10 @@ fn loom(r: &mut Runner, preemptions: &str) {
 /// The documentation as docs.rs builds it: per published crate and per
 /// target in its `[package.metadata.docs.rs]`, `cargo +nightly rustdoc --lib`
 /// with every feature and `--cfg docsrs` for that crate only (not its
-/// dependencies), plus warnings denied.
+/// dependencies), plus warnings denied. First, that the README's example is
+/// the tested one.
 fn doc(r: &mut Runner) {
+    readme_example(r);
     let crates = match manifest::library_crates(r.root()) {
         Ok(crates) => crates,
         Err(why) => return r.record("docs.rs docs", Outcome::Fail, 0.0, &why),
