@@ -1,4 +1,4 @@
-//! `DmaPool` alignment and size limits (issue 11, findings 8 and 9).
+//! `DmaPool` alignment and size limits on the direct platform (issue 11, findings 8 and 9).
 
 use dma_coherence::HardwareCoherent;
 use dma_core::{DeviceConstraints, DmaAddr, DmaPool, ErrorKind, HostMemory, PhysAddr};
