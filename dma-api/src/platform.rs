@@ -86,7 +86,15 @@ impl SgEntry {
 /// - `unmap` ends the device's access through `dma` (where the hardware can
 ///   enforce it) and leaves the CPU buffer holding the device's data for
 ///   directions the device writes, unless `SKIP_CPU_SYNC` was given;
-/// - nothing outside the mapped ranges is written by any of these methods.
+/// - no byte outside the mapped ranges changes because of any of these
+///   methods, whether by a store, a copy, or cache maintenance: in
+///   particular an invalidation must never discard a CPU write to a
+///   neighbour sharing a cache line with a mapping. On a non-coherent cache
+///   a backend therefore refuses (or bounces) a range the device writes
+///   that does not own its cache lines whole; `dma_coherence::physical`
+///   holds the shared checks and the argument;
+/// - a `map` or `map_sg` that returns an error leaves nothing mapped and no
+///   byte of memory changed.
 pub unsafe trait DmaMap {
     /// The device's constraints.
     fn constraints(&self) -> &DeviceConstraints;
