@@ -78,8 +78,12 @@ impl SgEntry {
 /// Implementations promise that
 /// - after `map` returns `Ok(dma)`, the device can access exactly the `len`
 ///   bytes at `phys` (or a bounce copy kept in step with them by the syncs)
-///   through `dma..dma + len`, within the device's constraints, until
-///   `unmap`;
+///   through `dma..dma + len`, until `unmap`, within the device's mask and
+///   alignment and, where the backend chooses the device address (an IOVA,
+///   a bounce slot), within one boundary window; a backend that keeps the
+///   buffer's own address (direct) crosses a boundary only where the buffer
+///   does, since the boundary is a segment rule that callers keep when they
+///   build segments (as dma-sg's tables do), as in Linux;
 /// - `sync_for_device` makes the CPU's writes to the range visible to the
 ///   device, and `sync_for_cpu` makes the device's writes visible to the
 ///   CPU, for the direction mapped;

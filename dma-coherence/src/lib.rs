@@ -78,7 +78,7 @@ mod plan;
 pub mod recording;
 
 pub use maintenance::{cache_lines, CacheLines, CacheMaintenance, HardwareCoherent};
-pub use physical::{check_span, coherent_cacheability, PhysicalCore};
-pub use recording::RecordingCache;
 pub use partial_lines::require_whole_lines;
+pub use physical::{check_span, coherent_cacheability, PhysicalCore};
 pub use plan::{bus_dma_ops, plan, plan_ops, sync, BusDmaOps, CacheOp, SyncPoint};
+pub use recording::RecordingCache;

@@ -283,7 +283,10 @@ mod tests {
             4096
         }
         fn alloc_pages(&self, _: usize, _: Cacheability, _: u64) -> Result<Pages> {
-            Err(Error::new(ErrorKind::Unsupported, "the window allocates nothing"))
+            Err(Error::new(
+                ErrorKind::Unsupported,
+                "the window allocates nothing",
+            ))
         }
         unsafe fn free_pages(&self, _: Pages) {}
         fn virt_to_phys(&self, cpu: NonNull<u8>, _: usize) -> Result<PhysAddr> {
@@ -294,8 +297,7 @@ mod tests {
             if lo < self.0 || hi > self.1 {
                 return Err(Error::new(ErrorKind::NotContiguous, "outside the window"));
             }
-            NonNull::new(lo as usize as *mut u8)
-                .ok_or(Error::new(ErrorKind::NotContiguous, "null"))
+            NonNull::new(lo as usize as *mut u8).ok_or(Error::new(ErrorKind::NotContiguous, "null"))
         }
     }
 
@@ -349,7 +351,9 @@ mod tests {
         // memory is touched at these addresses.
         unsafe {
             assert_eq!(
-                core.sync(&m, 200, 100, SyncPoint::ForCpu).unwrap_err().kind(),
+                core.sync(&m, 200, 100, SyncPoint::ForCpu)
+                    .unwrap_err()
+                    .kind(),
                 ErrorKind::OutOfRange,
                 "past the mapping's end"
             );
@@ -384,7 +388,7 @@ mod tests {
         let core = PhysicalCore::new(&cache, &Window(0x1000, 0x2000));
         let mut m = mapping(0x1000, 128, DmaDirection::Bidirectional);
         m.attrs = DmaAttrs::SKIP_CPU_SYNC;
-        // SAFETY: as above.
+        // SAFETY: the policy only records, so no memory is touched at these addresses.
         unsafe {
             core.after_map(&m).unwrap();
             core.before_unmap(&m).unwrap();

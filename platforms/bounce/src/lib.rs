@@ -248,7 +248,7 @@ unsafe impl<P: DmaMap, M: PhysMemory> DmaMap for BouncePlatform<P, M> {
                     dir,
                     attrs,
                 };
-                // SAFETY: as above.
+                // SAFETY: the caller's promise for `map` is passed on; `m` describes exactly the caller's range.
                 unsafe { self.bounce(&m) }
             }
             other => other,

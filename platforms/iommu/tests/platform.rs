@@ -362,8 +362,11 @@ fn non_coherent_policy_refuses_device_written_buffers_sharing_cache_lines() {
             let e = unsafe { p.map(phys, len, dir, DmaAttrs::empty()) }.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Misaligned, "{dir:?} {start}+{len}");
             assert!(e.message().contains("64-byte cache-line"), "{e}");
-            let mut sg = [SgEntry::new(PhysAddr::new(base), 64), SgEntry::new(phys, len)];
-            // SAFETY: as above.
+            let mut sg = [
+                SgEntry::new(PhysAddr::new(base), 64),
+                SgEntry::new(phys, len),
+            ];
+            // SAFETY: the buffer is ours and used only through this platform; the call is refused.
             let e = unsafe { p.map_sg(&mut sg, dir, DmaAttrs::empty()) }.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Misaligned);
         }
@@ -371,9 +374,16 @@ fn non_coherent_policy_refuses_device_written_buffers_sharing_cache_lines() {
     assert_eq!(recorded(&cache), [], "a refusal maintains nothing");
     assert_eq!(p.iova_to_phys(DmaAddr::new(0x1000)), None, "maps nothing");
     // The device only reads: cleaning a shared line loses nothing.
-    // SAFETY: as above.
-    let dma = unsafe { p.map(PhysAddr::new(base + 8), 64, DmaDirection::ToDevice, DmaAttrs::empty()) }
-        .unwrap();
+    // SAFETY: the buffer is ours and used only through this platform until unmapped below.
+    let dma = unsafe {
+        p.map(
+            PhysAddr::new(base + 8),
+            64,
+            DmaDirection::ToDevice,
+            DmaAttrs::empty(),
+        )
+    }
+    .unwrap();
     let raw = RawMapping {
         phys: PhysAddr::new(base + 8),
         dma,
@@ -404,13 +414,13 @@ fn untranslatable_buffers_are_refused_and_a_lost_translation_is_reported() {
     let e = unsafe { p.map(phys, 256, dir, DmaAttrs::empty()) }.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotContiguous);
     let mut sg = [SgEntry::new(phys, 256)];
-    // SAFETY: as above.
+    // SAFETY: the buffer is ours and used only through this platform; the call is refused.
     let e = unsafe { p.map_sg(&mut sg, dir, DmaAttrs::empty()) }.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotContiguous);
     assert_eq!(recorded(&cache), [], "nothing maintained");
 
     memory.show();
-    // SAFETY: as above.
+    // SAFETY: the buffer is ours and used only through this platform until unmapped below.
     let dma = unsafe { p.map(phys, 256, dir, DmaAttrs::empty()) }.unwrap();
     memory.hide(phys, 4096);
     cache.clear();
@@ -426,7 +436,9 @@ fn untranslatable_buffers_are_refused_and_a_lost_translation_is_reported() {
     assert_eq!(e.kind(), ErrorKind::NotContiguous);
     let buffer = phys.as_u64() as usize..phys.as_u64() as usize + 4096;
     assert!(
-        recorded(&cache).iter().all(|(_, va, _)| !buffer.contains(va)),
+        recorded(&cache)
+            .iter()
+            .all(|(_, va, _)| !buffer.contains(va)),
         "the buffer is not maintained (the table's own writes are)"
     );
     assert_eq!(p.iova_to_phys(dma), None, "the device's access still ended");
