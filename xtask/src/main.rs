@@ -6,7 +6,9 @@
 //! - `loom`: the loom models at a deeper preemption bound.
 //! - `doc`: the documentation as docs.rs builds it.
 //! - `qemu`: the bare-metal NVMe suite on QEMU's aarch64 virt board.
+//! - `linux`: the VFIO suite in Linux guests (x86_64 and aarch64) under QEMU.
 
+mod linux;
 mod qemu;
 mod runner;
 
@@ -47,9 +49,10 @@ fn main() -> ExitCode {
         Some("loom") => loom(&mut runner, "3"),
         Some("doc") => doc(&mut runner),
         Some("qemu") => qemu_suite(&mut runner),
+        Some("linux") => linux_suite(&mut runner),
         Some("fuzz") => fuzz(&mut runner, args.get(1).map_or("300", String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <test|demo|bench|loom|doc|qemu|fuzz [seconds]>");
+            eprintln!("usage: cargo xtask <test|demo|bench|loom|doc|qemu|linux|fuzz [seconds]>");
             return ExitCode::from(2);
         }
     }
@@ -108,6 +111,31 @@ fn test(r: &mut Runner) {
     miri(r);
     fuzz(r, "30");
     qemu_suite(r);
+    linux_suite(r);
+}
+
+/// The VFIO suite in a Linux guest per architecture (`xtask/src/linux.rs`).
+fn linux_suite(r: &mut Runner) {
+    for arch in &linux::ARCHES {
+        let name = format!("linux {} VFIO suite", arch.name);
+        let missing = linux::missing(arch);
+        if !missing.is_empty() {
+            r.skip(&name, &format!("missing {} (apt-get install them)", missing.join(", ")));
+            continue;
+        }
+        if !r.ensure_target(arch.target()) {
+            continue;
+        }
+        let start = std::time::Instant::now();
+        match linux::run(r.root(), arch) {
+            Ok(summary) => {
+                summary.print();
+                let outcome = if summary.passed() { Outcome::Pass } else { Outcome::Fail };
+                r.record(&name, outcome, start.elapsed().as_secs_f64(), &summary.problems().join("; "));
+            }
+            Err(why) => r.record(&name, Outcome::Fail, start.elapsed().as_secs_f64(), &why),
+        }
+    }
 }
 
 /// The dma-sg fuzz target (table builder + PRP encoder), built the way
