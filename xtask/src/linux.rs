@@ -143,7 +143,9 @@ pub fn missing(arch: &Arch) -> Vec<&'static str> {
 /// Builds, boots and checks the guest for `arch`.
 pub fn run(root: &Path, arch: &Arch) -> Result<QemuSummary, String> {
     let work = qemu::target_dir(root).join("linux").join(arch.name);
-    let cache = qemu::target_dir(root).join("linux-cache").join(arch.deb_arch);
+    let cache = qemu::target_dir(root)
+        .join("linux-cache")
+        .join(arch.deb_arch);
     fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
     fs::create_dir_all(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
     let bins = build(root, arch)?;
@@ -226,11 +228,25 @@ fn build(root: &Path, arch: &Arch) -> Result<Vec<PathBuf>, String> {
     // Its own target directory: the static flags would otherwise rebuild
     // the host's dependencies on every switch.
     let target_dir = qemu::target_dir(root).join("linux-build");
-    println!("\n==> guest binaries: cargo build --release -p dma-vfio --examples --target {}", arch.target);
+    println!(
+        "\n==> guest binaries: cargo build --release -p dma-vfio --examples --target {}",
+        arch.target
+    );
     let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "dma-vfio", "--examples", "--target", arch.target])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "dma-vfio",
+            "--examples",
+            "--target",
+            arch.target,
+        ])
         .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static -C strip=debuginfo")
+        .env(
+            "RUSTFLAGS",
+            "-C target-feature=+crt-static -C strip=debuginfo",
+        )
         .current_dir(root)
         .status()
         .map_err(|e| format!("running cargo: {e}"))?;
@@ -239,7 +255,12 @@ fn build(root: &Path, arch: &Arch) -> Result<Vec<PathBuf>, String> {
     }
     Ok(BINARIES
         .iter()
-        .map(|b| target_dir.join(arch.target).join("release/examples").join(b))
+        .map(|b| {
+            target_dir
+                .join(arch.target)
+                .join("release/examples")
+                .join(b)
+        })
         .collect())
 }
 
@@ -268,7 +289,12 @@ fn sh(what: &str, command: &str, dir: &Path) -> Result<String, String> {
 /// (once) and unpacks the kernel and the VFIO modules.
 fn fetch_kernel(cache: &Path, arch: &Arch) -> Result<Kernel, String> {
     let meta = format!("linux-image-{0}:{0}", arch.deb_arch);
-    let deps = sh("apt-cache depends", &format!("apt-cache depends {meta}"), cache).map_err(|e| {
+    let deps = sh(
+        "apt-cache depends",
+        &format!("apt-cache depends {meta}"),
+        cache,
+    )
+    .map_err(|e| {
         format!("{e} (for arm64 first: dpkg --add-architecture arm64 && apt-get update)")
     })?;
     let package = deps
@@ -282,7 +308,10 @@ fn fetch_kernel(cache: &Path, arch: &Arch) -> Result<Kernel, String> {
         let deb_glob = format!("{package}_*_{}.deb", arch.deb_arch);
         sh(
             "apt-get download",
-            &format!("ls {deb_glob} >/dev/null 2>&1 || apt-get download -q {package}:{}", arch.deb_arch),
+            &format!(
+                "ls {deb_glob} >/dev/null 2>&1 || apt-get download -q {package}:{}",
+                arch.deb_arch
+            ),
             cache,
         )?;
         fs::create_dir_all(&tree).map_err(|e| format!("creating {}: {e}", tree.display()))?;
@@ -300,7 +329,10 @@ fn fetch_kernel(cache: &Path, arch: &Arch) -> Result<Kernel, String> {
         .map_err(|e| format!("reading the kernel package: {e}"))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
         .ok_or_else(|| format!("{package} has no /boot/vmlinuz-*"))?;
     Ok(Kernel { image, tree })
 }
@@ -384,7 +416,10 @@ fn initramfs(
     };
     copy(&busybox(cache, arch)?, root.join("bin/busybox"))?;
     for bin in bins {
-        copy(bin, root.join("bin").join(bin.file_name().unwrap_or_default()))?;
+        copy(
+            bin,
+            root.join("bin").join(bin.file_name().unwrap_or_default()),
+        )?;
     }
     let found = sh(
         "finding the modules",
@@ -396,7 +431,10 @@ fn initramfs(
             .lines()
             .find(|l| l.ends_with(&format!("/{m}.ko")))
             .ok_or_else(|| format!("the kernel package has no {m}.ko"))?;
-        copy(&kernel.tree.join(path), root.join(format!("lib/modules/{m}.ko")))?;
+        copy(
+            &kernel.tree.join(path),
+            root.join(format!("lib/modules/{m}.ko")),
+        )?;
     }
     let init = root.join("init");
     fs::write(&init, init_script(arch)).map_err(|e| format!("writing /init: {e}"))?;

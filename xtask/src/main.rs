@@ -120,7 +120,10 @@ fn linux_suite(r: &mut Runner) {
         let name = format!("linux {} VFIO suite", arch.name);
         let missing = linux::missing(arch);
         if !missing.is_empty() {
-            r.skip(&name, &format!("missing {} (apt-get install them)", missing.join(", ")));
+            r.skip(
+                &name,
+                &format!("missing {} (apt-get install them)", missing.join(", ")),
+            );
             continue;
         }
         if !r.ensure_target(arch.target()) {
@@ -130,8 +133,17 @@ fn linux_suite(r: &mut Runner) {
         match linux::run(r.root(), arch) {
             Ok(summary) => {
                 summary.print();
-                let outcome = if summary.passed() { Outcome::Pass } else { Outcome::Fail };
-                r.record(&name, outcome, start.elapsed().as_secs_f64(), &summary.problems().join("; "));
+                let outcome = if summary.passed() {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail
+                };
+                r.record(
+                    &name,
+                    outcome,
+                    start.elapsed().as_secs_f64(),
+                    &summary.problems().join("; "),
+                );
             }
             Err(why) => r.record(&name, Outcome::Fail, start.elapsed().as_secs_f64(), &why),
         }

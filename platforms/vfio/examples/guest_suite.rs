@@ -60,10 +60,14 @@ fn write_read<W: dma_sim::drivers::Wait>(
 ) -> Outcome {
     let mut out = DmaBuf::for_device(platform, len).map_err(e("buffer"))?;
     fill_pattern(seed, 0, &mut out);
-    let out = disk.write(lba, out).map_err(|r| format!("write: {}", r.error))?;
+    let out = disk
+        .write(lba, out)
+        .map_err(|r| format!("write: {}", r.error))?;
     disk.flush().map_err(e("flush"))?;
     let back = DmaBuf::for_device(platform, len).map_err(e("buffer"))?;
-    let back = disk.read(lba, back).map_err(|r| format!("read: {}", r.error))?;
+    let back = disk
+        .read(lba, back)
+        .map_err(|r| format!("read: {}", r.error))?;
     if back[..] != out[..] {
         return Err(format!("{len} bytes at LBA {lba} read back differently"));
     }
@@ -91,10 +95,22 @@ unsafe impl DmaMap for Revoking<'_> {
     fn dma_alignment(&self) -> usize {
         self.0.dma_alignment()
     }
-    unsafe fn map(&self, phys: PhysAddr, len: usize, dir: DmaDirection, attrs: DmaAttrs) -> dma_core::Result<dma_core::DmaAddr> {
+    unsafe fn map(
+        &self,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+        attrs: DmaAttrs,
+    ) -> dma_core::Result<dma_core::DmaAddr> {
         // SAFETY: the caller's promise is passed on.
         let dma = unsafe { self.0.map(phys, len, dir, attrs) }?;
-        let raw = RawMapping { phys, dma, len, dir, attrs };
+        let raw = RawMapping {
+            phys,
+            dma,
+            len,
+            dir,
+            attrs,
+        };
         // SAFETY: mapped just above; the device has not been told yet.
         unsafe { self.0.unmap(&raw) }?;
         Ok(dma)
@@ -108,10 +124,18 @@ unsafe impl DmaMap for Revoking<'_> {
 
 // SAFETY: forwards to the real platform unchanged.
 unsafe impl DmaAlloc for Revoking<'_> {
-    fn alloc_coherent(&self, size: usize, attrs: DmaAttrs) -> dma_core::Result<dma_core::CoherentRegion> {
+    fn alloc_coherent(
+        &self,
+        size: usize,
+        attrs: DmaAttrs,
+    ) -> dma_core::Result<dma_core::CoherentRegion> {
         self.0.alloc_coherent(size, attrs)
     }
-    unsafe fn free_coherent(&self, region: dma_core::CoherentRegion, attrs: DmaAttrs) -> dma_core::Result<()> {
+    unsafe fn free_coherent(
+        &self,
+        region: dma_core::CoherentRegion,
+        attrs: DmaAttrs,
+    ) -> dma_core::Result<()> {
         // SAFETY: the caller's promise is passed on.
         unsafe { self.0.free_coherent(region, attrs) }
     }
@@ -128,24 +152,49 @@ fn kernel_log() -> String {
 
 fn iommu_faults(log: &str) -> usize {
     log.lines()
-        .filter(|l| l.contains("DMAR: [DMA Write") || (l.contains("arm-smmu-v3") && l.contains("event")))
+        .filter(|l| {
+            l.contains("DMAR: [DMA Write") || (l.contains("arm-smmu-v3") && l.contains("event"))
+        })
         .count()
 }
 
 fn main() {
     let address = std::env::var("DMA_VFIO_DEVICE").unwrap_or_default();
-    let mut r = Report { passed: 0, failed: 0 };
+    let mut r = Report {
+        passed: 0,
+        failed: 0,
+    };
 
     r.test("bad_input", bad_input(&address));
     match common::Nvme::open(&address) {
         Err(err) => r.test("bring_up", Err(err.to_string())),
         Ok(nvme) => {
-            r.test("bring_up", Ok(format!("{} regions, {} irq indexes, IOVA window {:x?}", nvme.device.counts().0, nvme.device.counts().1, nvme.platform.iova_window())));
+            r.test(
+                "bring_up",
+                Ok(format!(
+                    "{} regions, {} irq indexes, IOVA window {:x?}",
+                    nvme.device.counts().0,
+                    nvme.device.counts().1,
+                    nvme.platform.iova_window()
+                )),
+            );
             suite(&mut r, &nvme);
             let live = nvme.platform.live_mappings();
             drop(nvme);
-            r.test("shutdown", if live == 0 { Ok("no mapping left".into()) } else { Err(format!("{live} mappings left")) });
-            r.test("unbind", std::fs::write("/sys/bus/pci/drivers/vfio-pci/unbind", &address).map(|_| "unbound".into()).map_err(e("unbind")));
+            r.test(
+                "shutdown",
+                if live == 0 {
+                    Ok("no mapping left".into())
+                } else {
+                    Err(format!("{live} mappings left"))
+                },
+            );
+            r.test(
+                "unbind",
+                std::fs::write("/sys/bus/pci/drivers/vfio-pci/unbind", &address)
+                    .map(|_| "unbound".into())
+                    .map_err(e("unbind")),
+            );
         }
     }
     println!("DONE {} {} 0", r.passed, r.failed);
@@ -174,7 +223,11 @@ fn bad_input(address: &str) -> Outcome {
             let va = (mem.as_ptr() as u64 + 4095) & !4095;
             // SAFETY: `mem` outlives the call, and the call must fail
             // before mapping anything.
-            let got = unsafe { device.container().map_dma(va, first.end + 1, 4096, DmaMapFlags::READ) };
+            let got = unsafe {
+                device
+                    .container()
+                    .map_dma(va, first.end + 1, 4096, DmaMapFlags::READ)
+            };
             if !matches!(got, Err(VfioError::OutsideIovaRanges { .. })) {
                 return Err(format!("IOVA in the hole: {got:?}"));
             }
@@ -186,7 +239,10 @@ fn bad_input(address: &str) -> Outcome {
 fn suite(r: &mut Report, nvme: &common::Nvme) {
     let platform = &nvme.platform;
     let Ok(regs) = nvme.regs() else {
-        return r.test("identify", Err("BAR0 too small for the NVMe registers".into()));
+        return r.test(
+            "identify",
+            Err("BAR0 too small for the NVMe registers".into()),
+        );
     };
     let pools = match prp_pools(platform) {
         Ok(p) => p,
@@ -195,30 +251,92 @@ fn suite(r: &mut Report, nvme: &common::Nvme) {
 
     // Interrupt-driven: the admin queue's completions arrive on MSI-X 0.
     let wait = common::IrqWait::new(&nvme.irq, Duration::from_secs(10));
-    let mut disk = match NvmeBlockDriver::<_, _>::start(regs, platform, &pools, wait, NvmeDriverConfig::default()) {
+    let mut disk = match NvmeBlockDriver::<_, _>::start(
+        regs,
+        platform,
+        &pools,
+        wait,
+        NvmeDriverConfig::default(),
+    ) {
         Ok(d) => d,
         Err(err) => return r.test("identify", Err(err.to_string())),
     };
     let id = disk.identity().clone();
-    r.test("identify", if id.model.starts_with("QEMU NVMe") { Ok(format!("{:?}, {} blocks of {}", id.model, id.blocks, id.block_size)) } else { Err(format!("model {:?}", id.model)) });
+    r.test(
+        "identify",
+        if id.model.starts_with("QEMU NVMe") {
+            Ok(format!(
+                "{:?}, {} blocks of {}",
+                id.model, id.blocks, id.block_size
+            ))
+        } else {
+            Err(format!("model {:?}", id.model))
+        },
+    );
     let fired = disk.wait_ref().fired;
-    r.test("interrupt", if fired > 0 { Ok(format!("{fired} MSI-X interrupts for the admin completions")) } else { Err("no interrupt reached the eventfd".into()) });
-    r.test("prp_list", write_read(&mut disk, platform, LBA_PRP_LIST, 64 << 10, 0x11));
+    r.test(
+        "interrupt",
+        if fired > 0 {
+            Ok(format!(
+                "{fired} MSI-X interrupts for the admin completions"
+            ))
+        } else {
+            Err("no interrupt reached the eventfd".into())
+        },
+    );
+    r.test(
+        "prp_list",
+        write_read(&mut disk, platform, LBA_PRP_LIST, 64 << 10, 0x11),
+    );
     // More than 512 pages: the PRP list chains into a second list page.
     let chained = (2 << 20) + (8 << 10);
-    r.test("prp_chained", if id.max_transfer() < chained { Err(format!("MDTS allows only {} bytes", id.max_transfer())) } else { write_read(&mut disk, platform, LBA_CHAINED, chained, 0x22) });
+    r.test(
+        "prp_chained",
+        if id.max_transfer() < chained {
+            Err(format!("MDTS allows only {} bytes", id.max_transfer()))
+        } else {
+            write_read(&mut disk, platform, LBA_CHAINED, chained, 0x22)
+        },
+    );
     if let Err(err) = disk.shutdown() {
         r.test("driver_shutdown", Err(err.to_string()));
     }
 
     // Polled: a queue of 8 entries wraps many times over 40 commands.
-    let config = NvmeDriverConfig { admin_entries: 8, io_sq_entries: 8, io_cq_entries: 8 };
-    match NvmeBlockDriver::<_, _>::start(regs, platform, &pools, common::Polled::new(Duration::from_secs(10)), config) {
+    let config = NvmeDriverConfig {
+        admin_entries: 8,
+        io_sq_entries: 8,
+        io_cq_entries: 8,
+    };
+    match NvmeBlockDriver::<_, _>::start(
+        regs,
+        platform,
+        &pools,
+        common::Polled::new(Duration::from_secs(10)),
+        config,
+    ) {
         Err(err) => r.test("queue_wrap", Err(err.to_string())),
         Ok(mut disk) => {
-            let wrap = (0..20).try_for_each(|i| write_read(&mut disk, platform, LBA_WRAP + 8 * i, 4096, 0x100 + i as u32).map(drop));
-            r.test("queue_wrap", wrap.map(|_| "40 I/O commands through 8-entry queues".into()));
-            r.test("driver_shutdown", disk.shutdown().map(|_| "controller disabled".into()).map_err(e("shutdown")));
+            let wrap = (0..20).try_for_each(|i| {
+                write_read(
+                    &mut disk,
+                    platform,
+                    LBA_WRAP + 8 * i,
+                    4096,
+                    0x100 + i as u32,
+                )
+                .map(drop)
+            });
+            r.test(
+                "queue_wrap",
+                wrap.map(|_| "40 I/O commands through 8-entry queues".into()),
+            );
+            r.test(
+                "driver_shutdown",
+                disk.shutdown()
+                    .map(|_| "controller disabled".into())
+                    .map_err(e("shutdown")),
+            );
         }
     }
 
@@ -231,7 +349,14 @@ fn fault(nvme: &common::Nvme) -> Outcome {
     let revoking = Revoking(&nvme.platform);
     let rpools = prp_pools(revoking).map_err(e("PRP pools"))?;
     let regs = nvme.regs().map_err(e("registers"))?;
-    let mut disk = NvmeBlockDriver::<_, _>::start(regs, revoking, &rpools, common::Polled::new(Duration::from_secs(10)), NvmeDriverConfig::default()).map_err(e("start"))?;
+    let mut disk = NvmeBlockDriver::<_, _>::start(
+        regs,
+        revoking,
+        &rpools,
+        common::Polled::new(Duration::from_secs(10)),
+        NvmeDriverConfig::default(),
+    )
+    .map_err(e("start"))?;
     // The blocks there were never written: a read that got through would
     // turn the 0xee fill into zeros.
     let before = iommu_faults(&kernel_log());
@@ -241,7 +366,9 @@ fn fault(nvme: &common::Nvme) -> Outcome {
     let _ = disk.shutdown();
     let buf = match outcome {
         Ok(b) => b,
-        Err(refused) => refused.buffer.ok_or(format!("read refused: {}", refused.error))?,
+        Err(refused) => refused
+            .buffer
+            .ok_or(format!("read refused: {}", refused.error))?,
     };
     if buf.iter().any(|&b| b != 0xee) {
         return Err("the device wrote through an unmapped IOVA".into());
@@ -251,5 +378,8 @@ fn fault(nvme: &common::Nvme) -> Outcome {
     if after <= before {
         return Err("the buffer is untouched but the kernel logged no IOMMU fault".into());
     }
-    Ok(format!("buffer untouched, {} new IOMMU fault lines in the kernel log", after - before))
+    Ok(format!(
+        "buffer untouched, {} new IOMMU fault lines in the kernel log",
+        after - before
+    ))
 }

@@ -34,8 +34,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("device      {address}");
     println!("model       {}", id.model);
     println!("vendor      {:#06x}", id.vendor);
-    println!("namespace 1 {} blocks of {} bytes ({} MiB)", id.blocks, id.block_size, id.blocks * u64::from(id.block_size) >> 20);
-    println!("LBA format  {} bytes per block, no metadata in use", id.block_size);
+    println!(
+        "namespace 1 {} blocks of {} bytes ({} MiB)",
+        id.blocks,
+        id.block_size,
+        (id.blocks * u64::from(id.block_size)) >> 20
+    );
+    println!(
+        "LBA format  {} bytes per block, no metadata in use",
+        id.block_size
+    );
     println!("max transfer {} KiB per command", id.max_transfer() >> 10);
     disk.shutdown()?;
     Ok(())

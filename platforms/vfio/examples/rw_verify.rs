@@ -59,17 +59,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let block = disk.identity().block_size as usize;
     let chunk = CHUNK.min(disk.identity().max_transfer());
     let blocks = (total / block) as u64;
-    if first.checked_add(blocks).is_none_or(|end| end > disk.identity().blocks) {
-        return Err(format!("{mib} MiB from LBA {first} runs past the namespace's {} blocks", disk.identity().blocks).into());
+    if first
+        .checked_add(blocks)
+        .is_none_or(|end| end > disk.identity().blocks)
+    {
+        return Err(format!(
+            "{mib} MiB from LBA {first} runs past the namespace's {} blocks",
+            disk.identity().blocks
+        )
+        .into());
     }
-    println!("{}: {} MiB from LBA {first}, {} KiB per command", disk.identity().model, mib, chunk >> 10);
+    println!(
+        "{}: {} MiB from LBA {first}, {} KiB per command",
+        disk.identity().model,
+        mib,
+        chunk >> 10
+    );
 
     let start = Instant::now();
     let mut buf = DmaBuf::for_device(&nvme.platform, chunk)?;
     for off in (0..total).step_by(chunk) {
         let n = chunk.min(total - off);
         fill_pattern(SEED, off as u64, &mut buf[..n]);
-        buf = disk.write(first + (off / block) as u64, buf).map_err(|r| r.error)?;
+        buf = disk
+            .write(first + (off / block) as u64, buf)
+            .map_err(|r| r.error)?;
         progress("write ", off + n, total, start);
     }
     disk.flush()?;
@@ -79,12 +93,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut want = vec![0u8; chunk];
     for off in (0..total).step_by(chunk) {
         let n = chunk.min(total - off);
-        buf = disk.read(first + (off / block) as u64, buf).map_err(|r| r.error)?;
+        buf = disk
+            .read(first + (off / block) as u64, buf)
+            .map_err(|r| r.error)?;
         fill_pattern(SEED, off as u64, &mut want[..n]);
         if buf[..n] != want[..n] {
             let bad = (0..n).find(|&i| buf[i] != want[i]).unwrap_or(0);
             println!();
-            return Err(format!("mismatch at byte {} (LBA {})", off + bad, first + ((off + bad) / block) as u64).into());
+            return Err(format!(
+                "mismatch at byte {} (LBA {})",
+                off + bad,
+                first + ((off + bad) / block) as u64
+            )
+            .into());
         }
         progress("verify", off + n, total, start);
     }

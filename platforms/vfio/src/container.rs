@@ -102,7 +102,12 @@ impl VfioContainer {
         let header = buf.as_mut_ptr().cast::<sys::IommuInfo>();
         // SAFETY: the buffer is 4096 zeroed, 8-aligned bytes, larger than
         // the header, and we own it.
-        unsafe { header.write(sys::IommuInfo { argsz: BUF as u32, ..Default::default() }) };
+        unsafe {
+            header.write(sys::IommuInfo {
+                argsz: BUF as u32,
+                ..Default::default()
+            })
+        };
         // SAFETY: argsz says the kernel may write BUF bytes, all inside the
         // buffer; every byte pattern is a valid `IommuInfo`.
         unsafe { sys::ioctl_ptr(fd, sys::IOMMU_GET_INFO, header) }
@@ -221,7 +226,7 @@ fn memlock_limit() -> Option<u64> {
     };
     // SAFETY: getrlimit writes one rlimit into `lim`, which we own.
     let r = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
-    (r == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
+    (r == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }
 
 /// Walks the capability chain of a `VFIO_IOMMU_GET_INFO` answer for the
@@ -286,13 +291,25 @@ mod tests {
         // DMA-available capability (id 3) first, then the ranges (the x86
         // guest's: a hole for the interrupt window at 0xfee00000).
         cap(&mut buf, 24, 3, 40, &[]);
-        cap(&mut buf, 40, 1, 0, &[(0xfef0_0000, 0x7f_ffff_ffff), (0, 0xfedf_ffff)]);
+        cap(
+            &mut buf,
+            40,
+            1,
+            0,
+            &[(0xfef0_0000, 0x7f_ffff_ffff), (0, 0xfedf_ffff)],
+        );
         let r = parse_iova_ranges(&buf, 24);
         assert_eq!(
             r,
             [
-                IovaRange { start: 0, end: 0xfedf_ffff },
-                IovaRange { start: 0xfef0_0000, end: 0x7f_ffff_ffff }
+                IovaRange {
+                    start: 0,
+                    end: 0xfedf_ffff
+                },
+                IovaRange {
+                    start: 0xfef0_0000,
+                    end: 0x7f_ffff_ffff
+                }
             ]
         );
     }
@@ -311,12 +328,18 @@ mod tests {
 
     #[test]
     fn range_containment_is_inclusive_and_overflow_safe() {
-        let r = IovaRange { start: 0x1000, end: 0x1fff };
+        let r = IovaRange {
+            start: 0x1000,
+            end: 0x1fff,
+        };
         assert!(r.contains(0x1000, 0x1000));
         assert!(!r.contains(0x1000, 0x1001));
         assert!(!r.contains(0xfff, 2));
         assert!(!r.contains(0x1000, 0));
-        let all = IovaRange { start: 0, end: u64::MAX };
+        let all = IovaRange {
+            start: 0,
+            end: u64::MAX,
+        };
         assert!(!all.contains(u64::MAX, 2));
         assert!(all.contains(u64::MAX, 1));
     }
@@ -326,12 +349,27 @@ mod tests {
         let c = VfioContainer {
             // Any fd will do: check_iova never reaches the kernel.
             fd: OwnedFd::from(File::open("/dev/null").unwrap()),
-            ranges: vec![IovaRange { start: 0, end: 0x7ff_ffff }, IovaRange { start: 0x810_0000, end: u64::MAX }],
+            ranges: vec![
+                IovaRange {
+                    start: 0,
+                    end: 0x7ff_ffff,
+                },
+                IovaRange {
+                    start: 0x810_0000,
+                    end: u64::MAX,
+                },
+            ],
             page_sizes: 0x4020_1000,
         };
         assert_eq!(c.min_page_size(), 4096);
         let e = c.check_iova(0x800_0000, 0x1000).unwrap_err();
-        assert!(matches!(e, VfioError::OutsideIovaRanges { iova: 0x800_0000, len: 0x1000 }));
+        assert!(matches!(
+            e,
+            VfioError::OutsideIovaRanges {
+                iova: 0x800_0000,
+                len: 0x1000
+            }
+        ));
         assert!(e.to_string().contains("usable IOVA ranges"));
         // SAFETY: the check refuses before any memory is named to the kernel.
         let e = unsafe { c.map_dma(0x1000, 0x7ff_f000, 0x2000, DmaMapFlags::READ) }.unwrap_err();

@@ -186,18 +186,23 @@ impl VfioDevice {
     /// mmapped; the mmap's own failure.
     pub fn map_bar(&self, index: u32) -> Result<Bar> {
         if index > 5 {
-            return Err(VfioError::Unsupported(format!("BAR {index}: PCI has BARs 0..=5")));
+            return Err(VfioError::Unsupported(format!(
+                "BAR {index}: PCI has BARs 0..=5"
+            )));
         }
         let r = self.region(sys::PCI_BAR0_REGION_INDEX + index)?;
         let flags = RegionFlags::from_bits_truncate(r.flags);
-        if r.size == 0 || !flags.contains(RegionFlags::MMAP | RegionFlags::READ | RegionFlags::WRITE) {
+        if r.size == 0
+            || !flags.contains(RegionFlags::MMAP | RegionFlags::READ | RegionFlags::WRITE)
+        {
             return Err(VfioError::Unsupported(format!(
                 "BAR {index} is absent or cannot be mmapped (size {:#x}, flags {flags:?})",
                 r.size
             )));
         }
-        let len = usize::try_from(r.size)
-            .map_err(|_| VfioError::Unsupported(format!("BAR {index} larger than the address space")))?;
+        let len = usize::try_from(r.size).map_err(|_| {
+            VfioError::Unsupported(format!("BAR {index} larger than the address space"))
+        })?;
         // SAFETY: a new shared mapping of the device fd at the region's
         // offset; it aliases no Rust object.
         let ptr = unsafe {

@@ -202,7 +202,10 @@ fn iova_window(container: &VfioContainer, mask: u64) -> Option<(u64, u64)> {
         .iova_ranges()
         .iter()
         .filter_map(|r| {
-            let start = r.start.max(PAGE as u64).checked_next_multiple_of(PAGE as u64)?;
+            let start = r
+                .start
+                .max(PAGE as u64)
+                .checked_next_multiple_of(PAGE as u64)?;
             let end = r.end.min(mask);
             let end = (end.checked_add(1)? & !(PAGE as u64 - 1)).checked_sub(1)?;
             (start < end).then_some((start, end))
@@ -312,7 +315,10 @@ unsafe impl DmaMap for VfioPlatform {
 unsafe impl DmaAlloc for VfioPlatform {
     fn alloc_coherent(&self, size: usize, _attrs: DmaAttrs) -> dma_core::Result<CoherentRegion> {
         if size == 0 {
-            return Err(Error::new(ErrorKind::ZeroSize, "zero-size coherent allocation"));
+            return Err(Error::new(
+                ErrorKind::ZeroSize,
+                "zero-size coherent allocation",
+            ));
         }
         let memory = Anon::new(size).map_err(|_| {
             Error::new(ErrorKind::OutOfMemory, "mmap of coherent memory failed").len(size as u64)
@@ -321,7 +327,14 @@ unsafe impl DmaAlloc for VfioPlatform {
         let flags = DmaMapFlags::READ | DmaMapFlags::WRITE;
         // SAFETY: the mapping is ours and lives in the live table until
         // free_coherent has unmapped it from the IOMMU.
-        let iova = unsafe { self.map_pages(cpu.as_ptr() as usize as u64, len as u64, flags, Some(memory)) }?;
+        let iova = unsafe {
+            self.map_pages(
+                cpu.as_ptr() as usize as u64,
+                len as u64,
+                flags,
+                Some(memory),
+            )
+        }?;
         Ok(CoherentRegion {
             cpu,
             dma: DmaAddr::new(iova),
@@ -329,7 +342,11 @@ unsafe impl DmaAlloc for VfioPlatform {
         })
     }
 
-    unsafe fn free_coherent(&self, region: CoherentRegion, _attrs: DmaAttrs) -> dma_core::Result<()> {
+    unsafe fn free_coherent(
+        &self,
+        region: CoherentRegion,
+        _attrs: DmaAttrs,
+    ) -> dma_core::Result<()> {
         let vaddr = region.cpu.as_ptr() as usize as u64;
         // Dropping the memory (after the unmap succeeded) releases it.
         self.unmap_pages(region.dma.as_u64(), vaddr, true).map(drop)

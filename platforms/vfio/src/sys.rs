@@ -266,7 +266,10 @@ const_assert_eq!(core::mem::size_of::<RegionInfo>(), 32);
 const_assert_eq!(core::mem::offset_of!(RegionInfo, size), 16);
 const_assert_eq!(core::mem::offset_of!(RegionInfo, offset), 24);
 const_assert_eq!(core::mem::size_of::<IrqInfo>(), 16);
-const_assert_eq!(core::mem::offset_of!(IrqSetOne, fd), IRQ_SET_HEADER as usize);
+const_assert_eq!(
+    core::mem::offset_of!(IrqSetOne, fd),
+    IRQ_SET_HEADER as usize
+);
 const_assert_eq!(core::mem::size_of::<IommuInfo>(), 24);
 const_assert_eq!(core::mem::offset_of!(IommuInfo, cap_offset), 16);
 const_assert_eq!(core::mem::size_of::<CapHeader>(), 8);

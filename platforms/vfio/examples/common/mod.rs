@@ -78,7 +78,10 @@ impl Wait for IrqWait<'_> {
         // Completions the controller posts without an interrupt (I/O
         // queues created with interrupts off) are found by the driver's
         // next poll, so never block long.
-        self.fired += self.irq.wait(left.min(Duration::from_millis(2))).unwrap_or(0);
+        self.fired += self
+            .irq
+            .wait(left.min(Duration::from_millis(2)))
+            .unwrap_or(0);
         Instant::now() < self.deadline
     }
 }
