@@ -11,6 +11,7 @@
 mod common;
 
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dma_core::{DmaAlloc, DmaAttrs, DmaBuf, DmaDirection, DmaMap, PhysAddr, RawMapping};
@@ -75,25 +76,29 @@ fn write_read<W: dma_sim::drivers::Wait>(
     Ok(format!("{len} bytes at LBA {lba}"))
 }
 
-/// A platform whose streaming mappings are revoked as soon as they are
-/// made: the device is handed an IOVA that the IOMMU no longer
+/// A platform whose streaming mappings, once `armed`, are revoked as soon
+/// as they are made: the device is handed an IOVA that the IOMMU no longer
 /// translates, as a driver with a use-after-unmap bug would hand it.
 #[derive(Clone, Copy)]
-struct Revoking<'a>(&'a VfioPlatform);
+struct Revoking<'a> {
+    platform: &'a VfioPlatform,
+    armed: &'a AtomicBool,
+}
 
-// SAFETY: every call forwards to the real platform; `map` unmaps again
-// before returning, so the device can reach less than the contract
-// promises (nothing), never more, and `unmap` has nothing left to end.
-// Only the fault test uses it, to see the IOMMU refuse the device.
+// SAFETY: every call forwards to the real platform; an armed `map` unmaps
+// again before returning, so the device can reach less than the contract
+// promises (nothing), never more, and its `unmap` has nothing left to end.
+// `armed` only changes while no streaming mapping is live. Only the fault
+// test uses it, to see the IOMMU refuse the device.
 unsafe impl DmaMap for Revoking<'_> {
     fn constraints(&self) -> &dma_core::DeviceConstraints {
-        self.0.constraints()
+        self.platform.constraints()
     }
     fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> dma_core::Result<PhysAddr> {
-        self.0.virt_to_phys(cpu, len)
+        self.platform.virt_to_phys(cpu, len)
     }
     fn dma_alignment(&self) -> usize {
-        self.0.dma_alignment()
+        self.platform.dma_alignment()
     }
     unsafe fn map(
         &self,
@@ -103,20 +108,27 @@ unsafe impl DmaMap for Revoking<'_> {
         attrs: DmaAttrs,
     ) -> dma_core::Result<dma_core::DmaAddr> {
         // SAFETY: the caller's promise is passed on.
-        let dma = unsafe { self.0.map(phys, len, dir, attrs) }?;
-        let raw = RawMapping {
-            phys,
-            dma,
-            len,
-            dir,
-            attrs,
-        };
-        // SAFETY: mapped just above; the device has not been told yet.
-        unsafe { self.0.unmap(&raw) }?;
+        let dma = unsafe { self.platform.map(phys, len, dir, attrs) }?;
+        if self.armed.load(Ordering::Relaxed) {
+            let raw = RawMapping {
+                phys,
+                dma,
+                len,
+                dir,
+                attrs,
+            };
+            // SAFETY: mapped just above; the device has not been told yet.
+            unsafe { self.platform.unmap(&raw) }?;
+        }
         Ok(dma)
     }
-    unsafe fn unmap(&self, _mapping: &RawMapping) -> dma_core::Result<()> {
-        Ok(())
+    unsafe fn unmap(&self, mapping: &RawMapping) -> dma_core::Result<()> {
+        if self.armed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // SAFETY: the caller's promise is passed on (an unarmed mapping is
+        // a real one).
+        unsafe { self.platform.unmap(mapping) }
     }
     unsafe fn sync_for_cpu(&self, _m: &RawMapping, _o: usize, _l: usize) {}
     unsafe fn sync_for_device(&self, _m: &RawMapping, _o: usize, _l: usize) {}
@@ -129,7 +141,7 @@ unsafe impl DmaAlloc for Revoking<'_> {
         size: usize,
         attrs: DmaAttrs,
     ) -> dma_core::Result<dma_core::CoherentRegion> {
-        self.0.alloc_coherent(size, attrs)
+        self.platform.alloc_coherent(size, attrs)
     }
     unsafe fn free_coherent(
         &self,
@@ -137,7 +149,7 @@ unsafe impl DmaAlloc for Revoking<'_> {
         attrs: DmaAttrs,
     ) -> dma_core::Result<()> {
         // SAFETY: the caller's promise is passed on.
-        unsafe { self.0.free_coherent(region, attrs) }
+        unsafe { self.platform.free_coherent(region, attrs) }
     }
 }
 
@@ -346,7 +358,11 @@ fn suite(r: &mut Report, nvme: &common::Nvme) {
 /// A read whose buffer's IOVA was unmapped: the IOMMU must block the
 /// device's write, the buffer stay as it was, and the kernel log the fault.
 fn fault(nvme: &common::Nvme) -> Outcome {
-    let revoking = Revoking(&nvme.platform);
+    let armed = AtomicBool::new(false);
+    let revoking = Revoking {
+        platform: &nvme.platform,
+        armed: &armed,
+    };
     let rpools = prp_pools(revoking).map_err(e("PRP pools"))?;
     let regs = nvme.regs().map_err(e("registers"))?;
     let mut disk = NvmeBlockDriver::<_, _>::start(
@@ -362,7 +378,9 @@ fn fault(nvme: &common::Nvme) -> Outcome {
     let before = iommu_faults(&kernel_log());
     let mut buf = DmaBuf::for_device(&nvme.platform, 4096).map_err(e("buffer"))?;
     buf.fill(0xee);
+    armed.store(true, Ordering::Relaxed);
     let outcome = disk.read(LBA_FAULT, buf);
+    armed.store(false, Ordering::Relaxed);
     let _ = disk.shutdown();
     let buf = match outcome {
         Ok(b) => b,
