@@ -343,11 +343,17 @@ fn fetch_kernel(cache: &Path, arch: &Arch) -> Result<Kernel, String> {
             cache,
         )?;
         fs::create_dir_all(&tree).map_err(|e| format!("creating {}: {e}", tree.display()))?;
+        // irqbypass.ko exists on amd64 only (arm64 builds it in or not at all).
+        let irqbypass = if arch.modules.contains(&"irqbypass") {
+            "'./lib/modules/*/kernel/virt/lib/irqbypass.ko'"
+        } else {
+            ""
+        };
         sh(
             "unpacking the kernel",
             &format!(
                 "dpkg-deb --fsys-tarfile {deb_glob} | tar -x -C {package} --wildcards './boot/vmlinuz-*' \
-                 './lib/modules/*/kernel/drivers/vfio/*' './lib/modules/*/kernel/virt/lib/irqbypass.ko' \
+                 './lib/modules/*/kernel/drivers/vfio/*' {irqbypass} \
                  './lib/modules/*/kernel/drivers/nvme/host/nvme*.ko' && touch {package}/unpacked"
             ),
             cache,
