@@ -448,6 +448,7 @@ done
 echo vfio-pci > /sys/bus/pci/devices/$BDF/driver_override
 echo $BDF > /sys/bus/pci/drivers_probe
 export DMA_VFIO_DEVICE=$BDF
+echo 2 > /proc/sys/vm/nr_hugepages
 echo "NVMe at $BDF, IOMMU group $(basename $(readlink /sys/bus/pci/devices/$BDF/iommu_group))"
 /bin/identify $BDF; echo "EXAMPLE identify status $?"
 /bin/rw_verify $BDF --destroy-data 65536 4; s=$?; echo "EXAMPLE rw_verify status $s"

@@ -353,6 +353,7 @@ fn suite(r: &mut Report, nvme: &common::Nvme) {
     }
 
     r.test("iommu_fault", fault(nvme));
+    r.test("hugepages", hugepages(platform));
 }
 
 /// A read whose buffer's IOVA was unmapped: the IOMMU must block the
@@ -400,4 +401,32 @@ fn fault(nvme: &common::Nvme) -> Outcome {
         "buffer untouched, {} new IOMMU fault lines in the kernel log",
         after - before
     ))
+}
+
+/// A 2 MiB coherent allocation comes from the hugetlbfs pool when /init
+/// reserved some, and is zeroed and mapped like any other.
+fn hugepages(platform: &VfioPlatform) -> Outcome {
+    let reserved =
+        std::fs::read_to_string("/proc/sys/vm/nr_hugepages").map_err(e("nr_hugepages"))?;
+    let region = platform
+        .alloc_coherent(2 << 20, DmaAttrs::empty())
+        .map_err(e("alloc"))?;
+    let source = platform.page_source(&region);
+    // SAFETY: the region is ours, 2 MiB, and no device has its address.
+    let zeroed = unsafe { std::slice::from_raw_parts(region.cpu.as_ptr(), region.size) }
+        .iter()
+        .all(|&b| b == 0);
+    // SAFETY: allocated above and not used afterwards.
+    unsafe { platform.free_coherent(region, DmaAttrs::empty()) }.map_err(e("free"))?;
+    let want = if reserved.trim() == "0" {
+        dma_vfio::PageSource::Anonymous
+    } else {
+        dma_vfio::PageSource::Huge2M
+    };
+    match (source, zeroed) {
+        (Some(s), true) if s == want => {
+            Ok(format!("{s:?} ({} huge pages reserved)", reserved.trim()))
+        }
+        other => Err(format!("{other:?}, expected {want:?}")),
+    }
 }

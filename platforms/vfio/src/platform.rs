@@ -110,7 +110,8 @@ impl VfioPlatform {
         self.lock().len()
     }
 
-    /// Where coherent allocations of `size` bytes get their pages.
+    /// Where a coherent allocation's pages came from; `None` when `region`
+    /// is not a live allocation of this platform.
     pub fn page_source(&self, region: &CoherentRegion) -> Option<PageSource> {
         self.lock()
             .get(&region.dma.as_u64())
