@@ -97,9 +97,20 @@ pub const ARCHES: [Arch; 2] = [
 
 /// The guest binaries (examples of `dma-vfio`).
 const BINARIES: [&str; 4] = ["guest_suite", "identify", "rw_verify", "randread"];
-/// The kernel's own NVMe driver, loaded after the suite for the speed
-/// comparison.
-const NVME_MODULES: [&str; 2] = ["nvme-core", "nvme"];
+/// The kernel's own NVMe driver and what it needs, in load order, loaded
+/// after the suite for the speed comparison; those a kernel builds in are
+/// absent from its package and skipped.
+const NVME_MODULES: [&str; 9] = [
+    "crct10dif_common",
+    "crct10dif_generic",
+    "crc-t10dif",
+    "crc64",
+    "crc64_rocksoft_generic",
+    "crc64-rocksoft",
+    "t10-pi",
+    "nvme-core",
+    "nvme",
+];
 /// Reads per side of the speed comparison.
 const BENCH_READS: u32 = 2000;
 /// The emulated controller: `mdts=10` allows 4 MiB per command, so the
@@ -313,6 +324,10 @@ fn sh(what: &str, command: &str, dir: &Path) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Marks a complete unpack of the kernel package (renamed when the set of
+/// files taken from it changes).
+const UNPACKED: &str = "unpacked-2";
+
 /// Resolves `linux-image-<arch>` to its current ABI package, downloads it
 /// (once) and unpacks the kernel and the VFIO modules.
 fn fetch_kernel(cache: &Path, arch: &Arch) -> Result<Kernel, String> {
@@ -332,7 +347,7 @@ fn fetch_kernel(cache: &Path, arch: &Arch) -> Result<Kernel, String> {
         .map(|p| p.split(':').next().unwrap_or(p).to_string())
         .ok_or_else(|| format!("apt-cache depends {meta} names no linux-image package"))?;
     let tree = cache.join(&package);
-    if !tree.join("unpacked").exists() {
+    if !tree.join(UNPACKED).exists() {
         let deb_glob = format!("{package}_*_{}.deb", arch.deb_arch);
         sh(
             "apt-get download",
@@ -354,7 +369,8 @@ fn fetch_kernel(cache: &Path, arch: &Arch) -> Result<Kernel, String> {
             &format!(
                 "dpkg-deb --fsys-tarfile {deb_glob} | tar -x -C {package} --wildcards './boot/vmlinuz-*' \
                  './lib/modules/*/kernel/drivers/vfio/*' {irqbypass} \
-                 './lib/modules/*/kernel/drivers/nvme/host/nvme*.ko' && touch {package}/unpacked"
+                 './lib/modules/*/kernel/drivers/nvme/host/nvme*.ko' './lib/modules/*/kernel/block/*' \
+                 './lib/modules/*/kernel/lib/*' './lib/modules/*/kernel/crypto/*' && touch {package}/{UNPACKED}"
             ),
             cache,
         )?;
@@ -456,7 +472,7 @@ echo "NVMe at $BDF, IOMMU group $(basename $(readlink /sys/bus/pci/devices/$BDF/
 /bin/randread vfio $BDF {reads}
 /bin/guest_suite; rc=$?
 echo "GUEST EXIT $rc"
-insmod /lib/modules/nvme-core.ko && insmod /lib/modules/nvme.ko
+for m in {nvme_modules}; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko; done
 echo > /sys/bus/pci/devices/$BDF/driver_override
 echo $BDF > /sys/bus/pci/drivers_probe
 for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/nvme0n1 ] && break; sleep 1; done
@@ -465,6 +481,7 @@ for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/nvme0n1 ] && break; sleep 1; done
 "#,
         modules = arch.modules.join(" "),
         reads = BENCH_READS,
+        nvme_modules = NVME_MODULES.join(" "),
     )
 }
 
@@ -498,15 +515,21 @@ fn initramfs(
         "find lib/modules -name '*.ko'",
         &kernel.tree,
     )?;
-    for m in arch.modules.iter().chain(&NVME_MODULES) {
-        let path = found
-            .lines()
-            .find(|l| l.ends_with(&format!("/{m}.ko")))
-            .ok_or_else(|| format!("the kernel package has no {m}.ko"))?;
+    let module = |m: &str| found.lines().find(|l| l.ends_with(&format!("/{m}.ko")));
+    for m in arch.modules {
+        let path = module(m).ok_or_else(|| format!("the kernel package has no {m}.ko"))?;
         copy(
             &kernel.tree.join(path),
             root.join(format!("lib/modules/{m}.ko")),
         )?;
+    }
+    for m in NVME_MODULES {
+        if let Some(path) = module(m) {
+            copy(
+                &kernel.tree.join(path),
+                root.join(format!("lib/modules/{m}.ko")),
+            )?;
+        }
     }
     let init = root.join("init");
     fs::write(&init, init_script(arch)).map_err(|e| format!("writing /init: {e}"))?;
