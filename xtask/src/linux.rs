@@ -471,6 +471,7 @@ echo "NVMe at $BDF, IOMMU group $(basename $(readlink /sys/bus/pci/devices/$BDF/
 [ $s = 0 ] && echo "DISK 65536 8192 0x5eed"
 /bin/randread vfio $BDF {reads}
 /bin/guest_suite; rc=$?
+grep -i vfio /proc/interrupts
 echo "GUEST EXIT $rc"
 for m in {nvme_modules}; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko; done
 echo > /sys/bus/pci/devices/$BDF/driver_override

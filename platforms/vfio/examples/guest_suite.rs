@@ -285,7 +285,9 @@ fn suite(r: &mut Report, nvme: &common::Nvme) {
             Err(format!("model {:?}", id.model))
         },
     );
-    let fired = disk.wait_ref().fired;
+    // Interrupts that arrived while the driver was not waiting (its poll
+    // found the completion first) are still counted in the eventfd.
+    let fired = disk.wait_ref().fired + nvme.irq.take().unwrap_or(0);
     r.test(
         "interrupt",
         if fired > 0 {
