@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dma_core::{DmaAlloc, DmaAttrs, DmaBuf, DmaDirection, DmaMap, PhysAddr, RawMapping};
+use dma_drivers::nvme::{prp_pools, Controller, NvmeBlockDriver, NvmeDriverConfig};
 use dma_qemu_virt::report::fill_pattern;
-use dma_sim::drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
 use dma_vfio::{DmaMapFlags, VfioDevice, VfioError, VfioPlatform};
 
 type Outcome = Result<String, String>;
@@ -52,7 +52,7 @@ const LBA_WRAP: u64 = 1 << 14;
 const LBA_FAULT: u64 = 3 << 13;
 
 /// Writes pattern(seed) at `lba`, reads it back, compares, and claims it.
-fn write_read<W: dma_sim::drivers::Wait>(
+fn write_read<W: dma_drivers::Wait>(
     disk: &mut NvmeBlockDriver<'_, &VfioPlatform, W>,
     platform: &VfioPlatform,
     lba: u64,
@@ -250,11 +250,9 @@ fn bad_input(address: &str) -> Outcome {
 
 fn suite(r: &mut Report, nvme: &common::Nvme) {
     let platform = &nvme.platform;
-    let Ok(regs) = nvme.regs() else {
-        return r.test(
-            "identify",
-            Err("BAR0 too small for the NVMe registers".into()),
-        );
+    let ctrl = match nvme.controller() {
+        Ok(c) => c,
+        Err(err) => return r.test("identify", Err(format!("controller: {err}"))),
     };
     let pools = match prp_pools(platform) {
         Ok(p) => p,
@@ -264,7 +262,7 @@ fn suite(r: &mut Report, nvme: &common::Nvme) {
     // Interrupt-driven: the admin queue's completions arrive on MSI-X 0.
     let wait = common::IrqWait::new(&nvme.irq, Duration::from_secs(10));
     let mut disk = match NvmeBlockDriver::<_, _>::start(
-        regs,
+        &ctrl,
         platform,
         &pools,
         wait,
@@ -323,7 +321,7 @@ fn suite(r: &mut Report, nvme: &common::Nvme) {
         io_cq_entries: 8,
     };
     match NvmeBlockDriver::<_, _>::start(
-        regs,
+        &ctrl,
         platform,
         &pools,
         common::Polled::new(Duration::from_secs(10)),
@@ -354,22 +352,21 @@ fn suite(r: &mut Report, nvme: &common::Nvme) {
         }
     }
 
-    r.test("iommu_fault", fault(nvme));
+    r.test("iommu_fault", fault(nvme, &ctrl));
     r.test("hugepages", hugepages(platform));
 }
 
 /// A read whose buffer's IOVA was unmapped: the IOMMU must block the
 /// device's write, the buffer stay as it was, and the kernel log the fault.
-fn fault(nvme: &common::Nvme) -> Outcome {
+fn fault(nvme: &common::Nvme, ctrl: &Controller<'_>) -> Outcome {
     let armed = AtomicBool::new(false);
     let revoking = Revoking {
         platform: &nvme.platform,
         armed: &armed,
     };
     let rpools = prp_pools(revoking).map_err(e("PRP pools"))?;
-    let regs = nvme.regs().map_err(e("registers"))?;
     let mut disk = NvmeBlockDriver::<_, _>::start(
-        regs,
+        ctrl,
         revoking,
         &rpools,
         common::Polled::new(Duration::from_secs(10)),

@@ -13,7 +13,7 @@ mod common;
 
 use std::time::Duration;
 
-use dma_sim::drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
+use dma_drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let Some(address) = std::env::args().nth(1) else {
@@ -23,8 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let nvme = common::Nvme::open(&address)?;
     let pools = prp_pools(&nvme.platform)?;
     let wait = common::IrqWait::new(&nvme.irq, Duration::from_secs(5));
+    let ctrl = nvme.controller()?;
     let disk = NvmeBlockDriver::<_, _>::start(
-        nvme.regs()?,
+        &ctrl,
         &nvme.platform,
         &pools,
         wait,

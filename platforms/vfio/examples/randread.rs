@@ -16,7 +16,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::{Duration, Instant};
 
 use dma_core::DmaBuf;
-use dma_sim::drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
+use dma_drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
 
 /// Bytes per read.
 const READ: usize = 4096;
@@ -54,8 +54,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let nvme = common::Nvme::open(target)?;
             let pools = prp_pools(&nvme.platform)?;
             let wait = common::Polled::new(Duration::from_secs(5));
+            let ctrl = nvme.controller()?;
             let mut disk = NvmeBlockDriver::<_, _>::start(
-                nvme.regs()?,
+                &ctrl,
                 &nvme.platform,
                 &pools,
                 wait,

@@ -15,8 +15,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use dma_core::DmaBuf;
+use dma_drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
 use dma_qemu_virt::report::fill_pattern;
-use dma_sim::drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
 
 /// Bytes per command.
 const CHUNK: usize = 128 << 10;
@@ -49,8 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let nvme = common::Nvme::open(&args[0])?;
     let pools = prp_pools(&nvme.platform)?;
     let wait = common::Polled::new(Duration::from_secs(5));
+    let ctrl = nvme.controller()?;
     let mut disk = NvmeBlockDriver::<_, _>::start(
-        nvme.regs()?,
+        &ctrl,
         &nvme.platform,
         &pools,
         wait,

@@ -7,6 +7,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -218,10 +219,9 @@ impl VfioDevice {
         if ptr == libc::MAP_FAILED {
             return Err(VfioError::io("mmap the BAR", io::Error::last_os_error()));
         }
-        Ok(Bar {
-            ptr: ptr.cast(),
-            len,
-        })
+        let ptr = NonNull::new(ptr.cast())
+            .ok_or_else(|| VfioError::Unsupported("mmap placed the BAR at address 0".into()))?;
+        Ok(Bar { ptr, len })
     }
 
     /// Number of MSI-X vectors the device offers.
@@ -316,7 +316,7 @@ impl Drop for VfioDevice {
 /// block laid over it ([`Bar::registers`]): volatile, whole registers.
 #[derive(Debug)]
 pub struct Bar {
-    ptr: *mut u8,
+    ptr: NonNull<u8>,
     len: usize,
 }
 
@@ -337,6 +337,12 @@ impl Bar {
         self.len == 0
     }
 
+    /// The first byte of the mapping, for drivers that take a BAR as a
+    /// pointer and a size (valid as long as `self`).
+    pub fn as_ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
     /// The register block `T` at byte `offset` of the BAR.
     ///
     /// # Errors
@@ -353,7 +359,7 @@ impl Bar {
         let fits = offset
             .checked_add(core::mem::size_of::<T>())
             .is_some_and(|end| end <= self.len);
-        let addr = self.ptr as usize + offset;
+        let addr = self.ptr.as_ptr() as usize + offset;
         if !fits || addr % core::mem::align_of::<T>() != 0 {
             return Err(VfioError::Unsupported(format!(
                 "a {}-byte register block at BAR offset {offset:#x} (BAR is {:#x} bytes)",
@@ -373,7 +379,7 @@ impl Drop for Bar {
     fn drop(&mut self) {
         // SAFETY: the mapping came from mmap with this length, and every
         // reference into it borrows `self`, so none outlives the unmap.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 

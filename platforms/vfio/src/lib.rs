@@ -7,8 +7,9 @@
 //! the family runs on it: device addresses are IOVAs from `dma-iommu`'s
 //! allocator inside the usable IOVA ranges the kernel reports, and the
 //! kernel's IOMMU keeps the device inside its mappings. Registers are
-//! reached through the mmapped BAR ([`Bar::registers`], tock-registers
-//! blocks), interrupts through MSI-X vectors routed to eventfds
+//! reached through the mmapped BAR ([`Bar::registers`] lays a
+//! tock-registers block over it; [`Bar::as_ptr`] hands it to a driver that
+//! takes a BAR pointer, like `dma-drivers`' NVMe `Controller`), interrupts through MSI-X vectors routed to eventfds
 //! ([`Interrupt`]).
 //!
 //! The kernel interface is the legacy container/group API: the Debian 6.1

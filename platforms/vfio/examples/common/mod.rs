@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use dma_core::DeviceConstraints;
-use dma_sim::drivers::Wait;
-use dma_sim::nvme::NvmeRegisters;
+use dma_drivers::nvme::Controller;
+use dma_drivers::{DriverError, Wait};
 use dma_vfio::{Bar, Interrupt, VfioDevice, VfioError, VfioPlatform};
 
 /// An NVMe controller bound to vfio-pci, ready for the driver.
@@ -38,11 +38,12 @@ impl Nvme {
         })
     }
 
-    /// The controller's register block.
-    pub fn regs(&self) -> Result<&NvmeRegisters, VfioError> {
-        // SAFETY: NvmeRegisters is a repr(C) block of tock-registers
-        // registers laid out as NVMe 2.0 §3.1 places them in BAR0.
-        unsafe { self.bar.registers::<NvmeRegisters>(0) }
+    /// The controller behind BAR0, for one driver session at a time.
+    pub fn controller(&self) -> Result<Controller<'_>, DriverError> {
+        // SAFETY: the BAR is BAR0 of an NVMe controller, mapped read-write
+        // (device memory) for as long as `self` lives; the examples run one
+        // driver session at a time, so nothing else drives it meanwhile.
+        unsafe { Controller::new(self.bar.as_ptr(), self.bar.len()) }
     }
 }
 
