@@ -67,6 +67,15 @@ impl SgEntry {
     }
 }
 
+/// A CPU access to a mapped buffer, as [`DmaMap::cpu_access`] is told of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CpuAccess {
+    /// The CPU copies bytes out of the buffer.
+    Read,
+    /// The CPU copies bytes into the buffer.
+    Write,
+}
+
 /// Streaming DMA: making CPU memory visible to one device, and moving its
 /// ownership between CPU and device.
 ///
@@ -168,6 +177,18 @@ pub unsafe trait DmaMap {
     ///
     /// `mapping` is live on this platform and `offset + len <= mapping.len`.
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize);
+
+    /// Told, before it happens, of each CPU read or write of `len` bytes at
+    /// `offset` within a live mapping made by the safe owning types
+    /// ([`StreamingMapping`](crate::StreamingMapping), `dma-sg`'s
+    /// `MappedSgTable`). Checking and simulating platforms use it to see
+    /// CPU accesses to bytes the device owns; the default does nothing and
+    /// compiles away. Nothing may rely on it for soundness: accesses
+    /// through raw pointers and the unsafe API never reach it.
+    #[inline(always)]
+    fn cpu_access(&self, mapping: &RawMapping, offset: usize, len: usize, access: CpuAccess) {
+        let _ = (mapping, offset, len, access);
+    }
 
     /// Maps every entry, filling in `dma`. The default maps them one by one
     /// and unwinds on failure; an IOMMU backend overrides it to place the
@@ -354,6 +375,10 @@ macro_rules! forward_platform {
             unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
                 // SAFETY: the caller's promise is passed on unchanged.
                 unsafe { (**self).sync_for_device(mapping, offset, len) }
+            }
+            #[inline(always)]
+            fn cpu_access(&self, mapping: &RawMapping, offset: usize, len: usize, access: CpuAccess) {
+                (**self).cpu_access(mapping, offset, len, access)
             }
             #[inline]
             unsafe fn map_sg(&self, entries: &mut [SgEntry], dir: DmaDirection, attrs: DmaAttrs) -> Result<()> {

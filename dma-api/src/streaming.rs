@@ -6,8 +6,8 @@ use core::marker::PhantomData;
 
 use crate::volatile::VolatileBytes;
 use crate::{
-    DeviceReads, DeviceWrites, Direction, DmaAddr, DmaAttrs, DmaBuffer, DmaMap, Error, ErrorKind,
-    RawBuffer, RawMapping, Result,
+    CpuAccess, DeviceReads, DeviceWrites, Direction, DmaAddr, DmaAttrs, DmaBuffer, DmaMap, Error,
+    ErrorKind, RawBuffer, RawMapping, Result,
 };
 
 /// A device-visible, contiguous range: one descriptor's worth of a transfer.
@@ -273,6 +273,9 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
     ///
     /// [`OutOfRange`](ErrorKind::OutOfRange) past the end.
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+        self.check_range(offset, dst.len())?;
+        self.platform
+            .cpu_access(&self.raw, offset, dst.len(), CpuAccess::Read);
         self.bytes().copy_out(offset, dst)
     }
 
@@ -331,6 +334,9 @@ impl<B: DmaBuffer, D: DeviceReads, P: DmaMap> StreamingMapping<B, D, P> {
     ///
     /// [`OutOfRange`](ErrorKind::OutOfRange) past the end.
     pub fn write(&mut self, offset: usize, src: &[u8]) -> Result<()> {
+        self.check_range(offset, src.len())?;
+        self.platform
+            .cpu_access(&self.raw, offset, src.len(), CpuAccess::Write);
         self.bytes().copy_in(offset, src)
     }
 }

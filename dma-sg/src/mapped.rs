@@ -6,8 +6,8 @@ use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
 
 use dma_core::{
-    DeviceReads, DeviceWrites, Direction, DmaAttrs, DmaBuffer, DmaMap, Error, ErrorKind, MapError,
-    RawBuffer, RawMapping, Result, SgEntry,
+    CpuAccess, DeviceReads, DeviceWrites, Direction, DmaAttrs, DmaBuffer, DmaMap, Error, ErrorKind,
+    MapError, RawBuffer, RawMapping, Result, SgEntry,
 };
 
 use crate::{DeviceSegments, SgStorage, SgTable};
@@ -292,6 +292,17 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P,
         Ok(unsafe { B::from_raw(raw) })
     }
 
+    /// Tells the platform of a CPU access to `len` bytes at `offset` of the
+    /// buffer, entry by entry (the range was checked by `bytes`).
+    fn tell_cpu_access(&self, offset: usize, len: usize, access: CpuAccess) {
+        // The table lists the buffer's bytes in order, so a range inside the
+        // buffer lies inside the table; bytes past the table's end are in no
+        // entry and there is nothing to tell.
+        let _ = self.for_range(offset as u64, len as u64, |p, raw, off, n| {
+            p.cpu_access(raw, off, n, access)
+        });
+    }
+
     fn bytes(&self, offset: usize, len: usize) -> Result<NonNull<u8>> {
         let raw = self
             .buffer
@@ -316,6 +327,7 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P,
     /// [`OutOfRange`](ErrorKind::OutOfRange) past the end.
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
         let src = self.bytes(offset, dst.len())?;
+        self.tell_cpu_access(offset, dst.len(), CpuAccess::Read);
         for (i, d) in dst.iter_mut().enumerate() {
             // SAFETY: in bounds (checked in `bytes`), owned by this mapping.
             *d = unsafe { src.add(i).as_ptr().read_volatile() };
@@ -334,6 +346,7 @@ impl<B: DmaBuffer, D: DeviceReads, P: DmaMap, S: SgStorage> MappedSgTable<B, D, 
     /// [`OutOfRange`](ErrorKind::OutOfRange) past the end.
     pub fn write(&mut self, offset: usize, src: &[u8]) -> Result<()> {
         let dst = self.bytes(offset, src.len())?;
+        self.tell_cpu_access(offset, src.len(), CpuAccess::Write);
         for (i, s) in src.iter().enumerate() {
             // SAFETY: in bounds (checked in `bytes`); `&mut self` excludes
             // other CPU writers.

@@ -637,6 +637,19 @@ fn demo(r: &mut Runner) {
             &[],
         );
     }
+    // Bugs the mock hardware catches, each with its report.
+    r.cargo(
+        "bug catalogue",
+        &[
+            "run",
+            "--release",
+            "-p",
+            "dma-sim",
+            "--example",
+            "bug_catalogue",
+        ],
+        &[],
+    );
 }
 
 fn bench(r: &mut Runner, extra: &[String]) {

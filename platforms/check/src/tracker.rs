@@ -6,7 +6,10 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
-use dma_core::{DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, PhysAddr, RawMapping, SgEntry};
+use dma_core::{
+    CpuAccess, CpuOwned, DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, PhysAddr, RawMapping,
+    SgEntry,
+};
 
 use crate::report::{CpuSide, Field, Mapping, MappingKind, Operation, Report, SgSlot, SyncPoint};
 
@@ -18,6 +21,9 @@ struct Live {
     mapping: Mapping,
     /// Key in `lines` when the mapping is tracked for cache-line overlap.
     line_key: Option<(u64, u64)>,
+    /// The bytes the CPU owns (taken by syncs for the CPU, handed back by
+    /// syncs for the device); the rest are the device's.
+    cpu_owned: CpuOwned,
 }
 
 struct Table {
@@ -175,6 +181,7 @@ impl Tracker {
             Box::new(Live {
                 mapping,
                 line_key: None,
+                cpu_owned: CpuOwned::default(),
             }),
         );
     }
@@ -183,7 +190,11 @@ impl Tracker {
         let line_key = self.track_lines(&mapping, line_size, out);
         self.live.insert(
             (mapping.dma.as_u64(), mapping.id),
-            Box::new(Live { mapping, line_key }),
+            Box::new(Live {
+                mapping,
+                line_key,
+                cpu_owned: CpuOwned::default(),
+            }),
         );
     }
 
@@ -478,6 +489,13 @@ impl Tracker {
         // would have synced, so the recorded mapping is synced (a
         // `sync_for_device` of a from-device buffer is how a driver hands
         // it back after reading it).
+        if let Some(live) = self.live.get_mut(&key) {
+            let (lo, hi) = (offset as u64, (offset + len) as u64);
+            match point {
+                SyncPoint::ForCpu => live.cpu_owned.take(lo, hi),
+                SyncPoint::ForDevice => live.cpu_owned.give(lo, hi),
+            }
+        }
         Verdict::Forward(RawMapping {
             phys: given.phys,
             dma: m.dma,
@@ -485,6 +503,42 @@ impl Tracker {
             dir: m.dir,
             attrs: m.attrs,
         })
+    }
+
+    /// Checks a CPU access through the safe accessors: every byte must be
+    /// the CPU's, for a mapping the device writes (a `ToDevice` one is
+    /// written by the CPU between transfers, with `sync_for_device` after).
+    /// Linux's dma-debug sees no CPU accesses and cannot check this.
+    pub(crate) fn cpu_access(
+        &self,
+        given: &RawMapping,
+        offset: usize,
+        len: usize,
+        access: CpuAccess,
+        out: &mut Vec<Report>,
+    ) {
+        let d = given.dma.as_u64();
+        let cpu = CpuSide::Phys(given.phys);
+        let Some(live) = self
+            .live
+            .range((d, 0)..=(d, u64::MAX))
+            .map(|(_, l)| l)
+            .find(|l| l.mapping.kind != MappingKind::Coherent && l.mapping.cpu == cpu)
+        else {
+            return;
+        };
+        if !live.mapping.dir.device_writes() || len == 0 {
+            return;
+        }
+        let (lo, hi) = (offset as u64, (offset + len) as u64);
+        if let Some(first) = live.cpu_owned.first_not_owned(lo, hi) {
+            out.push(Report::CpuAccessDeviceOwned {
+                mapping: live.mapping,
+                access,
+                offset: first as usize,
+                len: (hi - first) as usize,
+            });
+        }
     }
 
     /// Checks the entry count of an sg sync against the table's.
