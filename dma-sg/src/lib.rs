@@ -39,8 +39,7 @@
 //! let pools = nvme::NvmePools::new(&platform, 4096, 8, 32)?;
 //!
 //! let buffer = vec![0u8; 12 * 1024];
-//! let mut rx = MappedSgTable::<_, FromDevice, _, _>::map(&platform, buffer, SgLimits::new(4096, &c)?)
-//!     .map_err(|e| e.error)?;
+//! let mut rx = MappedSgTable::<_, FromDevice, _, _>::map(&platform, buffer, SgLimits::new(4096, &c)?)?;
 //! let prps = nvme::encode_prp(&pools, rx.segments())?;
 //! // Write prps.prp1() and prps.prp2() into the command, ring the doorbell,
 //! // wait for the completion; then:
