@@ -9,8 +9,9 @@
 //!
 //! - a [ring core](RingCursor) for any size, with full/empty and one
 //!   doorbell per batch;
-//! - [doorbells](Doorbell) and [register blocks](regs) through
-//!   tock-registers, so one driver drives real MMIO, a simulator and tests;
+//! - [doorbells](Doorbell) through tock-registers, so one driver drives
+//!   real MMIO, a simulator and tests (the devices' register blocks are
+//!   the `dma-drivers` crate's);
 //! - the protocols: [`nvme`], [`nic`], [`virtio::split`], [`virtio::packed`];
 //! - in-flight ownership: submitting moves the request's buffers (mapped
 //!   buffers, SG tables, anything) into the ring's [slot table](Slot); the
@@ -103,7 +104,6 @@ mod error;
 mod memory;
 pub mod nic;
 pub mod nvme;
-pub mod regs;
 mod ring;
 mod slots;
 pub mod sync;
