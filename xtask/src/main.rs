@@ -546,6 +546,16 @@ fn package(r: &mut Runner) {
         Ok(crates) => crates,
         Err(why) => return r.record(name, Outcome::Fail, 0.0, &why),
     };
+    // Verification builds our unpublished crates as registry packages, and
+    // cargo never rebuilds a registry package of the same version: a
+    // previous run's build of them would stand in for today's sources.
+    let stale = runner::target_dir(r.root()).join("package");
+    if let Err(e) = std::fs::remove_dir_all(&stale) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            let why = format!("cannot clear {}: {e}", stale.display());
+            return r.record(name, Outcome::Fail, 0.0, &why);
+        }
+    }
     let mut args = vec!["package", "--allow-dirty"];
     for c in &crates {
         args.extend(["-p", c.name.as_str()]);
