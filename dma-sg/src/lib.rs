@@ -40,8 +40,7 @@
 //!
 //! // Aligned as the device asks (a `Vec<u8>` need not be).
 //! let buffer = DmaBuf::for_device(&platform, 12 * 1024)?;
-//! let mut rx = MappedSgTable::<_, FromDevice, _, _>::map(&platform, buffer, SgLimits::new(4096, &c)?)
-//!     .map_err(|e| e.error)?;
+//! let mut rx = MappedSgTable::<_, FromDevice, _, _>::map(&platform, buffer, SgLimits::new(4096, &c)?)?;
 //! let prps = nvme::encode_prp(&pools, rx.segments())?;
 //! // Write prps.prp1() and prps.prp2() into the command, ring the doorbell,
 //! // wait for the completion; then:

@@ -62,8 +62,7 @@ pub struct ExternalPages;
 /// let c = DeviceConstraints::builder().max_segment_size(8192).build()?;
 /// let platform = DirectPlatform::x86_coherent(HostMemory, c);
 /// let limits = SgLimits::new(4096, &c)?;
-/// let mut tx = MappedSgTable::<_, ToDevice, _, _>::map(&platform, vec![7u8; 20_000], limits)
-///     .map_err(|e| e.error)?;
+/// let mut tx = MappedSgTable::<_, ToDevice, _, _>::map(&platform, vec![7u8; 20_000], limits)?;
 /// assert!(tx.segments().all(|s| s.len <= 8192));
 /// assert_eq!(tx.segments().map(|s| s.len).sum::<u64>(), 20_000);
 /// tx.write(0, b"header")?;

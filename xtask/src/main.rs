@@ -537,21 +537,35 @@ fn doc(r: &mut Runner) {
 }
 
 /// `cargo package` of every published crate, as `cargo publish` would make
-/// them. `--workspace` verifies each crate against the packages of its
-/// unpublished siblings (a local registry overlay), so each is built from
-/// its .crate file alone, as crates.io users will build it.
+/// them. Packaging several at once verifies each against the packages of
+/// its unpublished siblings (a local registry overlay), so each is built
+/// from its .crate file alone, as crates.io users will build it.
 fn package(r: &mut Runner) {
-    r.cargo(
-        "package (verified)",
-        &[
-            "package",
-            "--workspace",
-            "--exclude",
-            "xtask",
-            "--allow-dirty",
-        ],
-        &[],
-    );
+    let name = "package (verified)";
+    let crates = match manifest::library_crates(r.root()) {
+        Ok(crates) => crates,
+        Err(why) => return r.record(name, Outcome::Fail, 0.0, &why),
+    };
+    // Verification builds our unpublished crates as registry packages, and
+    // cargo never rebuilds a registry package of the same version: a
+    // previous run's build of them would stand in for today's sources.
+    let stale = runner::target_dir(r.root()).join("package");
+    let cleared = if r.is_dry() {
+        Ok(())
+    } else {
+        std::fs::remove_dir_all(&stale)
+    };
+    if let Err(e) = cleared {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            let why = format!("cannot clear {}: {e}", stale.display());
+            return r.record(name, Outcome::Fail, 0.0, &why);
+        }
+    }
+    let mut args = vec!["package", "--allow-dirty"];
+    for c in &crates {
+        args.extend(["-p", c.name.as_str()]);
+    }
+    r.cargo(name, &args, &[]);
 }
 
 /// The library crates checked on the declared MSRV toolchain, with the

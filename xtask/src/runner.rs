@@ -193,8 +193,9 @@ impl Runner {
                 if matches!(added, Ok(true)) {
                     true
                 } else {
+                    let toolchain = toolchain.map_or(String::new(), |t| format!(" (+{t})"));
                     self.skip(
-                        &format!("target {target}"),
+                        &format!("target {target}{toolchain}"),
                         "rustup could not add the target",
                     );
                     false
@@ -212,8 +213,15 @@ impl Runner {
 
     /// Prints the summary table and turns the outcomes into an exit code.
     pub fn finish(self) -> ExitCode {
-        println!("\n{:<44} {:>6} {:>9}", "step", "result", "seconds");
-        println!("{}", "-".repeat(61));
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.0.len())
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        println!("\n{:<width$} {:>6} {:>9}", "step", "result", "seconds");
+        println!("{}", "-".repeat(width + 17));
         let mut failed = 0;
         for (name, outcome, secs, why) in &self.rows {
             let label = match outcome {
@@ -225,7 +233,7 @@ impl Runner {
                 Outcome::Skip => "SKIP",
             };
             println!(
-                "{name:<44} {label:>6} {secs:>9.1}{}",
+                "{name:<width$} {label:>6} {secs:>9.1}{}",
                 if why.is_empty() {
                     String::new()
                 } else {

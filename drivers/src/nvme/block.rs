@@ -238,7 +238,7 @@ struct Queues<'a, P: DmaMap + DmaAlloc, B> {
 /// A polled NVMe block driver over platform `P`, waiting with `W`, moving
 /// buffers of type `B`.
 ///
-/// See the [module documentation](self) for what it does and how.
+/// See the [`nvme`](crate::nvme) module for what it does and how.
 pub struct NvmeBlockDriver<'a, P, W, B = DmaBuf>
 where
     P: DmaMap + DmaAlloc + Clone,

@@ -29,7 +29,7 @@
 //! let c = DeviceConstraints::builder().alignment(64).build()?;
 //! let p = BouncePlatform::new(DirectPlatform::x86_coherent(HostMemory, c), HostMemory, 64)?;
 //! let buf = vec![0x5au8; 100];
-//! let m = StreamingMapping::<_, ToDevice, _>::map(&p, buf).map_err(|e| e.error)?;
+//! let m = StreamingMapping::<_, ToDevice, _>::map(&p, buf)?;
 //! assert_eq!(m.dma_addr().as_u64() % 64, 0, "bounced if the Vec was not 64-aligned");
 //! let _buf = m.unmap()?;
 //! # Ok::<(), dma_core::Error>(())

@@ -23,8 +23,7 @@
 //! ));
 //!
 //! // Correct use through the safe types: nothing to report.
-//! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 2048])
-//!     .map_err(|e| e.error)?;
+//! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 2048])?;
 //! rx.sync_for_cpu();
 //! let raw: RawMapping = *rx.raw();
 //! let _buffer: Vec<u8> = rx.unmap()?;

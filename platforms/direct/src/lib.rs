@@ -47,8 +47,7 @@
 //! use dma_direct::DirectPlatform;
 //!
 //! let platform = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-//! let tx = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0xa5u8; 1514])
-//!     .map_err(|e| e.error)?;
+//! let tx = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0xa5u8; 1514])?;
 //! // On x86 the device address is the physical address.
 //! assert_eq!(tx.dma_addr().as_u64(), tx.raw().phys.as_u64());
 //! let _frame: Vec<u8> = tx.unmap()?;
@@ -66,7 +65,7 @@
 //!
 //! let platform = DirectPlatform::arm_noncoherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
 //! let buf = DmaBuf::for_device(&platform, 2048)?;
-//! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, buf).map_err(|e| e.error)?;
+//! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, buf)?;
 //! // ... the device writes, the driver sees the completion ...
 //! rx.sync_for_cpu(); // dc civac over the buffer's lines (EL0), then dsb sy
 //! let _packet = rx.unmap()?;

@@ -42,8 +42,7 @@
 //! let sim = Sim::new(SimConfig::non_coherent().seed(1).eviction_per_mille(0))?;
 //! let dev = sim.add_device("tx");
 //! let platform = sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED);
-//! let mut tx = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0u8; 128])
-//!     .map_err(|e| e.error)?;
+//! let mut tx = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0u8; 128])?;
 //! tx.write(0, b"hello")?; // the CPU writes the mapped buffer...
 //! // ...and forgets tx.sync_for_device(). The device reads stale RAM:
 //! let mut seen = [0u8; 5];
