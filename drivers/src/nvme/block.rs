@@ -49,7 +49,7 @@ use super::spec::{
     admin_opcode, cns, create_io_cq, create_io_sq, delete_io_queue, identify, io_opcode,
     read_write, set_number_of_queues, ControllerIdentity, NamespaceIdentity,
 };
-use super::{AdminQueues, Controller};
+use super::{check_status, AdminQueues, Controller};
 
 use crate::{DriverError, Refused, Wait};
 
@@ -401,9 +401,8 @@ where
             .admin
             .submit(command, data)
             .map_err(|r| r.error)?;
-        let done = wait_on(
+        let done = self.ctrl.wait_completion(
             &mut self.queues.admin,
-            self.ctrl,
             &mut self.wait,
             "an admin completion",
         );
@@ -415,7 +414,7 @@ where
                 RingError::with(RingErrorKind::UnexpectedCompletion, done.cid.into()).into(),
             );
         }
-        status_result(command.opcode(), &done)?;
+        check_status(command.opcode(), done.status)?;
         Ok(done.buffers)
     }
 
@@ -583,17 +582,8 @@ where
     }
 
     fn complete(&mut self, done: NvmeCompleted<Request<'a, P, B>>) -> IoCompletion<B> {
-        let success = done.status.is_success();
         let (op, len, unmapped) = done.buffers.finish();
-        let mut result = if success {
-            Ok(())
-        } else {
-            Err(DriverError::Nvme {
-                opcode: op.opcode(),
-                code_type: done.status.code_type(),
-                code: done.status.code(),
-            })
-        };
+        let mut result = check_status(op.opcode(), done.status);
         let buffer = match unmapped {
             Ok(b) => b,
             Err(e) => {
@@ -833,39 +823,4 @@ fn queue_sizes<P: DmaAlloc, T>(qp: &Queue<'_, P, T>) -> (u32, u32) {
         (qp.sq_memory().size() / dma_ring::nvme::SQE_SIZE) as u32,
         (qp.cq_memory().size() / dma_ring::nvme::CQE_SIZE) as u32,
     )
-}
-
-fn status_result<T>(opcode: u8, done: &NvmeCompleted<T>) -> Result<(), DriverError> {
-    if done.status.is_success() {
-        Ok(())
-    } else {
-        Err(DriverError::Nvme {
-            opcode,
-            code_type: done.status.code_type(),
-            code: done.status.code(),
-        })
-    }
-}
-
-/// Polls `qp` until a completion arrives, the controller fails, or the
-/// waiter gives up.
-fn wait_on<P: DmaAlloc, T, W: Wait>(
-    qp: &mut Queue<'_, P, T>,
-    ctrl: &Controller<'_>,
-    wait: &mut W,
-    what: &'static str,
-) -> Result<NvmeCompleted<T>, DriverError> {
-    wait.begin();
-    loop {
-        if let Some(done) = qp.poll()? {
-            return Ok(done);
-        }
-        qp.release_completions();
-        if ctrl.is_fatal() {
-            return Err(DriverError::ControllerFatal);
-        }
-        if !wait.pause() {
-            return Err(DriverError::Timeout(what));
-        }
-    }
 }

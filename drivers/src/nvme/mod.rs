@@ -18,4 +18,4 @@ pub use block::{
     prp_pools, IoCompletion, IoOp, NvmeBlockDriver, NvmeDriverConfig, NvmeDriverStats,
     NvmeIdentity, IO_QID, NSID, PAGE_SIZE,
 };
-pub use controller::{AdminQueues, Controller};
+pub use controller::{check_status, AdminQueues, Controller};
