@@ -27,16 +27,16 @@ const BITS: usize = usize::BITS as usize;
 /// are lock-free, so one pool may serve several CPUs.
 ///
 /// ```
-/// use dma_core::{DeviceConstraints, DmaPool, HostMemory};
-/// use dma_direct::DirectPlatform;
+/// use dma_core::{DmaAlloc, DmaPool, Result};
 ///
-/// let platform = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-/// // 256-byte blocks, 256-aligned, never crossing 4 KiB: a PRP-list pool.
-/// let pool = DmaPool::new(&platform, 256, 256, Some(4096), 64)?;
-/// let mut block = pool.alloc()?;
-/// block.write_at::<u64>(0, 0x1000)?;
-/// assert!(block.dma_addr().is_aligned(256));
-/// # Ok::<(), dma_core::Error>(())
+/// fn prp_lists<P: DmaAlloc>(platform: &P) -> Result<()> {
+///     // 256-byte blocks, 256-aligned, never crossing 4 KiB: a PRP-list pool.
+///     let pool = DmaPool::new(platform, 256, 256, Some(4096), 64)?;
+///     let mut block = pool.alloc()?;
+///     block.write_at::<u64>(0, 0x1000)?;
+///     assert!(block.dma_addr().is_aligned(256));
+///     Ok(())
+/// }
 /// ```
 pub struct DmaPool<P: DmaAlloc> {
     platform: P,

@@ -10,6 +10,27 @@ use crate::{
     RawBuffer, RawMapping, Result,
 };
 
+/// A device-visible, contiguous range: one descriptor's worth of a transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DmaSegment {
+    /// The device address of the first byte.
+    pub addr: DmaAddr,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+impl DmaSegment {
+    /// A segment of `len` bytes at `addr`.
+    pub const fn new(addr: DmaAddr, len: u64) -> Self {
+        Self { addr, len }
+    }
+
+    /// The device address one past the last byte, if it does not wrap.
+    pub const fn end(&self) -> Option<u64> {
+        self.addr.as_u64().checked_add(self.len)
+    }
+}
+
 /// A buffer of type `B` mapped for a device in direction `D` through
 /// platform `P`.
 ///
@@ -22,30 +43,33 @@ use crate::{
 /// compile. A `ToDevice` mapping has no `sync_for_cpu`:
 ///
 /// ```compile_fail
-/// # use dma_core::{StreamingMapping, ToDevice, DeviceConstraints, HostMemory};
-/// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-/// let mut m = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0u8; 64]).unwrap();
+/// # use dma_core::{DmaMap, StreamingMapping, ToDevice};
+/// # fn f<P: DmaMap>(platform: &P) -> Result<(), dma_core::Error> {
+/// let mut m = StreamingMapping::<_, ToDevice, _>::map(platform, vec![0u8; 64])?;
 /// m.sync_for_cpu(); // error: the device never writes a ToDevice buffer
+/// # Ok(()) }
 /// ```
 ///
 /// and a `FromDevice` mapping has no `sync_for_device`:
 ///
 /// ```compile_fail
-/// # use dma_core::{StreamingMapping, FromDevice, DeviceConstraints, HostMemory};
-/// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-/// let mut m = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 64]).unwrap();
+/// # use dma_core::{DmaMap, FromDevice, StreamingMapping};
+/// # fn f<P: DmaMap>(platform: &P) -> Result<(), dma_core::Error> {
+/// let mut m = StreamingMapping::<_, FromDevice, _>::map(platform, vec![0u8; 64])?;
 /// m.sync_for_device(); // error: the CPU has nothing to hand the device
+/// # Ok(()) }
 /// ```
 ///
 /// A `Bidirectional` mapping has both:
 ///
 /// ```
-/// # use dma_core::{StreamingMapping, Bidirectional, DeviceConstraints, HostMemory};
-/// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-/// let mut m = StreamingMapping::<_, Bidirectional, _>::map(&platform, vec![0u8; 64]).unwrap();
+/// # use dma_core::{Bidirectional, DmaMap, StreamingMapping};
+/// # fn f<P: DmaMap>(platform: &P) -> Result<(), dma_core::Error> {
+/// let mut m = StreamingMapping::<_, Bidirectional, _>::map(platform, vec![0u8; 64])?;
 /// m.sync_for_cpu();
 /// m.sync_for_device();
-/// let buf: Vec<u8> = m.unmap().unwrap();
+/// let buf: Vec<u8> = m.unmap()?;
+/// # Ok(()) }
 /// ```
 ///
 /// Forgetting a mapping (`core::mem::forget`) leaks the buffer and the
@@ -101,6 +125,16 @@ impl<B> fmt::Debug for MapError<B> {
 impl<B> fmt::Display for MapError<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<B> core::error::Error for MapError<B> {}
+
+/// `?` on a failed map: the error is kept and the buffer is dropped. Match
+/// on the [`MapError`] instead to keep the buffer.
+impl<B> From<MapError<B>> for Error {
+    fn from(e: MapError<B>) -> Self {
+        e.error
     }
 }
 
@@ -174,6 +208,14 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
     /// length for a padded buffer such as [`DmaBuf`](crate::DmaBuf).
     pub fn len(&self) -> usize {
         self.raw.len
+    }
+
+    /// The mapping as device segments: one, since a streaming mapping is
+    /// contiguous in device addresses. It is what `dma-sg`'s encoders
+    /// (`encode_prp`, SGL, hardware SG, virtio chains) take, so a single
+    /// buffer is encoded as a table's segments are.
+    pub fn segments(&self) -> impl Iterator<Item = DmaSegment> {
+        core::iter::once(DmaSegment::new(self.dma_addr(), self.len() as u64))
     }
 
     /// Always false: empty mappings are refused.

@@ -62,7 +62,7 @@
 //! # }
 //! ```
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod arch;
 pub mod barrier;

@@ -94,7 +94,7 @@
 //! - `alloc` (default): `allocate` constructors and heap slot storage
 //!   ([`slot_vec`]). Without it, slot storage is an array ([`slots`]).
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -118,3 +118,6 @@ pub use ring::RingCursor;
 #[cfg(feature = "alloc")]
 pub use slots::slot_vec;
 pub use slots::{slots, Drain, Slot, SlotStorage};
+/// The `tock-registers` version the doorbells and [`regs`] are built on, so
+/// a driver's own register blocks use the same one without pinning it.
+pub use tock_registers;

@@ -68,7 +68,7 @@
 //!   the SGL descriptor type and the PRP layout, entry iterator and walker
 //!   remain.
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

@@ -189,7 +189,7 @@
 //! feature (default) adds the hosted classifier and keeps a panic-mode
 //! leak report from panicking while a thread is already unwinding.
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 extern crate alloc;
 #[cfg(feature = "std")]

@@ -74,20 +74,31 @@
 //! # Ok::<(), dma_core::Error>(())
 //! ```
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use core::ptr::NonNull;
 
-#[cfg(target_arch = "aarch64")]
-use dma_coherence::arch::aarch64::Aarch64Maintenance;
-use dma_coherence::{
-    coherent_cacheability, require_whole_lines, sync_mapping, CacheMaintenance, HardwareCoherent,
-    SyncPoint,
-};
+use dma_coherence::{coherent_cacheability, require_whole_lines, sync_mapping, SyncPoint};
 use dma_core::{
     CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, Error,
     ErrorKind, PhysAddr, PhysMemory, RawMapping, Result,
 };
+
+// The cache policies a `DirectPlatform` is generic over, so that a user
+// names its type without depending on dma-coherence.
+#[cfg(target_arch = "aarch64")]
+pub use dma_coherence::arch::aarch64::Aarch64Maintenance;
+#[cfg(target_arch = "riscv64")]
+pub use dma_coherence::arch::riscv64::ZicbomMaintenance;
+#[cfg(target_arch = "x86_64")]
+pub use dma_coherence::arch::x86_64::X86Maintenance;
+pub use dma_coherence::{CacheMaintenance, HardwareCoherent};
+
+/// The crate's README, whose mapping example (the same as the workspace
+/// README's) runs here as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// A fixed translation from physical to device addresses:
 /// `dma = phys - phys_base + dma_base`, for `phys >= phys_base`.
