@@ -118,6 +118,6 @@ pub use ring::RingCursor;
 #[cfg(feature = "alloc")]
 pub use slots::slot_vec;
 pub use slots::{slots, Drain, Slot, SlotStorage};
-/// The `tock-registers` version the doorbells and [`regs`] are built on, so
+/// The `tock-registers` version the doorbells are built on, so
 /// a driver's own register blocks use the same one without pinning it.
 pub use tock_registers;

@@ -26,7 +26,7 @@
 //! which is all a driver needs whether the block is a BAR mapped as Device
 //! memory, a BAR `mmap`ped from VFIO, or a simulator's block in RAM.
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
