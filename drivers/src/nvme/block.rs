@@ -1,35 +1,4 @@
-//! A polled NVMe block driver with one I/O queue pair, over any platform.
-//!
-//! Bring-up follows NVMe Base Specification 2.0 §3.5.1 ("Memory-based
-//! Controller Initialization"): disable and wait for CSTS.RDY = 0, check
-//! CAP, place the admin queues (AQA, ASQ, ACQ), configure CC (4 KiB memory
-//! pages, 64/16-byte entries) and set CC.EN, wait for CSTS.RDY = 1, then
-//! Identify Controller and Namespace (§5.17), Set Features Number of
-//! Queues (§5.27.1.5) and create one I/O completion and submission queue
-//! (§5.4, §5.5).
-//!
-//! I/O: a caller's buffer (any [`DmaBuffer`]: `DmaBuf`, `Vec<u8>`,
-//! `Box<[u8]>`) becomes a `dma-sg` [`MappedSgTable`] (built from its pages
-//! under the device's constraints and mapped through the platform: an IOMMU
-//! gives one IOVA range), whose device segments are encoded as PRP1/PRP2 or
-//! a chained PRP list in [`NvmePools`] memory (§4.3.1). The mapped table and
-//! the PRP lists go into `dma-ring`'s [`NvmeQueuePair`] with the command:
-//! the ring owns them until the completion with that command identifier
-//! comes back, so no buffer is unmapped or reused while the controller may
-//! still touch it, and a bogus completion cannot hand one back twice.
-//!
-//! Cache maintenance is all in `dma-core`'s and `dma-sg`'s types: mapping a
-//! buffer for a Write cleans it, unmapping a Read's buffer invalidates it.
-//! On a non-coherent machine a buffer the controller writes must own its
-//! cache lines: read into [`DmaBuf::for_device`] buffers (the platform
-//! refuses others with a typed error).
-//!
-//!
-//! The driver is generic over the platform `P` (`dma-core`'s
-//! [`DmaMap`] + [`DmaAlloc`]), over how it waits (`W`: [`Wait`]) and over
-//! how registers are reached (a [`Controller`] over any BAR: MMIO, a VFIO
-//! `mmap`, a simulator's block in RAM). `dma_sim::drivers::nvme` runs it on
-//! the simulator's three machines, with an example.
+//! The polled block driver (documented in the parent module).
 
 use alloc::borrow::ToOwned;
 use alloc::string::String;
@@ -49,7 +18,7 @@ use super::spec::{
     admin_opcode, cns, create_io_cq, create_io_sq, delete_io_queue, identify, io_opcode,
     read_write, set_number_of_queues, ControllerIdentity, NamespaceIdentity,
 };
-use super::{AdminQueues, Controller};
+use super::{check_status, AdminQueues, Controller};
 
 use crate::{DriverError, Refused, Wait};
 
@@ -401,9 +370,8 @@ where
             .admin
             .submit(command, data)
             .map_err(|r| r.error)?;
-        let done = wait_on(
+        let done = self.ctrl.wait_completion(
             &mut self.queues.admin,
-            self.ctrl,
             &mut self.wait,
             "an admin completion",
         );
@@ -415,7 +383,7 @@ where
                 RingError::with(RingErrorKind::UnexpectedCompletion, done.cid.into()).into(),
             );
         }
-        status_result(command.opcode(), &done)?;
+        check_status(command.opcode(), done.status)?;
         Ok(done.buffers)
     }
 
@@ -583,17 +551,8 @@ where
     }
 
     fn complete(&mut self, done: NvmeCompleted<Request<'a, P, B>>) -> IoCompletion<B> {
-        let success = done.status.is_success();
         let (op, len, unmapped) = done.buffers.finish();
-        let mut result = if success {
-            Ok(())
-        } else {
-            Err(DriverError::Nvme {
-                opcode: op.opcode(),
-                code_type: done.status.code_type(),
-                code: done.status.code(),
-            })
-        };
+        let mut result = check_status(op.opcode(), done.status);
         let buffer = match unmapped {
             Ok(b) => b,
             Err(e) => {
@@ -833,39 +792,4 @@ fn queue_sizes<P: DmaAlloc, T>(qp: &Queue<'_, P, T>) -> (u32, u32) {
         (qp.sq_memory().size() / dma_ring::nvme::SQE_SIZE) as u32,
         (qp.cq_memory().size() / dma_ring::nvme::CQE_SIZE) as u32,
     )
-}
-
-fn status_result<T>(opcode: u8, done: &NvmeCompleted<T>) -> Result<(), DriverError> {
-    if done.status.is_success() {
-        Ok(())
-    } else {
-        Err(DriverError::Nvme {
-            opcode,
-            code_type: done.status.code_type(),
-            code: done.status.code(),
-        })
-    }
-}
-
-/// Polls `qp` until a completion arrives, the controller fails, or the
-/// waiter gives up.
-fn wait_on<P: DmaAlloc, T, W: Wait>(
-    qp: &mut Queue<'_, P, T>,
-    ctrl: &Controller<'_>,
-    wait: &mut W,
-    what: &'static str,
-) -> Result<NvmeCompleted<T>, DriverError> {
-    wait.begin();
-    loop {
-        if let Some(done) = qp.poll()? {
-            return Ok(done);
-        }
-        qp.release_completions();
-        if ctrl.is_fatal() {
-            return Err(DriverError::ControllerFatal);
-        }
-        if !wait.pause() {
-            return Err(DriverError::Timeout(what));
-        }
-    }
 }

@@ -14,6 +14,9 @@ use core::ptr::NonNull;
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::registers::WriteOnly;
 
+use dma_ring::nvme::{NvmeCompleted, NvmeQueuePair, NvmeStatus};
+use dma_ring::{Doorbell, RingMemory, SlotStorage};
+
 use super::spec::{
     doorbell_offset, Capabilities, NvmeDoorbellArray, NvmeRegisters, AQA, CC, CQE_SIZE_LOG2, CSTS,
     DOORBELL_BASE, PAGE_SIZE, SQE_SIZE_LOG2,
@@ -231,6 +234,54 @@ impl<'bar> Controller<'bar> {
     pub fn is_fatal(&self) -> bool {
         self.regs().csts.is_set(CSTS::CFS)
     }
+
+    /// Polls `queue` until a completion arrives, the controller reports
+    /// fatal status, or `wait` gives up; completed entries are released to
+    /// the controller while waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Ring`] for a completion the queue refuses,
+    /// [`DriverError::ControllerFatal`], or [`DriverError::Timeout`] naming
+    /// `what`.
+    pub fn wait_completion<M, D, T, S>(
+        &self,
+        queue: &mut NvmeQueuePair<M, D, T, S>,
+        wait: &mut impl Wait,
+        what: &'static str,
+    ) -> Result<NvmeCompleted<T>, DriverError>
+    where
+        M: RingMemory,
+        D: Doorbell,
+        S: SlotStorage<T>,
+    {
+        poll_until(wait, what, || match queue.poll() {
+            Ok(Some(done)) => Some(Ok(done)),
+            Ok(None) => {
+                queue.release_completions();
+                self.is_fatal().then_some(Err(DriverError::ControllerFatal))
+            }
+            Err(e) => Some(Err(e.into())),
+        })
+    }
+}
+
+/// `Ok` for a successful completion status, else [`DriverError::Nvme`]
+/// naming the command's `opcode` and the status the controller wrote.
+///
+/// # Errors
+///
+/// [`DriverError::Nvme`].
+pub fn check_status(opcode: u8, status: NvmeStatus) -> Result<(), DriverError> {
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(DriverError::Nvme {
+            opcode,
+            code_type: status.code_type(),
+            code: status.code(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -374,6 +425,54 @@ mod tests {
         bar[0x18 / 8] = 0b1000 << 32; // CSTS.SHST = 2, complete
         let c = controller(&mut bar).unwrap();
         assert_eq!(c.shutdown(&mut Patience(0)), Ok(()));
+    }
+
+    #[test]
+    fn completion_waits_give_up_or_see_fatal_status() {
+        use dma_coherence::HardwareCoherent;
+        use dma_core::{DeviceConstraints, HostMemory};
+        use dma_direct::DirectPlatform;
+        use dma_ring::nvme::NvmeQueueConfig;
+
+        let platform: DirectPlatform<HostMemory, HardwareCoherent> =
+            DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
+        let mut bar = fake_bar(QEMU_CAP);
+        let c = controller(&mut bar).unwrap();
+        let config = NvmeQueueConfig {
+            qid: 0,
+            sq_size: 2,
+            cq_size: 2,
+        };
+        let doorbells = c.doorbells().unwrap().queue(0).unwrap();
+        let mut queue =
+            NvmeQueuePair::<_, _, u32, _>::allocate(&platform, config, doorbells).unwrap();
+        assert_eq!(
+            c.wait_completion(&mut queue, &mut Patience(0), "a completion")
+                .err(),
+            Some(DriverError::Timeout("a completion"))
+        );
+        let mut fatal_bar = fake_bar(QEMU_CAP);
+        fatal_bar[0x18 / 8] = 0b10 << 32; // CSTS.CFS
+        let fatal = controller(&mut fatal_bar).unwrap();
+        assert_eq!(
+            fatal
+                .wait_completion(&mut queue, &mut Patience(0), "a completion")
+                .err(),
+            Some(DriverError::ControllerFatal)
+        );
+    }
+
+    #[test]
+    fn error_statuses_name_the_command() {
+        assert_eq!(check_status(2, NvmeStatus::SUCCESS), Ok(()));
+        assert_eq!(
+            check_status(2, NvmeStatus::new(0, 0x80)),
+            Err(DriverError::Nvme {
+                opcode: 2,
+                code_type: 0,
+                code: 0x80
+            })
+        );
     }
 
     #[test]

@@ -25,8 +25,9 @@ use dma_ring::nvme::{NvmeCommand, NvmeCompleted, NvmeDoorbells, NvmeQueueConfig,
 use dma_ring::Slot;
 use tock_registers::registers::WriteOnly;
 
-use crate::timer::{wait_for, Clock, TimerWait};
+use crate::timer::{Clock, TimerWait};
 use crate::{BoardError, Result};
+use dma_drivers::nvme::check_status;
 use dma_drivers::nvme::spec::PAGE_SIZE;
 use dma_drivers::nvme::{AdminQueues, Controller};
 
@@ -150,7 +151,10 @@ where
             .admin
             .submit(command, data)
             .map_err(|r| r.error)?;
-        let done = wait_completion(&mut self.queues.admin, self.ctrl, self.clock, ADMIN_TIMEOUT)?;
+        let mut wait = TimerWait::new(self.clock, ADMIN_TIMEOUT);
+        let done =
+            self.ctrl
+                .wait_completion(&mut self.queues.admin, &mut wait, "an NVMe completion")?;
         self.queues.admin.release_completions();
         if done.cid != cid {
             return Err(BoardError::Ring(dma_ring::RingError::with(
@@ -158,7 +162,7 @@ where
                 done.cid.into(),
             )));
         }
-        check_status(command.opcode(), &done)?;
+        check_status(command.opcode(), done.status)?;
         Ok(done)
     }
 
@@ -264,7 +268,8 @@ where
     pub fn wait_io(&mut self, timeout: Duration) -> Result<NvmeCompleted<T>> {
         let (ctrl, clock) = (self.ctrl, self.clock);
         let io = self.io()?;
-        let done = wait_completion(io, ctrl, clock, timeout)?;
+        let mut wait = TimerWait::new(clock, timeout);
+        let done = ctrl.wait_completion(io, &mut wait, "an NVMe completion")?;
         io.release_completions();
         Ok(done)
     }
@@ -305,42 +310,5 @@ where
             // SAFETY: dropped once, here; the field is never used again.
             unsafe { ManuallyDrop::drop(&mut self.queues) };
         }
-    }
-}
-
-/// Polls `qp` for its next completion until `timeout`, watching for
-/// controller fatal status.
-fn wait_completion<P, T, K>(
-    qp: &mut QueuePair<'_, P, T>,
-    ctrl: &Controller<'_>,
-    clock: &K,
-    timeout: Duration,
-) -> Result<NvmeCompleted<T>>
-where
-    P: DmaAlloc,
-    K: Clock,
-{
-    wait_for(clock, timeout, "an NVMe completion", || match qp.poll() {
-        Ok(Some(done)) => Some(Ok(done)),
-        Ok(None) if ctrl.is_fatal() => Some(Err(BoardError::ControllerFatal)),
-        Ok(None) => None,
-        Err(e) => Some(Err(BoardError::Ring(e))),
-    })?
-}
-
-/// `Ok` for a successful completion.
-///
-/// # Errors
-///
-/// [`BoardError::NvmeStatus`] with the command's opcode and status.
-pub fn check_status<T>(op: u8, done: &NvmeCompleted<T>) -> Result<()> {
-    if done.status.is_success() {
-        Ok(())
-    } else {
-        Err(BoardError::NvmeStatus {
-            opcode: op,
-            code_type: done.status.code_type(),
-            code: done.status.code(),
-        })
     }
 }

@@ -5,8 +5,9 @@
 //! `P: DmaMap + DmaAlloc` (a direct backend, an IOMMU, a bounce layer,
 //! `dma-check`'s [`Checked`] wrapper around any of them):
 //!
-//! - [`nvme::NvmeBlockDriver`]: controller bring-up through the spec's
-//!   register block, an admin queue pair, Identify, I/O queue creation, and
+//! - [`nvme::NvmeBlockDriver`] (the `dma-drivers` crate's, the same source
+//!   a board runs; [`nvme::controller`] shows it the sim's register block as
+//!   a BAR): controller bring-up, an admin queue pair, Identify, I/O queue creation, and
 //!   read, write and flush of arbitrary buffers: each buffer becomes a
 //!   `dma-sg` table mapped through the platform, encoded as PRP1/PRP2 or a
 //!   chained PRP list in pool memory, and handed to `dma-ring`'s NVMe queue
@@ -29,7 +30,8 @@
 //! # Waiting for the device
 //!
 //! A polled driver waits by polling; what happens between two polls is the
-//! environment's business, so the drivers take a [`Wait`]: [`Stepping`]
+//! environment's business, so the drivers take a [`Wait`] (`dma-drivers`'
+//! trait): [`Stepping`]
 //! runs a simulated device one step per pause (deterministic tests),
 //! [`Spin`] spins a bounded number of times (a device on another thread,
 //! or real hardware without a timer). A wait that gives up is a
