@@ -579,12 +579,7 @@ impl State {
             return;
         };
         let line = self.shadow.line_size();
-        let first = (c.phys - c.offset + at) & !(line - 1);
-        let last = (c.phys + c.len as u64 - 1) & !(line - 1);
-        let finding = Finding {
-            first: Some(first),
-            count: ((last - first) / line + 1) as usize,
-        };
+        let finding = Finding::span(c.phys - c.offset + at, c.phys + c.len as u64, line);
         let region = self.live.get(&c.key).map(|l| l.info());
         self.report(
             cfg,

@@ -108,19 +108,13 @@ impl<P> SimPlatform<P> {
             if s.maintenance != before || cfg.is_coherent() {
                 return;
             }
-            let Some(key) = self.find(s, m) else {
-                return;
-            };
-            let Some(live) = s.live.get(&key).copied() else {
+            let Some((_, live)) = self.find_live(s, m) else {
                 return;
             };
             if !live.cached {
                 return;
             }
-            let finding = Finding {
-                first: Some(live.phys & !(s.shadow.line_size() - 1)),
-                count: 1,
-            };
+            let finding = Finding::span(live.phys, live.phys + live.len, s.shadow.line_size());
             s.report(
                 cfg,
                 ReportKind::PlatformSkipsMaintenance,
@@ -149,8 +143,11 @@ impl<P> SimPlatform<P> {
     }
 
     fn find(&self, s: &State, m: &RawMapping) -> Option<(u64, u64)> {
+        self.find_live(s, m).map(|(k, _)| k)
+    }
+
+    fn find_live(&self, s: &State, m: &RawMapping) -> Option<((u64, u64), Live)> {
         s.find(self.device, m.phys.as_u64(), m.len as u64, m.dma.as_u64())
-            .map(|(k, _)| k)
     }
 
     /// Before the CPU takes `[offset, offset + len)` of `m` back: did it
@@ -317,12 +314,7 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         unsafe { self.inner.sync_for_device(mapping, offset, len) };
         self.check_maintained(mapping, SyncPoint::ForDevice, true, before);
         self.sim.machine.with(|s, cfg| {
-            if let Some((_, live)) = s.find(
-                self.device,
-                mapping.phys.as_u64(),
-                mapping.len as u64,
-                mapping.dma.as_u64(),
-            ) {
+            if let Some((_, live)) = self.find_live(s, mapping) {
                 s.tick(cfg);
                 let (lo, hi) = (offset as u64, (offset + len) as u64);
                 if let Some(owned) = s.cpu_owned.get_mut(&live.id) {
@@ -342,12 +334,7 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
             if !cfg.detector_on() || len == 0 {
                 return;
             }
-            let Some((_, live)) = s.find(
-                self.device,
-                mapping.phys.as_u64(),
-                mapping.len as u64,
-                mapping.dma.as_u64(),
-            ) else {
+            let Some((_, live)) = self.find_live(s, mapping) else {
                 return;
             };
             if !live.owned_in_turns() {
@@ -362,12 +349,7 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
                 return;
             };
             let line = s.shadow.line_size();
-            let first = (live.phys + at) & !(line - 1);
-            let last = (live.phys + hi - 1) & !(line - 1);
-            let finding = Finding {
-                first: Some(first),
-                count: ((last - first) / line + 1) as usize,
-            };
+            let finding = Finding::span(live.phys + at, live.phys + hi, line);
             let kind = match access {
                 CpuAccess::Read => ReportKind::CpuReadDeviceOwned,
                 CpuAccess::Write => ReportKind::CpuWroteDeviceOwned,
@@ -447,10 +429,7 @@ unsafe impl<P: DmaAlloc> DmaAlloc for SimPlatform<P> {
             };
             // `register` keeps `cached` only on a non-coherent machine.
             if live.cached {
-                let finding = Finding {
-                    first: Some(live.phys),
-                    count: live.len.div_ceil(s.shadow.line_size()) as usize,
-                };
+                let finding = Finding::span(live.phys, live.phys + live.len, s.shadow.line_size());
                 let kind = ReportKind::CacheableCoherentMemory;
                 s.report(cfg, kind, finding, None, Some(live.info()));
             }
