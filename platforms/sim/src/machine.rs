@@ -568,15 +568,16 @@ impl State {
 
     /// A device access to bytes of a streaming mapping the CPU owns at the
     /// moment (taken by `sync_for_cpu`, not yet handed back).
-    fn check_device_owns(&mut self, cfg: &SimConfig, device: DeviceId, c: &Chunk) {
+    /// Returns whether it reported.
+    fn check_device_owns(&mut self, cfg: &SimConfig, device: DeviceId, c: &Chunk) -> bool {
         if !c.in_turns || !cfg.detector_on() {
-            return;
+            return false;
         }
         let Some(owned) = self.cpu_owned.get(&c.id) else {
-            return;
+            return false;
         };
         let Some(at) = owned.first_owned(c.offset, c.offset + c.len as u64) else {
-            return;
+            return false;
         };
         let line = self.shadow.line_size();
         let finding = Finding::span(c.phys - c.offset + at, c.phys + c.len as u64, line);
@@ -588,6 +589,7 @@ impl State {
             Some(device),
             region,
         );
+        true
     }
 
     /// A device access: translate, check, then move the bytes through the
@@ -623,7 +625,10 @@ impl State {
         let mut pos = 0usize;
         for c in &chunks {
             let range = pos..pos + c.len;
-            self.check_device_owns(cfg, device, c);
+            // Bytes the CPU owns may hold its writes legitimately: what is
+            // missing is the hand-back, which this report's hint says, so
+            // the clean checks below would only repeat it with the wrong fix.
+            let cpu_owned = self.check_device_owns(cfg, device, c);
             if c.cached {
                 if access == Access::Read && cfg.detector_on() {
                     self.check_never_cleaned(cfg, device, c);
@@ -642,7 +647,7 @@ impl State {
                         }
                     }
                 };
-                if finding.first.is_some() {
+                if finding.first.is_some() && !cpu_owned {
                     let region = self.live.get(&c.key).map(|l| l.info());
                     let kind = match access {
                         // Coherent memory the CPU caches: the attributes are
