@@ -87,15 +87,27 @@ pub enum CpuAccess {
 /// Implementations promise that
 /// - after `map` returns `Ok(dma)`, the device can access exactly the `len`
 ///   bytes at `phys` (or a bounce copy kept in step with them by the syncs)
-///   through `dma..dma + len`, within the device's constraints, until
-///   `unmap`;
+///   through `dma..dma + len`, until `unmap`, within the device's mask and
+///   alignment and, where the backend chooses the device address (an IOVA,
+///   a bounce slot), within one boundary window; a backend that keeps the
+///   buffer's own address (direct) crosses a boundary only where the buffer
+///   does, since the boundary is a segment rule that callers keep when they
+///   build segments (as dma-sg's tables do), as in Linux;
 /// - `sync_for_device` makes the CPU's writes to the range visible to the
 ///   device, and `sync_for_cpu` makes the device's writes visible to the
 ///   CPU, for the direction mapped;
 /// - `unmap` ends the device's access through `dma` (where the hardware can
 ///   enforce it) and leaves the CPU buffer holding the device's data for
 ///   directions the device writes, unless `SKIP_CPU_SYNC` was given;
-/// - nothing outside the mapped ranges is written by any of these methods.
+/// - no byte outside the mapped ranges changes because of any of these
+///   methods, whether by a store, a copy, or cache maintenance: in
+///   particular an invalidation must never discard a CPU write to a
+///   neighbour sharing a cache line with a mapping. On a non-coherent cache
+///   a backend therefore refuses (or bounces) a range the device writes
+///   that does not own its cache lines whole; `dma_coherence::physical`
+///   holds the shared checks and the argument;
+/// - a `map` or `map_sg` that returns an error leaves nothing mapped and no
+///   byte of memory changed.
 pub unsafe trait DmaMap {
     /// The device's constraints.
     fn constraints(&self) -> &DeviceConstraints;

@@ -37,7 +37,22 @@ pub struct ExternalPages;
 /// unmaps it; as with any unmap, the device must be done with it by then.
 ///
 /// The direction is a type: `sync_for_cpu` exists only where the device
-/// writes ([`DeviceWrites`]), `sync_for_device` only where it reads.
+/// writes ([`DeviceWrites`]), and `write` only where it reads
+/// ([`DeviceReads`]). A `FromDevice` table is the device's to write, so the
+/// CPU cannot store into it:
+///
+/// ```compile_fail,E0599
+/// # use dma_core::{DeviceConstraints, FromDevice, HostMemory};
+/// # use dma_sg::{MappedSgTable, SgLimits};
+/// # let c = DeviceConstraints::UNCONSTRAINED;
+/// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, c);
+/// let mut rx = MappedSgTable::<_, FromDevice, _, _>::map(&platform, vec![0u8; 8192], SgLimits::new(4096, &c).unwrap()).unwrap();
+/// rx.write(0, b"lost"); // error: the device owns a FromDevice table
+/// ```
+///
+/// `sync_for_device` exists in every direction: for `FromDevice` it hands
+/// the table back to the device after the CPU read it, for the next
+/// transfer (as Linux allows `dma_sync_sg_for_device` on `DMA_FROM_DEVICE`).
 ///
 /// ```
 /// use dma_core::{DeviceConstraints, HostMemory, ToDevice};
@@ -319,9 +334,12 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P,
         }
         Ok(())
     }
+}
 
-    /// Copies bytes into the buffer with volatile stores. On a non-coherent
-    /// platform, sync for the device afterwards.
+impl<B: DmaBuffer, D: DeviceReads, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
+    /// Copies bytes into the buffer with volatile stores, for the device to
+    /// read. On a non-coherent platform, sync for the device afterwards.
+    /// Only directions the device reads have it (see the type's docs).
     ///
     /// # Errors
     ///
@@ -407,8 +425,10 @@ impl<D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<ExternalPages, D, P, S
 impl<B, D: DeviceWrites, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
     /// Gives the whole table back to the CPU after the device wrote it.
     pub fn sync_for_cpu(&mut self) {
-        // SAFETY: the entries are exactly what map_sg filled in, still
-        // mapped, with this direction and these attributes.
+        // SAFETY: the entries are exactly what map_sg filled in (the table
+        // is never handed out mutably while mapped, and `SgStorage`'s
+        // contract makes the storage return what it holds), still mapped,
+        // with this direction and these attributes.
         unsafe {
             self.platform
                 .sync_sg_for_cpu(self.table.entries(), D::DIRECTION, self.attrs)
@@ -431,8 +451,10 @@ impl<B, D: DeviceWrites, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
     }
 }
 
-impl<B, D: DeviceReads, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
-    /// Hands the whole table back to the device after the CPU wrote it.
+impl<B, D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
+    /// Hands the whole table back to the device: after the CPU wrote it,
+    /// or, for `FromDevice`, after the CPU read what the device wrote, so
+    /// the device may write it again.
     pub fn sync_for_device(&mut self) {
         // SAFETY: as in sync_for_cpu.
         unsafe {

@@ -160,12 +160,12 @@ impl fmt::Display for Field {
     }
 }
 
-/// The sync a mapping's direction does not allow.
+/// Which sync a report is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SyncPoint {
-    /// `sync_for_cpu` of memory the device only reads.
+    /// `sync_for_cpu`.
     ForCpu,
-    /// `sync_for_device` of memory the device only writes.
+    /// `sync_for_device`.
     ForDevice,
 }
 
@@ -223,7 +223,11 @@ pub enum Report {
         /// The length passed.
         len: usize,
     },
-    /// A sync the mapping's direction does not allow.
+    /// A sync naming another direction than mapped, which makes it a sync
+    /// for the CPU of memory the device only reads or for the device of
+    /// memory the device only writes (Linux's `check_sync`); it comes with
+    /// a [`Mismatch`](Self::Mismatch) `Direction` report, and the recorded
+    /// mapping is still synced.
     SyncWrongDirection {
         /// The mapping.
         mapping: Mapping,

@@ -435,10 +435,7 @@ impl Tracker {
         len: usize,
         out: &mut Vec<Report>,
     ) -> Verdict<RawMapping> {
-        let op = match point {
-            SyncPoint::ForCpu => Operation::SyncForCpu,
-            SyncPoint::ForDevice => Operation::SyncForDevice,
-        };
+        let op = sync_operation(point);
         let cpu = CpuSide::Phys(given.phys);
         let d = given.dma.as_u64();
         // A sync takes any streaming record, single or sg.
@@ -469,8 +466,14 @@ impl Tracker {
             });
             return Verdict::Refuse;
         }
-        describe_mismatches(op, &m, given.len, given.dir, out);
-        let mut forward = true;
+        if given.len != m.len {
+            out.push(Report::Mismatch {
+                op,
+                mapping: m,
+                field: Field::Size(given.len),
+            });
+        }
+        check_sync_direction(point, &m, given.dir, out);
         if offset.checked_add(len).is_none_or(|end| end > m.len) {
             out.push(Report::SyncOutOfRange {
                 op,
@@ -478,22 +481,14 @@ impl Tracker {
                 offset,
                 len,
             });
-            forward = false;
-        }
-        let allowed = match point {
-            SyncPoint::ForCpu => m.dir.device_writes(),
-            SyncPoint::ForDevice => m.dir.device_reads(),
-        };
-        if !allowed {
-            out.push(Report::SyncWrongDirection {
-                mapping: m,
-                sync: point,
-            });
-            forward = false;
-        }
-        if !forward {
+            // The platform's contract forbids it: maintenance or a bounce
+            // copy there would touch memory the caller does not own.
             return Verdict::Refuse;
         }
+        // Direction reports are warnings, as in Linux: the platform alone
+        // would have synced, so the recorded mapping is synced (a
+        // `sync_for_device` of a from-device buffer is how a driver hands
+        // it back after reading it).
         if let Some(live) = self.live.get_mut(&key) {
             let (lo, hi) = (offset as u64, (offset + len) as u64);
             match point {
@@ -553,10 +548,7 @@ impl Tracker {
         entries: &[SgEntry],
         out: &mut Vec<Report>,
     ) {
-        let op = match point {
-            SyncPoint::ForCpu => Operation::SyncForCpu,
-            SyncPoint::ForDevice => Operation::SyncForDevice,
-        };
+        let op = sync_operation(point);
         let Some(first) = entries.first() else {
             return;
         };
@@ -634,6 +626,42 @@ impl Tracker {
         self.tables.clear();
         self.lines.clear();
         self.max_span = 0;
+    }
+}
+
+fn sync_operation(point: SyncPoint) -> Operation {
+    match point {
+        SyncPoint::ForCpu => Operation::SyncForCpu,
+        SyncPoint::ForDevice => Operation::SyncForDevice,
+    }
+}
+
+/// Linux's `check_sync` direction rules (kernel/dma/debug.c): any sync of a
+/// bidirectional mapping, and any sync naming the mapped direction, is
+/// fine, `sync_for_cpu` of a to-device mapping and `sync_for_device` of a
+/// from-device one included. Otherwise the direction differs, and it is
+/// also a sync for the CPU of memory the device only reads, or for the
+/// device of memory the device only writes, when the direction named
+/// does not make it one.
+fn check_sync_direction(point: SyncPoint, m: &Mapping, dir: DmaDirection, out: &mut Vec<Report>) {
+    use DmaDirection::{Bidirectional, FromDevice, ToDevice};
+    if m.dir == Bidirectional || dir == m.dir {
+        return;
+    }
+    out.push(Report::Mismatch {
+        op: sync_operation(point),
+        mapping: *m,
+        field: Field::Direction(dir),
+    });
+    let wrong = match point {
+        SyncPoint::ForCpu => m.dir != FromDevice && dir != ToDevice,
+        SyncPoint::ForDevice => m.dir != ToDevice && dir != FromDevice,
+    };
+    if wrong {
+        out.push(Report::SyncWrongDirection {
+            mapping: *m,
+            sync: point,
+        });
     }
 }
 

@@ -258,6 +258,8 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         dir: DmaDirection,
         attrs: DmaAttrs,
     ) -> Result<DmaAddr> {
+        // A range the backend refuses anyway must not reach the shadow.
+        dma_coherence::check_span(phys, len)?;
         let key = self.register(phys, len, Some(dir), true);
         let before = self.maintenance();
         // SAFETY: the caller's promise is passed on unchanged.
@@ -364,6 +366,9 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         dir: DmaDirection,
         attrs: DmaAttrs,
     ) -> Result<()> {
+        for e in entries.iter() {
+            dma_coherence::check_span(e.phys, e.len)?;
+        }
         let keys: Vec<_> = entries
             .iter()
             .map(|e| self.register(e.phys, e.len, Some(dir), true))
@@ -391,6 +396,9 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         dir: DmaDirection,
         attrs: DmaAttrs,
     ) -> Result<()> {
+        for e in entries.iter() {
+            dma_coherence::check_span(e.phys, e.len)?;
+        }
         let keys: Vec<_> = entries
             .iter()
             .map(|e| self.cpu_takes(&e.as_raw(dir, attrs), 0, e.len))
