@@ -3,6 +3,7 @@
 //! wrappers) and the device-side ports.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dma_core::{Cacheability, CpuOwned, DmaAddr, DmaDirection, PhysAddr};
@@ -131,11 +132,6 @@ pub(crate) struct State {
     /// Regions that stopped being live, newest last, with the clock then:
     /// a fault names the one that last held its address.
     retired: VecDeque<(Live, u64)>,
-    /// Cache maintenance operations that reached the cache model: a sync
-    /// that should have cleaned or invalidated and did not move it means
-    /// the platform is configured coherent for a device that does not
-    /// snoop.
-    pub(crate) maintenance: u64,
 }
 
 /// How many ended regions the machine remembers for fault reports.
@@ -144,12 +140,18 @@ const RETIRED: usize = 256;
 pub(crate) struct Machine {
     pub(crate) config: SimConfig,
     state: Mutex<State>,
+    /// Cache maintenance operations that reached the cache model: a sync
+    /// that should have cleaned or invalidated and did not move it means
+    /// the platform is configured coherent for a device that does not
+    /// snoop. Outside the lock so that checking it costs no lock.
+    pub(crate) maintenance: AtomicU64,
 }
 
 impl Machine {
     pub(crate) fn new(config: SimConfig) -> Arc<Self> {
         Arc::new(Self {
             config,
+            maintenance: AtomicU64::new(0),
             state: Mutex::new(State {
                 rng: SplitMix64::new(config.seed_value()),
                 shadow: Shadow::new(config.line()),
@@ -168,7 +170,6 @@ impl Machine {
                 cpu_owned: HashMap::new(),
                 clock: 0,
                 retired: VecDeque::new(),
-                maintenance: 0,
             }),
         })
     }
