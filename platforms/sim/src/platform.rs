@@ -212,15 +212,11 @@ fn check_cpu_takes(s: &mut State, cfg: &SimConfig, key: (u64, u64), offset: usiz
 }
 
 /// After the backend's sync for the CPU: nothing the device wrote may be
-/// left un-invalidated. The CPU owns the mapping from here.
+/// left un-invalidated.
 fn check_cpu_took(s: &mut State, cfg: &SimConfig, key: (u64, u64), offset: usize, len: usize) {
     let Some(live) = s.live.get(&key).copied() else {
         return;
     };
-    if live.owned_in_turns() {
-        let (lo, hi) = (offset as u64, (offset + len) as u64);
-        s.cpu_owned.entry(live.id).or_default().take(lo, hi);
-    }
     if !live.cached {
         return;
     }
@@ -308,7 +304,16 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         // SAFETY: the caller's promise is passed on unchanged.
         unsafe { self.inner.sync_for_cpu(mapping, offset, len) };
         self.check_maintained(mapping, SyncPoint::ForCpu, true, before);
-        self.cpu_took(key, Some((offset, len)), |s| s.stats.syncs_for_cpu += 1);
+        self.cpu_took(key, Some((offset, len)), |s| {
+            s.stats.syncs_for_cpu += 1;
+            // The CPU owns the range now (an unmap needs no record: the
+            // region ends).
+            let live = key.and_then(|k| s.live.get(&k)).copied();
+            if let Some(live) = live.filter(Live::owned_in_turns) {
+                let (lo, hi) = (offset as u64, (offset + len) as u64);
+                s.cpu_owned.entry(live.id).or_default().take(lo, hi);
+            }
+        });
     }
 
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
