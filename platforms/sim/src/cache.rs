@@ -1,5 +1,7 @@
 //! The machine's CPU cache as a `dma-coherence` maintenance policy.
 
+use std::sync::atomic::Ordering;
+
 use dma_coherence::CacheMaintenance;
 
 use crate::report::ReportKind;
@@ -32,9 +34,9 @@ unsafe impl CacheMaintenance for SimCache {
         if self.is_coherent() {
             return;
         }
+        self.sim.machine.maintenance.fetch_add(1, Ordering::Relaxed);
         self.sim.machine.with(|s, cfg| {
             s.tick(cfg);
-            s.maintenance += 1;
             let range = (va as u64, len as u64);
             let out = if s.filled.take() == Some(range) {
                 // The map that just made the range live: the CPU has not run
@@ -60,9 +62,9 @@ unsafe impl CacheMaintenance for SimCache {
         if self.is_coherent() {
             return;
         }
+        self.sim.machine.maintenance.fetch_add(1, Ordering::Relaxed);
         self.sim.machine.with(|s, cfg| {
             s.tick(cfg);
-            s.maintenance += 1;
             s.filled = None;
             // SAFETY: as for clean; the caller owns the lines (contract).
             let out = unsafe { s.shadow.invalidate(va as u64, len as u64) };

@@ -9,12 +9,19 @@
 //!   reloads them, and a seeded evictor writes dirty lines back at
 //!   arbitrary moments. A missing sync gives wrong data, the same way for
 //!   the same seed.
-//! - **a coherency-bug detector** ([`Report`]): the device reading lines the
-//!   CPU wrote but did not clean, the CPU taking back lines the device wrote
-//!   but not invalidating them, the CPU writing a buffer the device owns, a
-//!   dirty line written back over the device's data.
+//! - **a bug detector** ([`Report`]): the device reading lines the CPU
+//!   wrote but did not clean, or never cleaned since mapping; the CPU
+//!   taking back lines the device wrote but not invalidating them; either
+//!   side touching bytes the other owns (CPU accesses are seen through the
+//!   safe types' [`cpu_access`](dma_core::DmaMap::cpu_access) hook); a
+//!   dirty line written back over the device's data; a platform configured
+//!   coherent for a device that does not snoop, and cacheable coherent
+//!   memory; and every refused device access, naming the region that
+//!   holds, last held or lies nearest to the address. The catalogue of
+//!   classes, detected and not, is docs/bug-catalogue.md.
 //! - **an IOMMU** ([`iommu`]) walking Arm VMSAv8-64 stage-1 tables in sim
-//!   memory, with an IOTLB, recording [`Fault`]s and dropping the access.
+//!   memory, with an IOTLB, recording [`Fault`]s (each also a report) and
+//!   dropping the access.
 //! - **devices doing real DMA** through a [`Bus`]: a memory-to-memory
 //!   engine ([`dma_engine`]), an NVMe-like controller ([`nvme`]) and a NIC
 //!   ([`nic`]), stepped one unit of work at a time ([`Device::step`]) or run

@@ -3,6 +3,7 @@
 //! wrappers) and the device-side ports.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dma_core::{Cacheability, CpuOwned, DmaAddr, DmaDirection, PhysAddr};
@@ -131,11 +132,6 @@ pub(crate) struct State {
     /// Regions that stopped being live, newest last, with the clock then:
     /// a fault names the one that last held its address.
     retired: VecDeque<(Live, u64)>,
-    /// Cache maintenance operations that reached the cache model: a sync
-    /// that should have cleaned or invalidated and did not move it means
-    /// the platform is configured coherent for a device that does not
-    /// snoop.
-    pub(crate) maintenance: u64,
 }
 
 /// How many ended regions the machine remembers for fault reports.
@@ -144,12 +140,18 @@ const RETIRED: usize = 256;
 pub(crate) struct Machine {
     pub(crate) config: SimConfig,
     state: Mutex<State>,
+    /// Cache maintenance operations that reached the cache model: a sync
+    /// that should have cleaned or invalidated and did not move it means
+    /// the platform is configured coherent for a device that does not
+    /// snoop. Outside the lock so that checking it costs no lock.
+    pub(crate) maintenance: AtomicU64,
 }
 
 impl Machine {
     pub(crate) fn new(config: SimConfig) -> Arc<Self> {
         Arc::new(Self {
             config,
+            maintenance: AtomicU64::new(0),
             state: Mutex::new(State {
                 rng: SplitMix64::new(config.seed_value()),
                 shadow: Shadow::new(config.line()),
@@ -168,7 +170,6 @@ impl Machine {
                 cpu_owned: HashMap::new(),
                 clock: 0,
                 retired: VecDeque::new(),
-                maintenance: 0,
             }),
         })
     }
@@ -568,23 +569,19 @@ impl State {
 
     /// A device access to bytes of a streaming mapping the CPU owns at the
     /// moment (taken by `sync_for_cpu`, not yet handed back).
-    fn check_device_owns(&mut self, cfg: &SimConfig, device: DeviceId, c: &Chunk) {
+    /// Returns whether it reported.
+    fn check_device_owns(&mut self, cfg: &SimConfig, device: DeviceId, c: &Chunk) -> bool {
         if !c.in_turns || !cfg.detector_on() {
-            return;
+            return false;
         }
         let Some(owned) = self.cpu_owned.get(&c.id) else {
-            return;
+            return false;
         };
         let Some(at) = owned.first_owned(c.offset, c.offset + c.len as u64) else {
-            return;
+            return false;
         };
         let line = self.shadow.line_size();
-        let first = (c.phys - c.offset + at) & !(line - 1);
-        let last = (c.phys + c.len as u64 - 1) & !(line - 1);
-        let finding = Finding {
-            first: Some(first),
-            count: ((last - first) / line + 1) as usize,
-        };
+        let finding = Finding::span(c.phys - c.offset + at, c.phys + c.len as u64, line);
         let region = self.live.get(&c.key).map(|l| l.info());
         self.report(
             cfg,
@@ -593,6 +590,7 @@ impl State {
             Some(device),
             region,
         );
+        true
     }
 
     /// A device access: translate, check, then move the bytes through the
@@ -628,7 +626,10 @@ impl State {
         let mut pos = 0usize;
         for c in &chunks {
             let range = pos..pos + c.len;
-            self.check_device_owns(cfg, device, c);
+            // Bytes the CPU owns may hold its writes legitimately: what is
+            // missing is the hand-back, which this report's hint says, so
+            // the clean checks below would only repeat it with the wrong fix.
+            let cpu_owned = self.check_device_owns(cfg, device, c);
             if c.cached {
                 if access == Access::Read && cfg.detector_on() {
                     self.check_never_cleaned(cfg, device, c);
@@ -647,7 +648,7 @@ impl State {
                         }
                     }
                 };
-                if finding.first.is_some() {
+                if finding.first.is_some() && !cpu_owned {
                     let region = self.live.get(&c.key).map(|l| l.info());
                     let kind = match access {
                         // Coherent memory the CPU caches: the attributes are

@@ -2,6 +2,8 @@
 
 use std::ptr::NonNull;
 
+use std::sync::atomic::Ordering;
+
 use dma_coherence::SyncPoint;
 use dma_core::{
     Cacheability, CoherentRegion, CpuAccess, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs,
@@ -91,7 +93,7 @@ impl<P> SimPlatform<P> {
 
     /// How many cache maintenance operations have reached the model.
     fn maintenance(&self) -> u64 {
-        self.sim.machine.with(|s, _| s.maintenance)
+        self.sim.machine.maintenance.load(Ordering::Relaxed)
     }
 
     /// After the backend synced `m` at `point` (`explicit`ly, or as part of
@@ -101,26 +103,19 @@ impl<P> SimPlatform<P> {
     fn check_maintained(&self, m: &RawMapping, point: SyncPoint, explicit: bool, before: u64) {
         let expected = dma_coherence::plan(m.dir, point).is_some()
             && (explicit || !m.attrs.contains(DmaAttrs::SKIP_CPU_SYNC));
-        if !expected {
+        // Only a change matters; another thread's maintenance moving the
+        // counter can hide a report, never make one.
+        if !expected || self.sim.machine.config.is_coherent() || self.maintenance() != before {
             return;
         }
         self.sim.machine.with(|s, cfg| {
-            if s.maintenance != before || cfg.is_coherent() {
-                return;
-            }
-            let Some(key) = self.find(s, m) else {
-                return;
-            };
-            let Some(live) = s.live.get(&key).copied() else {
+            let Some((_, live)) = self.find_live(s, m) else {
                 return;
             };
             if !live.cached {
                 return;
             }
-            let finding = Finding {
-                first: Some(live.phys & !(s.shadow.line_size() - 1)),
-                count: 1,
-            };
+            let finding = Finding::span(live.phys, live.phys + live.len, s.shadow.line_size());
             s.report(
                 cfg,
                 ReportKind::PlatformSkipsMaintenance,
@@ -149,8 +144,11 @@ impl<P> SimPlatform<P> {
     }
 
     fn find(&self, s: &State, m: &RawMapping) -> Option<(u64, u64)> {
+        self.find_live(s, m).map(|(k, _)| k)
+    }
+
+    fn find_live(&self, s: &State, m: &RawMapping) -> Option<((u64, u64), Live)> {
         s.find(self.device, m.phys.as_u64(), m.len as u64, m.dma.as_u64())
-            .map(|(k, _)| k)
     }
 
     /// Before the CPU takes `[offset, offset + len)` of `m` back: did it
@@ -214,15 +212,11 @@ fn check_cpu_takes(s: &mut State, cfg: &SimConfig, key: (u64, u64), offset: usiz
 }
 
 /// After the backend's sync for the CPU: nothing the device wrote may be
-/// left un-invalidated. The CPU owns the mapping from here.
+/// left un-invalidated.
 fn check_cpu_took(s: &mut State, cfg: &SimConfig, key: (u64, u64), offset: usize, len: usize) {
     let Some(live) = s.live.get(&key).copied() else {
         return;
     };
-    if live.owned_in_turns() {
-        let (lo, hi) = (offset as u64, (offset + len) as u64);
-        s.cpu_owned.entry(live.id).or_default().take(lo, hi);
-    }
     if !live.cached {
         return;
     }
@@ -310,7 +304,16 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         // SAFETY: the caller's promise is passed on unchanged.
         unsafe { self.inner.sync_for_cpu(mapping, offset, len) };
         self.check_maintained(mapping, SyncPoint::ForCpu, true, before);
-        self.cpu_took(key, Some((offset, len)), |s| s.stats.syncs_for_cpu += 1);
+        self.cpu_took(key, Some((offset, len)), |s| {
+            s.stats.syncs_for_cpu += 1;
+            // The CPU owns the range now (an unmap needs no record: the
+            // region ends).
+            let live = key.and_then(|k| s.live.get(&k)).copied();
+            if let Some(live) = live.filter(Live::owned_in_turns) {
+                let (lo, hi) = (offset as u64, (offset + len) as u64);
+                s.cpu_owned.entry(live.id).or_default().take(lo, hi);
+            }
+        });
     }
 
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
@@ -319,12 +322,7 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         unsafe { self.inner.sync_for_device(mapping, offset, len) };
         self.check_maintained(mapping, SyncPoint::ForDevice, true, before);
         self.sim.machine.with(|s, cfg| {
-            if let Some((_, live)) = s.find(
-                self.device,
-                mapping.phys.as_u64(),
-                mapping.len as u64,
-                mapping.dma.as_u64(),
-            ) {
+            if let Some((_, live)) = self.find_live(s, mapping) {
                 s.tick(cfg);
                 let (lo, hi) = (offset as u64, (offset + len) as u64);
                 if let Some(owned) = s.cpu_owned.get_mut(&live.id) {
@@ -344,12 +342,7 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
             if !cfg.detector_on() || len == 0 {
                 return;
             }
-            let Some((_, live)) = s.find(
-                self.device,
-                mapping.phys.as_u64(),
-                mapping.len as u64,
-                mapping.dma.as_u64(),
-            ) else {
+            let Some((_, live)) = self.find_live(s, mapping) else {
                 return;
             };
             if !live.owned_in_turns() {
@@ -364,12 +357,7 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
                 return;
             };
             let line = s.shadow.line_size();
-            let first = (live.phys + at) & !(line - 1);
-            let last = (live.phys + hi - 1) & !(line - 1);
-            let finding = Finding {
-                first: Some(first),
-                count: ((last - first) / line + 1) as usize,
-            };
+            let finding = Finding::span(live.phys + at, live.phys + hi, line);
             let kind = match access {
                 CpuAccess::Read => ReportKind::CpuReadDeviceOwned,
                 CpuAccess::Write => ReportKind::CpuWroteDeviceOwned,
@@ -455,10 +443,7 @@ unsafe impl<P: DmaAlloc> DmaAlloc for SimPlatform<P> {
             };
             // `register` keeps `cached` only on a non-coherent machine.
             if live.cached {
-                let finding = Finding {
-                    first: Some(live.phys),
-                    count: live.len.div_ceil(s.shadow.line_size()) as usize,
-                };
+                let finding = Finding::span(live.phys, live.phys + live.len, s.shadow.line_size());
                 let kind = ReportKind::CacheableCoherentMemory;
                 s.report(cfg, kind, finding, None, Some(live.info()));
             }

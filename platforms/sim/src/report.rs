@@ -120,7 +120,7 @@ impl ReportKind {
                 "missing invalidate: call sync_for_cpu (or unmap without SKIP_CPU_SYNC) before the CPU reads"
             }
             Self::CpuWroteDeviceOwned => {
-                "wrong ownership: the CPU wrote the buffer while the device owned it; sync_for_cpu first"
+                "wrong ownership: the CPU wrote bytes the device owned; write only between sync_for_cpu and sync_for_device"
             }
             Self::DirtyWritebackOverDeviceData => {
                 "dirty line written back over device data: invalidate (sync_for_cpu) before writing, and align buffers to dma_alignment"

@@ -57,6 +57,16 @@ pub(crate) struct Finding {
 }
 
 impl Finding {
+    /// The lines holding bytes `[lo, hi)` (`lo < hi`).
+    pub(crate) fn span(lo: u64, hi: u64, line: u64) -> Self {
+        let first = lo & !(line - 1);
+        let last = (hi - 1) & !(line - 1);
+        Self {
+            first: Some(first),
+            count: ((last - first) / line + 1) as usize,
+        }
+    }
+
     fn merge(&mut self, other: Finding) {
         if self.first.is_none() {
             self.first = other.first;

@@ -263,6 +263,35 @@ class!(
     }
 );
 
+/// (g) The reposted buffer is blamed on the missing hand-back: the CPU's
+/// writes while it owned the buffer are not reported with a wrong fix (a
+/// seeded eviction may add a write-back report, which is also true).
+#[test]
+fn repost_is_blamed_on_the_missing_hand_back_only() {
+    struct B;
+    impl Body for B {
+        fn run<P: DmaMap + DmaAlloc>(sim: &Sim, dev: DeviceId, p: &Checked<P>, _: bool) {
+            let mut m = StreamingMapping::<_, Bidirectional, _>::map(p, buf(p, PAGE)).unwrap();
+            let bus = sim.bus(dev);
+            bus.write(m.dma_addr(), &[1; 256]).unwrap();
+            m.sync_for_cpu();
+            m.write(0, &[0; 16]).unwrap();
+            bus.write(m.dma_addr(), &[2; 256]).unwrap();
+            m.sync_for_cpu();
+            m.unmap().unwrap();
+        }
+    }
+    for preset in Preset::ALL {
+        let o = outcome::<B>(preset, 3, false);
+        let kinds: Vec<_> = o.reports.iter().map(|r| r.kind).collect();
+        assert!(
+            kinds.contains(&ReportKind::DeviceAccessCpuOwned)
+                && !kinds.contains(&ReportKind::CpuWroteDeviceOwned),
+            "{preset}: {kinds:?}"
+        );
+    }
+}
+
 class!(
     /// (c) The device overruns its receive buffer into the neighbouring
     /// buffer of the same allocation, which the CPU owns at that moment.
