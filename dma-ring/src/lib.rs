@@ -117,4 +117,4 @@ pub use memory::{MemoryView, RingMemory};
 pub use ring::RingCursor;
 #[cfg(feature = "alloc")]
 pub use slots::slot_vec;
-pub use slots::{slots, Drain, Slot, SlotStorage};
+pub use slots::{slots, Drain, Slot, SlotStorage, MAX_TAGGED_SLOTS, MIN_GENERATION_BITS};

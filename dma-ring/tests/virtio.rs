@@ -361,3 +361,45 @@ fn packed_a_device_on_another_thread() {
     }
     device.join().unwrap();
 }
+
+#[test]
+fn split_refuses_a_used_chain_that_was_added_but_never_published() {
+    let (mut q, mut dev, _) = split(8, false);
+    q.add(&[seg(0x1000, 8)], &[], 1).unwrap();
+    q.notify();
+    let published = dev.pop().unwrap();
+    let hidden = q.add(&[seg(0x2000, 8)], &[], 2).unwrap(); // not published
+                                                            // The device uses the hidden chain in the published one's place.
+    dev.push_used(hidden.into(), 0);
+    let err = q.poll().unwrap_err();
+    assert_eq!(err.kind(), RingErrorKind::UnexpectedCompletion);
+    assert_eq!(err.value(), Some(u64::from(hidden)));
+    let mut back: Vec<u32> = q.reset().collect();
+    back.sort();
+    assert_eq!(back, [1, 2]);
+    let _ = published;
+}
+
+#[test]
+fn a_leaked_reset_drain_refuses_new_chains_until_reset_hands_them_back() {
+    let (mut s, _, _) = split(4, false);
+    let (mut p, _, _) = packed(4, false);
+    s.add(&[seg(0x1000, 8)], &[], 1).unwrap();
+    p.add(&[seg(0x1000, 8)], &[], 1).unwrap();
+    std::mem::forget(s.reset());
+    std::mem::forget(p.reset());
+    let rejected = s.add(&[seg(0x1000, 8)], &[], 2).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Unreclaimed, 2)
+    );
+    let rejected = p.add(&[seg(0x1000, 8)], &[], 2).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Unreclaimed, 2)
+    );
+    assert_eq!(s.reset().collect::<Vec<_>>(), [1]);
+    assert_eq!(p.reset().collect::<Vec<_>>(), [1]);
+    s.add(&[seg(0x1000, 8)], &[], 2).unwrap();
+    p.add(&[seg(0x1000, 8)], &[], 2).unwrap();
+}

@@ -12,7 +12,7 @@ use static_assertions::{assert_eq_size, const_assert_eq};
 
 use super::{area_addr, check_request, need_event, Segment, Used};
 use crate::memory::check_memory;
-use crate::slots::{Drain, SlotStorage, SlotTable};
+use crate::slots::{is_unannounced, Drain, SlotStorage, SlotTable};
 use crate::sync;
 use crate::{Doorbell, Rejected, RingError, RingErrorKind, RingMemory};
 
@@ -170,6 +170,8 @@ pub struct SplitQueue<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
     avail_idx: u16,
     published: u16,
     last_used: u16,
+    /// Chains added so far (wrapping): each chain's submission number.
+    added: u32,
     slots: SlotTable<T, S>,
     broken: bool,
 }
@@ -209,8 +211,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
             avail_idx: 0,
             published: 0,
             last_used: 0,
+            added: 0,
             // The table's links start as 0 -> 1 -> ... : the free list.
-            slots: SlotTable::new(slots, size.into())?,
+            slots: SlotTable::positional(slots, size.into())?,
             broken: false,
         })
     }
@@ -264,7 +267,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
     ///
     /// [`BadRequest`](RingErrorKind::BadRequest) for no segments, more than
     /// the queue size, or writable bytes overflowing `u32`;
-    /// [`Full`](RingErrorKind::Full); [`Broken`](RingErrorKind::Broken).
+    /// [`Full`](RingErrorKind::Full); [`Broken`](RingErrorKind::Broken);
+    /// [`Unreclaimed`](RingErrorKind::Unreclaimed) after a leaked reset
+    /// drain.
     pub fn add(
         &mut self,
         readable: &[Segment],
@@ -273,6 +278,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
     ) -> Result<u16, Rejected<T>> {
         let (total, writable_len, buffers) = check_request(
             self.broken,
+            &self.slots,
             readable,
             writable,
             self.layout.size,
@@ -309,7 +315,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
         // SAFETY: slot < size; inside the available ring.
         unsafe { self.mem.write_u16(self.layout.avail_ring(slot), head) };
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.slots.put_at(head, buffers, writable_len, total as u16);
+        self.slots
+            .put_at(head, buffers, writable_len, total as u16, self.added);
+        self.added = self.added.wrapping_add(1);
         Ok(head)
     }
 
@@ -351,6 +359,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
     /// [`IndexJump`](RingErrorKind::IndexJump) when the used index ran past
     /// what was published, [`UnknownId`](RingErrorKind::UnknownId) or
     /// [`NotInFlight`](RingErrorKind::NotInFlight) for a bad head,
+    /// [`UnexpectedCompletion`](RingErrorKind::UnexpectedCompletion) for
+    /// the head of a chain added but not yet published by
+    /// [`notify`](Self::notify),
     /// [`LengthTooLarge`](RingErrorKind::LengthTooLarge); the queue is then
     /// broken and [`Broken`](RingErrorKind::Broken) follows.
     pub fn poll(&mut self) -> crate::Result<Option<Used<T>>> {
@@ -412,10 +423,17 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
             return Err(RingError::with(RingErrorKind::UnknownId, id.into()));
         }
         let head = id as u16;
-        let Some((posted, _)) = self.slots.peek_at(head) else {
+        let Some(chain) = self.slots.peek_at(head) else {
             return Err(RingError::with(RingErrorKind::NotInFlight, id.into()));
         };
-        if len > posted {
+        let unpublished = self.avail_idx.wrapping_sub(self.published);
+        if is_unannounced(chain.submitted, self.added, unpublished.into()) {
+            return Err(RingError::with(
+                RingErrorKind::UnexpectedCompletion,
+                id.into(),
+            ));
+        }
+        if len > chain.posted {
             return Err(RingError::with(RingErrorKind::LengthTooLarge, len.into()));
         }
         Ok(head)
