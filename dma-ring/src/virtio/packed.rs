@@ -265,7 +265,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
     /// # Errors
     ///
     /// [`BadRequest`](RingErrorKind::BadRequest) for no segments, more than
-    /// the queue size, or writable bytes overflowing `u32`;
+    /// the queue size, or a total length overflowing `u32` (§2.7.5.2);
     /// [`Full`](RingErrorKind::Full); [`Broken`](RingErrorKind::Broken);
     /// [`Unreclaimed`](RingErrorKind::Unreclaimed) after a leaked reset
     /// drain.

@@ -165,6 +165,11 @@ pub struct SplitQueue<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
     queue_index: u16,
     layout: SplitLayout,
     event_idx: bool,
+    /// With event indices: whether `poll` moves `used_event` along with
+    /// what it reaps (interrupts on), or leaves it where
+    /// [`set_interrupts`](SplitQueue::set_interrupts) or
+    /// [`interrupt_after`](SplitQueue::interrupt_after) put it.
+    used_event_follows: bool,
     free_head: u16,
     num_free: u16,
     avail_idx: u16,
@@ -206,6 +211,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
             queue_index,
             layout,
             event_idx,
+            used_event_follows: true,
             free_head: 0,
             num_free: size,
             avail_idx: 0,
@@ -266,7 +272,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
     /// # Errors
     ///
     /// [`BadRequest`](RingErrorKind::BadRequest) for no segments, more than
-    /// the queue size, or writable bytes overflowing `u32`;
+    /// the queue size, or a total length overflowing `u32` (§2.7.5.2);
     /// [`Full`](RingErrorKind::Full); [`Broken`](RingErrorKind::Broken);
     /// [`Unreclaimed`](RingErrorKind::Unreclaimed) after a leaked reset
     /// drain.
@@ -403,7 +409,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
         self.free_head = head;
         self.num_free += taken.count;
         self.last_used = self.last_used.wrapping_add(1);
-        if self.event_idx {
+        if self.event_idx && self.used_event_follows {
             // Interrupt me once the device passes what I have consumed.
             // SAFETY: inside the available ring.
             unsafe {
@@ -439,23 +445,56 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
         Ok(head)
     }
 
-    /// Asks the device not to interrupt (`NO_INTERRUPT`, or without event
-    /// indices only), or to interrupt again.
+    /// Asks the device to interrupt for every used buffer, or not to.
+    ///
+    /// Without `VIRTIO_F_EVENT_IDX` this is the available ring's
+    /// `NO_INTERRUPT` flag. With it the flag stays 0, as §2.7.7.1 requires,
+    /// and `used_event` does the work: enabling sets it to the next used
+    /// entry and lets [`poll`](Self::poll) move it along; disabling leaves
+    /// it where it is (the device may still interrupt once it passes it,
+    /// as the spec allows for the flag too).
     pub fn set_interrupts(&mut self, enabled: bool) {
-        let flags = if enabled {
-            AvailFlags::empty()
-        } else {
-            AvailFlags::NO_INTERRUPT
-        };
-        // SAFETY: inside the available ring.
-        unsafe {
-            self.mem.store_flag(self.layout.avail_flags(), flags.bits());
-            if self.event_idx && enabled {
-                self.mem
-                    .store_flag(self.layout.used_event(), self.last_used);
+        if self.event_idx {
+            self.used_event_follows = enabled;
+            if enabled {
+                // SAFETY: inside the available ring.
+                unsafe {
+                    self.mem
+                        .store_flag(self.layout.used_event(), self.last_used)
+                };
             }
+        } else {
+            let flags = if enabled {
+                AvailFlags::empty()
+            } else {
+                AvailFlags::NO_INTERRUPT
+            };
+            // SAFETY: inside the available ring.
+            unsafe { self.mem.store_flag(self.layout.avail_flags(), flags.bits()) };
         }
         sync::dma_full();
+    }
+
+    /// With `VIRTIO_F_EVENT_IDX`: asks for one interrupt once the device
+    /// has used `n` (at least 1) more buffers than were reaped, and keeps
+    /// [`poll`](Self::poll) from moving that point (interrupt delay, as
+    /// Linux's `virtqueue_enable_cb_delayed`). Until
+    /// [`set_interrupts`](Self::set_interrupts) is called again.
+    ///
+    /// # Errors
+    ///
+    /// [`BadRequest`](RingErrorKind::BadRequest) without event indices
+    /// negotiated, or for `n` of 0 or beyond the queue size.
+    pub fn interrupt_after(&mut self, n: u16) -> crate::Result<()> {
+        if !self.event_idx || n == 0 || n > self.layout.size {
+            return Err(RingError::with(RingErrorKind::BadRequest, n.into()));
+        }
+        self.used_event_follows = false;
+        let event = self.last_used.wrapping_add(n - 1);
+        // SAFETY: inside the available ring.
+        unsafe { self.mem.store_flag(self.layout.used_event(), event) };
+        sync::dma_full();
+        Ok(())
     }
 
     /// After a device reset: zeroes the rings, frees every descriptor, and
@@ -482,6 +521,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
         self.avail_idx = 0;
         self.published = 0;
         self.last_used = 0;
+        self.used_event_follows = true;
         self.broken = false;
         // Draining rebuilds the links as 0 -> 1 -> ...: the free list.
         self.slots.drain()
