@@ -346,7 +346,11 @@ fn miri(r: &mut Runner) {
         &[
             "+nightly", "miri", "test", "-p", "dma-ring", "-p", "dma-sg", "--lib", "--tests",
         ],
-        &[("PROPTEST_CASES", "4")],
+        // The tests leak their `&'static` platforms on purpose.
+        &[
+            ("PROPTEST_CASES", "4"),
+            ("MIRIFLAGS", "-Zmiri-ignore-leaks"),
+        ],
     );
     // The checker's bookkeeping, one test per misuse class. (Its threaded
     // correct-use test passes under miri too, but takes minutes; it is
