@@ -12,8 +12,8 @@ use dma_direct::DirectPlatform;
 use dma_ring::nvme::{
     opcode, NvmeCommand, NvmeCompletion, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair, NvmeStatus,
 };
-use dma_ring::regs::NvmeQueueDoorbells;
 use dma_ring::{AtomicDoorbell, MemoryView, RingErrorKind, Slot};
+use tock_registers::registers::WriteOnly;
 
 type Platform = DirectPlatform<HostMemory, HardwareCoherent>;
 type Qp =
@@ -269,13 +269,17 @@ fn tock_register_doorbells_receive_the_tail_and_head() {
     // SAFETY: 8 bytes, 4-aligned, live for the program; the register types
     // are UnsafeCell-based, so writes through a shared reference are fine,
     // and the array is read back only with volatile loads below.
-    let regs: &NvmeQueueDoorbells = unsafe { &*ptr.cast::<NvmeQueueDoorbells>() };
+    let regs: &[WriteOnly<u32>; 2] = unsafe { &*ptr.cast::<[WriteOnly<u32>; 2]>() };
+    let doorbells = NvmeDoorbells {
+        sq_tail: &regs[0],
+        cq_head: &regs[1],
+    };
     let config = NvmeQueueConfig {
         qid: 1,
         sq_size: 4,
         cq_size: 4,
     };
-    let mut qp = NvmeQueuePair::<_, _, u32, _>::allocate(platform(), config, regs.into()).unwrap();
+    let mut qp = NvmeQueuePair::<_, _, u32, _>::allocate(platform(), config, doorbells).unwrap();
     qp.submit(Rig::read(0), 0).unwrap();
     qp.submit(Rig::read(1), 1).unwrap();
     // SAFETY: reading the doorbell words the driver wrote.

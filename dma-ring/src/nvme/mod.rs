@@ -47,17 +47,6 @@ pub struct NvmeDoorbells<D> {
     pub cq_head: D,
 }
 
-impl<'a> From<&'a crate::regs::NvmeQueueDoorbells>
-    for NvmeDoorbells<&'a tock_registers::registers::WriteOnly<u32>>
-{
-    fn from(regs: &'a crate::regs::NvmeQueueDoorbells) -> Self {
-        Self {
-            sq_tail: &regs.sq_tail,
-            cq_head: &regs.cq_head,
-        }
-    }
-}
-
 /// Queue identifier and sizes (each `2..=65536` entries, any value).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NvmeQueueConfig {

@@ -11,6 +11,7 @@
 
 use bitflags::bitflags;
 use static_assertions::{assert_eq_size, const_assert_eq};
+use zerocopy::{FromBytes, IntoBytes};
 
 use super::{area_addr, check_request, need_event, Segment, Used};
 use crate::memory::check_memory;
@@ -20,7 +21,7 @@ use crate::{Doorbell, Rejected, RingError, RingErrorKind, RingMemory};
 
 /// A packed descriptor (§2.8.13 "Packed Virtqueue Layout", `pvirtq_desc`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
 pub struct PackedDesc {
     /// Buffer address.
     pub addr: u64,
@@ -34,7 +35,7 @@ pub struct PackedDesc {
 
 /// An event suppression structure (§2.8.13, `pvirtq_event_suppress`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
 pub struct EventSuppress {
     /// Descriptor offset (bits 0-14) and wrap counter (bit 15) to be
     /// notified at, with [`EventFlags::Desc`].
@@ -49,11 +50,6 @@ const_assert_eq!(core::mem::offset_of!(PackedDesc, id), 12);
 const_assert_eq!(core::mem::offset_of!(PackedDesc, flags), 14);
 assert_eq_size!(EventSuppress, [u8; 4]);
 const_assert_eq!(core::mem::offset_of!(EventSuppress, flags), 2);
-
-// SAFETY: repr(C) integers without padding (sizes asserted above).
-unsafe impl dma_core::DmaPod for PackedDesc {}
-// SAFETY: as above.
-unsafe impl dma_core::DmaPod for EventSuppress {}
 
 bitflags! {
     /// Packed descriptor flags (§2.8.1, §2.8.6, §2.8.7).

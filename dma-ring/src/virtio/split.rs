@@ -9,6 +9,7 @@
 
 use bitflags::bitflags;
 use static_assertions::{assert_eq_size, const_assert_eq};
+use zerocopy::{FromBytes, IntoBytes};
 
 use super::{area_addr, check_request, need_event, Segment, Used};
 use crate::memory::check_memory;
@@ -18,7 +19,7 @@ use crate::{Doorbell, Rejected, RingError, RingErrorKind, RingMemory};
 
 /// A descriptor (§2.7.5 "The Virtqueue Descriptor Table").
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
 pub struct VirtqDesc {
     /// Buffer address.
     pub addr: u64,
@@ -32,7 +33,7 @@ pub struct VirtqDesc {
 
 /// A used-ring element (§2.7.8 "The Virtqueue Used Ring").
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
 pub struct VirtqUsedElem {
     /// Head of the used descriptor chain.
     pub id: u32,
@@ -46,11 +47,6 @@ const_assert_eq!(core::mem::offset_of!(VirtqDesc, flags), 12);
 const_assert_eq!(core::mem::offset_of!(VirtqDesc, next), 14);
 assert_eq_size!(VirtqUsedElem, [u8; 8]);
 const_assert_eq!(core::mem::offset_of!(VirtqUsedElem, len), 4);
-
-// SAFETY: repr(C) integers without padding (sizes asserted above).
-unsafe impl dma_core::DmaPod for VirtqDesc {}
-// SAFETY: as above.
-unsafe impl dma_core::DmaPod for VirtqUsedElem {}
 
 bitflags! {
     /// Descriptor flags (§2.7.5).

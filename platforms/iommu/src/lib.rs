@@ -57,7 +57,7 @@
 //!   IOMMU. Without it the page tables, the hardware trait, the fault types
 //!   and the invalidation policies remain (none of them allocates).
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

@@ -14,11 +14,12 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use dma_core::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap, FromDevice, SgEntry, ToDevice};
+use dma_drivers::nvme::spec::io_opcode as opcode;
 use dma_qemu_virt::driver::{check_status, NvmeDriver, NSID};
 use dma_qemu_virt::report::{fill_pattern, pattern_byte, Reporter};
 use dma_qemu_virt::timer::GenericTimer;
 use dma_qemu_virt::{BoardError, Result};
-use dma_ring::nvme::{opcode, NvmeCommand, NvmeCompleted};
+use dma_ring::nvme::{NvmeCommand, NvmeCompleted};
 use dma_sg::nvme::{encode_prp, NvmePools, PrpRequest};
 use dma_sg::{MappedSgTable, SgLimits};
 use tock_registers::interfaces::Readable;
