@@ -257,3 +257,57 @@ fn rx_a_device_on_another_thread() {
     }
     device.join().unwrap();
 }
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "65,535 descriptors; the slot table's unit tests cover the drain under Miri"
+)]
+fn a_ring_of_65536_hands_back_the_buffer_at_descriptor_65535_on_reset() {
+    let (mut ring, mut nic, tail) = rx(65536);
+    let mut next = 0;
+    assert_eq!(
+        ring.refill(|| {
+            next += 1;
+            Some(buf(next - 1))
+        }),
+        65535
+    );
+    nic.receive(tail.value(), 60).unwrap();
+    assert_eq!(ring.poll().unwrap().unwrap().buffer, 0);
+    // The tail wraps onto descriptor 65535.
+    ring.post(buf(65535).0, 2048, 65535).unwrap();
+    let mut back: Vec<u32> = ring.reset().collect();
+    back.sort();
+    assert_eq!(back, (1..=65535).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_leaked_reset_drain_refuses_new_buffers_until_reset_hands_them_back() {
+    let (mut rx, _, _) = rx(4);
+    rx.post(buf(1).0, 2048, 1).unwrap();
+    rx.post(buf(2).0, 2048, 2).unwrap();
+    std::mem::forget(rx.reset());
+    let rejected = rx.post(buf(3).0, 2048, 3).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Unreclaimed, 3)
+    );
+    assert_eq!(rx.reset().collect::<Vec<_>>(), [1, 2]);
+    rx.post(buf(3).0, 2048, 3).unwrap();
+
+    let (mut tx, _, _) = tx(4);
+    let seg = TxSegment {
+        addr: buf(1).0,
+        len: 64,
+    };
+    tx.transmit(&[seg], 1).unwrap();
+    std::mem::forget(tx.reset());
+    let rejected = tx.transmit(&[seg], 2).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Unreclaimed, 2)
+    );
+    assert_eq!(tx.reset().collect::<Vec<_>>(), [1]);
+    tx.transmit(&[seg], 2).unwrap();
+}

@@ -104,8 +104,12 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "fuzz",
         args: "[seconds]",
-        about: "the dma-sg fuzz target for a bounded time (default 300 s)",
-        run: |r, args| fuzz(r, args.first().map_or("300", String::as_str)),
+        about: "every fuzz target of every fuzz crate (*/fuzz, platforms/*/fuzz), \
+                each for the seconds given (default 300)",
+        run: |r, args| match args.first().map_or(Ok(300), |s| s.parse()) {
+            Ok(seconds) => fuzz(r, FuzzTime::Each(seconds)),
+            Err(_) => r.record("fuzz", Outcome::Fail, 0.0, "seconds must be a whole number"),
+        },
     },
 ];
 
@@ -231,7 +235,7 @@ fn test(r: &mut Runner) {
     aarch64_user_tests(r);
     loom(r, "2");
     miri(r);
-    fuzz(r, "30");
+    fuzz(r, FuzzTime::Total(CI_FUZZ_SECONDS));
     qemu_suite(r);
     linux_suite(r);
 }
@@ -276,14 +280,91 @@ fn linux_suite(r: &mut Runner) {
     }
 }
 
-/// The dma-sg fuzz target (table builder + PRP encoder), built the way
-/// `cargo fuzz build -O` builds it but without needing cargo-fuzz
-/// installed, then run for a bounded time.
-fn fuzz(r: &mut Runner, seconds: &str) {
-    const TARGET_BIN: &str = "sg_build_prp";
-    let name = format!("fuzz {TARGET_BIN} ({seconds} s)");
+/// How long `cargo xtask test` fuzzes in all, shared among the targets.
+const CI_FUZZ_SECONDS: u64 = 120;
+
+/// How long each fuzz target runs.
+#[derive(Clone, Copy)]
+enum FuzzTime {
+    /// Every target this long (`cargo xtask fuzz [seconds]`).
+    Each(u64),
+    /// This long in all, split evenly (at least 5 s each).
+    Total(u64),
+}
+
+/// One libFuzzer target: the fuzz crate's directory (relative to the
+/// root) and the `[[bin]]` name.
+struct FuzzTarget {
+    dir: std::path::PathBuf,
+    bin: String,
+}
+
+/// Every fuzz crate (`*/fuzz/Cargo.toml`, `platforms/*/fuzz/Cargo.toml`)
+/// and its `[[bin]]` targets, in path order.
+fn fuzz_targets(root: &std::path::Path) -> Vec<FuzzTarget> {
+    let mut dirs = Vec::new();
+    for parent in [root.to_path_buf(), root.join("platforms")] {
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let fuzz = entry.path().join("fuzz");
+            if fuzz.join("Cargo.toml").is_file() {
+                dirs.push(fuzz);
+            }
+        }
+    }
+    dirs.sort();
+    let mut targets = Vec::new();
+    for dir in dirs {
+        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+            continue;
+        };
+        let rel = dir.strip_prefix(root).unwrap_or(&dir).to_path_buf();
+        for bin in bin_names(&manifest) {
+            targets.push(FuzzTarget {
+                dir: rel.clone(),
+                bin,
+            });
+        }
+    }
+    targets
+}
+
+/// The `name` of every `[[bin]]` table in a Cargo manifest.
+fn bin_names(manifest: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut in_bin = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin {
+            let Some(value) = line.strip_prefix("name").map(str::trim_start) else {
+                continue;
+            };
+            if let Some(value) = value.strip_prefix('=') {
+                names.push(value.trim().trim_matches('"').to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Every fuzz target of every fuzz crate, built the way `cargo fuzz build
+/// -O` builds them but without needing cargo-fuzz installed, then each run
+/// for its share of `time`.
+fn fuzz(r: &mut Runner, time: FuzzTime) {
+    let targets = fuzz_targets(r.root());
+    if targets.is_empty() {
+        r.skip("fuzz", "no fuzz crates found (*/fuzz/Cargo.toml)");
+        return;
+    }
+    let seconds = match time {
+        FuzzTime::Each(s) => s,
+        FuzzTime::Total(s) => (s / targets.len() as u64).max(5),
+    };
     let Some(host) = runner::host_triple() else {
-        r.skip(&name, "cannot tell the host triple from rustc -vV");
+        r.skip("fuzz", "cannot tell the host triple from rustc -vV");
         return;
     };
     let has_nightly = std::process::Command::new("cargo")
@@ -292,7 +373,7 @@ fn fuzz(r: &mut Runner, seconds: &str) {
         .is_ok_and(|o| o.status.success());
     if !has_nightly {
         r.skip(
-            &name,
+            "fuzz",
             "libFuzzer's instrumentation needs a nightly toolchain",
         );
         return;
@@ -312,50 +393,56 @@ fn fuzz(r: &mut Runner, seconds: &str) {
         "-Cdebug-assertions",
     ]
     .join(" ");
-    let build = [
-        "+nightly",
-        "build",
-        "--manifest-path",
-        "dma-sg/fuzz/Cargo.toml",
-        "--release",
-        "--target",
-        &host,
-        "--bin",
-        TARGET_BIN,
-    ];
-    if r.cargo(
-        &format!("fuzz build {TARGET_BIN}"),
-        &build,
-        &[("RUSTFLAGS", &rustflags)],
-    ) != Outcome::Pass
-    {
-        return;
-    }
-    // The fuzz crate is its own workspace: without CARGO_TARGET_DIR it
-    // builds under its own directory.
-    let fuzz_target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(_) => runner::target_dir(r.root()),
-        None => r.root().join("dma-sg/fuzz/target"),
-    };
-    let exe = fuzz_target_dir.join(format!("{host}/release/{TARGET_BIN}"));
-    let target = runner::target_dir(r.root());
-    let corpus = target.join(format!("fuzz-corpus/{TARGET_BIN}"));
-    let artifacts = target.join("fuzz-artifacts");
-    for dir in [&corpus, &artifacts] {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            let why = format!("cannot create {}: {e}", dir.display());
-            r.record(&name, Outcome::Fail, 0.0, &why);
-            return;
+    // One target directory for every fuzz crate (each is its own
+    // workspace), beside the root's.
+    let target_root = runner::target_dir(r.root());
+    let target_dir = target_root.join("fuzz").display().to_string();
+    let artifacts = target_root.join("fuzz-artifacts");
+    let mut built_dirs: Vec<(std::path::PathBuf, bool)> = Vec::new();
+    for target in &targets {
+        let built = match built_dirs.iter().find(|(d, _)| *d == target.dir) {
+            Some(&(_, ok)) => ok,
+            None => {
+                let manifest = target.dir.join("Cargo.toml").display().to_string();
+                let build = [
+                    "+nightly",
+                    "build",
+                    "--manifest-path",
+                    &manifest,
+                    "--release",
+                    "--bins",
+                    "--target",
+                    &host,
+                    "--target-dir",
+                    &target_dir,
+                ];
+                let name = format!("fuzz build {}", target.dir.display());
+                let ok = r.cargo(&name, &build, &[("RUSTFLAGS", &rustflags)]) == Outcome::Pass;
+                built_dirs.push((target.dir.clone(), ok));
+                ok
+            }
+        };
+        let name = format!("fuzz {} ({seconds} s)", target.bin);
+        if !built {
+            r.record(&name, Outcome::Fail, 0.0, "its fuzz crate did not build");
+            continue;
         }
+        let exe = std::path::Path::new(&target_dir).join(format!("{host}/release/{}", target.bin));
+        let corpus = target_root.join(format!("fuzz-corpus/{}", target.bin));
+        if let Err(e) = std::fs::create_dir_all(&corpus).and(std::fs::create_dir_all(&artifacts)) {
+            let why = format!("cannot create {}: {e}", corpus.display());
+            r.record(&name, Outcome::Fail, 0.0, &why);
+            continue;
+        }
+        let args = [
+            format!("-max_total_time={seconds}"),
+            "-rss_limit_mb=2048".to_string(),
+            "-print_final_stats=1".to_string(),
+            format!("-artifact_prefix={}/", artifacts.display()),
+            corpus.display().to_string(),
+        ];
+        r.command(&name, &exe, &args);
     }
-    let args = [
-        format!("-max_total_time={seconds}"),
-        "-rss_limit_mb=2048".to_string(),
-        "-print_final_stats=1".to_string(),
-        format!("-artifact_prefix={}/", artifacts.display()),
-        corpus.display().to_string(),
-    ];
-    r.command(&name, &exe, &args);
 }
 
 /// The bare-metal NVMe suite on QEMU's virt board (platforms/qemu-virt).
@@ -420,9 +507,23 @@ fn miri(r: &mut Runner) {
         ],
         &[],
     );
+    // The rings (every unsafe ring-memory access, the hostile-device
+    // tests) and the SG tables, with few proptest cases; the slowest tests
+    // are `cfg_attr(miri, ignore)`.
+    r.cargo(
+        "miri dma-ring + dma-sg",
+        &[
+            "+nightly", "miri", "test", "-p", "dma-ring", "-p", "dma-sg", "--lib", "--tests",
+        ],
+        // The tests leak their `&'static` platforms on purpose.
+        &[
+            ("PROPTEST_CASES", "4"),
+            ("MIRIFLAGS", "-Zmiri-ignore-leaks"),
+        ],
+    );
     // The checker's bookkeeping, one test per misuse class. (Its threaded
-    // correct-use test and dma-ring's proptests pass under miri too, but
-    // take minutes; they are left to `cargo +nightly miri test` by hand.)
+    // correct-use test passes under miri too, but takes minutes; it is
+    // left to `cargo +nightly miri test` by hand.)
     r.cargo(
         "miri dma-check",
         &[

@@ -179,7 +179,10 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
     /// A queue of `size` entries in `mem` (zeroed, 16-aligned,
     /// [`PackedLayout::bytes`] long), notified by writing `queue_index` to
     /// `notify`, with `VIRTIO_F_EVENT_IDX` negotiated or not. At most
-    /// `min(slots, size)` requests are in flight.
+    /// `min(slots, size, MAX_TAGGED_SLOTS)` requests are in flight
+    /// ([`MAX_TAGGED_SLOTS`](crate::MAX_TAGGED_SLOTS) keeps generation bits
+    /// in every buffer id). `add` publishes each chain at once, so every
+    /// chain in flight is one the device may use.
     ///
     /// # Errors
     ///
@@ -205,7 +208,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
             next_used: Position::START,
             num_free: size,
             added_since_kick: 0,
-            slots: SlotTable::new(slots, size.into())?,
+            slots: SlotTable::tagged(slots, size.into())?,
             broken: false,
         })
     }
@@ -258,8 +261,10 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
     /// # Errors
     ///
     /// [`BadRequest`](RingErrorKind::BadRequest) for no segments, more than
-    /// the queue size, or writable bytes overflowing `u32`;
-    /// [`Full`](RingErrorKind::Full); [`Broken`](RingErrorKind::Broken).
+    /// the queue size, or a total length overflowing `u32` (§2.7.5.2);
+    /// [`Full`](RingErrorKind::Full); [`Broken`](RingErrorKind::Broken);
+    /// [`Unreclaimed`](RingErrorKind::Unreclaimed) after a leaked reset
+    /// drain.
     pub fn add(
         &mut self,
         readable: &[Segment],
@@ -268,6 +273,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
     ) -> Result<u16, Rejected<T>> {
         let (total, writable_len, buffers) = check_request(
             self.broken,
+            &self.slots,
             readable,
             writable,
             self.layout.size,
@@ -383,8 +389,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
                 self.next_used.index.into(),
             ))
         } else {
-            self.slots.check(id).and_then(|(_, posted)| {
-                if len > posted {
+            self.slots.check(id).and_then(|request| {
+                if len > request.posted {
                     Err(RingError::with(RingErrorKind::LengthTooLarge, len.into()))
                 } else {
                     Ok(())
