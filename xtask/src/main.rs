@@ -190,11 +190,19 @@ fn test(r: &mut Runner) {
         &[
             "test",
             "--workspace",
+            "--exclude",
+            "dma-conformance",
             "--lib",
             "--bins",
             "--tests",
             "--examples",
         ],
+        &[],
+    );
+    // Its own row, so the table shows the contract held everywhere.
+    r.cargo(
+        "conformance (21 backend configurations)",
+        &["test", "-p", "dma-conformance"],
         &[],
     );
     r.cargo("doc tests", &["test", "--workspace", "--doc"], &[]);
@@ -629,6 +637,19 @@ fn demo(r: &mut Runner) {
             &[],
         );
     }
+    // Bugs the mock hardware catches, each with its report.
+    r.cargo(
+        "bug catalogue",
+        &[
+            "run",
+            "--release",
+            "-p",
+            "dma-sim",
+            "--example",
+            "bug_catalogue",
+        ],
+        &[],
+    );
 }
 
 fn bench(r: &mut Runner, extra: &[String]) {
