@@ -243,7 +243,9 @@ fn misaligned_buffer_is_bounced_under_the_iommu_backend() {
     )
     .unwrap();
     let p = BouncePlatform::new(iommu, HostMemory, 16).unwrap();
-    let buf = vec![0u8; 4096 + 64];
+    // Room for the 1000 bytes at 64 into the first page boundary inside,
+    // whatever the allocator's alignment.
+    let buf = vec![0u8; 2 * 4096];
     let start = (buf.as_ptr() as u64 + 4095) & !4095;
     let phys = PhysAddr::new(start + 64); // 64 into a page: breaks 256
                                           // SAFETY: `buf` outlives the mapping and is not touched meanwhile.
