@@ -232,7 +232,7 @@ fn test(r: &mut Runner) {
         r.cargo(&format!("no_std {target}"), &args, &[]);
         r.cargo(&format!("no_std+alloc {target}"), &with_alloc, &[]);
     }
-    aarch64_user_tests(r);
+    user_tests(r);
     loom(r, "2");
     miri(r);
     fuzz(r, FuzzTime::Total(CI_FUZZ_SECONDS));
@@ -540,37 +540,79 @@ fn miri(r: &mut Runner) {
     );
 }
 
-/// The aarch64 tests under qemu-user, where the real `dc` instructions run.
-fn aarch64_user_tests(r: &mut Runner) {
-    const TARGET: &str = "aarch64-unknown-linux-gnu";
-    let name = "aarch64 tests (qemu-user)";
-    for tool in ["qemu-aarch64", "aarch64-linux-gnu-gcc"] {
-        if !runner::on_path(tool) {
-            r.skip(
-                name,
-                &format!("{tool} not installed (apt-get install qemu-user gcc-aarch64-linux-gnu)"),
-            );
-            return;
+/// A Linux target whose tests run under qemu-user, with the emulator and
+/// cross linker `.cargo/config.toml` names for it and the Debian packages
+/// that provide them (`.ci/run` installs those).
+struct UserTarget {
+    triple: &'static str,
+    why: &'static str,
+    qemu: &'static str,
+    linker: &'static str,
+    packages: &'static str,
+    crates: &'static [&'static str],
+}
+
+/// The portable crates: no host-only code, so their tests say something
+/// about every architecture.
+const PORTABLE_CRATES: &[&str] = &[
+    "dma-core",
+    "dma-coherence",
+    "dma-sg",
+    "dma-ring",
+    "dma-direct",
+    "dma-iommu",
+    "dma-bounce",
+];
+
+const USER_TARGETS: &[UserTarget] = &[
+    UserTarget {
+        triple: "aarch64-unknown-linux-gnu",
+        why: "the real `dc` instructions",
+        qemu: "qemu-aarch64",
+        linker: "aarch64-linux-gnu-gcc",
+        packages: "qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
+        crates: &["dma-core", "dma-coherence", "dma-direct"],
+    },
+    UserTarget {
+        triple: "riscv64gc-unknown-linux-gnu",
+        why: "riscv64",
+        qemu: "qemu-riscv64",
+        linker: "riscv64-linux-gnu-gcc",
+        packages: "qemu-user gcc-riscv64-linux-gnu libc6-dev-riscv64-cross",
+        crates: PORTABLE_CRATES,
+    },
+    UserTarget {
+        triple: "armv7-unknown-linux-gnueabihf",
+        why: "32-bit pointers with 64-bit DMA addresses",
+        qemu: "qemu-arm",
+        linker: "arm-linux-gnueabihf-gcc",
+        packages: "qemu-user gcc-arm-linux-gnueabihf libc6-dev-armhf-cross",
+        crates: PORTABLE_CRATES,
+    },
+];
+
+/// Each [`UserTarget`]'s tests under qemu-user (library and integration
+/// tests; doc tests stay on the host).
+fn user_tests(r: &mut Runner) {
+    for t in USER_TARGETS {
+        let name = format!("{} tests (qemu-user: {})", t.triple, t.why);
+        let missing = [t.qemu, t.linker]
+            .into_iter()
+            .find(|tool| !runner::on_path(tool));
+        if let Some(tool) = missing {
+            let why = format!("{tool} not installed (apt-get install {})", t.packages);
+            r.skip(&name, &why);
+            continue;
         }
+        if !r.ensure_target(t.triple) {
+            continue;
+        }
+        let mut args = vec!["test", "--target", t.triple, "--lib", "--tests"];
+        for c in t.crates {
+            args.extend(["-p", c]);
+        }
+        r.cargo(&name, &args, &[]);
     }
-    if !r.ensure_target(TARGET) {
-        return;
-    }
-    r.cargo(
-        name,
-        &[
-            "test",
-            "--target",
-            TARGET,
-            "-p",
-            "dma-core",
-            "-p",
-            "dma-coherence",
-            "-p",
-            "dma-direct",
-        ],
-        &[],
-    );
 }
 
 fn loom(r: &mut Runner, preemptions: &str) {

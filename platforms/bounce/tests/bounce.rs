@@ -14,8 +14,9 @@ use dma_core::{
 use dma_direct::DirectPlatform;
 
 /// Host memory where pages asked for below 4 GiB come from an arena that
-/// pretends to sit at physical 0x1000_0000; everything else is identity
-/// (and so, on a 64-bit host, above 4 GiB).
+/// pretends to sit at physical 0x1000_0000; everything else pretends to sit
+/// 4 GiB above its address, so it is beyond a 32-bit mask on every host (a
+/// 32-bit one included, where 64-bit DMA addresses meet 32-bit pointers).
 #[derive(Clone, Copy)]
 struct LowArena {
     base: NonNull<u8>,
@@ -24,6 +25,11 @@ struct LowArena {
 }
 
 const LOW_PHYS: u64 = 0x1000_0000;
+const HIGH_OFFSET: u64 = 1 << 32;
+
+fn to_high(phys: PhysAddr) -> PhysAddr {
+    PhysAddr::new(phys.as_u64() + HIGH_OFFSET)
+}
 
 impl LowArena {
     fn new(pages: usize) -> Self {
@@ -50,7 +56,11 @@ unsafe impl PhysMemory for LowArena {
     }
     fn alloc_pages(&self, count: usize, c: Cacheability, max_phys: u64) -> Result<Pages> {
         if max_phys == u64::MAX {
-            return HostMemory.alloc_pages(count, c, max_phys);
+            let pages = HostMemory.alloc_pages(count, c, max_phys)?;
+            return Ok(Pages {
+                phys: to_high(pages.phys),
+                ..pages
+            });
         }
         let off = self.next.get();
         if off + count * 4096 > self.size {
@@ -68,8 +78,9 @@ unsafe impl PhysMemory for LowArena {
     }
     unsafe fn free_pages(&self, pages: Pages) {
         if !self.inside(pages.cpu.as_ptr() as usize) {
-            // SAFETY: it came from HostMemory above.
-            unsafe { HostMemory.free_pages(pages) }
+            let phys = PhysAddr::new(pages.phys.as_u64() - HIGH_OFFSET);
+            // SAFETY: it came from HostMemory above, at `phys` there.
+            unsafe { HostMemory.free_pages(Pages { phys, ..pages }) }
         }
     }
     fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> Result<PhysAddr> {
@@ -79,7 +90,7 @@ unsafe impl PhysMemory for LowArena {
                 LOW_PHYS + (a - self.base.as_ptr() as usize) as u64,
             ));
         }
-        HostMemory.virt_to_phys(cpu, len)
+        HostMemory.virt_to_phys(cpu, len).map(to_high)
     }
     fn phys_to_virt(&self, phys: PhysAddr, len: usize) -> Result<NonNull<u8>> {
         let p = phys.as_u64();
@@ -87,7 +98,11 @@ unsafe impl PhysMemory for LowArena {
             // SAFETY: inside the arena.
             return Ok(unsafe { self.base.add((p - LOW_PHYS) as usize) });
         }
-        HostMemory.phys_to_virt(phys, len)
+        let identity = p.checked_sub(HIGH_OFFSET).ok_or(dma_core::Error::new(
+            ErrorKind::NotContiguous,
+            "below the high window and outside the arena",
+        ))?;
+        HostMemory.phys_to_virt(PhysAddr::new(identity), len)
     }
 }
 
@@ -122,9 +137,12 @@ fn unreachable_buffer_is_bounced_below_the_mask_and_copied_per_direction() {
     let mem = LowArena::new(64);
     let p = dma32(mem, bits32(), 64);
     let data: Vec<u8> = (0..=255).cycle().take(5000).collect();
+    let at = mem
+        .virt_to_phys(NonNull::from(&data[0]), data.len())
+        .unwrap();
     assert!(
-        data.as_ptr() as u64 > u32::MAX as u64,
-        "heap is above 4 GiB on this host"
+        at.as_u64() > u64::from(u32::MAX),
+        "the heap sits above 4 GiB"
     );
     let mut m = StreamingMapping::<_, Bidirectional, _>::map(&p, data.clone()).unwrap();
     let dma = m.dma_addr().as_u64();
@@ -225,7 +243,9 @@ fn misaligned_buffer_is_bounced_under_the_iommu_backend() {
     )
     .unwrap();
     let p = BouncePlatform::new(iommu, HostMemory, 16).unwrap();
-    let buf = vec![0u8; 4096 + 64];
+    // Room for the 1000 bytes at 64 into the first page boundary inside,
+    // whatever the allocator's alignment.
+    let buf = vec![0u8; 2 * 4096];
     let start = (buf.as_ptr() as u64 + 4095) & !4095;
     let phys = PhysAddr::new(start + 64); // 64 into a page: breaks 256
                                           // SAFETY: `buf` outlives the mapping and is not touched meanwhile.
@@ -287,7 +307,8 @@ fn errors_are_typed() {
         .unwrap();
     let p = dma32(mem, c, 4);
     let buf = [0u8; 64];
-    let phys = PhysAddr::new(((buf.as_ptr() as u64 + 15) & !15) + 4);
+    let base = mem.virt_to_phys(NonNull::from(&buf[0]), 64).unwrap();
+    let phys = PhysAddr::new(((base.as_u64() + 15) & !15) + 4);
     // SAFETY: `buf` outlives the attempt.
     let e = unsafe { p.map(phys, 8, DmaDirection::ToDevice, DmaAttrs::empty()) }.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Misaligned);

@@ -8,9 +8,9 @@
 //! - [`iova`]: a size-aligned, top-down IOVA allocator (buddy system) with
 //!   per-CPU magazines, like Linux's `iova.c` and its rcache;
 //! - [`pgtable`]: page-table formats behind [`IoPageTable`], with
-//!   [`vmsav8`](pgtable::vmsav8) (Arm VMSAv8-64 stage 1, 4 KiB granule,
-//!   48-bit IOVA, 2 MiB and 1 GiB blocks), its exact descriptor encoding,
-//!   the MAIR it assumes and a reference walker;
+//!   [`vmsav8`](pgtable::vmsav8) (Arm VMSAv8-64 stage 1 and 2, 4, 16 and
+//!   64 KiB granules, 32- to 48-bit IOVAs, every block size), its exact
+//!   descriptor encoding, the MAIR it assumes and a reference walker;
 //! - [`IommuHardware`], the small trait the hardware implements (attach,
 //!   invalidate a range or an ASID, sync, report faults), and the
 //!   [`Fault`] it reports;
@@ -76,6 +76,6 @@ pub mod soft;
 pub use fault::{Access, DeviceId, Fault, FaultKind};
 pub use hw::{Asid, DomainContext, IommuHardware, TableFormat};
 pub use invalidate::{Deferred, InvalidationPolicy, Strict};
-pub use pgtable::{IoPageTable, Prot};
+pub use pgtable::{IoPageTable, Leaf, Prot};
 #[cfg(feature = "alloc")]
 pub use platform::{DomainConfig, IommuPlatform};

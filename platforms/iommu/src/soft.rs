@@ -162,7 +162,7 @@ impl<M: PhysMemory> SoftIommu<M> {
 
     fn walk(&self, ctx: &DomainContext, iova: u64) -> core::result::Result<Translation, FaultKind> {
         let TableFormat::Vmsav8Stage1 { .. } = ctx.format;
-        vmsav8::walk(ctx.root, iova, |at| {
+        vmsav8::walk(&vmsav8::Format::STAGE1_4K_48, ctx.root, iova, |at| {
             let p = self.memory.phys_to_virt(at, 8).ok()?;
             if p.as_ptr() as usize % 8 != 0 {
                 return None;

@@ -322,10 +322,15 @@ fn non_coherent_policy_maintains_buffers_and_maps_them_non_cacheable() {
         recorded(&cache).contains(&(CacheOp::Clean, va, 256)),
         "cleaned for the device at map"
     );
-    let t = vmsav8::walk(p.context().root, m.dma_addr().as_u64(), |a| {
-        // SAFETY: identity-mapped table memory owned by the platform.
-        Some(unsafe { (a.as_u64() as *const u64).read_volatile() })
-    })
+    let t = vmsav8::walk(
+        &vmsav8::Format::STAGE1_4K_48,
+        p.context().root,
+        m.dma_addr().as_u64(),
+        |a| {
+            // SAFETY: identity-mapped table memory owned by the platform.
+            Some(unsafe { (a.as_u64() as *const u64).read_volatile() })
+        },
+    )
     .unwrap();
     assert_eq!(
         Descriptor::attr_index(t.leaf),

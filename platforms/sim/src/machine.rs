@@ -493,7 +493,11 @@ impl State {
                         leaf
                     }
                 };
-                if access == Access::Write && !leaf.writable {
+                let allowed = match access {
+                    Access::Read => leaf.readable,
+                    Access::Write => leaf.writable,
+                };
+                if !allowed {
                     return Err(FaultKind::Permission { level: leaf.level });
                 }
                 Ok((leaf.page + page_off, iommu::GRANULE - page_off))

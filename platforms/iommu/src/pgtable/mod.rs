@@ -2,8 +2,8 @@
 //! another format (Intel VT-d second level, RISC-V IOMMU Sv48) can follow
 //! without touching the platform.
 //!
-//! [`vmsav8`] is the Arm VMSAv8-64 stage-1 format with a 4 KiB granule, the
-//! one an SMMUv3 context descriptor points at.
+//! [`vmsav8`] is the Arm VMSAv8-64 format an SMMUv3 walks: 4, 16 and 64 KiB
+//! granules, 32- to 48-bit inputs, stage 1 and stage 2.
 
 pub mod vmsav8;
 
@@ -25,6 +25,16 @@ bitflags::bitflags! {
     }
 }
 
+/// One translation: where an IOVA goes, and the size of the leaf (page or
+/// block) that maps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leaf {
+    /// The physical address of the byte at the IOVA.
+    pub phys: PhysAddr,
+    /// The leaf's size in bytes, one of [`IoPageTable::page_sizes`].
+    pub size: u64,
+}
+
 /// A page-table format an IOMMU walks: map, unmap and translate ranges of
 /// I/O virtual addresses.
 ///
@@ -34,7 +44,11 @@ bitflags::bitflags! {
 /// translations exactly as they were.
 pub trait IoPageTable {
     /// The smallest page, in bytes; every address and size is a multiple.
-    const GRANULE: u64;
+    fn granule(&self) -> u64;
+
+    /// Every leaf size the format has, as a mask of sizes (each a power of
+    /// two; Linux's `pgsize_bitmap`).
+    fn page_sizes(&self) -> u64;
 
     /// Input (IOVA) address bits.
     fn ias_bits(&self) -> u32;
@@ -43,7 +57,7 @@ pub trait IoPageTable {
     /// context (an SMMUv3 CD's TTB0, a VT-d context entry's SLPTPTR).
     fn root(&self) -> PhysAddr;
 
-    /// Maps `size` bytes at `iova` to `phys`, using the largest blocks
+    /// Maps `size` bytes at `iova` to `phys`, using the largest leaves
     /// alignment and size allow.
     ///
     /// # Errors
@@ -60,17 +74,45 @@ pub trait IoPageTable {
     /// the device reaches it from now on.
     unsafe fn map(&mut self, iova: u64, phys: PhysAddr, size: u64, prot: Prot) -> Result<()>;
 
+    /// Maps exactly one leaf of `page_size` bytes (one of
+    /// [`page_sizes`](Self::page_sizes)) at `iova` to `phys`, both aligned
+    /// to it.
+    ///
+    /// # Errors
+    ///
+    /// As for [`map`](Self::map), and `Unsupported` for a size the format
+    /// has no leaf of, `Misaligned` for addresses not aligned to it,
+    /// `AlreadyMapped` where a table left by earlier mappings holds the
+    /// leaf's slot. Nothing is mapped then.
+    ///
+    /// # Safety
+    ///
+    /// As for [`map`](Self::map).
+    unsafe fn map_page(
+        &mut self,
+        iova: u64,
+        phys: PhysAddr,
+        page_size: u64,
+        prot: Prot,
+    ) -> Result<()>;
+
     /// Unmaps `size` bytes at `iova`, splitting blocks that straddle the
-    /// range's ends. The IOTLB still holds the old translations until the
-    /// caller invalidates them.
+    /// range's ends, and returns the bytes unmapped (all of `size`: the
+    /// call unmaps everything or nothing). The IOTLB still holds the old
+    /// translations until the caller invalidates them.
     ///
     /// # Errors
     ///
     /// `ZeroSize`, `Misaligned`, `OutOfRange`, `NotMapped` (any part is
     /// not mapped), `OutOfMemory` (no page to split a block). Nothing is
     /// unmapped then.
-    fn unmap(&mut self, iova: u64, size: u64) -> Result<()>;
+    fn unmap(&mut self, iova: u64, size: u64) -> Result<u64>;
+
+    /// The translation of `iova` and the size of its leaf, or `None`.
+    fn translate(&self, iova: u64) -> Option<Leaf>;
 
     /// The physical address `iova` translates to, or `None`.
-    fn iova_to_phys(&self, iova: u64) -> Option<PhysAddr>;
+    fn iova_to_phys(&self, iova: u64) -> Option<PhysAddr> {
+        self.translate(iova).map(|leaf| leaf.phys)
+    }
 }

@@ -1,35 +1,21 @@
-//! Arm VMSAv8-64 stage-1 translation tables, 4 KiB granule, 48-bit input
-//! address: the format an SMMUv3 walks for a stage-1 context descriptor
-//! (SMMUv3, IHI 0070, §5.4 "Context Descriptor": TTB0, T0SZ = 16,
-//! TG0 = 4 KiB, MAIR0).
+//! Arm VMSAv8-64 translation tables, the format an SMMUv3 walks: 4 KiB,
+//! 16 KiB and 64 KiB granules, input sizes of 32 to 48 bits, stage 1 (a
+//! context descriptor's TTB0, T0SZ, TG0, MAIR0) and stage 2 (an STE's
+//! S2TTB, S2T0SZ, S2TG, S2SL0).
 //!
 //! References are to the Arm Architecture Reference Manual for A-profile,
 //! DDI 0487 (K.a), chapter D8 "The AArch64 Virtual Memory System
 //! Architecture":
-//! - D8.2 "Translation process": with a 4 KiB granule each level resolves
-//!   9 bits; a 48-bit input address starts at level 0 (bits 47:39), then
-//!   level 1 (38:30), level 2 (29:21), level 3 (20:12). Blocks exist at
-//!   level 1 (1 GiB) and level 2 (2 MiB), not at level 0.
+//! - D8.2 "Translation process": the geometry, in [`Format`];
 //! - D8.3 "Translation table descriptor formats": bits 1:0 are `0b11` for
-//!   a table (levels 0-2) or a page (level 3), `0b01` for a block (levels 1
-//!   and 2); anything with bit 0 clear is invalid. The output or next-table
-//!   address is bits 47:12 (47:21 for a 2 MiB block, 47:30 for 1 GiB).
-//! - D8.4 "Memory access control": stage-1 data access permissions
-//!   AP\[2:1\] in bits 7:6 (AP\[2\] = read-only, AP\[1\] = unprivileged
-//!   access allowed); UXN (54) and PXN (53) forbid instruction fetch.
+//!   a table (levels 0-2) or a page (level 3), `0b01` for a block where the
+//!   granule allows one; anything with bit 0 clear is invalid. The output
+//!   or next-table address is bits 47:granule ([`Descriptor`]);
+//! - D8.4 "Memory access control" and D8.6 "Memory region attributes": the
+//!   leaf attributes of each stage ([`Descriptor::attributes`]);
 //! - D8.5 "Hardware updates to the translation tables": the access flag
 //!   (bit 10); we set it, so no access-flag fault or hardware update is
 //!   needed.
-//! - D8.6 "Memory region attributes": AttrIndx (bits 4:2) selects one of
-//!   the eight attributes in MAIR (see [`MAIR`]); SH (bits 9:8) is the
-//!   shareability of Normal memory.
-//!
-//! Leaf attributes follow Linux's `io-pgtable-arm` for stage 1: nG (bit 11)
-//! so translations are tagged by the context's ASID, AP\[1\] set because an
-//! SMMU's transactions are unprivileged by default, XN because devices do
-//! not execute what they DMA, AttrIndx [`MAIR_IDX_CACHED`] with inner
-//! shareability for coherent devices ([`Prot::CACHE`]) and
-//! [`MAIR_IDX_NON_CACHEABLE`] with outer shareability otherwise.
 //!
 //! Descriptors are read and written with volatile accesses, one aligned
 //! 64-bit word at a time (single-copy atomic for the walker, D8.2), and a
@@ -41,220 +27,51 @@
 //! walk-cache invalidation before the page is reused, for little gain on a
 //! domain whose footprint is bounded by its peak.
 
+mod desc;
+mod format;
+mod pages;
+
 use core::fmt;
-use core::ptr::NonNull;
 
 use dma_coherence::{barrier, CacheMaintenance};
-use dma_core::{Cacheability, Error, ErrorKind, Pages, PhysAddr, PhysMemory, Result};
+use dma_core::{Error, ErrorKind, PhysAddr, PhysMemory, Result};
 
-use super::{IoPageTable, Prot};
+pub use desc::{
+    Decoded, DescBits, Descriptor, ADDR_MASK, MAIR, MAIR_IDX_CACHED, MAIR_IDX_DEVICE,
+    MAIR_IDX_NON_CACHEABLE, S2_MEMATTR_CACHED, S2_MEMATTR_DEVICE, S2_MEMATTR_NON_CACHEABLE,
+    SH_INNER, SH_OUTER,
+};
+pub use format::{Format, Granule, Stage, LAST_LEVEL, OAS_BITS};
+use pages::{TableAllocator, TableMem};
+
+use super::{IoPageTable, Leaf, Prot};
 use crate::fault::{Access, FaultKind};
 
-/// The granule: 4 KiB.
+/// The default format's granule: 4 KiB.
 pub const GRANULE: u64 = 4096;
-/// Input address bits.
+/// The default format's input address bits.
 pub const IAS_BITS: u32 = 48;
-/// Output address bits the descriptors carry.
-pub const OAS_BITS: u32 = 48;
-/// Descriptors per table.
-pub const ENTRIES: usize = 512;
-/// Bits resolved per level.
-const BITS_PER_LEVEL: u32 = 9;
-/// The deepest level.
-const LAST_LEVEL: u8 = 3;
-
-/// The `MAIR_EL1`-format value our AttrIndx values refer to, for the
-/// context descriptor's MAIR0 (Arm ARM DDI 0487, D19.2 "MAIR_EL1"; SMMUv3
-/// CD.MAIR0):
-///
-/// | AttrIndx | byte | meaning |
-/// | --- | --- | --- |
-/// | 0 ([`MAIR_IDX_CACHED`]) | `0xff` | Normal, inner and outer write-back non-transient, read- and write-allocate |
-/// | 1 ([`MAIR_IDX_NON_CACHEABLE`]) | `0x44` | Normal, inner and outer non-cacheable |
-/// | 2 ([`MAIR_IDX_DEVICE`]) | `0x04` | Device-nGnRE (not used for DMA memory; kept for MSI doorbells) |
-pub const MAIR: u64 = 0xff | (0x44 << 8) | (0x04 << 16);
-/// AttrIndx of cacheable Normal memory.
-pub const MAIR_IDX_CACHED: u8 = 0;
-/// AttrIndx of non-cacheable Normal memory.
-pub const MAIR_IDX_NON_CACHEABLE: u8 = 1;
-/// AttrIndx of Device-nGnRE memory.
-pub const MAIR_IDX_DEVICE: u8 = 2;
-
-bitflags::bitflags! {
-    /// The bits of a VMSAv8-64 descriptor other than the address (Arm ARM
-    /// DDI 0487, D8.3).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-    pub struct DescBits: u64 {
-        /// Bit 0: the descriptor is valid.
-        const VALID = 1 << 0;
-        /// Bit 1: table (levels 0-2) or page (level 3); clear for a block.
-        const TABLE_OR_PAGE = 1 << 1;
-        /// Bits 4:2: AttrIndx, an index into [`MAIR`].
-        const ATTR_INDX = 0b111 << 2;
-        /// Bit 5: NS (ignored by a Non-secure stream).
-        const NS = 1 << 5;
-        /// Bit 6: AP\[1\], unprivileged (EL0-class) access allowed.
-        const AP_UNPRIV = 1 << 6;
-        /// Bit 7: AP\[2\], read-only.
-        const AP_RDONLY = 1 << 7;
-        /// Bits 9:8: SH, shareability.
-        const SH = 0b11 << 8;
-        /// Bit 10: AF, the access flag.
-        const AF = 1 << 10;
-        /// Bit 11: nG, not global: tagged with the ASID.
-        const NG = 1 << 11;
-        /// Bit 52: Contiguous hint.
-        const CONTIGUOUS = 1 << 52;
-        /// Bit 53: PXN, no privileged execution.
-        const PXN = 1 << 53;
-        /// Bit 54: UXN / XN, no unprivileged execution.
-        const UXN = 1 << 54;
-    }
-}
-
-/// SH value for inner shareable Normal memory.
-pub const SH_INNER: u64 = 0b11 << 8;
-/// SH value for outer shareable Normal memory.
-pub const SH_OUTER: u64 = 0b10 << 8;
-/// Bits 47:12: the output or next-level table address.
-pub const ADDR_MASK: u64 = ((1 << OAS_BITS) - 1) & !(GRANULE - 1);
-
-/// One 64-bit translation table descriptor.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[repr(transparent)]
-pub struct Descriptor(pub u64);
-
-static_assertions::assert_eq_size!(Descriptor, u64);
-static_assertions::assert_eq_align!(Descriptor, u64);
-
-/// A descriptor decoded for `level`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decoded {
-    /// Bit 0 clear: translation fault.
-    Invalid,
-    /// A pointer to the next level's table.
-    Table(PhysAddr),
-    /// A block or page mapping `size` bytes at `oa`.
-    Leaf {
-        /// The output address of the first byte.
-        oa: PhysAddr,
-        /// 4 KiB, 2 MiB or 1 GiB.
-        size: u64,
-    },
-    /// A block descriptor where the granule has none (level 0, or level 3
-    /// with bits 1:0 = `0b01`): architecturally a translation fault.
-    Reserved,
-}
-
-impl Descriptor {
-    /// The invalid descriptor.
-    pub const INVALID: Self = Self(0);
-
-    /// A table descriptor pointing at the next-level table at `table`.
-    pub const fn table(table: PhysAddr) -> Self {
-        Self((table.as_u64() & ADDR_MASK) | DescBits::VALID.bits() | DescBits::TABLE_OR_PAGE.bits())
-    }
-
-    /// A leaf (block at levels 1-2, page at level 3) mapping `oa` with the
-    /// attributes of `prot`.
-    pub fn leaf(level: u8, oa: PhysAddr, prot: Prot) -> Self {
-        let kind = if level == LAST_LEVEL {
-            DescBits::VALID | DescBits::TABLE_OR_PAGE
-        } else {
-            DescBits::VALID
-        };
-        Self((oa.as_u64() & ADDR_MASK) | kind.bits() | Self::attributes(prot))
-    }
-
-    /// The attribute bits a leaf carries for `prot` (everything but the
-    /// address and bits 1:0).
-    pub fn attributes(prot: Prot) -> u64 {
-        let mut bits =
-            DescBits::AF | DescBits::NG | DescBits::AP_UNPRIV | DescBits::PXN | DescBits::UXN;
-        if !prot.contains(Prot::WRITE) {
-            bits |= DescBits::AP_RDONLY;
-        }
-        let (idx, sh) = if prot.contains(Prot::CACHE) {
-            (MAIR_IDX_CACHED, SH_INNER)
-        } else {
-            (MAIR_IDX_NON_CACHEABLE, SH_OUTER)
-        };
-        bits.bits() | (u64::from(idx) << 2) | sh
-    }
-
-    /// Bit 0.
-    pub const fn is_valid(self) -> bool {
-        self.0 & 1 != 0
-    }
-
-    /// Decodes the descriptor as found at `level`.
-    pub const fn decode(self, level: u8) -> Decoded {
-        if !self.is_valid() {
-            return Decoded::Invalid;
-        }
-        let page_or_table = self.0 & DescBits::TABLE_OR_PAGE.bits() != 0;
-        match (level, page_or_table) {
-            (0..=2, true) => Decoded::Table(PhysAddr::new(self.0 & ADDR_MASK)),
-            (3, true) | (1..=2, false) => {
-                let size = level_size(level);
-                Decoded::Leaf {
-                    oa: PhysAddr::new(self.0 & ADDR_MASK & !(size - 1)),
-                    size,
-                }
-            }
-            _ => Decoded::Reserved,
-        }
-    }
-
-    /// AttrIndx, bits 4:2.
-    pub const fn attr_index(self) -> u8 {
-        ((self.0 >> 2) & 0b111) as u8
-    }
-
-    /// SH, bits 9:8.
-    pub const fn shareability(self) -> u8 {
-        ((self.0 >> 8) & 0b11) as u8
-    }
-
-    /// The leaf's attribute bits, without address and type.
-    const fn leaf_attributes(self) -> u64 {
-        self.0 & !ADDR_MASK & !0b11
-    }
-}
-
-impl fmt::Debug for Descriptor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Descriptor({:#018x})", self.0)
-    }
-}
-
-/// Bytes one entry at `level` covers: 512 GiB, 1 GiB, 2 MiB, 4 KiB.
-pub const fn level_size(level: u8) -> u64 {
-    GRANULE << (BITS_PER_LEVEL * (LAST_LEVEL - level) as u32)
-}
-
-/// The index of `iova`'s entry in its table at `level`.
-pub const fn level_index(level: u8, iova: u64) -> usize {
-    ((iova / level_size(level)) % ENTRIES as u64) as usize
-}
 
 /// A successful walk: where an IOVA goes, and what the leaf allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Translation {
     /// The physical address of the byte at the IOVA.
     pub phys: PhysAddr,
-    /// The level of the leaf (1, 2 or 3).
+    /// The level of the leaf.
     pub level: u8,
-    /// The leaf's size: 1 GiB, 2 MiB or 4 KiB.
+    /// The leaf's size.
     pub size: u64,
     /// The leaf descriptor itself.
     pub leaf: Descriptor,
+    /// The stage, which says how to read the leaf's permissions.
+    pub stage: Stage,
 }
 
 impl Translation {
-    /// Whether the leaf lets an unprivileged device make `access`: the
-    /// access flag is set, AP\[1\] opens it to unprivileged accesses and,
-    /// for a write, AP\[2\] is clear.
+    /// Whether the leaf lets a device make `access`: the access flag is
+    /// set and, at stage 1, AP\[1\] opens it to unprivileged accesses and,
+    /// for a write, AP\[2\] is clear; at stage 2, the S2AP bit for the
+    /// access is set.
     ///
     /// # Errors
     ///
@@ -266,53 +83,63 @@ impl Translation {
                 level: Some(self.level),
             });
         }
-        let denied = !bits.contains(DescBits::AP_UNPRIV)
-            || (access == Access::Write && bits.contains(DescBits::AP_RDONLY));
-        if denied {
-            return Err(FaultKind::Permission {
+        let allowed = match (self.stage, access) {
+            (Stage::One, Access::Read) => bits.contains(DescBits::AP_UNPRIV),
+            (Stage::One, Access::Write) => {
+                bits.contains(DescBits::AP_UNPRIV) && !bits.contains(DescBits::AP_RDONLY)
+            }
+            (Stage::Two, Access::Read) => bits.contains(DescBits::S2AP_READ),
+            (Stage::Two, Access::Write) => bits.contains(DescBits::S2AP_WRITE),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(FaultKind::Permission {
                 level: Some(self.level),
-            });
+            })
         }
-        Ok(())
     }
 }
 
-/// Walks the tables at `root` for `iova` as an SMMU would, reading each
-/// descriptor with `read` (given the physical address of the 8-byte
-/// descriptor; `None` is an external abort).
+/// Walks the tables of `format` at `root` for `iova` as an SMMU would,
+/// reading each descriptor with `read` (given the physical address of the
+/// 8-byte descriptor; `None` is an external abort).
 ///
-/// This is the reference walker: the software IOMMU in this crate and the
-/// mock hardware use it, so faults in tests come from the real format.
+/// This is the reference walker: the software IOMMU in this crate uses it,
+/// so faults in tests come from the real format. (The mock hardware has its
+/// own, written separately, to cross-check this one.)
 ///
 /// ```
 /// use dma_core::PhysAddr;
-/// use dma_iommu::pgtable::vmsav8::walk;
+/// use dma_iommu::pgtable::vmsav8::{walk, Format};
 /// use dma_iommu::FaultKind;
 ///
 /// // An all-zero root table translates nothing.
-/// let fault = walk(PhysAddr::new(0x4000_0000), 0x1000, |_| Some(0)).unwrap_err();
+/// let f = Format::default();
+/// let fault = walk(&f, PhysAddr::new(0x4000_0000), 0x1000, |_| Some(0)).unwrap_err();
 /// assert_eq!(fault, FaultKind::Translation { level: Some(0) });
 /// ```
 ///
 /// # Errors
 ///
-/// The fault: [`AddressSize`](FaultKind::AddressSize) beyond 48 bits,
-/// [`Translation`](FaultKind::Translation) at the level of an invalid or
-/// reserved descriptor, [`WalkAbort`](FaultKind::WalkAbort) when `read`
+/// The fault: [`AddressSize`](FaultKind::AddressSize) beyond the input
+/// size, [`Translation`](FaultKind::Translation) at the level of an invalid
+/// or reserved descriptor, [`WalkAbort`](FaultKind::WalkAbort) when `read`
 /// fails.
 pub fn walk(
+    format: &Format,
     root: PhysAddr,
     iova: u64,
     mut read: impl FnMut(PhysAddr) -> Option<u64>,
 ) -> core::result::Result<Translation, FaultKind> {
-    if iova >> IAS_BITS != 0 {
+    if iova >> format.ias_bits() != 0 {
         return Err(FaultKind::AddressSize);
     }
     let mut table = root;
-    for level in 0..=LAST_LEVEL {
-        let at = PhysAddr::new(table.as_u64() + 8 * level_index(level, iova) as u64);
+    for level in format.start_level()..=LAST_LEVEL {
+        let at = PhysAddr::new(table.as_u64() + 8 * format.index(level, iova));
         let desc = Descriptor(read(at).ok_or(FaultKind::WalkAbort { level: Some(level) })?);
-        match desc.decode(level) {
+        match desc.decode(format, level) {
             Decoded::Table(next) => table = next,
             Decoded::Leaf { oa, size } => {
                 return Ok(Translation {
@@ -320,6 +147,7 @@ pub fn walk(
                     level,
                     size,
                     leaf: desc,
+                    stage: format.stage(),
                 })
             }
             Decoded::Invalid | Decoded::Reserved => {
@@ -332,9 +160,8 @@ pub fn walk(
     })
 }
 
-/// VMSAv8-64 stage-1 tables with a 4 KiB granule and a 48-bit input
-/// address, kept in pages from `M` and cleaned with `C` when the IOMMU's
-/// walk is not coherent.
+/// VMSAv8-64 tables of one [`Format`], kept in memory from `M` and cleaned
+/// with `C` when the IOMMU's walk is not coherent.
 ///
 /// ```
 /// use dma_core::{HostMemory, PhysAddr};
@@ -344,52 +171,68 @@ pub fn walk(
 /// let mut pt = Vmsav8Table::new(HostMemory, HardwareCoherent)?;
 /// // SAFETY: nothing walks these tables; the "physical" range is never touched.
 /// unsafe { pt.map(0x20_0000, PhysAddr::new(0x4020_0000), 0x20_0000, Prot::READ)? };
-/// assert_eq!(pt.iova_to_phys(0x20_1234), Some(PhysAddr::new(0x4020_1234)));
-/// pt.unmap(0x20_1000, 0x1000)?; // splits the 2 MiB block
+/// assert_eq!(pt.translate(0x20_1234).map(|l| l.size), Some(0x20_0000));
+/// assert_eq!(pt.unmap(0x20_1000, 0x1000)?, 0x1000); // splits the 2 MiB block
 /// assert_eq!(pt.iova_to_phys(0x20_1234), None);
 /// assert_eq!(pt.iova_to_phys(0x20_2000), Some(PhysAddr::new(0x4020_2000)));
 /// # Ok::<(), dma_core::Error>(())
 /// ```
 ///
-/// Dropping it frees the table pages: whoever pointed an IOMMU at
+/// Other granules, input sizes and stage 2 come from
+/// [`with_format`](Self::with_format).
+///
+/// Dropping it frees the table memory: whoever pointed an IOMMU at
 /// [`root`](IoPageTable::root) detaches it first
 /// (the IOMMU platform does).
 pub struct Vmsav8Table<M: PhysMemory, C: CacheMaintenance> {
-    memory: M,
+    alloc: TableAllocator<M>,
     cache: C,
-    root: Pages,
+    format: Format,
+    root: TableMem,
     tables: usize,
 }
 
-// SAFETY: the table owns its pages exclusively (from `alloc_pages`), and all
+// SAFETY: the table owns its memory exclusively (from `alloc_pages`), and all
 // mutation needs `&mut self`; sending it sends that ownership.
 unsafe impl<M: PhysMemory + Send, C: CacheMaintenance + Send> Send for Vmsav8Table<M, C> {}
 // SAFETY: `&self` methods only read descriptors (volatile loads).
 unsafe impl<M: PhysMemory + Sync, C: CacheMaintenance + Sync> Sync for Vmsav8Table<M, C> {}
 
 impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
-    /// An empty table: one zeroed level-0 page.
+    /// An empty stage-1 table with a 4 KiB granule and a 48-bit input
+    /// ([`Format::STAGE1_4K_48`]).
     ///
     /// # Errors
     ///
-    /// [`Unsupported`](ErrorKind::Unsupported) when the environment's pages
-    /// are not 4 KiB; whatever the environment's allocation fails with.
+    /// As for [`with_format`](Self::with_format).
     pub fn new(memory: M, cache: C) -> Result<Self> {
-        if memory.page_size() != GRANULE as usize {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "VMSAv8-64 4 KiB tables need 4 KiB environment pages",
-            ));
-        }
-        let root = memory.alloc_pages(1, Cacheability::Cached, (1 << OAS_BITS) - 1)?;
+        Self::with_format(memory, cache, Format::STAGE1_4K_48)
+    }
+
+    /// An empty table of `format`: one zeroed initial table.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the environment's allocation fails with;
+    /// [`Unsupported`](ErrorKind::Unsupported) when a table is larger than
+    /// the environment's page and the `alloc` feature is off.
+    pub fn with_format(memory: M, cache: C, format: Format) -> Result<Self> {
+        let mut alloc = TableAllocator::new(memory);
+        let root = alloc.alloc(format.table_bytes(format.start_level()))?;
         let table = Self {
-            memory,
+            alloc,
             cache,
+            format,
             root,
             tables: 1,
         };
-        table.publish_table(root.cpu);
+        table.publish_table(root, format.start_level());
         Ok(table)
+    }
+
+    /// The format.
+    pub fn format(&self) -> &Format {
+        &self.format
     }
 
     /// Whether the IOMMU's walk snoops the CPU caches; when it does not,
@@ -398,14 +241,14 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
         self.cache.is_coherent()
     }
 
-    /// How many table pages exist, the root included.
+    /// How many tables exist, the initial one included.
     pub fn table_pages(&self) -> usize {
         self.tables
     }
 
     /// The environment's memory.
     pub fn memory(&self) -> &M {
-        &self.memory
+        &self.alloc.memory
     }
 
     /// Walks for `iova` through this table's memory.
@@ -414,33 +257,39 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
     ///
     /// As for [`walk`].
     pub fn walk(&self, iova: u64) -> core::result::Result<Translation, FaultKind> {
-        walk(self.root.phys, iova, |at| {
-            let p = self.memory.phys_to_virt(at, 8).ok()?;
-            // SAFETY: `at` is a descriptor inside one of our table pages
-            // (the walk only follows descriptors we wrote), 8-aligned, and
-            // read with a volatile load as the IOMMU may update it.
-            Some(unsafe { p.cast::<u64>().as_ptr().read_volatile() })
+        walk(&self.format, self.root.phys, iova, |at| {
+            self.read_at(at).ok().map(|d| d.0)
         })
     }
 
-    fn entry_ptr(&self, table: PhysAddr, index: usize) -> Result<NonNull<u64>> {
-        let page = self.memory.phys_to_virt(table, GRANULE as usize)?;
-        // SAFETY: index < 512, so the result stays inside the 4 KiB page.
-        Ok(unsafe { page.cast::<u64>().add(index) })
+    fn entry_addr(table: PhysAddr, index: u64) -> PhysAddr {
+        PhysAddr::new(table.as_u64() + 8 * index)
     }
 
-    fn read(&self, table: PhysAddr, index: usize) -> Result<Descriptor> {
-        let p = self.entry_ptr(table, index)?;
-        // SAFETY: an aligned descriptor inside a table page we own; volatile
-        // because the IOMMU reads (and with HTTU could write) it.
-        Ok(Descriptor(unsafe { p.as_ptr().read_volatile() }))
+    fn read_at(&self, at: PhysAddr) -> Result<Descriptor> {
+        let p = self.alloc.memory.phys_to_virt(at, 8)?;
+        // SAFETY: the environment maps these 8 bytes at `p`; `at` is an
+        // 8-aligned descriptor inside one of our tables (the walk follows
+        // only descriptors we wrote). Volatile because the IOMMU reads (and
+        // with HTTU could write) it.
+        Ok(Descriptor(unsafe {
+            p.cast::<u64>().as_ptr().read_volatile()
+        }))
     }
 
-    fn write(&self, table: PhysAddr, index: usize, desc: Descriptor) -> Result<()> {
-        let p = self.entry_ptr(table, index)?;
-        // SAFETY: as in `read`; a single aligned 64-bit store, so the walker
-        // sees the old or the new descriptor, never a mix.
-        unsafe { p.as_ptr().write_volatile(desc.0) };
+    fn read(&self, table: PhysAddr, index: u64) -> Result<Descriptor> {
+        self.read_at(Self::entry_addr(table, index))
+    }
+
+    fn write(&self, table: PhysAddr, index: u64, desc: Descriptor) -> Result<()> {
+        let p = self
+            .alloc
+            .memory
+            .phys_to_virt(Self::entry_addr(table, index), 8)?;
+        // SAFETY: an aligned descriptor inside a table we own, mapped for 8
+        // bytes at `p`; a single aligned 64-bit store, so the walker sees
+        // the old or the new descriptor, never a mix.
+        unsafe { p.cast::<u64>().as_ptr().write_volatile(desc.0) };
         if !self.cache.is_coherent() {
             // SAFETY: the 8 bytes are mapped (we just wrote them).
             unsafe { self.cache.clean(p.as_ptr() as usize, 8) };
@@ -448,53 +297,89 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
         Ok(())
     }
 
-    /// Makes a freshly written table page visible to the walker before any
+    /// Makes a freshly written table visible to the walker before any
     /// descriptor points at it.
-    fn publish_table(&self, cpu: NonNull<u8>) {
+    fn publish_table(&self, table: TableMem, level: u8) {
         if self.cache.is_coherent() {
             barrier::publish_descriptors();
         } else {
-            // SAFETY: the page is ours and mapped.
-            unsafe { self.cache.clean(cpu.as_ptr() as usize, GRANULE as usize) };
+            let bytes = self.format.table_bytes(level) as usize;
+            // SAFETY: the table's memory is ours and mapped at `cpu`.
+            unsafe { self.cache.clean(table.cpu.as_ptr() as usize, bytes) };
         }
     }
 
-    fn alloc_table(&mut self) -> Result<Pages> {
-        let pages = self
-            .memory
-            .alloc_pages(1, Cacheability::Cached, (1 << OAS_BITS) - 1)?;
-        if pages.phys.as_u64() & !ADDR_MASK != 0 {
-            // SAFETY: just allocated, never shared.
-            unsafe { self.memory.free_pages(pages) };
-            return Err(Error::new(
-                ErrorKind::Unreachable,
-                "table page beyond the 48-bit output address size",
-            ));
-        }
+    /// A zeroed table for `level`, not yet linked.
+    fn alloc_table(&mut self, level: u8) -> Result<TableMem> {
+        let table = self.alloc.alloc(self.format.table_bytes(level))?;
         self.tables += 1;
-        Ok(pages)
+        Ok(table)
     }
 
-    fn check_range(iova: u64, size: u64) -> Result<()> {
+    fn check_range(&self, iova: u64, size: u64) -> Result<()> {
+        let granule = self.format.granule().size();
         if size == 0 {
             return Err(Error::new(ErrorKind::ZeroSize, "zero-size page-table range").at(iova));
         }
-        if iova % GRANULE != 0 || size % GRANULE != 0 {
-            return Err(
-                Error::new(ErrorKind::Misaligned, "page-table range not 4 KiB aligned")
-                    .at(iova)
-                    .len(size),
-            );
+        if iova % granule != 0 || size % granule != 0 {
+            return Err(Error::new(
+                ErrorKind::Misaligned,
+                "page-table range not aligned to the granule",
+            )
+            .at(iova)
+            .len(size));
         }
         match iova.checked_add(size) {
-            Some(end) if end <= 1 << IAS_BITS => Ok(()),
+            Some(end) if end <= 1 << self.format.ias_bits() => Ok(()),
             _ => Err(Error::new(
                 ErrorKind::OutOfRange,
-                "IOVA range beyond the 48-bit input address size",
+                "IOVA range beyond the table's input address size",
             )
             .at(iova)
             .len(size)),
         }
+    }
+
+    fn check_output(&self, phys: u64, size: u64, align: u64) -> Result<()> {
+        if phys % align != 0 {
+            return Err(Error::new(
+                ErrorKind::Misaligned,
+                "physical address not aligned to the page size",
+            )
+            .at(phys));
+        }
+        if phys.checked_add(size).is_none_or(|end| end > 1 << OAS_BITS) {
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                "physical range beyond the 48-bit output address size",
+            )
+            .at(phys)
+            .len(size));
+        }
+        Ok(())
+    }
+
+    fn check_prot(prot: Prot) -> Result<()> {
+        if prot.intersects(Prot::READ | Prot::WRITE) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Unsupported,
+                "mapping without read or write permission",
+            ))
+        }
+    }
+
+    fn check_free(&self, iova: u64, size: u64) -> Result<()> {
+        let start = self.format.start_level();
+        if self.any_entry(self.root.phys, start, iova, iova + size, false)? {
+            return Err(
+                Error::new(ErrorKind::AlreadyMapped, "IOVA range overlaps a mapping")
+                    .at(iova)
+                    .len(size),
+            );
+        }
+        Ok(())
     }
 
     /// Whether `[start, end)`, under `table` at `level`, has any page that
@@ -509,11 +394,14 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
         end: u64,
         find_invalid: bool,
     ) -> Result<bool> {
-        let size = level_size(level);
+        let size = self.format.level_size(level);
         let mut addr = start;
         while addr < end {
             let next = (addr / size + 1).saturating_mul(size).min(end);
-            match self.read(table, level_index(level, addr))?.decode(level) {
+            match self
+                .read(table, self.format.index(level, addr))?
+                .decode(&self.format, level)
+            {
                 Decoded::Invalid | Decoded::Reserved => {
                     if find_invalid {
                         return Ok(true);
@@ -535,36 +423,54 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
         Ok(false)
     }
 
-    /// Whether a block at `level` can map the next piece.
-    fn block_fits(level: u8, iova: u64, phys: u64, remaining: u64) -> bool {
-        let s = level_size(level);
-        (1..LAST_LEVEL).contains(&level) && iova % s == 0 && phys % s == 0 && remaining >= s
+    /// The level of the largest leaf that can map the next piece.
+    fn fitting_level(&self, iova: u64, phys: u64, remaining: u64) -> u8 {
+        (self.format.start_level()..LAST_LEVEL)
+            .find(|&level| {
+                let s = self.format.level_size(level);
+                self.format.has_leaf_at(level) && iova % s == 0 && phys % s == 0 && remaining >= s
+            })
+            .unwrap_or(LAST_LEVEL)
     }
 
-    /// Writes the largest leaf that fits at `iova` (a block where size and
-    /// alignment allow and no table is already in the way), creating tables
-    /// on the way. Returns the bytes it maps.
-    fn install_leaf(&mut self, iova: u64, phys: u64, remaining: u64, prot: Prot) -> Result<u64> {
+    /// Writes one leaf at `iova`: at `target` if no table is in the way,
+    /// else (when `exact` is false) at the deepest level below an empty
+    /// table left by earlier unmaps. Creates tables on the way. Returns the
+    /// bytes it maps.
+    fn install_leaf(
+        &mut self,
+        iova: u64,
+        phys: u64,
+        target: u8,
+        exact: bool,
+        prot: Prot,
+    ) -> Result<u64> {
         let mut table = self.root.phys;
-        for level in 0..=LAST_LEVEL {
-            let index = level_index(level, iova);
+        for level in self.format.start_level()..=LAST_LEVEL {
+            let index = self.format.index(level, iova);
             let desc = self.read(table, index)?;
-            let fits = level == LAST_LEVEL || Self::block_fits(level, iova, phys, remaining);
-            table = match desc.decode(level) {
-                Decoded::Invalid if fits => {
-                    let leaf = Descriptor::leaf(level, PhysAddr::new(phys), prot);
+            table = match desc.decode(&self.format, level) {
+                Decoded::Invalid if level >= target => {
+                    let leaf = Descriptor::leaf(&self.format, level, PhysAddr::new(phys), prot);
                     self.write(table, index, leaf)?;
-                    return Ok(level_size(level));
+                    return Ok(self.format.level_size(level));
                 }
                 Decoded::Invalid => {
-                    let page = self.alloc_table()?;
-                    self.publish_table(page.cpu);
-                    self.write(table, index, Descriptor::table(page.phys))?;
-                    page.phys
+                    let next = self.alloc_table(level + 1)?;
+                    self.publish_table(next, level + 1);
+                    self.write(table, index, Descriptor::table(next.phys))?;
+                    next.phys
                 }
                 // An empty table left by earlier unmaps: map below it.
-                Decoded::Table(next) if level < LAST_LEVEL => next,
-                _ => {
+                Decoded::Table(next) if level < target || !exact => next,
+                Decoded::Table(_) => {
+                    return Err(Error::new(
+                        ErrorKind::AlreadyMapped,
+                        "a table from earlier mappings holds this page's slot: map it with `map` instead",
+                    )
+                    .at(iova))
+                }
+                Decoded::Leaf { .. } | Decoded::Reserved => {
                     return Err(Error::new(ErrorKind::AlreadyMapped, "IOVA already mapped").at(iova))
                 }
             };
@@ -576,14 +482,14 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
     /// splitting the block around it, level by level. Translations do not
     /// change.
     fn split_at(&mut self, addr: u64) -> Result<()> {
-        if addr >= 1 << IAS_BITS {
+        if addr >> self.format.ias_bits() != 0 {
             return Ok(());
         }
         let mut table = self.root.phys;
-        for level in 0..LAST_LEVEL {
-            let index = level_index(level, addr);
+        for level in self.format.start_level()..LAST_LEVEL {
+            let index = self.format.index(level, addr);
             let desc = self.read(table, index)?;
-            table = match desc.decode(level) {
+            table = match desc.decode(&self.format, level) {
                 Decoded::Table(next) => next,
                 Decoded::Leaf { oa, size } => {
                     if addr % size == 0 {
@@ -593,18 +499,18 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
                     // one level down, as Linux's arm_lpae_split_blk_unmap
                     // does; the unmapped part is invalidated by the caller
                     // afterwards, which also drops the cached block.
-                    let page = self.alloc_table()?;
                     let child = level + 1;
-                    let attrs = desc.leaf_attributes();
-                    let kind = if child == LAST_LEVEL { 0b11 } else { 0b01 };
-                    let step = level_size(child);
+                    let page = self.alloc_table(child)?;
+                    let attrs = desc.leaf_attributes() | Descriptor::kind(child);
+                    let step = self.format.level_size(child);
                     let entries = page.cpu.cast::<u64>();
-                    for i in 0..ENTRIES {
-                        let d = (oa.as_u64() + i as u64 * step) | attrs | kind;
-                        // SAFETY: i < 512 entries of a page we just allocated.
-                        unsafe { entries.add(i).as_ptr().write_volatile(d) };
+                    for i in 0..self.format.entries(child) {
+                        let d = (oa.as_u64() + i * step) | attrs;
+                        // SAFETY: i < the entries of the table we just
+                        // allocated, whose memory holds them all.
+                        unsafe { entries.add(i as usize).as_ptr().write_volatile(d) };
                     }
-                    self.publish_table(page.cpu);
+                    self.publish_table(page, child);
                     self.write(table, index, Descriptor::table(page.phys))?;
                     page.phys
                 }
@@ -615,52 +521,61 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
     }
 
     /// Clears every leaf inside `[start, end)`, which `split_at` made
-    /// leaf-aligned.
-    fn clear(&mut self, table: PhysAddr, level: u8, start: u64, end: u64) -> Result<()> {
-        let size = level_size(level);
+    /// leaf-aligned. Returns the bytes cleared.
+    fn clear(&mut self, table: PhysAddr, level: u8, start: u64, end: u64) -> Result<u64> {
+        let size = self.format.level_size(level);
         let mut addr = start;
+        let mut cleared = 0;
         while addr < end {
             let next = (addr / size + 1).saturating_mul(size).min(end);
-            let index = level_index(level, addr);
-            match self.read(table, index)?.decode(level) {
-                Decoded::Leaf { .. } => self.write(table, index, Descriptor::INVALID)?,
-                Decoded::Table(t) => self.clear(t, level + 1, addr, next)?,
+            let index = self.format.index(level, addr);
+            match self.read(table, index)?.decode(&self.format, level) {
+                Decoded::Leaf { size: bytes, .. } => {
+                    self.write(table, index, Descriptor::INVALID)?;
+                    cleared += bytes;
+                }
+                Decoded::Table(t) => cleared += self.clear(t, level + 1, addr, next)?,
                 Decoded::Invalid | Decoded::Reserved => {}
             }
             addr = next;
         }
-        Ok(())
+        Ok(cleared)
     }
 
-    fn free_tables(&mut self, table: PhysAddr, cpu: NonNull<u8>, level: u8) {
+    fn free_tables(&mut self, table: TableMem, level: u8) {
         if level < LAST_LEVEL {
-            for index in 0..ENTRIES {
-                if let Ok(Decoded::Table(t)) = self.read(table, index).map(|d| d.decode(level)) {
-                    if let Ok(cpu) = self.memory.phys_to_virt(t, GRANULE as usize) {
-                        self.free_tables(t, cpu, level + 1);
+            for index in 0..self.format.entries(level) {
+                let desc = self
+                    .read(table.phys, index)
+                    .map(|d| d.decode(&self.format, level));
+                if let Ok(Decoded::Table(phys)) = desc {
+                    let bytes = self.format.table_bytes(level + 1) as usize;
+                    if let Ok(cpu) = self.alloc.memory.phys_to_virt(phys, bytes) {
+                        self.free_tables(TableMem { cpu, phys }, level + 1);
                     }
                 }
             }
         }
-        // SAFETY: every table page came from alloc_pages as one cached page,
-        // is reachable from the root exactly once, and is freed once here;
-        // the owner (Drop) guarantees the IOMMU no longer walks it.
-        unsafe {
-            self.memory.free_pages(Pages {
-                cpu,
-                phys: table,
-                count: 1,
-                cacheability: Cacheability::Cached,
-            })
-        };
+        let bytes = self.format.table_bytes(level);
+        // SAFETY: every table came from `alloc_table(level)` (or is the
+        // root, from `alloc` of the same size), is reachable from the root
+        // exactly once, and is freed once here; the owner (Drop) guarantees
+        // the IOMMU no longer walks it.
+        unsafe { self.alloc.free(table, bytes) };
     }
 }
 
 impl<M: PhysMemory, C: CacheMaintenance> IoPageTable for Vmsav8Table<M, C> {
-    const GRANULE: u64 = GRANULE;
+    fn granule(&self) -> u64 {
+        self.format.granule().size()
+    }
+
+    fn page_sizes(&self) -> u64 {
+        self.format.page_sizes()
+    }
 
     fn ias_bits(&self) -> u32 {
-        IAS_BITS
+        self.format.ias_bits()
     }
 
     fn root(&self) -> PhysAddr {
@@ -668,56 +583,63 @@ impl<M: PhysMemory, C: CacheMaintenance> IoPageTable for Vmsav8Table<M, C> {
     }
 
     unsafe fn map(&mut self, iova: u64, phys: PhysAddr, size: u64, prot: Prot) -> Result<()> {
-        Self::check_range(iova, size)?;
+        self.check_range(iova, size)?;
         let phys = phys.as_u64();
-        if phys % GRANULE != 0 {
-            return Err(
-                Error::new(ErrorKind::Misaligned, "physical address not 4 KiB aligned").at(phys),
-            );
-        }
-        if phys.checked_add(size).is_none_or(|end| end > 1 << OAS_BITS) {
-            return Err(Error::new(
-                ErrorKind::Unreachable,
-                "physical range beyond the 48-bit output address size",
-            )
-            .at(phys)
-            .len(size));
-        }
-        if !prot.intersects(Prot::READ | Prot::WRITE) {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "mapping without read or write permission",
-            ));
-        }
-        if self.any_entry(self.root.phys, 0, iova, iova + size, false)? {
-            return Err(
-                Error::new(ErrorKind::AlreadyMapped, "IOVA range overlaps a mapping")
-                    .at(iova)
-                    .len(size),
-            );
-        }
+        self.check_output(phys, size, self.granule())?;
+        Self::check_prot(prot)?;
+        self.check_free(iova, size)?;
         let mut done = 0;
         while done < size {
-            let mapped = match self.install_leaf(iova + done, phys + done, size - done, prot) {
-                Ok(bytes) => bytes,
+            let (at, to) = (iova + done, phys + done);
+            let level = self.fitting_level(at, to, size - done);
+            match self.install_leaf(at, to, level, false, prot) {
+                Ok(bytes) => done += bytes,
                 Err(e) => {
                     // Only a table allocation can fail here (the range was free):
                     // take back what this call mapped.
                     if done > 0 {
-                        let _ = self.clear(self.root.phys, 0, iova, iova + done);
+                        let start = self.format.start_level();
+                        let _ = self.clear(self.root.phys, start, iova, iova + done);
                     }
                     return Err(e);
                 }
-            };
-            done += mapped;
+            }
         }
         Ok(())
     }
 
-    fn unmap(&mut self, iova: u64, size: u64) -> Result<()> {
-        Self::check_range(iova, size)?;
+    unsafe fn map_page(
+        &mut self,
+        iova: u64,
+        phys: PhysAddr,
+        page_size: u64,
+        prot: Prot,
+    ) -> Result<()> {
+        let Some(level) = self.format.leaf_level(page_size) else {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "no leaf of this size in the table's format (see `page_sizes`)",
+            )
+            .len(page_size));
+        };
+        self.check_range(iova, page_size)?;
+        if iova % page_size != 0 {
+            return Err(
+                Error::new(ErrorKind::Misaligned, "IOVA not aligned to the page size").at(iova),
+            );
+        }
+        let phys = phys.as_u64();
+        self.check_output(phys, page_size, page_size)?;
+        Self::check_prot(prot)?;
+        self.check_free(iova, page_size)?;
+        self.install_leaf(iova, phys, level, true, prot).map(drop)
+    }
+
+    fn unmap(&mut self, iova: u64, size: u64) -> Result<u64> {
+        self.check_range(iova, size)?;
         let end = iova + size;
-        if self.any_entry(self.root.phys, 0, iova, end, true)? {
+        let start = self.format.start_level();
+        if self.any_entry(self.root.phys, start, iova, end, true)? {
             return Err(
                 Error::new(ErrorKind::NotMapped, "IOVA range not (fully) mapped")
                     .at(iova)
@@ -728,25 +650,30 @@ impl<M: PhysMemory, C: CacheMaintenance> IoPageTable for Vmsav8Table<M, C> {
         // mappings as they were.
         self.split_at(iova)?;
         self.split_at(end)?;
-        self.clear(self.root.phys, 0, iova, end)
+        self.clear(self.root.phys, start, iova, end)
     }
 
-    fn iova_to_phys(&self, iova: u64) -> Option<PhysAddr> {
-        self.walk(iova).ok().map(|t| t.phys)
+    fn translate(&self, iova: u64) -> Option<Leaf> {
+        self.walk(iova).ok().map(|t| Leaf {
+            phys: t.phys,
+            size: t.size,
+        })
     }
 }
 
 impl<M: PhysMemory, C: CacheMaintenance> Drop for Vmsav8Table<M, C> {
-    /// Frees every table page. The owner detaches the tables from the IOMMU
+    /// Frees every table. The owner detaches the tables from the IOMMU
     /// (and invalidates its caches) first.
     fn drop(&mut self) {
-        self.free_tables(self.root.phys, self.root.cpu, 0);
+        let start = self.format.start_level();
+        self.free_tables(self.root, start);
     }
 }
 
 impl<M: PhysMemory, C: CacheMaintenance> fmt::Debug for Vmsav8Table<M, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Vmsav8Table")
+            .field("format", &self.format)
             .field("root", &self.root.phys)
             .field("tables", &self.tables)
             .field("walk_is_coherent", &self.walk_is_coherent())
@@ -754,5 +681,7 @@ impl<M: PhysMemory, C: CacheMaintenance> fmt::Debug for Vmsav8Table<M, C> {
     }
 }
 
+#[cfg(all(test, feature = "alloc"))]
+mod selftest;
 #[cfg(all(test, feature = "alloc"))]
 mod tests;

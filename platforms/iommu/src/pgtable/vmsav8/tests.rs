@@ -155,6 +155,8 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
     let before = snapshot(&pt, &probes);
     let tables = pt.table_pages();
     let kind = |r: Result<()>| r.unwrap_err().kind();
+    let unmap_kind =
+        |pt: &mut Vmsav8Table<_, _>, iova, size| pt.unmap(iova, size).unwrap_err().kind();
     assert_eq!(kind(map(&mut pt, 0, 0, 0, RW)), ErrorKind::ZeroSize);
     assert_eq!(kind(map(&mut pt, 0x800, 0, K4, RW)), ErrorKind::Misaligned);
     assert_eq!(kind(map(&mut pt, 0, 0x800, K4, RW)), ErrorKind::Misaligned);
@@ -170,19 +172,23 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
         kind(map(&mut pt, 0, 0, K4, Prot::CACHE)),
         ErrorKind::Unsupported
     );
-    assert_eq!(kind(pt.unmap(0, 0)), ErrorKind::ZeroSize);
-    assert_eq!(kind(pt.unmap(G1, K4)), ErrorKind::NotMapped, "never mapped");
+    assert_eq!(unmap_kind(&mut pt, 0, 0), ErrorKind::ZeroSize);
     assert_eq!(
-        kind(pt.unmap(M2, 5 * K4)),
+        unmap_kind(&mut pt, G1, K4),
+        ErrorKind::NotMapped,
+        "never mapped"
+    );
+    assert_eq!(
+        unmap_kind(&mut pt, M2, 5 * K4),
         ErrorKind::NotMapped,
         "runs past the end"
     );
-    assert_eq!(kind(pt.unmap(!0xfff, K4)), ErrorKind::OutOfRange);
+    assert_eq!(unmap_kind(&mut pt, !0xfff, K4), ErrorKind::OutOfRange);
     assert_eq!(snapshot(&pt, &probes), before);
     assert_eq!(pt.table_pages(), tables);
-    pt.unmap(M2, 4 * K4).unwrap();
+    assert_eq!(pt.unmap(M2, 4 * K4).unwrap(), 4 * K4);
     assert_eq!(
-        kind(pt.unmap(M2, 4 * K4)),
+        unmap_kind(&mut pt, M2, 4 * K4),
         ErrorKind::NotMapped,
         "double unmap"
     );
@@ -191,10 +197,11 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
 #[test]
 fn descriptor_encoding_is_exact() {
     // Page, read-write, cacheable: UXN|PXN, nG, AF, SH=inner, AP=01, AttrIndx 0.
-    let d = Descriptor::leaf(3, PhysAddr::new(0x4000_1000), RW | Prot::CACHE);
+    let f = Format::default();
+    let d = Descriptor::leaf(&f, 3, PhysAddr::new(0x4000_1000), RW | Prot::CACHE);
     assert_eq!(d.0, 0x0060_0000_4000_1f43);
     // 2 MiB block, read-only, non-cacheable: AP=11, SH=outer, AttrIndx 1.
-    let d = Descriptor::leaf(2, PhysAddr::new(0x4020_0000), Prot::READ);
+    let d = Descriptor::leaf(&f, 2, PhysAddr::new(0x4020_0000), Prot::READ);
     assert_eq!(d.0, 0x0060_0000_4020_0ec5);
     assert_eq!(
         (d.attr_index(), d.shareability()),
@@ -202,11 +209,11 @@ fn descriptor_encoding_is_exact() {
     );
     assert_eq!(Descriptor::table(PhysAddr::new(0x4000_3000)).0, 0x4000_3003);
     assert_eq!(
-        Descriptor(0x4000_3001).decode(0),
+        Descriptor(0x4000_3001).decode(&f, 0),
         Decoded::Reserved,
         "no level-0 blocks"
     );
-    assert_eq!(Descriptor(0x4000_3001).decode(3), Decoded::Reserved);
+    assert_eq!(Descriptor(0x4000_3001).decode(&f, 3), Decoded::Reserved);
     assert_eq!(MAIR & 0xff, 0xff);
     assert_eq!((MAIR >> 8) & 0xff, 0x44);
 }
@@ -267,7 +274,8 @@ fn every_descriptor_write_is_cleaned_when_the_walk_is_not_coherent() {
     // Each descriptor on the walk path must lie in a cleaned range.
     let mut table = pt.root();
     for level in 0..=3u8 {
-        let at = table.as_u64() + 8 * level_index(level, G1 + M2) as u64;
+        let index = pt.format().index(level, G1 + M2);
+        let at = table.as_u64() + 8 * index;
         let cleaned = pt.cache.cleaned.borrow();
         assert!(
             cleaned
@@ -276,7 +284,7 @@ fn every_descriptor_write_is_cleaned_when_the_walk_is_not_coherent() {
             "descriptor at level {level} not cleaned"
         );
         drop(cleaned);
-        match Descriptor(pt.read(table, level_index(level, G1 + M2)).unwrap().0).decode(level) {
+        match pt.read(table, index).unwrap().decode(pt.format(), level) {
             Decoded::Table(t) => table = t,
             _ => break,
         }
