@@ -654,7 +654,7 @@ pub fn failed_calls_change_nothing<P: DmaMap + DmaAlloc>(make: impl Make<P>) {
 ///     },
 ///     run [zero_sizes, overflow, mask, alignment, boundary, partial_lines,
 ///          coherent_allocation, failed_calls_change_nothing],
-///     ignore [sync_ranges, scatter_gather] = "issue 11, finding 14");
+///     ignore [sync_ranges, scatter_gather] = "tracked in an issue: say which");
 /// # fn main() {}
 /// ```
 #[macro_export]

@@ -69,24 +69,7 @@ with_and_without_check! {
         |env: &Env| bounce(direct(env, HardwareCoherent));
 }
 
-/// dma-check drops a driver's `sync_for_device` on a `FromDevice` mapping
-/// (reports it and does not forward the clean), which Linux's `check_sync`
-/// accepts; on a non-coherent policy the recorder sees the missing clean.
-/// Issue 11, finding 14, is that fix (dma-check's sync rules); until it
-/// lands, the two properties that hand a `FromDevice` mapping back to the
-/// device are ignored under dma-check on non-coherent policies.
-macro_rules! with_and_without_check_noncoherent {
-    ($($name:ident, $checked:ident: $make:expr;)*) => {$(
-        conformance!($name, $make);
-        conformance!($checked, |env: &Env| checked(($make)(env)),
-            run [zero_sizes, overflow, mask, alignment, boundary, partial_lines,
-                 coherent_allocation, failed_calls_change_nothing],
-            ignore [sync_ranges, scatter_gather] =
-                "issue 11 finding 14: dma-check drops sync_for_device on FromDevice");
-    )*};
-}
-
-with_and_without_check_noncoherent! {
+with_and_without_check! {
     direct_noncoherent, checked_direct_noncoherent:
         |env: &Env| direct(env, env.cache());
     iommu_strict_noncoherent, checked_iommu_strict_noncoherent:
