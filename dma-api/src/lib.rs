@@ -60,6 +60,8 @@ mod constraints;
 mod direction;
 mod error;
 mod memory;
+#[cfg(feature = "alloc")]
+mod ownership;
 mod platform;
 mod pod;
 #[cfg(feature = "alloc")]
@@ -81,7 +83,9 @@ pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "alloc")]
 pub use memory::HostMemory;
 pub use memory::{Cacheability, Pages, PhysMemory};
-pub use platform::{CoherentRegion, DmaAlloc, DmaMap, RawMapping, SgEntry};
+#[cfg(feature = "alloc")]
+pub use ownership::CpuOwned;
+pub use platform::{CoherentRegion, CpuAccess, DmaAlloc, DmaMap, RawMapping, SgEntry};
 pub use pod::DmaPod;
 #[cfg(feature = "alloc")]
 pub use pool::{DmaPool, PoolBlock};

@@ -6,8 +6,8 @@ use core::marker::PhantomData;
 
 use crate::volatile::VolatileBytes;
 use crate::{
-    DeviceReads, DeviceWrites, Direction, DmaAddr, DmaAttrs, DmaBuffer, DmaMap, Error, ErrorKind,
-    RawBuffer, RawMapping, Result,
+    CpuAccess, DeviceReads, DeviceWrites, Direction, DmaAddr, DmaAttrs, DmaBuffer, DmaMap, Error,
+    ErrorKind, RawBuffer, RawMapping, Result,
 };
 
 /// A device-visible, contiguous range: one descriptor's worth of a transfer.
@@ -50,13 +50,35 @@ impl DmaSegment {
 /// # Ok(()) }
 /// ```
 ///
-/// and a `FromDevice` mapping has no `sync_for_device`:
+/// The CPU writes only to buffers the device reads. A `FromDevice` mapping
+/// has no `write`: the device owns those bytes, and a CPU store could be
+/// lost to the device's write or, on a non-coherent platform, written back
+/// over it by a cache eviction:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0599
 /// # use dma_core::{DmaMap, FromDevice, StreamingMapping};
 /// # fn f<P: DmaMap>(platform: &P) -> Result<(), dma_core::Error> {
 /// let mut m = StreamingMapping::<_, FromDevice, _>::map(platform, vec![0u8; 64])?;
-/// m.sync_for_device(); // error: the CPU has nothing to hand the device
+/// m.write(0, &[1])?; // error: the device owns a FromDevice buffer
+/// # Ok(()) }
+/// ```
+///
+/// Every direction has [`sync_for_device`](Self::sync_for_device). For a
+/// `FromDevice` mapping it is the hand-back step: once the CPU has read
+/// what the device wrote, the same mapping goes back to the device for the
+/// next transfer, as Linux allows `dma_sync_single_for_device` on a
+/// `DMA_FROM_DEVICE` mapping and `page_pool` recycles receive buffers:
+///
+/// ```
+/// # use dma_core::{DmaBuf, DmaMap, FromDevice, StreamingMapping};
+/// # fn f<P: DmaMap>(platform: &P) -> Result<(), dma_core::Error> {
+/// let buf = DmaBuf::for_device(platform, 2048)?;
+/// let mut rx = StreamingMapping::<_, FromDevice, _>::map(platform, buf)?;
+/// // ... the device writes a packet ...
+/// rx.sync_for_cpu();
+/// let mut header = [0u8; 14];
+/// rx.read(0, &mut header)?;
+/// rx.sync_for_device(); // recycled: the device may write it again
 /// # Ok(()) }
 /// ```
 ///
@@ -251,18 +273,10 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
     ///
     /// [`OutOfRange`](ErrorKind::OutOfRange) past the end.
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+        self.check_range(offset, dst.len())?;
+        self.platform
+            .cpu_access(&self.raw, offset, dst.len(), CpuAccess::Read);
         self.bytes().copy_out(offset, dst)
-    }
-
-    /// Copies bytes into the buffer. On a non-coherent platform, call
-    /// [`sync_for_device`](Self::sync_for_device) afterwards or the device
-    /// reads stale data.
-    ///
-    /// # Errors
-    ///
-    /// [`OutOfRange`](ErrorKind::OutOfRange) past the end.
-    pub fn write(&mut self, offset: usize, src: &[u8]) -> Result<()> {
-        self.bytes().copy_in(offset, src)
     }
 
     /// Ends the mapping and gives the buffer back, holding whatever the
@@ -311,8 +325,27 @@ impl<B: DmaBuffer, D: DeviceWrites, P: DmaMap> StreamingMapping<B, D, P> {
 }
 
 impl<B: DmaBuffer, D: DeviceReads, P: DmaMap> StreamingMapping<B, D, P> {
-    /// Hands the whole buffer back to the device after the CPU wrote it
-    /// (cleaning dirty cache lines on non-coherent platforms).
+    /// Copies bytes into the buffer, for the device to read. On a
+    /// non-coherent platform, call [`sync_for_device`](Self::sync_for_device)
+    /// afterwards or the device reads stale data. Only directions the device
+    /// reads have it (see the type's docs).
+    ///
+    /// # Errors
+    ///
+    /// [`OutOfRange`](ErrorKind::OutOfRange) past the end.
+    pub fn write(&mut self, offset: usize, src: &[u8]) -> Result<()> {
+        self.check_range(offset, src.len())?;
+        self.platform
+            .cpu_access(&self.raw, offset, src.len(), CpuAccess::Write);
+        self.bytes().copy_in(offset, src)
+    }
+}
+
+impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
+    /// Hands the whole buffer back to the device: after the CPU wrote it
+    /// (cleaning dirty cache lines on non-coherent platforms), or, for a
+    /// `FromDevice` mapping, after the CPU read what the device wrote, so
+    /// the device may write it again (receive-buffer recycling).
     pub fn sync_for_device(&mut self) {
         // SAFETY: the mapping is live (we own it) and the range is all of it.
         unsafe { self.platform.sync_for_device(&self.raw, 0, self.raw.len) }

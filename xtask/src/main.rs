@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one entry point for people and CI. The commands are
 //! listed, with what they do, in [`COMMANDS`] (`cargo xtask --help`).
 
+mod linux;
 mod manifest;
 mod qemu;
 mod runner;
@@ -94,6 +95,13 @@ const COMMANDS: &[Command] = &[
         run: |r, _| qemu_suite(r),
     },
     Command {
+        name: "linux",
+        args: "",
+        about: "the VFIO suite in Linux guests under QEMU TCG (x86_64 with intel-iommu, \
+                aarch64 with SMMUv3), with the disk image checked afterwards",
+        run: |r, _| linux_suite(r),
+    },
+    Command {
         name: "fuzz",
         args: "[seconds]",
         about: "the dma-sg fuzz target for a bounded time (default 300 s)",
@@ -182,11 +190,19 @@ fn test(r: &mut Runner) {
         &[
             "test",
             "--workspace",
+            "--exclude",
+            "dma-conformance",
             "--lib",
             "--bins",
             "--tests",
             "--examples",
         ],
+        &[],
+    );
+    // Its own row, so the table shows the contract held everywhere.
+    r.cargo(
+        "conformance (21 backend configurations)",
+        &["test", "-p", "dma-conformance"],
         &[],
     );
     r.cargo("doc tests", &["test", "--workspace", "--doc"], &[]);
@@ -217,6 +233,47 @@ fn test(r: &mut Runner) {
     miri(r);
     fuzz(r, "30");
     qemu_suite(r);
+    linux_suite(r);
+}
+
+/// The VFIO suite in a Linux guest per architecture (`xtask/src/linux.rs`).
+fn linux_suite(r: &mut Runner) {
+    for arch in &linux::ARCHES {
+        let name = format!("linux {} VFIO suite", arch.name);
+        let missing = linux::missing(arch);
+        if !missing.is_empty() {
+            r.skip(
+                &name,
+                &format!("missing {} (apt-get install them)", missing.join(", ")),
+            );
+            continue;
+        }
+        if !r.ensure_target(arch.target()) {
+            continue;
+        }
+        if r.is_dry() {
+            r.record(&name, Outcome::Pass, 0.0, "");
+            continue;
+        }
+        let start = std::time::Instant::now();
+        match linux::run(r.root(), arch) {
+            Ok(summary) => {
+                summary.print();
+                let outcome = if summary.passed() {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail
+                };
+                r.record(
+                    &name,
+                    outcome,
+                    start.elapsed().as_secs_f64(),
+                    &summary.problems().join("; "),
+                );
+            }
+            Err(why) => r.record(&name, Outcome::Fail, start.elapsed().as_secs_f64(), &why),
+        }
+    }
 }
 
 /// The dma-sg fuzz target (table builder + PRP encoder), built the way
@@ -580,6 +637,19 @@ fn demo(r: &mut Runner) {
             &[],
         );
     }
+    // Bugs the mock hardware catches, each with its report.
+    r.cargo(
+        "bug catalogue",
+        &[
+            "run",
+            "--release",
+            "-p",
+            "dma-sim",
+            "--example",
+            "bug_catalogue",
+        ],
+        &[],
+    );
 }
 
 fn bench(r: &mut Runner, extra: &[String]) {

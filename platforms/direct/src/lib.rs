@@ -78,7 +78,7 @@
 
 use core::ptr::NonNull;
 
-use dma_coherence::{coherent_cacheability, require_whole_lines, sync_mapping, SyncPoint};
+use dma_coherence::{PhysicalCore, SyncPoint};
 use dma_core::{
     CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, Error,
     ErrorKind, PhysAddr, PhysMemory, RawMapping, Result,
@@ -210,20 +210,16 @@ impl<M: PhysMemory, C: CacheMaintenance> DirectPlatform<M, C> {
         self.bus
     }
 
+    /// The checks and syncs every physical backend shares.
+    #[inline(always)]
+    fn core(&self) -> PhysicalCore<'_, C, M> {
+        PhysicalCore::new(&self.cache, &self.memory)
+    }
+
     /// Translates and checks a range against the device's reach.
     #[inline(always)]
     fn device_range(&self, phys: PhysAddr, len: usize) -> Result<DmaAddr> {
-        if len == 0 {
-            return Err(Error::new(ErrorKind::ZeroSize, "zero-length mapping").at(phys.as_u64()));
-        }
-        if phys.checked_end_inclusive(len as u64).is_none() {
-            return Err(Error::new(
-                ErrorKind::AddressOverflow,
-                "mapping wraps past the top of memory",
-            )
-            .at(phys.as_u64())
-            .len(len as u64));
-        }
+        dma_coherence::check_span(phys, len)?;
         let dma = self.bus.to_dma(phys)?;
         self.constraints.check_reachable(dma, len as u64)?;
         if !dma.is_aligned(self.constraints.alignment()) {
@@ -239,12 +235,10 @@ impl<M: PhysMemory, C: CacheMaintenance> DirectPlatform<M, C> {
 }
 
 // SAFETY: map checks reach and alignment and returns the bus translation of
-// the caller's own memory, which the device then accesses directly; syncs
-// follow the dma-coherence plan for the cache policy, which upholds the
-// visibility promises; on a non-coherent policy, map refuses a range the
-// device writes unless it owns its cache lines whole, so an invalidate never
-// discards a byte outside a mapped range (cleaning a line shared by a buffer
-// the device only reads writes the neighbour's bytes back early, unchanged).
+// the caller's own memory, which the device then accesses directly; the
+// checks and syncs are dma-coherence's PhysicalCore, whose module docs argue
+// that they make the CPU side visible as the contract says and change no
+// byte outside a mapped range, invalidation included.
 unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaMap for DirectPlatform<M, C> {
     #[inline(always)]
     fn constraints(&self) -> &DeviceConstraints {
@@ -258,11 +252,7 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaMap for DirectPlatform<M, C> 
 
     #[inline(always)]
     fn dma_alignment(&self) -> usize {
-        if self.cache.is_coherent() {
-            1
-        } else {
-            self.cache.line_size()
-        }
+        self.core().dma_alignment()
     }
 
     #[inline(always)]
@@ -273,14 +263,8 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaMap for DirectPlatform<M, C> 
         dir: DmaDirection,
         attrs: DmaAttrs,
     ) -> Result<DmaAddr> {
+        self.core().prepare_map(phys, len, dir)?;
         let dma = self.device_range(phys, len)?;
-        if !self.cache.is_coherent() {
-            // The partial-cache-line policy (dma_coherence::partial_lines).
-            require_whole_lines(&self.cache, phys.as_u64(), len, dir)?;
-            // Every later sync reaches the CPU side through the linear map:
-            // refuse now rather than fail to maintain later.
-            self.memory.phys_to_virt(phys, len)?;
-        }
         let raw = RawMapping {
             phys,
             dma,
@@ -288,68 +272,35 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaMap for DirectPlatform<M, C> 
             dir,
             attrs,
         };
-        // SAFETY: the caller owns the range (map's contract).
-        unsafe {
-            sync_mapping(
-                &self.cache,
-                &self.memory,
-                &raw,
-                0,
-                len,
-                SyncPoint::ForDevice,
-                false,
-            )
-        };
+        // SAFETY: checked by prepare_map; the caller owns the range (map's
+        // contract).
+        unsafe { self.core().after_map(&raw)? };
         Ok(dma)
     }
 
     #[inline(always)]
     unsafe fn unmap(&self, mapping: &RawMapping) -> Result<()> {
-        // SAFETY: the mapping is live until this returns (unmap's contract).
-        unsafe {
-            sync_mapping(
-                &self.cache,
-                &self.memory,
-                mapping,
-                0,
-                mapping.len,
-                SyncPoint::ForCpu,
-                false,
-            )
-        };
-        Ok(())
+        // SAFETY: the mapping is live until this returns and the device has
+        // stopped (unmap's contract).
+        unsafe { self.core().before_unmap(mapping) }
     }
 
     #[inline(always)]
     unsafe fn sync_for_cpu(&self, mapping: &RawMapping, offset: usize, len: usize) {
         // SAFETY: live mapping, range inside it (the caller's contract).
-        unsafe {
-            sync_mapping(
-                &self.cache,
-                &self.memory,
-                mapping,
-                offset,
-                len,
-                SyncPoint::ForCpu,
-                true,
-            )
-        }
+        // An error means the environment no longer translates a range it
+        // translated at map; the trait has no way to report it here, and
+        // unmap's sync will.
+        let _ = unsafe { self.core().sync(mapping, offset, len, SyncPoint::ForCpu) };
     }
 
     #[inline(always)]
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
         // SAFETY: live mapping, range inside it (the caller's contract).
-        unsafe {
-            sync_mapping(
-                &self.cache,
-                &self.memory,
-                mapping,
-                offset,
-                len,
-                SyncPoint::ForDevice,
-                true,
-            )
-        }
+        // An error means the environment no longer translates a range it
+        // translated at map; the trait has no way to report it here, and
+        // unmap's sync will.
+        let _ = unsafe { self.core().sync(mapping, offset, len, SyncPoint::ForDevice) };
     }
 }
 
@@ -367,7 +318,7 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaAlloc for DirectPlatform<M, C
         }
         let page = self.memory.page_size();
         let count = size.div_ceil(page);
-        let cacheability = coherent_cacheability(&self.cache, attrs);
+        let cacheability = self.core().coherent_cacheability(attrs);
         let max_phys = self.bus.max_phys(self.constraints.dma_mask());
         let pages = self.memory.alloc_pages(count, cacheability, max_phys)?;
         let bytes = count * page;
@@ -390,7 +341,7 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaAlloc for DirectPlatform<M, C
         let page = self.memory.page_size();
         let count = region.size / page;
         let phys = self.memory.virt_to_phys(region.cpu, region.size)?;
-        let cacheability = coherent_cacheability(&self.cache, attrs);
+        let cacheability = self.core().coherent_cacheability(attrs);
         // SAFETY: the caller promises the region came from alloc_coherent with
         // these attrs, so these are the pages (same count, address and
         // cacheability) the environment gave us; freed once.

@@ -34,6 +34,7 @@ unsafe impl CacheMaintenance for SimCache {
         }
         self.sim.machine.with(|s, cfg| {
             s.tick(cfg);
+            s.maintenance += 1;
             let range = (va as u64, len as u64);
             let out = if s.filled.take() == Some(range) {
                 // The map that just made the range live: the CPU has not run
@@ -61,6 +62,7 @@ unsafe impl CacheMaintenance for SimCache {
         }
         self.sim.machine.with(|s, cfg| {
             s.tick(cfg);
+            s.maintenance += 1;
             s.filled = None;
             // SAFETY: as for clean; the caller owns the lines (contract).
             let out = unsafe { s.shadow.invalidate(va as u64, len as u64) };
