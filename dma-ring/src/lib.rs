@@ -117,11 +117,7 @@ pub use memory::{MemoryView, RingMemory};
 pub use ring::RingCursor;
 #[cfg(feature = "alloc")]
 pub use slots::slot_vec;
-<<<<<<< HEAD
 pub use slots::{slots, Drain, Slot, SlotStorage, MAX_TAGGED_SLOTS, MIN_GENERATION_BITS};
-=======
-pub use slots::{slots, Drain, Slot, SlotStorage};
 /// The `tock-registers` version the doorbells and [`regs`] are built on, so
 /// a driver's own register blocks use the same one without pinning it.
 pub use tock_registers;
->>>>>>> 7816c4fc5646aae3418ecc83f36eb2fff0e726ac
