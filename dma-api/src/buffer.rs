@@ -218,13 +218,24 @@ impl DmaBuf {
     }
 
     /// A zeroed buffer aligned and padded to what `platform` needs for a
-    /// buffer the device writes.
+    /// buffer the device writes ([`dma_alignment`](crate::DmaMap::dma_alignment)),
+    /// and aligned to the device's own address alignment
+    /// ([`DeviceConstraints::alignment`](crate::DeviceConstraints::alignment)),
+    /// whichever is larger.
     ///
     /// # Errors
     ///
-    /// As for [`new`](Self::new).
+    /// As for [`new`](Self::new); [`OutOfMemory`](ErrorKind::OutOfMemory)
+    /// for a device alignment beyond the address space.
     pub fn for_device<P: crate::DmaMap + ?Sized>(platform: &P, len: usize) -> Result<Self> {
-        Self::new(len, platform.dma_alignment().max(1))
+        let device = usize::try_from(platform.constraints().alignment()).map_err(|_| {
+            Error::new(
+                ErrorKind::OutOfMemory,
+                "device alignment exceeds the address space",
+            )
+            .len(platform.constraints().alignment())
+        })?;
+        Self::new(len, platform.dma_alignment().max(device).max(1))
     }
 }
 

@@ -16,16 +16,15 @@ use crate::{CoherentRegion, DmaAddr, DmaAlloc, DmaAttrs, DmaPod, Error, ErrorKin
 /// the only other writer.
 ///
 /// ```
-/// use dma_core::{Coherent, DeviceConstraints};
-/// use dma_direct::DirectPlatform;
+/// use dma_core::{Coherent, DmaAlloc, DmaAddr, Result};
 ///
-/// let platform = DirectPlatform::x86_coherent(dma_core::HostMemory, DeviceConstraints::UNCONSTRAINED);
-/// let mut ring = Coherent::<[u64], _>::zeroed_slice(&platform, 256)?;
-/// ring.write(3, 0xfeed)?;
-/// assert_eq!(ring.read(3)?, 0xfeed);
-/// // The device is given ring.dma_addr().
-/// assert!(ring.dma_addr().is_aligned(4096));
-/// # Ok::<(), dma_core::Error>(())
+/// fn ring<P: DmaAlloc>(platform: &P) -> Result<DmaAddr> {
+///     let mut ring = Coherent::<[u64], _>::zeroed_slice(platform, 256)?;
+///     ring.write(3, 0xfeed)?;
+///     assert_eq!(ring.read(3)?, 0xfeed);
+///     // The device is given ring.dma_addr(), page-aligned.
+///     Ok(ring.dma_addr())
+/// }
 /// ```
 pub struct Coherent<T: ?Sized, P: DmaAlloc> {
     region: CoherentRegion,

@@ -50,8 +50,8 @@ pub trait Direction: sealed::Sealed + Send + Sync + 'static {
     const DIRECTION: DmaDirection;
 }
 
-/// Directions in which the device reads the buffer: the CPU may hand the
-/// buffer back to the device with `sync_for_device` after writing it.
+/// Directions in which the device reads the buffer: the CPU may write it
+/// (then hand it to the device with `sync_for_device`).
 pub trait DeviceReads: Direction {}
 
 /// Directions in which the device writes the buffer: the CPU must

@@ -20,32 +20,34 @@
 //!
 //! # Example
 //!
-//! Map a receive buffer, let the device fill it, and take it back:
+//! Driver code is written against the platform traits, so it runs on any
+//! backend. Map a receive buffer, let the device fill it, and take it back:
 //!
 //! ```
-//! use dma_core::{DeviceConstraints, FromDevice, HostMemory, StreamingMapping};
-//! use dma_direct::DirectPlatform;
+//! use dma_core::{DmaBuf, DmaMap, FromDevice, Result, StreamingMapping};
 //!
-//! let constraints = DeviceConstraints::builder().addr_bits(64).alignment(4).build()?;
-//! let platform = DirectPlatform::x86_coherent(HostMemory, constraints);
-//!
-//! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 2048])
-//!     .map_err(|e| e.error)?;
-//! let dma = rx.dma_addr(); // write this into the device's descriptor
-//! # let _ = dma;
-//! // ... the device writes, the driver sees the completion ...
-//! rx.sync_for_cpu();
-//! let packet: Vec<u8> = rx.unmap()?;
-//! assert_eq!(packet.len(), 2048);
-//! # Ok::<(), dma_core::Error>(())
+//! fn receive<P: DmaMap>(platform: &P) -> Result<DmaBuf> {
+//!     // A buffer the device writes must own its cache lines whole on a
+//!     // non-coherent platform: `for_device` aligns and pads it so.
+//!     let buf = DmaBuf::for_device(platform, 2048)?;
+//!     // `?` keeps the error; match on the `MapError` to get the buffer back.
+//!     let mut rx = StreamingMapping::<_, FromDevice, _>::map(platform, buf)?;
+//!     let dma = rx.dma_addr(); // write this into the device's descriptor
+//!     # let _ = dma;
+//!     // ... the device writes, the driver sees the completion ...
+//!     rx.sync_for_cpu();
+//!     rx.unmap()
+//! }
 //! ```
+//!
+//! `dma-direct`'s documentation runs the same on a concrete platform.
 //!
 //! # Features
 //!
 //! - `alloc` (default): owning types over heap buffers, [`DmaPool`],
 //!   [`DmaBuf`] and [`HostMemory`].
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -58,6 +60,8 @@ mod constraints;
 mod direction;
 mod error;
 mod memory;
+#[cfg(feature = "alloc")]
+mod ownership;
 mod platform;
 mod pod;
 #[cfg(feature = "alloc")]
@@ -79,8 +83,10 @@ pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "alloc")]
 pub use memory::HostMemory;
 pub use memory::{Cacheability, Pages, PhysMemory};
-pub use platform::{CoherentRegion, DmaAlloc, DmaMap, RawMapping, SgEntry};
+#[cfg(feature = "alloc")]
+pub use ownership::CpuOwned;
+pub use platform::{CoherentRegion, CpuAccess, DmaAlloc, DmaMap, RawMapping, SgEntry};
 pub use pod::DmaPod;
 #[cfg(feature = "alloc")]
 pub use pool::{DmaPool, PoolBlock};
-pub use streaming::{MapError, StreamingMapping};
+pub use streaming::{DmaSegment, MapError, StreamingMapping};

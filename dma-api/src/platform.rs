@@ -67,6 +67,15 @@ impl SgEntry {
     }
 }
 
+/// A CPU access to a mapped buffer, as [`DmaMap::cpu_access`] is told of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CpuAccess {
+    /// The CPU copies bytes out of the buffer.
+    Read,
+    /// The CPU copies bytes into the buffer.
+    Write,
+}
+
 /// Streaming DMA: making CPU memory visible to one device, and moving its
 /// ownership between CPU and device.
 ///
@@ -78,15 +87,27 @@ impl SgEntry {
 /// Implementations promise that
 /// - after `map` returns `Ok(dma)`, the device can access exactly the `len`
 ///   bytes at `phys` (or a bounce copy kept in step with them by the syncs)
-///   through `dma..dma + len`, within the device's constraints, until
-///   `unmap`;
+///   through `dma..dma + len`, until `unmap`, within the device's mask and
+///   alignment and, where the backend chooses the device address (an IOVA,
+///   a bounce slot), within one boundary window; a backend that keeps the
+///   buffer's own address (direct) crosses a boundary only where the buffer
+///   does, since the boundary is a segment rule that callers keep when they
+///   build segments (as dma-sg's tables do), as in Linux;
 /// - `sync_for_device` makes the CPU's writes to the range visible to the
 ///   device, and `sync_for_cpu` makes the device's writes visible to the
 ///   CPU, for the direction mapped;
 /// - `unmap` ends the device's access through `dma` (where the hardware can
 ///   enforce it) and leaves the CPU buffer holding the device's data for
 ///   directions the device writes, unless `SKIP_CPU_SYNC` was given;
-/// - nothing outside the mapped ranges is written by any of these methods.
+/// - no byte outside the mapped ranges changes because of any of these
+///   methods, whether by a store, a copy, or cache maintenance: in
+///   particular an invalidation must never discard a CPU write to a
+///   neighbour sharing a cache line with a mapping. On a non-coherent cache
+///   a backend therefore refuses (or bounces) a range the device writes
+///   that does not own its cache lines whole; `dma_coherence::physical`
+///   holds the shared checks and the argument;
+/// - a `map` or `map_sg` that returns an error leaves nothing mapped and no
+///   byte of memory changed.
 pub unsafe trait DmaMap {
     /// The device's constraints.
     fn constraints(&self) -> &DeviceConstraints;
@@ -156,6 +177,18 @@ pub unsafe trait DmaMap {
     ///
     /// `mapping` is live on this platform and `offset + len <= mapping.len`.
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize);
+
+    /// Told, before it happens, of each CPU read or write of `len` bytes at
+    /// `offset` within a live mapping made by the safe owning types
+    /// ([`StreamingMapping`](crate::StreamingMapping), `dma-sg`'s
+    /// `MappedSgTable`). Checking and simulating platforms use it to see
+    /// CPU accesses to bytes the device owns; the default does nothing and
+    /// compiles away. Nothing may rely on it for soundness: accesses
+    /// through raw pointers and the unsafe API never reach it.
+    #[inline(always)]
+    fn cpu_access(&self, mapping: &RawMapping, offset: usize, len: usize, access: CpuAccess) {
+        let _ = (mapping, offset, len, access);
+    }
 
     /// Maps every entry, filling in `dma`. The default maps them one by one
     /// and unwinds on failure; an IOMMU backend overrides it to place the
@@ -342,6 +375,10 @@ macro_rules! forward_platform {
             unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
                 // SAFETY: the caller's promise is passed on unchanged.
                 unsafe { (**self).sync_for_device(mapping, offset, len) }
+            }
+            #[inline(always)]
+            fn cpu_access(&self, mapping: &RawMapping, offset: usize, len: usize, access: CpuAccess) {
+                (**self).cpu_access(mapping, offset, len, access)
             }
             #[inline]
             unsafe fn map_sg(&self, entries: &mut [SgEntry], dir: DmaDirection, attrs: DmaAttrs) -> Result<()> {

@@ -27,20 +27,20 @@ const BITS: usize = usize::BITS as usize;
 /// are lock-free, so one pool may serve several CPUs.
 ///
 /// ```
-/// use dma_core::{DeviceConstraints, DmaPool, HostMemory};
-/// use dma_direct::DirectPlatform;
+/// use dma_core::{DmaAlloc, DmaPool, Result};
 ///
-/// let platform = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-/// // 256-byte blocks, 256-aligned, never crossing 4 KiB: a PRP-list pool.
-/// let pool = DmaPool::new(&platform, 256, 256, Some(4096), 64)?;
-/// let mut block = pool.alloc()?;
-/// block.write_at::<u64>(0, 0x1000)?;
-/// assert!(block.dma_addr().is_aligned(256));
-/// # Ok::<(), dma_core::Error>(())
+/// fn prp_lists<P: DmaAlloc>(platform: &P) -> Result<()> {
+///     // 256-byte blocks, 256-aligned, never crossing 4 KiB: a PRP-list pool.
+///     let pool = DmaPool::new(platform, 256, 256, Some(4096), 64)?;
+///     let mut block = pool.alloc()?;
+///     block.write_at::<u64>(0, 0x1000)?;
+///     assert!(block.dma_addr().is_aligned(256));
+///     Ok(())
+/// }
 /// ```
 pub struct DmaPool<P: DmaAlloc> {
     platform: P,
-    chunks: Vec<CoherentRegion>,
+    chunks: Vec<Chunk>,
     /// Where block `i` of every chunk starts, relative to the chunk.
     offsets: Vec<usize>,
     /// One bit per block, chunk-major; set = in use or unusable.
@@ -57,12 +57,18 @@ impl<P: DmaAlloc> DmaPool<P> {
     /// Creates a pool of at least `capacity` blocks of `block_size` bytes,
     /// each aligned to `align` and never crossing `boundary`.
     ///
+    /// Platforms promise only page-aligned chunks, so an alignment above
+    /// 4 KiB costs each chunk up to `align - 4096` bytes of slack, from which
+    /// the first block is moved up to its alignment.
+    ///
     /// # Errors
     ///
     /// [`ZeroSize`](ErrorKind::ZeroSize) for a zero block size or capacity;
     /// [`InvalidConstraints`](ErrorKind::InvalidConstraints) when `align` or
     /// `boundary` is not a power of two or the boundary is smaller than a
-    /// block; whatever the platform's allocation returns.
+    /// block; [`OutOfMemory`](ErrorKind::OutOfMemory) when the pool's size
+    /// or its bookkeeping overflows or cannot be allocated; whatever the
+    /// platform's allocation returns.
     pub fn new(
         platform: P,
         block_size: usize,
@@ -90,49 +96,80 @@ impl<P: DmaAlloc> DmaPool<P> {
                 ));
             }
         }
+        let too_large = || {
+            Error::new(
+                ErrorKind::OutOfMemory,
+                "DMA pool too large: ask for fewer or smaller blocks",
+            )
+            .len(capacity as u64)
+        };
         let stride = block_size.checked_next_multiple_of(align).ok_or(
             Error::new(ErrorKind::InvalidConstraints, "block size overflows")
                 .len(block_size as u64),
         )?;
-        let chunk_size = stride.max(MIN_CHUNK).next_multiple_of(MIN_CHUNK);
+        let chunk_size = stride
+            .max(MIN_CHUNK)
+            .checked_next_multiple_of(MIN_CHUNK)
+            .ok_or_else(too_large)?;
+        // Chunks are only page-aligned (DmaAlloc's promise), so an alignment
+        // above a page needs room to move the first block up to it.
+        let slack = align.saturating_sub(MIN_CHUNK);
+        let alloc_size = chunk_size.checked_add(slack).ok_or_else(too_large)?;
         let offsets = block_offsets(chunk_size, block_size, stride, boundary);
         let per_chunk = offsets.len();
         let chunk_count = capacity.div_ceil(per_chunk);
+        let total = chunk_count.checked_mul(per_chunk).ok_or_else(too_large)?;
 
         let mut pool = Self {
             platform,
-            chunks: Vec::with_capacity(chunk_count),
+            chunks: Vec::new(),
             offsets,
             used: Vec::new(),
             reserved: Vec::new(),
             hint: AtomicUsize::new(0),
             block_size,
         };
-        let total = chunk_count * per_chunk;
-        pool.reserved = alloc::vec![0usize; total.div_ceil(BITS)];
+        let words = total.div_ceil(BITS);
+        pool.chunks
+            .try_reserve_exact(chunk_count)
+            .map_err(|_| too_large())?;
+        pool.reserved
+            .try_reserve_exact(words)
+            .map_err(|_| too_large())?;
+        pool.used
+            .try_reserve_exact(words)
+            .map_err(|_| too_large())?;
+        pool.reserved.resize(words, 0);
         // Blocks past the last whole chunk's count in the final bitmap word.
-        for bit in total..pool.reserved.len() * BITS {
+        for bit in total..words * BITS {
             pool.reserved[bit / BITS] |= 1 << (bit % BITS);
         }
         for c in 0..chunk_count {
             let region = pool
                 .platform
-                .alloc_coherent(chunk_size, DmaAttrs::empty())?;
-            pool.chunks.push(region);
-            // The chunk's device address may not be boundary-aligned (a bus
-            // offset, an IOVA): retire blocks that would straddle a line.
-            if let Some(b) = boundary {
-                for (i, &off) in pool.offsets.iter().enumerate() {
-                    let start = region.dma.as_u64() + off as u64;
-                    let end = start + block_size as u64 - 1;
-                    if start / b as u64 != end / b as u64 {
-                        let bit = c * per_chunk + i;
-                        pool.reserved[bit / BITS] |= 1 << (bit % BITS);
-                    }
+                .alloc_coherent(alloc_size, DmaAttrs::empty())?;
+            // The distance from the chunk's device address up to the
+            // alignment: zero for a page-aligned chunk and an alignment of
+            // at most a page.
+            let skew = (align - (region.dma.as_u64() % align as u64) as usize) % align;
+            pool.chunks.push(Chunk { region, skew });
+            for (i, &off) in pool.offsets.iter().enumerate() {
+                let start = region.dma.as_u64() + (skew + off) as u64;
+                let end = start + block_size as u64 - 1;
+                // A chunk whose device address is not even page-aligned (a
+                // bus offset) may not fit its last blocks once skewed; and
+                // one whose device address is not boundary-aligned (a bus
+                // offset, an IOVA) has blocks that straddle a boundary line.
+                let overflows = skew + off + block_size > region.size;
+                let crosses = boundary.is_some_and(|b| start / b as u64 != end / b as u64);
+                if overflows || crosses {
+                    let bit = c * per_chunk + i;
+                    pool.reserved[bit / BITS] |= 1 << (bit % BITS);
                 }
             }
         }
-        pool.used = pool.reserved.iter().map(|&r| AtomicUsize::new(r)).collect();
+        pool.used
+            .extend(pool.reserved.iter().map(|&r| AtomicUsize::new(r)));
         Ok(pool)
     }
 
@@ -201,9 +238,13 @@ impl<P: DmaAlloc> DmaPool<P> {
 
     fn block(&self, index: usize) -> PoolBlock<'_, P> {
         let per_chunk = self.offsets.len();
-        let chunk = &self.chunks[index / per_chunk];
-        let off = self.offsets[index % per_chunk];
-        // SAFETY: off + block_size <= chunk size (block_offsets), so the
+        let Chunk {
+            region: chunk,
+            skew,
+        } = &self.chunks[index / per_chunk];
+        let off = skew + self.offsets[index % per_chunk];
+        // SAFETY: skew + off + block_size <= the chunk's size (blocks that
+        // would not fit are reserved in `new` and never handed out), so the
         // block lies inside the chunk.
         let cpu = unsafe { chunk.cpu.add(off) };
         PoolBlock {
@@ -219,6 +260,14 @@ impl<P: DmaAlloc> DmaPool<P> {
     fn release(&self, index: usize) {
         self.used[index / BITS].fetch_and(!(1 << (index % BITS)), Ordering::Release);
     }
+}
+
+/// One allocation from the platform, carved into blocks.
+struct Chunk {
+    region: CoherentRegion,
+    /// Where block offsets start: the first device address at the pool's
+    /// alignment.
+    skew: usize,
 }
 
 /// Block offsets within one chunk: `stride` apart, moved up to the next
@@ -251,7 +300,7 @@ impl<P: DmaAlloc> Drop for DmaPool<P> {
         if leaked {
             return;
         }
-        for region in self.chunks.drain(..) {
+        for Chunk { region, .. } in self.chunks.drain(..) {
             // SAFETY: each chunk came from this platform with empty attrs, is
             // freed once, and no block of it is in use (checked above).
             let _ = unsafe { self.platform.free_coherent(region, DmaAttrs::empty()) };

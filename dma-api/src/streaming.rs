@@ -6,9 +6,30 @@ use core::marker::PhantomData;
 
 use crate::volatile::VolatileBytes;
 use crate::{
-    DeviceReads, DeviceWrites, Direction, DmaAddr, DmaAttrs, DmaBuffer, DmaMap, Error, ErrorKind,
-    RawBuffer, RawMapping, Result,
+    CpuAccess, DeviceReads, DeviceWrites, Direction, DmaAddr, DmaAttrs, DmaBuffer, DmaMap, Error,
+    ErrorKind, RawBuffer, RawMapping, Result,
 };
+
+/// A device-visible, contiguous range: one descriptor's worth of a transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DmaSegment {
+    /// The device address of the first byte.
+    pub addr: DmaAddr,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+impl DmaSegment {
+    /// A segment of `len` bytes at `addr`.
+    pub const fn new(addr: DmaAddr, len: u64) -> Self {
+        Self { addr, len }
+    }
+
+    /// The device address one past the last byte, if it does not wrap.
+    pub const fn end(&self) -> Option<u64> {
+        self.addr.as_u64().checked_add(self.len)
+    }
+}
 
 /// A buffer of type `B` mapped for a device in direction `D` through
 /// platform `P`.
@@ -22,30 +43,55 @@ use crate::{
 /// compile. A `ToDevice` mapping has no `sync_for_cpu`:
 ///
 /// ```compile_fail
-/// # use dma_core::{StreamingMapping, ToDevice, DeviceConstraints, HostMemory};
-/// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-/// let mut m = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0u8; 64]).unwrap();
+/// # use dma_core::{DmaMap, StreamingMapping, ToDevice};
+/// # fn f<P: DmaMap>(platform: &P) -> Result<(), dma_core::Error> {
+/// let mut m = StreamingMapping::<_, ToDevice, _>::map(platform, vec![0u8; 64])?;
 /// m.sync_for_cpu(); // error: the device never writes a ToDevice buffer
+/// # Ok(()) }
 /// ```
 ///
-/// and a `FromDevice` mapping has no `sync_for_device`:
+/// The CPU writes only to buffers the device reads. A `FromDevice` mapping
+/// has no `write`: the device owns those bytes, and a CPU store could be
+/// lost to the device's write or, on a non-coherent platform, written back
+/// over it by a cache eviction:
 ///
-/// ```compile_fail
-/// # use dma_core::{StreamingMapping, FromDevice, DeviceConstraints, HostMemory};
-/// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-/// let mut m = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 64]).unwrap();
-/// m.sync_for_device(); // error: the CPU has nothing to hand the device
+/// ```compile_fail,E0599
+/// # use dma_core::{DmaMap, FromDevice, StreamingMapping};
+/// # fn f<P: DmaMap>(platform: &P) -> Result<(), dma_core::Error> {
+/// let mut m = StreamingMapping::<_, FromDevice, _>::map(platform, vec![0u8; 64])?;
+/// m.write(0, &[1])?; // error: the device owns a FromDevice buffer
+/// # Ok(()) }
+/// ```
+///
+/// Every direction has [`sync_for_device`](Self::sync_for_device). For a
+/// `FromDevice` mapping it is the hand-back step: once the CPU has read
+/// what the device wrote, the same mapping goes back to the device for the
+/// next transfer, as Linux allows `dma_sync_single_for_device` on a
+/// `DMA_FROM_DEVICE` mapping and `page_pool` recycles receive buffers:
+///
+/// ```
+/// # use dma_core::{DmaBuf, DmaMap, FromDevice, StreamingMapping};
+/// # fn f<P: DmaMap>(platform: &P) -> Result<(), dma_core::Error> {
+/// let buf = DmaBuf::for_device(platform, 2048)?;
+/// let mut rx = StreamingMapping::<_, FromDevice, _>::map(platform, buf)?;
+/// // ... the device writes a packet ...
+/// rx.sync_for_cpu();
+/// let mut header = [0u8; 14];
+/// rx.read(0, &mut header)?;
+/// rx.sync_for_device(); // recycled: the device may write it again
+/// # Ok(()) }
 /// ```
 ///
 /// A `Bidirectional` mapping has both:
 ///
 /// ```
-/// # use dma_core::{StreamingMapping, Bidirectional, DeviceConstraints, HostMemory};
-/// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-/// let mut m = StreamingMapping::<_, Bidirectional, _>::map(&platform, vec![0u8; 64]).unwrap();
+/// # use dma_core::{Bidirectional, DmaMap, StreamingMapping};
+/// # fn f<P: DmaMap>(platform: &P) -> Result<(), dma_core::Error> {
+/// let mut m = StreamingMapping::<_, Bidirectional, _>::map(platform, vec![0u8; 64])?;
 /// m.sync_for_cpu();
 /// m.sync_for_device();
-/// let buf: Vec<u8> = m.unmap().unwrap();
+/// let buf: Vec<u8> = m.unmap()?;
+/// # Ok(()) }
 /// ```
 ///
 /// Forgetting a mapping (`core::mem::forget`) leaks the buffer and the
@@ -101,6 +147,16 @@ impl<B> fmt::Debug for MapError<B> {
 impl<B> fmt::Display for MapError<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<B> core::error::Error for MapError<B> {}
+
+/// `?` on a failed map: the error is kept and the buffer is dropped. Match
+/// on the [`MapError`] instead to keep the buffer.
+impl<B> From<MapError<B>> for Error {
+    fn from(e: MapError<B>) -> Self {
+        e.error
     }
 }
 
@@ -176,6 +232,14 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
         self.raw.len
     }
 
+    /// The mapping as device segments: one, since a streaming mapping is
+    /// contiguous in device addresses. It is what `dma-sg`'s encoders
+    /// (`encode_prp`, SGL, hardware SG, virtio chains) take, so a single
+    /// buffer is encoded as a table's segments are.
+    pub fn segments(&self) -> impl Iterator<Item = DmaSegment> {
+        core::iter::once(DmaSegment::new(self.dma_addr(), self.len() as u64))
+    }
+
     /// Always false: empty mappings are refused.
     pub fn is_empty(&self) -> bool {
         self.raw.len == 0
@@ -209,18 +273,10 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
     ///
     /// [`OutOfRange`](ErrorKind::OutOfRange) past the end.
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+        self.check_range(offset, dst.len())?;
+        self.platform
+            .cpu_access(&self.raw, offset, dst.len(), CpuAccess::Read);
         self.bytes().copy_out(offset, dst)
-    }
-
-    /// Copies bytes into the buffer. On a non-coherent platform, call
-    /// [`sync_for_device`](Self::sync_for_device) afterwards or the device
-    /// reads stale data.
-    ///
-    /// # Errors
-    ///
-    /// [`OutOfRange`](ErrorKind::OutOfRange) past the end.
-    pub fn write(&mut self, offset: usize, src: &[u8]) -> Result<()> {
-        self.bytes().copy_in(offset, src)
     }
 
     /// Ends the mapping and gives the buffer back, holding whatever the
@@ -269,8 +325,27 @@ impl<B: DmaBuffer, D: DeviceWrites, P: DmaMap> StreamingMapping<B, D, P> {
 }
 
 impl<B: DmaBuffer, D: DeviceReads, P: DmaMap> StreamingMapping<B, D, P> {
-    /// Hands the whole buffer back to the device after the CPU wrote it
-    /// (cleaning dirty cache lines on non-coherent platforms).
+    /// Copies bytes into the buffer, for the device to read. On a
+    /// non-coherent platform, call [`sync_for_device`](Self::sync_for_device)
+    /// afterwards or the device reads stale data. Only directions the device
+    /// reads have it (see the type's docs).
+    ///
+    /// # Errors
+    ///
+    /// [`OutOfRange`](ErrorKind::OutOfRange) past the end.
+    pub fn write(&mut self, offset: usize, src: &[u8]) -> Result<()> {
+        self.check_range(offset, src.len())?;
+        self.platform
+            .cpu_access(&self.raw, offset, src.len(), CpuAccess::Write);
+        self.bytes().copy_in(offset, src)
+    }
+}
+
+impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
+    /// Hands the whole buffer back to the device: after the CPU wrote it
+    /// (cleaning dirty cache lines on non-coherent platforms), or, for a
+    /// `FromDevice` mapping, after the CPU read what the device wrote, so
+    /// the device may write it again (receive-buffer recycling).
     pub fn sync_for_device(&mut self) {
         // SAFETY: the mapping is live (we own it) and the range is all of it.
         unsafe { self.platform.sync_for_device(&self.raw, 0, self.raw.len) }

@@ -39,7 +39,10 @@
 //!   ordered, which takes `sfence`.
 //!
 //! Other targets (thumbv7em: `dmb` is system-wide there) use
-//! `core::sync::atomic::fence(SeqCst)`. Under `--cfg dma_loom` every barrier
+//! `core::sync::atomic::fence(SeqCst)`, and so does Miri, which cannot run
+//! inline assembly: under `cfg(miri)` every barrier is that fence, so Miri
+//! runs the ring code (its data-race checker sees a fence at least as strong
+//! as each barrier). Under `--cfg dma_loom` every barrier
 //! is the loom fence of matching strength, so models check the protocol.
 
 #[cfg(dma_loom)]
@@ -60,7 +63,7 @@ macro_rules! barrier {
 
 #[cfg(not(dma_loom))]
 mod imp {
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
     macro_rules! asm_barrier {
         ($name:ident, $insn:literal) => {
             #[inline(always)]
@@ -71,20 +74,20 @@ mod imp {
             }
         };
     }
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
     asm_barrier!(publish_descriptors, "dmb oshst");
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
     asm_barrier!(before_doorbell, "dmb oshst");
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
     asm_barrier!(after_completion_flag, "dmb oshld");
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
     asm_barrier!(dma_full, "dmb osh");
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
     asm_barrier!(mmio_write_barrier, "dsb st");
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
     asm_barrier!(write_combine_flush, "dsb st");
 
-    #[cfg(target_arch = "riscv64")]
+    #[cfg(all(target_arch = "riscv64", not(miri)))]
     macro_rules! asm_barrier {
         ($name:ident, $insn:literal) => {
             #[inline(always)]
@@ -95,20 +98,20 @@ mod imp {
             }
         };
     }
-    #[cfg(target_arch = "riscv64")]
+    #[cfg(all(target_arch = "riscv64", not(miri)))]
     asm_barrier!(publish_descriptors, "fence w,w");
-    #[cfg(target_arch = "riscv64")]
+    #[cfg(all(target_arch = "riscv64", not(miri)))]
     asm_barrier!(before_doorbell, "fence w,o");
-    #[cfg(target_arch = "riscv64")]
+    #[cfg(all(target_arch = "riscv64", not(miri)))]
     asm_barrier!(after_completion_flag, "fence r,r");
-    #[cfg(target_arch = "riscv64")]
+    #[cfg(all(target_arch = "riscv64", not(miri)))]
     asm_barrier!(dma_full, "fence iorw,iorw");
-    #[cfg(target_arch = "riscv64")]
+    #[cfg(all(target_arch = "riscv64", not(miri)))]
     asm_barrier!(mmio_write_barrier, "fence ow,iorw");
-    #[cfg(target_arch = "riscv64")]
+    #[cfg(all(target_arch = "riscv64", not(miri)))]
     asm_barrier!(write_combine_flush, "fence ow,ow");
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     mod x86 {
         use core::sync::atomic::{compiler_fence, Ordering};
 
@@ -140,14 +143,17 @@ mod imp {
             unsafe { core::arch::asm!("sfence", options(nostack, preserves_flags)) }
         }
     }
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     pub(super) use x86::*;
 
-    #[cfg(not(any(
-        target_arch = "aarch64",
-        target_arch = "riscv64",
-        target_arch = "x86_64"
-    )))]
+    #[cfg(any(
+        miri,
+        not(any(
+            target_arch = "aarch64",
+            target_arch = "riscv64",
+            target_arch = "x86_64"
+        ))
+    ))]
     mod other {
         use core::sync::atomic::{fence, Ordering};
 
@@ -176,11 +182,14 @@ mod imp {
             fence(Ordering::SeqCst);
         }
     }
-    #[cfg(not(any(
-        target_arch = "aarch64",
-        target_arch = "riscv64",
-        target_arch = "x86_64"
-    )))]
+    #[cfg(any(
+        miri,
+        not(any(
+            target_arch = "aarch64",
+            target_arch = "riscv64",
+            target_arch = "x86_64"
+        ))
+    ))]
     pub(super) use other::*;
 }
 

@@ -13,6 +13,11 @@
 //!   arm64's choices), and [`sync`] to carry it out;
 //! - the [partial-cache-line policy](partial_lines): a buffer the device
 //!   writes must own its lines whole, or mapping it is refused;
+//! - the [physical-backend core](physical) the direct, IOMMU and bounce
+//!   backends share: map checks, syncs and the argument that no byte outside
+//!   a mapping changes;
+//! - [`RecordingCache`], a non-coherent policy for tests that records
+//!   instead of maintaining;
 //! - [`barrier`]s named for what they order.
 //!
 //! Every piece of inline assembly is behind `cfg(target_arch)`, so the crate
@@ -62,16 +67,18 @@
 //! # }
 //! ```
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod arch;
 pub mod barrier;
 mod maintenance;
-mod mapping;
 pub mod partial_lines;
+pub mod physical;
 mod plan;
+pub mod recording;
 
 pub use maintenance::{cache_lines, CacheLines, CacheMaintenance, HardwareCoherent};
-pub use mapping::{coherent_cacheability, sync_mapping};
 pub use partial_lines::require_whole_lines;
+pub use physical::{check_span, coherent_cacheability, PhysicalCore};
 pub use plan::{bus_dma_ops, plan, plan_ops, sync, BusDmaOps, CacheOp, SyncPoint};
+pub use recording::RecordingCache;

@@ -3,8 +3,8 @@
 //! Ring code is generic over the small [`Doorbell`] trait rather than over
 //! one register type, so the same driver code rings
 //! - real MMIO: any tock-registers [`WriteOnly`] or [`ReadWrite`] `u32`
-//!   register, for example a field of [`NvmeQueueDoorbells`](crate::regs::NvmeQueueDoorbells)
-//!   or [`NicQueueRegs`](crate::regs::NicQueueRegs) placed over the BAR;
+//!   register, for example a field of a device's register block placed
+//!   over the BAR (the `dma-drivers` crate's spec modules hold them);
 //! - a unit test: a tock-registers [`InMemoryRegister`];
 //! - a device model on another thread, or a loom model: [`AtomicDoorbell`];
 //! - a step-by-step simulator: [`DoorbellFn`], whose closure can run the

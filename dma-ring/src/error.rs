@@ -40,6 +40,12 @@ pub enum RingErrorKind {
     UnexpectedCompletion,
     /// A completion names another queue.
     WrongQueue,
+    /// A reset's [`Drain`](crate::Drain) was leaked before handing back
+    /// every buffer; the ring keeps them and takes no new request until
+    /// its `reset` is called again and that drain is used up or dropped.
+    Unreclaimed,
+    /// A ring position at or beyond the ring's size.
+    PositionOutOfRange,
 }
 
 impl RingErrorKind {
@@ -57,6 +63,10 @@ impl RingErrorKind {
             Self::IndexJump => "device index moved past what was posted",
             Self::UnexpectedCompletion => "completion flag where nothing was posted",
             Self::WrongQueue => "completion names another queue",
+            Self::Unreclaimed => {
+                "buffers from a reset were not all taken (its drain was leaked); call reset again and use up the drain"
+            }
+            Self::PositionOutOfRange => "ring position at or beyond the ring size",
         }
     }
 
@@ -129,9 +139,11 @@ impl From<RingError> for dma_core::Error {
     fn from(e: RingError) -> Self {
         use dma_core::ErrorKind as K;
         let kind = match e.kind {
-            RingErrorKind::InvalidSize | RingErrorKind::BadRequest => K::OutOfRange,
+            RingErrorKind::InvalidSize
+            | RingErrorKind::BadRequest
+            | RingErrorKind::PositionOutOfRange => K::OutOfRange,
             RingErrorKind::BadMemory => K::Misaligned,
-            RingErrorKind::Full => K::PoolExhausted,
+            RingErrorKind::Full | RingErrorKind::Unreclaimed => K::PoolExhausted,
             _ => K::DeviceMisbehaved,
         };
         let err = dma_core::Error::new(kind, e.kind.description());

@@ -9,8 +9,9 @@
 //!
 //! - a [ring core](RingCursor) for any size, with full/empty and one
 //!   doorbell per batch;
-//! - [doorbells](Doorbell) and [register blocks](regs) through
-//!   tock-registers, so one driver drives real MMIO, a simulator and tests;
+//! - [doorbells](Doorbell) through tock-registers, so one driver drives
+//!   real MMIO, a simulator and tests (the devices' register blocks are
+//!   the `dma-drivers` crate's);
 //! - the protocols: [`nvme`], [`nic`], [`virtio::split`], [`virtio::packed`];
 //! - in-flight ownership: submitting moves the request's buffers (mapped
 //!   buffers, SG tables, anything) into the ring's [slot table](Slot); the
@@ -93,7 +94,7 @@
 //! - `alloc` (default): `allocate` constructors and heap slot storage
 //!   ([`slot_vec`]). Without it, slot storage is an array ([`slots`]).
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -103,7 +104,6 @@ mod error;
 mod memory;
 pub mod nic;
 pub mod nvme;
-pub mod regs;
 mod ring;
 mod slots;
 pub mod sync;
@@ -117,4 +117,7 @@ pub use memory::{MemoryView, RingMemory};
 pub use ring::RingCursor;
 #[cfg(feature = "alloc")]
 pub use slots::slot_vec;
-pub use slots::{slots, Drain, Slot, SlotStorage};
+pub use slots::{slots, Drain, Slot, SlotStorage, MAX_TAGGED_SLOTS, MIN_GENERATION_BITS};
+/// The `tock-registers` version the doorbells are built on, so that
+/// a driver's own register blocks use the same one without pinning it.
+pub use tock_registers;

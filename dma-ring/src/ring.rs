@@ -85,8 +85,32 @@ impl RingCursor {
     }
 
     /// How many entries from `from` forward to `to`.
+    ///
+    /// # Errors
+    ///
+    /// [`PositionOutOfRange`](RingErrorKind::PositionOutOfRange) if either
+    /// position is not below [`size`](Self::size).
     #[inline]
-    pub const fn distance(&self, from: u32, to: u32) -> u32 {
+    pub const fn distance(&self, from: u32, to: u32) -> crate::Result<u32> {
+        if from >= self.size {
+            return Err(RingError::with(
+                RingErrorKind::PositionOutOfRange,
+                from as u64,
+            ));
+        }
+        if to >= self.size {
+            return Err(RingError::with(
+                RingErrorKind::PositionOutOfRange,
+                to as u64,
+            ));
+        }
+        Ok(self.span(from, to))
+    }
+
+    /// [`distance`](Self::distance) between positions the cursor keeps or
+    /// checked, both below `size`.
+    #[inline]
+    pub(crate) const fn span(&self, from: u32, to: u32) -> u32 {
         if to >= from {
             to - from
         } else {
@@ -97,7 +121,7 @@ impl RingCursor {
     /// Entries produced and not yet consumed.
     #[inline]
     pub const fn len(&self) -> u32 {
-        self.distance(self.head, self.tail)
+        self.span(self.head, self.tail)
     }
 
     /// Whether nothing is outstanding.
@@ -134,14 +158,14 @@ impl RingCursor {
     /// [`free`](Self::free) were free.
     #[inline]
     pub(crate) fn set_produced_tail(&mut self, tail: u32) {
-        debug_assert!(self.distance(self.tail, tail) <= self.free());
+        debug_assert!(self.span(self.tail, tail) <= self.free());
         self.tail = tail;
     }
 
     /// Entries produced since the last doorbell.
     #[inline]
     pub const fn unannounced(&self) -> u32 {
-        self.distance(self.announced, self.tail)
+        self.span(self.announced, self.tail)
     }
 
     /// The new tail to write to the doorbell, if anything was produced
@@ -175,8 +199,8 @@ impl RingCursor {
         if new_head >= self.size {
             return Err(RingError::with(RingErrorKind::IndexJump, new_head as u64));
         }
-        let n = self.distance(head, new_head);
-        if n > self.distance(head, self.announced) {
+        let n = self.span(head, new_head);
+        if n > self.span(head, self.announced) {
             return Err(RingError::with(RingErrorKind::IndexJump, new_head as u64));
         }
         Ok(n)
@@ -211,7 +235,7 @@ impl RingCursor {
     /// announced.
     #[inline]
     pub fn consume(&mut self, n: u32) -> crate::Result<()> {
-        if n > self.distance(self.head, self.announced) {
+        if n > self.span(self.head, self.announced) {
             return Err(RingError::with(RingErrorKind::IndexJump, n.into()));
         }
         self.head = self.advance(self.head, n);
@@ -282,6 +306,18 @@ mod tests {
             RingErrorKind::IndexJump
         );
         assert_eq!(r.consume(1).unwrap_err().kind(), RingErrorKind::IndexJump);
+    }
+
+    #[test]
+    fn distance_refuses_positions_outside_the_ring() {
+        let r = RingCursor::new(5).unwrap();
+        assert_eq!(r.distance(3, 1), Ok(3));
+        assert_eq!(r.distance(4, 4), Ok(0));
+        for (from, to) in [(5, 0), (0, 5), (u32::MAX, 2), (1, u32::MAX)] {
+            let e = r.distance(from, to).unwrap_err();
+            assert_eq!(e.kind(), RingErrorKind::PositionOutOfRange);
+            assert_eq!(e.value(), Some(u64::from(from.max(to))));
+        }
     }
 
     #[test]

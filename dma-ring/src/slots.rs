@@ -12,8 +12,16 @@
 //! completion after the slot was reused is caught instead of completing the
 //! new request early.
 //!
+//! So that a generation always remains, a table that hands out ids uses at
+//! most [`MAX_TAGGED_SLOTS`] slots: [`MIN_GENERATION_BITS`] bits of every
+//! id are generation, whatever the ring's size (Linux keeps 4 as well). A
+//! device that repeats a completion after its slot was reused that many
+//! times over (16 with 4 bits) is not caught; any fewer reuses are.
+//!
 //! Storage is the caller's: an array `[Slot<T>; N]` without `alloc`, a
-//! `Vec` or boxed slice with it.
+//! `Vec` or boxed slice with it. The rings trust it to be one fixed slice
+//! (free-list links read from it become ring-memory offsets), so
+//! [`SlotStorage`] is an `unsafe trait`, implemented here for those types.
 
 use crate::{RingError, RingErrorKind};
 
@@ -29,6 +37,10 @@ pub struct Slot<T> {
     posted: u32,
     /// Descriptors the request occupies.
     count: u16,
+    /// The ring's submission count when the request was submitted, to
+    /// refuse completions for requests the device was never told about
+    /// ([`is_unannounced`]).
+    submitted: u32,
 }
 
 impl<T> Slot<T> {
@@ -39,6 +51,7 @@ impl<T> Slot<T> {
             meta: 0,
             posted: 0,
             count: 0,
+            submitted: 0,
         }
     }
 }
@@ -86,11 +99,70 @@ pub fn slot_vec<T>(n: usize) -> alloc::vec::Vec<Slot<T>> {
     (0..n).map(|_| Slot::vacant()).collect()
 }
 
-/// Storage a ring keeps its in-flight table in: anything that is a mutable
-/// slice of slots (`[Slot<T>; N]`, `Vec<Slot<T>>`, `Box<[Slot<T>]>`,
-/// `&mut [Slot<T>]`).
-pub trait SlotStorage<T>: AsRef<[Slot<T>]> + AsMut<[Slot<T>]> {}
-impl<T, S: AsRef<[Slot<T>]> + AsMut<[Slot<T>]>> SlotStorage<T> for S {}
+/// Storage a ring keeps its in-flight table in: one fixed slice of slots
+/// (`[Slot<T>; N]`, `Vec<Slot<T>>`, `Box<[Slot<T>]>`, `&mut [Slot<T>]`).
+///
+/// The rings read free-list and chain links back from the slots and use
+/// them as offsets into ring memory without checking them again, so the
+/// storage is trusted, and the trait is `unsafe`. A bounds check before
+/// every ring-memory write would cover only the split queue's descriptor
+/// writes, while the same trust underlies the in-flight counts and the
+/// hand-back on reset; the contract covers all of it at no run-time cost.
+///
+/// A safe type that is merely `AsRef + AsMut` is not storage: its two
+/// views could disagree (slots left over from a larger queue behind
+/// `as_ref`), which would redirect descriptor writes outside the ring.
+///
+/// ```compile_fail
+/// use dma_ring::{Slot, SlotStorage};
+/// struct TwoFaced(Vec<Slot<u8>>, Vec<Slot<u8>>);
+/// impl AsRef<[Slot<u8>]> for TwoFaced {
+///     fn as_ref(&self) -> &[Slot<u8>] { &self.0 }
+/// }
+/// impl AsMut<[Slot<u8>]> for TwoFaced {
+///     fn as_mut(&mut self) -> &mut [Slot<u8>] { &mut self.1 }
+/// }
+/// fn storage<S: SlotStorage<u8>>(_: S) {}
+/// storage(TwoFaced(Vec::new(), Vec::new()));
+/// ```
+///
+/// # Safety
+///
+/// For as long as a ring holds the storage, `as_ref` and `as_mut` return
+/// the same slice (same address, same length) on every call, and neither
+/// reads or changes the slots nor has any other effect a ring could
+/// observe.
+pub unsafe trait SlotStorage<T>: AsRef<[Slot<T>]> + AsMut<[Slot<T>]> {}
+
+// SAFETY: an array's slices are the array itself.
+unsafe impl<T, const N: usize> SlotStorage<T> for [Slot<T>; N] {}
+// SAFETY: a borrowed slice is that one slice.
+unsafe impl<T> SlotStorage<T> for &mut [Slot<T>] {}
+// SAFETY: a vector's slices are its one buffer; the ring holds the vector,
+// so nothing else resizes it meanwhile.
+#[cfg(feature = "alloc")]
+unsafe impl<T> SlotStorage<T> for alloc::vec::Vec<Slot<T>> {}
+// SAFETY: a boxed slice is one fixed slice.
+#[cfg(feature = "alloc")]
+unsafe impl<T> SlotStorage<T> for alloc::boxed::Box<[Slot<T>]> {}
+// SAFETY: forwards to `S`, which keeps the contract; `&mut` adds nothing.
+unsafe impl<T, S: SlotStorage<T>> SlotStorage<T> for &mut S {}
+
+/// Generation bits every id-allocating table keeps (Linux's `nvme_cid`
+/// keeps 4 too).
+pub const MIN_GENERATION_BITS: u32 = 4;
+
+/// The most slots a table that hands out ids uses, so that
+/// [`MIN_GENERATION_BITS`] remain in a 16-bit id: 4096 requests in flight.
+pub const MAX_TAGGED_SLOTS: u32 = 1 << (16 - MIN_GENERATION_BITS);
+
+/// Whether the request submitted as number `submitted` is among the last
+/// `unannounced` of the `next` submitted so far (wrapping counts), which
+/// the device has not been told about: its completion is not believable.
+#[inline]
+pub(crate) fn is_unannounced(submitted: u32, next: u32, unannounced: u32) -> bool {
+    next.wrapping_sub(submitted) <= unannounced
+}
 
 /// What a completion takes out of a slot.
 #[derive(Debug)]
@@ -125,15 +197,30 @@ pub(crate) struct SlotTable<T, S: SlotStorage<T>> {
     free: u16,
     in_use: u32,
     index_bits: u32,
+    /// Values a [`Drain`] still has to hand back; nonzero only while one
+    /// is alive, or after one was leaked (`mem::forget`).
+    unreclaimed: u32,
     _marker: core::marker::PhantomData<T>,
 }
 
 impl<T, S: SlotStorage<T>> SlotTable<T, S> {
-    /// A table over the first `min(storage.len(), limit)` slots (at most
-    /// 65535), all made vacant.
-    pub(crate) fn new(mut storage: S, limit: u32) -> crate::Result<Self> {
+    /// A table that hands out ids ([`insert`](Self::insert)) over the first
+    /// `min(storage.len(), limit, MAX_TAGGED_SLOTS)` slots, all made
+    /// vacant.
+    pub(crate) fn tagged(storage: S, limit: u32) -> crate::Result<Self> {
+        Self::with_usable(storage, limit.min(MAX_TAGGED_SLOTS), false)
+    }
+
+    /// A table indexed by ring position ([`put_at`](Self::put_at)) over
+    /// the first `min(storage.len(), size)` slots (at most 65536), all made
+    /// vacant. Its links are chain links; ids carry no generation.
+    pub(crate) fn positional(storage: S, size: u32) -> crate::Result<Self> {
+        Self::with_usable(storage, size.min(1 << 16), true)
+    }
+
+    fn with_usable(mut storage: S, limit: u32, positional: bool) -> crate::Result<Self> {
         let len = storage.as_ref().len();
-        let usable = len.min(limit as usize).min(usize::from(NONE));
+        let usable = len.min(limit as usize);
         if usable == 0 {
             return Err(RingError::with(RingErrorKind::InvalidSize, len as u64));
         }
@@ -141,25 +228,54 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
             *slot = Slot::vacant();
         }
         let usable = usable as u32;
+        let index_bits = if positional {
+            16
+        } else {
+            u32::BITS - (usable - 1).leading_zeros()
+        };
         let mut table = Self {
             storage,
             usable,
             free: NONE,
             in_use: 0,
-            index_bits: u32::BITS - (usable - 1).leading_zeros(),
+            index_bits,
+            unreclaimed: 0,
             _marker: core::marker::PhantomData,
         };
         table.rebuild_free_list();
         Ok(table)
     }
 
+    /// Links slot `i` to `i + 1`. Slot 65535 of a 65536-slot (positional)
+    /// table stays out of the list: its index is the end marker.
     fn rebuild_free_list(&mut self) {
         let usable = self.usable as usize;
         for (i, slot) in self.storage.as_mut()[..usable].iter_mut().enumerate() {
-            slot.set_link(if i + 1 < usable { (i + 1) as u16 } else { NONE });
+            let next = i + 1;
+            slot.set_link(if next < usable && next < usize::from(NONE) {
+                next as u16
+            } else {
+                NONE
+            });
         }
         self.free = 0;
         self.in_use = 0;
+    }
+
+    /// Refuses new requests while values a reset took out of the table
+    /// have not all been handed back (its [`Drain`] was leaked): a new
+    /// request could land in a slot that still holds one.
+    ///
+    /// # Errors
+    ///
+    /// [`Unreclaimed`](RingErrorKind::Unreclaimed); calling the ring's
+    /// `reset` again hands those values back.
+    #[inline]
+    pub(crate) fn check_reclaimed(&self) -> Result<(), RingErrorKind> {
+        if self.unreclaimed != 0 {
+            return Err(RingErrorKind::Unreclaimed);
+        }
+        Ok(())
     }
 
     #[inline]
@@ -211,13 +327,15 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         Ok(self.id(index))
     }
 
-    /// Stores `value` in a free slot and returns its id, leaving the slot's
-    /// posted length and descriptor count as they were: for protocols that
-    /// use neither (NVMe), one store less per request on the hot path.
+    /// Stores `value` in a free slot with its submission number and
+    /// returns its id, leaving the slot's posted length and descriptor
+    /// count as they were: for protocols that use neither (NVMe).
     #[inline]
-    pub(crate) fn insert_id(&mut self, value: T) -> Result<u16, T> {
-        let index = self.insert_value(value)?;
-        Ok(self.id(index))
+    pub(crate) fn insert_id(&mut self, value: T, submitted: u32) -> Result<u16, T> {
+        let mut tally = self.tally();
+        let id = self.insert_id_in(&mut tally, value, submitted)?;
+        self.set_tally(tally);
+        Ok(id)
     }
 
     #[inline]
@@ -248,14 +366,20 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
 
     /// [`insert_id`](Self::insert_id) against a batch's `tally`.
     #[inline]
-    pub(crate) fn insert_id_in(&mut self, tally: &mut Tally, value: T) -> Result<u16, T> {
+    pub(crate) fn insert_id_in(
+        &mut self,
+        tally: &mut Tally,
+        value: T,
+        submitted: u32,
+    ) -> Result<u16, T> {
         let index = self.insert_value_in(tally, value)?;
+        self.storage.as_mut()[usize::from(index)].submitted = submitted;
         Ok(self.id(index))
     }
 
     #[inline]
     fn insert_value_in(&mut self, tally: &mut Tally, value: T) -> Result<u16, T> {
-        if tally.free == NONE {
+        if tally.free == NONE || self.unreclaimed != 0 {
             return Err(value);
         }
         let index = tally.free;
@@ -266,9 +390,9 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         Ok(index)
     }
 
-    /// Looks an id up without taking it: its slot index and posted length.
+    /// Looks an id up without taking it.
     #[inline]
-    pub(crate) fn check(&self, id: u16) -> crate::Result<(u16, u32)> {
+    pub(crate) fn check(&self, id: u16) -> crate::Result<Checked> {
         let (index, generation) = self.split(id);
         if u32::from(index) >= self.usable {
             return Err(RingError::with(RingErrorKind::UnknownId, id.into()));
@@ -277,13 +401,17 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         if slot.value.is_none() || slot.generation() != generation {
             return Err(RingError::with(RingErrorKind::NotInFlight, id.into()));
         }
-        Ok((index, slot.posted))
+        Ok(Checked {
+            index,
+            posted: slot.posted,
+            submitted: slot.submitted,
+        })
     }
 
     /// Takes an id's value out, bumping the slot's generation.
     #[inline]
     pub(crate) fn take(&mut self, id: u16) -> crate::Result<Taken<T>> {
-        let (index, _) = self.check(id)?;
+        let index = self.check(id)?.index;
         self.take_checked(index)
     }
 
@@ -325,20 +453,28 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
     // Positional use: the slot index is the descriptor position (NIC rings,
     // virtio split heads); the free list is not used.
 
-    /// Stores a value at `index`, which the caller knows is vacant.
-    pub(crate) fn put_at(&mut self, index: u16, value: T, posted: u32, count: u16) {
+    /// Stores a value at `index`, which the ring's own positions say is
+    /// vacant, after [`check_reclaimed`](Self::check_reclaimed) passed:
+    /// nothing else can be there, so nothing is overwritten.
+    pub(crate) fn put_at(&mut self, index: u16, value: T, posted: u32, count: u16, submitted: u32) {
         let slot = &mut self.storage.as_mut()[usize::from(index)];
         debug_assert!(slot.value.is_none());
         slot.value = Some(value);
         slot.posted = posted;
         slot.count = count;
+        slot.submitted = submitted;
         self.in_use += 1;
     }
 
-    /// Slot `index`'s posted length and descriptor count, if busy.
-    pub(crate) fn peek_at(&self, index: u16) -> Option<(u32, u16)> {
+    /// Slot `index`'s posted length, descriptor count and submission
+    /// number, if busy.
+    pub(crate) fn peek_at(&self, index: u16) -> Option<Peeked> {
         let slot = self.storage.as_ref().get(usize::from(index))?;
-        slot.value.as_ref().map(|_| (slot.posted, slot.count))
+        slot.value.as_ref().map(|_| Peeked {
+            posted: slot.posted,
+            count: slot.count,
+            submitted: slot.submitted,
+        })
     }
 
     /// Takes the value at `index`, if any.
@@ -363,33 +499,70 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
     }
 
     /// Takes every value out (after a device reset), bumping generations
-    /// so completions from before the reset are refused.
+    /// so completions from before the reset are refused. Until the drain
+    /// has handed back (or dropped) every value, the table refuses new
+    /// ones ([`check_reclaimed`](Self::check_reclaimed)); if the drain is
+    /// leaked, the next `drain` hands back what it left.
     pub(crate) fn drain(&mut self) -> Drain<'_, T> {
         let mask = self.generation_mask();
         let usable = self.usable as usize;
+        let mut held = 0;
         for slot in &mut self.storage.as_mut()[..usable] {
             if slot.value.is_some() {
+                held += 1;
                 let generation = slot.generation().wrapping_add(1) & mask;
                 slot.meta = u32::from(generation) << 16 | u32::from(slot.link());
             }
         }
         self.rebuild_free_list();
+        self.unreclaimed = held;
         Drain {
             slots: self.storage.as_mut()[..usable].iter_mut(),
+            unreclaimed: &mut self.unreclaimed,
         }
     }
 }
 
+/// What [`SlotTable::check`] found for an id in flight.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Checked {
+    /// Its slot.
+    pub(crate) index: u16,
+    /// Bytes the device may write.
+    pub(crate) posted: u32,
+    /// Its submission number.
+    pub(crate) submitted: u32,
+}
+
+/// What [`SlotTable::peek_at`] found at a busy position.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peeked {
+    /// Bytes the device may write.
+    pub(crate) posted: u32,
+    /// Descriptors the request occupies.
+    pub(crate) count: u16,
+    /// Its submission number.
+    pub(crate) submitted: u32,
+}
+
 /// The buffers of every request that was in flight, handed back by a
-/// ring's `reset`. Dropping it early drops the rest.
+/// ring's `reset`. Dropping it early drops the rest. Leaking it
+/// (`mem::forget`) leaves the rest in the ring, which refuses new requests
+/// with [`Unreclaimed`](RingErrorKind::Unreclaimed) until another `reset`
+/// hands them back.
 pub struct Drain<'a, T> {
     slots: core::slice::IterMut<'a, Slot<T>>,
+    unreclaimed: &'a mut u32,
 }
 
 impl<T> Iterator for Drain<'_, T> {
     type Item = T;
     fn next(&mut self) -> Option<T> {
-        self.slots.by_ref().find_map(|s| s.value.take())
+        let value = self.slots.by_ref().find_map(|s| s.value.take());
+        if value.is_some() {
+            *self.unreclaimed -= 1;
+        }
+        value
     }
 }
 
@@ -398,6 +571,7 @@ impl<T> Drop for Drain<'_, T> {
         for slot in self.slots.by_ref() {
             slot.value = None;
         }
+        *self.unreclaimed = 0;
     }
 }
 
@@ -414,13 +588,13 @@ mod tests {
     use std::vec::Vec;
 
     fn table(n: usize) -> SlotTable<u32, Vec<Slot<u32>>> {
-        SlotTable::new(slot_vec(n), u32::MAX).unwrap()
+        SlotTable::tagged(slot_vec(n), u32::MAX).unwrap()
     }
 
     #[test]
     fn empty_storage_is_refused() {
-        assert!(SlotTable::<u8, [Slot<u8>; 0]>::new(slots(), 8).is_err());
-        assert!(SlotTable::<u8, [Slot<u8>; 4]>::new(slots(), 0).is_err());
+        assert!(SlotTable::<u8, [Slot<u8>; 0]>::tagged(slots(), 8).is_err());
+        assert!(SlotTable::<u8, [Slot<u8>; 4]>::tagged(slots(), 0).is_err());
     }
 
     #[test]
@@ -441,7 +615,7 @@ mod tests {
         t.insert(1, 0, 1).unwrap();
         // 4 slots use 2 index bits; index 3 exists, an id with a large
         // index under a 16-slot table would not.
-        let mut big = SlotTable::<u8, _>::new(slot_vec(5), u32::MAX).unwrap();
+        let mut big = SlotTable::<u8, _>::tagged(slot_vec(5), u32::MAX).unwrap();
         assert_eq!(big.take(6).unwrap_err().kind(), RingErrorKind::UnknownId);
         assert_eq!(t.take(3).unwrap_err().kind(), RingErrorKind::NotInFlight);
     }
@@ -481,16 +655,16 @@ mod tests {
         let mut t = table(4);
         let mut tally = t.tally();
         let ids: Vec<u16> = (0..4)
-            .map(|v| t.insert_id_in(&mut tally, v).unwrap())
+            .map(|v| t.insert_id_in(&mut tally, v, 0).unwrap())
             .collect();
-        assert_eq!(t.insert_id_in(&mut tally, 9), Err(9));
+        assert_eq!(t.insert_id_in(&mut tally, 9, 0), Err(9));
         assert_eq!((tally.in_use(), t.in_use()), (4, 0), "table untouched");
         t.set_tally(tally);
         assert!(t.is_full());
 
         let mut tally = t.tally();
         for &id in &ids[1..3] {
-            let (index, _) = t.check(id).unwrap();
+            let index = t.check(id).unwrap().index;
             t.take_checked_in(&mut tally, index).unwrap();
         }
         t.set_tally(tally);
@@ -521,11 +695,64 @@ mod tests {
     }
 
     #[test]
-    fn full_sixteen_bit_table_has_no_generation() {
-        let mut t = SlotTable::<u8, _>::new(slot_vec(65535), u32::MAX).unwrap();
-        let id = t.insert(7, 0, 1).unwrap();
-        assert_eq!(id, 0);
-        assert_eq!(t.take(0).unwrap().value, 7);
-        assert_eq!(t.take(65535).unwrap_err().kind(), RingErrorKind::UnknownId);
+    fn a_huge_tagged_table_keeps_generation_bits_and_refuses_a_replay() {
+        // 65535 slots offered: only MAX_TAGGED_SLOTS are used, so ids keep
+        // MIN_GENERATION_BITS of generation and a replayed id of a reused
+        // slot is refused.
+        let mut t = SlotTable::<u8, _>::tagged(slot_vec(65535), u32::MAX).unwrap();
+        assert_eq!(t.usable(), MAX_TAGGED_SLOTS);
+        let first = t.insert(7, 0, 1).unwrap();
+        assert_eq!(t.take(first).unwrap().value, 7);
+        let second = t.insert(8, 0, 1).unwrap();
+        assert_eq!(first % 4096, second % 4096, "same slot reused");
+        assert_eq!(
+            t.take(first).unwrap_err().kind(),
+            RingErrorKind::NotInFlight
+        );
+        assert_eq!(t.take(second).unwrap().value, 8);
+        assert_eq!(t.take(4096).unwrap_err().kind(), RingErrorKind::NotInFlight);
+    }
+
+    #[test]
+    fn a_positional_table_of_65536_drains_position_65535() {
+        let mut t = SlotTable::<u32, _>::positional(slot_vec(65536), 65536).unwrap();
+        assert_eq!(t.usable(), 65536);
+        t.put_at(65535, 1, 0, 1, 0);
+        t.put_at(0, 2, 0, 1, 0);
+        let mut got: Vec<u32> = t.drain().collect();
+        got.sort();
+        assert_eq!(got, [1, 2]);
+    }
+
+    #[test]
+    fn a_leaked_drain_blocks_inserts_until_a_new_drain_hands_the_rest_back() {
+        let mut t = table(2);
+        t.insert(1, 0, 1).unwrap();
+        t.insert(2, 0, 1).unwrap();
+        let mut drain = t.drain();
+        let first = drain.next().unwrap();
+        core::mem::forget(drain);
+        assert_eq!(
+            t.check_reclaimed(),
+            Err(RingErrorKind::Unreclaimed),
+            "one value is still in a slot"
+        );
+        assert_eq!(t.insert(3, 0, 1), Err(3));
+        let rest: Vec<u32> = t.drain().collect();
+        assert_eq!((first, rest.as_slice()), (1, &[2][..]));
+        assert_eq!(t.check_reclaimed(), Ok(()));
+        t.insert(3, 0, 1).unwrap();
+    }
+
+    #[test]
+    fn only_the_last_unannounced_submissions_are_unannounced() {
+        // Submissions 0..10 made, the last 3 not announced.
+        assert!(!is_unannounced(6, 10, 3));
+        assert!(is_unannounced(7, 10, 3));
+        assert!(is_unannounced(9, 10, 3));
+        assert!(!is_unannounced(9, 10, 0));
+        // Across the counter's wrap.
+        assert!(is_unannounced(u32::MAX, 1, 2));
+        assert!(!is_unannounced(u32::MAX - 1, 1, 2));
     }
 }

@@ -257,6 +257,15 @@ fn loom_nic_rx_fails_without_after_completion_flag() {
     loom::model(nic_rx_model);
 }
 
+/// The NIC reads the descriptor's buffer address after seeing the tail
+/// move; without the barrier that read races the driver's write.
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn loom_nic_rx_fails_without_before_doorbell() {
+    let _off = sabotage(Barrier::BeforeDoorbell);
+    loom::model(nic_rx_model);
+}
+
 // ---- NIC TX: 3 descriptors, two-segment packets, DD on the last.
 
 fn nic_tx_model() {
@@ -294,6 +303,25 @@ fn nic_tx_model() {
 #[test]
 fn loom_nic_tx_ring() {
     assert!(explore(nic_tx_model) > 1);
+}
+
+/// The NIC reads the packet's descriptors after seeing the tail move;
+/// without the barrier those reads race the driver's writes.
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn loom_nic_tx_fails_without_before_doorbell() {
+    let _off = sabotage(Barrier::BeforeDoorbell);
+    loom::model(nic_tx_model);
+}
+
+/// The driver rewrites a reaped packet's descriptors for the next one;
+/// without the barrier after the DD bit, those writes race the NIC's
+/// earlier reads of them.
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn loom_nic_tx_fails_without_after_completion_flag() {
+    let _off = sabotage(Barrier::AfterCompletionFlag);
+    loom::model(nic_tx_model);
 }
 
 // ---- virtio split: 2 entries, one 2-descriptor chain at a time, three
@@ -348,6 +376,15 @@ fn loom_virtio_split_queue() {
 #[should_panic(expected = "Causality violation")]
 fn loom_virtio_split_fails_without_publish_descriptors() {
     let _off = sabotage(Barrier::PublishDescriptors);
+    loom::model(split_model);
+}
+
+/// The driver reads the used element after seeing the used index move;
+/// without the barrier that read races the device's write of it.
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn loom_virtio_split_fails_without_after_completion_flag() {
+    let _off = sabotage(Barrier::AfterCompletionFlag);
     loom::model(split_model);
 }
 
@@ -425,5 +462,14 @@ fn loom_virtio_packed_queue() {
 #[should_panic(expected = "Causality violation")]
 fn loom_virtio_packed_fails_without_publish_descriptors() {
     let _off = sabotage(Barrier::PublishDescriptors);
+    loom::model(packed_model);
+}
+
+/// The driver reads the used descriptor's id and length after seeing its
+/// flags; without the barrier those reads race the device's writes.
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn loom_virtio_packed_fails_without_after_completion_flag() {
+    let _off = sabotage(Barrier::AfterCompletionFlag);
     loom::model(packed_model);
 }

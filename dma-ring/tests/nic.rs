@@ -9,9 +9,9 @@ use dma_coherence::HardwareCoherent;
 use dma_core::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
 use dma_direct::DirectPlatform;
 use dma_ring::nic::{NicRxRing, NicTxRing, RxStatus, TxSegment, TxStatus};
-use dma_ring::regs::NicQueueRegs;
 use dma_ring::{slot_vec, AtomicDoorbell, MemoryView, RingErrorKind, Slot};
 use tock_registers::interfaces::Readable;
+use tock_registers::registers::ReadWrite;
 
 type Platform = DirectPlatform<HostMemory, HardwareCoherent>;
 type Mem = Coherent<[u64], &'static Platform>;
@@ -152,23 +152,17 @@ fn tx_refuses_bad_and_oversized_packets() {
 }
 
 #[test]
-fn queue_registers_are_programmed_through_tock_registers() {
-    let block = Box::leak(Box::new([0u32; 7]));
-    // SAFETY: 28 bytes, 4-aligned, live for the program; register types
+fn a_tock_register_tail_receives_the_doorbell() {
+    let block = Box::leak(Box::new([0u32; 1]));
+    // SAFETY: 4 bytes, 4-aligned, live for the program; register types
     // are UnsafeCell-based.
-    let regs: &NicQueueRegs = unsafe { &*block.as_mut_ptr().cast::<NicQueueRegs>() };
+    let tail: &ReadWrite<u32> = unsafe { &*block.as_mut_ptr().cast::<ReadWrite<u32>>() };
     let mem = Coherent::zeroed_slice(platform(), 16).unwrap();
-    let mut ring = NicRxRing::<Mem, _, u32, _>::new(mem, 8, &regs.tail, slot_vec(8)).unwrap();
-    regs.program(ring.dma_addr(), ring.bytes());
+    let mut ring = NicRxRing::<Mem, _, u32, _>::new(mem, 8, tail, slot_vec(8)).unwrap();
     ring.post(DmaAddr::new(0x4000), 2048, 1).unwrap();
+    assert_eq!(tail.get(), 0, "posting alone does not ring");
     ring.ring_doorbell();
-    let base = ring.dma_addr().as_u64();
-    assert_eq!(regs.base_lo.get(), base as u32);
-    assert_eq!(regs.base_hi.get(), (base >> 32) as u32);
-    assert_eq!(
-        (regs.len.get(), regs.head.get(), regs.tail.get()),
-        (128, 0, 1)
-    );
+    assert_eq!((ring.bytes(), tail.get()), (128, 1));
 }
 
 // ---- a hostile NIC ----
@@ -262,4 +256,58 @@ fn rx_a_device_on_another_thread() {
         }
     }
     device.join().unwrap();
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "65,535 descriptors; the slot table's unit tests cover the drain under Miri"
+)]
+fn a_ring_of_65536_hands_back_the_buffer_at_descriptor_65535_on_reset() {
+    let (mut ring, mut nic, tail) = rx(65536);
+    let mut next = 0;
+    assert_eq!(
+        ring.refill(|| {
+            next += 1;
+            Some(buf(next - 1))
+        }),
+        65535
+    );
+    nic.receive(tail.value(), 60).unwrap();
+    assert_eq!(ring.poll().unwrap().unwrap().buffer, 0);
+    // The tail wraps onto descriptor 65535.
+    ring.post(buf(65535).0, 2048, 65535).unwrap();
+    let mut back: Vec<u32> = ring.reset().collect();
+    back.sort();
+    assert_eq!(back, (1..=65535).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_leaked_reset_drain_refuses_new_buffers_until_reset_hands_them_back() {
+    let (mut rx, _, _) = rx(4);
+    rx.post(buf(1).0, 2048, 1).unwrap();
+    rx.post(buf(2).0, 2048, 2).unwrap();
+    std::mem::forget(rx.reset());
+    let rejected = rx.post(buf(3).0, 2048, 3).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Unreclaimed, 3)
+    );
+    assert_eq!(rx.reset().collect::<Vec<_>>(), [1, 2]);
+    rx.post(buf(3).0, 2048, 3).unwrap();
+
+    let (mut tx, _, _) = tx(4);
+    let seg = TxSegment {
+        addr: buf(1).0,
+        len: 64,
+    };
+    tx.transmit(&[seg], 1).unwrap();
+    std::mem::forget(tx.reset());
+    let rejected = tx.transmit(&[seg], 2).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Unreclaimed, 2)
+    );
+    assert_eq!(tx.reset().collect::<Vec<_>>(), [1]);
+    tx.transmit(&[seg], 2).unwrap();
 }

@@ -12,8 +12,8 @@ use dma_direct::DirectPlatform;
 use dma_ring::nvme::{
     opcode, NvmeCommand, NvmeCompletion, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair, NvmeStatus,
 };
-use dma_ring::regs::NvmeQueueDoorbells;
 use dma_ring::{AtomicDoorbell, MemoryView, RingErrorKind, Slot};
+use tock_registers::registers::WriteOnly;
 
 type Platform = DirectPlatform<HostMemory, HardwareCoherent>;
 type Qp =
@@ -269,13 +269,17 @@ fn tock_register_doorbells_receive_the_tail_and_head() {
     // SAFETY: 8 bytes, 4-aligned, live for the program; the register types
     // are UnsafeCell-based, so writes through a shared reference are fine,
     // and the array is read back only with volatile loads below.
-    let regs: &NvmeQueueDoorbells = unsafe { &*ptr.cast::<NvmeQueueDoorbells>() };
+    let regs: &[WriteOnly<u32>; 2] = unsafe { &*ptr.cast::<[WriteOnly<u32>; 2]>() };
+    let doorbells = NvmeDoorbells {
+        sq_tail: &regs[0],
+        cq_head: &regs[1],
+    };
     let config = NvmeQueueConfig {
         qid: 1,
         sq_size: 4,
         cq_size: 4,
     };
-    let mut qp = NvmeQueuePair::<_, _, u32, _>::allocate(platform(), config, regs.into()).unwrap();
+    let mut qp = NvmeQueuePair::<_, _, u32, _>::allocate(platform(), config, doorbells).unwrap();
     qp.submit(Rig::read(0), 0).unwrap();
     qp.submit(Rig::read(1), 1).unwrap();
     // SAFETY: reading the doorbell words the driver wrote.
@@ -550,4 +554,66 @@ fn poll_many_refuses_an_sq_head_moving_backwards_inside_a_chunk() {
     assert_eq!(err.kind(), RingErrorKind::IndexJump);
     assert_eq!(got, [0]);
     assert_eq!(rig.qp.reset().collect::<Vec<_>>(), [1]);
+}
+
+#[test]
+fn a_replayed_completion_for_a_reused_slot_of_a_huge_queue_is_refused() {
+    // 65536 entries and as many slots offered: ids must keep generation
+    // bits, so the reused slot's new id differs from the old one.
+    let mut rig = Rig::new(65536, 65536);
+    let old = rig.qp.submit(Rig::read(0), 1).unwrap();
+    rig.ctrl.fetch();
+    rig.ctrl.complete(old, NvmeStatus::SUCCESS, 0);
+    assert_eq!(rig.qp.poll().unwrap().unwrap().buffers, 1);
+    let new = rig.qp.submit(Rig::read(1), 2).unwrap();
+    assert_ne!(old, new, "the reused slot's id carries a new generation");
+    // The controller replays the old completion before running the new
+    // command: the new request's buffer must not come back.
+    rig.ctrl.complete(old, NvmeStatus::SUCCESS, 0);
+    assert_eq!(
+        rig.qp.poll().unwrap_err().kind(),
+        RingErrorKind::NotInFlight
+    );
+    assert_eq!(rig.qp.reset().collect::<Vec<_>>(), [2]);
+}
+
+#[test]
+fn a_completion_for_a_command_never_announced_is_refused() {
+    let mut rig = Rig::new(8, 8);
+    let announced = rig.qp.submit(Rig::read(0), 1).unwrap();
+    let hidden = rig.qp.push(Rig::read(1), 2).unwrap(); // no doorbell
+    rig.ctrl.fetch();
+    // The controller reports the announced command fetched, then claims
+    // the hidden one too.
+    rig.ctrl.raw_post(0, entry(&rig, hidden, 1, true));
+    let err = rig.qp.poll().unwrap_err();
+    assert_eq!(err.kind(), RingErrorKind::UnexpectedCompletion);
+    assert_eq!(err.value(), Some(u64::from(hidden)));
+    assert!(rig.qp.is_broken());
+    let mut back = rig.qp.reset().collect::<Vec<_>>();
+    back.sort();
+    assert_eq!(back, [1, 2]);
+    let _ = announced;
+}
+
+#[test]
+fn a_leaked_reset_drain_refuses_new_commands_until_reset_hands_the_buffers_back() {
+    let mut rig = Rig::new(8, 8);
+    rig.qp.submit(Rig::read(0), 1).unwrap();
+    rig.qp.submit(Rig::read(1), 2).unwrap();
+    std::mem::forget(rig.qp.reset());
+    let rejected = rig.qp.submit(Rig::read(2), 3).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Unreclaimed, 3)
+    );
+    let rejected = rig.qp.batch().push(Rig::read(2), 4).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Unreclaimed, 4)
+    );
+    let mut back = rig.qp.reset().collect::<Vec<_>>();
+    back.sort();
+    assert_eq!(back, [1, 2], "nothing dropped, nothing lost");
+    rig.qp.submit(Rig::read(2), 5).unwrap();
 }

@@ -62,6 +62,7 @@ fn split_layout_follows_the_spec_alignment() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "70,000 requests; too slow under Miri")]
 fn split_chains_round_trip_past_the_16_bit_index_wrap() {
     let (mut q, mut dev, _) = split(4, false);
     for r in 0..70_000u32 {
@@ -360,4 +361,133 @@ fn packed_a_device_on_another_thread() {
         }
     }
     device.join().unwrap();
+}
+
+#[test]
+fn split_refuses_a_used_chain_that_was_added_but_never_published() {
+    let (mut q, mut dev, _) = split(8, false);
+    q.add(&[seg(0x1000, 8)], &[], 1).unwrap();
+    q.notify();
+    let published = dev.pop().unwrap();
+    let hidden = q.add(&[seg(0x2000, 8)], &[], 2).unwrap(); // not published
+                                                            // The device uses the hidden chain in the published one's place.
+    dev.push_used(hidden.into(), 0);
+    let err = q.poll().unwrap_err();
+    assert_eq!(err.kind(), RingErrorKind::UnexpectedCompletion);
+    assert_eq!(err.value(), Some(u64::from(hidden)));
+    let mut back: Vec<u32> = q.reset().collect();
+    back.sort();
+    assert_eq!(back, [1, 2]);
+    let _ = published;
+}
+
+#[test]
+fn a_leaked_reset_drain_refuses_new_chains_until_reset_hands_them_back() {
+    let (mut s, _, _) = split(4, false);
+    let (mut p, _, _) = packed(4, false);
+    s.add(&[seg(0x1000, 8)], &[], 1).unwrap();
+    p.add(&[seg(0x1000, 8)], &[], 1).unwrap();
+    std::mem::forget(s.reset());
+    std::mem::forget(p.reset());
+    let rejected = s.add(&[seg(0x1000, 8)], &[], 2).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Unreclaimed, 2)
+    );
+    let rejected = p.add(&[seg(0x1000, 8)], &[], 2).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Unreclaimed, 2)
+    );
+    assert_eq!(s.reset().collect::<Vec<_>>(), [1]);
+    assert_eq!(p.reset().collect::<Vec<_>>(), [1]);
+    s.add(&[seg(0x1000, 8)], &[], 2).unwrap();
+    p.add(&[seg(0x1000, 8)], &[], 2).unwrap();
+}
+
+/// The available ring's flags, as the device reads them.
+fn avail_flags(dev: &SplitDevice<MemoryView>) -> u16 {
+    // SAFETY: inside the available ring.
+    unsafe { dma_ring::RingMemory::load_flag(&dev.mem, dev.layout.avail_flags()) }
+}
+
+#[test]
+fn with_event_idx_interrupt_suppression_leaves_avail_flags_zero_and_poll_keeps_used_event() {
+    let (mut q, mut dev, _) = split(8, true);
+    q.set_interrupts(false);
+    assert_eq!(
+        avail_flags(&dev),
+        0,
+        "§2.7.7.1: flags stay 0 with EVENT_IDX"
+    );
+    for r in 0..3 {
+        q.add(&[seg(0x1000, 8)], &[], r).unwrap();
+    }
+    q.notify();
+    for _ in 0..3 {
+        let chain = dev.pop().unwrap();
+        dev.push_used(chain.id.into(), 0);
+    }
+    for _ in 0..3 {
+        q.poll().unwrap().unwrap();
+    }
+    assert_eq!(dev.used_event(), 0, "poll leaves used_event while disabled");
+    q.set_interrupts(true);
+    assert_eq!(dev.used_event(), 3);
+    assert_eq!(avail_flags(&dev), 0);
+
+    // A delayed interrupt: after 4 more used buffers, and poll keeps it.
+    q.interrupt_after(4).unwrap();
+    assert_eq!(dev.used_event(), 6);
+    q.add(&[seg(0x1000, 8)], &[], 9).unwrap();
+    q.notify();
+    let chain = dev.pop().unwrap();
+    dev.push_used(chain.id.into(), 0);
+    q.poll().unwrap().unwrap();
+    assert_eq!(dev.used_event(), 6);
+    assert_eq!(
+        q.interrupt_after(0).unwrap_err().kind(),
+        RingErrorKind::BadRequest
+    );
+    assert_eq!(
+        q.interrupt_after(9).unwrap_err().kind(),
+        RingErrorKind::BadRequest
+    );
+}
+
+#[test]
+fn without_event_idx_suppression_is_the_no_interrupt_flag() {
+    let (mut q, dev, _) = split(8, false);
+    q.set_interrupts(false);
+    assert_eq!(avail_flags(&dev), 1);
+    q.set_interrupts(true);
+    assert_eq!(avail_flags(&dev), 0);
+    assert_eq!(
+        q.interrupt_after(1).unwrap_err().kind(),
+        RingErrorKind::BadRequest
+    );
+}
+
+#[test]
+fn a_chain_longer_than_u32_max_bytes_in_total_is_refused() {
+    // §2.7.5.2: readable and writable bytes together must fit 2^32 - 1.
+    let (mut s, _, _) = split(8, false);
+    let (mut p, _, _) = packed(8, false);
+    let big = [seg(0x1000, u32::MAX - 8)];
+    let more = [seg(0x2000, 16)];
+    let rejected = s.add(&big, &more, 1).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::BadRequest, 1)
+    );
+    let rejected = p.add(&big, &more, 2).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::BadRequest, 2)
+    );
+    let rejected = s
+        .add(&[seg(0x1000, u32::MAX), seg(0x2000, 1)], &[], 3)
+        .unwrap_err();
+    assert_eq!(rejected.kind(), RingErrorKind::BadRequest);
+    s.add(&[seg(0x1000, u32::MAX - 16)], &more, 4).unwrap();
 }

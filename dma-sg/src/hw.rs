@@ -30,8 +30,9 @@
 //! `DONE`) set on an entry handed to it, and reaching the end of the table
 //! it was given without seeing `FINAL`.
 
-use dma_core::{Coherent, DmaAddr, DmaAlloc, DmaPod, Error, ErrorKind, Result};
+use dma_core::{Coherent, DmaAddr, DmaAlloc, Error, ErrorKind, Result};
 use static_assertions::{assert_eq_size, const_assert_eq};
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::DmaSegment;
 
@@ -52,7 +53,7 @@ bitflags::bitflags! {
 
 /// One generic hardware SG entry, as the device reads it (see the module
 /// documentation for the layout).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, FromBytes, IntoBytes)]
 #[repr(C, align(16))]
 pub struct HwSgEntry {
     addr: u64,
@@ -65,10 +66,6 @@ const_assert_eq!(core::mem::align_of::<HwSgEntry>(), 16);
 const_assert_eq!(core::mem::offset_of!(HwSgEntry, addr), 0);
 const_assert_eq!(core::mem::offset_of!(HwSgEntry, len), 8);
 const_assert_eq!(core::mem::offset_of!(HwSgEntry, flags), 12);
-
-// SAFETY: repr(C) of u64, u32, u32 with no padding (asserted: 16 bytes);
-// every bit pattern is a valid value.
-unsafe impl DmaPod for HwSgEntry {}
 
 impl HwSgEntry {
     /// The size of an entry in bytes.

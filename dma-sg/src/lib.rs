@@ -26,27 +26,27 @@
 //!
 //! # Example
 //!
-//! A 12 KiB read into a `Vec`, mapped on an x86 machine and described to an
-//! NVMe controller:
+//! A 12 KiB read into a heap buffer, mapped on an x86 machine and described
+//! to an NVMe controller, whose data pointers must be dword-aligned:
 //!
 //! ```
-//! use dma_core::{DeviceConstraints, FromDevice, HostMemory};
+//! use dma_core::{DeviceConstraints, DmaBuf, FromDevice, HostMemory};
 //! use dma_direct::DirectPlatform;
 //! use dma_sg::{nvme, MappedSgTable, SgLimits};
 //!
-//! let c = DeviceConstraints::builder().addr_bits(64).build()?;
+//! let c = DeviceConstraints::builder().addr_bits(64).alignment(4).build()?;
 //! let platform = DirectPlatform::x86_coherent(HostMemory, c);
 //! let pools = nvme::NvmePools::new(&platform, 4096, 8, 32)?;
 //!
-//! let buffer = vec![0u8; 12 * 1024];
-//! let mut rx = MappedSgTable::<_, FromDevice, _, _>::map(&platform, buffer, SgLimits::new(4096, &c)?)
-//!     .map_err(|e| e.error)?;
+//! // Aligned as the device asks (a `Vec<u8>` need not be).
+//! let buffer = DmaBuf::for_device(&platform, 12 * 1024)?;
+//! let mut rx = MappedSgTable::<_, FromDevice, _, _>::map(&platform, buffer, SgLimits::new(4096, &c)?)?;
 //! let prps = nvme::encode_prp(&pools, rx.segments())?;
 //! // Write prps.prp1() and prps.prp2() into the command, ring the doorbell,
 //! // wait for the completion; then:
 //! drop(prps); // list memory back to the pools
 //! rx.sync_for_cpu();
-//! let data: Vec<u8> = rx.unmap()?;
+//! let data: DmaBuf = rx.unmap()?;
 //! assert_eq!(data.len(), 12 * 1024);
 //! # Ok::<(), dma_core::Error>(())
 //! ```
@@ -68,7 +68,7 @@
 //!   the SGL descriptor type and the PRP layout, entry iterator and walker
 //!   remain.
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

@@ -6,8 +6,8 @@ use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
 
 use dma_core::{
-    DeviceReads, DeviceWrites, Direction, DmaAttrs, DmaBuffer, DmaMap, Error, ErrorKind, MapError,
-    RawBuffer, RawMapping, Result, SgEntry,
+    CpuAccess, DeviceReads, DeviceWrites, Direction, DmaAttrs, DmaBuffer, DmaMap, Error, ErrorKind,
+    MapError, RawBuffer, RawMapping, Result, SgEntry,
 };
 
 use crate::{DeviceSegments, SgStorage, SgTable};
@@ -37,7 +37,22 @@ pub struct ExternalPages;
 /// unmaps it; as with any unmap, the device must be done with it by then.
 ///
 /// The direction is a type: `sync_for_cpu` exists only where the device
-/// writes ([`DeviceWrites`]), `sync_for_device` only where it reads.
+/// writes ([`DeviceWrites`]), and `write` only where it reads
+/// ([`DeviceReads`]). A `FromDevice` table is the device's to write, so the
+/// CPU cannot store into it:
+///
+/// ```compile_fail,E0599
+/// # use dma_core::{DeviceConstraints, FromDevice, HostMemory};
+/// # use dma_sg::{MappedSgTable, SgLimits};
+/// # let c = DeviceConstraints::UNCONSTRAINED;
+/// # let platform = dma_direct::DirectPlatform::x86_coherent(HostMemory, c);
+/// let mut rx = MappedSgTable::<_, FromDevice, _, _>::map(&platform, vec![0u8; 8192], SgLimits::new(4096, &c).unwrap()).unwrap();
+/// rx.write(0, b"lost"); // error: the device owns a FromDevice table
+/// ```
+///
+/// `sync_for_device` exists in every direction: for `FromDevice` it hands
+/// the table back to the device after the CPU read it, for the next
+/// transfer (as Linux allows `dma_sync_sg_for_device` on `DMA_FROM_DEVICE`).
 ///
 /// ```
 /// use dma_core::{DeviceConstraints, HostMemory, ToDevice};
@@ -47,8 +62,7 @@ pub struct ExternalPages;
 /// let c = DeviceConstraints::builder().max_segment_size(8192).build()?;
 /// let platform = DirectPlatform::x86_coherent(HostMemory, c);
 /// let limits = SgLimits::new(4096, &c)?;
-/// let mut tx = MappedSgTable::<_, ToDevice, _, _>::map(&platform, vec![7u8; 20_000], limits)
-///     .map_err(|e| e.error)?;
+/// let mut tx = MappedSgTable::<_, ToDevice, _, _>::map(&platform, vec![7u8; 20_000], limits)?;
 /// assert!(tx.segments().all(|s| s.len <= 8192));
 /// assert_eq!(tx.segments().map(|s| s.len).sum::<u64>(), 20_000);
 /// tx.write(0, b"header")?;
@@ -277,6 +291,17 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P,
         Ok(unsafe { B::from_raw(raw) })
     }
 
+    /// Tells the platform of a CPU access to `len` bytes at `offset` of the
+    /// buffer, entry by entry (the range was checked by `bytes`).
+    fn tell_cpu_access(&self, offset: usize, len: usize, access: CpuAccess) {
+        // The table lists the buffer's bytes in order, so a range inside the
+        // buffer lies inside the table; bytes past the table's end are in no
+        // entry and there is nothing to tell.
+        let _ = self.for_range(offset as u64, len as u64, |p, raw, off, n| {
+            p.cpu_access(raw, off, n, access)
+        });
+    }
+
     fn bytes(&self, offset: usize, len: usize) -> Result<NonNull<u8>> {
         let raw = self
             .buffer
@@ -301,21 +326,26 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P,
     /// [`OutOfRange`](ErrorKind::OutOfRange) past the end.
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
         let src = self.bytes(offset, dst.len())?;
+        self.tell_cpu_access(offset, dst.len(), CpuAccess::Read);
         for (i, d) in dst.iter_mut().enumerate() {
             // SAFETY: in bounds (checked in `bytes`), owned by this mapping.
             *d = unsafe { src.add(i).as_ptr().read_volatile() };
         }
         Ok(())
     }
+}
 
-    /// Copies bytes into the buffer with volatile stores. On a non-coherent
-    /// platform, sync for the device afterwards.
+impl<B: DmaBuffer, D: DeviceReads, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
+    /// Copies bytes into the buffer with volatile stores, for the device to
+    /// read. On a non-coherent platform, sync for the device afterwards.
+    /// Only directions the device reads have it (see the type's docs).
     ///
     /// # Errors
     ///
     /// [`OutOfRange`](ErrorKind::OutOfRange) past the end.
     pub fn write(&mut self, offset: usize, src: &[u8]) -> Result<()> {
         let dst = self.bytes(offset, src.len())?;
+        self.tell_cpu_access(offset, src.len(), CpuAccess::Write);
         for (i, s) in src.iter().enumerate() {
             // SAFETY: in bounds (checked in `bytes`); `&mut self` excludes
             // other CPU writers.
@@ -394,8 +424,10 @@ impl<D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<ExternalPages, D, P, S
 impl<B, D: DeviceWrites, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
     /// Gives the whole table back to the CPU after the device wrote it.
     pub fn sync_for_cpu(&mut self) {
-        // SAFETY: the entries are exactly what map_sg filled in, still
-        // mapped, with this direction and these attributes.
+        // SAFETY: the entries are exactly what map_sg filled in (the table
+        // is never handed out mutably while mapped, and `SgStorage`'s
+        // contract makes the storage return what it holds), still mapped,
+        // with this direction and these attributes.
         unsafe {
             self.platform
                 .sync_sg_for_cpu(self.table.entries(), D::DIRECTION, self.attrs)
@@ -418,8 +450,10 @@ impl<B, D: DeviceWrites, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
     }
 }
 
-impl<B, D: DeviceReads, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
-    /// Hands the whole table back to the device after the CPU wrote it.
+impl<B, D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
+    /// Hands the whole table back to the device: after the CPU wrote it,
+    /// or, for `FromDevice`, after the CPU read what the device wrote, so
+    /// the device may write it again.
     pub fn sync_for_device(&mut self) {
         // SAFETY: as in sync_for_cpu.
         unsafe {

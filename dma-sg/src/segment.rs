@@ -1,27 +1,10 @@
 //! Device segments: what the device is told, after mapping.
 
-use dma_core::{DeviceConstraints, DmaAddr, SgEntry};
+use dma_core::{DeviceConstraints, SgEntry};
 
-/// A device-visible, contiguous range: one descriptor's worth of a transfer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct DmaSegment {
-    /// The device address of the first byte.
-    pub addr: DmaAddr,
-    /// Length in bytes.
-    pub len: u64,
-}
-
-impl DmaSegment {
-    /// A segment of `len` bytes at `addr`.
-    pub const fn new(addr: DmaAddr, len: u64) -> Self {
-        Self { addr, len }
-    }
-
-    /// The device address one past the last byte, if it does not wrap.
-    pub const fn end(&self) -> Option<u64> {
-        self.addr.as_u64().checked_add(self.len)
-    }
-}
+/// Defined beside the streaming types, so that a single mapping yields them
+/// too; re-exported here, where tables produce them.
+pub use dma_core::DmaSegment;
 
 /// The device segments of mapped entries: runs of entries whose device
 /// addresses are contiguous, merged as far as the device's maximum segment

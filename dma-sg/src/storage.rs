@@ -4,7 +4,41 @@
 use dma_core::{Error, ErrorKind, Result, SgEntry};
 
 /// Growable storage for scatter-gather entries.
-pub trait SgStorage {
+///
+/// # Safety
+///
+/// A [`MappedSgTable`](crate::MappedSgTable) hands the platform's `unsafe`
+/// sync and unmap calls exactly what [`as_slice`](Self::as_slice) returns,
+/// so an implementation must behave as a `Vec` does: `as_slice` and
+/// `as_mut_slice` return the same entries, in the same memory, namely those
+/// pushed by [`try_push`](Self::try_push) and not removed by
+/// [`truncate`](Self::truncate), with every change made through
+/// `as_mut_slice`, and nothing else. The entries never change except
+/// through these methods (no interior mutability, no other code path).
+///
+/// The contract is an `unsafe trait` rather than a private copy of what was
+/// mapped because a copy needs a second buffer of entries, which a table in
+/// fixed storage without `alloc` ([`SgArray`]) has nowhere to put, and
+/// because it would double every table's memory for the sake of storage
+/// types that are implemented once, here. A storage that breaks the
+/// contract does not compile as a safe impl:
+///
+/// ```compile_fail,E0200
+/// use dma_core::{Result, SgEntry};
+/// use dma_sg::SgStorage;
+///
+/// struct Liar(Vec<SgEntry>);
+///
+/// impl SgStorage for Liar {
+///     // A safe impl could return other entries here after mapping, and
+///     // redirect the platform's syncs to memory the table never owned.
+///     fn as_slice(&self) -> &[SgEntry] { &self.0 }
+///     fn as_mut_slice(&mut self) -> &mut [SgEntry] { &mut self.0 }
+///     fn try_push(&mut self, e: SgEntry) -> Result<()> { self.0.push(e); Ok(()) }
+///     fn truncate(&mut self, len: usize) { self.0.truncate(len) }
+/// }
+/// ```
+pub unsafe trait SgStorage {
     /// The entries held.
     fn as_slice(&self) -> &[SgEntry];
 
@@ -24,7 +58,9 @@ pub trait SgStorage {
 }
 
 #[cfg(feature = "alloc")]
-impl SgStorage for alloc::vec::Vec<SgEntry> {
+// SAFETY: a `Vec`'s slices are its pushed, not truncated, elements, and it
+// changes only through `&mut self`.
+unsafe impl SgStorage for alloc::vec::Vec<SgEntry> {
     fn as_slice(&self) -> &[SgEntry] {
         self
     }
@@ -80,7 +116,9 @@ impl<const N: usize> Default for SgArray<N> {
     }
 }
 
-impl<const N: usize> SgStorage for SgArray<N> {
+// SAFETY: both slices are `entries[..len]`; `len` and the entries change only
+// through `&mut self` (try_push, truncate, as_mut_slice).
+unsafe impl<const N: usize> SgStorage for SgArray<N> {
     fn as_slice(&self) -> &[SgEntry] {
         &self.entries[..self.len]
     }

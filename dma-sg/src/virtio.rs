@@ -8,8 +8,9 @@
 //! (2.7.4.2), which the chain encoders here guarantee by taking the two
 //! lists separately.
 
-use dma_core::{Coherent, DmaAddr, DmaAlloc, DmaPod, Error, ErrorKind, Result};
+use dma_core::{Coherent, DmaAddr, DmaAlloc, Error, ErrorKind, Result};
 use static_assertions::{assert_eq_size, const_assert_eq};
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::DmaSegment;
 
@@ -31,7 +32,7 @@ bitflags::bitflags! {
 pub const MAX_QUEUE_SIZE: usize = 32768;
 
 /// `struct virtq_desc`, as the device reads it (little-endian).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, FromBytes, IntoBytes)]
 #[repr(C)]
 pub struct VirtqDesc {
     addr: u64,
@@ -46,10 +47,6 @@ const_assert_eq!(core::mem::offset_of!(VirtqDesc, addr), 0);
 const_assert_eq!(core::mem::offset_of!(VirtqDesc, len), 8);
 const_assert_eq!(core::mem::offset_of!(VirtqDesc, flags), 12);
 const_assert_eq!(core::mem::offset_of!(VirtqDesc, next), 14);
-
-// SAFETY: repr(C) of u64, u32, u16, u16 with no padding (asserted: 16
-// bytes); every bit pattern is a valid value.
-unsafe impl DmaPod for VirtqDesc {}
 
 impl VirtqDesc {
     /// The size of a descriptor in bytes.

@@ -546,7 +546,7 @@ fn prp_segments() -> impl Strategy<Value = Vec<DmaSegment>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 64 }))]
 
     #[test]
     fn prp_round_trips(segs in prp_segments()) {

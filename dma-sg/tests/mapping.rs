@@ -300,11 +300,12 @@ fn map_errors_return_the_buffer() {
 fn cpu_access_is_bounds_checked() {
     let c = DeviceConstraints::UNCONSTRAINED;
     let p = platform(c);
-    let mut m = MappedSgTable::<_, FromDevice, _, _>::map(&p, vec![0u8; 100], limits(&c)).unwrap();
+    let mut tx = MappedSgTable::<_, ToDevice, _, _>::map(&p, vec![0u8; 100], limits(&c)).unwrap();
     assert_eq!(
-        m.write(99, &[1, 2]).unwrap_err().kind(),
+        tx.write(99, &[1, 2]).unwrap_err().kind(),
         ErrorKind::OutOfRange
     );
+    let mut m = MappedSgTable::<_, FromDevice, _, _>::map(&p, vec![0u8; 100], limits(&c)).unwrap();
     let mut two = [0u8; 2];
     assert_eq!(
         m.read(usize::MAX, &mut two).unwrap_err().kind(),

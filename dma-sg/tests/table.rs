@@ -323,7 +323,7 @@ fn check_invariants(t: &SgTable<Vec<SgEntry>>, l: &SgLimits, pages: &[u64], offs
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 200 }))]
 
     #[test]
     fn builder_invariants(

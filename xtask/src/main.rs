@@ -1,12 +1,8 @@
-//! `cargo xtask`: the one entry point for people and CI.
-//!
-//! - `test`: every check CI runs, with a summary table at the end.
-//! - `demo`: the main job, the reference drivers on the mock hardware.
-//! - `bench`: the criterion benches, with a table of the figures.
-//! - `loom`: the loom models at a deeper preemption bound.
-//! - `doc`: the documentation as docs.rs builds it.
-//! - `qemu`: the bare-metal NVMe suite on QEMU's aarch64 virt board.
+//! `cargo xtask`: the one entry point for people and CI. The commands are
+//! listed, with what they do, in [`COMMANDS`] (`cargo xtask --help`).
 
+mod linux;
+mod manifest;
 mod qemu;
 mod runner;
 
@@ -37,23 +33,146 @@ const NO_STD_TARGETS: &[&str] = &[
     "thumbv7em-none-eabihf",
 ];
 
+/// A command: its name, its arguments, and what it does.
+struct Command {
+    name: &'static str,
+    args: &'static str,
+    about: &'static str,
+    run: fn(&mut Runner, &[String]),
+}
+
+const COMMANDS: &[Command] = &[
+    Command {
+        name: "test",
+        args: "",
+        about: "every check CI runs (fmt, clippy, tests, docs as docs.rs builds them, \
+                packaging, the MSRV, no_std builds, qemu-user, loom, miri, fuzz, QEMU), \
+                each step numbered, with a summary table",
+        run: |r, _| r.run_counted(test),
+    },
+    Command {
+        name: "demo",
+        args: "",
+        about: "the reference drivers on the mock hardware's presets",
+        run: |r, _| demo(r),
+    },
+    Command {
+        name: "bench",
+        args: "[cargo bench args...]",
+        about: "the criterion benches, then a table of their medians",
+        run: bench,
+    },
+    Command {
+        name: "loom",
+        args: "",
+        about: "the loom models at a deeper preemption bound (3)",
+        run: |r, _| loom(r, "3"),
+    },
+    Command {
+        name: "doc",
+        args: "",
+        about: "the documentation exactly as docs.rs builds it (nightly, --cfg docsrs, \
+                all features, every target in [package.metadata.docs.rs]; warnings denied; \
+                and the README's example the same as the one dma-direct runs as a doctest)",
+        run: |r, _| r.run_counted(doc),
+    },
+    Command {
+        name: "package",
+        args: "",
+        about: "cargo package of every published crate, each verified by a build",
+        run: |r, _| package(r),
+    },
+    Command {
+        name: "msrv",
+        args: "",
+        about: "the library crates checked on the declared rust-version toolchain",
+        run: |r, _| msrv(r),
+    },
+    Command {
+        name: "qemu",
+        args: "",
+        about: "the bare-metal NVMe suite on QEMU's aarch64 virt board",
+        run: |r, _| qemu_suite(r),
+    },
+    Command {
+        name: "linux",
+        args: "",
+        about: "the VFIO suite in Linux guests under QEMU TCG (x86_64 with intel-iommu, \
+                aarch64 with SMMUv3), with the disk image checked afterwards",
+        run: |r, _| linux_suite(r),
+    },
+    Command {
+        name: "fuzz",
+        args: "[seconds]",
+        about: "every fuzz target of every fuzz crate (*/fuzz, platforms/*/fuzz), \
+                each for the seconds given (default 300)",
+        run: |r, args| match args.first().map_or(Ok(300), |s| s.parse()) {
+            Ok(seconds) => fuzz(r, FuzzTime::Each(seconds)),
+            Err(_) => r.record("fuzz", Outcome::Fail, 0.0, "seconds must be a whole number"),
+        },
+    },
+];
+
+fn print_help() {
+    println!("cargo xtask: the project's one entry point for people and CI\n");
+    println!("usage: cargo xtask <command> [args]\n\ncommands:");
+    for c in COMMANDS {
+        let usage = format!("{} {}", c.name, c.args);
+        println!("  {usage:<28} {}", first_clause(c.about));
+    }
+    println!("\n`cargo xtask help <command>` or `cargo xtask <command> --help` says more.");
+}
+
+fn print_command_help(c: &Command) {
+    let usage = format!("cargo xtask {} {}", c.name, c.args);
+    println!("usage: {}\n\n{}.", usage.trim_end(), c.about);
+}
+
+/// The summary line of a command's description.
+fn first_clause(about: &str) -> &str {
+    about.split(" (").next().unwrap_or(about)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut runner = Runner::new();
-    match args.first().map(String::as_str) {
-        Some("test") => test(&mut runner),
-        Some("demo") => demo(&mut runner),
-        Some("bench") => bench(&mut runner, &args[1..]),
-        Some("loom") => loom(&mut runner, "3"),
-        Some("doc") => doc(&mut runner),
-        Some("qemu") => qemu_suite(&mut runner),
-        Some("fuzz") => fuzz(&mut runner, args.get(1).map_or("300", String::as_str)),
-        _ => {
-            eprintln!("usage: cargo xtask <test|demo|bench|loom|doc|qemu|fuzz [seconds]>");
-            return ExitCode::from(2);
+    let Some(first) = args.first().map(String::as_str) else {
+        print_help();
+        return ExitCode::from(2);
+    };
+    let find = |name: &str| COMMANDS.iter().find(|c| c.name == name);
+    match first {
+        "-h" | "--help" | "help" => {
+            match args.get(1) {
+                None => print_help(),
+                Some(name) => match find(name) {
+                    Some(c) => print_command_help(c),
+                    None => return unknown(name),
+                },
+            }
+            return ExitCode::SUCCESS;
         }
+        _ => {}
     }
+    let Some(command) = find(first) else {
+        return unknown(first);
+    };
+    let rest = &args[1..];
+    if rest.iter().any(|a| a == "-h" || a == "--help") {
+        print_command_help(command);
+        return ExitCode::SUCCESS;
+    }
+    let mut runner = Runner::new();
+    (command.run)(&mut runner, rest);
     runner.finish()
+}
+
+fn unknown(name: &str) -> ExitCode {
+    let names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+    eprintln!(
+        "cargo xtask: unknown command `{name}`; the commands are {} (`cargo xtask --help`)",
+        names.join(", ")
+    );
+    ExitCode::from(2)
 }
 
 fn test(r: &mut Runner) {
@@ -75,6 +194,8 @@ fn test(r: &mut Runner) {
         &[
             "test",
             "--workspace",
+            "--exclude",
+            "dma-conformance",
             "--lib",
             "--bins",
             "--tests",
@@ -82,8 +203,16 @@ fn test(r: &mut Runner) {
         ],
         &[],
     );
+    // Its own row, so the table shows the contract held everywhere.
+    r.cargo(
+        "conformance (21 backend configurations)",
+        &["test", "-p", "dma-conformance"],
+        &[],
+    );
     r.cargo("doc tests", &["test", "--workspace", "--doc"], &[]);
     doc(r);
+    package(r);
+    msrv(r);
     for target in NO_STD_TARGETS {
         if !r.ensure_target(target) {
             continue;
@@ -106,18 +235,136 @@ fn test(r: &mut Runner) {
     user_tests(r);
     loom(r, "2");
     miri(r);
-    fuzz(r, "30");
+    fuzz(r, FuzzTime::Total(CI_FUZZ_SECONDS));
     qemu_suite(r);
+    linux_suite(r);
 }
 
-/// The dma-sg fuzz target (table builder + PRP encoder), built the way
-/// `cargo fuzz build -O` builds it but without needing cargo-fuzz
-/// installed, then run for a bounded time.
-fn fuzz(r: &mut Runner, seconds: &str) {
-    const TARGET_BIN: &str = "sg_build_prp";
-    let name = format!("fuzz {TARGET_BIN} ({seconds} s)");
+/// The VFIO suite in a Linux guest per architecture (`xtask/src/linux.rs`).
+fn linux_suite(r: &mut Runner) {
+    for arch in &linux::ARCHES {
+        let name = format!("linux {} VFIO suite", arch.name);
+        let missing = linux::missing(arch);
+        if !missing.is_empty() {
+            r.skip(
+                &name,
+                &format!("missing {} (apt-get install them)", missing.join(", ")),
+            );
+            continue;
+        }
+        if !r.ensure_target(arch.target()) {
+            continue;
+        }
+        if r.is_dry() {
+            r.record(&name, Outcome::Pass, 0.0, "");
+            continue;
+        }
+        let start = std::time::Instant::now();
+        match linux::run(r.root(), arch) {
+            Ok(summary) => {
+                summary.print();
+                let outcome = if summary.passed() {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail
+                };
+                r.record(
+                    &name,
+                    outcome,
+                    start.elapsed().as_secs_f64(),
+                    &summary.problems().join("; "),
+                );
+            }
+            Err(why) => r.record(&name, Outcome::Fail, start.elapsed().as_secs_f64(), &why),
+        }
+    }
+}
+
+/// How long `cargo xtask test` fuzzes in all, shared among the targets.
+const CI_FUZZ_SECONDS: u64 = 120;
+
+/// How long each fuzz target runs.
+#[derive(Clone, Copy)]
+enum FuzzTime {
+    /// Every target this long (`cargo xtask fuzz [seconds]`).
+    Each(u64),
+    /// This long in all, split evenly (at least 5 s each).
+    Total(u64),
+}
+
+/// One libFuzzer target: the fuzz crate's directory (relative to the
+/// root) and the `[[bin]]` name.
+struct FuzzTarget {
+    dir: std::path::PathBuf,
+    bin: String,
+}
+
+/// Every fuzz crate (`*/fuzz/Cargo.toml`, `platforms/*/fuzz/Cargo.toml`)
+/// and its `[[bin]]` targets, in path order.
+fn fuzz_targets(root: &std::path::Path) -> Vec<FuzzTarget> {
+    let mut dirs = Vec::new();
+    for parent in [root.to_path_buf(), root.join("platforms")] {
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let fuzz = entry.path().join("fuzz");
+            if fuzz.join("Cargo.toml").is_file() {
+                dirs.push(fuzz);
+            }
+        }
+    }
+    dirs.sort();
+    let mut targets = Vec::new();
+    for dir in dirs {
+        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+            continue;
+        };
+        let rel = dir.strip_prefix(root).unwrap_or(&dir).to_path_buf();
+        for bin in bin_names(&manifest) {
+            targets.push(FuzzTarget {
+                dir: rel.clone(),
+                bin,
+            });
+        }
+    }
+    targets
+}
+
+/// The `name` of every `[[bin]]` table in a Cargo manifest.
+fn bin_names(manifest: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut in_bin = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin {
+            let Some(value) = line.strip_prefix("name").map(str::trim_start) else {
+                continue;
+            };
+            if let Some(value) = value.strip_prefix('=') {
+                names.push(value.trim().trim_matches('"').to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Every fuzz target of every fuzz crate, built the way `cargo fuzz build
+/// -O` builds them but without needing cargo-fuzz installed, then each run
+/// for its share of `time`.
+fn fuzz(r: &mut Runner, time: FuzzTime) {
+    let targets = fuzz_targets(r.root());
+    if targets.is_empty() {
+        r.skip("fuzz", "no fuzz crates found (*/fuzz/Cargo.toml)");
+        return;
+    }
+    let seconds = match time {
+        FuzzTime::Each(s) => s,
+        FuzzTime::Total(s) => (s / targets.len() as u64).max(5),
+    };
     let Some(host) = runner::host_triple() else {
-        r.skip(&name, "cannot tell the host triple from rustc -vV");
+        r.skip("fuzz", "cannot tell the host triple from rustc -vV");
         return;
     };
     let has_nightly = std::process::Command::new("cargo")
@@ -126,7 +373,7 @@ fn fuzz(r: &mut Runner, seconds: &str) {
         .is_ok_and(|o| o.status.success());
     if !has_nightly {
         r.skip(
-            &name,
+            "fuzz",
             "libFuzzer's instrumentation needs a nightly toolchain",
         );
         return;
@@ -146,45 +393,56 @@ fn fuzz(r: &mut Runner, seconds: &str) {
         "-Cdebug-assertions",
     ]
     .join(" ");
-    let build = [
-        "+nightly",
-        "build",
-        "--manifest-path",
-        "dma-sg/fuzz/Cargo.toml",
-        "--release",
-        "--target",
-        &host,
-        "--bin",
-        TARGET_BIN,
-    ];
-    if r.cargo(
-        &format!("fuzz build {TARGET_BIN}"),
-        &build,
-        &[("RUSTFLAGS", &rustflags)],
-    ) != Outcome::Pass
-    {
-        return;
-    }
-    let exe = r
-        .root()
-        .join(format!("dma-sg/fuzz/target/{host}/release/{TARGET_BIN}"));
-    let corpus = r.root().join(format!("target/fuzz-corpus/{TARGET_BIN}"));
-    let artifacts = r.root().join("target/fuzz-artifacts");
-    for dir in [&corpus, &artifacts] {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            let why = format!("cannot create {}: {e}", dir.display());
-            r.record(&name, Outcome::Fail, 0.0, &why);
-            return;
+    // One target directory for every fuzz crate (each is its own
+    // workspace), beside the root's.
+    let target_root = runner::target_dir(r.root());
+    let target_dir = target_root.join("fuzz").display().to_string();
+    let artifacts = target_root.join("fuzz-artifacts");
+    let mut built_dirs: Vec<(std::path::PathBuf, bool)> = Vec::new();
+    for target in &targets {
+        let built = match built_dirs.iter().find(|(d, _)| *d == target.dir) {
+            Some(&(_, ok)) => ok,
+            None => {
+                let manifest = target.dir.join("Cargo.toml").display().to_string();
+                let build = [
+                    "+nightly",
+                    "build",
+                    "--manifest-path",
+                    &manifest,
+                    "--release",
+                    "--bins",
+                    "--target",
+                    &host,
+                    "--target-dir",
+                    &target_dir,
+                ];
+                let name = format!("fuzz build {}", target.dir.display());
+                let ok = r.cargo(&name, &build, &[("RUSTFLAGS", &rustflags)]) == Outcome::Pass;
+                built_dirs.push((target.dir.clone(), ok));
+                ok
+            }
+        };
+        let name = format!("fuzz {} ({seconds} s)", target.bin);
+        if !built {
+            r.record(&name, Outcome::Fail, 0.0, "its fuzz crate did not build");
+            continue;
         }
+        let exe = std::path::Path::new(&target_dir).join(format!("{host}/release/{}", target.bin));
+        let corpus = target_root.join(format!("fuzz-corpus/{}", target.bin));
+        if let Err(e) = std::fs::create_dir_all(&corpus).and(std::fs::create_dir_all(&artifacts)) {
+            let why = format!("cannot create {}: {e}", corpus.display());
+            r.record(&name, Outcome::Fail, 0.0, &why);
+            continue;
+        }
+        let args = [
+            format!("-max_total_time={seconds}"),
+            "-rss_limit_mb=2048".to_string(),
+            "-print_final_stats=1".to_string(),
+            format!("-artifact_prefix={}/", artifacts.display()),
+            corpus.display().to_string(),
+        ];
+        r.command(&name, &exe, &args);
     }
-    let args = [
-        format!("-max_total_time={seconds}"),
-        "-rss_limit_mb=2048".to_string(),
-        "-print_final_stats=1".to_string(),
-        format!("-artifact_prefix={}/", artifacts.display()),
-        corpus.display().to_string(),
-    ];
-    r.command(&name, &exe, &args);
 }
 
 /// The bare-metal NVMe suite on QEMU's virt board (platforms/qemu-virt).
@@ -199,6 +457,9 @@ fn qemu_suite(r: &mut Runner) {
     }
     if !r.ensure_target("aarch64-unknown-none") {
         return;
+    }
+    if r.is_dry() {
+        return r.record(name, Outcome::Pass, 0.0, "");
     }
     let start = std::time::Instant::now();
     match qemu::run(r.root()) {
@@ -246,9 +507,23 @@ fn miri(r: &mut Runner) {
         ],
         &[],
     );
+    // The rings (every unsafe ring-memory access, the hostile-device
+    // tests) and the SG tables, with few proptest cases; the slowest tests
+    // are `cfg_attr(miri, ignore)`.
+    r.cargo(
+        "miri dma-ring + dma-sg",
+        &[
+            "+nightly", "miri", "test", "-p", "dma-ring", "-p", "dma-sg", "--lib", "--tests",
+        ],
+        // The tests leak their `&'static` platforms on purpose.
+        &[
+            ("PROPTEST_CASES", "4"),
+            ("MIRIFLAGS", "-Zmiri-ignore-leaks"),
+        ],
+    );
     // The checker's bookkeeping, one test per misuse class. (Its threaded
-    // correct-use test and dma-ring's proptests pass under miri too, but
-    // take minutes; they are left to `cargo +nightly miri test` by hand.)
+    // correct-use test passes under miri too, but takes minutes; it is
+    // left to `cargo +nightly miri test` by hand.)
     r.cargo(
         "miri dma-check",
         &[
@@ -362,40 +637,139 @@ fn loom(r: &mut Runner, preemptions: &str) {
     );
 }
 
+/// The documentation as docs.rs builds it: per published crate and per
+/// target in its `[package.metadata.docs.rs]`, `cargo +nightly rustdoc --lib`
+/// with every feature and `--cfg docsrs` for that crate only (not its
+/// dependencies), plus warnings denied. First, that the README's example is
+/// the tested one.
 fn doc(r: &mut Runner) {
-    r.cargo(
-        "cargo doc",
-        &[
-            "doc",
-            "--workspace",
-            "--no-deps",
-            "--all-features",
-            "--exclude",
-            "xtask",
-        ],
-        &[("RUSTDOCFLAGS", "-D warnings")],
-    );
-    // The per-architecture modules, as docs.rs documents them for its
-    // aarch64 and riscv64 targets (bare-metal targets stand in here).
-    for target in ["aarch64-unknown-none", "riscv64gc-unknown-none-elf"] {
-        if r.ensure_target(target) {
+    readme_example(r);
+    let crates = match manifest::library_crates(r.root()) {
+        Ok(crates) => crates,
+        Err(why) => return r.record("docs.rs docs", Outcome::Fail, 0.0, &why),
+    };
+    if !has_toolchain("nightly") {
+        return r.skip(
+            "docs.rs docs",
+            "docs.rs builds with nightly: rustup toolchain install nightly",
+        );
+    }
+    for c in &crates {
+        for target in &c.docs_rs_targets {
+            let name = format!("docs.rs {} {target}", c.name);
+            if !r.ensure_target_for(Some("nightly"), target) {
+                continue;
+            }
             let args = [
-                "doc",
-                "--no-deps",
+                "+nightly",
+                "rustdoc",
+                "--lib",
+                "-p",
+                &c.name,
+                "--all-features",
                 "--target",
                 target,
-                "-p",
-                "dma-coherence",
-                "-p",
-                "dma-direct",
             ];
-            r.cargo(
-                &format!("cargo doc {target}"),
-                &args,
-                &[("RUSTDOCFLAGS", "-D warnings")],
-            );
+            let env = [
+                ("RUSTDOCFLAGS", "--cfg docsrs -D warnings"),
+                ("DOCS_RS", "1"),
+            ];
+            r.cargo(&name, &args, &env);
         }
     }
+}
+
+/// `cargo package` of every published crate, as `cargo publish` would make
+/// them. Packaging several at once verifies each against the packages of
+/// its unpublished siblings (a local registry overlay), so each is built
+/// from its .crate file alone, as crates.io users will build it.
+fn package(r: &mut Runner) {
+    let name = "package (verified)";
+    let crates = match manifest::library_crates(r.root()) {
+        Ok(crates) => crates,
+        Err(why) => return r.record(name, Outcome::Fail, 0.0, &why),
+    };
+    // Verification builds our unpublished crates as registry packages, and
+    // cargo never rebuilds a registry package of the same version: a
+    // previous run's build of them would stand in for today's sources.
+    let stale = runner::target_dir(r.root()).join("package");
+    let cleared = if r.is_dry() {
+        Ok(())
+    } else {
+        std::fs::remove_dir_all(&stale)
+    };
+    if let Err(e) = cleared {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            let why = format!("cannot clear {}: {e}", stale.display());
+            return r.record(name, Outcome::Fail, 0.0, &why);
+        }
+    }
+    let mut args = vec!["package", "--allow-dirty"];
+    for c in &crates {
+        args.extend(["-p", c.name.as_str()]);
+    }
+    r.cargo(name, &args, &[]);
+}
+
+/// The library crates checked on the declared MSRV toolchain, with the
+/// committed lockfile (`--locked`): resolver "3" keeps it MSRV-compatible.
+fn msrv(r: &mut Runner) {
+    let version = match manifest::rust_version(r.root()) {
+        Ok(v) => v,
+        Err(why) => return r.record("msrv", Outcome::Fail, 0.0, &why),
+    };
+    let name = format!("msrv {version}");
+    if !has_toolchain(&version) {
+        let why = format!(
+            "Rust {version} is not installed (rustup toolchain install {version} --profile minimal)"
+        );
+        return r.skip(&name, &why);
+    }
+    let crates = match manifest::library_crates(r.root()) {
+        Ok(crates) => crates,
+        Err(why) => return r.record(&name, Outcome::Fail, 0.0, &why),
+    };
+    let toolchain = format!("+{version}");
+    let mut args = vec![toolchain.as_str(), "check", "--locked", "--all-targets"];
+    for c in &crates {
+        args.extend(["-p", c.name.as_str()]);
+    }
+    let target_dir = runner::target_dir(r.root()).join("msrv");
+    let target_dir = target_dir.display().to_string();
+    r.cargo(&name, &args, &[("CARGO_TARGET_DIR", &target_dir)]);
+}
+
+/// Whether rustup has `toolchain` (`nightly`, `1.85`).
+fn has_toolchain(toolchain: &str) -> bool {
+    std::process::Command::new("cargo")
+        .args([&format!("+{toolchain}"), "--version"])
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The workspace README's mapping example must be dma-direct's README's,
+/// which runs as a doctest there.
+fn readme_example(r: &mut Runner) {
+    let name = "README example = dma-direct's doctest";
+    let example = |path: &str| -> Option<String> {
+        let text = std::fs::read_to_string(r.root().join(path)).ok()?;
+        let start = text.find("```rust\n")?;
+        let len = text[start + 1..].find("```\n")? + 5;
+        Some(text[start..start + len].to_string())
+    };
+    let (ours, tested) = (example("README.md"), example("platforms/direct/README.md"));
+    let outcome = if ours.is_some() && ours == tested {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    };
+    let why = if outcome == Outcome::Pass {
+        ""
+    } else {
+        "the first ```rust block of README.md and platforms/direct/README.md differ: copy the tested one"
+    };
+    r.record(name, outcome, 0.0, why);
 }
 
 fn demo(r: &mut Runner) {
@@ -420,12 +794,25 @@ fn demo(r: &mut Runner) {
             &[],
         );
     }
+    // Bugs the mock hardware catches, each with its report.
+    r.cargo(
+        "bug catalogue",
+        &[
+            "run",
+            "--release",
+            "-p",
+            "dma-sim",
+            "--example",
+            "bug_catalogue",
+        ],
+        &[],
+    );
 }
 
 fn bench(r: &mut Runner, extra: &[String]) {
     let mut args = vec!["bench", "--workspace", "--exclude", "xtask"];
     args.extend(extra.iter().map(String::as_str));
     if r.cargo("benches", &args, &[]) == Outcome::Pass {
-        runner::print_criterion_table();
+        runner::print_criterion_table(r.root());
     }
 }

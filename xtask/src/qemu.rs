@@ -273,7 +273,8 @@ pub fn run(root: &Path) -> Result<QemuSummary, String> {
     Ok(summary)
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+/// The cargo target directory (`CARGO_TARGET_DIR` or `target/`).
+pub fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map(|p| if p.is_absolute() { p } else { root.join(p) })
@@ -330,16 +331,28 @@ fn run_qemu(elf: &Path, disk: &Path) -> Result<(String, Exit, Duration, String),
         args.join(" "),
         elf.display()
     );
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.push(elf.display().to_string());
+    all.extend(["-drive".into(), drive, "-device".into(), NVME_DEVICE.into()]);
+    run_captured(QEMU, &all, WALL_TIMEOUT)
+}
+
+/// Runs `program` to completion or `timeout`, echoing its standard output
+/// live; returns that output, how it ended, the wall time and its standard
+/// error.
+pub fn run_captured(
+    program: &str,
+    args: &[String],
+    timeout: Duration,
+) -> Result<(String, Exit, Duration, String), String> {
     let start = Instant::now();
-    let mut child = Command::new(QEMU)
+    let mut child = Command::new(program)
         .args(args)
-        .arg(elf)
-        .args(["-drive", &drive, "-device", NVME_DEVICE])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("starting {QEMU}: {e}"))?;
+        .map_err(|e| format!("starting {program}: {e}"))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     // Echo the UART live (a hang then shows where it stopped) and keep it.
@@ -360,10 +373,10 @@ fn run_qemu(elf: &Path, disk: &Path) -> Result<(String, Exit, Duration, String),
     let exit = loop {
         match child
             .try_wait()
-            .map_err(|e| format!("waiting for {QEMU}: {e}"))?
+            .map_err(|e| format!("waiting for {program}: {e}"))?
         {
             Some(status) => break status.code().map_or(Exit::Signal, Exit::Code),
-            None if start.elapsed() > WALL_TIMEOUT => {
+            None if start.elapsed() > timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
                 break Exit::TimedOut;

@@ -19,6 +19,11 @@ pub enum Outcome {
 pub struct Runner {
     root: PathBuf,
     rows: Vec<(String, Outcome, f64, String)>,
+    /// Counting only: steps pass without running, so that a dry run of a
+    /// command learns how many steps the real run will show.
+    dry: bool,
+    /// The step count of the dry run, shown as `[n/total]`.
+    total: Option<usize>,
 }
 
 impl Runner {
@@ -31,6 +36,36 @@ impl Runner {
         Self {
             root,
             rows: Vec::new(),
+            dry: false,
+            total: None,
+        }
+    }
+
+    /// Runs `plan` twice: once counting its steps without running them,
+    /// then for real, each step shown as `[n/total]`. A step that a failure
+    /// makes its plan skip leaves the count short, never long.
+    pub fn run_counted(&mut self, plan: impl Fn(&mut Self)) {
+        let mut counter = Self {
+            root: self.root.clone(),
+            rows: Vec::new(),
+            dry: true,
+            total: None,
+        };
+        plan(&mut counter);
+        self.total = Some(counter.rows.len());
+        plan(self);
+    }
+
+    /// Whether this is the counting pass of [`run_counted`](Self::run_counted).
+    pub fn is_dry(&self) -> bool {
+        self.dry
+    }
+
+    /// `[n/total] name`, for the step about to be recorded.
+    fn label(&self, name: &str) -> String {
+        match self.total {
+            Some(total) => format!("[{}/{total}] {name}", self.rows.len() + 1),
+            None => name.to_string(),
         }
     }
 
@@ -41,7 +76,11 @@ impl Runner {
 
     /// Runs `cargo ARGS` with extra environment, records and returns the outcome.
     pub fn cargo(&mut self, name: &str, args: &[&str], env: &[(&str, &str)]) -> Outcome {
-        println!("\n==> {name}: cargo {}", args.join(" "));
+        if self.dry {
+            self.record(name, Outcome::Pass, 0.0, "");
+            return Outcome::Pass;
+        }
+        println!("\n==> {}: cargo {}", self.label(name), args.join(" "));
         let start = Instant::now();
         let mut cmd = if args.first().is_some_and(|a| a.starts_with('+')) {
             // Another toolchain: go through the rustup proxy, and drop what the
@@ -74,7 +113,16 @@ impl Runner {
 
     /// Runs any program, records and returns the outcome.
     pub fn command(&mut self, name: &str, program: &Path, args: &[String]) -> Outcome {
-        println!("\n==> {name}: {} {}", program.display(), args.join(" "));
+        if self.dry {
+            self.record(name, Outcome::Pass, 0.0, "");
+            return Outcome::Pass;
+        }
+        println!(
+            "\n==> {}: {} {}",
+            self.label(name),
+            program.display(),
+            args.join(" ")
+        );
         let start = Instant::now();
         let status = Command::new(program)
             .args(args)
@@ -102,7 +150,9 @@ impl Runner {
 
     /// Records a step that cannot run here, with the reason.
     pub fn skip(&mut self, name: &str, why: &str) {
-        println!("\n==> {name}: SKIP: {why}");
+        if !self.dry {
+            println!("\n==> {}: SKIP: {why}", self.label(name));
+        }
         self.rows
             .push((name.to_string(), Outcome::Skip, 0.0, why.to_string()));
     }
@@ -110,8 +160,24 @@ impl Runner {
     /// Makes sure a rustup target is installed, adding it if it is not.
     /// Returns false (after recording a SKIP) when that is impossible.
     pub fn ensure_target(&mut self, target: &str) -> bool {
-        let installed = Command::new("rustup")
-            .args(["target", "list", "--installed"])
+        self.ensure_target_for(None, target)
+    }
+
+    /// As [`ensure_target`](Self::ensure_target), for a given toolchain
+    /// (`Some("nightly")`) rather than the default one.
+    pub fn ensure_target_for(&mut self, toolchain: Option<&str>, target: &str) -> bool {
+        if self.dry {
+            return true;
+        }
+        let rustup = |args: &[&str]| {
+            let mut c = Command::new("rustup");
+            c.args(args);
+            if let Some(t) = toolchain {
+                c.args(["--toolchain", t]);
+            }
+            c
+        };
+        let installed = rustup(&["target", "list", "--installed"])
             .output()
             .map(|o| {
                 String::from_utf8_lossy(&o.stdout)
@@ -121,15 +187,15 @@ impl Runner {
         match installed {
             Ok(true) => true,
             Ok(false) => {
-                let added = Command::new("rustup")
-                    .args(["target", "add", target])
+                let added = rustup(&["target", "add", target])
                     .status()
                     .map(|s| s.success());
                 if matches!(added, Ok(true)) {
                     true
                 } else {
+                    let toolchain = toolchain.map_or(String::new(), |t| format!(" (+{t})"));
                     self.skip(
-                        &format!("target {target}"),
+                        &format!("target {target}{toolchain}"),
                         "rustup could not add the target",
                     );
                     false
@@ -147,8 +213,15 @@ impl Runner {
 
     /// Prints the summary table and turns the outcomes into an exit code.
     pub fn finish(self) -> ExitCode {
-        println!("\n{:<44} {:>6} {:>9}", "step", "result", "seconds");
-        println!("{}", "-".repeat(61));
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.0.len())
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        println!("\n{:<width$} {:>6} {:>9}", "step", "result", "seconds");
+        println!("{}", "-".repeat(width + 17));
         let mut failed = 0;
         for (name, outcome, secs, why) in &self.rows {
             let label = match outcome {
@@ -160,7 +233,7 @@ impl Runner {
                 Outcome::Skip => "SKIP",
             };
             println!(
-                "{name:<44} {label:>6} {secs:>9.1}{}",
+                "{name:<width$} {label:>6} {secs:>9.1}{}",
                 if why.is_empty() {
                     String::new()
                 } else {
@@ -194,13 +267,19 @@ pub fn on_path(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The target directory cargo builds into: `CARGO_TARGET_DIR` (relative to
+/// the workspace root when relative), else `target/` under the root.
+pub fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
 /// Prints one line per criterion benchmark: its name and median time, from
-/// `target/criterion/**/new/estimates.json`.
-pub fn print_criterion_table() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .join("target/criterion");
+/// `<target dir>/criterion/**/new/estimates.json`.
+pub fn print_criterion_table(workspace: &Path) {
+    let root = target_dir(workspace).join("criterion");
     let mut rows = Vec::new();
     collect_estimates(&root, &root, &mut rows);
     rows.sort_by(|a, b| a.0.cmp(&b.0));

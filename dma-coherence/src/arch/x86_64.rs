@@ -23,7 +23,7 @@
 //! stores to the line it names, so the data just written is included.
 
 use core::arch::asm;
-use core::arch::x86_64::{__cpuid, __cpuid_count};
+use core::arch::x86_64::{__cpuid_count, CpuidResult};
 
 use dma_core::{Error, ErrorKind, Result};
 
@@ -53,6 +53,16 @@ const CPUID7_EBX_CLFLUSHOPT: u32 = 1 << 23;
 /// CPUID.(EAX=07H,ECX=0):EBX bit 24: CLWB.
 const CPUID7_EBX_CLWB: u32 = 1 << 24;
 
+/// CPUID leaf `leaf`, sub-leaf `sub_leaf`. The intrinsic is safe since Rust
+/// 1.87 and `unsafe` before, on the MSRV: the block is needed there and
+/// redundant here.
+#[allow(unused_unsafe)]
+fn cpuid(leaf: u32, sub_leaf: u32) -> CpuidResult {
+    // SAFETY: CPUID exists on every x86_64 CPU and only reads identification
+    // registers; it has no memory effects.
+    unsafe { __cpuid_count(leaf, sub_leaf) }
+}
+
 impl X86Maintenance {
     /// Asks CPUID for the CLFLUSH line size (CPUID.01H:EBX bits 15:8, in
     /// 8-byte units) and for CLFLUSHOPT and CLWB.
@@ -63,13 +73,9 @@ impl X86Maintenance {
     /// or a line size that is not a power of two (some hypervisors report
     /// zero).
     pub fn probe() -> Result<Self> {
-        let leaf1 = __cpuid(1);
-        let max_leaf = __cpuid(0).eax;
-        let leaf7_ebx = if max_leaf >= 7 {
-            __cpuid_count(7, 0).ebx
-        } else {
-            0
-        };
+        let leaf1 = cpuid(1, 0);
+        let max_leaf = cpuid(0, 0).eax;
+        let leaf7_ebx = if max_leaf >= 7 { cpuid(7, 0).ebx } else { 0 };
         Self::from_cpuid(leaf1.ebx, leaf1.edx, leaf7_ebx)
     }
 

@@ -5,10 +5,11 @@
 
 use bitflags::bitflags;
 use static_assertions::{assert_eq_size, const_assert_eq};
+use zerocopy::{FromBytes, IntoBytes};
 
 /// A receive descriptor (SDM §3.2.3, Table 3-1).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
 pub struct RxDesc {
     /// Buffer address.
     pub addr: u64,
@@ -26,7 +27,7 @@ pub struct RxDesc {
 
 /// A legacy transmit descriptor (SDM §3.3.3, Table 3-10).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
 pub struct TxDesc {
     /// Buffer address.
     pub addr: u64,
@@ -63,11 +64,6 @@ pub const DESC_SIZE: usize = 16;
 /// Offset of the status byte; the driver polls the 16-bit word there
 /// (status in the low byte, errors or CSS in the high byte).
 pub const STATUS_OFFSET: usize = 12;
-
-// SAFETY: repr(C) integers, no padding (16 bytes, asserted above).
-unsafe impl dma_core::DmaPod for RxDesc {}
-// SAFETY: as above.
-unsafe impl dma_core::DmaPod for TxDesc {}
 
 bitflags! {
     /// Receive status (SDM Table 3-2).

@@ -50,7 +50,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> Ring<M, D, T, S> {
             mem,
             tail,
             cursor,
-            slots: SlotTable::new(slots, size)?,
+            slots: SlotTable::positional(slots, size)?,
             broken: false,
         })
     }
@@ -174,6 +174,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NicRxRing<M, D, T, S> {
         if len == 0 {
             return Err(Rejected::new(RingErrorKind::BadRequest, buffer));
         }
+        if let Err(kind) = ring.slots.check_reclaimed() {
+            return Err(Rejected::new(kind, buffer));
+        }
         let Some(index) = ring.cursor.push() else {
             return Err(Rejected::new(RingErrorKind::Full, buffer));
         };
@@ -185,7 +188,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NicRxRing<M, D, T, S> {
             ring.mem.write_u16(base + 14, 0);
             ring.mem.store_flag(base + STATUS_OFFSET, 0);
         }
-        ring.slots.put_at(index as u16, buffer, len.into(), 1);
+        ring.slots.put_at(index as u16, buffer, len.into(), 1, 0);
         Ok(())
     }
 
@@ -234,7 +237,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NicRxRing<M, D, T, S> {
         if !status.contains(RxStatus::DD) {
             return Ok(None);
         }
-        if ring.cursor.distance(head, ring.cursor.announced()) == 0 {
+        if ring.cursor.span(head, ring.cursor.announced()) == 0 {
             return Err(ring.fail(RingError::with(
                 RingErrorKind::UnexpectedCompletion,
                 head.into(),
@@ -245,7 +248,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NicRxRing<M, D, T, S> {
         // SAFETY: inside descriptor `head`, aligned.
         let (len, checksum) =
             unsafe { (ring.mem.read_u16(base + 8), ring.mem.read_u16(base + 10)) };
-        let Some((posted, _)) = ring.slots.peek_at(head as u16) else {
+        let Some(posted) = ring.slots.peek_at(head as u16).map(|p| p.posted) else {
             return Err(ring.fail(RingError::with(RingErrorKind::NotInFlight, head.into())));
         };
         if u32::from(len) > posted {
@@ -351,6 +354,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NicTxRing<M, D, T, S> {
         if n > ring.cursor.free() as usize {
             return Err(Rejected::new(RingErrorKind::Full, buffers));
         }
+        if let Err(kind) = ring.slots.check_reclaimed() {
+            return Err(Rejected::new(kind, buffers));
+        }
         let first = ring.cursor.tail();
         for (i, seg) in segments.iter().enumerate() {
             let index = ring.cursor.tail();
@@ -369,7 +375,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NicTxRing<M, D, T, S> {
                 ring.mem.store_flag(base + STATUS_OFFSET, 0);
             }
         }
-        ring.slots.put_at(first as u16, buffers, 0, n as u16);
+        ring.slots.put_at(first as u16, buffers, 0, n as u16, 0);
         Ok(())
     }
 
@@ -391,7 +397,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NicTxRing<M, D, T, S> {
             return Err(RingError::new(RingErrorKind::Broken));
         }
         let head = ring.cursor.head();
-        let Some((_, count)) = ring.slots.peek_at(head as u16) else {
+        let Some(count) = ring.slots.peek_at(head as u16).map(|p| p.count) else {
             return Ok(None); // nothing queued
         };
         let last = ring.cursor.advance(head, u32::from(count) - 1);
@@ -399,7 +405,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NicTxRing<M, D, T, S> {
         if !status.contains(TxStatus::DD) {
             return Ok(None);
         }
-        if ring.cursor.distance(head, ring.cursor.announced()) < u32::from(count) {
+        if ring.cursor.span(head, ring.cursor.announced()) < u32::from(count) {
             return Err(ring.fail(RingError::with(
                 RingErrorKind::UnexpectedCompletion,
                 last.into(),

@@ -2,11 +2,12 @@
 
 use bitflags::bitflags;
 use static_assertions::{assert_eq_size, const_assert_eq};
+use zerocopy::{FromBytes, IntoBytes};
 
 /// A submission queue entry: NVMe base spec 2.0 §4.2, Figure 87 "Common
 /// Command Format" (64 bytes).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
 pub struct NvmeCommand {
     /// Command dword 0: opcode (7:0), fused (9:8), PSDT (15:14), command
     /// identifier (31:16). The ring fills in the identifier.
@@ -33,10 +34,6 @@ const_assert_eq!(core::mem::offset_of!(NvmeCommand, mptr), 16);
 const_assert_eq!(core::mem::offset_of!(NvmeCommand, prp1), 24);
 const_assert_eq!(core::mem::offset_of!(NvmeCommand, prp2), 32);
 const_assert_eq!(core::mem::offset_of!(NvmeCommand, cdw10), 40);
-
-// SAFETY: repr(C) integers and an integer array with no padding (64 bytes,
-// asserted above); every bit pattern is a valid command.
-unsafe impl dma_core::DmaPod for NvmeCommand {}
 
 /// I/O command set opcodes (NVM Command Set spec 1.0, Figure 16) and a few
 /// admin ones (base spec 2.0, Figure 84).
@@ -137,7 +134,7 @@ impl NvmeCommand {
 /// A completion queue entry: NVMe base spec 2.0 §4.2.1, Figure 89 "Common
 /// Completion Queue Entry Layout" (16 bytes).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
 pub struct NvmeCompletion {
     /// Dword 0, command specific.
     pub dw0: u32,
@@ -162,9 +159,6 @@ const_assert_eq!(core::mem::offset_of!(NvmeCompletion, status), STATUS_OFFSET);
 /// Byte offset of the phase/status word inside a completion entry: the
 /// flag the driver polls.
 pub const STATUS_OFFSET: usize = 14;
-
-// SAFETY: repr(C), integers only, no padding (16 bytes, asserted above).
-unsafe impl dma_core::DmaPod for NvmeCompletion {}
 
 impl NvmeCompletion {
     /// The entry as two little-endian 64-bit words.
@@ -209,7 +203,7 @@ bitflags! {
 
 /// The phase tag and status field, as the upper 16 bits of dword 3.
 #[repr(transparent)]
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes)]
 pub struct NvmeStatus(pub u16);
 
 impl NvmeStatus {

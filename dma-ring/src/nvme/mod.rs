@@ -10,8 +10,13 @@
 //! reaped completions.
 //!
 //! Command identifiers come from the in-flight table, with a generation in
-//! their unused high bits (as Linux's `nvme_cid`), so a repeated or stale
-//! completion is refused instead of returning a buffer twice.
+//! their high bits (as Linux's `nvme_cid`; at least
+//! [`MIN_GENERATION_BITS`](crate::MIN_GENERATION_BITS), so at most
+//! [`MAX_TAGGED_SLOTS`](crate::MAX_TAGGED_SLOTS) commands are in flight
+//! whatever the queue size), so a repeated or stale completion is refused
+//! instead of returning a buffer twice. A completion for a command written
+//! but not yet announced by the SQ tail doorbell is refused too: the
+//! controller cannot have fetched it.
 
 mod layout;
 
@@ -19,7 +24,7 @@ pub use layout::{opcode, NvmeCommand, NvmeCompletion, NvmeStatus, NvmeStatusBits
 
 use crate::memory::check_memory;
 use crate::ring::RingCursor;
-use crate::slots::{Drain, SlotStorage, SlotTable, Tally};
+use crate::slots::{is_unannounced, Drain, SlotStorage, SlotTable, Tally};
 use crate::sync;
 use crate::{Doorbell, Rejected, RingError, RingErrorKind, RingMemory};
 
@@ -40,17 +45,6 @@ pub struct NvmeDoorbells<D> {
     pub sq_tail: D,
     /// `CQyHDBL`.
     pub cq_head: D,
-}
-
-impl<'a> From<&'a crate::regs::NvmeQueueDoorbells>
-    for NvmeDoorbells<&'a tock_registers::registers::WriteOnly<u32>>
-{
-    fn from(regs: &'a crate::regs::NvmeQueueDoorbells) -> Self {
-        Self {
-            sq_tail: &regs.sq_tail,
-            cq_head: &regs.cq_head,
-        }
-    }
 }
 
 /// Queue identifier and sizes (each `2..=65536` entries, any value).
@@ -115,6 +109,8 @@ pub struct NvmeQueuePair<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
     cq_head: u32,
     phase: bool,
     cq_unreleased: bool,
+    /// Commands pushed so far (wrapping): each command's submission number.
+    pushed: u32,
     slots: SlotTable<T, S>,
     broken: bool,
 }
@@ -123,7 +119,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// A queue pair over `sq_mem` and `cq_mem` (each 4 KiB-aligned for the
     /// device, zeroed, at least [`sq_bytes`](NvmeQueueConfig::sq_bytes) /
     /// [`cq_bytes`](NvmeQueueConfig::cq_bytes)). At most
-    /// `min(slots, sq_size - 1, cq_size - 1)` commands are in flight.
+    /// `min(slots, sq_size - 1, cq_size - 1, MAX_TAGGED_SLOTS)` commands are
+    /// in flight ([`MAX_TAGGED_SLOTS`](crate::MAX_TAGGED_SLOTS) keeps
+    /// generation bits in every command identifier).
     ///
     /// # Errors
     ///
@@ -153,7 +151,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
             cq_head: 0,
             phase: true,
             cq_unreleased: false,
-            slots: SlotTable::new(slots, limit)?,
+            pushed: 0,
+            slots: SlotTable::tagged(slots, limit)?,
             broken: false,
         })
     }
@@ -213,13 +212,17 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         if self.broken {
             return Err(Rejected::new(RingErrorKind::Broken, buffers));
         }
+        if let Err(kind) = self.slots.check_reclaimed() {
+            return Err(Rejected::new(kind, buffers));
+        }
         if self.sq.is_full() {
             return Err(Rejected::new(RingErrorKind::Full, buffers));
         }
-        let cid = match self.slots.insert_id(buffers) {
+        let cid = match self.slots.insert_id(buffers, self.pushed) {
             Ok(cid) => cid,
             Err(buffers) => return Err(Rejected::new(RingErrorKind::Full, buffers)),
         };
+        self.pushed = self.pushed.wrapping_add(1);
         let tail = self.sq.tail();
         // Cannot be None: the SQ was checked not full above.
         let _ = self.sq.push();
@@ -248,7 +251,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// ```
     #[inline]
     pub fn batch(&mut self) -> NvmeBatch<'_, M, D, T, S> {
-        let room = if self.broken {
+        let room = if self.broken || self.slots.check_reclaimed().is_err() {
             0
         } else {
             self.sq
@@ -500,7 +503,14 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
             return Err(RingError::with(RingErrorKind::WrongQueue, sq_id.into()));
         }
         self.sq.check_head_from(at.sq_head, sq_head.into())?;
-        Ok(self.slots.check(cid)?.0)
+        let command = self.slots.check(cid)?;
+        if is_unannounced(command.submitted, self.pushed, self.sq.unannounced()) {
+            return Err(RingError::with(
+                RingErrorKind::UnexpectedCompletion,
+                cid.into(),
+            ));
+        }
+        Ok(command.index)
     }
 
     /// Writes the CQ head doorbell if completions were reaped since the last
@@ -594,15 +604,23 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeBatch<'_, M, D, T, S>
         if self.room == 0 {
             let kind = if self.qp.broken {
                 RingErrorKind::Broken
+            } else if let Err(kind) = self.qp.slots.check_reclaimed() {
+                kind
             } else {
                 RingErrorKind::Full
             };
             return Err(Rejected::new(kind, buffers));
         }
-        let cid = match self.qp.slots.insert_id_in(&mut self.tally, buffers) {
+        let submitted = self.qp.pushed;
+        let cid = match self
+            .qp
+            .slots
+            .insert_id_in(&mut self.tally, buffers, submitted)
+        {
             Ok(cid) => cid,
             Err(buffers) => return Err(Rejected::new(RingErrorKind::Full, buffers)),
         };
+        self.qp.pushed = submitted.wrapping_add(1);
         let tail = self.tail;
         self.qp.write_command(tail, command, cid);
         self.tail = self.qp.sq.advance(tail, 1);

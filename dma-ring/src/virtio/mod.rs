@@ -63,11 +63,14 @@ pub(crate) fn area_addr<M: crate::RingMemory>(mem: &M, offset: usize) -> DmaAddr
 }
 
 /// The checks both queue layouts make before adding a request: the queue
-/// is not broken, the request has 1 to `queue_size` segments, its writable
-/// bytes fit `u32`, and enough descriptors are free. Returns the segment
-/// count and the writable length, or the buffers back with the reason.
-pub(crate) fn check_request<T>(
+/// is not broken, a reset's buffers were all handed back, the request has
+/// 1 to `queue_size` segments, its total bytes fit `u32` (virtio 1.2
+/// §2.7.5.2: a chain's total length must not exceed 2^32 - 1), and enough
+/// descriptors are free. Returns the segment count and the writable
+/// length, or the buffers back with the reason.
+pub(crate) fn check_request<T, S: crate::SlotStorage<T>>(
     broken: bool,
+    slots: &crate::slots::SlotTable<T, S>,
     readable: &[Segment],
     writable: &[Segment],
     queue_size: u16,
@@ -78,8 +81,14 @@ pub(crate) fn check_request<T>(
     if broken {
         return Err(Rejected::new(RingErrorKind::Broken, buffers));
     }
+    if let Err(kind) = slots.check_reclaimed() {
+        return Err(Rejected::new(kind, buffers));
+    }
     let total = readable.len() + writable.len();
-    let Some(writable_len) = total_len(writable) else {
+    let lengths = total_len(readable).zip(total_len(writable));
+    let Some((writable_len, _)) =
+        lengths.and_then(|(r, w)| r.checked_add(w).map(|total| (w, total)))
+    else {
         return Err(Rejected::new(RingErrorKind::BadRequest, buffers));
     };
     if total == 0 || total > usize::from(queue_size) {

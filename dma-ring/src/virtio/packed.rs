@@ -11,6 +11,7 @@
 
 use bitflags::bitflags;
 use static_assertions::{assert_eq_size, const_assert_eq};
+use zerocopy::{FromBytes, IntoBytes};
 
 use super::{area_addr, check_request, need_event, Segment, Used};
 use crate::memory::check_memory;
@@ -20,7 +21,7 @@ use crate::{Doorbell, Rejected, RingError, RingErrorKind, RingMemory};
 
 /// A packed descriptor (§2.8.13 "Packed Virtqueue Layout", `pvirtq_desc`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
 pub struct PackedDesc {
     /// Buffer address.
     pub addr: u64,
@@ -34,7 +35,7 @@ pub struct PackedDesc {
 
 /// An event suppression structure (§2.8.13, `pvirtq_event_suppress`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
 pub struct EventSuppress {
     /// Descriptor offset (bits 0-14) and wrap counter (bit 15) to be
     /// notified at, with [`EventFlags::Desc`].
@@ -49,11 +50,6 @@ const_assert_eq!(core::mem::offset_of!(PackedDesc, id), 12);
 const_assert_eq!(core::mem::offset_of!(PackedDesc, flags), 14);
 assert_eq_size!(EventSuppress, [u8; 4]);
 const_assert_eq!(core::mem::offset_of!(EventSuppress, flags), 2);
-
-// SAFETY: repr(C) integers without padding (sizes asserted above).
-unsafe impl dma_core::DmaPod for PackedDesc {}
-// SAFETY: as above.
-unsafe impl dma_core::DmaPod for EventSuppress {}
 
 bitflags! {
     /// Packed descriptor flags (§2.8.1, §2.8.6, §2.8.7).
@@ -183,7 +179,10 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
     /// A queue of `size` entries in `mem` (zeroed, 16-aligned,
     /// [`PackedLayout::bytes`] long), notified by writing `queue_index` to
     /// `notify`, with `VIRTIO_F_EVENT_IDX` negotiated or not. At most
-    /// `min(slots, size)` requests are in flight.
+    /// `min(slots, size, MAX_TAGGED_SLOTS)` requests are in flight
+    /// ([`MAX_TAGGED_SLOTS`](crate::MAX_TAGGED_SLOTS) keeps generation bits
+    /// in every buffer id). `add` publishes each chain at once, so every
+    /// chain in flight is one the device may use.
     ///
     /// # Errors
     ///
@@ -209,7 +208,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
             next_used: Position::START,
             num_free: size,
             added_since_kick: 0,
-            slots: SlotTable::new(slots, size.into())?,
+            slots: SlotTable::tagged(slots, size.into())?,
             broken: false,
         })
     }
@@ -262,8 +261,10 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
     /// # Errors
     ///
     /// [`BadRequest`](RingErrorKind::BadRequest) for no segments, more than
-    /// the queue size, or writable bytes overflowing `u32`;
-    /// [`Full`](RingErrorKind::Full); [`Broken`](RingErrorKind::Broken).
+    /// the queue size, or a total length overflowing `u32` (§2.7.5.2);
+    /// [`Full`](RingErrorKind::Full); [`Broken`](RingErrorKind::Broken);
+    /// [`Unreclaimed`](RingErrorKind::Unreclaimed) after a leaked reset
+    /// drain.
     pub fn add(
         &mut self,
         readable: &[Segment],
@@ -272,6 +273,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
     ) -> Result<u16, Rejected<T>> {
         let (total, writable_len, buffers) = check_request(
             self.broken,
+            &self.slots,
             readable,
             writable,
             self.layout.size,
@@ -387,8 +389,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
                 self.next_used.index.into(),
             ))
         } else {
-            self.slots.check(id).and_then(|(_, posted)| {
-                if len > posted {
+            self.slots.check(id).and_then(|request| {
+                if len > request.posted {
                     Err(RingError::with(RingErrorKind::LengthTooLarge, len.into()))
                 } else {
                     Ok(())

@@ -9,16 +9,17 @@
 
 use bitflags::bitflags;
 use static_assertions::{assert_eq_size, const_assert_eq};
+use zerocopy::{FromBytes, IntoBytes};
 
 use super::{area_addr, check_request, need_event, Segment, Used};
 use crate::memory::check_memory;
-use crate::slots::{Drain, SlotStorage, SlotTable};
+use crate::slots::{is_unannounced, Drain, SlotStorage, SlotTable};
 use crate::sync;
 use crate::{Doorbell, Rejected, RingError, RingErrorKind, RingMemory};
 
 /// A descriptor (§2.7.5 "The Virtqueue Descriptor Table").
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
 pub struct VirtqDesc {
     /// Buffer address.
     pub addr: u64,
@@ -32,7 +33,7 @@ pub struct VirtqDesc {
 
 /// A used-ring element (§2.7.8 "The Virtqueue Used Ring").
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes)]
 pub struct VirtqUsedElem {
     /// Head of the used descriptor chain.
     pub id: u32,
@@ -46,11 +47,6 @@ const_assert_eq!(core::mem::offset_of!(VirtqDesc, flags), 12);
 const_assert_eq!(core::mem::offset_of!(VirtqDesc, next), 14);
 assert_eq_size!(VirtqUsedElem, [u8; 8]);
 const_assert_eq!(core::mem::offset_of!(VirtqUsedElem, len), 4);
-
-// SAFETY: repr(C) integers without padding (sizes asserted above).
-unsafe impl dma_core::DmaPod for VirtqDesc {}
-// SAFETY: as above.
-unsafe impl dma_core::DmaPod for VirtqUsedElem {}
 
 bitflags! {
     /// Descriptor flags (§2.7.5).
@@ -165,11 +161,18 @@ pub struct SplitQueue<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
     queue_index: u16,
     layout: SplitLayout,
     event_idx: bool,
+    /// With event indices: whether `poll` moves `used_event` along with
+    /// what it reaps (interrupts on), or leaves it where
+    /// [`set_interrupts`](SplitQueue::set_interrupts) or
+    /// [`interrupt_after`](SplitQueue::interrupt_after) put it.
+    used_event_follows: bool,
     free_head: u16,
     num_free: u16,
     avail_idx: u16,
     published: u16,
     last_used: u16,
+    /// Chains added so far (wrapping): each chain's submission number.
+    added: u32,
     slots: SlotTable<T, S>,
     broken: bool,
 }
@@ -204,13 +207,15 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
             queue_index,
             layout,
             event_idx,
+            used_event_follows: true,
             free_head: 0,
             num_free: size,
             avail_idx: 0,
             published: 0,
             last_used: 0,
+            added: 0,
             // The table's links start as 0 -> 1 -> ... : the free list.
-            slots: SlotTable::new(slots, size.into())?,
+            slots: SlotTable::positional(slots, size.into())?,
             broken: false,
         })
     }
@@ -263,8 +268,10 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
     /// # Errors
     ///
     /// [`BadRequest`](RingErrorKind::BadRequest) for no segments, more than
-    /// the queue size, or writable bytes overflowing `u32`;
-    /// [`Full`](RingErrorKind::Full); [`Broken`](RingErrorKind::Broken).
+    /// the queue size, or a total length overflowing `u32` (§2.7.5.2);
+    /// [`Full`](RingErrorKind::Full); [`Broken`](RingErrorKind::Broken);
+    /// [`Unreclaimed`](RingErrorKind::Unreclaimed) after a leaked reset
+    /// drain.
     pub fn add(
         &mut self,
         readable: &[Segment],
@@ -273,6 +280,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
     ) -> Result<u16, Rejected<T>> {
         let (total, writable_len, buffers) = check_request(
             self.broken,
+            &self.slots,
             readable,
             writable,
             self.layout.size,
@@ -309,7 +317,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
         // SAFETY: slot < size; inside the available ring.
         unsafe { self.mem.write_u16(self.layout.avail_ring(slot), head) };
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.slots.put_at(head, buffers, writable_len, total as u16);
+        self.slots
+            .put_at(head, buffers, writable_len, total as u16, self.added);
+        self.added = self.added.wrapping_add(1);
         Ok(head)
     }
 
@@ -351,6 +361,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
     /// [`IndexJump`](RingErrorKind::IndexJump) when the used index ran past
     /// what was published, [`UnknownId`](RingErrorKind::UnknownId) or
     /// [`NotInFlight`](RingErrorKind::NotInFlight) for a bad head,
+    /// [`UnexpectedCompletion`](RingErrorKind::UnexpectedCompletion) for
+    /// the head of a chain added but not yet published by
+    /// [`notify`](Self::notify),
     /// [`LengthTooLarge`](RingErrorKind::LengthTooLarge); the queue is then
     /// broken and [`Broken`](RingErrorKind::Broken) follows.
     pub fn poll(&mut self) -> crate::Result<Option<Used<T>>> {
@@ -392,7 +405,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
         self.free_head = head;
         self.num_free += taken.count;
         self.last_used = self.last_used.wrapping_add(1);
-        if self.event_idx {
+        if self.event_idx && self.used_event_follows {
             // Interrupt me once the device passes what I have consumed.
             // SAFETY: inside the available ring.
             unsafe {
@@ -412,32 +425,72 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
             return Err(RingError::with(RingErrorKind::UnknownId, id.into()));
         }
         let head = id as u16;
-        let Some((posted, _)) = self.slots.peek_at(head) else {
+        let Some(chain) = self.slots.peek_at(head) else {
             return Err(RingError::with(RingErrorKind::NotInFlight, id.into()));
         };
-        if len > posted {
+        let unpublished = self.avail_idx.wrapping_sub(self.published);
+        if is_unannounced(chain.submitted, self.added, unpublished.into()) {
+            return Err(RingError::with(
+                RingErrorKind::UnexpectedCompletion,
+                id.into(),
+            ));
+        }
+        if len > chain.posted {
             return Err(RingError::with(RingErrorKind::LengthTooLarge, len.into()));
         }
         Ok(head)
     }
 
-    /// Asks the device not to interrupt (`NO_INTERRUPT`, or without event
-    /// indices only), or to interrupt again.
+    /// Asks the device to interrupt for every used buffer, or not to.
+    ///
+    /// Without `VIRTIO_F_EVENT_IDX` this is the available ring's
+    /// `NO_INTERRUPT` flag. With it the flag stays 0, as §2.7.7.1 requires,
+    /// and `used_event` does the work: enabling sets it to the next used
+    /// entry and lets [`poll`](Self::poll) move it along; disabling leaves
+    /// it where it is (the device may still interrupt once it passes it,
+    /// as the spec allows for the flag too).
     pub fn set_interrupts(&mut self, enabled: bool) {
-        let flags = if enabled {
-            AvailFlags::empty()
-        } else {
-            AvailFlags::NO_INTERRUPT
-        };
-        // SAFETY: inside the available ring.
-        unsafe {
-            self.mem.store_flag(self.layout.avail_flags(), flags.bits());
-            if self.event_idx && enabled {
-                self.mem
-                    .store_flag(self.layout.used_event(), self.last_used);
+        if self.event_idx {
+            self.used_event_follows = enabled;
+            if enabled {
+                // SAFETY: inside the available ring.
+                unsafe {
+                    self.mem
+                        .store_flag(self.layout.used_event(), self.last_used)
+                };
             }
+        } else {
+            let flags = if enabled {
+                AvailFlags::empty()
+            } else {
+                AvailFlags::NO_INTERRUPT
+            };
+            // SAFETY: inside the available ring.
+            unsafe { self.mem.store_flag(self.layout.avail_flags(), flags.bits()) };
         }
         sync::dma_full();
+    }
+
+    /// With `VIRTIO_F_EVENT_IDX`: asks for one interrupt once the device
+    /// has used `n` (at least 1) more buffers than were reaped, and keeps
+    /// [`poll`](Self::poll) from moving that point (interrupt delay, as
+    /// Linux's `virtqueue_enable_cb_delayed`). Until
+    /// [`set_interrupts`](Self::set_interrupts) is called again.
+    ///
+    /// # Errors
+    ///
+    /// [`BadRequest`](RingErrorKind::BadRequest) without event indices
+    /// negotiated, or for `n` of 0 or beyond the queue size.
+    pub fn interrupt_after(&mut self, n: u16) -> crate::Result<()> {
+        if !self.event_idx || n == 0 || n > self.layout.size {
+            return Err(RingError::with(RingErrorKind::BadRequest, n.into()));
+        }
+        self.used_event_follows = false;
+        let event = self.last_used.wrapping_add(n - 1);
+        // SAFETY: inside the available ring.
+        unsafe { self.mem.store_flag(self.layout.used_event(), event) };
+        sync::dma_full();
+        Ok(())
     }
 
     /// After a device reset: zeroes the rings, frees every descriptor, and
@@ -464,6 +517,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
         self.avail_idx = 0;
         self.published = 0;
         self.last_used = 0;
+        self.used_event_follows = true;
         self.broken = false;
         // Draining rebuilds the links as 0 -> 1 -> ...: the free list.
         self.slots.drain()

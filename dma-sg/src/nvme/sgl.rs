@@ -8,8 +8,9 @@
 //! descriptor may point on to the next; a Last Segment descriptor points to
 //! the final segment, which holds only data descriptors.
 
-use dma_core::{DmaAddr, DmaPod};
+use dma_core::DmaAddr;
 use static_assertions::{assert_eq_size, const_assert_eq};
+use zerocopy::{FromBytes, IntoBytes};
 
 /// The descriptor type, SGL identifier bits 7:4 (spec figure "SGL
 /// Descriptor Type").
@@ -49,7 +50,7 @@ impl SglDescriptorType {
 pub const SGL_SUBTYPE_ADDRESS: u8 = 0x0;
 
 /// One SGL descriptor, exactly as the controller reads it (little-endian).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, FromBytes, IntoBytes)]
 #[repr(C)]
 pub struct SglDescriptor {
     addr: u64,
@@ -65,10 +66,6 @@ const_assert_eq!(core::mem::offset_of!(SglDescriptor, addr), 0);
 const_assert_eq!(core::mem::offset_of!(SglDescriptor, len), 8);
 const_assert_eq!(core::mem::offset_of!(SglDescriptor, reserved), 12);
 const_assert_eq!(core::mem::offset_of!(SglDescriptor, id), 15);
-
-// SAFETY: repr(C), integers and a byte array only, no padding (asserted
-// above: 8 + 4 + 3 + 1 = 16); every bit pattern is a valid value.
-unsafe impl DmaPod for SglDescriptor {}
 
 impl SglDescriptor {
     /// The size of a descriptor in bytes.

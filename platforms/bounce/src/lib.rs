@@ -29,13 +29,13 @@
 //! let c = DeviceConstraints::builder().alignment(64).build()?;
 //! let p = BouncePlatform::new(DirectPlatform::x86_coherent(HostMemory, c), HostMemory, 64)?;
 //! let buf = vec![0x5au8; 100];
-//! let m = StreamingMapping::<_, ToDevice, _>::map(&p, buf).map_err(|e| e.error)?;
+//! let m = StreamingMapping::<_, ToDevice, _>::map(&p, buf)?;
 //! assert_eq!(m.dma_addr().as_u64() % 64, 0, "bounced if the Vec was not 64-aligned");
 //! let _buf = m.unmap()?;
 //! # Ok::<(), dma_core::Error>(())
 //! ```
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(test)]
 extern crate std;
@@ -45,6 +45,7 @@ mod pool;
 use core::fmt;
 use core::ptr::NonNull;
 
+use dma_coherence::{HardwareCoherent, PhysicalCore};
 use dma_core::{
     CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap,
     ErrorKind, PhysAddr, PhysMemory, RawMapping, Result,
@@ -126,37 +127,47 @@ impl<P: DmaMap, M: PhysMemory> BouncePlatform<P, M> {
         }
     }
 
+    /// The original buffers' side of the physical-backend core: the bounds
+    /// and translation check for the copies. The copies are CPU accesses,
+    /// so no cache policy applies to the original; the pool's maintenance
+    /// is the inner platform's.
+    fn originals(&self) -> PhysicalCore<'_, HardwareCoherent, M> {
+        PhysicalCore::new(&HardwareCoherent, &self.memory)
+    }
+
     /// Copies between the original and its bounce slots.
+    ///
+    /// # Errors
+    ///
+    /// [`OutOfRange`](ErrorKind::OutOfRange) when the range does not lie
+    /// within `m`, the environment's error when the original cannot be
+    /// translated; nothing is copied then.
     ///
     /// # Safety
     ///
-    /// The placement is live for a mapping of `orig`, `offset + len` lies
-    /// inside it, and neither the CPU (through references) nor the device
-    /// touches either range meanwhile.
+    /// The placement is live for the mapping `m` (its slots hold `m.len`
+    /// bytes from the placement's offset), and neither the CPU (through
+    /// references) nor the device touches either range meanwhile.
     unsafe fn copy(
         &self,
         pool: &BouncePool<M>,
         p: Placement,
-        orig: PhysAddr,
+        m: &RawMapping,
         offset: usize,
         len: usize,
         to_device: bool,
-    ) {
+    ) -> Result<()> {
         if len == 0 {
-            return;
+            return Ok(());
         }
-        let Some(at) = orig.checked_add(offset as u64) else {
-            return;
-        };
-        let Ok(cpu) = self.memory.phys_to_virt(at, len) else {
-            return;
-        };
+        let cpu = self.originals().cpu_range(m, offset, len)?;
         let slot = pool.cpu(p.pool_offset() + offset);
         let (src, dst) = if to_device { (cpu, slot) } else { (slot, cpu) };
         // SAFETY: both ranges are `len` bytes of memory this mapping owns
         // (the caller's promise), in different allocations (the pool is
         // ours alone), so they do not overlap.
         unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_ptr(), len) };
+        Ok(())
     }
 
     /// Maps a copy of the buffer in the pool.
@@ -164,14 +175,22 @@ impl<P: DmaMap, M: PhysMemory> BouncePlatform<P, M> {
     /// # Safety
     ///
     /// As for `DmaMap::map`.
-    unsafe fn bounce(&self, phys: PhysAddr, len: usize) -> Result<DmaAddr> {
+    unsafe fn bounce(&self, m: &RawMapping) -> Result<DmaAddr> {
+        let (phys, len) = (m.phys, m.len);
+        dma_coherence::check_span(phys, len)?;
+        // Every copy reaches the original through the environment's
+        // translation: refuse now rather than fail to copy later.
+        self.originals().cpu_range(m, 0, len)?;
         let mut pool = self.pool.lock();
         let p = pool.alloc(phys, len, self.rules())?;
         // Always copy in, whatever the direction: the device may write less
         // than the whole buffer, and the rest must come back unchanged
         // (Linux's fix for CVE-2022-0854).
         // SAFETY: the caller owns the buffer; the slots were just taken.
-        unsafe { self.copy(&pool, p, phys, 0, len, true) };
+        if let Err(e) = unsafe { self.copy(&pool, p, m, 0, len, true) } {
+            pool.free(p);
+            return Err(e);
+        }
         drop(pool);
         // SAFETY: a range inside the live pool mapping.
         unsafe {
@@ -221,9 +240,16 @@ unsafe impl<P: DmaMap, M: PhysMemory> DmaMap for BouncePlatform<P, M> {
     ) -> Result<DmaAddr> {
         // SAFETY: the caller's promise is passed on.
         match unsafe { self.inner.map(phys, len, dir, attrs) } {
-            Err(e) if bounceable(e.kind()) && len > 0 => {
-                // SAFETY: as above.
-                unsafe { self.bounce(phys, len) }
+            Err(e) if bounceable(e.kind()) => {
+                let m = RawMapping {
+                    phys,
+                    dma: DmaAddr::ZERO,
+                    len,
+                    dir,
+                    attrs,
+                };
+                // SAFETY: the caller's promise for `map` is passed on; `m` describes exactly the caller's range.
+                unsafe { self.bounce(&m) }
             }
             other => other,
         }
@@ -237,6 +263,7 @@ unsafe impl<P: DmaMap, M: PhysMemory> DmaMap for BouncePlatform<P, M> {
         let mut pool = self.pool.lock();
         let p = pool.find(pool_offset, m.phys, m.len)?;
         let device_wrote = m.dir != DmaDirection::ToDevice;
+        let mut copied = Ok(());
         if device_wrote && !m.attrs.contains(DmaAttrs::SKIP_CPU_SYNC) {
             // SAFETY: a range inside the live pool mapping; the device stopped.
             unsafe {
@@ -244,10 +271,11 @@ unsafe impl<P: DmaMap, M: PhysMemory> DmaMap for BouncePlatform<P, M> {
                     .sync_for_cpu(&self.pool_map, p.pool_offset(), m.len)
             };
             // SAFETY: the placement is live for this mapping (found above).
-            unsafe { self.copy(&pool, p, m.phys, 0, m.len, false) };
+            // A failure is reported once the slots are free again.
+            copied = unsafe { self.copy(&pool, p, m, 0, m.len, false) };
         }
         pool.free(p);
-        Ok(())
+        copied
     }
 
     unsafe fn sync_for_cpu(&self, m: &RawMapping, offset: usize, len: usize) {
@@ -270,7 +298,10 @@ unsafe impl<P: DmaMap, M: PhysMemory> DmaMap for BouncePlatform<P, M> {
             offset: pool_offset % SLOT_SIZE,
         };
         // SAFETY: the caller promises the mapping is live and the range in it.
-        unsafe { self.copy(&pool, p, m.phys, offset, len, false) };
+        // An error means the environment no longer translates the original
+        // it translated at map; the trait cannot report it here, and unmap's
+        // copy will.
+        let _ = unsafe { self.copy(&pool, p, m, offset, len, false) };
     }
 
     unsafe fn sync_for_device(&self, m: &RawMapping, offset: usize, len: usize) {
@@ -286,7 +317,8 @@ unsafe impl<P: DmaMap, M: PhysMemory> DmaMap for BouncePlatform<P, M> {
         };
         // In every direction, as at map (see `bounce`).
         // SAFETY: the caller promises the mapping is live and the range in it.
-        unsafe { self.copy(&pool, p, m.phys, offset, len, true) };
+        // On an error (as in sync_for_cpu) the slots keep their contents.
+        let _ = unsafe { self.copy(&pool, p, m, offset, len, true) };
         drop(pool);
         // SAFETY: inside the live pool mapping.
         unsafe {

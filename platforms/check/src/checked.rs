@@ -6,8 +6,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use dma_core::{
-    CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, Error,
-    ErrorKind, PhysAddr, RawMapping, Result, SgEntry,
+    CoherentRegion, CpuAccess, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection,
+    DmaMap, Error, ErrorKind, PhysAddr, RawMapping, Result, SgEntry,
 };
 
 use crate::classify::{Classifier, MemoryClass};
@@ -376,6 +376,15 @@ unsafe impl<P: DmaMap> DmaMap for Checked<P> {
 
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
         self.sync(SyncPoint::ForDevice, mapping, offset, len);
+    }
+
+    fn cpu_access(&self, mapping: &RawMapping, offset: usize, len: usize, access: CpuAccess) {
+        let mut pending = Vec::new();
+        self.state
+            .lock()
+            .cpu_access(mapping, offset, len, access, &mut pending);
+        self.emit(pending);
+        self.inner.cpu_access(mapping, offset, len, access);
     }
 
     unsafe fn map_sg(

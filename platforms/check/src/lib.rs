@@ -23,8 +23,7 @@
 //! ));
 //!
 //! // Correct use through the safe types: nothing to report.
-//! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 2048])
-//!     .map_err(|e| e.error)?;
+//! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 2048])?;
 //! rx.sync_for_cpu();
 //! let raw: RawMapping = *rx.raw();
 //! let _buffer: Vec<u8> = rx.unmap()?;
@@ -69,7 +68,8 @@
 //! | unmap or sync of an sg table with a different entry count | [`Report::Mismatch`] `SgCount` | yes, the whole recorded table |
 //! | sync of unmapped memory | [`Report::NotMapped`] | no |
 //! | sync outside the mapped range | [`Report::SyncOutOfRange`] | no |
-//! | sync in a direction the mapping does not allow | [`Report::SyncWrongDirection`] | no |
+//! | sync naming another direction than mapped (not bidirectional) | [`Report::Mismatch`] `Direction` | yes, the record |
+//! | ... which makes it a sync for the CPU of memory the device only reads, or for the device of memory it only writes | also [`Report::SyncWrongDirection`] | yes, the record |
 //! | map of stack or read-only memory (where a [`classify`] hook can tell) | [`Report::BadMemory`] | no; `Err(Unsupported)` |
 //! | mapped sg entry longer than the device's maximum segment | [`Report::SegmentTooLong`] | mapped |
 //! | mapped sg entry crossing the device's boundary | [`Report::SegmentCrossesBoundary`] | mapped |
@@ -77,12 +77,15 @@
 //! | mappings still live when the device is released | [`Report::Leak`] | leaked |
 //! | a map error never checked | impossible: see below | |
 //!
-//! A wrong-direction sync is skipped because, in the sync plan every
-//! backend follows (`dma-coherence`), it is either nothing (`sync_for_cpu`
-//! of a to-device buffer) or a clean that can only write stale CPU lines
-//! over what the device wrote (`sync_for_device` of a from-device buffer).
-//! Syncs outside a mapping would invalidate or clean memory the caller does
-//! not own. The three "mapped" classes are reported after the platform
+//! Sync directions follow Linux's `check_sync` exactly: any sync of a
+//! bidirectional mapping, and any sync that names the mapped direction, is
+//! correct; that includes `sync_for_device` of a from-device mapping, which
+//! hands a receive buffer back to the device after the CPU read it (as
+//! `page_pool` does), and `sync_for_cpu` of a to-device one. A sync naming
+//! another direction is reported but still synced, with the recorded
+//! mapping: the platform alone would have synced it. Syncs outside a
+//! mapping are not forwarded: they would invalidate, clean or copy memory
+//! the caller does not own. The three "mapped" classes are reported after the platform
 //! mapped correctly: refusing them would turn a warning into a failure the
 //! driver did not have without the checker.
 //!
@@ -189,7 +192,7 @@
 //! feature (default) adds the hosted classifier and keeps a panic-mode
 //! leak report from panicking while a thread is already unwinding.
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 extern crate alloc;
 #[cfg(feature = "std")]

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use dma_core::{DmaAddr, DmaAttrs, DmaDirection, PhysAddr};
+use dma_core::{CpuAccess, DmaAddr, DmaAttrs, DmaDirection, PhysAddr};
 
 /// How a tracked region was made (Linux's `dma_debug_entry` type).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -160,12 +160,12 @@ impl fmt::Display for Field {
     }
 }
 
-/// The sync a mapping's direction does not allow.
+/// Which sync a report is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SyncPoint {
-    /// `sync_for_cpu` of memory the device only reads.
+    /// `sync_for_cpu`.
     ForCpu,
-    /// `sync_for_device` of memory the device only writes.
+    /// `sync_for_device`.
     ForDevice,
 }
 
@@ -223,7 +223,11 @@ pub enum Report {
         /// The length passed.
         len: usize,
     },
-    /// A sync the mapping's direction does not allow.
+    /// A sync naming another direction than mapped, which makes it a sync
+    /// for the CPU of memory the device only reads or for the device of
+    /// memory the device only writes (Linux's `check_sync`); it comes with
+    /// a [`Mismatch`](Self::Mismatch) `Direction` report, and the recorded
+    /// mapping is still synced.
     SyncWrongDirection {
         /// The mapping.
         mapping: Mapping,
@@ -266,6 +270,20 @@ pub enum Report {
         line: PhysAddr,
         /// The cache line size used.
         line_size: usize,
+    },
+    /// The CPU read or wrote, through a mapping's safe accessor, bytes the
+    /// device owned at that moment: after map or `sync_for_device`, before
+    /// a `sync_for_cpu` covering them. A check Linux's dma-debug cannot
+    /// make (it sees no CPU accesses).
+    CpuAccessDeviceOwned {
+        /// The mapping.
+        mapping: Mapping,
+        /// Read or write.
+        access: CpuAccess,
+        /// The first byte the device owned, as an offset into the mapping.
+        offset: usize,
+        /// Bytes from there to the end of the access.
+        len: usize,
     },
     /// A mapping or allocation still live when the device was released.
     Leak {
@@ -347,6 +365,22 @@ impl fmt::Display for Report {
                 f,
                 "DMA-API: {mapping} shares the {line_size}-byte cache line at {line} with {existing}"
             ),
+            Self::CpuAccessDeviceOwned {
+                mapping,
+                access,
+                offset,
+                len,
+            } => {
+                let what = match access {
+                    CpuAccess::Read => "read",
+                    CpuAccess::Write => "write",
+                };
+                write!(
+                    f,
+                    "DMA-API: CPU {what} of {len:#x} bytes at offset {offset:#x} the device owns \
+                     (call sync_for_cpu, or a sync_range_for_cpu covering them, first): {mapping}"
+                )
+            }
             Self::Leak { mapping } => {
                 write!(f, "DMA-API: still live when the device was released: {mapping}")
             }

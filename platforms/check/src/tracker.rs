@@ -6,7 +6,10 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
-use dma_core::{DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, PhysAddr, RawMapping, SgEntry};
+use dma_core::{
+    CpuAccess, CpuOwned, DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, PhysAddr, RawMapping,
+    SgEntry,
+};
 
 use crate::report::{CpuSide, Field, Mapping, MappingKind, Operation, Report, SgSlot, SyncPoint};
 
@@ -18,6 +21,9 @@ struct Live {
     mapping: Mapping,
     /// Key in `lines` when the mapping is tracked for cache-line overlap.
     line_key: Option<(u64, u64)>,
+    /// The bytes the CPU owns (taken by syncs for the CPU, handed back by
+    /// syncs for the device); the rest are the device's.
+    cpu_owned: CpuOwned,
 }
 
 struct Table {
@@ -175,6 +181,7 @@ impl Tracker {
             Box::new(Live {
                 mapping,
                 line_key: None,
+                cpu_owned: CpuOwned::default(),
             }),
         );
     }
@@ -183,7 +190,11 @@ impl Tracker {
         let line_key = self.track_lines(&mapping, line_size, out);
         self.live.insert(
             (mapping.dma.as_u64(), mapping.id),
-            Box::new(Live { mapping, line_key }),
+            Box::new(Live {
+                mapping,
+                line_key,
+                cpu_owned: CpuOwned::default(),
+            }),
         );
     }
 
@@ -424,10 +435,7 @@ impl Tracker {
         len: usize,
         out: &mut Vec<Report>,
     ) -> Verdict<RawMapping> {
-        let op = match point {
-            SyncPoint::ForCpu => Operation::SyncForCpu,
-            SyncPoint::ForDevice => Operation::SyncForDevice,
-        };
+        let op = sync_operation(point);
         let cpu = CpuSide::Phys(given.phys);
         let d = given.dma.as_u64();
         // A sync takes any streaming record, single or sg.
@@ -458,8 +466,14 @@ impl Tracker {
             });
             return Verdict::Refuse;
         }
-        describe_mismatches(op, &m, given.len, given.dir, out);
-        let mut forward = true;
+        if given.len != m.len {
+            out.push(Report::Mismatch {
+                op,
+                mapping: m,
+                field: Field::Size(given.len),
+            });
+        }
+        check_sync_direction(point, &m, given.dir, out);
         if offset.checked_add(len).is_none_or(|end| end > m.len) {
             out.push(Report::SyncOutOfRange {
                 op,
@@ -467,21 +481,20 @@ impl Tracker {
                 offset,
                 len,
             });
-            forward = false;
-        }
-        let allowed = match point {
-            SyncPoint::ForCpu => m.dir.device_writes(),
-            SyncPoint::ForDevice => m.dir.device_reads(),
-        };
-        if !allowed {
-            out.push(Report::SyncWrongDirection {
-                mapping: m,
-                sync: point,
-            });
-            forward = false;
-        }
-        if !forward {
+            // The platform's contract forbids it: maintenance or a bounce
+            // copy there would touch memory the caller does not own.
             return Verdict::Refuse;
+        }
+        // Direction reports are warnings, as in Linux: the platform alone
+        // would have synced, so the recorded mapping is synced (a
+        // `sync_for_device` of a from-device buffer is how a driver hands
+        // it back after reading it).
+        if let Some(live) = self.live.get_mut(&key) {
+            let (lo, hi) = (offset as u64, (offset + len) as u64);
+            match point {
+                SyncPoint::ForCpu => live.cpu_owned.take(lo, hi),
+                SyncPoint::ForDevice => live.cpu_owned.give(lo, hi),
+            }
         }
         Verdict::Forward(RawMapping {
             phys: given.phys,
@@ -492,6 +505,42 @@ impl Tracker {
         })
     }
 
+    /// Checks a CPU access through the safe accessors: every byte must be
+    /// the CPU's, for a mapping the device writes (a `ToDevice` one is
+    /// written by the CPU between transfers, with `sync_for_device` after).
+    /// Linux's dma-debug sees no CPU accesses and cannot check this.
+    pub(crate) fn cpu_access(
+        &self,
+        given: &RawMapping,
+        offset: usize,
+        len: usize,
+        access: CpuAccess,
+        out: &mut Vec<Report>,
+    ) {
+        let d = given.dma.as_u64();
+        let cpu = CpuSide::Phys(given.phys);
+        let Some(live) = self
+            .live
+            .range((d, 0)..=(d, u64::MAX))
+            .map(|(_, l)| l)
+            .find(|l| l.mapping.kind != MappingKind::Coherent && l.mapping.cpu == cpu)
+        else {
+            return;
+        };
+        if !live.mapping.dir.device_writes() || len == 0 {
+            return;
+        }
+        let (lo, hi) = (offset as u64, (offset + len) as u64);
+        if let Some(first) = live.cpu_owned.first_not_owned(lo, hi) {
+            out.push(Report::CpuAccessDeviceOwned {
+                mapping: live.mapping,
+                access,
+                offset: first as usize,
+                len: (hi - first) as usize,
+            });
+        }
+    }
+
     /// Checks the entry count of an sg sync against the table's.
     pub(crate) fn sync_sg_count(
         &self,
@@ -499,10 +548,7 @@ impl Tracker {
         entries: &[SgEntry],
         out: &mut Vec<Report>,
     ) {
-        let op = match point {
-            SyncPoint::ForCpu => Operation::SyncForCpu,
-            SyncPoint::ForDevice => Operation::SyncForDevice,
-        };
+        let op = sync_operation(point);
         let Some(first) = entries.first() else {
             return;
         };
@@ -580,6 +626,42 @@ impl Tracker {
         self.tables.clear();
         self.lines.clear();
         self.max_span = 0;
+    }
+}
+
+fn sync_operation(point: SyncPoint) -> Operation {
+    match point {
+        SyncPoint::ForCpu => Operation::SyncForCpu,
+        SyncPoint::ForDevice => Operation::SyncForDevice,
+    }
+}
+
+/// Linux's `check_sync` direction rules (kernel/dma/debug.c): any sync of a
+/// bidirectional mapping, and any sync naming the mapped direction, is
+/// fine, `sync_for_cpu` of a to-device mapping and `sync_for_device` of a
+/// from-device one included. Otherwise the direction differs, and it is
+/// also a sync for the CPU of memory the device only reads, or for the
+/// device of memory the device only writes, when the direction named
+/// does not make it one.
+fn check_sync_direction(point: SyncPoint, m: &Mapping, dir: DmaDirection, out: &mut Vec<Report>) {
+    use DmaDirection::{Bidirectional, FromDevice, ToDevice};
+    if m.dir == Bidirectional || dir == m.dir {
+        return;
+    }
+    out.push(Report::Mismatch {
+        op: sync_operation(point),
+        mapping: *m,
+        field: Field::Direction(dir),
+    });
+    let wrong = match point {
+        SyncPoint::ForCpu => m.dir != FromDevice && dir != ToDevice,
+        SyncPoint::ForDevice => m.dir != ToDevice && dir != FromDevice,
+    };
+    if wrong {
+        out.push(Report::SyncWrongDirection {
+            mapping: *m,
+            sync: point,
+        });
     }
 }
 

@@ -14,10 +14,8 @@ fn main() -> Result<(), dma_core::Error> {
         .build()?;
     let platform = DirectPlatform::x86_coherent(HostMemory, constraints);
 
-    let tx = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0xa5u8; 1514])
-        .map_err(|e| e.error)?;
-    let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 2048])
-        .map_err(|e| e.error)?;
+    let tx = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0xa5u8; 1514])?;
+    let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, vec![0u8; 2048])?;
     let ring = Coherent::<[u64], _>::zeroed_slice(&platform, 256)?;
     let pool = DmaPool::new(&platform, 256, 256, Some(4096), 32)?;
     let block = pool.alloc()?;

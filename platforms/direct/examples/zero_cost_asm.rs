@@ -65,8 +65,7 @@ mod arm {
 
 fn main() -> Result<(), dma_core::Error> {
     let platform = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-    let mut m = StreamingMapping::<_, Bidirectional, _>::map(&platform, vec![0u8; 4096])
-        .map_err(|e| e.error)?;
+    let mut m = StreamingMapping::<_, Bidirectional, _>::map(&platform, vec![0u8; 4096])?;
     // Called through opaque pointers, so the functions stay in the binary
     // under their names instead of being inlined or dropped.
     let for_device: fn(&mut CoherentMapping<'_>) = black_box(coherent_sync_for_device);
@@ -79,7 +78,7 @@ fn main() -> Result<(), dma_core::Error> {
     {
         let arm = DirectPlatform::arm_noncoherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
         let buf = dma_core::DmaBuf::for_device(&arm, 4096)?;
-        let mut m = StreamingMapping::<_, Bidirectional, _>::map(&arm, buf).map_err(|e| e.error)?;
+        let mut m = StreamingMapping::<_, Bidirectional, _>::map(&arm, buf)?;
         let for_device: fn(&mut arm::ArmMapping<'_>) = black_box(arm::noncoherent_sync_for_device);
         let for_cpu: fn(&mut arm::ArmMapping<'_>) = black_box(arm::noncoherent_sync_for_cpu);
         for_device(&mut m);

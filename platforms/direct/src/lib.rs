@@ -47,8 +47,7 @@
 //! use dma_direct::DirectPlatform;
 //!
 //! let platform = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
-//! let tx = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0xa5u8; 1514])
-//!     .map_err(|e| e.error)?;
+//! let tx = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0xa5u8; 1514])?;
 //! // On x86 the device address is the physical address.
 //! assert_eq!(tx.dma_addr().as_u64(), tx.raw().phys.as_u64());
 //! let _frame: Vec<u8> = tx.unmap()?;
@@ -66,7 +65,7 @@
 //!
 //! let platform = DirectPlatform::arm_noncoherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
 //! let buf = DmaBuf::for_device(&platform, 2048)?;
-//! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, buf).map_err(|e| e.error)?;
+//! let mut rx = StreamingMapping::<_, FromDevice, _>::map(&platform, buf)?;
 //! // ... the device writes, the driver sees the completion ...
 //! rx.sync_for_cpu(); // dc civac over the buffer's lines (EL0), then dsb sy
 //! let _packet = rx.unmap()?;
@@ -74,20 +73,31 @@
 //! # Ok::<(), dma_core::Error>(())
 //! ```
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use core::ptr::NonNull;
 
-#[cfg(target_arch = "aarch64")]
-use dma_coherence::arch::aarch64::Aarch64Maintenance;
-use dma_coherence::{
-    coherent_cacheability, require_whole_lines, sync_mapping, CacheMaintenance, HardwareCoherent,
-    SyncPoint,
-};
+use dma_coherence::{PhysicalCore, SyncPoint};
 use dma_core::{
     CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, Error,
     ErrorKind, PhysAddr, PhysMemory, RawMapping, Result,
 };
+
+// The cache policies a `DirectPlatform` is generic over, so that a user
+// names its type without depending on dma-coherence.
+#[cfg(target_arch = "aarch64")]
+pub use dma_coherence::arch::aarch64::Aarch64Maintenance;
+#[cfg(target_arch = "riscv64")]
+pub use dma_coherence::arch::riscv64::ZicbomMaintenance;
+#[cfg(target_arch = "x86_64")]
+pub use dma_coherence::arch::x86_64::X86Maintenance;
+pub use dma_coherence::{CacheMaintenance, HardwareCoherent};
+
+/// The crate's README, whose mapping example (the same as the workspace
+/// README's) runs here as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// A fixed translation from physical to device addresses:
 /// `dma = phys - phys_base + dma_base`, for `phys >= phys_base`.
@@ -199,20 +209,16 @@ impl<M: PhysMemory, C: CacheMaintenance> DirectPlatform<M, C> {
         self.bus
     }
 
+    /// The checks and syncs every physical backend shares.
+    #[inline(always)]
+    fn core(&self) -> PhysicalCore<'_, C, M> {
+        PhysicalCore::new(&self.cache, &self.memory)
+    }
+
     /// Translates and checks a range against the device's reach.
     #[inline(always)]
     fn device_range(&self, phys: PhysAddr, len: usize) -> Result<DmaAddr> {
-        if len == 0 {
-            return Err(Error::new(ErrorKind::ZeroSize, "zero-length mapping").at(phys.as_u64()));
-        }
-        if phys.checked_end_inclusive(len as u64).is_none() {
-            return Err(Error::new(
-                ErrorKind::AddressOverflow,
-                "mapping wraps past the top of memory",
-            )
-            .at(phys.as_u64())
-            .len(len as u64));
-        }
+        dma_coherence::check_span(phys, len)?;
         let dma = self.bus.to_dma(phys)?;
         self.constraints.check_reachable(dma, len as u64)?;
         if !dma.is_aligned(self.constraints.alignment()) {
@@ -228,12 +234,10 @@ impl<M: PhysMemory, C: CacheMaintenance> DirectPlatform<M, C> {
 }
 
 // SAFETY: map checks reach and alignment and returns the bus translation of
-// the caller's own memory, which the device then accesses directly; syncs
-// follow the dma-coherence plan for the cache policy, which upholds the
-// visibility promises; on a non-coherent policy, map refuses a range the
-// device writes unless it owns its cache lines whole, so an invalidate never
-// discards a byte outside a mapped range (cleaning a line shared by a buffer
-// the device only reads writes the neighbour's bytes back early, unchanged).
+// the caller's own memory, which the device then accesses directly; the
+// checks and syncs are dma-coherence's PhysicalCore, whose module docs argue
+// that they make the CPU side visible as the contract says and change no
+// byte outside a mapped range, invalidation included.
 unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaMap for DirectPlatform<M, C> {
     #[inline(always)]
     fn constraints(&self) -> &DeviceConstraints {
@@ -247,11 +251,7 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaMap for DirectPlatform<M, C> 
 
     #[inline(always)]
     fn dma_alignment(&self) -> usize {
-        if self.cache.is_coherent() {
-            1
-        } else {
-            self.cache.line_size()
-        }
+        self.core().dma_alignment()
     }
 
     #[inline(always)]
@@ -262,14 +262,8 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaMap for DirectPlatform<M, C> 
         dir: DmaDirection,
         attrs: DmaAttrs,
     ) -> Result<DmaAddr> {
+        self.core().prepare_map(phys, len, dir)?;
         let dma = self.device_range(phys, len)?;
-        if !self.cache.is_coherent() {
-            // The partial-cache-line policy (dma_coherence::partial_lines).
-            require_whole_lines(&self.cache, phys.as_u64(), len, dir)?;
-            // Every later sync reaches the CPU side through the linear map:
-            // refuse now rather than fail to maintain later.
-            self.memory.phys_to_virt(phys, len)?;
-        }
         let raw = RawMapping {
             phys,
             dma,
@@ -277,68 +271,35 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaMap for DirectPlatform<M, C> 
             dir,
             attrs,
         };
-        // SAFETY: the caller owns the range (map's contract).
-        unsafe {
-            sync_mapping(
-                &self.cache,
-                &self.memory,
-                &raw,
-                0,
-                len,
-                SyncPoint::ForDevice,
-                false,
-            )
-        };
+        // SAFETY: checked by prepare_map; the caller owns the range (map's
+        // contract).
+        unsafe { self.core().after_map(&raw)? };
         Ok(dma)
     }
 
     #[inline(always)]
     unsafe fn unmap(&self, mapping: &RawMapping) -> Result<()> {
-        // SAFETY: the mapping is live until this returns (unmap's contract).
-        unsafe {
-            sync_mapping(
-                &self.cache,
-                &self.memory,
-                mapping,
-                0,
-                mapping.len,
-                SyncPoint::ForCpu,
-                false,
-            )
-        };
-        Ok(())
+        // SAFETY: the mapping is live until this returns and the device has
+        // stopped (unmap's contract).
+        unsafe { self.core().before_unmap(mapping) }
     }
 
     #[inline(always)]
     unsafe fn sync_for_cpu(&self, mapping: &RawMapping, offset: usize, len: usize) {
         // SAFETY: live mapping, range inside it (the caller's contract).
-        unsafe {
-            sync_mapping(
-                &self.cache,
-                &self.memory,
-                mapping,
-                offset,
-                len,
-                SyncPoint::ForCpu,
-                true,
-            )
-        }
+        // An error means the environment no longer translates a range it
+        // translated at map; the trait has no way to report it here, and
+        // unmap's sync will.
+        let _ = unsafe { self.core().sync(mapping, offset, len, SyncPoint::ForCpu) };
     }
 
     #[inline(always)]
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
         // SAFETY: live mapping, range inside it (the caller's contract).
-        unsafe {
-            sync_mapping(
-                &self.cache,
-                &self.memory,
-                mapping,
-                offset,
-                len,
-                SyncPoint::ForDevice,
-                true,
-            )
-        }
+        // An error means the environment no longer translates a range it
+        // translated at map; the trait has no way to report it here, and
+        // unmap's sync will.
+        let _ = unsafe { self.core().sync(mapping, offset, len, SyncPoint::ForDevice) };
     }
 }
 
@@ -356,7 +317,7 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaAlloc for DirectPlatform<M, C
         }
         let page = self.memory.page_size();
         let count = size.div_ceil(page);
-        let cacheability = coherent_cacheability(&self.cache, attrs);
+        let cacheability = self.core().coherent_cacheability(attrs);
         let max_phys = self.bus.max_phys(self.constraints.dma_mask());
         let pages = self.memory.alloc_pages(count, cacheability, max_phys)?;
         let bytes = count * page;
@@ -379,7 +340,7 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaAlloc for DirectPlatform<M, C
         let page = self.memory.page_size();
         let count = region.size / page;
         let phys = self.memory.virt_to_phys(region.cpu, region.size)?;
-        let cacheability = coherent_cacheability(&self.cache, attrs);
+        let cacheability = self.core().coherent_cacheability(attrs);
         // SAFETY: the caller promises the region came from alloc_coherent with
         // these attrs, so these are the pages (same count, address and
         // cacheability) the environment gave us; freed once.

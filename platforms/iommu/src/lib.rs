@@ -37,8 +37,7 @@
 //!     DeviceConstraints::builder().addr_bits(32).build()?,
 //!     DomainConfig::new(DeviceId(8), Asid(1)),
 //! )?;
-//! let rx = StreamingMapping::<_, FromDevice, _>::map(&nic, vec![0u8; 1514])
-//!     .map_err(|e| e.error)?;
+//! let rx = StreamingMapping::<_, FromDevice, _>::map(&nic, vec![0u8; 1514])?;
 //! // The device sees an IOVA below its 32-bit mask, wherever the buffer is.
 //! assert!(rx.dma_addr().as_u64() < 1 << 32);
 //! iommu.device_write(DeviceId(8), rx.dma_addr(), b"frame").unwrap();
@@ -57,7 +56,7 @@
 //!   IOMMU. Without it the page tables, the hardware trait, the fault types
 //!   and the invalidation policies remain (none of them allocates).
 #![no_std]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

@@ -3,7 +3,7 @@
 use core::fmt;
 use core::ptr::NonNull;
 
-use dma_coherence::{coherent_cacheability, sync_mapping, CacheMaintenance, SyncPoint};
+use dma_coherence::{CacheMaintenance, PhysicalCore, SyncPoint};
 use dma_core::{
     CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, Error,
     ErrorKind, Pages, PhysAddr, PhysMemory, RawMapping, Result, SgEntry,
@@ -189,6 +189,11 @@ where
         self.policy.lock().pending()
     }
 
+    /// The checks and syncs every physical backend shares.
+    fn core(&self) -> PhysicalCore<'_, C, M> {
+        PhysicalCore::new(&self.cache, &self.memory)
+    }
+
     fn cpu(&self) -> CpuId {
         (self.current_cpu)()
     }
@@ -238,17 +243,7 @@ where
     /// The page span of a buffer: its offset in the first page and the
     /// number of pages it touches.
     fn span(&self, phys: PhysAddr, len: usize) -> Result<(u64, u64)> {
-        if len == 0 {
-            return Err(Error::new(ErrorKind::ZeroSize, "zero-length mapping").at(phys.as_u64()));
-        }
-        if phys.checked_end_inclusive(len as u64).is_none() {
-            return Err(Error::new(
-                ErrorKind::AddressOverflow,
-                "mapping wraps past the top of memory",
-            )
-            .at(phys.as_u64())
-            .len(len as u64));
-        }
+        dma_coherence::check_span(phys, len)?;
         let offset = phys.offset_in(PAGE);
         // The IOVA keeps the offset within the page, so it must already
         // satisfy the device's alignment; no placement can fix it (the
@@ -331,9 +326,11 @@ where
 // through a fresh IOVA range (so nothing else becomes reachable), with
 // write permission only for directions the device writes; unmap removes
 // them and hands the range to the invalidation policy, which frees the IOVA
-// only after the hardware completed the invalidation; syncs follow the
-// dma-coherence plan; coherent allocations are uncached on non-coherent
-// policies, as for the direct backend.
+// only after the hardware completed the invalidation; the CPU-side checks
+// and syncs are dma-coherence's PhysicalCore, whose module docs argue that
+// they change no byte outside a mapped range, invalidation included;
+// coherent allocations are uncached on non-coherent policies, as for the
+// direct backend.
 unsafe impl<M, C, H, F> DmaMap for IommuPlatform<M, C, H, F>
 where
     M: PhysMemory + Clone,
@@ -350,11 +347,7 @@ where
     }
 
     fn dma_alignment(&self) -> usize {
-        if self.cache.is_coherent() {
-            1
-        } else {
-            self.cache.line_size()
-        }
+        self.core().dma_alignment()
     }
 
     unsafe fn map(
@@ -364,6 +357,7 @@ where
         dir: DmaDirection,
         attrs: DmaAttrs,
     ) -> Result<DmaAddr> {
+        self.core().prepare_map(phys, len, dir)?;
         let (offset, pages) = self.span(phys, len)?;
         let range = self.alloc_iova(pages)?;
         let iova = range.start(PAGE_SHIFT);
@@ -396,18 +390,15 @@ where
             dir,
             attrs,
         };
-        // SAFETY: the caller owns the range (map's contract).
-        unsafe {
-            sync_mapping(
-                &self.cache,
-                &self.memory,
-                &raw,
-                0,
-                len,
-                SyncPoint::ForDevice,
-                false,
-            )
-        };
+        // SAFETY: checked by prepare_map; the caller owns the range (map's
+        // contract). prepare_map checked the translation, so this cannot fail
+        // unless the environment changed meanwhile; then the mapping is
+        // undone below.
+        if let Err(e) = unsafe { self.core().after_map(&raw) } {
+            // SAFETY: mapped just above and never handed out.
+            let _ = unsafe { self.unmap(&raw) };
+            return Err(e);
+        }
         Ok(dma)
     }
 
@@ -427,17 +418,9 @@ where
             Self::check_live(&table, iova, phys, pages)?;
         }
         // SAFETY: checked live; the caller's contract says the device stopped.
-        unsafe {
-            sync_mapping(
-                &self.cache,
-                &self.memory,
-                mapping,
-                0,
-                mapping.len,
-                SyncPoint::ForCpu,
-                false,
-            )
-        };
+        // A failure (the environment no longer translates the buffer) is
+        // reported after the device's access has ended below.
+        let synced = unsafe { self.core().before_unmap(mapping) };
         let mut table = self.table.lock();
         // Checked again under the same lock as the unmap, so two racing
         // unmaps of one mapping cannot both succeed.
@@ -448,37 +431,24 @@ where
             .iova
             .footprint(iova >> PAGE_SHIFT, pages)
             .ok_or(Error::new(ErrorKind::NotMapped, "impossible IOVA span"))?;
-        self.retire(range)
+        self.retire(range)?;
+        synced
     }
 
     unsafe fn sync_for_cpu(&self, mapping: &RawMapping, offset: usize, len: usize) {
         // SAFETY: live mapping, range inside it (the caller's contract).
-        unsafe {
-            sync_mapping(
-                &self.cache,
-                &self.memory,
-                mapping,
-                offset,
-                len,
-                SyncPoint::ForCpu,
-                true,
-            )
-        }
+        // An error means the environment no longer translates a range it
+        // translated at map; the trait has no way to report it here, and
+        // unmap's sync will.
+        let _ = unsafe { self.core().sync(mapping, offset, len, SyncPoint::ForCpu) };
     }
 
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
         // SAFETY: live mapping, range inside it (the caller's contract).
-        unsafe {
-            sync_mapping(
-                &self.cache,
-                &self.memory,
-                mapping,
-                offset,
-                len,
-                SyncPoint::ForDevice,
-                true,
-            )
-        }
+        // An error means the environment no longer translates a range it
+        // translated at map; the trait has no way to report it here, and
+        // unmap's sync will.
+        let _ = unsafe { self.core().sync(mapping, offset, len, SyncPoint::ForDevice) };
     }
 
     /// Places the whole table in one IOVA range, entry after entry, each
@@ -496,6 +466,9 @@ where
     ) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
+        }
+        for e in entries.iter() {
+            self.core().prepare_map(e.phys, e.len, dir)?;
         }
         let Some(total) = self.sg_layout(entries)? else {
             // SAFETY: the caller's promise is passed on.
@@ -525,18 +498,13 @@ where
         }
         drop(table);
         for e in entries.iter() {
-            // SAFETY: the caller owns every entry (map's contract).
-            unsafe {
-                sync_mapping(
-                    &self.cache,
-                    &self.memory,
-                    &e.as_raw(dir, attrs),
-                    0,
-                    e.len,
-                    SyncPoint::ForDevice,
-                    false,
-                )
-            };
+            // SAFETY: checked by prepare_map; the caller owns every entry
+            // (map's contract).
+            if let Err(err) = unsafe { self.core().after_map(&e.as_raw(dir, attrs)) } {
+                // SAFETY: mapped just above as one table, never handed out.
+                let _ = unsafe { self.unmap_sg(entries, dir, attrs) };
+                return Err(err);
+            }
         }
         Ok(())
     }
@@ -579,19 +547,14 @@ where
                 cursor += pages * PAGE;
             }
         }
+        let mut synced = Ok(());
         for e in entries {
-            // SAFETY: checked live; the device has stopped (contract).
-            unsafe {
-                sync_mapping(
-                    &self.cache,
-                    &self.memory,
-                    &e.as_raw(dir, attrs),
-                    0,
-                    e.len,
-                    SyncPoint::ForCpu,
-                    false,
-                )
-            };
+            // SAFETY: checked live; the device has stopped (contract). A
+            // failure is reported once the device's access has ended.
+            let r = unsafe { self.core().before_unmap(&e.as_raw(dir, attrs)) };
+            if synced.is_ok() {
+                synced = r;
+            }
         }
         let mut table = self.table.lock();
         Self::check_live(
@@ -606,7 +569,8 @@ where
             .iova
             .footprint(base >> PAGE_SHIFT, total)
             .ok_or(Error::new(ErrorKind::NotMapped, "impossible IOVA span"))?;
-        self.retire(range)
+        self.retire(range)?;
+        synced
     }
 }
 
@@ -629,7 +593,7 @@ where
             ));
         }
         let count = size.div_ceil(PAGE as usize);
-        let cacheability = coherent_cacheability(&self.cache, attrs);
+        let cacheability = self.core().coherent_cacheability(attrs);
         let pages = self
             .memory
             .alloc_pages(count, cacheability, (1 << vmsav8::OAS_BITS) - 1)?;
@@ -691,7 +655,7 @@ where
                 cpu: region.cpu,
                 phys,
                 count: count as usize,
-                cacheability: coherent_cacheability(&self.cache, attrs),
+                cacheability: self.core().coherent_cacheability(attrs),
             })
         };
         Ok(())

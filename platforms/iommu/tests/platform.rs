@@ -2,12 +2,13 @@
 //! faults, both invalidation policies, scatter-gather, coherent memory,
 //! non-coherent caches, and every bad input.
 
-use std::cell::RefCell;
+use std::ptr::NonNull;
 
-use dma_coherence::{CacheMaintenance, HardwareCoherent};
+use dma_coherence::{CacheOp, HardwareCoherent, RecordingCache};
 use dma_core::{
-    Bidirectional, Coherent, DeviceConstraints, DmaAddr, DmaAttrs, DmaDirection, DmaMap, ErrorKind,
-    FromDevice, HostMemory, PhysAddr, RawMapping, SgEntry, StreamingMapping, ToDevice,
+    Bidirectional, Cacheability, Coherent, DeviceConstraints, DmaAddr, DmaAttrs, DmaBuf,
+    DmaDirection, DmaMap, Error, ErrorKind, FromDevice, HostMemory, Pages, PhysAddr, PhysMemory,
+    RawMapping, SgEntry, StreamingMapping, ToDevice,
 };
 use dma_iommu::pgtable::vmsav8::{self, Descriptor};
 use dma_iommu::soft::{Command, SoftIommu};
@@ -286,52 +287,39 @@ fn coherent_memory_is_shared_and_invalidated_strictly_on_free() {
     );
 }
 
-/// A non-coherent cache policy that records what it is asked to do.
-#[derive(Clone, Default)]
-struct Recorder(std::rc::Rc<RefCell<Vec<CacheCall>>>);
+fn recorded(cache: &RecordingCache) -> Vec<(CacheOp, usize, usize)> {
+    cache.recorded().map(|r| (r.op, r.va, r.len)).collect()
+}
 
-/// (operation, address, length)
-type CacheCall = (&'static str, usize, usize);
-
-// SAFETY: a recording double on a hosted (coherent) machine: doing nothing
-// is correct there; only the calls are checked.
-unsafe impl CacheMaintenance for Recorder {
-    fn is_coherent(&self) -> bool {
-        false
-    }
-    fn line_size(&self) -> usize {
-        64
-    }
-    unsafe fn clean(&self, va: usize, len: usize) {
-        self.0.borrow_mut().push(("clean", va, len));
-    }
-    unsafe fn invalidate(&self, va: usize, len: usize) {
-        self.0.borrow_mut().push(("invalidate", va, len));
-    }
-    unsafe fn clean_invalidate(&self, va: usize, len: usize) {
-        self.0.borrow_mut().push(("clean_invalidate", va, len));
-    }
+fn non_coherent<'a>(
+    memory: HoleMemory,
+    cache: &'a RecordingCache,
+    hw: &'a SoftIommu<HostMemory>,
+) -> IommuPlatform<HoleMemory, &'a RecordingCache, &'a SoftIommu<HostMemory>, Strict> {
+    IommuPlatform::new(
+        memory,
+        cache,
+        hw,
+        Strict,
+        DeviceConstraints::UNCONSTRAINED,
+        DomainConfig::new(DEV, Asid(1)),
+    )
+    .unwrap()
 }
 
 #[test]
 fn non_coherent_policy_maintains_buffers_and_maps_them_non_cacheable() {
     let hw = SoftIommu::new(HostMemory, 16);
-    let cache = Recorder::default();
-    let p = IommuPlatform::new(
-        HostMemory,
-        cache.clone(),
-        &hw,
-        Strict,
-        DeviceConstraints::UNCONSTRAINED,
-        DomainConfig::new(DEV, Asid(1)),
-    )
-    .unwrap();
+    let cache = RecordingCache::new(64);
+    let p = non_coherent(HoleMemory::default(), &cache, &hw);
     assert!(!p.context().walk_coherent);
     assert_eq!(p.dma_alignment(), 64);
-    let m = StreamingMapping::<_, FromDevice, _>::map(&p, vec![0u8; 256]).unwrap();
+    let buf = DmaBuf::for_device(&p, 256).unwrap();
+    cache.clear();
+    let m = StreamingMapping::<_, FromDevice, _>::map(&p, buf).unwrap();
     let va = m.raw().phys.as_u64() as usize;
     assert!(
-        cache.0.borrow().contains(&("clean", va, 256)),
+        recorded(&cache).contains(&(CacheOp::Clean, va, 256)),
         "cleaned for the device at map"
     );
     let t = vmsav8::walk(
@@ -350,13 +338,155 @@ fn non_coherent_policy_maintains_buffers_and_maps_them_non_cacheable() {
     );
     m.unmap().unwrap();
     assert!(
-        cache.0.borrow().contains(&("invalidate", va, 256)),
+        recorded(&cache).contains(&(CacheOp::Invalidate, va, 256)),
         "invalidated for the CPU at unmap"
     );
     // The coherent allocation asks for uncached pages, which a hosted
     // process cannot give: a typed error, nothing leaked into the tables.
     let e = Coherent::<u64, _>::zeroed(&p).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
+}
+
+/// Issue 11, finding 3: on a non-coherent policy a buffer the device
+/// writes that shares a cache line with other data is refused, as the
+/// direct backend refuses it, because invalidating the shared line at
+/// unmap would throw away the CPU's writes to the neighbour.
+#[test]
+fn non_coherent_policy_refuses_device_written_buffers_sharing_cache_lines() {
+    let hw = SoftIommu::new(HostMemory, 16);
+    let cache = RecordingCache::new(64);
+    let p = non_coherent(HoleMemory::default(), &cache, &hw);
+    let mut buf = DmaBuf::new(4096, 4096).unwrap();
+    let base = buf.as_mut_ptr() as u64;
+    cache.clear();
+    for dir in [DmaDirection::FromDevice, DmaDirection::Bidirectional] {
+        for (start, len) in [(8, 64), (0, 100), (64, 4000)] {
+            let phys = PhysAddr::new(base + start);
+            // SAFETY: the buffer is ours and only used through this platform;
+            // every call here is refused.
+            let e = unsafe { p.map(phys, len, dir, DmaAttrs::empty()) }.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Misaligned, "{dir:?} {start}+{len}");
+            assert!(e.message().contains("64-byte cache-line"), "{e}");
+            let mut sg = [
+                SgEntry::new(PhysAddr::new(base), 64),
+                SgEntry::new(phys, len),
+            ];
+            // SAFETY: the buffer is ours and used only through this platform; the call is refused.
+            let e = unsafe { p.map_sg(&mut sg, dir, DmaAttrs::empty()) }.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Misaligned);
+        }
+    }
+    assert_eq!(recorded(&cache), [], "a refusal maintains nothing");
+    assert_eq!(p.iova_to_phys(DmaAddr::new(0x1000)), None, "maps nothing");
+    // The device only reads: cleaning a shared line loses nothing.
+    // SAFETY: the buffer is ours and used only through this platform until unmapped below.
+    let dma = unsafe {
+        p.map(
+            PhysAddr::new(base + 8),
+            64,
+            DmaDirection::ToDevice,
+            DmaAttrs::empty(),
+        )
+    }
+    .unwrap();
+    let raw = RawMapping {
+        phys: PhysAddr::new(base + 8),
+        dma,
+        len: 64,
+        dir: DmaDirection::ToDevice,
+        attrs: DmaAttrs::empty(),
+    };
+    // SAFETY: mapped just above; the device never ran.
+    unsafe { p.unmap(&raw) }.unwrap();
+}
+
+/// Issue 11, finding 4: a range the environment cannot translate is
+/// refused at map on a non-coherent policy (every sync would have to
+/// reach it), and a translation lost under a live mapping is reported by
+/// unmap instead of the sync being skipped silently.
+#[test]
+fn untranslatable_buffers_are_refused_and_a_lost_translation_is_reported() {
+    let hw = SoftIommu::new(HostMemory, 16);
+    let cache = RecordingCache::new(64);
+    let memory = HoleMemory::default();
+    let p = non_coherent(memory.clone(), &cache, &hw);
+    let mut buf = DmaBuf::new(4096, 4096).unwrap();
+    let phys = PhysAddr::new(buf.as_mut_ptr() as u64);
+    let dir = DmaDirection::FromDevice;
+    memory.hide(phys, 4096);
+    cache.clear();
+    // SAFETY: the buffer is ours and only used through this platform.
+    let e = unsafe { p.map(phys, 256, dir, DmaAttrs::empty()) }.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotContiguous);
+    let mut sg = [SgEntry::new(phys, 256)];
+    // SAFETY: the buffer is ours and used only through this platform; the call is refused.
+    let e = unsafe { p.map_sg(&mut sg, dir, DmaAttrs::empty()) }.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotContiguous);
+    assert_eq!(recorded(&cache), [], "nothing maintained");
+
+    memory.show();
+    // SAFETY: the buffer is ours and used only through this platform until unmapped below.
+    let dma = unsafe { p.map(phys, 256, dir, DmaAttrs::empty()) }.unwrap();
+    memory.hide(phys, 4096);
+    cache.clear();
+    let raw = RawMapping {
+        phys,
+        dma,
+        len: 256,
+        dir,
+        attrs: DmaAttrs::empty(),
+    };
+    // SAFETY: mapped above; the device never ran.
+    let e = unsafe { p.unmap(&raw) }.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotContiguous);
+    let buffer = phys.as_u64() as usize..phys.as_u64() as usize + 4096;
+    assert!(
+        recorded(&cache)
+            .iter()
+            .all(|(_, va, _)| !buffer.contains(va)),
+        "the buffer is not maintained (the table's own writes are)"
+    );
+    assert_eq!(p.iova_to_phys(dma), None, "the device's access still ended");
+}
+
+/// Host memory whose linear map can lose a range, standing for an
+/// environment that cannot (or no longer can) translate a buffer.
+#[derive(Clone, Default)]
+struct HoleMemory(std::sync::Arc<std::sync::Mutex<Option<(u64, u64)>>>);
+
+impl HoleMemory {
+    fn hide(&self, phys: PhysAddr, len: u64) {
+        *self.0.lock().unwrap() = Some((phys.as_u64(), phys.as_u64() + len));
+    }
+    fn show(&self) {
+        *self.0.lock().unwrap() = None;
+    }
+}
+
+// SAFETY: forwards to HostMemory, whose translations stay exact inverses;
+// it only refuses more ranges.
+unsafe impl PhysMemory for HoleMemory {
+    fn page_size(&self) -> usize {
+        HostMemory.page_size()
+    }
+    fn alloc_pages(&self, count: usize, c: Cacheability, max_phys: u64) -> dma_core::Result<Pages> {
+        HostMemory.alloc_pages(count, c, max_phys)
+    }
+    unsafe fn free_pages(&self, pages: Pages) {
+        // SAFETY: the caller's promise is passed on.
+        unsafe { HostMemory.free_pages(pages) }
+    }
+    fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> dma_core::Result<PhysAddr> {
+        HostMemory.virt_to_phys(cpu, len)
+    }
+    fn phys_to_virt(&self, phys: PhysAddr, len: usize) -> dma_core::Result<NonNull<u8>> {
+        if let Some((lo, hi)) = *self.0.lock().unwrap() {
+            if phys.as_u64() < hi && phys.as_u64() + len as u64 > lo {
+                return Err(Error::new(ErrorKind::NotContiguous, "hidden by the test"));
+            }
+        }
+        HostMemory.phys_to_virt(phys, len)
+    }
 }
 
 #[test]

@@ -30,6 +30,9 @@ pub enum BoardError {
     /// A queue refused a command, or the device wrote a completion the
     /// queue could not accept.
     Ring(dma_ring::RingError),
+    /// A reference-driver error with no board counterpart (a NIC's
+    /// transmit or receive error).
+    Driver(dma_drivers::DriverError),
     /// An NVMe command completed with an error status.
     NvmeStatus {
         /// The command's opcode.
@@ -55,6 +58,7 @@ impl fmt::Display for BoardError {
             Self::SmmuGlobalError(bits) => write!(f, "SMMU global error {bits:#x}"),
             Self::Dma(e) => write!(f, "DMA error: {e:?}"),
             Self::Ring(e) => write!(f, "queue error: {e}"),
+            Self::Driver(e) => write!(f, "driver error: {e}"),
             Self::NvmeStatus {
                 opcode,
                 code_type,
@@ -79,6 +83,30 @@ impl From<dma_ring::RingError> for BoardError {
     }
 }
 
+impl From<dma_drivers::DriverError> for BoardError {
+    fn from(e: dma_drivers::DriverError) -> Self {
+        use dma_drivers::DriverError as D;
+        match e {
+            D::Dma(e) => Self::Dma(e),
+            D::Ring(e) => Self::Ring(e),
+            D::Nvme {
+                opcode,
+                code_type,
+                code,
+            } => Self::NvmeStatus {
+                opcode,
+                code_type,
+                code,
+            },
+            D::Timeout(what) => Self::Timeout(what),
+            D::ControllerFatal => Self::ControllerFatal,
+            D::InvalidArgument(rule) => Self::InvalidArgument(rule),
+            D::Unsupported(what) => Self::Unsupported(what),
+            other => Self::Driver(other),
+        }
+    }
+}
+
 impl From<BoardError> for dma_core::Error {
     /// For the `dma-core` traits the board implements (the SMMU behind
     /// `dma-iommu`): the kind that fits, the board's static message.
@@ -100,6 +128,9 @@ impl From<BoardError> for dma_core::Error {
             )
             .at(u64::from(opcode)),
             BoardError::Ring(e) => e.into(),
+            BoardError::Driver(_) => {
+                Error::new(ErrorKind::DeviceFault, "a device reported a transfer error")
+            }
             BoardError::NvmeStatus {
                 code_type, code, ..
             } => Error::new(
@@ -140,6 +171,38 @@ mod tests {
         );
         let dma: BoardError = dma_core::Error::new(dma_core::ErrorKind::OutOfMemory, "x").into();
         assert!(matches!(dma, BoardError::Dma(_)));
+    }
+
+    #[test]
+    fn driver_errors_become_their_board_counterparts() {
+        use dma_drivers::DriverError as D;
+        assert_eq!(
+            BoardError::from(D::ControllerFatal),
+            BoardError::ControllerFatal
+        );
+        assert_eq!(BoardError::from(D::Timeout("x")), BoardError::Timeout("x"));
+        assert_eq!(
+            BoardError::from(D::InvalidArgument("r")),
+            BoardError::InvalidArgument("r")
+        );
+        assert_eq!(
+            BoardError::from(D::Nvme {
+                opcode: 2,
+                code_type: 0,
+                code: 0x80
+            }),
+            BoardError::NvmeStatus {
+                opcode: 2,
+                code_type: 0,
+                code: 0x80
+            }
+        );
+        let tx = D::Transmit(dma_ring::nic::TxStatus::empty());
+        assert_eq!(BoardError::from(tx), BoardError::Driver(tx));
+        assert_eq!(
+            dma_core::Error::from(BoardError::Driver(tx)).kind(),
+            dma_core::ErrorKind::DeviceFault
+        );
     }
 
     #[test]

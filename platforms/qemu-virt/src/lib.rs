@@ -10,8 +10,6 @@
 //!   of the board, with cached and non-cacheable page pools;
 //! - [`pci`]: ECAM configuration access, enumeration, BAR sizing and
 //!   assignment;
-//! - [`nvme`]: the NVMe controller register block (tock-registers) and its
-//!   reset/enable sequence with timeouts;
 //! - [`smmu`]: an SMMUv3 stage-1 driver: linear stream table, STEs and CDs,
 //!   command queue with CFGI/TLBI/SYNC, event queue with fault decoding;
 //!   and [`smmu::SmmuIommu`], `dma-iommu`'s `IommuHardware` over it, so
@@ -38,7 +36,7 @@
 //!
 //! ```
 //! use dma_qemu_virt::pci::Bdf;
-//! use dma_qemu_virt::nvme::doorbell_offset;
+//! use dma_drivers::nvme::spec::doorbell_offset;
 //! use dma_qemu_virt::smmu::{Command, Ste, WalkAttrs};
 //!
 //! // QEMU's NVMe sits at 00:01.0 with `-net none`; its StreamID is its BDF.
@@ -65,7 +63,6 @@ pub mod error;
 pub mod memmap;
 pub mod memory;
 pub mod mmu;
-pub mod nvme;
 pub mod pci;
 pub mod report;
 pub mod smmu;

@@ -7,7 +7,9 @@
 
 use core::time::Duration;
 
-use crate::{BoardError, Result};
+use dma_drivers::{poll_until, Wait};
+
+use crate::Result;
 
 /// A monotonic tick counter.
 pub trait Clock {
@@ -48,27 +50,53 @@ impl Deadline {
     }
 }
 
+/// The reference drivers' [`Wait`] on a clock: a wait gives up once
+/// `timeout` has passed since it began.
+#[derive(Clone, Copy, Debug)]
+pub struct TimerWait<'c, K: Clock> {
+    clock: &'c K,
+    timeout: Duration,
+    deadline: Deadline,
+}
+
+impl<'c, K: Clock> TimerWait<'c, K> {
+    /// Waits of at most `timeout` each, measured on `clock`.
+    pub fn new(clock: &'c K, timeout: Duration) -> Self {
+        Self {
+            clock,
+            timeout,
+            deadline: Deadline::after(clock, timeout),
+        }
+    }
+}
+
+impl<K: Clock> Wait for TimerWait<'_, K> {
+    fn begin(&mut self) {
+        self.deadline = Deadline::after(self.clock, self.timeout);
+    }
+
+    fn pause(&mut self) -> bool {
+        core::hint::spin_loop();
+        !self.deadline.passed(self.clock)
+    }
+}
+
 /// Polls `poll` until it returns `Some`, or fails with
-/// [`BoardError::Timeout`] naming `what` once `timeout` has passed. The
+/// [`BoardError::Timeout`](crate::BoardError::Timeout) naming `what` once `timeout` has passed. The
 /// condition is checked once more after the deadline, so a slow clock never
 /// turns a met condition into a timeout.
+///
+/// # Errors
+///
+/// [`BoardError::Timeout`](crate::BoardError::Timeout) naming `what`.
 pub fn wait_for<T>(
     clock: &impl Clock,
     timeout: Duration,
     what: &'static str,
     mut poll: impl FnMut() -> Option<T>,
 ) -> Result<T> {
-    let deadline = Deadline::after(clock, timeout);
-    loop {
-        let expired = deadline.passed(clock);
-        if let Some(value) = poll() {
-            return Ok(value);
-        }
-        if expired {
-            return Err(BoardError::Timeout(what));
-        }
-        core::hint::spin_loop();
-    }
+    let mut wait = TimerWait::new(clock, timeout);
+    Ok(poll_until(&mut wait, what, || poll().map(Ok))?)
 }
 
 /// The Arm generic timer's virtual counter.
@@ -100,6 +128,8 @@ impl Clock for GenericTimer {
 #[cfg(test)]
 mod tests {
     use core::cell::Cell;
+
+    use crate::BoardError;
 
     use super::*;
 

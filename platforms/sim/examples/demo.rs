@@ -52,6 +52,7 @@ impl PresetRun for NvmeWork {
         };
         let ctrl = NvmeController::new(sim.bus(dev), config).expect("controller");
         let regs = ctrl.registers();
+        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
         let pools = prp_pools(p).expect("PRP pools");
         let mut disk: NvmeBlockDriver<'_, _, _, DmaBuf> = NvmeBlockDriver::start(
             &regs,

@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let platform = Checked::new(sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED));
     let ctrl = NvmeController::new(sim.bus(dev), NvmeConfig::default())?;
     let regs = ctrl.registers();
+    let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
     let pools = prp_pools(&platform)?;
     let mut disk = NvmeBlockDriver::start(
         &regs,

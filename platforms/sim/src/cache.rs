@@ -1,5 +1,7 @@
 //! The machine's CPU cache as a `dma-coherence` maintenance policy.
 
+use std::sync::atomic::Ordering;
+
 use dma_coherence::CacheMaintenance;
 
 use crate::report::ReportKind;
@@ -32,6 +34,7 @@ unsafe impl CacheMaintenance for SimCache {
         if self.is_coherent() {
             return;
         }
+        self.sim.machine.maintenance.fetch_add(1, Ordering::Relaxed);
         self.sim.machine.with(|s, cfg| {
             s.tick(cfg);
             let range = (va as u64, len as u64);
@@ -59,6 +62,7 @@ unsafe impl CacheMaintenance for SimCache {
         if self.is_coherent() {
             return;
         }
+        self.sim.machine.maintenance.fetch_add(1, Ordering::Relaxed);
         self.sim.machine.with(|s, cfg| {
             s.tick(cfg);
             s.filled = None;

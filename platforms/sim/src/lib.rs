@@ -9,12 +9,19 @@
 //!   reloads them, and a seeded evictor writes dirty lines back at
 //!   arbitrary moments. A missing sync gives wrong data, the same way for
 //!   the same seed.
-//! - **a coherency-bug detector** ([`Report`]): the device reading lines the
-//!   CPU wrote but did not clean, the CPU taking back lines the device wrote
-//!   but not invalidating them, the CPU writing a buffer the device owns, a
-//!   dirty line written back over the device's data.
+//! - **a bug detector** ([`Report`]): the device reading lines the CPU
+//!   wrote but did not clean, or never cleaned since mapping; the CPU
+//!   taking back lines the device wrote but not invalidating them; either
+//!   side touching bytes the other owns (CPU accesses are seen through the
+//!   safe types' [`cpu_access`](dma_core::DmaMap::cpu_access) hook); a
+//!   dirty line written back over the device's data; a platform configured
+//!   coherent for a device that does not snoop, and cacheable coherent
+//!   memory; and every refused device access, naming the region that
+//!   holds, last held or lies nearest to the address. The catalogue of
+//!   classes, detected and not, is docs/bug-catalogue.md.
 //! - **an IOMMU** ([`iommu`]) walking Arm VMSAv8-64 stage-1 tables in sim
-//!   memory, with an IOTLB, recording [`Fault`]s and dropping the access.
+//!   memory, with an IOTLB, recording [`Fault`]s (each also a report) and
+//!   dropping the access.
 //! - **devices doing real DMA** through a [`Bus`]: a memory-to-memory
 //!   engine ([`dma_engine`]), an NVMe-like controller ([`nvme`]) and a NIC
 //!   ([`nic`]), stepped one unit of work at a time ([`Device::step`]) or run
@@ -42,8 +49,7 @@
 //! let sim = Sim::new(SimConfig::non_coherent().seed(1).eviction_per_mille(0))?;
 //! let dev = sim.add_device("tx");
 //! let platform = sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED);
-//! let mut tx = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0u8; 128])
-//!     .map_err(|e| e.error)?;
+//! let mut tx = StreamingMapping::<_, ToDevice, _>::map(&platform, vec![0u8; 128])?;
 //! tx.write(0, b"hello")?; // the CPU writes the mapped buffer...
 //! // ...and forgets tx.sync_for_device(). The device reads stale RAM:
 //! let mut seen = [0u8; 5];
@@ -75,6 +81,7 @@ mod mmio;
 pub mod nic;
 pub mod nvme;
 mod platform;
+mod replay;
 mod report;
 mod rng;
 mod shadow;
@@ -90,6 +97,7 @@ pub use machine::Translation;
 pub use memory::SimMemory;
 pub use mmio::{Mmio, RegisterBlock};
 pub use platform::SimPlatform;
+pub use replay::SEED_VAR;
 pub use report::{RegionInfo, Report, ReportKind};
 pub use sim::{CoherentPlatform, NonCoherentPlatform, Sim, SimStats};
 pub use smmu::{IommuTranslatedPlatform, SimIommu};

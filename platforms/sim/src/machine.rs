@@ -2,10 +2,11 @@
 //! behind one lock shared by the CPU-side handles (memory, cache, platform
 //! wrappers) and the device-side ports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use dma_core::{Cacheability, DmaAddr, DmaDirection, PhysAddr};
+use dma_core::{Cacheability, CpuOwned, DmaAddr, DmaDirection, PhysAddr};
 use dma_direct::BusOffset;
 
 use crate::iommu::{self, Iotlb};
@@ -41,9 +42,8 @@ pub(crate) struct Live {
     pub(crate) dir: Option<DmaDirection>,
     /// Goes through the cache model.
     pub(crate) cached: bool,
-    /// A streaming mapping currently owned by the device (after map or
-    /// sync_for_device, until sync_for_cpu).
-    pub(crate) device_owns: bool,
+    /// The machine's clock when it became live.
+    pub(crate) mapped_at: u64,
 }
 
 impl Live {
@@ -59,7 +59,20 @@ impl Live {
             dma: DmaAddr::new(self.dma),
             len: self.len as usize,
             dir: self.dir,
+            mapped_at: self.mapped_at,
+            unmapped_at: None,
         }
+    }
+
+    /// A streaming mapping the device may write, whose ownership moves
+    /// with the syncs (a `ToDevice` one has no `sync_for_cpu`: the CPU may
+    /// write it between transfers and the clean checks catch a missing
+    /// `sync_for_device`).
+    pub(crate) fn owned_in_turns(&self) -> bool {
+        matches!(
+            self.dir,
+            Some(DmaDirection::FromDevice | DmaDirection::Bidirectional)
+        )
     }
 }
 
@@ -79,6 +92,11 @@ struct Chunk {
     len: usize,
     cached: bool,
     key: (u64, u64),
+    /// Where the chunk starts within its region.
+    offset: u64,
+    /// The region's ownership moves with the syncs.
+    in_turns: bool,
+    id: u64,
 }
 
 pub(crate) struct State {
@@ -105,17 +123,35 @@ pub(crate) struct State {
     /// `register`, taken by the backend's clean, dropped when the map
     /// returns.
     pub(crate) filled: Option<(u64, u64)>,
+    /// The CPU-owned ranges of streaming mappings, by region id; a region
+    /// not in it is wholly the device's.
+    pub(crate) cpu_owned: HashMap<u64, CpuOwned>,
+    /// Counts maps, unmaps, allocations and frees: the "when" of a
+    /// region's history in reports.
+    pub(crate) clock: u64,
+    /// Regions that stopped being live, newest last, with the clock then:
+    /// a fault names the one that last held its address.
+    retired: VecDeque<(Live, u64)>,
 }
+
+/// How many ended regions the machine remembers for fault reports.
+const RETIRED: usize = 256;
 
 pub(crate) struct Machine {
     pub(crate) config: SimConfig,
     state: Mutex<State>,
+    /// Cache maintenance operations that reached the cache model: a sync
+    /// that should have cleaned or invalidated and did not move it means
+    /// the platform is configured coherent for a device that does not
+    /// snoop. Outside the lock so that checking it costs no lock.
+    pub(crate) maintenance: AtomicU64,
 }
 
 impl Machine {
     pub(crate) fn new(config: SimConfig) -> Arc<Self> {
         Arc::new(Self {
             config,
+            maintenance: AtomicU64::new(0),
             state: Mutex::new(State {
                 rng: SplitMix64::new(config.seed_value()),
                 shadow: Shadow::new(config.line()),
@@ -131,6 +167,9 @@ impl Machine {
                 panic: None,
                 scratch: Vec::new(),
                 filled: None,
+                cpu_owned: HashMap::new(),
+                clock: 0,
+                retired: VecDeque::new(),
             }),
         })
     }
@@ -154,7 +193,10 @@ impl Machine {
                 // panic): the report is recorded; a second panic would abort.
                 return r;
             }
-            panic!("dma-sim coherency report: {message}");
+            panic!(
+                "dma-sim report: {message}\n{}",
+                crate::replay::command(self.config.seed_value())
+            );
         }
         r
     }
@@ -176,13 +218,21 @@ impl State {
             return;
         }
         let region = region.or_else(|| self.live_overlapping(first, 1).map(|l| l.info()));
-        let report = Report {
-            kind,
-            region,
-            device,
-            line: PhysAddr::new(first),
-            lines: finding.count,
-        };
+        self.push_report(
+            cfg,
+            Report {
+                kind,
+                region,
+                device,
+                line: PhysAddr::new(first),
+                lines: finding.count,
+                fault: None,
+            },
+        );
+    }
+
+    /// Records a report, made into a panic when so configured.
+    fn push_report(&mut self, cfg: &SimConfig, report: Report) {
         self.stats.reports += 1;
         if cfg.panics() && self.panic.is_none() {
             self.panic = Some(report.to_string());
@@ -201,10 +251,59 @@ impl State {
         Some(self.faults.remove(i))
     }
 
-    fn fault(&mut self, fault: Fault) -> Fault {
+    /// Records a refused access; unless a test injected it, it is also a
+    /// report naming the region that holds, last held or lies nearest to
+    /// the address.
+    fn fault(&mut self, cfg: &SimConfig, fault: Fault) -> Fault {
         self.stats.faults += 1;
         self.faults.push(fault);
+        if fault.kind != FaultKind::Injected {
+            let region = self.region_near(fault.device, fault.addr.as_u64());
+            self.push_report(
+                cfg,
+                Report {
+                    kind: ReportKind::DeviceFault,
+                    region,
+                    device: Some(fault.device),
+                    line: PhysAddr::new(fault.addr.as_u64()),
+                    lines: 1,
+                    fault: Some(fault),
+                },
+            );
+        }
         fault
+    }
+
+    /// The region of `device` a fault at device address `dma` is about:
+    /// the live one holding it, else the most recently ended one that held
+    /// it (use after unmap), else the live one nearest to it (an overrun),
+    /// else the most recently ended one nearest to it.
+    fn region_near(&self, device: DeviceId, dma: u64) -> Option<RegionInfo> {
+        let holds = |l: &Live| l.dma <= dma && dma - l.dma < l.len;
+        let distance = |l: &Live| {
+            if dma < l.dma {
+                l.dma - dma
+            } else {
+                (dma - l.dma).saturating_sub(l.len - 1)
+            }
+        };
+        let live = || self.live.values().filter(|l| l.device == device);
+        let retired = || {
+            self.retired
+                .iter()
+                .rev()
+                .filter(|(l, _)| l.device == device)
+        };
+        let ended = |(l, at): &(Live, u64)| RegionInfo {
+            unmapped_at: Some(*at),
+            ..l.info()
+        };
+        live()
+            .find(|l| holds(l))
+            .map(Live::info)
+            .or_else(|| retired().find(|(l, _)| holds(l)).map(ended))
+            .or_else(|| live().min_by_key(|l| distance(l)).map(Live::info))
+            .or_else(|| retired().min_by_key(|(l, _)| distance(l)).map(ended))
     }
 
     /// Any live region overlapping `[addr, addr + len)`.
@@ -231,6 +330,8 @@ impl State {
     pub(crate) fn register(&mut self, cfg: &SimConfig, mut live: Live) -> (u64, u64) {
         live.id = self.next_id;
         self.next_id += 1;
+        self.clock += 1;
+        live.mapped_at = self.clock;
         live.cached &= !cfg.is_coherent();
         self.filled = None;
         if live.cached {
@@ -250,6 +351,12 @@ impl State {
     pub(crate) fn unregister(&mut self, key: (u64, u64)) -> Option<Live> {
         self.filled = None;
         let live = self.live.remove(&key)?;
+        self.clock += 1;
+        self.cpu_owned.remove(&live.id);
+        if self.retired.len() == RETIRED {
+            self.retired.pop_front();
+        }
+        self.retired.push_back((live, self.clock));
         if live.cached {
             if let Some(i) = self.cached.iter().position(|c| c.0 == live.id) {
                 self.cached.swap_remove(i);
@@ -402,6 +509,7 @@ impl State {
     /// of it is allowed.
     fn plan(
         &mut self,
+        cfg: &SimConfig,
         device: DeviceId,
         dma: u64,
         len: usize,
@@ -437,11 +545,56 @@ impl State {
                 len: n,
                 cached: live.cached,
                 key,
+                offset: phys - live.phys,
+                in_turns: live.owned_in_turns(),
+                id: live.id,
             });
             done += n;
         };
         self.scratch = chunks;
-        result.map_err(|f| self.fault(f))
+        result.map_err(|f| self.fault(cfg, f))
+    }
+
+    /// A device read of lines never cleaned since they became mappable
+    /// (coherent memory the CPU caches is the wrong attribute instead).
+    fn check_never_cleaned(&mut self, cfg: &SimConfig, device: DeviceId, c: &Chunk) {
+        let finding = self.shadow.never_cleaned(c.phys, c.len as u64);
+        if finding.first.is_none() {
+            return;
+        }
+        let region = self.live.get(&c.key).map(|l| l.info());
+        let kind = if region.is_some_and(|r| r.dir.is_none()) {
+            ReportKind::CacheableCoherentMemory
+        } else {
+            ReportKind::DeviceReadNeverCleaned
+        };
+        self.report(cfg, kind, finding, Some(device), region);
+    }
+
+    /// A device access to bytes of a streaming mapping the CPU owns at the
+    /// moment (taken by `sync_for_cpu`, not yet handed back).
+    /// Returns whether it reported.
+    fn check_device_owns(&mut self, cfg: &SimConfig, device: DeviceId, c: &Chunk) -> bool {
+        if !c.in_turns || !cfg.detector_on() {
+            return false;
+        }
+        let Some(owned) = self.cpu_owned.get(&c.id) else {
+            return false;
+        };
+        let Some(at) = owned.first_owned(c.offset, c.offset + c.len as u64) else {
+            return false;
+        };
+        let line = self.shadow.line_size();
+        let finding = Finding::span(c.phys - c.offset + at, c.phys + c.len as u64, line);
+        let region = self.live.get(&c.key).map(|l| l.info());
+        self.report(
+            cfg,
+            ReportKind::DeviceAccessCpuOwned,
+            finding,
+            Some(device),
+            region,
+        );
+        true
     }
 
     /// A device access: translate, check, then move the bytes through the
@@ -467,17 +620,24 @@ impl State {
                 access,
                 kind: FaultKind::Injected,
             };
-            return Err(self.fault(f));
+            return Err(self.fault(cfg, f));
         }
         if len == 0 {
             return Ok(());
         }
-        self.plan(device, dma, len, access)?;
+        self.plan(cfg, device, dma, len, access)?;
         let chunks = std::mem::take(&mut self.scratch);
         let mut pos = 0usize;
         for c in &chunks {
             let range = pos..pos + c.len;
+            // Bytes the CPU owns may hold its writes legitimately: what is
+            // missing is the hand-back, which this report's hint says, so
+            // the clean checks below would only repeat it with the wrong fix.
+            let cpu_owned = self.check_device_owns(cfg, device, c);
             if c.cached {
+                if access == Access::Read && cfg.detector_on() {
+                    self.check_never_cleaned(cfg, device, c);
+                }
                 // SAFETY: the chunk lies inside a live tracked region, so
                 // its bytes (and every tracked byte) are live host memory.
                 let finding = unsafe {
@@ -492,9 +652,14 @@ impl State {
                         }
                     }
                 };
-                if finding.first.is_some() {
+                if finding.first.is_some() && !cpu_owned {
                     let region = self.live.get(&c.key).map(|l| l.info());
                     let kind = match access {
+                        // Coherent memory the CPU caches: the attributes are
+                        // wrong, not a sync missing.
+                        _ if region.is_some_and(|r| r.dir.is_none()) => {
+                            ReportKind::CacheableCoherentMemory
+                        }
                         Access::Read => ReportKind::DeviceReadUncleaned,
                         Access::Write => ReportKind::CpuWroteDeviceOwned,
                     };

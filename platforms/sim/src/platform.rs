@@ -2,13 +2,17 @@
 
 use std::ptr::NonNull;
 
+use std::sync::atomic::Ordering;
+
+use dma_coherence::SyncPoint;
 use dma_core::{
-    Cacheability, CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection,
-    DmaMap, PhysAddr, RawMapping, Result, SgEntry,
+    Cacheability, CoherentRegion, CpuAccess, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs,
+    DmaDirection, DmaMap, PhysAddr, RawMapping, Result, SgEntry,
 };
 
 use crate::machine::{Live, State};
 use crate::report::ReportKind;
+use crate::shadow::Finding;
 use crate::{DeviceId, Sim, SimConfig, SimStats};
 
 /// A platform attached to a simulated device.
@@ -20,12 +24,22 @@ use crate::{DeviceId, Sim, SimConfig, SimStats};
 /// model) and stops being live after the backend unmaps it. Device
 /// accesses outside live regions are bus errors.
 ///
-/// Around the backend's syncs it runs the detector's ownership checks:
+/// It keeps, per streaming mapping the device writes, which bytes the CPU
+/// owns (taken by `sync_for_cpu`, handed back by `sync_for_device`) and
+/// runs the detector's ownership checks:
+/// - a CPU read or write through the safe accessors
+///   ([`DmaMap::cpu_access`]) of bytes the device owns
+///   ([`CpuReadDeviceOwned`](crate::ReportKind::CpuReadDeviceOwned),
+///   [`CpuWroteDeviceOwned`](crate::ReportKind::CpuWroteDeviceOwned));
 /// - when the CPU takes a mapping back (`sync_for_cpu`, `unmap`) the CPU
-///   must not have written it while the device owned it
-///   ([`CpuWroteDeviceOwned`](crate::ReportKind::CpuWroteDeviceOwned)),
+///   must not have written it while the device owned it (writes through
+///   raw pointers, which the accessors never see);
 /// - and afterwards no line the device wrote may be left un-invalidated
-///   ([`CpuReadNotInvalidated`](crate::ReportKind::CpuReadNotInvalidated)).
+///   ([`CpuReadNotInvalidated`](crate::ReportKind::CpuReadNotInvalidated));
+/// - a sync that must clean or invalidate on this machine has to reach the
+///   cache model, else the backend is configured coherent for a device
+///   that does not snoop
+///   ([`PlatformSkipsMaintenance`](crate::ReportKind::PlatformSkipsMaintenance)).
 ///
 /// Neither `PhysMemory` nor `CacheMaintenance` sees map and unmap, which
 /// is why this wrapper exists rather than the bare `DirectPlatform`.
@@ -71,10 +85,45 @@ impl<P> SimPlatform<P> {
                     dma: 0,
                     dir,
                     cached,
-                    device_owns: true,
+                    mapped_at: 0,
                 },
             )
         })
+    }
+
+    /// How many cache maintenance operations have reached the model.
+    fn maintenance(&self) -> u64 {
+        self.sim.machine.maintenance.load(Ordering::Relaxed)
+    }
+
+    /// After the backend synced `m` at `point` (`explicit`ly, or as part of
+    /// map or unmap): reports when the sync should have reached the cache
+    /// model (`before` is [`maintenance`](Self::maintenance) from before
+    /// it) and did not.
+    fn check_maintained(&self, m: &RawMapping, point: SyncPoint, explicit: bool, before: u64) {
+        let expected = dma_coherence::plan(m.dir, point).is_some()
+            && (explicit || !m.attrs.contains(DmaAttrs::SKIP_CPU_SYNC));
+        // Only a change matters; another thread's maintenance moving the
+        // counter can hide a report, never make one.
+        if !expected || self.sim.machine.config.is_coherent() || self.maintenance() != before {
+            return;
+        }
+        self.sim.machine.with(|s, cfg| {
+            let Some((_, live)) = self.find_live(s, m) else {
+                return;
+            };
+            if !live.cached {
+                return;
+            }
+            let finding = Finding::span(live.phys, live.phys + live.len, s.shadow.line_size());
+            s.report(
+                cfg,
+                ReportKind::PlatformSkipsMaintenance,
+                finding,
+                None,
+                Some(live.info()),
+            );
+        });
     }
 
     /// The map (or allocation) is over: the region is reachable at `dma`.
@@ -95,8 +144,11 @@ impl<P> SimPlatform<P> {
     }
 
     fn find(&self, s: &State, m: &RawMapping) -> Option<(u64, u64)> {
+        self.find_live(s, m).map(|(k, _)| k)
+    }
+
+    fn find_live(&self, s: &State, m: &RawMapping) -> Option<((u64, u64), Live)> {
         s.find(self.device, m.phys.as_u64(), m.len as u64, m.dma.as_u64())
-            .map(|(k, _)| k)
     }
 
     /// Before the CPU takes `[offset, offset + len)` of `m` back: did it
@@ -139,7 +191,12 @@ fn check_cpu_takes(s: &mut State, cfg: &SimConfig, key: (u64, u64), offset: usiz
     let Some(live) = s.live.get(&key).copied() else {
         return;
     };
-    if !live.cached || !live.device_owns || !cfg.detector_on() {
+    let (lo, hi) = (offset as u64, (offset + len) as u64);
+    let device_owns_some = s
+        .cpu_owned
+        .get(&live.id)
+        .is_none_or(|o| o.first_not_owned(lo, hi).is_some());
+    if !live.cached || !device_owns_some || !cfg.detector_on() {
         return;
     }
     let start = live.phys + offset as u64;
@@ -155,13 +212,11 @@ fn check_cpu_takes(s: &mut State, cfg: &SimConfig, key: (u64, u64), offset: usiz
 }
 
 /// After the backend's sync for the CPU: nothing the device wrote may be
-/// left un-invalidated. The CPU owns the mapping from here.
+/// left un-invalidated.
 fn check_cpu_took(s: &mut State, cfg: &SimConfig, key: (u64, u64), offset: usize, len: usize) {
-    let Some(live) = s.live.get_mut(&key) else {
+    let Some(live) = s.live.get(&key).copied() else {
         return;
     };
-    live.device_owns = false;
-    let live = *live;
     if !live.cached {
         return;
     }
@@ -200,11 +255,22 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         dir: DmaDirection,
         attrs: DmaAttrs,
     ) -> Result<DmaAddr> {
+        // A range the backend refuses anyway must not reach the shadow.
+        dma_coherence::check_span(phys, len)?;
         let key = self.register(phys, len, Some(dir), true);
+        let before = self.maintenance();
         // SAFETY: the caller's promise is passed on unchanged.
         match unsafe { self.inner.map(phys, len, dir, attrs) } {
             Ok(dma) => {
                 self.mapped(key, dma, |s| s.maps += 1);
+                let m = RawMapping {
+                    phys,
+                    dma,
+                    len,
+                    dir,
+                    attrs,
+                };
+                self.check_maintained(&m, SyncPoint::ForDevice, false, before);
                 Ok(dma)
             }
             Err(e) => {
@@ -216,8 +282,12 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
 
     unsafe fn unmap(&self, mapping: &RawMapping) -> Result<()> {
         let key = self.cpu_takes(mapping, 0, mapping.len);
+        let before = self.maintenance();
         // SAFETY: the caller's promise is passed on unchanged.
         let result = unsafe { self.inner.unmap(mapping) };
+        if result.is_ok() {
+            self.check_maintained(mapping, SyncPoint::ForCpu, false, before);
+        }
         if let (Some(key), true) = (key, result.is_ok()) {
             let synced = (mapping.dir != DmaDirection::ToDevice).then_some((0, mapping.len));
             self.cpu_took(Some(key), synced, |s| {
@@ -230,22 +300,69 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
 
     unsafe fn sync_for_cpu(&self, mapping: &RawMapping, offset: usize, len: usize) {
         let key = self.cpu_takes(mapping, offset, len);
+        let before = self.maintenance();
         // SAFETY: the caller's promise is passed on unchanged.
         unsafe { self.inner.sync_for_cpu(mapping, offset, len) };
-        self.cpu_took(key, Some((offset, len)), |s| s.stats.syncs_for_cpu += 1);
+        self.check_maintained(mapping, SyncPoint::ForCpu, true, before);
+        self.cpu_took(key, Some((offset, len)), |s| {
+            s.stats.syncs_for_cpu += 1;
+            // The CPU owns the range now (an unmap needs no record: the
+            // region ends).
+            let live = key.and_then(|k| s.live.get(&k)).copied();
+            if let Some(live) = live.filter(Live::owned_in_turns) {
+                let (lo, hi) = (offset as u64, (offset + len) as u64);
+                s.cpu_owned.entry(live.id).or_default().take(lo, hi);
+            }
+        });
     }
 
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
+        let before = self.maintenance();
         // SAFETY: the caller's promise is passed on unchanged.
         unsafe { self.inner.sync_for_device(mapping, offset, len) };
+        self.check_maintained(mapping, SyncPoint::ForDevice, true, before);
         self.sim.machine.with(|s, cfg| {
-            if let Some(key) = self.find(s, mapping) {
+            if let Some((_, live)) = self.find_live(s, mapping) {
                 s.tick(cfg);
-                if let Some(l) = s.live.get_mut(&key) {
-                    l.device_owns = true;
+                let (lo, hi) = (offset as u64, (offset + len) as u64);
+                if let Some(owned) = s.cpu_owned.get_mut(&live.id) {
+                    owned.give(lo, hi);
+                    if owned.is_empty() {
+                        s.cpu_owned.remove(&live.id);
+                    }
                 }
             }
             s.stats.syncs_for_device += 1;
+        });
+    }
+
+    fn cpu_access(&self, mapping: &RawMapping, offset: usize, len: usize, access: CpuAccess) {
+        self.inner.cpu_access(mapping, offset, len, access);
+        self.sim.machine.with(|s, cfg| {
+            if !cfg.detector_on() || len == 0 {
+                return;
+            }
+            let Some((_, live)) = self.find_live(s, mapping) else {
+                return;
+            };
+            if !live.owned_in_turns() {
+                return;
+            }
+            let (lo, hi) = (offset as u64, (offset + len) as u64);
+            let not_owned = match s.cpu_owned.get(&live.id) {
+                Some(owned) => owned.first_not_owned(lo, hi),
+                None => Some(lo),
+            };
+            let Some(at) = not_owned else {
+                return;
+            };
+            let line = s.shadow.line_size();
+            let finding = Finding::span(live.phys + at, live.phys + hi, line);
+            let kind = match access {
+                CpuAccess::Read => ReportKind::CpuReadDeviceOwned,
+                CpuAccess::Write => ReportKind::CpuWroteDeviceOwned,
+            };
+            s.report(cfg, kind, finding, None, Some(live.info()));
         });
     }
 
@@ -255,6 +372,9 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         dir: DmaDirection,
         attrs: DmaAttrs,
     ) -> Result<()> {
+        for e in entries.iter() {
+            dma_coherence::check_span(e.phys, e.len)?;
+        }
         let keys: Vec<_> = entries
             .iter()
             .map(|e| self.register(e.phys, e.len, Some(dir), true))
@@ -282,6 +402,9 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         dir: DmaDirection,
         attrs: DmaAttrs,
     ) -> Result<()> {
+        for e in entries.iter() {
+            dma_coherence::check_span(e.phys, e.len)?;
+        }
         let keys: Vec<_> = entries
             .iter()
             .map(|e| self.cpu_takes(&e.as_raw(dir, attrs), 0, e.len))
@@ -314,6 +437,17 @@ unsafe impl<P: DmaAlloc> DmaAlloc for SimPlatform<P> {
         });
         let key = self.register(PhysAddr::new(phys), region.size, None, cached);
         self.mapped(key, region.dma, |s| s.coherent_allocs += 1);
+        self.sim.machine.with(|s, cfg| {
+            let Some(live) = s.live.get(&key).copied() else {
+                return;
+            };
+            // `register` keeps `cached` only on a non-coherent machine.
+            if live.cached {
+                let finding = Finding::span(live.phys, live.phys + live.len, s.shadow.line_size());
+                let kind = ReportKind::CacheableCoherentMemory;
+                s.report(cfg, kind, finding, None, Some(live.info()));
+            }
+        });
         Ok(region)
     }
 

@@ -25,11 +25,12 @@
 //! A line shared with untracked data is modelled for its tracked bytes
 //! only, so the sim never touches memory it was not given.
 //!
-//! A line that starts being tracked is taken to be clean and coherent:
-//! RAM and both snapshots start as the CPU's bytes. The sim cannot see
-//! what happened to memory before a device could reach it, and assuming
-//! the worst would flag drivers that legitimately skip the map-time sync
-//! (`SKIP_CPU_SYNC` on a buffer they already cleaned).
+//! A line that starts being tracked holds the CPU's bytes in all three
+//! values, but is *uncleaned*: the CPU may have written it before it became
+//! mappable, and only a clean (or an invalidate, or a device write of it)
+//! proves RAM holds what the CPU sees. A device read of an uncleaned line
+//! is reported, so a buffer mapped with `SKIP_CPU_SYNC` and never synced
+//! is caught whatever RAM happened to hold.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -56,6 +57,16 @@ pub(crate) struct Finding {
 }
 
 impl Finding {
+    /// The lines holding bytes `[lo, hi)` (`lo < hi`).
+    pub(crate) fn span(lo: u64, hi: u64, line: u64) -> Self {
+        let first = lo & !(line - 1);
+        let last = (hi - 1) & !(line - 1);
+        Self {
+            first: Some(first),
+            count: ((last - first) / line + 1) as usize,
+        }
+    }
+
     fn merge(&mut self, other: Finding) {
         if self.first.is_none() {
             self.first = other.first;
@@ -185,6 +196,7 @@ impl Shadow {
                 page.ram_own &= !range;
                 page.synced_own &= !range;
                 page.device_wrote &= !range;
+                page.uncleaned |= range;
                 continue;
             }
             filled = false;
@@ -199,6 +211,8 @@ impl Shadow {
                     page.ram_own &= !bit;
                     page.synced_own &= !bit;
                 }
+                // New bytes in the line: until a clean, RAM may lack them.
+                page.uncleaned |= bit;
                 page.refs[idx] += 1;
                 let old = page.mask(idx, line);
                 let mask = old | bits(s_lo, s_hi);
@@ -246,6 +260,7 @@ impl Shadow {
                 page.device_wrote &= !range;
                 page.ram_own &= !range;
                 page.synced_own &= !range;
+                page.uncleaned &= !range;
             } else {
                 for idx in l0..l1 {
                     let bit = 1u128 << idx;
@@ -259,6 +274,7 @@ impl Shadow {
                         page.device_wrote &= !bit;
                         page.ram_own &= !bit;
                         page.synced_own &= !bit;
+                        page.uncleaned &= !bit;
                     } else {
                         let mask = still(base + (idx * line) as u64);
                         if mask == full {
@@ -328,6 +344,7 @@ impl Shadow {
             }
             // The driver's snapshot is now what was written back.
             page.synced_own &= !live;
+            page.uncleaned &= !live;
             out.lines += live.count_ones() as usize;
         }
         out
@@ -347,6 +364,7 @@ impl Shadow {
             };
             let live = range & page.live;
             page.synced_own &= !live;
+            page.uncleaned &= !live;
             out.lines += live.count_ones() as usize;
         }
         out
@@ -382,6 +400,7 @@ impl Shadow {
             page.ram_own &= !live;
             page.synced_own &= !live;
             page.device_wrote &= !live;
+            page.uncleaned &= !live;
             // SAFETY: forwarded.
             unsafe { page.store_to_host(base, live, line) };
             out.lines += live.count_ones() as usize;
@@ -467,6 +486,9 @@ impl Shadow {
             page.ram[lo..hi].copy_from_slice(&data[pos..pos + hi - lo]);
             page.ram_own |= range;
             page.device_wrote |= range;
+            // What the device wrote is what RAM holds, whatever the CPU did
+            // before.
+            page.uncleaned &= !range;
         }
         finding
     }
@@ -528,6 +550,26 @@ impl Shadow {
             }
         }
         out
+    }
+
+    /// Lines in the range never cleaned since they became tracked.
+    pub(crate) fn never_cleaned(&self, addr: u64, len: u64) -> Finding {
+        let line = self.line as usize;
+        let mut finding = Finding::default();
+        for (page_no, base, lo, hi, _) in Self::segments(addr, len) {
+            let (_, _, range) = self.lines(lo, hi);
+            let Some(page) = self.pages.get(&page_no) else {
+                continue;
+            };
+            let stale = range & page.live & page.uncleaned;
+            if stale != 0 {
+                finding.merge(Finding {
+                    first: Some(base + (stale.trailing_zeros() as usize * line) as u64),
+                    count: stale.count_ones() as usize,
+                });
+            }
+        }
+        finding
     }
 
     /// Lines in the range the device wrote and the CPU has not invalidated.

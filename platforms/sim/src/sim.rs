@@ -94,11 +94,19 @@ pub type NonCoherentPlatform = SimPlatform<DirectPlatform<SimMemory, SimCache>>;
 impl Sim {
     /// Builds a machine.
     ///
+    /// The environment variable [`SEED_VAR`](crate::SEED_VAR), when set to
+    /// a number, replaces the configured seed: it is how the command a
+    /// failing report prints replays the run.
+    ///
     /// # Errors
     ///
     /// [`InvalidConstraints`](dma_core::ErrorKind::InvalidConstraints) for a
     /// line size other than 32, 64 or 128, or an eviction chance above 1000.
     pub fn new(config: SimConfig) -> Result<Self> {
+        let config = match crate::replay::forced_seed() {
+            Some(seed) => config.seed(seed),
+            None => config,
+        };
         config.validate()?;
         Ok(Self {
             machine: Machine::new(config),

@@ -3,7 +3,7 @@
 use dma_core::{Coherent, DeviceConstraints, DmaBuf, FromDevice, StreamingMapping, ToDevice};
 use dma_sim::dma_engine::{DmaEngine, SgDescriptor, SgFlags, CTRL_EN};
 use dma_sim::nic::{rx_errors, rx_status, tx_cmd, tx_status, Nic, NicConfig, CTL_EN};
-use dma_sim::{run_until_idle, Device, FaultKind, Injection, Sim, SimConfig};
+use dma_sim::{run_until_idle, Device, FaultKind, Injection, ReportKind, Sim, SimConfig};
 use tock_registers::interfaces::{Readable, Writeable};
 
 const ANY: DeviceConstraints = DeviceConstraints::UNCONSTRAINED;
@@ -97,6 +97,10 @@ fn the_engine_copies_scatter_to_gather_and_reports_done() {
     }
     assert_eq!(eng.stats().failed, 3);
     assert_eq!(sim.take_faults()[0].kind, FaultKind::NotMapped);
+    // The refused access (job 2's destination) is the one report.
+    let r = sim.take_reports();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].kind, ReportKind::DeviceFault);
     drop(dst);
     // A lost completion: the job runs, DONE never appears.
     eng.inject(Injection::DropCompletion);

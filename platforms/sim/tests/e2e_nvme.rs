@@ -60,6 +60,7 @@ impl PresetRun for DataPaths {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> (u64, u64) {
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
+        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
         let pools = prp_pools(p).unwrap();
         let config = NvmeDriverConfig::default();
         let mut drv: Driver<'_, P, &'static mut [u8]> =
@@ -146,6 +147,7 @@ impl PresetRun for Wraps {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> u64 {
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
+        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
         let pools = prp_pools(p).unwrap();
         let config = NvmeDriverConfig {
             admin_entries: 2,
@@ -217,6 +219,7 @@ impl PresetRun for Faults {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) {
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
+        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
         let pools = prp_pools(p).unwrap();
         let mut drv: Driver<'_, P, DmaBuf> = NvmeBlockDriver::start(
             &regs,
@@ -355,6 +358,7 @@ impl PresetRun for Threaded {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) {
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
+        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
         let thread = dma_sim::DeviceThread::spawn(ctrl);
         let pools = prp_pools(p).unwrap();
         let mut drv: NvmeBlockDriver<'_, _, _, DmaBuf> = NvmeBlockDriver::start(
@@ -410,6 +414,7 @@ impl PresetRun for BadStarts {
         };
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
+        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
         let err = NvmeBlockDriver::<_, _, DmaBuf>::start(
             &regs,
             p,
@@ -425,6 +430,7 @@ impl PresetRun for BadStarts {
         let big = dma_sg::nvme::NvmePools::new(p, 8192, 1, 1).unwrap();
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
+        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
         let err = NvmeBlockDriver::<_, _, DmaBuf>::start(
             &regs,
             p,
@@ -439,6 +445,7 @@ impl PresetRun for BadStarts {
         // A controller that never comes ready (it is never stepped).
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
+        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
         let err = NvmeBlockDriver::<_, _, DmaBuf>::start(
             &regs,
             p,
@@ -448,7 +455,7 @@ impl PresetRun for BadStarts {
         )
         .err()
         .unwrap();
-        assert_eq!(err, DriverError::Timeout("CSTS.RDY"));
+        assert_eq!(err, DriverError::Timeout("NVMe CSTS.RDY = 1"));
         drop(ctrl);
     }
 }

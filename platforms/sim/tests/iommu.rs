@@ -2,7 +2,7 @@
 //! walker reads them.
 
 use dma_core::{DeviceConstraints, DmaBuf, FromDevice, PhysAddr, StreamingMapping, ToDevice};
-use dma_sim::{iommu, Access, FaultKind, Sim, SimConfig, Translation};
+use dma_sim::{iommu, Access, FaultKind, ReportKind, Sim, SimConfig, Translation};
 
 const ANY: DeviceConstraints = DeviceConstraints::UNCONSTRAINED;
 
@@ -30,7 +30,10 @@ fn device_accesses_are_translated_on_both_cache_policies() {
         assert!(matches!(f.kind, FaultKind::Translation { .. }), "{f:?}");
         assert_eq!(f.access, Access::Write);
         assert!(back.iter().all(|&b| b == 0x3c));
-        assert!(sim.reports().is_empty());
+        let r = sim.take_reports();
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].kind, ReportKind::DeviceFault);
+        assert!(r[0].hint().contains("use after unmap"), "{}", r[0]);
     }
 }
 

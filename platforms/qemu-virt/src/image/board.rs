@@ -8,11 +8,11 @@ use alloc::format;
 use alloc::string::String;
 use core::ptr::NonNull;
 
+use dma_drivers::nvme::Controller;
 use dma_qemu_virt::memmap::{
     ECAM_BASE, NVME_DEVICE_ID, NVME_VENDOR_ID, PCI_MMIO32_BASE, PCI_MMIO32_SIZE, SMMU_BASE,
 };
 use dma_qemu_virt::memory::BoardMemory;
-use dma_qemu_virt::nvme::NvmeController;
 use dma_qemu_virt::pci::{self, AssignedBar, Ecam, Function, MmioWindow};
 use dma_qemu_virt::smmu::{Smmu, SmmuConfig, SmmuIommu};
 use dma_qemu_virt::timer::GenericTimer;
@@ -35,7 +35,7 @@ pub struct Board {
     /// Its BAR0.
     pub nvme_bar: AssignedBar,
     /// The controller, disabled.
-    pub nvme: NvmeController,
+    pub nvme: Controller<'static>,
     /// The SMMU (queues on, every stream aborting, translation off), behind
     /// the lock that lets `dma-iommu` drive it.
     pub smmu: SmmuIommu<&'static BoardMemory, GenericTimer>,
@@ -104,7 +104,8 @@ impl Board {
         // SAFETY: BAR0 was just placed in the 32-bit window, which the
         // identity map maps Device-nGnRE; memory decoding is on; only this
         // driver uses it.
-        let nvme = unsafe { NvmeController::new(bar_ptr, nvme_bar.size as usize) };
+        let nvme =
+            unsafe { Controller::new(bar_ptr, nvme_bar.size as usize) }.map_err(BoardError::from);
         step(
             "nvme.capabilities",
             nvme.as_ref()

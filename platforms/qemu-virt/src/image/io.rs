@@ -14,11 +14,13 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use dma_core::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap, FromDevice, SgEntry, ToDevice};
-use dma_qemu_virt::driver::{check_status, NvmeDriver, NSID};
+use dma_drivers::nvme::check_status;
+use dma_drivers::nvme::spec::io_opcode as opcode;
+use dma_qemu_virt::driver::{NvmeDriver, NSID};
 use dma_qemu_virt::report::{fill_pattern, pattern_byte, Reporter};
 use dma_qemu_virt::timer::GenericTimer;
 use dma_qemu_virt::{BoardError, Result};
-use dma_ring::nvme::{opcode, NvmeCommand, NvmeCompleted};
+use dma_ring::nvme::{NvmeCommand, NvmeCompleted};
 use dma_sg::nvme::{encode_prp, NvmePools, PrpRequest};
 use dma_sg::{MappedSgTable, SgLimits};
 use tock_registers::interfaces::Readable;
@@ -156,7 +158,7 @@ impl<'a, P: DmaMap + DmaAlloc + Clone> Session<'a, P> {
         let q = self.driver.io()?;
         q.submit(cmd, io).map_err(|r| r.error)?;
         let done = self.driver.wait_io(IO_TIMEOUT)?;
-        check_status(cmd.opcode(), &done)?;
+        check_status(cmd.opcode(), done.status)?;
         Ok(done.buffers)
     }
 
@@ -437,7 +439,7 @@ fn wrap<P: DmaMap + DmaAlloc + Clone>(
         s,
         |s, i| s.write_command(lba + i, seed, i * BLOCK, block, block),
         |c| {
-            check_status(opcode::WRITE, &c)?;
+            check_status(opcode::WRITE, c.status)?;
             finish_write(c.buffers)
         },
     )
@@ -446,7 +448,7 @@ fn wrap<P: DmaMap + DmaAlloc + Clone>(
         s,
         |s, i| s.read_command(lba + i, block, block, i * BLOCK),
         |c| {
-            check_status(opcode::READ, &c)?;
+            check_status(opcode::READ, c.status)?;
             let Io::Read(data, prps, tag) = c.buffers else {
                 return Err(BoardError::InvalidArgument("a read returns its buffer"));
             };

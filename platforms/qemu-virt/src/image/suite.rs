@@ -11,6 +11,7 @@ use dma_coherence::arch::aarch64::Aarch64Maintenance;
 use dma_coherence::CacheMaintenance;
 use dma_core::{DmaAlloc, DmaBuf, DmaMap, FromDevice, StreamingMapping};
 use dma_direct::DirectPlatform;
+use dma_drivers::nvme::spec::io_opcode as opcode;
 use dma_iommu::{
     Access, Asid, DeviceId, DomainConfig, FaultKind, IommuHardware, IommuPlatform, Strict,
 };
@@ -20,7 +21,6 @@ use dma_qemu_virt::report::{ExitCode, Reporter};
 use dma_qemu_virt::smmu::SmmuIommu;
 use dma_qemu_virt::timer::{Clock, GenericTimer};
 use dma_qemu_virt::BoardError;
-use dma_ring::nvme::opcode;
 
 use crate::board::Board;
 use crate::console::Console;
@@ -233,7 +233,7 @@ fn fault_after_unmap<P: DmaMap + DmaAlloc + Clone>(
         if platform.iova_to_phys(iova).is_some() {
             return Err(format!("{iova} still translates after unmap"));
         }
-        let mut cmd = read_write(opcode::READ, NSID, lba, 1).map_err(e)?;
+        let mut cmd = read_write(opcode::READ, NSID, lba, 1).map_err(|x| e(x.into()))?;
         cmd.prp1 = iova.as_u64();
         s.driver
             .io()

@@ -5,8 +5,9 @@
 //! `P: DmaMap + DmaAlloc` (a direct backend, an IOMMU, a bounce layer,
 //! `dma-check`'s [`Checked`] wrapper around any of them):
 //!
-//! - [`nvme::NvmeBlockDriver`]: controller bring-up through the spec's
-//!   register block, an admin queue pair, Identify, I/O queue creation, and
+//! - [`nvme::NvmeBlockDriver`] (the `dma-drivers` crate's, the same source
+//!   a board runs; [`nvme::controller`] shows it the sim's register block as
+//!   a BAR): controller bring-up, an admin queue pair, Identify, I/O queue creation, and
 //!   read, write and flush of arbitrary buffers: each buffer becomes a
 //!   `dma-sg` table mapped through the platform, encoded as PRP1/PRP2 or a
 //!   chained PRP list in pool memory, and handed to `dma-ring`'s NVMe queue
@@ -29,7 +30,8 @@
 //! # Waiting for the device
 //!
 //! A polled driver waits by polling; what happens between two polls is the
-//! environment's business, so the drivers take a [`Wait`]: [`Stepping`]
+//! environment's business, so the drivers take a [`Wait`] (`dma-drivers`'
+//! trait): [`Stepping`]
 //! runs a simulated device one step per pause (deterministic tests),
 //! [`Spin`] spins a bounded number of times (a device on another thread,
 //! or real hardware without a timer). A wait that gives up is a
@@ -54,6 +56,7 @@
 //!     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> Self::Output {
 //!         let ctrl = NvmeController::new(sim.bus(dev), NvmeConfig::default()).unwrap();
 //!         let regs = ctrl.registers();
+//!         let regs = nvme::controller(&regs).unwrap();
 //!         let pools = nvme::prp_pools(p).unwrap();
 //!         let config = nvme::NvmeDriverConfig::default();
 //!         let mut disk = nvme::NvmeBlockDriver::start(&regs, p, &pools, Stepping::new(ctrl), config).unwrap();
@@ -81,22 +84,10 @@ pub mod nvme;
 pub mod pitfall;
 mod preset;
 
-use core::fmt;
-
+pub use dma_drivers::{DriverError, Refused, Wait};
 pub use preset::{Outcome, Preset, PresetRun};
 
 use crate::{Device, Step};
-
-/// How a polled driver lets time pass while it waits for its device.
-pub trait Wait {
-    /// A new wait begins (reset any budget).
-    fn begin(&mut self) {}
-
-    /// The driver polled and found nothing new. Let the device make
-    /// progress, and return whether to keep waiting: `false` means the
-    /// device took too long, and the driver reports a timeout.
-    fn pause(&mut self) -> bool;
-}
 
 /// Waits by stepping a simulated device: each pause is one
 /// [`Device::step`], and a device that stays idle for `idle_limit` steps
@@ -192,113 +183,5 @@ impl Wait for Spin {
             core::hint::spin_loop();
         }
         self.spent <= self.limit
-    }
-}
-
-/// What went wrong in a reference driver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DriverError {
-    /// Mapping, allocation or encoding failed (a typed `dma-core` error).
-    Dma(dma_core::Error),
-    /// The ring refused a request, or the device wrote an invalid
-    /// completion (then the queue is broken until `recover`).
-    Ring(dma_ring::RingError),
-    /// An NVMe command completed with an error status.
-    Nvme {
-        /// The command's opcode.
-        opcode: u8,
-        /// Status code type (SCT).
-        code_type: u8,
-        /// Status code (SC).
-        code: u8,
-    },
-    /// The NIC reported a transmit error (status bits).
-    Transmit(dma_ring::nic::TxStatus),
-    /// The NIC reported a receive error (error bits); the frame is dropped.
-    Receive(dma_ring::nic::RxErrors),
-    /// The device did not answer within the [`Wait`]'s budget.
-    Timeout(&'static str),
-    /// The NVMe controller set CSTS.CFS (controller fatal status).
-    ControllerFatal,
-    /// The request cannot be made as asked.
-    InvalidArgument(&'static str),
-}
-
-impl fmt::Display for DriverError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Dma(e) => write!(f, "DMA: {e}"),
-            Self::Ring(e) => write!(f, "ring: {e}"),
-            Self::Nvme {
-                opcode,
-                code_type,
-                code,
-            } => write!(
-                f,
-                "NVMe command {opcode:#04x} failed: status code type {code_type}, code {code:#04x}"
-            ),
-            Self::Transmit(s) => write!(f, "transmit failed: status {s:?}"),
-            Self::Receive(e) => write!(f, "receive error: {e:?}"),
-            Self::Timeout(what) => write!(f, "timed out waiting for {what}"),
-            Self::ControllerFatal => f.write_str("controller fatal status (CSTS.CFS)"),
-            Self::InvalidArgument(m) => write!(f, "invalid request: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for DriverError {}
-
-impl From<dma_core::Error> for DriverError {
-    fn from(e: dma_core::Error) -> Self {
-        Self::Dma(e)
-    }
-}
-
-impl From<dma_ring::RingError> for DriverError {
-    fn from(e: dma_ring::RingError) -> Self {
-        Self::Ring(e)
-    }
-}
-
-/// A request the driver could not take or finish, with the caller's
-/// buffer back when it can be given back (it cannot when the platform
-/// failed to unmap it: then it is leaked, as the device might reach it).
-pub struct Refused<B> {
-    /// Why.
-    pub error: DriverError,
-    /// The buffer, untouched by the device unless the command ran.
-    pub buffer: Option<B>,
-}
-
-impl<B> Refused<B> {
-    pub(crate) fn new(error: impl Into<DriverError>, buffer: Option<B>) -> Self {
-        Self {
-            error: error.into(),
-            buffer,
-        }
-    }
-}
-
-impl<B> fmt::Debug for Refused<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Refused")
-            .field("error", &self.error)
-            .field("buffer_returned", &self.buffer.is_some())
-            .finish()
-    }
-}
-
-impl<B> fmt::Display for Refused<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.error, f)
-    }
-}
-
-impl<B> std::error::Error for Refused<B> {}
-
-impl<B> From<Refused<B>> for DriverError {
-    fn from(r: Refused<B>) -> Self {
-        r.error
     }
 }

@@ -7,9 +7,10 @@
 //!   synced for the CPU over exactly the bytes the NIC reported
 //!   (`sync_range_for_cpu`), copied out, synced back for the device over
 //!   the same range and posted again, the way page-pool drivers avoid a map
-//!   per packet. Recycling needs both syncs, so the mappings are
-//!   [`Bidirectional`]: `dma-core` only lets a buffer the device reads be
-//!   handed back to it. Frames longer than one buffer span several
+//!   per packet. The mappings are [`FromDevice`]: the CPU only reads them,
+//!   and `sync_range_for_device` is their hand-back step, as Linux allows
+//!   `dma_sync_single_for_device` on a `DMA_FROM_DEVICE` mapping. Frames
+//!   longer than one buffer span several
 //!   descriptors and are reassembled up to EOP (8254x SDM §3.2.6).
 //! - **Transmit**: each frame (any [`DmaBuffer`]) is mapped as a `dma-sg`
 //!   table (cleaned for the device), one descriptor per device segment, the
@@ -50,8 +51,7 @@
 //! ```
 
 use dma_core::{
-    Bidirectional, Coherent, DmaAlloc, DmaBuf, DmaBuffer, DmaMap, SgEntry, StreamingMapping,
-    ToDevice,
+    Coherent, DmaAlloc, DmaBuf, DmaBuffer, DmaMap, FromDevice, SgEntry, StreamingMapping, ToDevice,
 };
 use dma_ring::nic::{NicRxRing, NicTxRing, RxStatus, TxSegment, TxStatus, DESC_SIZE};
 use dma_ring::{slot_vec, Slot};
@@ -116,7 +116,7 @@ pub struct TxCompletion<B> {
     pub buffer: Option<B>,
 }
 
-type RxBuffer<P> = StreamingMapping<DmaBuf, Bidirectional, P>;
+type RxBuffer<P> = StreamingMapping<DmaBuf, FromDevice, P>;
 type TxFrame<P, B> = MappedSgTable<B, ToDevice, P, Vec<SgEntry>>;
 type Ring<P> = Coherent<[u64], P>;
 type RxRing<'a, P> = NicRxRing<Ring<P>, &'a ReadWrite<u32>, RxBuffer<P>, Vec<Slot<RxBuffer<P>>>>;

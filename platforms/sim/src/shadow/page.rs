@@ -77,6 +77,9 @@ pub(super) struct PageShadow {
     pub(super) device_wrote: u128,
     pub(super) ram_own: u128,
     pub(super) synced_own: u128,
+    /// Lines not cleaned since they became tracked: the CPU may hold
+    /// dirty data for them that RAM never got (dirty by default).
+    pub(super) uncleaned: u128,
 }
 
 impl PageShadow {
@@ -92,6 +95,7 @@ impl PageShadow {
             device_wrote: 0,
             ram_own: 0,
             synced_own: 0,
+            uncleaned: 0,
         })
     }
 

@@ -1,0 +1,40 @@
+//! Reference drivers for the DMA crate family, `no_std`.
+//!
+//! One crate with a module per device, because the devices share what a
+//! driver needs around them: the [`DriverError`] a bring-up or request
+//! fails with, the [`Refused`] that hands a caller's buffer back, and the
+//! [`Wait`] that says how time passes while a driver polls. A board crate
+//! depends on this one crate and gets every driver; nothing here needs an
+//! allocator or an operating system.
+//!
+//! Each device module has a `spec` submodule: the driver side of the
+//! device's specification (register blocks as tock-registers structs,
+//! opcodes, doorbell arithmetic, the structures the device writes and how
+//! to decode them as untrusted input). It is the one place those facts are
+//! written; the simulator's device models keep their own, independent
+//! reading of each spec on purpose, so that a wrong reading here shows up
+//! as a failing test there.
+//!
+//! - [`nvme`]: the controller bring-up ([`nvme::Controller`]) and a polled
+//!   block driver ([`nvme::NvmeBlockDriver`], feature `alloc`) with PRP
+//!   data transfers;
+//!   [`nvme::spec`]: NVMe controller properties, doorbell stride, admin
+//!   and NVM opcodes, command builders, Identify structures.
+//! - [`nic::spec`]: the Intel 8254x-family descriptor-queue registers.
+//!
+//! Registers are reached through `&` references to tock-registers blocks,
+//! which is all a driver needs whether the block is a BAR mapped as Device
+//! memory, a BAR `mmap`ped from VFIO, or a simulator's block in RAM.
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod error;
+pub mod nic;
+pub mod nvme;
+mod wait;
+
+pub use error::{DriverError, Refused};
+pub use wait::{poll_until, Wait};

@@ -1,0 +1,432 @@
+//! The suite `cargo xtask linux` runs inside a Linux guest with an
+//! emulated NVMe controller bound to vfio-pci behind an emulated IOMMU.
+//!
+//! It prints the bare-metal suite's protocol (`TEST`/`DISK`/`DONE` lines,
+//! `dma_qemu_virt::report`) and exits 0 only when every test passed. The
+//! device comes from `DMA_VFIO_DEVICE` (the guest's /init sets it).
+//!
+//! Not for a real machine: it unbinds the device at the end and reads
+//! the kernel log for IOMMU faults.
+
+mod common;
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use dma_core::{DmaAlloc, DmaAttrs, DmaBuf, DmaDirection, DmaMap, PhysAddr, RawMapping};
+use dma_drivers::nvme::{prp_pools, Controller, NvmeBlockDriver, NvmeDriverConfig};
+use dma_qemu_virt::report::fill_pattern;
+use dma_vfio::{DmaMapFlags, VfioDevice, VfioError, VfioPlatform};
+
+type Outcome = Result<String, String>;
+
+struct Report {
+    passed: u32,
+    failed: u32,
+}
+
+impl Report {
+    fn test(&mut self, name: &str, outcome: Outcome) {
+        match outcome {
+            Ok(detail) => {
+                self.passed += 1;
+                println!("TEST {name} PASS {detail}");
+            }
+            Err(why) => {
+                self.failed += 1;
+                println!("TEST {name} FAIL {why}");
+            }
+        }
+    }
+}
+
+fn e<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
+    move |err| format!("{what}: {err}")
+}
+
+/// First LBA of each test's area (512-byte blocks).
+const LBA_PRP_LIST: u64 = 0;
+const LBA_CHAINED: u64 = 1 << 12;
+const LBA_WRAP: u64 = 1 << 14;
+const LBA_FAULT: u64 = 3 << 13;
+
+/// Writes pattern(seed) at `lba`, reads it back, compares, and claims it.
+fn write_read<W: dma_drivers::Wait>(
+    disk: &mut NvmeBlockDriver<'_, &VfioPlatform, W>,
+    platform: &VfioPlatform,
+    lba: u64,
+    len: usize,
+    seed: u32,
+) -> Outcome {
+    let mut out = DmaBuf::for_device(platform, len).map_err(e("buffer"))?;
+    fill_pattern(seed, 0, &mut out);
+    let out = disk
+        .write(lba, out)
+        .map_err(|r| format!("write: {}", r.error))?;
+    disk.flush().map_err(e("flush"))?;
+    let back = DmaBuf::for_device(platform, len).map_err(e("buffer"))?;
+    let back = disk
+        .read(lba, back)
+        .map_err(|r| format!("read: {}", r.error))?;
+    if back[..] != out[..] {
+        return Err(format!("{len} bytes at LBA {lba} read back differently"));
+    }
+    println!("DISK {lba} {} {seed:#x}", len / 512);
+    Ok(format!("{len} bytes at LBA {lba}"))
+}
+
+/// A platform whose streaming mappings, once `armed`, are revoked as soon
+/// as they are made: the device is handed an IOVA that the IOMMU no longer
+/// translates, as a driver with a use-after-unmap bug would hand it.
+#[derive(Clone, Copy)]
+struct Revoking<'a> {
+    platform: &'a VfioPlatform,
+    armed: &'a AtomicBool,
+}
+
+// SAFETY: every call forwards to the real platform; an armed `map` unmaps
+// again before returning, so the device can reach less than the contract
+// promises (nothing), never more, and its `unmap` has nothing left to end.
+// `armed` only changes while no streaming mapping is live. Only the fault
+// test uses it, to see the IOMMU refuse the device.
+unsafe impl DmaMap for Revoking<'_> {
+    fn constraints(&self) -> &dma_core::DeviceConstraints {
+        self.platform.constraints()
+    }
+    fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> dma_core::Result<PhysAddr> {
+        self.platform.virt_to_phys(cpu, len)
+    }
+    fn dma_alignment(&self) -> usize {
+        self.platform.dma_alignment()
+    }
+    unsafe fn map(
+        &self,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+        attrs: DmaAttrs,
+    ) -> dma_core::Result<dma_core::DmaAddr> {
+        // SAFETY: the caller's promise is passed on.
+        let dma = unsafe { self.platform.map(phys, len, dir, attrs) }?;
+        if self.armed.load(Ordering::Relaxed) {
+            let raw = RawMapping {
+                phys,
+                dma,
+                len,
+                dir,
+                attrs,
+            };
+            // SAFETY: mapped just above; the device has not been told yet.
+            unsafe { self.platform.unmap(&raw) }?;
+        }
+        Ok(dma)
+    }
+    unsafe fn unmap(&self, mapping: &RawMapping) -> dma_core::Result<()> {
+        if self.armed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // SAFETY: the caller's promise is passed on (an unarmed mapping is
+        // a real one).
+        unsafe { self.platform.unmap(mapping) }
+    }
+    unsafe fn sync_for_cpu(&self, _m: &RawMapping, _o: usize, _l: usize) {}
+    unsafe fn sync_for_device(&self, _m: &RawMapping, _o: usize, _l: usize) {}
+}
+
+// SAFETY: forwards to the real platform unchanged.
+unsafe impl DmaAlloc for Revoking<'_> {
+    fn alloc_coherent(
+        &self,
+        size: usize,
+        attrs: DmaAttrs,
+    ) -> dma_core::Result<dma_core::CoherentRegion> {
+        self.platform.alloc_coherent(size, attrs)
+    }
+    unsafe fn free_coherent(
+        &self,
+        region: dma_core::CoherentRegion,
+        attrs: DmaAttrs,
+    ) -> dma_core::Result<()> {
+        // SAFETY: the caller's promise is passed on.
+        unsafe { self.platform.free_coherent(region, attrs) }
+    }
+}
+
+/// The kernel log (klogctl SYSLOG_ACTION_READ_ALL).
+fn kernel_log() -> String {
+    let mut buf = vec![0u8; 1 << 20];
+    // SAFETY: klogctl writes at most len bytes into our buffer.
+    let n = unsafe { libc::klogctl(3, buf.as_mut_ptr().cast(), buf.len() as i32) };
+    buf.truncate(n.max(0) as usize);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn iommu_faults(log: &str) -> usize {
+    log.lines()
+        .filter(|l| {
+            l.contains("DMAR: [DMA Write") || (l.contains("arm-smmu-v3") && l.contains("event"))
+        })
+        .count()
+}
+
+fn main() {
+    let address = std::env::var("DMA_VFIO_DEVICE").unwrap_or_default();
+    let mut r = Report {
+        passed: 0,
+        failed: 0,
+    };
+
+    r.test("bad_input", bad_input(&address));
+    match common::Nvme::open(&address) {
+        Err(err) => r.test("bring_up", Err(err.to_string())),
+        Ok(nvme) => {
+            r.test(
+                "bring_up",
+                Ok(format!(
+                    "{} regions, {} irq indexes, IOVA window {:x?}",
+                    nvme.device.counts().0,
+                    nvme.device.counts().1,
+                    nvme.platform.iova_window()
+                )),
+            );
+            suite(&mut r, &nvme);
+            let live = nvme.platform.live_mappings();
+            drop(nvme);
+            r.test(
+                "shutdown",
+                if live == 0 {
+                    Ok("no mapping left".into())
+                } else {
+                    Err(format!("{live} mappings left"))
+                },
+            );
+            r.test(
+                "unbind",
+                std::fs::write("/sys/bus/pci/drivers/vfio-pci/unbind", &address)
+                    .map(|_| "unbound".into())
+                    .map_err(e("unbind")),
+            );
+        }
+    }
+    println!("DONE {} {} 0", r.passed, r.failed);
+    std::process::exit(if r.failed == 0 { 0 } else { 1 });
+}
+
+fn bad_input(address: &str) -> Outcome {
+    match VfioDevice::open("0000:00:1f.9") {
+        Err(VfioError::BadPciAddress(_)) => {}
+        other => return Err(format!("bad address: {other:?}")),
+    }
+    match VfioDevice::open("0000:7f:1f.7") {
+        Err(VfioError::NoSuchDevice(_)) => {}
+        other => return Err(format!("missing device: {other:?}")),
+    }
+    // The host bridge is bound to no driver.
+    match VfioDevice::open("0000:00:00.0") {
+        Err(VfioError::NotBound { .. }) => {}
+        other => return Err(format!("unbound device: {other:?}")),
+    }
+    let device = VfioDevice::open(address).map_err(e("open"))?;
+    let ranges = device.container().iova_ranges().to_vec();
+    if let [first, ..] = ranges.as_slice() {
+        if first.end != u64::MAX {
+            let mem = vec![0u8; 8192];
+            let va = (mem.as_ptr() as u64 + 4095) & !4095;
+            // SAFETY: `mem` outlives the call, and the call must fail
+            // before mapping anything.
+            let got = unsafe {
+                device
+                    .container()
+                    .map_dma(va, first.end + 1, 4096, DmaMapFlags::READ)
+            };
+            if !matches!(got, Err(VfioError::OutsideIovaRanges { .. })) {
+                return Err(format!("IOVA in the hole: {got:?}"));
+            }
+        }
+    }
+    Ok(format!("usable IOVA ranges {ranges:x?}"))
+}
+
+fn suite(r: &mut Report, nvme: &common::Nvme) {
+    let platform = &nvme.platform;
+    let ctrl = match nvme.controller() {
+        Ok(c) => c,
+        Err(err) => return r.test("identify", Err(format!("controller: {err}"))),
+    };
+    let pools = match prp_pools(platform) {
+        Ok(p) => p,
+        Err(err) => return r.test("identify", Err(format!("PRP pools: {err}"))),
+    };
+
+    // Interrupt-driven: the admin queue's completions arrive on MSI-X 0.
+    let wait = common::IrqWait::new(&nvme.irq, Duration::from_secs(10));
+    let mut disk = match NvmeBlockDriver::<_, _>::start(
+        &ctrl,
+        platform,
+        &pools,
+        wait,
+        NvmeDriverConfig::default(),
+    ) {
+        Ok(d) => d,
+        Err(err) => return r.test("identify", Err(err.to_string())),
+    };
+    let id = disk.identity().clone();
+    r.test(
+        "identify",
+        if id.model.starts_with("QEMU NVMe") {
+            Ok(format!(
+                "{:?}, {} blocks of {}",
+                id.model, id.blocks, id.block_size
+            ))
+        } else {
+            Err(format!("model {:?}", id.model))
+        },
+    );
+    // Interrupts that arrived while the driver was not waiting (its poll
+    // found the completion first) are still counted in the eventfd.
+    let waited = disk.wait_ref().fired;
+    let pending = nvme.irq.take().unwrap_or(0);
+    r.test(
+        "interrupt",
+        if waited + pending > 0 {
+            Ok(format!(
+                "MSI-X for the admin completions: {waited} woke the driver's waits, {pending} came after its poll had found the completion"
+            ))
+        } else {
+            Err("no interrupt reached the eventfd".into())
+        },
+    );
+    r.test(
+        "prp_list",
+        write_read(&mut disk, platform, LBA_PRP_LIST, 64 << 10, 0x11),
+    );
+    // More than 512 pages: the PRP list chains into a second list page.
+    let chained = (2 << 20) + (8 << 10);
+    r.test(
+        "prp_chained",
+        if id.max_transfer() < chained {
+            Err(format!("MDTS allows only {} bytes", id.max_transfer()))
+        } else {
+            write_read(&mut disk, platform, LBA_CHAINED, chained, 0x22)
+        },
+    );
+    if let Err(err) = disk.shutdown() {
+        r.test("driver_shutdown", Err(err.to_string()));
+    }
+
+    // Polled: a queue of 8 entries wraps many times over 40 commands.
+    let config = NvmeDriverConfig {
+        admin_entries: 8,
+        io_sq_entries: 8,
+        io_cq_entries: 8,
+    };
+    match NvmeBlockDriver::<_, _>::start(
+        &ctrl,
+        platform,
+        &pools,
+        common::Polled::new(Duration::from_secs(10)),
+        config,
+    ) {
+        Err(err) => r.test("queue_wrap", Err(err.to_string())),
+        Ok(mut disk) => {
+            let wrap = (0..20).try_for_each(|i| {
+                write_read(
+                    &mut disk,
+                    platform,
+                    LBA_WRAP + 8 * i,
+                    4096,
+                    0x100 + i as u32,
+                )
+                .map(drop)
+            });
+            r.test(
+                "queue_wrap",
+                wrap.map(|_| "40 I/O commands through 8-entry queues".into()),
+            );
+            r.test(
+                "driver_shutdown",
+                disk.shutdown()
+                    .map(|_| "controller disabled".into())
+                    .map_err(e("shutdown")),
+            );
+        }
+    }
+
+    r.test("iommu_fault", fault(nvme, &ctrl));
+    r.test("hugepages", hugepages(platform));
+}
+
+/// A read whose buffer's IOVA was unmapped: the IOMMU must block the
+/// device's write, the buffer stay as it was, and the kernel log the fault.
+fn fault(nvme: &common::Nvme, ctrl: &Controller<'_>) -> Outcome {
+    let armed = AtomicBool::new(false);
+    let revoking = Revoking {
+        platform: &nvme.platform,
+        armed: &armed,
+    };
+    let rpools = prp_pools(revoking).map_err(e("PRP pools"))?;
+    let mut disk = NvmeBlockDriver::<_, _>::start(
+        ctrl,
+        revoking,
+        &rpools,
+        common::Polled::new(Duration::from_secs(10)),
+        NvmeDriverConfig::default(),
+    )
+    .map_err(e("start"))?;
+    // The blocks there were never written: a read that got through would
+    // turn the 0xee fill into zeros.
+    let before = iommu_faults(&kernel_log());
+    let mut buf = DmaBuf::for_device(&nvme.platform, 4096).map_err(e("buffer"))?;
+    buf.fill(0xee);
+    armed.store(true, Ordering::Relaxed);
+    let outcome = disk.read(LBA_FAULT, buf);
+    armed.store(false, Ordering::Relaxed);
+    let _ = disk.shutdown();
+    let buf = match outcome {
+        Ok(b) => b,
+        Err(refused) => refused
+            .buffer
+            .ok_or(format!("read refused: {}", refused.error))?,
+    };
+    if buf.iter().any(|&b| b != 0xee) {
+        return Err("the device wrote through an unmapped IOVA".into());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let after = iommu_faults(&kernel_log());
+    if after <= before {
+        return Err("the buffer is untouched but the kernel logged no IOMMU fault".into());
+    }
+    Ok(format!(
+        "buffer untouched, {} new IOMMU fault lines in the kernel log",
+        after - before
+    ))
+}
+
+/// A 2 MiB coherent allocation comes from the hugetlbfs pool when /init
+/// reserved some, and is zeroed and mapped like any other.
+fn hugepages(platform: &VfioPlatform) -> Outcome {
+    let reserved =
+        std::fs::read_to_string("/proc/sys/vm/nr_hugepages").map_err(e("nr_hugepages"))?;
+    let region = platform
+        .alloc_coherent(2 << 20, DmaAttrs::empty())
+        .map_err(e("alloc"))?;
+    let source = platform.page_source(&region);
+    // SAFETY: the region is ours, 2 MiB, and no device has its address.
+    let zeroed = unsafe { std::slice::from_raw_parts(region.cpu.as_ptr(), region.size) }
+        .iter()
+        .all(|&b| b == 0);
+    // SAFETY: allocated above and not used afterwards.
+    unsafe { platform.free_coherent(region, DmaAttrs::empty()) }.map_err(e("free"))?;
+    let want = if reserved.trim() == "0" {
+        dma_vfio::PageSource::Anonymous
+    } else {
+        dma_vfio::PageSource::Huge2M
+    };
+    match (source, zeroed) {
+        (Some(s), true) if s == want => {
+            Ok(format!("{s:?} ({} huge pages reserved)", reserved.trim()))
+        }
+        other => Err(format!("{other:?}, expected {want:?}")),
+    }
+}
