@@ -207,7 +207,10 @@ fn min_align_mask_bits_survive_the_bounce() {
         let buf = vec![0u8; 0x3000];
         let base = buf.as_ptr() as usize;
         let start = (base + 0xfff) & !0xfff;
-        let phys = PhysAddr::new((start + offset) as u64);
+        // The fixture's physical address of that byte (heap memory sits
+        // 4 GiB above its host address there).
+        let cpu = NonNull::new((start + offset) as *mut u8).unwrap();
+        let phys = mem.virt_to_phys(cpu, 512).unwrap();
         // SAFETY: `buf` outlives the mapping and is not touched meanwhile.
         let dma = unsafe { p.map(phys, 512, DmaDirection::ToDevice, DmaAttrs::empty()) }.unwrap();
         assert_eq!(
