@@ -518,7 +518,7 @@ fn miri(r: &mut Runner) {
         // The tests leak their `&'static` platforms on purpose.
         &[
             ("PROPTEST_CASES", "4"),
-            ("MIRIFLAGS", "-Zmiri-ignore-leaks"),
+            ("MIRIFLAGS", "-Zmiri-ignore-leaks -Zmiri-disable-isolation"),
         ],
     );
     // The checker's bookkeeping, one test per misuse class. (Its threaded
