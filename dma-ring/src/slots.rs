@@ -714,6 +714,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "65,536 slots take minutes under Miri; natively it runs"
+    )]
     fn a_positional_table_of_65536_drains_position_65535() {
         let mut t = SlotTable::<u32, _>::positional(slot_vec(65536), 65536).unwrap();
         assert_eq!(t.usable(), 65536);

@@ -507,13 +507,14 @@ fn miri(r: &mut Runner) {
         ],
         &[],
     );
-    // The rings (every unsafe ring-memory access, the hostile-device
-    // tests) and the SG tables, with few proptest cases; the slowest tests
-    // are `cfg_attr(miri, ignore)`.
+    // The rings' and the SG tables' unit tests (every unsafe ring-memory
+    // access), with few proptest cases; the slowest tests are
+    // `cfg_attr(miri, ignore)`. Their integration tests are left out: too
+    // slow for every run, and not yet run under miri to the end.
     r.cargo(
         "miri dma-ring + dma-sg",
         &[
-            "+nightly", "miri", "test", "-p", "dma-ring", "-p", "dma-sg", "--lib", "--tests",
+            "+nightly", "miri", "test", "-p", "dma-ring", "-p", "dma-sg", "--lib",
         ],
         // The tests leak their `&'static` platforms on purpose.
         &[
