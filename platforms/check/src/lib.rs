@@ -198,7 +198,10 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod bucket;
 mod checked;
+mod lines;
+mod records;
 pub mod classify;
 mod report;
 mod tracker;
