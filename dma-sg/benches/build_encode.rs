@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
-use dma_core::{Coherent, DeviceConstraints, DmaAddr, HostMemory, PhysAddr, SgEntry};
 use dma_coherence::HardwareCoherent;
+use dma_core::{Coherent, DeviceConstraints, DmaAddr, HostMemory, PhysAddr, SgEntry};
 use dma_direct::DirectPlatform;
 use dma_sg::hw::{encode_hw_sg, HwSgEntry};
 use dma_sg::{nvme, DmaSegment, SgLimits, SgTable};
@@ -41,7 +41,9 @@ fn build_prp(
     pages: &[PhysAddr],
 ) -> DmaAddr {
     table.clear();
-    table.append_pages(pages, 0, pages.len() * PAGE as usize).unwrap();
+    table
+        .append_pages(pages, 0, pages.len() * PAGE as usize)
+        .unwrap();
     let req = nvme::encode_prp(pools, as_segments(table.entries())).unwrap();
     black_box(req.prp2())
 }
@@ -85,9 +87,7 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("build+prp", format!("{mib}MiB")),
             &pages,
-            |b, pages| {
-                b.iter(|| build_prp(&mut table, &pools, black_box(pages)))
-            },
+            |b, pages| b.iter(|| build_prp(&mut table, &pools, black_box(pages))),
         );
         group.bench_with_input(
             BenchmarkId::new("build+hw_sg", format!("{mib}MiB")),
@@ -110,7 +110,10 @@ criterion_group!(benches, bench);
 /// (4096 pages) and nothing else, for an instruction count under
 /// `valgrind --tool=callgrind`; docs/performance.md has the method.
 fn main() {
-    if let Some(iters) = std::env::var("DMA_BENCH_ITERS").ok().and_then(|n| n.parse().ok()) {
+    if let Some(iters) = std::env::var("DMA_BENCH_ITERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
         let constraints = DeviceConstraints::UNCONSTRAINED;
         let platform = DirectPlatform::x86_coherent(HostMemory, constraints);
         let limits = SgLimits::new(PAGE as usize, &constraints).unwrap();

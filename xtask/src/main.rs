@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one entry point for people and CI. The commands are
 //! listed, with what they do, in [`COMMANDS`] (`cargo xtask --help`).
 
+mod bench;
 mod linux;
 mod manifest;
 mod qemu;
@@ -58,9 +59,12 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "bench",
-        args: "[cargo bench args...]",
-        about: "the criterion benches, then a table of their medians",
-        run: bench,
+        args: "[--quick] [cargo bench args...] [-- criterion args...]",
+        about: "the criterion benches, then one table: each measure beside its peer or limit \
+                from the same run (rtrb, crossbeam's ArrayQueue, memcpy, the raw-pointer \
+                baseline, the bare platform, the issue's targets) and the ratio; --quick for \
+                a fast, rougher look (criterion's --quick, short warm-up and measurement)",
+        run: bench::run,
     },
     Command {
         name: "loom",
@@ -808,12 +812,4 @@ fn demo(r: &mut Runner) {
         ],
         &[],
     );
-}
-
-fn bench(r: &mut Runner, extra: &[String]) {
-    let mut args = vec!["bench", "--workspace", "--exclude", "xtask"];
-    args.extend(extra.iter().map(String::as_str));
-    if r.cargo("benches", &args, &[]) == Outcome::Pass {
-        runner::print_criterion_table(r.root());
-    }
 }

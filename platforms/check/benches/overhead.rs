@@ -9,10 +9,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, Criterion};
 use dma_check::{Checked, Config};
+use dma_coherence::HardwareCoherent;
 use dma_core::{
     DeviceConstraints, DmaAttrs, DmaBuf, DmaDirection, DmaMap, HostMemory, PhysAddr, RawMapping,
 };
-use dma_coherence::HardwareCoherent;
 use dma_direct::DirectPlatform;
 
 type Direct = DirectPlatform<HostMemory, HardwareCoherent>;
@@ -95,7 +95,10 @@ criterion_group!(benches, overhead);
 /// instruction count under `valgrind --tool=callgrind` (repeatable on a
 /// loaded machine, unlike time); docs/performance.md has the method.
 fn main() {
-    if let Some(iters) = std::env::var("DMA_BENCH_ITERS").ok().and_then(|n| n.parse().ok()) {
+    if let Some(iters) = std::env::var("DMA_BENCH_ITERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
         let (_, checked, phys) = fixture();
         for _ in 0..iters {
             round_trip(&checked, black_box(phys));

@@ -109,7 +109,11 @@ mod tests {
     use super::BucketMap;
 
     fn at(map: &BucketMap<u32>, key: u64) -> Vec<u32> {
-        map.get(key).into_iter().flat_map(|b| b.iter()).copied().collect()
+        map.get(key)
+            .into_iter()
+            .flat_map(|b| b.iter())
+            .copied()
+            .collect()
     }
 
     #[test]

@@ -200,9 +200,9 @@ extern crate std;
 
 mod bucket;
 mod checked;
+pub mod classify;
 mod lines;
 mod records;
-pub mod classify;
 mod report;
 mod tracker;
 

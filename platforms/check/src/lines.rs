@@ -90,7 +90,11 @@ impl LineIndex {
         let granules = Span::granules(first, last);
         if granules.end() - granules.start() < self.short.keys() as u64 {
             for g in granules {
-                self.short.get(g).into_iter().flat_map(|b| b.iter()).for_each(&mut consider);
+                self.short
+                    .get(g)
+                    .into_iter()
+                    .flat_map(|b| b.iter())
+                    .for_each(&mut consider);
             }
         } else {
             self.short.values().for_each(consider);
