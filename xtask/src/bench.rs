@@ -161,15 +161,21 @@ const QUICK: &[&str] = &[
 ];
 
 /// The `cargo bench` arguments for `extra` (the user's, where `--quick`
-/// becomes criterion arguments after `--`). Only bench targets run: the
-/// libraries' libtest harnesses would refuse criterion's arguments.
+/// becomes criterion arguments after `--`): the whole workspace unless a
+/// package is named, and only `[[bench]]` targets (`--bench '*'`; the
+/// libraries' libtest harnesses, which `--benches` includes, would refuse
+/// criterion's arguments).
 pub fn cargo_args(extra: &[String]) -> Vec<String> {
-    let mut args: Vec<String> = ["bench", "--workspace", "--exclude", "xtask", "--benches"]
-        .map(String::from)
-        .to_vec();
+    let mut args: Vec<String> = vec!["bench".into()];
     let quick = extra.iter().any(|a| a == "--quick");
     let mut rest = extra.iter().filter(|a| *a != "--quick").cloned();
-    args.extend(rest.by_ref().take_while(|a| a != "--"));
+    let ours: Vec<String> = rest.by_ref().take_while(|a| a != "--").collect();
+    let package = |a: &String| a == "-p" || a.starts_with("--package") || a.starts_with("-p");
+    if !ours.iter().any(package) {
+        args.extend(["--workspace", "--exclude", "xtask"].map(String::from));
+    }
+    args.extend(["--bench", "*"].map(String::from));
+    args.extend(ours);
     let after: Vec<String> = rest.collect();
     if quick || !after.is_empty() || extra.iter().any(|a| a == "--") {
         args.push("--".into());
@@ -366,10 +372,9 @@ mod tests {
 
     #[test]
     fn quick_becomes_criterion_arguments_after_the_separator() {
-        let base = ["bench", "--workspace", "--exclude", "xtask", "--benches"];
+        let base = ["bench", "--workspace", "--exclude", "xtask", "--bench", "*"];
         assert_eq!(cargo_args(&[]), strings(&base));
-        let mut want = strings(&base);
-        want.extend(strings(&["-p", "dma-sg", "--"]));
+        let mut want = strings(&["bench", "--bench", "*", "-p", "dma-sg", "--"]);
         want.extend(strings(QUICK));
         want.push("sg_build".into());
         assert_eq!(
