@@ -167,9 +167,10 @@ mod tests {
     }
 
     /// Random spans, short and long, inserted and removed in random order
-    /// over 64 granules: every query (short or long, with few or many
-    /// short spans live, so both of its strategies run) agrees with a scan
-    /// of every live span.
+    /// over 64 granules: every query agrees with a scan of every live
+    /// span. Two phases, so both strategies of a long query run: many
+    /// short spans live (it probes its granules), then few short spans
+    /// and queries up to all 64 granules long (it scans every short span).
     #[test]
     fn clash_agrees_with_a_scan_of_every_live_span() {
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
@@ -180,43 +181,51 @@ mod tests {
             seed % n
         };
         let lines = 64 << GRANULE_SHIFT;
-        let long_lines = (SHORT_GRANULES + 3) << GRANULE_SHIFT;
-        let (mut index, mut live) = (LineIndex::new(), Vec::<Span>::new());
+        let mut index = LineIndex::new();
         let (mut shorts, mut longs) = (0, 0);
-        for id in 0..4000 {
-            let len = if rand(8) == 0 {
-                1 + rand(long_lines)
-            } else {
-                1 + rand(100)
-            };
-            let first = rand(lines);
-            let last = first + len - 1;
-            let want = brute_force(&live, first, last);
-            assert_eq!(index.clash(first, last), want, "query {first}..={last}");
-            if !live.is_empty() && rand(3) == 0 {
-                let gone = live.swap_remove(rand(live.len() as u64) as usize);
-                index.remove(gone);
-            } else if live.len() < 80 {
-                let span = Span {
-                    first,
-                    last,
-                    id,
-                    dma: first * 64,
+        let mut id = 0;
+        for (max_live, long_lines) in [(80, (SHORT_GRANULES + 3) << GRANULE_SHIFT), (6, lines)] {
+            let mut live = Vec::<Span>::new();
+            for _ in 0..3000 {
+                id += 1;
+                let len = if rand(8) == 0 {
+                    1 + rand(long_lines)
+                } else {
+                    1 + rand(100)
                 };
-                if span.is_short() {
-                    shorts += 1;
+                let first = rand(lines);
+                let last = first + len - 1;
+                let want = brute_force(&live, first, last);
+                assert_eq!(index.clash(first, last), want, "query {first}..={last}");
+                if !live.is_empty() && (live.len() >= max_live || rand(3) == 0) {
+                    let gone = live.swap_remove(rand(live.len() as u64) as usize);
+                    index.remove(gone);
                 } else {
-                    longs += 1;
+                    let span = Span {
+                        first,
+                        last,
+                        id,
+                        dma: first * 64,
+                    };
+                    if span.is_short() {
+                        shorts += 1;
+                    } else {
+                        longs += 1;
+                    }
+                    if rand(2) == 0 {
+                        index.insert(span);
+                    } else {
+                        assert_eq!(index.track(span), want, "tracking {first}..={last}");
+                    }
+                    live.push(span);
                 }
-                if rand(2) == 0 {
-                    index.insert(span);
-                } else {
-                    assert_eq!(index.track(span), want, "tracking {first}..={last}");
-                }
-                live.push(span);
             }
+            for span in live {
+                index.remove(span);
+            }
+            assert_eq!(index.clash(0, u64::MAX), None, "every span was removed");
         }
-        assert!(shorts > 1000 && longs > 50, "{shorts} short, {longs} long");
+        assert!(shorts > 1000 && longs > 100, "{shorts} short, {longs} long");
         index.clear();
         assert_eq!(index.clash(0, u64::MAX), None);
     }
