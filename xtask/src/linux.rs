@@ -116,9 +116,9 @@ const NVME_MODULES: [&str; 9] = [
 ];
 /// Reads per side of the speed comparison.
 const BENCH_READS: u32 = 2000;
-/// The emulated controller: `mdts=10` allows 4 MiB per command, so the
-/// suite can chain PRP lists.
-const NVME_DEVICE: &str = "nvme,serial=dma-vfio-0001,drive=d0,mdts=10";
+/// The emulated controller's serial number, which the guest suite expects
+/// Identify to report (`DMA_VFIO_SERIAL`).
+const NVME_SERIAL: &str = "dma-vfio-0001";
 /// Fresh sparse disk image.
 const DISK_BYTES: u64 = 64 << 20;
 /// Byte written to the debug-exit port on pass and on failure; QEMU exits
@@ -194,7 +194,9 @@ pub fn run(root: &Path, arch: &Arch) -> Result<QemuSummary, String> {
             "-drive",
             &drive,
             "-device",
-            NVME_DEVICE,
+            // `mdts=10` allows 4 MiB per command, so the suite can chain
+            // PRP lists.
+            &format!("nvme,serial={NVME_SERIAL},drive=d0,mdts=10"),
         ]
         .map(String::from),
     );
@@ -466,7 +468,7 @@ for d in /sys/bus/pci/devices/*; do
 done
 echo vfio-pci > /sys/bus/pci/devices/$BDF/driver_override
 echo $BDF > /sys/bus/pci/drivers_probe
-export DMA_VFIO_DEVICE=$BDF
+export DMA_VFIO_DEVICE=$BDF DMA_VFIO_SERIAL={serial}
 echo 2 > /proc/sys/vm/nr_hugepages
 echo "NVMe at $BDF, IOMMU group $(basename $(readlink /sys/bus/pci/devices/$BDF/iommu_group))"
 /bin/identify $BDF; echo "EXAMPLE identify status $?"
@@ -485,6 +487,7 @@ for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/nvme0n1 ] && break; sleep 1; done
 "#,
         modules = arch.modules.join(" "),
         reads = BENCH_READS,
+        serial = NVME_SERIAL,
         nvme_modules = NVME_MODULES.join(" "),
     )
 }

@@ -25,6 +25,12 @@ pub enum VfioError {
     VfioNotLoaded,
     /// Opening `/dev/vfio/*` or an ioctl was refused for lack of privileges.
     NoPrivileges(String),
+    /// The group is already open (VFIO lets one open file use a group: another
+    /// process, or a [`VfioDevice`](crate::VfioDevice) this process still holds).
+    GroupBusy {
+        /// The IOMMU group.
+        group: u32,
+    },
     /// Some device in the group is bound to a non-VFIO driver.
     GroupNotViable {
         /// The IOMMU group.
@@ -112,6 +118,11 @@ impl fmt::Display for VfioError {
             Self::NoPrivileges(s) => write!(
                 f,
                 "permission denied ({s}): run as root, or chown the /dev/vfio/<group> node to your user and raise its memlock limit"
+            ),
+            Self::GroupBusy { group } => write!(
+                f,
+                "IOMMU group {group} is already open (one user at a time): stop the program using /dev/vfio/{group} \
+                 (fuser -v /dev/vfio/{group} names it), or drop the VfioDevice this process already holds"
             ),
             Self::GroupNotViable { group, members } => write!(
                 f,

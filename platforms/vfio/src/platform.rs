@@ -353,3 +353,25 @@ unsafe impl DmaAlloc for VfioPlatform {
         self.unmap_pages(region.dma.as_u64(), vaddr, true).map(drop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_map_keeps_its_fix_in_the_dma_core_error() {
+        let memlock = dma_error(&VfioError::MemlockTooLow {
+            limit: Some(65536),
+            wanted: 1 << 20,
+        });
+        assert_eq!(memlock.kind(), ErrorKind::OutOfMemory);
+        assert!(memlock.message().contains("ulimit -l"), "{memlock}");
+        let hole = dma_error(&VfioError::OutsideIovaRanges {
+            iova: 0x800_0000,
+            len: 4096,
+        });
+        assert_eq!(hole.kind(), ErrorKind::Unreachable);
+        let other = dma_error(&VfioError::Unsupported("x".into()));
+        assert!(other.message().contains("dmesg"), "{other}");
+    }
+}
