@@ -256,15 +256,21 @@ fn memlock_child(address: &str) -> Result<String, String> {
     let device = VfioDevice::open(address).map_err(e("open with the node ours"))?;
     let platform =
         VfioPlatform::new(&device, DeviceConstraints::UNCONSTRAINED).map_err(e("platform"))?;
-    let mem = vec![0u8; MEMLOCK_MAP + 4096];
+    // Written, so every page is its own: untouched anonymous pages are the
+    // shared zero page, which VFIO pins as reserved and never charges to
+    // the memlock limit.
+    let mem = vec![1u8; MEMLOCK_MAP + 4096];
     let va = (mem.as_ptr() as u64 + 4095) & !4095;
     let iova = platform.iova_window().0;
     // SAFETY: `mem` outlives the mapping, which the unmap below ends (or
     // which was never made).
     let got = unsafe {
-        device
-            .container()
-            .map_dma(va, iova, MEMLOCK_MAP as u64, DmaMapFlags::READ)
+        device.container().map_dma(
+            va,
+            iova,
+            MEMLOCK_MAP as u64,
+            DmaMapFlags::READ | DmaMapFlags::WRITE,
+        )
     };
     let left = device
         .container()
