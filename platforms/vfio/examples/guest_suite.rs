@@ -11,15 +11,13 @@
 #[path = "guest/bad_input.rs"]
 mod bad_input;
 mod common;
+#[path = "guest/tampering.rs"]
+mod tampering;
 
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dma_core::{DmaAlloc, DmaAttrs, DmaBuf, DmaDirection, DmaMap, PhysAddr, RawMapping};
-use dma_drivers::nvme::{
-    prp_pools, Controller, NvmeBlockDriver, NvmeDriverConfig, NvmeIdentity, NSID,
-};
+use dma_core::{DmaAlloc, DmaAttrs, DmaBuf};
+use dma_drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig, NvmeIdentity, NSID};
 use dma_drivers::Wait;
 use dma_qemu_virt::report::fill_pattern;
 use dma_vfio::{Interrupt, VfioPlatform};
@@ -55,6 +53,7 @@ const LBA_PRP_LIST: u64 = 0;
 const LBA_CHAINED: u64 = 1 << 12;
 const LBA_WRAP: u64 = 1 << 14;
 const LBA_FAULT: u64 = 3 << 13;
+const LBA_CPU_WRITE: u64 = 1 << 15;
 
 /// Writes pattern(seed) at `lba`, reads it back, compares, and claims it.
 fn write_read<W: dma_drivers::Wait>(
@@ -79,100 +78,6 @@ fn write_read<W: dma_drivers::Wait>(
     }
     println!("DISK {lba} {} {seed:#x}", len / 512);
     Ok(format!("{len} bytes at LBA {lba}"))
-}
-
-/// A platform whose streaming mappings, once `armed`, are revoked as soon
-/// as they are made: the device is handed an IOVA that the IOMMU no longer
-/// translates, as a driver with a use-after-unmap bug would hand it.
-#[derive(Clone, Copy)]
-struct Revoking<'a> {
-    platform: &'a VfioPlatform,
-    armed: &'a AtomicBool,
-}
-
-// SAFETY: every call forwards to the real platform; an armed `map` unmaps
-// again before returning, so the device can reach less than the contract
-// promises (nothing), never more, and its `unmap` has nothing left to end.
-// `armed` only changes while no streaming mapping is live. Only the fault
-// test uses it, to see the IOMMU refuse the device.
-unsafe impl DmaMap for Revoking<'_> {
-    fn constraints(&self) -> &dma_core::DeviceConstraints {
-        self.platform.constraints()
-    }
-    fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> dma_core::Result<PhysAddr> {
-        self.platform.virt_to_phys(cpu, len)
-    }
-    fn dma_alignment(&self) -> usize {
-        self.platform.dma_alignment()
-    }
-    unsafe fn map(
-        &self,
-        phys: PhysAddr,
-        len: usize,
-        dir: DmaDirection,
-        attrs: DmaAttrs,
-    ) -> dma_core::Result<dma_core::DmaAddr> {
-        // SAFETY: the caller's promise is passed on.
-        let dma = unsafe { self.platform.map(phys, len, dir, attrs) }?;
-        if self.armed.load(Ordering::Relaxed) {
-            let raw = RawMapping {
-                phys,
-                dma,
-                len,
-                dir,
-                attrs,
-            };
-            // SAFETY: mapped just above; the device has not been told yet.
-            unsafe { self.platform.unmap(&raw) }?;
-        }
-        Ok(dma)
-    }
-    unsafe fn unmap(&self, mapping: &RawMapping) -> dma_core::Result<()> {
-        if self.armed.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        // SAFETY: the caller's promise is passed on (an unarmed mapping is
-        // a real one).
-        unsafe { self.platform.unmap(mapping) }
-    }
-    unsafe fn sync_for_cpu(&self, _m: &RawMapping, _o: usize, _l: usize) {}
-    unsafe fn sync_for_device(&self, _m: &RawMapping, _o: usize, _l: usize) {}
-}
-
-// SAFETY: forwards to the real platform unchanged.
-unsafe impl DmaAlloc for Revoking<'_> {
-    fn alloc_coherent(
-        &self,
-        size: usize,
-        attrs: DmaAttrs,
-    ) -> dma_core::Result<dma_core::CoherentRegion> {
-        self.platform.alloc_coherent(size, attrs)
-    }
-    unsafe fn free_coherent(
-        &self,
-        region: dma_core::CoherentRegion,
-        attrs: DmaAttrs,
-    ) -> dma_core::Result<()> {
-        // SAFETY: the caller's promise is passed on.
-        unsafe { self.platform.free_coherent(region, attrs) }
-    }
-}
-
-/// The kernel log (klogctl SYSLOG_ACTION_READ_ALL).
-fn kernel_log() -> String {
-    let mut buf = vec![0u8; 1 << 20];
-    // SAFETY: klogctl writes at most len bytes into our buffer.
-    let n = unsafe { libc::klogctl(3, buf.as_mut_ptr().cast(), buf.len() as i32) };
-    buf.truncate(n.max(0) as usize);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-fn iommu_faults(log: &str) -> usize {
-    log.lines()
-        .filter(|l| {
-            l.contains("DMAR: [DMA Write") || (l.contains("arm-smmu-v3") && l.contains("event"))
-        })
-        .count()
 }
 
 fn main() {
@@ -311,7 +216,11 @@ fn suite(r: &mut Report, nvme: &common::Nvme) {
         }
     }
 
-    r.test("iommu_fault", fault(nvme, &ctrl));
+    r.test("iommu_fault", tampering::fault(nvme, &ctrl, LBA_FAULT));
+    r.test(
+        "cpu_write_after_map",
+        tampering::cpu_write_after_map(nvme, &ctrl, LBA_CPU_WRITE),
+    );
     r.test("hugepages", hugepages(platform));
 }
 
@@ -399,52 +308,6 @@ fn interrupt_session(disk: &IrqDisk<'_>) -> Outcome {
         "{} I/O commands: {} found after an interrupt wake, the rest by the look before sleeping; \
          0 lost; {admin} admin interrupts woke bring-up waits",
         s.commands, s.interrupt_completions
-    ))
-}
-
-/// A read whose buffer's IOVA was unmapped: the IOMMU must block the
-/// device's write, the buffer stay as it was, and the kernel log the fault.
-fn fault(nvme: &common::Nvme, ctrl: &Controller<'_>) -> Outcome {
-    let armed = AtomicBool::new(false);
-    let revoking = Revoking {
-        platform: &nvme.platform,
-        armed: &armed,
-    };
-    let rpools = prp_pools(revoking).map_err(e("PRP pools"))?;
-    let mut disk = NvmeBlockDriver::<_, _>::start(
-        ctrl,
-        revoking,
-        &rpools,
-        common::Polled::new(Duration::from_secs(10)),
-        NvmeDriverConfig::default(),
-    )
-    .map_err(e("start"))?;
-    // The blocks there were never written: a read that got through would
-    // turn the 0xee fill into zeros.
-    let before = iommu_faults(&kernel_log());
-    let mut buf = DmaBuf::for_device(&nvme.platform, 4096).map_err(e("buffer"))?;
-    buf.fill(0xee);
-    armed.store(true, Ordering::Relaxed);
-    let outcome = disk.read(LBA_FAULT, buf);
-    armed.store(false, Ordering::Relaxed);
-    let _ = disk.shutdown();
-    let buf = match outcome {
-        Ok(b) => b,
-        Err(refused) => refused
-            .buffer
-            .ok_or(format!("read refused: {}", refused.error))?,
-    };
-    if buf.iter().any(|&b| b != 0xee) {
-        return Err("the device wrote through an unmapped IOVA".into());
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    let after = iommu_faults(&kernel_log());
-    if after <= before {
-        return Err("the buffer is untouched but the kernel logged no IOMMU fault".into());
-    }
-    Ok(format!(
-        "buffer untouched, {} new IOMMU fault lines in the kernel log",
-        after - before
     ))
 }
 
