@@ -305,9 +305,9 @@ fn interrupt_session(disk: &IrqDisk<'_>) -> Outcome {
         ));
     }
     Ok(format!(
-        "{} I/O commands: {} found after an interrupt wake, the rest by the look before sleeping; \
-         0 lost; {admin} admin interrupts woke bring-up waits",
-        s.commands, s.interrupt_completions
+        "{} of {} I/O completions found by the first look after an interrupt wake (any others by \
+         the look before sleeping), 0 lost; {admin} admin interrupts woke bring-up waits",
+        s.interrupt_completions, s.commands
     ))
 }
 
