@@ -872,6 +872,8 @@ mod tests {
     fn controller_page(serial: &[u8; 20], nn: u32) -> [u8; IDENTIFY_BYTES] {
         let mut page = [0u8; IDENTIFY_BYTES];
         page[..2].copy_from_slice(&0x1b36u16.to_le_bytes());
+        // SSVID and the firmware revision around the serial number.
+        page[2..4].copy_from_slice(&0x1af4u16.to_le_bytes());
         page[4..24].copy_from_slice(serial);
         page[24..64].copy_from_slice(b"QEMU NVMe Ctrl                          ");
         page[77] = 10;

@@ -58,10 +58,7 @@ impl VfioDevice {
             .read(true)
             .write(true)
             .open(format!("/dev/vfio/{group_no}"))
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::EBUSY) => VfioError::GroupBusy { group: group_no },
-                _ => VfioError::io("open the VFIO group", e),
-            })?
+            .map_err(|e| VfioError::group_open(group_no, e))?
             .into();
         let mut status = sys::GroupStatus {
             argsz: core::mem::size_of::<sys::GroupStatus>() as u32,
