@@ -137,6 +137,7 @@ impl Wait for IrqWait<'_> {
                 self.io_fired += n;
                 Wake::Interrupt
             }
+            _ if self.left().is_zero() => Wake::GaveUp,
             _ => Wake::Early,
         }
     }

@@ -195,9 +195,31 @@ pub fn fault(nvme: &common::Nvme, ctrl: &Controller<'_>, lba: u64) -> Outcome {
     ))
 }
 
-/// Bytes of the [`cpu_write_after_map`] buffer: large enough that the
-/// allocator takes it straight from `mmap`, so no page of it was written.
+/// Bytes of the [`cpu_write_after_map`] buffer.
 const FRESH: usize = 1 << 20;
+
+/// `len` bytes of new anonymous memory that nothing has written: until
+/// the first write, every page of it is the kernel's shared zero page.
+/// (A heap allocation may reuse written pages, so it would not do.)
+fn fresh_pages(len: usize) -> Result<&'static mut [u8], String> {
+    // SAFETY: a new private anonymous mapping; it aliases nothing.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `len` readable and writable bytes that nothing else refers
+    // to; never unmapped, so they live as long as the process.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) })
+}
 
 /// A buffer whose pages the CPU never wrote, mapped for the device to
 /// read and written by the CPU after that: the device must read what the
@@ -212,7 +234,7 @@ pub fn cpu_write_after_map(nvme: &common::Nvme, ctrl: &Controller<'_>, lba: u64)
         tamper: Tamper::WriteAfterMap(BYTE),
     };
     let pools = prp_pools(writing).map_err(e("PRP pools"))?;
-    let mut disk = NvmeBlockDriver::<_, _, Vec<u8>>::start(
+    let mut disk = NvmeBlockDriver::<_, _, &'static mut [u8]>::start(
         ctrl,
         writing,
         &pools,
@@ -220,13 +242,15 @@ pub fn cpu_write_after_map(nvme: &common::Nvme, ctrl: &Controller<'_>, lba: u64)
         NvmeDriverConfig::default(),
     )
     .map_err(e("start"))?;
+    let fresh = fresh_pages(FRESH)?;
+    let back = fresh_pages(FRESH)?;
     armed.store(true, Ordering::Relaxed);
-    let written = disk.write(lba, vec![0u8; FRESH]);
+    let written = disk.write(lba, fresh);
     armed.store(false, Ordering::Relaxed);
     let outcome = written
         .map_err(|r| format!("write: {}", r.error))
         .and_then(|_| {
-            disk.read(lba, vec![0u8; FRESH])
+            disk.read(lba, back)
                 .map_err(|r| format!("read: {}", r.error))
         });
     let _ = disk.shutdown();
