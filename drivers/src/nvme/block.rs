@@ -130,6 +130,10 @@ pub struct NvmeDriverStats {
     pub prp_lists: u64,
     /// Controller resets by [`NvmeBlockDriver::recover`].
     pub recoveries: u64,
+    /// Looks at the I/O completion queue that found nothing new (by
+    /// [`NvmeBlockDriver::poll`] or a wait): a polled driver's spins; an
+    /// interrupt-driven wait that sleeps first makes none before the wake.
+    pub empty_polls: u64,
     /// Interrupt-driven waits only: sleeps that the I/O completion
     /// interrupt ended ([`Wake::Interrupt`]).
     pub interrupt_wakes: u64,
@@ -631,6 +635,7 @@ where
                 Ok(Some(self.complete(done)))
             }
             Ok(None) => {
+                self.stats.empty_polls += 1;
                 self.io_cq_drained = true;
                 self.queues.io.release_completions();
                 Ok(None)

@@ -125,7 +125,9 @@ impl PresetRun for InterruptDriven {
         assert_eq!(drv.wait_ref().sleeps, 0, "bring-up polls");
 
         // Synchronous: write, flush, read; each wait sleeps once and the
-        // look after the wake finds the entry.
+        // look after the wake finds the entry. The first wait sleeps
+        // before it looks (the queue is known empty); the later ones look
+        // once first (the last look found an entry, so more may follow).
         drv.write(8, filled(p, 0x5a)).unwrap();
         drv.flush().unwrap();
         let back = drv.read(8, filled(p, 0)).unwrap();
@@ -133,6 +135,7 @@ impl PresetRun for InterruptDriven {
         let s = drv.stats();
         assert_eq!((s.commands, s.interrupt_completions), (3, 3));
         assert_eq!((s.interrupt_wakes, s.lost_interrupts), (3, 0));
+        assert_eq!(s.empty_polls, 2);
         assert_eq!(drv.wait_ref().sleeps, 3);
 
         // Batched: four reads under one doorbell; every one comes back.

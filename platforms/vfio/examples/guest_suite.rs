@@ -255,8 +255,8 @@ fn identify(id: &NvmeIdentity) -> Outcome {
 /// One read whose completion an interrupt delivers: with nothing in
 /// flight the I/O queue is empty (this look proves it) and no interrupt is
 /// pending on vector 1, so the driver's wait sleeps in the eventfd first,
-/// and only this read's completion can wake it; the driver must find the
-/// entry with its first look after that wake.
+/// and only this read's completion can wake it; the driver must make no
+/// look before that wake and find the entry with its first look after it.
 fn interrupt(disk: &mut IrqDisk<'_>, io_irq: &Interrupt, platform: &VfioPlatform) -> Outcome {
     let vector = disk.wait_ref().interrupt_vector();
     if vector != Some(io_irq.vector() as u16) {
@@ -278,17 +278,18 @@ fn interrupt(disk: &mut IrqDisk<'_>, io_irq: &Interrupt, platform: &VfioPlatform
     let slept = disk.wait_ref().slept - slept;
     let fired = disk.wait_ref().io_fired - fired;
     let wakes = after.interrupt_wakes - before.interrupt_wakes;
+    let looked_first = after.empty_polls - before.empty_polls;
     let by_interrupt = after.interrupt_completions - before.interrupt_completions;
     let lost = after.lost_interrupts - before.lost_interrupts;
-    if by_interrupt != 1 || lost != 0 || wakes == 0 || fired == 0 {
+    if by_interrupt != 1 || lost != 0 || wakes == 0 || fired == 0 || looked_first != 0 {
         return Err(format!(
             "{by_interrupt} completions found after an interrupt, {lost} lost interrupts, \
-             {wakes} wakes, {fired} MSI-X events, {slept:?} asleep"
+             {wakes} wakes, {fired} MSI-X events, {slept:?} asleep, {looked_first} empty looks"
         ));
     }
     Ok(format!(
         "a read's completion came by MSI-X vector {}: the driver slept {slept:?} in the eventfd, \
-         {wakes} interrupt wake(s) ({fired} event(s)), and its first look after the wake found the CQ entry",
+         {wakes} interrupt wake(s) ({fired} event(s)), and its first look, after the wake, found the CQ entry",
         io_irq.vector()
     ))
 }
