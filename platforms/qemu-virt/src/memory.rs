@@ -9,6 +9,10 @@ use dma_core::{Cacheability, Error, ErrorKind, Pages, PhysAddr, PhysMemory};
 /// The size of the pages the pools hand out.
 pub const PAGE_SIZE: usize = 4096;
 
+/// Why a board without a non-cacheable pool refuses uncached pages.
+const NO_UNCACHED_POOL: &str =
+    "the board maps no non-cacheable memory: use a hardware-coherent cache policy";
+
 /// A linear translation between CPU and physical addresses over one range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinearMap {
@@ -226,10 +230,7 @@ unsafe impl PhysMemory for BoardMemory {
         let phys = match cacheability {
             Cacheability::Cached => self.cached.alloc(count, max_phys)?,
             Cacheability::Uncached if self.uncached.pages() == 0 => {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    "the board maps no non-cacheable memory: use a hardware-coherent cache policy",
-                ))
+                return Err(Error::new(ErrorKind::Unsupported, NO_UNCACHED_POOL))
             }
             Cacheability::Uncached => self.uncached.alloc(count, max_phys)?,
             Cacheability::WriteCombine => {

@@ -20,8 +20,7 @@ use core::fmt::Write;
 
 use dma_core::{DmaAlloc, DmaBuf, DmaMap};
 use dma_drivers::nvme::{
-    prp_pools, Controller, IoCompletion, IoOp, NvmeBlockDriver, NvmeDriverConfig,
-    NvmeDriverStats,
+    prp_pools, Controller, IoCompletion, IoOp, NvmeBlockDriver, NvmeDriverConfig, NvmeDriverStats,
 };
 use dma_drivers::{DriverError, Wait};
 
