@@ -359,16 +359,16 @@ where
     Ok((rings, deepest))
 }
 
-/// Requests the driver must refuse before the controller sees them, each
-/// handing the buffer back untouched: not a whole block, and past the end
-/// of the namespace.
+/// Requests the driver must refuse before they are queued, each handing
+/// the buffer back untouched: not a whole block, and past the end of the
+/// namespace.
 fn refusals<P, W>(disk: &mut NvmeBlockDriver<'_, P, W>) -> Outcome
 where
     P: DmaMap + DmaAlloc + Clone,
     W: Wait,
 {
     let blocks = disk.identity().blocks;
-    let commands = disk.stats().commands;
+    let (commands, in_flight) = (disk.stats().commands, disk.in_flight());
     let cases = [
         (0, BLOCK + 4, "not a whole number of blocks"),
         (blocks, BLOCK, "past the end of the namespace"),
@@ -377,8 +377,8 @@ where
     for (lba, len, why) in cases {
         let mut buf = DmaBuf::new(len, BLOCK).map_err(|e| format!("buffer: {e}"))?;
         buf.fill(0x5a);
-        match disk.read(lba, buf) {
-            Ok(_) => return Err(format!("a read {why} was accepted")),
+        match disk.queue_read(lba, buf) {
+            Ok(cid) => return Err(format!("a read {why} was queued as command {cid}")),
             Err(refused) => {
                 let DriverError::InvalidArgument(message) = refused.error else {
                     return Err(format!("a read {why}: {}", refused.error));
@@ -393,7 +393,7 @@ where
             }
         }
     }
-    if disk.stats().commands != commands || disk.in_flight() != 0 {
+    if disk.stats().commands != commands || disk.in_flight() != in_flight {
         return Err(String::from("a refused request reached the controller"));
     }
     Ok(format!("refused with the buffer back: {}", seen.join("; ")))
