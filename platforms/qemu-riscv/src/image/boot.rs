@@ -101,3 +101,44 @@ pub fn hart_id() -> u64 {
     unsafe { core::arch::asm!("csrr {}, mhartid", out(reg) id, options(nomem, nostack)) };
     id
 }
+
+/// Runs one `cbo.clean` (Zicbom) on the block holding `addr` under a
+/// temporary trap vector that skips it; returns the trap's `mcause` if it
+/// trapped (a hart without Zicbom raises an illegal-instruction exception,
+/// cause 2), `None` if it ran.
+pub fn probe_cbo_clean(addr: usize) -> Option<u64> {
+    let cause: u64;
+    // SAFETY: `cbo.clean` writes back a cache block (no change to memory
+    // contents) or traps. The temporary vector (4-byte aligned, direct
+    // mode) only records mcause, steps mepc over the 4-byte instruction and
+    // returns with `mret` to M-mode (MPP = M after a trap from M-mode;
+    // interrupts stay off, MIE = MPIE = 0); the old mtvec is restored
+    // before the block ends. Every register written is an operand.
+    unsafe {
+        core::arch::asm!(
+            "la {vec}, 3f",
+            "csrrw {saved}, mtvec, {vec}",
+            "li {cause}, 0",
+            ".option push",
+            ".option arch, +zicbom",
+            "cbo.clean ({addr})",
+            ".option pop",
+            "j 4f",
+            ".balign 4",
+            "3:",
+            "csrr {cause}, mcause",
+            "csrr {vec}, mepc",
+            "addi {vec}, {vec}, 4",
+            "csrw mepc, {vec}",
+            "mret",
+            "4:",
+            "csrw mtvec, {saved}",
+            addr = in(reg) addr,
+            vec = out(reg) _,
+            saved = out(reg) _,
+            cause = out(reg) cause,
+            options(nostack),
+        );
+    }
+    (cause != 0).then_some(cause)
+}
