@@ -8,6 +8,9 @@ use dma_iommu::{
     Asid, DomainConfig, DomainContext, IommuHardware, IommuPlatform, Strict, TableFormat,
 };
 
+use dma_iommu::pgtable::vmsav8::Stage;
+
+use crate::iommu::Regime;
 use crate::machine::Translation;
 use crate::{Access, DeviceId, FaultKind, Sim, SimCache, SimMemory, SimPlatform};
 
@@ -58,15 +61,16 @@ unsafe impl IommuHardware for SimIommu {
                 "no such device on the sim",
             ));
         }
-        if !matches!(ctx.format, TableFormat::Vmsav8Stage1 { .. }) || ctx.ias_bits > 48 {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "the sim walks VMSAv8-64 stage 1, 48-bit input",
-            ));
-        }
+        let regime = regime(&ctx.format).ok_or(Error::new(
+            ErrorKind::Unsupported,
+            "the sim walks VMSAv8-64 tables of 4, 16 or 64 KiB granules and 25 to 48 input bits",
+        ))?;
         self.sim.set_translation(
             DeviceId(ctx.device.0),
-            Translation::Iommu { root: ctx.root },
+            Translation::Iommu {
+                root: ctx.root,
+                regime,
+            },
         );
         self.attached
             .lock()
@@ -124,6 +128,19 @@ unsafe impl IommuHardware for SimIommu {
             device,
             kind,
         })
+    }
+}
+
+/// The sim walker's regime for a `dma-iommu` table format: the same facts
+/// (granule, input size, stage, initial level) in the walker's own terms.
+fn regime(format: &TableFormat) -> Option<Regime> {
+    let TableFormat::Vmsav8 { format, .. } = format else {
+        return None;
+    };
+    let (shift, bits) = (format.granule().shift(), format.ias_bits());
+    match format.stage() {
+        Stage::One => Regime::stage1(shift, bits),
+        Stage::Two => Regime::stage2(shift, bits, format.start_level()),
     }
 }
 
