@@ -646,7 +646,17 @@ where
             ));
         }
         let count = size.div_ceil(self.granule() as usize);
-        let bytes = count as u64 * self.granule();
+        // Rounded up to whole granules, the size must still be a size.
+        let bytes = (count as u64)
+            .checked_mul(self.granule())
+            .filter(|&b| usize::try_from(b).is_ok())
+            .ok_or(
+                Error::new(
+                    ErrorKind::OutOfMemory,
+                    "coherent allocation too large once rounded up to whole IOMMU granules",
+                )
+                .len(size as u64),
+            )?;
         let cacheability = self.core().coherent_cacheability(attrs);
         // Whole granules of our own: the mapping exposes nothing else.
         let block = self

@@ -8,7 +8,7 @@ use dma_iommu::{
     Asid, DomainConfig, DomainContext, IommuHardware, IommuPlatform, Strict, TableFormat,
 };
 
-use dma_iommu::pgtable::vmsav8::Stage;
+use dma_iommu::pgtable::vmsav8::{Format, Stage};
 
 use crate::iommu::Regime;
 use crate::machine::Translation;
@@ -152,7 +152,8 @@ pub type IommuTranslatedPlatform =
 
 impl Sim {
     /// The IOMMU-translated preset for `device` (composes with the
-    /// machine's cache policy: coherent or not).
+    /// machine's cache policy: coherent or not), on the default 4 KiB
+    /// stage-1 tables.
     ///
     /// # Errors
     ///
@@ -162,14 +163,30 @@ impl Sim {
         device: DeviceId,
         constraints: DeviceConstraints,
     ) -> Result<IommuTranslatedPlatform> {
+        self.iommu_platform_with(device, constraints, Format::default())
+    }
+
+    /// The IOMMU-translated preset on tables of `format`: any granule,
+    /// input size and stage, which the sim's own walker follows.
+    ///
+    /// # Errors
+    ///
+    /// As for [`iommu_platform`](Self::iommu_platform).
+    pub fn iommu_platform_with(
+        &self,
+        device: DeviceId,
+        constraints: DeviceConstraints,
+        format: Format,
+    ) -> Result<IommuTranslatedPlatform> {
         let id = dma_iommu::DeviceId(device.index());
+        let config = DomainConfig::new(id, Asid(device.index() as u16 + 1)).with_format(format);
         let inner = IommuPlatform::new(
             self.memory(),
             self.cache(),
             SimIommu::new(self),
             Strict,
             constraints,
-            DomainConfig::new(id, Asid(device.index() as u16 + 1)),
+            config,
         )?;
         Ok(self.attach(device, inner))
     }

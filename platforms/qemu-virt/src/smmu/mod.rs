@@ -3,8 +3,10 @@
 //! configuration and TLB invalidation, and the event queue for faults.
 //!
 //! The page tables a context descriptor points at are not this driver's:
-//! it takes their root address and MAIR ([`Stage1Config`]) from whoever
-//! builds them (the `dma-iommu` backend).
+//! it takes their root address, format (granule and input size, which set
+//! CD.TG0 and T0SZ) and MAIR ([`Stage1Config`]) from whoever builds them
+//! (the `dma-iommu` backend), and refuses a granule SMMU_IDR5 does not
+//! offer.
 //!
 //! The SMMU caches STEs, CDs and translations; after any change this driver
 //! issues the matching CMD_CFGI_* or CMD_TLBI_* followed by CMD_SYNC and
