@@ -187,7 +187,9 @@ impl<M: PhysMemory> Smmu<M> {
         let page0 = base.cast::<SmmuPage0>();
         // SAFETY: `base` maps both 64 KiB pages (the caller's contract).
         let page1 = unsafe { base.add(regs::PAGE1_OFFSET) }.cast::<SmmuPage1>();
-        // SAFETY: as above; the fields are volatile cells.
+        // SAFETY: `page0` is `base`, which maps the SMMU's register pages
+        // (the caller's contract) for the life of `self`; the fields are
+        // volatile cells, so a shared reference reads no device memory.
         let p0 = unsafe { page0.as_ref() };
         let features = SmmuFeatures::decode(p0.idr0.get(), p0.idr1.get(), p0.idr5.get());
         Self::check(&features, &config)?;
