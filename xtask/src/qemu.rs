@@ -2,7 +2,7 @@
 //! machine, against QEMU's NVMe controller and SMMUv3.
 //!
 //! [`run`] builds the `dma-qemu-virt` image for `aarch64-unknown-none`,
-//! creates a fresh 16 MiB (sparse) disk image, boots the image under
+//! creates a fresh 32 MiB (sparse) disk image, boots the image under
 //! qemu-system-aarch64 with a wall-clock timeout, parses the lines the
 //! image prints, maps QEMU's exit status (the image's semihosting exit
 //! code), and checks the disk image for the data the guest says it wrote.
@@ -30,9 +30,10 @@ pub const QEMU: &str = "qemu-system-aarch64";
 const TARGET: &str = "aarch64-unknown-none";
 /// The image's package (and binary) name.
 const IMAGE: &str = "dma-qemu-virt";
-/// Size of the fresh disk image: two 8 MiB areas, one per backend (see
+/// Size of the fresh disk image: four 8 MiB areas, one per backend run
+/// (direct, and the IOMMU on the 4, 16 and 64 KiB granules; see
 /// `platforms/qemu-virt/src/image/suite.rs`). The file is sparse.
-pub const DISK_BYTES: u64 = 16 << 20;
+pub const DISK_BYTES: u64 = 32 << 20;
 /// The NVMe controller: `-net none` keeps it at 00:01.0 (StreamID 8);
 /// `mdts=10` raises QEMU's default MDTS of 7 (512 KiB per command) to
 /// 4 MiB, so one command can need a chain of PRP list pages (more than
