@@ -245,7 +245,6 @@ fn identify(id: &NvmeIdentity) -> Outcome {
     if id.namespaces < NSID {
         return Err(format!("NN {} leaves out namespace {NSID}", id.namespaces));
     }
-    println!("IDENTIFY serial {} namespaces {}", id.serial, id.namespaces);
     Ok(format!(
         "{:?}, serial {:?}, {} namespaces, namespace 1: {} blocks of {}",
         id.model, id.serial, id.namespaces, id.blocks, id.block_size
