@@ -56,6 +56,10 @@ impl StaticPlatform for SimBoard {
 /// The `Hal` the drivers run on.
 pub type Hal = VirtioHal<SimBoard>;
 
+fn machine(seed: u64) -> SimConfig {
+    SimConfig::non_coherent().seed(seed).panic_on_report(true)
+}
+
 /// One test's machine.
 pub struct Rig {
     pub sim: Sim,
@@ -65,20 +69,17 @@ pub struct Rig {
 
 impl Rig {
     /// A non-coherent machine with `seed`, one device, its platform
-    /// installed as this thread's [`SimBoard`].
+    /// installed as this thread's [`SimBoard`]. A detector report panics
+    /// where it happens, with its text and the command that replays it.
     pub fn new(seed: u64, device: &str) -> Self {
-        Self::with_config(SimConfig::non_coherent().seed(seed), device)
+        Self::build(machine(seed), device, false)
     }
 
     /// As [`new`](Self::new), with `dma-check` classifying stack and
     /// read-only memory as Linux's dma-debug does (the sim's addresses are
     /// host addresses, so the hosted classifier applies).
     pub fn with_stack_check(seed: u64, device: &str) -> Self {
-        Self::build(SimConfig::non_coherent().seed(seed), device, true)
-    }
-
-    fn with_config(config: SimConfig, device: &str) -> Self {
-        Self::build(config, device, false)
+        Self::build(machine(seed), device, true)
     }
 
     fn build(config: SimConfig, device: &str, classify: bool) -> Self {
