@@ -145,7 +145,10 @@ impl<B: Backend> Rig<B> {
     /// The device stopped with a reason naming `what`.
     fn assert_broken(&self, what: &str) {
         let status = self.dev.status();
-        assert!(status.contains(Status::DEVICE_NEEDS_RESET), "{status:?}");
+        assert!(
+            status.contains(Status::DEVICE_NEEDS_RESET),
+            "expected a device error for {what}: {status:?}"
+        );
         assert_ne!(self.dev.read(regs::INTERRUPT_STATUS) & INT_CONFIG_CHANGE, 0);
         let errors = self.dev.errors();
         assert!(errors.iter().any(|e| e.contains(what)), "{errors:?}");
