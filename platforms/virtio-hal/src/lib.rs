@@ -86,25 +86,65 @@
 //!   `dma_bounce::BouncePlatform`, which copies exactly those through its
 //!   pool. Shown by `tests/blk.rs`
 //!   (`non_coherent_without_bounce_refuses_the_status_byte`).
-//! - **virtio-drivers maps stack memory.** `VirtIOBlk` passes its request
-//!   header and status byte from the stack. This is sound here (the
-//!   request waits for its completion before returning), but Linux
-//!   forbids DMA to the stack (`CONFIG_VMAP_STACK` stacks are not
-//!   physically contiguous), and `dma-check` reports it
-//!   (`StackMapping`) where it can classify addresses.
-//! - **virtio-drivers does not negotiate `ACCESS_PLATFORM`** (virtio 1.2
-//!   §6.1) for block or network devices, yet this adapter hands the
-//!   device IOVAs or bounce addresses whenever the platform makes them.
-//!   A device that honours the spec without `ACCESS_PLATFORM` uses
-//!   physical addresses and bypasses the IOMMU, so behind an IOMMU only
-//!   devices that translate regardless work; one that requires the bit
-//!   refuses `FEATURES_OK`, and virtio-drivers (0.13) does not re-read the
-//!   status to notice (§3.1.1 step 6). Shown by `tests/blk.rs`
-//!   (`access_platform_refusal_goes_unnoticed`).
 //! - The adapter sees only what the `Hal` calls say: CPU accesses through
 //!   virtio-drivers' raw pointers never reach [`DmaMap::cpu_access`], so a
 //!   checking platform sees their effects at the next sync or unmap, not
 //!   the accesses themselves.
+//!
+//! # What the simulated runs found in virtio-drivers 0.13
+//!
+//! The tests run `VirtIOBlk`, `VirtIONet` and `VirtIONetRaw` on `dma-sim`'s
+//! independent virtio-blk and virtio-net models, on the non-coherent
+//! machine with the detector on (a report panics where it happens), with
+//! `BouncePlatform` around the direct backend and `dma-check` outermost.
+//! The detector reports nothing and no device access faults; every byte
+//! arrives. These are what the checker and the models report; each has a
+//! test that keeps it visible:
+//!
+//! 1. **`VirtIONet`'s receive buffers share cache lines** (they are
+//!    adjacent 2 KiB `Vec`s, mapped `FromDevice` at once). `dma-check`
+//!    reports each pair, as Linux's dma-debug does ("cacheline tracking
+//!    EEXIST"):
+//!    `DMA-API: single mapping #10 (phys 0x7fc9c81ea630, dma 0x7fc9ce350800,
+//!    0x800 bytes, FromDevice) shares the 64-byte cache line at
+//!    0x7fc9c81ea600 with single mapping #9 (phys 0x7fc9c81e9e20, dma
+//!    0x7fc9ce350000, 0x800 bytes, FromDevice)`.
+//!    The bounce backend serves them through its own lines, so no data is
+//!    lost here; a non-coherent platform without bouncing refuses them.
+//!    (`tests/net.rs`, `virtio_drivers_net_on_the_non_coherent_machine`.)
+//! 2. **Dropping `VirtIONet` leaves its posted receive buffers shared**:
+//!    its `Drop` only writes `QueueReady = 0` and never unshares them, then
+//!    frees their memory. `dma-check` reports all 16 at release:
+//!    `DMA-API: still live when the device was released: single mapping
+//!    #152 (phys 0x7fc9c81e0090, dma 0x7fc9ce364800, 0x800 bytes,
+//!    FromDevice)`. On an IOMMU platform the device keeps a translation to
+//!    freed memory; on a bounce platform the slots are lost. `VirtIONetRaw`
+//!    with buffers the caller takes back before the drop is clean
+//!    (`virtio_drivers_net_raw_is_clean`).
+//! 3. **`VirtIOBlk` maps stack memory** (its request header and status
+//!    byte). Sound here, because each request waits for its completion,
+//!    but Linux forbids it (`CONFIG_VMAP_STACK` stacks are not physically
+//!    contiguous), and `dma-check` with a stack classifier refuses the map
+//!    (`Report::BadMemory` with `MemoryClass::Stack`, `Err(Unsupported)`),
+//!    so the adapter panics: `dma-virtio-hal: the platform refused to map
+//!    16 bytes ToDevice ...`. (`tests/blk.rs`,
+//!    `virtio_drivers_maps_stack_memory`.)
+//! 4. **virtio-drivers never negotiates `ACCESS_PLATFORM`** (virtio 1.2
+//!    §6.1) for block or network devices, although this adapter hands the
+//!    device IOVAs or bounce addresses whenever the platform makes them.
+//!    A device honouring the spec without it uses physical addresses and
+//!    bypasses the IOMMU, so behind an IOMMU only devices that translate
+//!    regardless work. A device that requires the bit leaves `FEATURES_OK`
+//!    clear (the sim's model says `driver declined ACCESS_PLATFORM, which
+//!    this device requires (§6.1)`), and virtio-drivers does not re-read
+//!    the status (§3.1.1 step 6): `VirtIOBlk::new` returns a device that
+//!    will never answer. (`tests/blk.rs`,
+//!    `access_platform_refusal_goes_unnoticed`.)
+//! 5. **virtio-drivers 0.13.0 needs Rust 1.87** (`is_multiple_of`) and
+//!    declares no `rust-version`; its dependency `safe-mmio` 0.3.1 declares
+//!    1.85 but needs 1.88 (`if let` chains). This crate's `rust-version`
+//!    is therefore 1.88, above the rest of the family's 1.85.
+//!
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
