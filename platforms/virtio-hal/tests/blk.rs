@@ -100,6 +100,32 @@ fn virtio_drivers_blk_on_the_non_coherent_machine() {
     }
 }
 
+/// The device on its own thread, racing virtio-drivers' polling of the
+/// used ring, on the non-coherent machine with evictions.
+#[test]
+fn virtio_drivers_blk_with_the_device_on_its_own_thread() {
+    let rig = Rig::new(8, "virtio-blk");
+    let model = device(&rig, VirtioConfig::default());
+    let thread = dma_sim::DeviceThread::spawn(model.clone());
+    let transport = SimTransport::threaded(model.clone()).expect("a virtio-blk device");
+    let mut drv = VirtIOBlk::<Hal, _>::new(transport).expect("virtio-blk bring-up");
+    for round in 0..24u8 {
+        let sector = usize::from(round) % 60;
+        let mut out = Sectors([0u8; 2 * SECTOR_SIZE]);
+        out.0.copy_from_slice(&pattern(round ^ 0x5a, 2 * SECTOR_SIZE));
+        drv.write_blocks(sector, &out.0).expect("write");
+        let mut back = Sectors([0u8; 2 * SECTOR_SIZE]);
+        drv.read_blocks(sector, &mut back.0).expect("read back");
+        assert_eq!(&back.0[..], &out.0[..], "round {round}");
+    }
+    drop(drv);
+    drop(thread.stop());
+    assert!(model.errors().is_empty(), "{:?}", model.errors());
+    let outcome = rig.finish(());
+    assert!(outcome.faults.is_empty(), "{}", describe(&outcome));
+    assert!(outcome.clean(), "{}", describe(&outcome));
+}
+
 /// virtio-drivers shares `VirtIOBlk`'s one-byte status from the stack; on
 /// the non-coherent machine without bouncing the direct backend refuses
 /// it (a partial cache line the device writes), and `Hal::share` has no

@@ -128,12 +128,15 @@ pub fn describe<T>(o: &Outcome<T>) -> String {
     s
 }
 
-/// virtio-drivers' `Transport` over a sim virtio-mmio device. A notify
-/// steps the device until it is idle, so a run is deterministic: the
-/// driver finds its completions when it next looks.
+/// virtio-drivers' `Transport` over a sim virtio-mmio device. By default
+/// a notify steps the device until it is idle, so a run is deterministic:
+/// the driver finds its completions when it next looks. Built with
+/// [`threaded`](Self::threaded), a notify only writes the register and the
+/// device runs on its own thread, concurrently with the driver's polling.
 pub struct SimTransport<B> {
     dev: VirtioMmio<B>,
     kind: DeviceType,
+    step_on_notify: bool,
 }
 
 impl<B: Backend> SimTransport<B> {
@@ -147,7 +150,18 @@ impl<B: Backend> SimTransport<B> {
             return Err("not a modern virtio-mmio device".into());
         }
         let kind = DeviceType::try_from(dev.read(regs::DEVICE_ID)).map_err(|e| e.to_string())?;
-        Ok(Self { dev, kind })
+        Ok(Self {
+            dev,
+            kind,
+            step_on_notify: true,
+        })
+    }
+
+    /// For a device stepped by a [`DeviceThread`](dma_sim::DeviceThread).
+    pub fn threaded(dev: VirtioMmio<B>) -> Result<Self, String> {
+        let mut t = Self::new(dev)?;
+        t.step_on_notify = false;
+        Ok(t)
     }
 
     fn select(&mut self, queue: u16) {
@@ -193,7 +207,9 @@ impl<B: Backend> Transport for SimTransport<B> {
 
     fn notify(&mut self, queue: u16) {
         self.dev.write(regs::QUEUE_NOTIFY, u32::from(queue));
-        self.pump();
+        if self.step_on_notify {
+            self.pump();
+        }
     }
 
     fn get_status(&self) -> DeviceStatus {
