@@ -1,6 +1,6 @@
 //! Virtio devices over the virtio-mmio transport (virtio 1.2, §4.2): a
-//! block device ([`blk`]) and a network device ([`net`]) with split
-//! virtqueues ([`split`]).
+//! block device ([`blk`]) and a network device ([`net`]) with split and
+//! packed virtqueues.
 //!
 //! These models are a reading of the virtio 1.2 specification written
 //! independently of `dma-ring`'s virtio queues and of any driver, on
@@ -21,8 +21,9 @@
 //!   [`VirtioConfig::require_access_platform`] a driver that declines
 //!   `ACCESS_PLATFORM` is refused, as §6.1 allows. A refused negotiation
 //!   leaves `FEATURES_OK` clear in `Status`;
-//! - split virtqueues with `INDIRECT_DESC` and `EVENT_IDX` (offered with
-//!   `ACCESS_PLATFORM`); `RING_PACKED` is not modelled and not offered.
+//! - split ([`split`]) and packed ([`packed`], with `RING_PACKED`)
+//!   virtqueues, each with `INDIRECT_DESC` and `EVENT_IDX` (offered with
+//!   `ACCESS_PLATFORM`).
 //!
 //! Driver input is untrusted: a malformed chain or a ring the device cannot
 //! reach sets `DEVICE_NEEDS_RESET` (§2.1.2) and a configuration-change
@@ -43,6 +44,7 @@
 
 pub mod blk;
 pub mod net;
+pub mod packed;
 pub mod split;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,7 +52,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bitflags::bitflags;
 
 use crate::{Bus, Device, Step};
-use split::{Chain, ChainError, SplitQueue};
+use split::{Chain, ChainError, Virtqueue};
 
 /// virtio-mmio register offsets (virtio 1.2 §4.2.2, Table 4.1).
 pub mod regs {
@@ -127,6 +129,8 @@ bitflags! {
         /// §6: the device reaches memory through the platform's DMA
         /// translation (an IOMMU), as the driver must then set it up.
         const ACCESS_PLATFORM = 1 << 33;
+        /// §6: packed virtqueues (§2.8) instead of split ones.
+        const RING_PACKED = 1 << 34;
     }
 }
 
@@ -208,7 +212,7 @@ pub trait Backend: Send + 'static {
 pub struct QueueIo<'a> {
     bus: &'a Bus,
     features: Features,
-    queues: &'a mut [SplitQueue],
+    queues: &'a mut [Virtqueue],
     interrupt: &'a mut u32,
     interrupts: &'a mut u64,
 }
@@ -229,12 +233,20 @@ impl QueueIo<'_> {
     ///
     /// # Errors
     ///
-    /// As [`SplitQueue::pop`].
+    /// As [`Virtqueue::pop`].
     pub fn pop(&mut self, q: u16) -> Result<Option<Chain>, ChainError> {
-        match self.queues.get_mut(usize::from(q)) {
-            Some(queue) if queue.ready => queue.pop(self.bus, self.features),
-            _ => Ok(None),
+        let Some(queue) = self.queues.get_mut(usize::from(q)).filter(|q| q.ready) else {
+            return Ok(None);
+        };
+        if !self.features.contains(Features::RING_PACKED) {
+            return queue.pop(self.bus, self.features);
         }
+        // A packed chain's ring length is needed again at its completion;
+        // it travels in the chain (`ring_len`).
+        Ok(queue.pop_packed(self.bus, self.features)?.map(|p| Chain {
+            ring_len: p.count,
+            ..p.chain
+        }))
     }
 
     /// Whether queue `q` has a chain available, without taking it.
@@ -243,6 +255,12 @@ impl QueueIo<'_> {
     ///
     /// A faulting ring access.
     pub fn has_available(&mut self, q: u16) -> Result<bool, ChainError> {
+        if self.features.contains(Features::RING_PACKED) {
+            return Ok(match self.queues.get(usize::from(q)) {
+                Some(queue) if queue.ready => queue.available_packed(self.bus)?,
+                _ => false,
+            });
+        }
         match self.queues.get(usize::from(q)) {
             Some(queue) if queue.ready => {
                 let mut b = [0u8; 2];
@@ -265,7 +283,12 @@ impl QueueIo<'_> {
             .queues
             .get_mut(usize::from(q))
             .ok_or(ChainError::Malformed("no such queue"))?;
-        if queue.push_used(self.bus, self.features, chain.head, written)? {
+        let notify = if self.features.contains(Features::RING_PACKED) {
+            queue.push_used_packed(self.bus, self.features, chain.head, chain.ring_len, written)?
+        } else {
+            queue.push_used(self.bus, self.features, chain.head, written)?
+        };
+        if notify {
             *self.interrupt |= INT_USED_BUFFER;
             *self.interrupts += 1;
         }
@@ -283,7 +306,7 @@ struct Transport<B> {
     driver_features: u64,
     negotiated: Features,
     queue_sel: u32,
-    queues: Vec<SplitQueue>,
+    queues: Vec<Virtqueue>,
     interrupt: u32,
     interrupts: u64,
     errors: Vec<String>,
@@ -296,9 +319,10 @@ impl<B: Backend> Transport<B> {
             | Features::INDIRECT_DESC
             | Features::EVENT_IDX
             | Features::ACCESS_PLATFORM
+            | Features::RING_PACKED
     }
 
-    fn selected(&mut self) -> Option<&mut SplitQueue> {
+    fn selected(&mut self) -> Option<&mut Virtqueue> {
         self.queues.get_mut(self.queue_sel as usize)
     }
 
@@ -313,7 +337,7 @@ impl<B: Backend> Transport<B> {
         self.driver_features = 0;
         self.negotiated = Features::empty();
         self.interrupt = 0;
-        self.queues = vec![SplitQueue::default(); usize::from(B::QUEUES)];
+        self.queues = vec![Virtqueue::default(); usize::from(B::QUEUES)];
         self.backend.reset();
     }
 
@@ -361,6 +385,7 @@ impl<B: Backend> Transport<B> {
 
     fn write_queue(&mut self, offset: usize, value: u32) {
         let max = self.config.queue_num_max;
+        let packed = self.negotiated.contains(Features::RING_PACKED);
         let Some(q) = self.selected() else {
             return; // no such queue: the write goes nowhere
         };
@@ -379,10 +404,17 @@ impl<B: Backend> Transport<B> {
                     q.ready = false;
                     return;
                 }
-                let checked = q.validate();
+                let checked = if packed {
+                    q.validate_packed()
+                } else {
+                    q.validate()
+                };
                 q.ready = checked.is_ok();
                 q.last_avail = 0;
                 q.used_idx = 0;
+                // Both wrap counters start at 1 (§2.8.1).
+                q.avail_wrap = true;
+                q.used_wrap = true;
                 if let Err(e) = checked {
                     self.fail(e.to_string());
                 }

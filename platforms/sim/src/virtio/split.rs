@@ -76,10 +76,14 @@ pub struct Segment {
 /// used ring returns) and its buffers, readable ones first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Chain {
-    /// Index of the head descriptor.
+    /// Index of the head descriptor (split) or the buffer id (packed):
+    /// what the used ring returns.
     pub head: u16,
     /// The buffers in chain order.
     pub segments: Vec<Segment>,
+    /// Packed: ring descriptors the chain occupied (the used position
+    /// skips that many). 0 for split chains.
+    pub ring_len: u16,
 }
 
 impl Chain {
@@ -142,41 +146,51 @@ impl Chain {
 }
 
 /// One queue as the driver configured it (§4.2.2 `QueueNum`, `QueueDesc`,
-/// `QueueDriver`, `QueueDevice`) and the device's position in it.
+/// `QueueDriver`, `QueueDevice`) and the device's position in it. The
+/// split ring's operations are here; the packed ring's are in
+/// [`packed`](super::packed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SplitQueue {
+pub struct Virtqueue {
     /// Entries (`QueueNum`).
     pub size: u16,
-    /// Descriptor table.
+    /// Descriptor table (split) or descriptor ring (packed).
     pub desc: u64,
-    /// Driver area (available ring).
+    /// Driver area: available ring (split) or driver event suppression
+    /// structure (packed).
     pub driver: u64,
-    /// Device area (used ring).
+    /// Device area: used ring (split) or device event suppression
+    /// structure (packed).
     pub device: u64,
     /// `QueueReady`.
     pub ready: bool,
-    /// The next available-ring index the device takes.
+    /// Split: the next available-ring index the device takes. Packed: the
+    /// ring index of the next descriptor to look at.
     pub last_avail: u16,
-    /// The device's used index (what it last published).
+    /// Split: the device's used index (what it last published). Packed:
+    /// the ring index the next used descriptor is written at.
     pub used_idx: u16,
+    /// Packed: the device's available wrap counter (§2.8.1).
+    pub avail_wrap: bool,
+    /// Packed: the device's used wrap counter.
+    pub used_wrap: bool,
 }
 
-fn read_u16(bus: &Bus, addr: u64) -> Result<u16, Fault> {
+pub(crate) fn read_u16(bus: &Bus, addr: u64) -> Result<u16, Fault> {
     let mut b = [0u8; 2];
     bus.read(DmaAddr::new(addr), &mut b)?;
     Ok(u16::from_le_bytes(b))
 }
 
-fn write_u16(bus: &Bus, addr: u64, value: u16) -> Result<(), Fault> {
+pub(crate) fn write_u16(bus: &Bus, addr: u64, value: u16) -> Result<(), Fault> {
     bus.write(DmaAddr::new(addr), &value.to_le_bytes())
 }
 
 /// Wrap-safe "has `event` been passed": §2.7.7.2's `vring_need_event`.
-fn need_event(event: u16, new: u16, old: u16) -> bool {
+pub(crate) fn need_event(event: u16, new: u16, old: u16) -> bool {
     new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
 }
 
-impl SplitQueue {
+impl Virtqueue {
     /// Checks the configuration the driver made ready (§2.7 alignment
     /// table; a size of at least 1).
     ///
@@ -240,7 +254,7 @@ impl SplitQueue {
         }
         let mut chain = Chain {
             head,
-            segments: Vec::new(),
+            ..Chain::default()
         };
         let (mut table, mut count) = (self.desc, u64::from(self.size));
         let mut index = u64::from(head);
