@@ -73,7 +73,7 @@ unsafe impl<S: StaticPlatform> Hal for VirtioHal<S> {
             return no_allocation();
         };
         let usable = region.size == size
-            && region.cpu.as_ptr() as usize % PAGE_SIZE == 0
+            && (region.cpu.as_ptr() as usize).is_multiple_of(PAGE_SIZE)
             && region.dma != DmaAddr::ZERO;
         if !usable {
             // SAFETY: `region` is what alloc_coherent just returned, with

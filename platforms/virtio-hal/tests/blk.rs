@@ -112,7 +112,8 @@ fn virtio_drivers_blk_with_the_device_on_its_own_thread() {
     for round in 0..24u8 {
         let sector = usize::from(round) % 60;
         let mut out = Sectors([0u8; 2 * SECTOR_SIZE]);
-        out.0.copy_from_slice(&pattern(round ^ 0x5a, 2 * SECTOR_SIZE));
+        out.0
+            .copy_from_slice(&pattern(round ^ 0x5a, 2 * SECTOR_SIZE));
         drv.write_blocks(sector, &out.0).expect("write");
         let mut back = Sectors([0u8; 2 * SECTOR_SIZE]);
         drv.read_blocks(sector, &mut back.0).expect("read back");
