@@ -4,23 +4,28 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 use std::cell::Cell;
+use std::thread::LocalKey;
 
 use dma_bounce::BouncePlatform;
 use dma_check::Checked;
-use dma_core::DeviceConstraints;
+use dma_core::{DeviceConstraints, DmaAlloc, DmaMap};
 use dma_sim::drivers::Outcome;
 use dma_sim::virtio::{regs, Backend, VirtioMmio};
-use dma_sim::{run_until_idle, DeviceId, NonCoherentPlatform, Sim, SimConfig, SimMemory};
+use dma_sim::{
+    run_until_idle, DeviceId, IommuTranslatedPlatform, NonCoherentPlatform, Sim, SimConfig,
+    SimMemory,
+};
 use dma_virtio_hal::{StaticPlatform, VirtioHal};
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{Error, PhysAddr};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-/// The platform under test: the non-coherent preset's direct backend,
-/// bounce buffering for what it refuses, `dma-check` outermost.
-pub type Platform = Checked<BouncePlatform<NonCoherentPlatform, SimMemory>>;
+/// The platform under test: a preset's backend, bounce buffering for what
+/// it refuses, `dma-check` outermost.
+pub type Platform<P = NonCoherentPlatform> = Checked<BouncePlatform<P, SimMemory>>;
 
 /// Bounce slots (2 KiB each): enough for a net device's posted receive
 /// buffers plus requests in flight.
@@ -29,20 +34,50 @@ const BOUNCE_SLOTS: usize = 256;
 /// Steps the device may take for one notify before the rig gives up.
 const MAX_STEPS: usize = 100_000;
 
+type Slot<P> = Cell<Option<&'static Platform<P>>>;
+
 thread_local! {
     // Each test runs on its own thread with its own machine; the `Hal`
-    // reaches it through here.
-    static CURRENT: Cell<Option<&'static Platform>> = const { Cell::new(None) };
+    // reaches it through here (one slot per preset type).
+    static NON_COHERENT: Slot<NonCoherentPlatform> = const { Cell::new(None) };
+    static IOMMU: Slot<IommuTranslatedPlatform> = const { Cell::new(None) };
+}
+
+/// A preset's backend on the non-coherent machine.
+pub trait Preset: DmaMap + DmaAlloc + Sync + Sized + 'static {
+    /// The backend serving `dev`.
+    fn build(sim: &Sim, dev: DeviceId) -> Self;
+    /// This thread's installed platform of this type.
+    fn slot() -> &'static LocalKey<Slot<Self>>;
+}
+
+impl Preset for NonCoherentPlatform {
+    fn build(sim: &Sim, dev: DeviceId) -> Self {
+        sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED)
+    }
+    fn slot() -> &'static LocalKey<Slot<Self>> {
+        &NON_COHERENT
+    }
+}
+
+impl Preset for IommuTranslatedPlatform {
+    fn build(sim: &Sim, dev: DeviceId) -> Self {
+        sim.iommu_platform(dev, DeviceConstraints::UNCONSTRAINED)
+            .expect("an IOMMU domain")
+    }
+    fn slot() -> &'static LocalKey<Slot<Self>> {
+        &IOMMU
+    }
 }
 
 /// The marker type whose `StaticPlatform` is this thread's machine.
-pub struct SimBoard;
+pub struct SimBoard<P = NonCoherentPlatform>(PhantomData<P>);
 
-impl StaticPlatform for SimBoard {
-    type Platform = Platform;
+impl<P: Preset> StaticPlatform for SimBoard<P> {
+    type Platform = Platform<P>;
 
-    fn platform() -> &'static Platform {
-        CURRENT
+    fn platform() -> &'static Platform<P> {
+        P::slot()
             .with(Cell::get)
             .expect("the test installs its platform (Rig::new) before using the Hal")
     }
@@ -53,18 +88,21 @@ impl StaticPlatform for SimBoard {
     }
 }
 
-/// The `Hal` the drivers run on.
+/// The `Hal` the drivers run on (the non-coherent preset).
 pub type Hal = VirtioHal<SimBoard>;
+
+/// The `Hal` over the IOMMU preset.
+pub type IommuHal = VirtioHal<SimBoard<IommuTranslatedPlatform>>;
 
 fn machine(seed: u64) -> SimConfig {
     SimConfig::non_coherent().seed(seed).panic_on_report(true)
 }
 
 /// One test's machine.
-pub struct Rig {
+pub struct Rig<P: Preset = NonCoherentPlatform> {
     pub sim: Sim,
     pub dev: DeviceId,
-    pub platform: &'static Platform,
+    pub platform: &'static Platform<P>,
 }
 
 impl Rig {
@@ -81,20 +119,29 @@ impl Rig {
     pub fn with_stack_check(seed: u64, device: &str) -> Self {
         Self::build(machine(seed), device, true)
     }
+}
 
+impl Rig<IommuTranslatedPlatform> {
+    /// As [`Rig::new`], behind the sim's IOMMU.
+    pub fn iommu(seed: u64, device: &str) -> Self {
+        Self::build(machine(seed), device, false)
+    }
+}
+
+impl<P: Preset> Rig<P> {
     fn build(config: SimConfig, device: &str, classify: bool) -> Self {
         let sim = Sim::new(config).expect("valid machine");
         let dev = sim.add_device(device);
-        let direct = sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED);
-        let bounce = BouncePlatform::new(direct, sim.memory(), BOUNCE_SLOTS).expect("bounce pool");
+        let backend = P::build(&sim, dev);
+        let bounce = BouncePlatform::new(backend, sim.memory(), BOUNCE_SLOTS).expect("bounce pool");
         let mut checker = dma_check::Config::new().cache_line(config.line());
         if classify {
             checker = checker.classifier(dma_check::classify::host_linux);
         }
         // Leaked: `Hal` needs a `&'static`; one small platform per test.
-        let platform: &'static Platform =
+        let platform: &'static Platform<P> =
             Box::leak(Box::new(Checked::with_config(bounce, checker)));
-        CURRENT.with(|c| c.set(Some(platform)));
+        P::slot().with(|c| c.set(Some(platform)));
         Self { sim, dev, platform }
     }
 
@@ -102,7 +149,7 @@ impl Rig {
     /// reported as a leak), as `Preset::run` collects it.
     pub fn finish<T>(self, output: T) -> Outcome<T> {
         self.platform.release();
-        CURRENT.with(|c| c.set(None));
+        P::slot().with(|c| c.set(None));
         Outcome {
             output,
             checker: self.platform.take_reports(),
