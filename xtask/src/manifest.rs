@@ -122,7 +122,10 @@ targets = ["a-b-c",
         assert_eq!(value(&package, "name").map(unquote), Some("dma-x"));
         assert_eq!(value(&package, "publish"), Some("false"));
         assert_eq!(value(&package, "rust-version").map(unquote), Some("1.88"));
-        assert_eq!(value("rust-version.workspace = true\n", "rust-version"), None);
+        assert_eq!(
+            value("rust-version.workspace = true\n", "rust-version"),
+            None
+        );
         let docs = section(MANIFEST, "[package.metadata.docs.rs]");
         assert_eq!(
             string_array(&docs, "targets"),
