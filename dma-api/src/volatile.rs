@@ -89,6 +89,7 @@ impl VolatileBytes {
         Ok(())
     }
 
+    #[cfg(feature = "alloc")]
     pub(crate) fn write_slice<T: DmaPod>(&self, offset: usize, values: &[T]) -> Result<()> {
         let p = self
             .checked(offset, core::mem::size_of_val(values), align_of::<T>())?
