@@ -377,6 +377,29 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         Ok(self.id(index))
     }
 
+    /// Counts in the last `n` values inserted with
+    /// [`insert_id_in`](Self::insert_id_in) against a tally that was never
+    /// stored back (a leaked batch): they sit at the head of the free list
+    /// in order, because inserting takes the head and leaves the slot's
+    /// link as it was. Returns how many were found (`n`, unless the table
+    /// was not in that state).
+    #[cold]
+    pub(crate) fn adopt_inserted(&mut self, n: u32) -> u32 {
+        let mut tally = self.tally();
+        let mut found = 0;
+        while found < n && tally.free != NONE {
+            let slot = &self.storage.as_ref()[usize::from(tally.free)];
+            if slot.value.is_none() {
+                break;
+            }
+            tally.free = slot.link();
+            tally.in_use += 1;
+            found += 1;
+        }
+        self.set_tally(tally);
+        found
+    }
+
     #[inline]
     fn insert_value_in(&mut self, tally: &mut Tally, value: T) -> Result<u16, T> {
         if tally.free == NONE || self.unreclaimed != 0 {
@@ -676,6 +699,28 @@ mod tests {
         assert_ne!(again, [ids[2], ids[1]]);
         for &id in &ids[1..3] {
             assert_eq!(t.take(id).unwrap_err().kind(), RingErrorKind::NotInFlight);
+        }
+    }
+
+    #[test]
+    fn values_inserted_against_a_lost_tally_are_adopted_in_order() {
+        let mut t = table(4);
+        let kept = t.insert_id(1, 0).unwrap();
+        let mut tally = t.tally();
+        let lost = [
+            t.insert_id_in(&mut tally, 2, 1).unwrap(),
+            t.insert_id_in(&mut tally, 3, 2).unwrap(),
+        ];
+        // The tally is dropped, never stored back: the table still counts
+        // one value and would hand the lost ones' slots out again.
+        assert_eq!(t.in_use(), 1);
+        assert_eq!(t.adopt_inserted(2), 2);
+        assert_eq!(t.in_use(), 3);
+        let next = t.insert_id(4, 3).unwrap();
+        assert!(!lost.contains(&next) && next != kept, "a free slot");
+        assert_eq!(t.adopt_inserted(1), 0, "nothing left to adopt");
+        for (id, value) in [(kept, 1), (lost[0], 2), (lost[1], 3), (next, 4)] {
+            assert_eq!(t.take(id).unwrap().value, value);
         }
     }
 
