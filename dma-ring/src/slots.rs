@@ -289,7 +289,7 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         self.usable
     }
 
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn is_full(&self) -> bool {
         self.in_use == self.usable
     }
