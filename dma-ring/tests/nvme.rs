@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::NvmeController;
+use common::{iterations, NvmeController};
 use dma_coherence::HardwareCoherent;
 use dma_core::{Coherent, DeviceConstraints, HostMemory};
 use dma_direct::DirectPlatform;
@@ -307,7 +307,8 @@ fn a_controller_on_another_thread() {
             ran
         })
     };
-    let total = 5000u32;
+    // Wraps the ring dozens of times (a few times under Miri).
+    let total = iterations(5000, 300);
     let (mut sent, mut got) = (0u32, 0u32);
     while got < total {
         while sent < total && qp.can_push() {

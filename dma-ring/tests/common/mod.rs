@@ -15,6 +15,17 @@ use dma_ring::virtio::packed::{EventFlags, PackedFlags, PackedLayout};
 use dma_ring::virtio::split::{AvailFlags, DescFlags, SplitLayout};
 use dma_ring::RingMemory;
 
+/// `native` under a normal build, `miri` under Miri, which interprets
+/// every step (and every spin of a device thread) a thousand times more
+/// slowly: for loop counts that only need to wrap a ring several times.
+pub const fn iterations(native: u32, miri: u32) -> u32 {
+    if cfg!(miri) {
+        miri
+    } else {
+        native
+    }
+}
+
 /// An NVMe controller's view of one queue pair.
 pub struct NvmeController<M> {
     pub sq: M,
