@@ -69,6 +69,13 @@ const COMMANDS: &[Command] = &[
         run: |r, _| loom(r, "3"),
     },
     Command {
+        name: "miri",
+        args: "",
+        about: "the miri step of `test` alone (dma-core, dma-direct, dma-ring and dma-sg \
+                with their integration tests, dma-check)",
+        run: |r, _| miri(r),
+    },
+    Command {
         name: "doc",
         args: "",
         about: "the documentation exactly as docs.rs builds it (nightly, --cfg docsrs, \
