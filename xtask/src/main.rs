@@ -4,6 +4,7 @@
 mod linux;
 mod manifest;
 mod qemu;
+mod qemu_riscv;
 mod runner;
 
 use std::process::ExitCode;
@@ -98,8 +99,12 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "qemu",
         args: "",
-        about: "the bare-metal NVMe suite on QEMU's aarch64 virt board",
-        run: |r, _| qemu_suite(r),
+        about: "the bare-metal NVMe suites on QEMU's virt boards: aarch64 (with SMMUv3) \
+                and riscv64 (M-mode)",
+        run: |r, _| {
+            qemu_suite(r);
+            qemu_riscv_suite(r);
+        },
     },
     Command {
         name: "linux",
@@ -244,6 +249,7 @@ fn test(r: &mut Runner) {
     miri(r);
     fuzz(r, FuzzTime::Total(CI_FUZZ_SECONDS));
     qemu_suite(r);
+    qemu_riscv_suite(r);
     linux_suite(r);
 }
 
@@ -469,7 +475,42 @@ fn qemu_suite(r: &mut Runner) {
         return r.record(name, Outcome::Pass, 0.0, "");
     }
     let start = std::time::Instant::now();
-    match qemu::run(r.root()) {
+    let result = qemu::run(r.root());
+    record_qemu(r, name, start, result);
+}
+
+/// The bare-metal NVMe suite on QEMU's riscv64 virt board
+/// (platforms/qemu-riscv).
+fn qemu_riscv_suite(r: &mut Runner) {
+    let name = "qemu riscv64 virt NVMe suite";
+    if !qemu_riscv::installed() {
+        let why = format!(
+            "{} not installed (apt-get install {})",
+            qemu_riscv::QEMU,
+            qemu_riscv::PACKAGE
+        );
+        return r.skip(name, &why);
+    }
+    if !r.ensure_target(qemu_riscv::TARGET) {
+        return;
+    }
+    if r.is_dry() {
+        return r.record(name, Outcome::Pass, 0.0, "");
+    }
+    let start = std::time::Instant::now();
+    let result = qemu_riscv::run(r.root());
+    record_qemu(r, name, start, result);
+}
+
+/// Prints a QEMU suite's summary and records its step.
+fn record_qemu(
+    r: &mut Runner,
+    name: &str,
+    start: std::time::Instant,
+    result: Result<qemu::QemuSummary, String>,
+) {
+    let seconds = start.elapsed().as_secs_f64();
+    match result {
         Ok(summary) => {
             summary.print();
             let outcome = if summary.passed() {
@@ -477,14 +518,9 @@ fn qemu_suite(r: &mut Runner) {
             } else {
                 Outcome::Fail
             };
-            r.record(
-                name,
-                outcome,
-                start.elapsed().as_secs_f64(),
-                &summary.problems().join("; "),
-            );
+            r.record(name, outcome, seconds, &summary.problems().join("; "));
         }
-        Err(why) => r.record(name, Outcome::Fail, start.elapsed().as_secs_f64(), &why),
+        Err(why) => r.record(name, Outcome::Fail, seconds, &why),
     }
 }
 
@@ -722,26 +758,47 @@ fn package(r: &mut Runner) {
 
 /// The library crates checked on the declared MSRV toolchain, with the
 /// committed lockfile (`--locked`): resolver "3" keeps it MSRV-compatible.
+/// A crate declaring its own `rust-version` (its dependencies need a newer
+/// compiler) is checked on that one, as a step of its own.
 fn msrv(r: &mut Runner) {
-    let version = match manifest::rust_version(r.root()) {
+    let workspace = match manifest::rust_version(r.root()) {
         Ok(v) => v,
         Err(why) => return r.record("msrv", Outcome::Fail, 0.0, &why),
     };
+    let crates = match manifest::library_crates(r.root()) {
+        Ok(crates) => crates,
+        Err(why) => return r.record(&format!("msrv {workspace}"), Outcome::Fail, 0.0, &why),
+    };
+    let mut versions: Vec<String> = vec![workspace.clone()];
+    for c in &crates {
+        if let Some(v) = &c.rust_version {
+            if !versions.contains(v) {
+                versions.push(v.clone());
+            }
+        }
+    }
+    for version in &versions {
+        let on_it: Vec<&str> = crates
+            .iter()
+            .filter(|c| c.rust_version.as_ref().unwrap_or(&workspace) == version)
+            .map(|c| c.name.as_str())
+            .collect();
+        msrv_check(r, version, &on_it);
+    }
+}
+
+fn msrv_check(r: &mut Runner, version: &str, crates: &[&str]) {
     let name = format!("msrv {version}");
-    if !has_toolchain(&version) {
+    if !has_toolchain(version) {
         let why = format!(
             "Rust {version} is not installed (rustup toolchain install {version} --profile minimal)"
         );
         return r.skip(&name, &why);
     }
-    let crates = match manifest::library_crates(r.root()) {
-        Ok(crates) => crates,
-        Err(why) => return r.record(&name, Outcome::Fail, 0.0, &why),
-    };
     let toolchain = format!("+{version}");
     let mut args = vec![toolchain.as_str(), "check", "--locked", "--all-targets"];
-    for c in &crates {
-        args.extend(["-p", c.name.as_str()]);
+    for c in crates {
+        args.extend(["-p", c]);
     }
     let target_dir = runner::target_dir(r.root()).join("msrv");
     let target_dir = target_dir.display().to_string();
