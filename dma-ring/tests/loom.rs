@@ -452,11 +452,12 @@ fn loom_virtio_packed_fails_without_after_completion_flag() {
 // `notify()` order is that index or flags store itself, a flag word (an
 // atomic): leaving them out shows as the device, notified, reading the old
 // index and finding nothing (the request is lost), not as a causality
-// violation. And `notify()` has two such barriers: `dma_full` (between the
-// publication and the read of the device's suppression state) orders the
-// doorbell as well, so `before_doorbell` alone is redundant there, in the
-// models and on every architecture the barriers map to (`dmb osh`,
-// `fence iorw,iorw`, `mfence` order MMIO writes too).
+// violation. `notify()` has one barrier there, `dma_full` (between the
+// publication and the read of the device's suppression state), which
+// orders the doorbell as well: `before_doorbell` after it would be
+// redundant in the models and on every architecture the barriers map to
+// (`dmb osh`, `fence iorw,iorw`, `mfence` order MMIO writes too), so
+// `notify()` leaves it out.
 
 /// What the notify register reads while no notification is pending: the
 /// driver writes 16-bit queue indices, never this.
@@ -507,22 +508,11 @@ fn loom_virtio_split_device_woken_by_notify() {
     assert!(explore(split_notified_model) > 1);
 }
 
-/// `dma_full` in `notify()` orders the doorbell after the available index
-/// too, so without `before_doorbell` the model still passes: kept so that
-/// a change making that full barrier conditional is noticed (the twin
-/// below then fails).
-#[test]
-fn loom_virtio_split_notify_is_ordered_by_dma_full_alone() {
-    let _off = sabotage(Barrier::BeforeDoorbell);
-    assert!(explore(split_notified_model) > 1);
-}
-
-/// Without both barriers between the available index and the doorbell,
-/// the notified device can read the old index: the request is lost.
+/// Without `dma_full` between the available index and the doorbell, the
+/// notified device can read the old index: the request is lost.
 #[test]
 #[should_panic(expected = "notified, but the request is not visible")]
-fn loom_virtio_split_notified_fails_without_before_doorbell() {
-    let _no_doorbell_barrier = sabotage(Barrier::BeforeDoorbell);
+fn loom_virtio_split_notified_fails_without_dma_full() {
     let _no_full_barrier = sabotage(Barrier::Full);
     loom::model(split_notified_model);
 }
@@ -560,20 +550,12 @@ fn loom_virtio_packed_device_woken_by_notify() {
     assert!(explore(packed_notified_model) > 1);
 }
 
-/// As for the split queue: `dma_full` orders the doorbell on its own.
-#[test]
-fn loom_virtio_packed_notify_is_ordered_by_dma_full_alone() {
-    let _off = sabotage(Barrier::BeforeDoorbell);
-    assert!(explore(packed_notified_model) > 1);
-}
-
-/// Without both barriers between the first descriptor's flags and the
+/// Without `dma_full` between the first descriptor's flags and the
 /// doorbell, the notified device can read the old flags: the request is
 /// lost.
 #[test]
 #[should_panic(expected = "notified, but the request is not visible")]
-fn loom_virtio_packed_notified_fails_without_before_doorbell() {
-    let _no_doorbell_barrier = sabotage(Barrier::BeforeDoorbell);
+fn loom_virtio_packed_notified_fails_without_dma_full() {
     let _no_full_barrier = sabotage(Barrier::Full);
     loom::model(packed_notified_model);
 }

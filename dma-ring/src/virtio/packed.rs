@@ -352,7 +352,10 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
             _ => true,
         };
         if wanted {
-            sync::before_doorbell();
+            // No `before_doorbell`: `dma_full` above already orders the
+            // flags stores before this MMIO write (it is the stronger
+            // barrier on every architecture), and a second one would only
+            // cost time on the submission path.
             self.notify.ring(self.queue_index.into());
         }
         wanted

@@ -348,7 +348,10 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
             !UsedFlags::from_bits_retain(flags).contains(UsedFlags::NO_NOTIFY)
         };
         if wanted {
-            sync::before_doorbell();
+            // No `before_doorbell`: `dma_full` above already orders the
+            // index store before this MMIO write (it is the stronger
+            // barrier on every architecture), and a second one would only
+            // cost time on the submission path.
             self.notify.ring(self.queue_index.into());
         }
         wanted
