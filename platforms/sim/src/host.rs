@@ -13,9 +13,9 @@
 
 use core::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 
-/// Turns a sim physical address (which is a host address: the sim's
-/// memory is identity-mapped) back into a pointer, with the provenance the
-/// driver exposed when it translated the buffer.
+/// Turns a host address (the machine's physical map gives it for a sim
+/// physical address) back into a pointer, with the provenance the driver
+/// exposed when it translated the buffer.
 #[inline(always)]
 pub(crate) fn ptr(addr: u64) -> *mut u8 {
     core::ptr::with_exposed_provenance_mut(addr as usize)

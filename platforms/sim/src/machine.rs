@@ -10,6 +10,7 @@ use dma_core::{Cacheability, CpuOwned, DmaAddr, DmaDirection, PhysAddr};
 use dma_direct::BusOffset;
 
 use crate::iommu::{self, Iotlb};
+use crate::physmap::PhysMap;
 use crate::report::{RegionInfo, Report, ReportKind};
 use crate::rng::SplitMix64;
 use crate::shadow::{Finding, Shadow};
@@ -36,7 +37,10 @@ pub enum Translation {
 pub(crate) struct Live {
     pub(crate) id: u64,
     pub(crate) device: DeviceId,
+    /// The sim physical address.
     pub(crate) phys: u64,
+    /// Where its bytes are in host memory.
+    pub(crate) host: u64,
     pub(crate) len: u64,
     pub(crate) dma: u64,
     pub(crate) dir: Option<DmaDirection>,
@@ -89,6 +93,7 @@ pub(crate) struct DeviceEntry {
 #[derive(Clone, Copy)]
 struct Chunk {
     phys: u64,
+    host: u64,
     len: usize,
     cached: bool,
     key: (u64, u64),
@@ -110,8 +115,10 @@ pub(crate) struct State {
     /// events, never on where the allocator placed buffers.
     cached: Vec<(u64, u64, u64)>,
     pub(crate) devices: Vec<DeviceEntry>,
-    /// SimMemory allocations: phys -> (bytes, cacheability).
-    pub(crate) allocations: BTreeMap<u64, (u64, Cacheability)>,
+    /// SimMemory allocations: phys -> (bytes, cacheability, host address).
+    pub(crate) allocations: BTreeMap<u64, (u64, Cacheability, u64)>,
+    /// Where host memory lies in the machine's physical address space.
+    pub(crate) phys: PhysMap,
     pub(crate) reports: Vec<Report>,
     pub(crate) faults: Vec<Fault>,
     pub(crate) stats: SimStats,
@@ -160,6 +167,7 @@ impl Machine {
                 cached: Vec::new(),
                 devices: Vec::new(),
                 allocations: BTreeMap::new(),
+                phys: PhysMap::new(config.seed_value(), config.line()),
                 reports: Vec::new(),
                 faults: Vec::new(),
                 stats: SimStats::default(),
@@ -337,12 +345,13 @@ impl State {
         if live.cached {
             // SAFETY: the region is being made live: its owner vouched that
             // it is allocated for as long as it is live.
-            if unsafe { self.shadow.track(live.phys, live.len) } {
+            if unsafe { self.shadow.track(live.phys, live.host, live.len) } {
                 self.filled = Some((live.phys, live.len));
             }
             self.cached.push((live.id, live.phys, live.len));
         }
         self.max_live_len = self.max_live_len.max(live.len);
+        self.phys.count_live(live.phys, 1);
         let key = (live.phys, live.id);
         self.live.insert(key, live);
         key
@@ -351,6 +360,7 @@ impl State {
     pub(crate) fn unregister(&mut self, key: (u64, u64)) -> Option<Live> {
         self.filled = None;
         let live = self.live.remove(&key)?;
+        self.phys.count_live(live.phys, -1);
         self.clock += 1;
         self.cpu_owned.remove(&live.id);
         if self.retired.len() == RETIRED {
@@ -542,6 +552,7 @@ impl State {
             let n = ((len - done) as u64).min(room).min(live.end() - phys) as usize;
             chunks.push(Chunk {
                 phys,
+                host: live.host + (phys - live.phys),
                 len: n,
                 cached: live.cached,
                 key,
@@ -670,8 +681,8 @@ impl State {
                 // device, whose memory stays allocated while live.
                 unsafe {
                     match &mut data {
-                        DeviceData::Read(out) => host::read(c.phys, &mut out[range]),
-                        DeviceData::Write(src) => host::write(c.phys, &src[range]),
+                        DeviceData::Read(out) => host::read(c.host, &mut out[range]),
+                        DeviceData::Write(src) => host::write(c.host, &src[range]),
                     }
                 }
             }
@@ -695,17 +706,20 @@ impl State {
 /// Reads a page-table word for the walker, from SimMemory allocations
 /// only (anything else is an external abort on the walk). Table walks are
 /// coherent (as with SMMU_IDR0.COHACC): they read the CPU's view.
-fn read_table_word(allocations: &BTreeMap<u64, (u64, Cacheability)>, addr: u64) -> Option<u64> {
+fn read_table_word(
+    allocations: &BTreeMap<u64, (u64, Cacheability, u64)>,
+    addr: u64,
+) -> Option<u64> {
     if addr % 8 != 0 {
         return None;
     }
-    let (&base, &(len, _)) = allocations.range(..=addr).next_back()?;
+    let (&base, &(len, _, host)) = allocations.range(..=addr).next_back()?;
     if addr + 8 > base + len {
         return None;
     }
     let mut word = [0u8; 8];
     // SAFETY: the 8 bytes lie inside a live SimMemory allocation.
-    unsafe { host::read(addr, &mut word) };
+    unsafe { host::read(host + (addr - base), &mut word) };
     Some(u64::from_le_bytes(word))
 }
 
