@@ -15,13 +15,17 @@
 //! extends that extent (two unaligned heap buffers sharing a line keep
 //! their host distance, as they would share a physical line).
 //!
-//! Sim addresses are never reused within a machine: a stale address of a
-//! freed allocation or a retired buffer is refused, never another
-//! buffer's memory.
+//! A heap extent retires when the last mapping in it ends; a new buffer at
+//! recycled host memory then gets a fresh place (the program's sequence,
+//! not the host allocator, decides addresses). Retired rooms are reused
+//! oldest first behind a quarantine of newer ones, so a device's stale
+//! access soon after an unmap still faults; `SimMemory` addresses are
+//! never reused.
 //!
 //! [`SimMemory`]: crate::SimMemory
 
-use std::collections::BTreeMap;
+use std::cell::Cell;
+use std::collections::{BTreeMap, VecDeque};
 
 use dma_core::{Error, ErrorKind, Result};
 
@@ -86,13 +90,26 @@ impl Extent {
 pub(crate) struct PhysMap {
     line: u64,
     rng: SplitMix64,
-    /// Extents by host start.
-    by_host: BTreeMap<u64, Extent>,
-    /// Host start by sim start.
-    by_sim: BTreeMap<u64, u64>,
+    /// Extents by sim start.
+    by_sim: BTreeMap<u64, Extent>,
+    /// Sim start by host start.
+    by_host: BTreeMap<u64, u64>,
     /// Next free sim address of each zone (low, high, heap).
     next: [u64; 3],
+    /// Rooms of retired heap extents, oldest first: reused once
+    /// [`QUARANTINE`] newer ones wait behind them, so a device's stale
+    /// access soon after an unmap still faults instead of reaching the
+    /// next buffer.
+    freed: VecDeque<(u64, u64)>,
+    /// The extent last looked up (a map, its syncs and its unmap ask about
+    /// the same one in a row); cleared by every change.
+    last: Cell<Option<Extent>>,
+    /// Reused by [`near`](Self::near).
+    scratch: Vec<u64>,
 }
+
+/// How many freed rooms wait before the oldest is reused.
+const QUARANTINE: usize = 16;
 
 /// A zone's index in [`PhysMap::next`] and its bounds.
 const ZONES: [(u64, u64); 3] = [LOW, HIGH, HEAP];
@@ -110,9 +127,12 @@ impl PhysMap {
         Self {
             line: line as u64,
             rng,
-            by_host: BTreeMap::new(),
             by_sim: BTreeMap::new(),
+            by_host: BTreeMap::new(),
             next,
+            freed: VecDeque::new(),
+            last: Cell::new(None),
+            scratch: Vec::new(),
         }
     }
 
@@ -131,24 +151,47 @@ impl PhysMap {
     }
 
     fn insert(&mut self, e: Extent) {
-        self.by_sim.insert(e.sim, e.host);
-        self.by_host.insert(e.host, e);
+        self.last.set(None);
+        self.by_host.insert(e.host, e.sim);
+        self.by_sim.insert(e.sim, e);
     }
 
-    fn remove(&mut self, host: u64) -> Option<Extent> {
-        let e = self.by_host.remove(&host)?;
-        self.by_sim.remove(&e.sim);
+    fn remove(&mut self, sim: u64) -> Option<Extent> {
+        self.last.set(None);
+        let e = self.by_sim.remove(&sim)?;
+        self.by_host.remove(&e.host);
         Some(e)
     }
 
-    /// Host starts of the extents overlapping or touching `[lo, hi)`.
-    fn near(&self, lo: u64, hi: u64) -> Vec<u64> {
-        let mut found: Vec<u64> = self.by_host.range(lo..=hi).map(|(h, _)| *h).collect();
-        if let Some((h, e)) = self.by_host.range(..lo).next_back() {
-            if e.host_end() >= lo {
-                found.insert(0, *h);
-            }
+    /// The extent holding host byte `host`.
+    fn at_host(&self, host: u64) -> Option<Extent> {
+        if let Some(e) = self.last.get().filter(|e| e.host <= host && host < e.host_end()) {
+            return Some(e);
         }
+        let (_, sim) = self.by_host.range(..=host).next_back()?;
+        let e = self.by_sim[sim];
+        (host < e.host_end()).then(|| {
+            self.last.set(Some(e));
+            e
+        })
+    }
+
+    /// Sim starts of the extents overlapping or touching host `[lo, hi)`,
+    /// in a vector to give back with `self.scratch = ...`.
+    fn near(&mut self, lo: u64, hi: u64) -> Vec<u64> {
+        let mut found = std::mem::take(&mut self.scratch);
+        found.clear();
+        let before = self
+            .by_host
+            .range(..lo)
+            .next_back()
+            .filter(|(_, sim)| self.by_sim[*sim].host_end() >= lo);
+        found.extend(
+            before
+                .into_iter()
+                .chain(self.by_host.range(lo..=hi))
+                .map(|(_, sim)| *sim),
+        );
         found
     }
 
@@ -172,12 +215,14 @@ impl PhysMap {
                 )
                 .at(max),
             )?;
-        for h in self.near(host, host + len) {
-            let e = self.by_host[&h];
+        let near = self.near(host, host + len);
+        for s in &near {
+            let e = self.by_sim[s];
             if e.host < host + len && e.host_end() > host {
-                self.remove(h);
+                self.forget(e);
             }
         }
+        self.scratch = near;
         self.insert(Extent {
             host,
             sim,
@@ -188,13 +233,23 @@ impl PhysMap {
         Ok(sim)
     }
 
+    /// Drops an extent whose host memory went to another use.
+    fn forget(&mut self, e: Extent) {
+        self.remove(e.sim);
+        if let Kind::Heap { live: 0, .. } = e.kind {
+            // A retired room stays queued; a never-mapped one is freed.
+            if !e.retired() {
+                self.freed.push_back((e.room.0, e.room.1 - e.room.0));
+            }
+        }
+    }
+
     /// Ends the allocation at sim address `sim`; returns its host start.
     pub(crate) fn free(&mut self, sim: u64) -> Option<u64> {
-        let host = *self.by_sim.get(&sim)?;
-        if self.by_host.get(&host)?.kind != Kind::Pages {
+        if self.by_sim.get(&sim)?.kind != Kind::Pages {
             return None;
         }
-        self.remove(host).map(|e| e.host)
+        self.remove(sim).map(|e| e.host)
     }
 
     /// The sim address of host bytes `[host, host + len)` (`len > 0`),
@@ -210,18 +265,32 @@ impl PhysMap {
             "the range wraps around the address space",
         ))?;
         let (lo, hi) = (host & !(self.line - 1), end.next_multiple_of(self.line));
+        if let Some(e) = self.at_host(host) {
+            // The common case: a buffer translated before, still in use.
+            if end <= e.host_end() && !e.retired() {
+                return Ok(e.sim + (host - e.host));
+            }
+            // A buffer mapped again after its unmap (or a new one at its
+            // place): placed afresh, as the general path below would, with
+            // the record reused.
+            if e.retired() && (e.host, e.host_end()) == (lo, hi) && !self.continues(host, end) {
+                return Ok(self.replace(e) + (host - lo));
+            }
+        }
         // Bytes sharing a line with an extent must join it; a range that
         // starts or ends exactly where one does continues it (the pages of
         // one buffer translated one by one).
         let (mut sharing, mut continuing) = (None, None);
-        for h in self.near(lo, hi) {
-            let e = self.by_host[&h];
+        let near = self.near(lo, hi);
+        for s in &near {
+            let e = self.by_sim[s];
             let overlaps = e.host < hi && e.host_end() > lo;
             if e.retired() {
                 if overlaps {
-                    self.remove(h);
+                    self.forget(e);
                 }
             } else if overlaps && sharing.is_some() {
+                self.scratch = near;
                 return Err(Error::new(
                     ErrorKind::NotContiguous,
                     "the range joins host memory the sim already placed apart (buffers \
@@ -235,19 +304,17 @@ impl PhysMap {
                 continuing = Some(e);
             }
         }
+        self.scratch = near;
         if let Some(e) = sharing {
-            return self
-                .extend(e, lo, hi)
-                .map(|e| e.sim + (host - e.host))
-                .ok_or(
-                    Error::new(
-                        ErrorKind::NotContiguous,
-                        "the range runs past the sim memory it starts in (a SimMemory \
+            return self.extend(e, lo, hi).map(|e| e.sim + (host - e.host)).ok_or(
+                Error::new(
+                    ErrorKind::NotContiguous,
+                    "the range runs past the sim memory it starts in (a SimMemory \
                      allocation, or a buffer's room); translate each buffer on its own",
-                    )
-                    .at(host)
-                    .len(len),
-                );
+                )
+                .at(host)
+                .len(len),
+            );
         }
         match continuing.and_then(|e| self.extend(e, lo, hi)) {
             Some(e) => Ok(e.sim + (host - e.host)),
@@ -263,7 +330,7 @@ impl PhysMap {
             return None;
         }
         if (new_lo, new_hi) != (e.host, e.host_end()) {
-            self.remove(e.host);
+            self.remove(e.sim);
             e.sim = sim_lo;
             e.host = new_lo;
             e.len = new_hi - new_lo;
@@ -272,16 +339,42 @@ impl PhysMap {
         Some(e)
     }
 
+    /// Whether a live or fresh extent ends exactly at `host` or starts
+    /// exactly at `end` (the general path would continue it).
+    fn continues(&self, host: u64, end: u64) -> bool {
+        let usable = |sim: &u64| !self.by_sim[sim].retired();
+        let before = self.by_host.range(..host).next_back();
+        before.is_some_and(|(_, sim)| self.by_sim[sim].host_end() == host && usable(sim))
+            || self.by_host.get(&end).is_some_and(usable)
+    }
+
+    /// Places retired `e`'s lines afresh, as [`place`](Self::place) would;
+    /// returns the new sim start.
+    fn replace(&mut self, e: Extent) -> u64 {
+        self.last.set(None);
+        self.by_sim.remove(&e.sim);
+        let (start, room) = self.room(e.len);
+        let sim = start + (room / 4).next_multiple_of(PAGE);
+        let fresh = Extent {
+            sim,
+            room: (start, start + room),
+            kind: Kind::Heap {
+                live: 0,
+                was_live: false,
+            },
+            ..e
+        };
+        self.by_sim.insert(sim, fresh);
+        self.by_host.insert(e.host, sim);
+        sim
+    }
+
     /// A new heap extent for the whole lines `[lo, hi)`, at a page
-    /// boundary a quarter into room four times its size.
+    /// boundary a quarter into room four times its size: the oldest freed
+    /// room of that size past the quarantine, else fresh space.
     fn place(&mut self, lo: u64, hi: u64) -> u64 {
         let len = hi - lo;
-        let room = len.saturating_mul(4).next_multiple_of(SLOT).max(SLOT);
-        // The heap zone holds 2^46 - 2^38 bytes: a process runs out of
-        // host memory long before.
-        let start = self
-            .take(Z_HEAP, room, u64::MAX)
-            .expect("the sim's heap zone outlasts host memory");
+        let (start, room) = self.room(len);
         let sim = start + (room / 4).next_multiple_of(PAGE);
         self.insert(Extent {
             host: lo,
@@ -296,11 +389,41 @@ impl PhysMap {
         sim
     }
 
+    /// Room for an extent of `len` bytes: `(start, size)`.
+    fn room(&mut self, len: u64) -> (u64, u64) {
+        let room = len.saturating_mul(4).next_multiple_of(SLOT).max(SLOT);
+        let reusable = self.freed.len().saturating_sub(QUARANTINE);
+        let start = match self.freed.range(..reusable).position(|f| f.1 == room) {
+            Some(i) => {
+                let (start, _) = self.freed.remove(i).expect("found above");
+                // Its retired extent, if still there, goes now.
+                let old = self.by_sim.range(start..start + room).next().map(|(s, _)| *s);
+                if let Some(s) = old {
+                    self.remove(s);
+                }
+                start
+            }
+            // The heap zone holds 2^46 - 2^38 bytes, and rooms are reused:
+            // a process runs out of host memory long before.
+            None => self
+                .take(Z_HEAP, room, u64::MAX)
+                .expect("the sim's heap zone outlasts host memory"),
+        };
+        (start, room)
+    }
+
     /// The extent holding sim bytes `[sim, sim + len)`, if one does.
-    fn at_sim(&self, sim: u64, len: u64) -> Option<&Extent> {
-        let (_, host) = self.by_sim.range(..=sim).next_back()?;
-        let e = &self.by_host[host];
-        (sim.checked_add(len)? <= e.sim + e.len).then_some(e)
+    fn at_sim(&self, sim: u64, len: u64) -> Option<Extent> {
+        let end = sim.checked_add(len)?;
+        let holds = |e: &Extent| e.sim <= sim && end <= e.sim + e.len;
+        if let Some(e) = self.last.get().filter(holds) {
+            return Some(e);
+        }
+        let (_, e) = self.by_sim.range(..=sim).next_back()?;
+        holds(e).then(|| {
+            self.last.set(Some(*e));
+            *e
+        })
     }
 
     /// The host address of sim bytes `[sim, sim + len)`, when they are
@@ -312,27 +435,34 @@ impl PhysMap {
     /// The sim address of host bytes `[host, host + len)`, when they have
     /// one (no new placement).
     pub(crate) fn to_sim(&self, host: u64, len: u64) -> Option<u64> {
-        let (_, e) = self.by_host.range(..=host).next_back()?;
+        let e = self.at_host(host)?;
         (host.checked_add(len)? <= e.host_end()).then(|| e.sim + (host - e.host))
     }
 
     /// A region at sim address `sim` became live (`+1`) or ended (`-1`).
+    /// A heap extent whose last region ends is retired and its room queued
+    /// for reuse; one live again leaves the queue.
     pub(crate) fn count_live(&mut self, sim: u64, delta: i32) {
-        let Some((_, host)) = self.by_sim.range(..=sim).next_back() else {
+        let Some((_, e)) = self.by_sim.range_mut(..=sim).next_back() else {
             return;
         };
-        let host = *host;
-        if self.by_host[&host].sim + self.by_host[&host].len <= sim {
+        let Kind::Heap { live, was_live } = &mut e.kind else {
+            return;
+        };
+        if sim >= e.sim + e.len {
             return;
         }
-        if let Some(Extent {
-            kind: Kind::Heap { live, was_live },
-            ..
-        }) = self.by_host.get_mut(&host)
-        {
-            *live = live.saturating_add_signed(delta);
-            *was_live = true;
+        let (before, revived) = (*live, *live == 0 && *was_live && delta > 0);
+        *live = live.saturating_add_signed(delta);
+        *was_live = true;
+        let room = (e.room.0, e.room.1 - e.room.0);
+        if before > 0 && *live == 0 {
+            self.freed.push_back(room);
+        } else if revived {
+            self.freed.retain(|f| *f != room);
         }
+        // The copy looked up last must not keep the old count.
+        self.last.set(Some(*e));
     }
 }
 
@@ -414,6 +544,35 @@ mod tests {
         m.translate(0x9000, 64).unwrap();
         let p = m.alloc(0x9000, 4096, u64::MAX).unwrap();
         assert_eq!(m.to_sim(0x9000, 64), Some(p));
+    }
+
+    #[test]
+    fn retired_rooms_are_reused_only_behind_the_quarantine() {
+        let mut m = PhysMap::new(4, LINE);
+        let first = m.translate(0x100_0000, 4096).unwrap();
+        let mut seen = vec![first];
+        m.count_live(first, 1);
+        m.count_live(first, -1);
+        m.count_live(first, -1); // an extra end changes nothing
+        for i in 1..=QUARANTINE as u64 {
+            let a = m.translate(0x100_0000 + i * 0x10_0000, 4096).unwrap();
+            assert!(!seen.contains(&a), "reused before the quarantine passed");
+            seen.push(a);
+            m.count_live(a, 1);
+            m.count_live(a, -1);
+        }
+        // Sixteen newer rooms wait behind the first: it is reused now, once.
+        let next = m.translate(0x900_0000, 4096).unwrap();
+        assert_eq!(next, first);
+        let after = m.translate(0xa00_0000, 4096).unwrap();
+        assert!(!seen.contains(&after));
+        // A room whose buffer is mapped again leaves the queue.
+        let mut m = PhysMap::new(4, LINE);
+        let a = m.translate(0x100_0000, 4096).unwrap();
+        m.count_live(a, 1);
+        m.count_live(a, -1);
+        m.count_live(a, 1);
+        assert!(m.freed.is_empty());
     }
 
     #[test]
