@@ -2,6 +2,7 @@
 //! behind one lock shared by the CPU-side handles (memory, cache, platform
 //! wrappers) and the device-side ports.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -139,6 +140,10 @@ pub(crate) struct State {
     /// Regions that stopped being live, newest last, with the clock then:
     /// a fault names the one that last held its address.
     retired: VecDeque<(Live, u64)>,
+    /// The last answer of [`find`](Self::find) (a sync and the unmap
+    /// after it ask about the same region); cleared whenever `live`
+    /// changes, so it is always the answer a search would give.
+    found: Cell<Option<((u64, u64), Live)>>,
 }
 
 /// How many ended regions the machine remembers for fault reports.
@@ -178,6 +183,7 @@ impl Machine {
                 cpu_owned: HashMap::new(),
                 clock: 0,
                 retired: VecDeque::new(),
+                found: Cell::new(None),
             }),
         })
     }
@@ -351,6 +357,7 @@ impl State {
             self.cached.push((live.id, live.phys, live.len));
         }
         self.max_live_len = self.max_live_len.max(live.len);
+        self.found.set(None);
         self.phys.count_live(live.phys, 1);
         let key = (live.phys, live.id);
         self.live.insert(key, live);
@@ -360,6 +367,7 @@ impl State {
     pub(crate) fn unregister(&mut self, key: (u64, u64)) -> Option<Live> {
         self.filled = None;
         let live = self.live.remove(&key)?;
+        self.found.set(None);
         self.phys.count_live(live.phys, -1);
         self.clock += 1;
         self.cpu_owned.remove(&live.id);
@@ -410,10 +418,28 @@ impl State {
         len: u64,
         dma: u64,
     ) -> Option<((u64, u64), Live)> {
-        self.live
+        let matches =
+            |l: &Live| l.device == device && l.phys == phys && l.len == len && l.dma == dma;
+        if let Some(hit) = self.found.get().filter(|(_, l)| matches(l)) {
+            return Some(hit);
+        }
+        let hit = self
+            .live
             .range((phys, 0)..=(phys, u64::MAX))
-            .find(|(_, l)| l.device == device && l.len == len && l.dma == dma)
-            .map(|(k, l)| (*k, *l))
+            .find(|(_, l)| matches(l))
+            .map(|(k, l)| (*k, *l));
+        if hit.is_some() {
+            self.found.set(hit);
+        }
+        hit
+    }
+
+    /// Sets the device address of a region just mapped.
+    pub(crate) fn set_dma(&mut self, key: (u64, u64), dma: u64) {
+        self.found.set(None);
+        if let Some(l) = self.live.get_mut(&key) {
+            l.dma = dma;
+        }
     }
 
     /// Gives the evictor its chance.

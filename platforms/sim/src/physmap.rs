@@ -165,7 +165,11 @@ impl PhysMap {
 
     /// The extent holding host byte `host`.
     fn at_host(&self, host: u64) -> Option<Extent> {
-        if let Some(e) = self.last.get().filter(|e| e.host <= host && host < e.host_end()) {
+        if let Some(e) = self
+            .last
+            .get()
+            .filter(|e| e.host <= host && host < e.host_end())
+        {
             return Some(e);
         }
         let (_, sim) = self.by_host.range(..=host).next_back()?;
@@ -306,15 +310,18 @@ impl PhysMap {
         }
         self.scratch = near;
         if let Some(e) = sharing {
-            return self.extend(e, lo, hi).map(|e| e.sim + (host - e.host)).ok_or(
-                Error::new(
-                    ErrorKind::NotContiguous,
-                    "the range runs past the sim memory it starts in (a SimMemory \
+            return self
+                .extend(e, lo, hi)
+                .map(|e| e.sim + (host - e.host))
+                .ok_or(
+                    Error::new(
+                        ErrorKind::NotContiguous,
+                        "the range runs past the sim memory it starts in (a SimMemory \
                      allocation, or a buffer's room); translate each buffer on its own",
-                )
-                .at(host)
-                .len(len),
-            );
+                    )
+                    .at(host)
+                    .len(len),
+                );
         }
         match continuing.and_then(|e| self.extend(e, lo, hi)) {
             Some(e) => Ok(e.sim + (host - e.host)),
@@ -397,7 +404,11 @@ impl PhysMap {
             Some(i) => {
                 let (start, _) = self.freed.remove(i).expect("found above");
                 // Its retired extent, if still there, goes now.
-                let old = self.by_sim.range(start..start + room).next().map(|(s, _)| *s);
+                let old = self
+                    .by_sim
+                    .range(start..start + room)
+                    .next()
+                    .map(|(s, _)| *s);
                 if let Some(s) = old {
                     self.remove(s);
                 }

@@ -140,9 +140,7 @@ impl<P> SimPlatform<P> {
     fn mapped(&self, key: (u64, u64), dma: DmaAddr, count: impl FnOnce(&mut SimStats)) {
         self.sim.machine.with(|s, _| {
             s.filled = None;
-            if let Some(l) = s.live.get_mut(&key) {
-                l.dma = dma.as_u64();
-            }
+            s.set_dma(key, dma.as_u64());
             count(&mut s.stats);
         });
     }

@@ -195,7 +195,7 @@ impl Shadow {
                 // Fresh whole lines: one copy of the host bytes is all three
                 // values.
                 // SAFETY: the caller vouches for the range.
-                unsafe { host::read(page.host + lo as u64, &mut page.wb[lo..hi]) };
+                unsafe { host::read_bulk(page.host + lo as u64, &mut page.wb[lo..hi]) };
                 page.refs[l0..l1].fill(1);
                 page.live |= range;
                 page.whole |= range;

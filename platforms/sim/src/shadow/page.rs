@@ -281,7 +281,7 @@ impl PageShadow {
         for (l0, l1) in runs(lines & self.whole) {
             let (lo, hi) = (l0 * line, l1 * line);
             // SAFETY: whole tracked lines.
-            unsafe { host::write(base + lo as u64, &self.wb[lo..hi]) };
+            unsafe { host::write_bulk(base + lo as u64, &self.wb[lo..hi]) };
         }
         for idx in ones(lines & !self.whole) {
             let off = idx * line;
