@@ -15,7 +15,10 @@ pub(crate) fn forced_seed() -> Option<u64> {
 /// rerun with `cargo run --example`.
 pub(crate) fn command(seed: u64) -> String {
     let package = std::env::var("CARGO_PKG_NAME").ok();
-    let package_arg = package.as_ref().map(|p| format!(" -p {p}")).unwrap_or_default();
+    let package_arg = package
+        .as_ref()
+        .map(|p| format!(" -p {p}"))
+        .unwrap_or_default();
     let exe = std::env::current_exe().ok();
     let example = exe.as_ref().and_then(|exe| {
         let dir = exe.parent()?.file_name()?;
