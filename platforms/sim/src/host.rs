@@ -167,12 +167,12 @@ pub(crate) unsafe fn read_bulk(src: u64, dst: &mut [u8]) {
     unsafe { read(src + done as u64, &mut dst[done..]) };
 }
 
-/// Copies `src` to host address `dst`, as [`write`] does, for the cache
+/// Copies `src` to host address `dst`, as [`write()`] does, for the cache
 /// model's reloads (an invalidate: the caller owns the lines).
 ///
 /// # Safety
 ///
-/// As for [`write`].
+/// As for [`write()`].
 pub(crate) unsafe fn write_bulk(dst: u64, src: &[u8]) {
     fence(Ordering::Release);
     // SAFETY: the caller's promise.
