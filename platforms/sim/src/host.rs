@@ -381,8 +381,10 @@ mod tests {
         let mut words = vec![0u128; 19];
         let buf = words.as_mut_ptr().cast::<u8>();
         let base = buf.expose_provenance() as u64;
-        for off in 0..9u64 {
-            let data: Vec<u8> = (0..23 + 29 * off as usize)
+        // Offsets 0 and 16 are 16-aligned: their 64-byte blocks take the
+        // vector paths, the others the word loops.
+        for off in 0..17u64 {
+            let data: Vec<u8> = (0..23 + 29 * ((off as usize + 4) % 9))
                 .map(|i| i as u8 ^ off as u8)
                 .collect();
             // SAFETY: inside `buf`, which this test owns.
