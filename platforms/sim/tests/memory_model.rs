@@ -382,3 +382,21 @@ fn invalid_configurations_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_cpu_access_announced_for_an_ended_mapping_reports_nothing() {
+    // `cpu_access` is a safe call anyone can make with any description; the
+    // sim judges only live mappings, however recently it looked one up.
+    let sim = non_coherent(2);
+    let dev = sim.add_device("d");
+    let p = sim.non_coherent_platform(dev, ANY);
+    let rx = StreamingMapping::<_, FromDevice, _>::map(&p, dbuf(&p, 256)).unwrap();
+    let raw = *rx.raw();
+    // While live, the CPU reading device-owned bytes is a report...
+    p.cpu_access(&raw, 0, 8, dma_core::CpuAccess::Read);
+    assert_eq!(sim.take_reports()[0].kind, ReportKind::CpuReadDeviceOwned);
+    // ...and once the mapping ended, nothing is.
+    drop(rx.unmap().unwrap());
+    p.cpu_access(&raw, 0, 8, dma_core::CpuAccess::Read);
+    assert!(sim.take_reports().is_empty());
+}
