@@ -20,7 +20,8 @@ pub struct RawBuffer {
 
 // SAFETY: a description; the owning mapping decides who may access it.
 unsafe impl Send for RawBuffer {}
-// SAFETY: as above.
+// SAFETY: sharing `&RawBuffer` shares only the address and lengths (it is
+// `Copy`); no method dereferences `ptr`, so no access races through it.
 unsafe impl Sync for RawBuffer {}
 
 /// An owned buffer with a stable address that a streaming mapping can take

@@ -46,6 +46,8 @@
 //!
 //! - `alloc` (default): owning types over heap buffers, [`DmaPool`],
 //!   [`DmaBuf`] and [`HostMemory`].
+//! - `embedded-dma`: [`embedded::EmbeddedMapping`], streaming mappings of
+//!   the `'static` buffers embassy and the embedded HALs pass around.
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -58,6 +60,8 @@ mod buffer;
 mod coherent;
 mod constraints;
 mod direction;
+#[cfg(feature = "embedded-dma")]
+pub mod embedded;
 mod error;
 mod memory;
 #[cfg(feature = "alloc")]

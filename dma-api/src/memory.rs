@@ -40,7 +40,8 @@ pub struct Pages {
 // SAFETY: `Pages` is a description (addresses and a count); it grants no
 // access by itself. Whoever dereferences `cpu` argues their own safety.
 unsafe impl Send for Pages {}
-// SAFETY: as above; sharing the description shares no memory.
+// SAFETY: `&Pages` exposes only the addresses and the count, which are
+// `Copy` values; no method dereferences `cpu`, so sharing it shares no memory.
 unsafe impl Sync for Pages {}
 
 /// The environment's page allocator and address translation.

@@ -296,7 +296,8 @@ pub struct CoherentRegion {
 
 // SAFETY: a description of a region; it grants no access by itself.
 unsafe impl Send for CoherentRegion {}
-// SAFETY: as above.
+// SAFETY: `&CoherentRegion` exposes only addresses and a size (it is
+// `Copy`); no method dereferences `cpu`, so sharing it grants no access.
 unsafe impl Sync for CoherentRegion {}
 
 /// Coherent DMA memory: memory the CPU and the device may both access at any

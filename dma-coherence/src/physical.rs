@@ -223,11 +223,10 @@ impl<'a, C: CacheMaintenance + ?Sized, M: PhysMemory + ?Sized> PhysicalCore<'a, 
             return Ok(());
         }
         let va = self.cpu_range(mapping, offset, len)?;
-        // SAFETY: the range lies within the live mapping (checked just
-        // above) and the caller owns it; `va` is its CPU address by the
-        // environment's translation. prepare_map refused the mapping unless
-        // the device-written ones own their lines whole, so an invalidate
-        // discards no byte outside it.
+        // prepare_map refused device-written mappings that do not own their
+        // lines whole, so an invalidate discards no byte outside this one.
+        // SAFETY: `va` is the CPU address (by the environment's translation)
+        // of a range inside the live mapping, which the caller owns.
         unsafe {
             sync(
                 self.cache,

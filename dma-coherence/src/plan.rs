@@ -131,9 +131,12 @@ pub unsafe fn sync<C: CacheMaintenance + ?Sized>(
     match plan(dir, point) {
         // SAFETY: the caller's promises cover the range.
         Some(CacheOp::Clean) => unsafe { cache.clean(va, len) },
-        // SAFETY: as above, including ownership of the touched lines.
+        // SAFETY: the caller promises the range is mapped and that the CPU
+        // owns its lines (the device is done with them), so dropping their
+        // cached contents loses nothing the caller needs.
         Some(CacheOp::Invalidate) => unsafe { cache.invalidate(va, len) },
-        // SAFETY: as above.
+        // SAFETY: the caller promises the range is mapped; writing back and
+        // dropping lines the caller owns changes no byte outside them.
         Some(CacheOp::CleanInvalidate) => unsafe { cache.clean_invalidate(va, len) },
         None => {}
     }

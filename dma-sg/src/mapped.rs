@@ -424,10 +424,10 @@ impl<D: Direction, P: DmaMap, S: SgStorage> MappedSgTable<ExternalPages, D, P, S
 impl<B, D: DeviceWrites, P: DmaMap, S: SgStorage> MappedSgTable<B, D, P, S> {
     /// Gives the whole table back to the CPU after the device wrote it.
     pub fn sync_for_cpu(&mut self) {
-        // SAFETY: the entries are exactly what map_sg filled in (the table
-        // is never handed out mutably while mapped, and `SgStorage`'s
-        // contract makes the storage return what it holds), still mapped,
-        // with this direction and these attributes.
+        // The table is never handed out mutably while mapped, and
+        // `SgStorage`'s contract makes the storage return what it holds.
+        // SAFETY: so the entries are exactly what map_sg filled in, still
+        // mapped, with this direction and these attributes.
         unsafe {
             self.platform
                 .sync_sg_for_cpu(self.table.entries(), D::DIRECTION, self.attrs)

@@ -643,7 +643,8 @@ fn devices_following_the_encodings_move_exactly_the_right_bytes() {
 
     // Device writes (a read command) through SGL; the CPU sees it after sync.
     let incoming: Vec<u8> = (0..len).map(|i| (i * 13 + 5) as u8).collect();
-    // SAFETY: as above.
+    // SAFETY: the pages `table` was built from are ours, untouched by the CPU
+    // while mapped (the TX mapping above is gone), and freed after the unmap.
     let mut rx = unsafe {
         MappedSgTable::<ExternalPages, FromDevice, _, _>::map_pages(&p, table, DmaAttrs::empty())
     }

@@ -4,6 +4,7 @@
 mod linux;
 mod manifest;
 mod qemu;
+mod qemu_riscv;
 mod runner;
 
 use std::process::ExitCode;
@@ -91,8 +92,12 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "qemu",
         args: "",
-        about: "the bare-metal NVMe suite on QEMU's aarch64 virt board",
-        run: |r, _| qemu_suite(r),
+        about: "the bare-metal NVMe suites on QEMU's virt boards: aarch64 (with SMMUv3) \
+                and riscv64 (M-mode)",
+        run: |r, _| {
+            qemu_suite(r);
+            qemu_riscv_suite(r);
+        },
     },
     Command {
         name: "linux",
@@ -237,6 +242,7 @@ fn test(r: &mut Runner) {
     miri(r);
     fuzz(r, FuzzTime::Total(CI_FUZZ_SECONDS));
     qemu_suite(r);
+    qemu_riscv_suite(r);
     linux_suite(r);
 }
 
@@ -462,7 +468,42 @@ fn qemu_suite(r: &mut Runner) {
         return r.record(name, Outcome::Pass, 0.0, "");
     }
     let start = std::time::Instant::now();
-    match qemu::run(r.root()) {
+    let result = qemu::run(r.root());
+    record_qemu(r, name, start, result);
+}
+
+/// The bare-metal NVMe suite on QEMU's riscv64 virt board
+/// (platforms/qemu-riscv).
+fn qemu_riscv_suite(r: &mut Runner) {
+    let name = "qemu riscv64 virt NVMe suite";
+    if !qemu_riscv::installed() {
+        let why = format!(
+            "{} not installed (apt-get install {})",
+            qemu_riscv::QEMU,
+            qemu_riscv::PACKAGE
+        );
+        return r.skip(name, &why);
+    }
+    if !r.ensure_target(qemu_riscv::TARGET) {
+        return;
+    }
+    if r.is_dry() {
+        return r.record(name, Outcome::Pass, 0.0, "");
+    }
+    let start = std::time::Instant::now();
+    let result = qemu_riscv::run(r.root());
+    record_qemu(r, name, start, result);
+}
+
+/// Prints a QEMU suite's summary and records its step.
+fn record_qemu(
+    r: &mut Runner,
+    name: &str,
+    start: std::time::Instant,
+    result: Result<qemu::QemuSummary, String>,
+) {
+    let seconds = start.elapsed().as_secs_f64();
+    match result {
         Ok(summary) => {
             summary.print();
             let outcome = if summary.passed() {
@@ -470,14 +511,9 @@ fn qemu_suite(r: &mut Runner) {
             } else {
                 Outcome::Fail
             };
-            r.record(
-                name,
-                outcome,
-                start.elapsed().as_secs_f64(),
-                &summary.problems().join("; "),
-            );
+            r.record(name, outcome, seconds, &summary.problems().join("; "));
         }
-        Err(why) => r.record(name, Outcome::Fail, start.elapsed().as_secs_f64(), &why),
+        Err(why) => r.record(name, Outcome::Fail, seconds, &why),
     }
 }
 

@@ -2,7 +2,7 @@
 //! machine, against QEMU's NVMe controller and SMMUv3.
 //!
 //! [`run`] builds the `dma-qemu-virt` image for `aarch64-unknown-none`,
-//! creates a fresh 16 MiB (sparse) disk image, boots the image under
+//! creates a fresh 32 MiB (sparse) disk image, boots the image under
 //! qemu-system-aarch64 with a wall-clock timeout, parses the lines the
 //! image prints, maps QEMU's exit status (the image's semihosting exit
 //! code), and checks the disk image for the data the guest says it wrote.
@@ -30,14 +30,15 @@ pub const QEMU: &str = "qemu-system-aarch64";
 const TARGET: &str = "aarch64-unknown-none";
 /// The image's package (and binary) name.
 const IMAGE: &str = "dma-qemu-virt";
-/// Size of the fresh disk image: two 8 MiB areas, one per backend (see
+/// Size of the fresh disk image: four 8 MiB areas, one per backend run
+/// (direct, and the IOMMU on the 4, 16 and 64 KiB granules; see
 /// `platforms/qemu-virt/src/image/suite.rs`). The file is sparse.
-const DISK_BYTES: u64 = 16 << 20;
+pub const DISK_BYTES: u64 = 32 << 20;
 /// The NVMe controller: `-net none` keeps it at 00:01.0 (StreamID 8);
 /// `mdts=10` raises QEMU's default MDTS of 7 (512 KiB per command) to
 /// 4 MiB, so one command can need a chain of PRP list pages (more than
 /// 512 entries), which the suite tests.
-const NVME_DEVICE: &str = "nvme,serial=x,drive=d0,mdts=10";
+pub const NVME_DEVICE: &str = "nvme,serial=x,drive=d0,mdts=10";
 /// The NVMe namespace's block size (QEMU's default 512-byte LBAs).
 const BLOCK: u64 = 512;
 /// Wall-clock limit for one QEMU run; a run takes well under a second.
@@ -45,8 +46,13 @@ const WALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// True when qemu-system-aarch64 is on `PATH`.
 pub fn installed() -> bool {
+    on_path(QEMU)
+}
+
+/// True when `program` is on `PATH`.
+pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(QEMU).is_file()))
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// How a test line ended.
@@ -252,7 +258,24 @@ pub fn run(root: &Path) -> Result<QemuSummary, String> {
     let disk = target_dir(root).join("qemu").join("disk.img");
     fresh_disk(&disk)?;
     let (output, exit, wall, stderr) = run_qemu(&elf, &disk)?;
-    let mut summary = parse(&output);
+    summarize(&output, exit, wall, &stderr, &disk)
+}
+
+/// Parses one run's UART `output`, records how QEMU ended (`exit`, `wall`,
+/// its `stderr`), and checks the run's `DISK` claims against the disk
+/// image at `disk`.
+///
+/// # Errors
+///
+/// The disk image cannot be read.
+pub fn summarize(
+    output: &str,
+    exit: Exit,
+    wall: Duration,
+    stderr: &str,
+    disk: &Path,
+) -> Result<QemuSummary, String> {
+    let mut summary = parse(output);
     summary.exit = exit;
     summary.wall = wall;
     summary.notes.extend(
@@ -261,7 +284,7 @@ pub fn run(root: &Path) -> Result<QemuSummary, String> {
             .filter(|l| !l.trim().is_empty())
             .map(|l| format!("qemu: {l}")),
     );
-    let image = fs::read(&disk).map_err(|e| format!("reading {}: {e}", disk.display()))?;
+    let image = fs::read(disk).map_err(|e| format!("reading {}: {e}", disk.display()))?;
     summary.disk = summary
         .disk
         .iter()
@@ -282,24 +305,39 @@ pub fn target_dir(root: &Path) -> PathBuf {
 }
 
 fn build_image(root: &Path) -> Result<PathBuf, String> {
+    build(root, IMAGE, TARGET)
+}
+
+/// Builds the bare-metal image `package` (whose binary has its name) for
+/// `target` in release mode; returns the ELF's path.
+///
+/// # Errors
+///
+/// The build fails or leaves no ELF.
+pub fn build(root: &Path, package: &str, target: &str) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    println!("\n==> qemu image: cargo build -p {IMAGE} --target {TARGET} --release");
+    println!("\n==> qemu image: cargo build -p {package} --target {target} --release");
     let status = Command::new(cargo)
-        .args(["build", "-p", IMAGE, "--target", TARGET, "--release"])
+        .args(["build", "-p", package, "--target", target, "--release"])
         .current_dir(root)
         .status()
         .map_err(|e| format!("running cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("building the {IMAGE} image failed ({status})"));
+        return Err(format!("building the {package} image failed ({status})"));
     }
-    let elf = target_dir(root).join(TARGET).join("release").join(IMAGE);
+    let elf = target_dir(root).join(target).join("release").join(package);
     if !elf.is_file() {
         return Err(format!("the image is missing at {}", elf.display()));
     }
     Ok(elf)
 }
 
-fn fresh_disk(path: &Path) -> Result<(), String> {
+/// Creates (or empties) a sparse [`DISK_BYTES`] disk image at `path`.
+///
+/// # Errors
+///
+/// The file or its directory cannot be created or sized.
+pub fn fresh_disk(path: &Path) -> Result<(), String> {
     let dir = path.parent().expect("the disk image lives in a directory");
     fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let file = fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;

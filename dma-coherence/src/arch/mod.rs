@@ -3,6 +3,7 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+mod cbo;
 #[cfg(target_arch = "riscv64")]
 pub mod riscv64;
 #[cfg(target_arch = "x86_64")]

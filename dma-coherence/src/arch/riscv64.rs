@@ -19,15 +19,20 @@
 //!
 //! There is no architectural register holding the block size: it comes
 //! from the platform (the device tree's `riscv,cbom-block-size`, or the
-//! SoC manual), so it is a constructor argument. The instructions are
-//! assembled with `.option arch, +zicbom`, so the crate builds for targets
-//! whose baseline (`riscv64gc`) lacks the extension; only running them
-//! needs it (and, below M-mode, the `menvcfg`/`senvcfg` enables).
+//! SoC manual), so it is a constructor argument.
+//!
+//! The instructions are emitted as words from the `arch::cbo` module (`.4byte`,
+//! base address in `a0`) instead of mnemonics, so the encodings a hart
+//! runs are the ones that module's host tests check against the CMO
+//! specification, and the crate builds for targets whose baseline
+//! (`riscv64gc`) lacks the extension. Only running them needs it (and,
+//! below M-mode, the `menvcfg`/`senvcfg` enables).
 
 use core::arch::asm;
 
 use dma_core::Result;
 
+use super::cbo;
 use crate::{cache_lines, CacheMaintenance};
 
 /// riscv64 Zicbom cache-block maintenance.
@@ -59,18 +64,18 @@ impl ZicbomMaintenance {
 }
 
 macro_rules! cbo_loop {
-    ($op:literal, $va:expr, $len:expr, $block:expr) => {
+    ($word:expr, $va:expr, $len:expr, $block:expr) => {
         for addr in cache_lines($va, $len, $block) {
             // No `nomem`: memory may change as far as the compiler knows.
             // SAFETY: the constructor's caller promised Zicbom is enabled; the
             // method's caller that the range is mapped and (invalidate) owned.
+            // The word is a `cbo.*` on the block whose address is in a0
+            // (checked by `super::cbo`'s tests), touching no register.
             unsafe {
                 asm!(
-                    ".option push",
-                    ".option arch, +zicbom",
-                    concat!("cbo.", $op, " ({})"),
-                    ".option pop",
-                    in(reg) addr,
+                    ".4byte {word}",
+                    word = const $word,
+                    in("a0") addr,
                     options(nostack, preserves_flags),
                 )
             };
@@ -107,21 +112,21 @@ unsafe impl CacheMaintenance for ZicbomMaintenance {
 
     #[inline]
     unsafe fn clean(&self, va: usize, len: usize) {
-        cbo_loop!("clean", va, len, self.block);
+        cbo_loop!(cbo::CLEAN_A0, va, len, self.block);
         fence_after();
     }
 
     #[inline]
     unsafe fn invalidate(&self, va: usize, len: usize) {
         fence_before_drop();
-        cbo_loop!("inval", va, len, self.block);
+        cbo_loop!(cbo::INVAL_A0, va, len, self.block);
         fence_after();
     }
 
     #[inline]
     unsafe fn clean_invalidate(&self, va: usize, len: usize) {
         fence_before_drop();
-        cbo_loop!("flush", va, len, self.block);
+        cbo_loop!(cbo::FLUSH_A0, va, len, self.block);
         fence_after();
     }
 }

@@ -142,7 +142,9 @@ impl X86Maintenance {
             }
             FlushInsn::Clflush => {
                 for addr in cache_lines(va, len, self.line) {
-                    // SAFETY: as above; probe saw CLFLUSH in CPUID.
+                    // SAFETY: the caller of the trait method promises the range is mapped
+                    // and, for an invalidate, owns its lines; probe saw CLFLUSH in CPUID
+                    // (only then is `FlushInsn::Clflush` chosen). No `nomem`.
                     unsafe {
                         asm!("clflush [{}]", in(reg) addr, options(nostack, preserves_flags))
                     };

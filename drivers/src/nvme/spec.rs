@@ -541,9 +541,9 @@ mod tests {
         assert_eq!(doorbell_offset(1, false, 0), 0x1008);
         assert_eq!(doorbell_offset(1, true, 2), 0x1000 + 3 * 16);
         let mut page = [0u32; 16];
+        // The page is read back only after the last write through the slice.
         // SAFETY: 64 bytes of u32 cells, live for the test; WriteOnly<u32>
-        // is an UnsafeCell<u32>, and the page is read back only after the
-        // last write through the slice.
+        // is a transparent UnsafeCell<u32>.
         let regs: &[WriteOnly<u32>] =
             unsafe { core::slice::from_raw_parts(page.as_mut_ptr().cast(), 16) };
         let array = NvmeDoorbellArray::new(regs, 1).unwrap();

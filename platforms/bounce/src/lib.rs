@@ -297,10 +297,10 @@ unsafe impl<P: DmaMap, M: PhysMemory> DmaMap for BouncePlatform<P, M> {
             slots: 0,
             offset: pool_offset % SLOT_SIZE,
         };
-        // SAFETY: the caller promises the mapping is live and the range in it.
         // An error means the environment no longer translates the original
         // it translated at map; the trait cannot report it here, and unmap's
         // copy will.
+        // SAFETY: the caller promises the mapping is live and the range in it.
         let _ = unsafe { self.copy(&pool, p, m, offset, len, false) };
     }
 

@@ -278,7 +278,9 @@ impl<P: DmaMap> Checked<P> {
                 // mapped and the range was checked to lie inside it; the
                 // caller promises the device is done with it.
                 SyncPoint::ForCpu => unsafe { self.inner.sync_for_cpu(&m, offset, len) },
-                // SAFETY: as above.
+                // SAFETY: `m` is the live record of what the inner platform
+                // mapped and the range was checked to lie inside it; the
+                // caller promises the CPU is done with it before the device.
                 SyncPoint::ForDevice => unsafe { self.inner.sync_for_device(&m, offset, len) },
             }
         }

@@ -353,7 +353,8 @@ fn sync_sg_with_a_different_entry_count() {
         }]
     ));
     // The right count is quiet.
-    // SAFETY: as above.
+    // SAFETY: `sg` is the live table `map_table` mapped, and no device
+    // is attached, so it is idle.
     unsafe { p.sync_sg_for_cpu(&sg, DmaDirection::FromDevice, DmaAttrs::empty()) };
     assert!(p.reports().is_empty());
     // SAFETY: the table as mapped.

@@ -94,7 +94,8 @@ fn the_same_buffer_mapped_twice_for_the_device_to_read() {
     let buf = vec![0u8; 256];
     let phys = PhysAddr::new(buf.as_ptr() as u64);
     let dir = DmaDirection::ToDevice;
-    // SAFETY: as above.
+    // SAFETY: `buf` outlives both mappings, which are unmapped before it is
+    // dropped; both let the device only read it, and no device is attached.
     unsafe {
         let a = p.map(phys, 256, dir, DmaAttrs::empty()).unwrap();
         let b = p.map(phys, 128, dir, DmaAttrs::empty()).unwrap();

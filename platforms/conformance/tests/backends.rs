@@ -9,6 +9,7 @@ use dma_coherence::{CacheMaintenance, HardwareCoherent};
 use dma_conformance::{conformance, Env};
 use dma_core::{DmaMap, HostMemory, Result};
 use dma_direct::{BusOffset, DirectPlatform};
+use dma_iommu::pgtable::vmsav8::{Format, Granule, Stage};
 use dma_iommu::soft::SoftIommu;
 use dma_iommu::{
     Asid, Deferred, DeviceId, DomainConfig, InvalidationPolicy, IommuPlatform, Strict,
@@ -32,14 +33,28 @@ where
     C: CacheMaintenance + Clone,
     F: InvalidationPolicy,
 {
+    iommu_with(env, cache, policy, Format::default())
+}
+
+/// The IOMMU backend on tables of `format` (the software IOMMU walks any).
+fn iommu_with<C, F>(env: &Env, cache: C, policy: F, format: Format) -> Result<Iommu<C, F>>
+where
+    C: CacheMaintenance + Clone,
+    F: InvalidationPolicy,
+{
     IommuPlatform::new(
         HostMemory,
         cache,
         SoftIommu::new(HostMemory, 16),
         policy,
         env.constraints,
-        DomainConfig::new(DeviceId(1), Asid(1)),
+        DomainConfig::new(DeviceId(1), Asid(1)).with_format(format),
     )
+}
+
+/// A stage-1 format of `granule` and `bits` of input.
+fn format(granule: Granule, bits: u32) -> Format {
+    Format::new(granule, bits, Stage::One).expect("32..=48 input bits")
 }
 
 fn bounce<P: DmaMap>(inner: Result<P>) -> Result<BouncePlatform<P, HostMemory>> {
@@ -67,6 +82,19 @@ with_and_without_check! {
         |env: &Env| iommu(env, HardwareCoherent, Deferred::<8>::new());
     bounce_direct_coherent, checked_bounce_direct_coherent:
         |env: &Env| bounce(direct(env, HardwareCoherent));
+}
+
+// The other granules, and a smaller input size, on both cache policies:
+// the granule is the IOVA page, so every size and alignment rule meets it.
+with_and_without_check! {
+    iommu_64k_strict_coherent, checked_iommu_64k_strict_coherent:
+        |env: &Env| iommu_with(env, HardwareCoherent, Strict, format(Granule::K64, 48));
+    iommu_64k_deferred_noncoherent, checked_iommu_64k_deferred_noncoherent:
+        |env: &Env| iommu_with(env, env.cache(), Deferred::<8>::new(), format(Granule::K64, 48));
+    iommu_16k_strict_noncoherent, checked_iommu_16k_strict_noncoherent:
+        |env: &Env| iommu_with(env, env.cache(), Strict, format(Granule::K16, 40));
+    iommu_16k_deferred_coherent, checked_iommu_16k_deferred_coherent:
+        |env: &Env| iommu_with(env, HardwareCoherent, Deferred::<8>::new(), format(Granule::K16, 48));
 }
 
 with_and_without_check! {

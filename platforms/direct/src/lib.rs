@@ -286,19 +286,19 @@ unsafe impl<M: PhysMemory, C: CacheMaintenance> DmaMap for DirectPlatform<M, C> 
 
     #[inline(always)]
     unsafe fn sync_for_cpu(&self, mapping: &RawMapping, offset: usize, len: usize) {
-        // SAFETY: live mapping, range inside it (the caller's contract).
         // An error means the environment no longer translates a range it
         // translated at map; the trait has no way to report it here, and
         // unmap's sync will.
+        // SAFETY: live mapping, range inside it (the caller's contract).
         let _ = unsafe { self.core().sync(mapping, offset, len, SyncPoint::ForCpu) };
     }
 
     #[inline(always)]
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
-        // SAFETY: live mapping, range inside it (the caller's contract).
         // An error means the environment no longer translates a range it
         // translated at map; the trait has no way to report it here, and
         // unmap's sync will.
+        // SAFETY: live mapping, range inside it (the caller's contract).
         let _ = unsafe { self.core().sync(mapping, offset, len, SyncPoint::ForDevice) };
     }
 }

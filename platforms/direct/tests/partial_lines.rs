@@ -298,7 +298,8 @@ fn shared_edge_lines_cannot_be_maintained_safely() {
     };
 
     let m = setup();
-    // SAFETY: as above.
+    // SAFETY: the range lies inside the model's own window (a software
+    // cache over `window`); no hardware maintenance runs.
     unsafe { m.invalidate(m.base + 16, 112) };
     assert_eq!(m.cpu_read(16, 112), vec![DEVICE; 112]);
     assert_eq!(
@@ -308,7 +309,8 @@ fn shared_edge_lines_cannot_be_maintained_safely() {
     );
 
     let m = setup();
-    // SAFETY: as above.
+    // SAFETY: the range lies inside the model's own window (a software
+    // cache over `window`); no hardware maintenance runs.
     unsafe { m.clean_invalidate(m.base + 16, 112) };
     assert_eq!(m.cpu_read(0, 16), vec![NEIGHBOUR_2; 16]);
     assert_eq!(

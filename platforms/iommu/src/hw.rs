@@ -9,6 +9,7 @@
 use dma_core::{DmaAddr, PhysAddr, Result};
 
 use crate::fault::{DeviceId, Fault};
+use crate::pgtable::vmsav8::Format;
 
 /// The address space identifier that tags a domain's IOTLB entries (an
 /// SMMUv3 CD's ASID).
@@ -20,10 +21,16 @@ pub struct Asid(pub u16);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TableFormat {
-    /// Arm VMSAv8-64 stage 1, 4 KiB granule
-    /// ([`vmsav8`](crate::pgtable::vmsav8)).
-    Vmsav8Stage1 {
-        /// The MAIR value the descriptors' AttrIndx refers to (CD.MAIR0).
+    /// Arm VMSAv8-64 ([`vmsav8`](crate::pgtable::vmsav8)) of `format`:
+    /// granule (an SMMUv3 CD's TG0, an STE's S2TG), input size (T0SZ,
+    /// S2T0SZ; equal to [`DomainContext::ias_bits`]) and stage.
+    Vmsav8 {
+        /// Granule, input size and stage: where the walk starts and how
+        /// the leaves' attributes read.
+        format: Format,
+        /// The MAIR value stage-1 descriptors' AttrIndx refers to
+        /// (CD.MAIR0); stage-2 descriptors carry their attributes
+        /// themselves and ignore it.
         mair: u64,
     },
 }

@@ -63,6 +63,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+mod aligned;
 pub mod fault;
 pub mod hw;
 pub mod invalidate;

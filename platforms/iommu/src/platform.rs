@@ -6,22 +6,30 @@ use core::ptr::NonNull;
 use dma_coherence::{CacheMaintenance, PhysicalCore, SyncPoint};
 use dma_core::{
     CoherentRegion, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs, DmaDirection, DmaMap, Error,
-    ErrorKind, Pages, PhysAddr, PhysMemory, RawMapping, Result, SgEntry,
+    ErrorKind, PhysAddr, PhysMemory, RawMapping, Result, SgEntry,
 };
 
+use crate::aligned::{AlignedAlloc, Block};
 use crate::fault::{DeviceId, Fault};
 use crate::hw::{Asid, DomainContext, IommuHardware, TableFormat};
 use crate::invalidate::{Deferred, InvalidationPolicy};
 use crate::iova::{CpuId, IovaAllocator, IovaRange};
-use crate::pgtable::vmsav8::{self, Vmsav8Table};
+use crate::pgtable::vmsav8::{self, Format, Vmsav8Table};
 use crate::pgtable::{IoPageTable, Prot};
 use spin::Mutex;
 
-/// Page shift of the IOVA space: the tables' 4 KiB granule.
-const PAGE_SHIFT: u32 = 12;
-const PAGE: u64 = 1 << PAGE_SHIFT;
-
 /// How a domain is set up.
+///
+/// ```
+/// use dma_iommu::pgtable::vmsav8::{Format, Granule, Stage};
+/// use dma_iommu::{Asid, DeviceId, DomainConfig};
+///
+/// // 64 KiB pages and a 42-bit IOVA space, as an SMMUv3 on a 64 KiB kernel.
+/// let config = DomainConfig::new(DeviceId(8), Asid(1))
+///     .with_format(Format::new(Granule::K64, 42, Stage::One)?);
+/// assert_eq!(config.format.granule().size(), 0x1_0000);
+/// # Ok::<(), dma_core::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct DomainConfig {
     /// The device, as the IOMMU names it (StreamID).
@@ -33,17 +41,28 @@ pub struct DomainConfig {
     /// Which of them the caller is on (the CPU number in a kernel; any
     /// index no two concurrent callers share). The default says 0.
     pub current_cpu: fn() -> CpuId,
+    /// The page-table format: granule, input size, stage. The granule is
+    /// also the IOVA page: every mapping covers whole granules.
+    pub format: Format,
 }
 
 impl DomainConfig {
-    /// One device, one context, one CPU.
+    /// One device, one context, one CPU, and the default format
+    /// ([`Format::STAGE1_4K_48`]: 4 KiB granule, 48-bit IOVAs, stage 1).
     pub const fn new(device: DeviceId, asid: Asid) -> Self {
         Self {
             device,
             asid,
             cpus: 1,
             current_cpu: || CpuId(0),
+            format: Format::STAGE1_4K_48,
         }
+    }
+
+    /// The same configuration with the tables in `format` (whether the
+    /// hardware walks it is the hardware's to say at attach).
+    pub const fn with_format(self, format: Format) -> Self {
+        Self { format, ..self }
     }
 }
 
@@ -57,6 +76,14 @@ impl DomainConfig {
 /// cacheable and skips maintenance; a non-coherent policy maps it
 /// non-cacheable, cleans and invalidates buffers per the sync plan and
 /// cleans every table write) and the hardware `H`.
+///
+/// The tables' [`Format`] comes from [`DomainConfig::format`]: the 4 KiB
+/// stage-1 default, or any granule, input size (the IOVA window's top) and
+/// stage the hardware walks. The granule is the IOVA page, so a mapping
+/// gives the device every granule its buffer touches: with 64 KiB pages a
+/// device may reach up to 64 KiB around a small buffer (as under Linux's
+/// `iommu-dma`); put the bounce platform in front for a device that must
+/// not. Coherent allocations are whole granules of their own.
 ///
 /// A device access to an unmapped or read-only IOVA faults in the
 /// hardware; [`take_fault`](Self::take_fault) and
@@ -73,7 +100,11 @@ where
     hw: H,
     ctx: DomainContext,
     constraints: DeviceConstraints,
+    /// log2 of the granule, the IOVA page.
+    shift: u32,
     table: Mutex<Vmsav8Table<M, C>>,
+    /// Coherent allocations, aligned to the granule.
+    coherent: Mutex<AlignedAlloc<M>>,
     iova: IovaAllocator,
     policy: Mutex<F>,
     current_cpu: fn() -> CpuId,
@@ -86,15 +117,17 @@ where
     H: IommuHardware,
     F: InvalidationPolicy,
 {
-    /// Creates the device's domain (empty tables, an IOVA window from 4 KiB
-    /// up to the lower of the device's mask and the 48-bit input size; page
-    /// 0 stays unmapped so a zero DMA address is never valid) and attaches
-    /// it to the hardware.
+    /// Creates the device's domain (empty tables of `config.format`, an
+    /// IOVA window from one granule up to the lower of the device's mask
+    /// and the format's input size; IOVA page 0 stays unmapped so a zero
+    /// DMA address is never valid) and attaches it to the hardware.
     ///
     /// # Errors
     ///
     /// [`InvalidConstraints`](ErrorKind::InvalidConstraints) when the mask
-    /// leaves no IOVA page; the table's and the hardware's errors.
+    /// leaves no IOVA page; the table's errors; the hardware's, among them
+    /// [`Unsupported`](ErrorKind::Unsupported) for a format it cannot
+    /// walk.
     pub fn new(
         memory: M,
         cache: C,
@@ -103,35 +136,49 @@ where
         constraints: DeviceConstraints,
         config: DomainConfig,
     ) -> Result<Self> {
-        let table = Vmsav8Table::new(memory.clone(), cache.clone())?;
-        let top = constraints.dma_mask().min((1 << vmsav8::IAS_BITS) - 1);
-        let end_pfn = (top >> PAGE_SHIFT) + u64::from(top & (PAGE - 1) == PAGE - 1);
+        let format = config.format;
+        let table = Vmsav8Table::with_format(memory.clone(), cache.clone(), format)?;
+        let shift = format.granule().shift();
+        let page = format.granule().size();
+        let top = constraints.dma_mask().min((1 << format.ias_bits()) - 1);
+        let end_pfn = (top >> shift) + u64::from(top & (page - 1) == page - 1);
         let align_order = constraints
             .alignment()
-            .max(PAGE)
+            .max(page)
             .trailing_zeros()
-            .saturating_sub(PAGE_SHIFT);
+            .saturating_sub(shift);
         let iova = IovaAllocator::new(1, end_pfn, config.cpus, align_order)?;
         let ctx = DomainContext {
             device: config.device,
             asid: config.asid,
             root: table.root(),
             ias_bits: table.ias_bits(),
-            format: TableFormat::Vmsav8Stage1 { mair: vmsav8::MAIR },
+            format: TableFormat::Vmsav8 {
+                format,
+                mair: vmsav8::MAIR,
+            },
             walk_coherent: table.walk_is_coherent(),
         };
         hw.attach(&ctx)?;
         Ok(Self {
+            coherent: Mutex::new(AlignedAlloc::new(memory.clone())),
             memory,
             cache,
             hw,
             ctx,
             constraints,
+            shift,
             table: Mutex::new(table),
             iova,
             policy: Mutex::new(policy),
             current_cpu: config.current_cpu,
         })
+    }
+
+    /// The IOVA page: the tables' granule, which every mapping covers
+    /// whole.
+    pub fn granule(&self) -> u64 {
+        1 << self.shift
     }
 
     /// What the hardware was given: root table, ASID, format, MAIR.
@@ -222,7 +269,7 @@ where
         let cpu = self.cpu();
         self.policy
             .lock()
-            .unmapped(&self.hw, self.ctx.asid, range, PAGE_SHIFT, &mut |r| {
+            .unmapped(&self.hw, self.ctx.asid, range, self.shift, &mut |r| {
                 self.iova.free(cpu, r)
             })
     }
@@ -244,7 +291,7 @@ where
     /// number of pages it touches.
     fn span(&self, phys: PhysAddr, len: usize) -> Result<(u64, u64)> {
         dma_coherence::check_span(phys, len)?;
-        let offset = phys.offset_in(PAGE);
+        let offset = phys.offset_in(self.granule());
         // The IOVA keeps the offset within the page, so it must already
         // satisfy the device's alignment; no placement can fix it (the
         // bounce layer can).
@@ -256,13 +303,19 @@ where
             .at(phys.as_u64())
             .len(len as u64));
         }
-        Ok((offset, (offset + len as u64).div_ceil(PAGE)))
+        Ok((offset, (offset + len as u64).div_ceil(self.granule())))
     }
 
     /// Checks that `pages` pages at `iova` translate to `pages` at `phys`
     /// (the first and the last page), i.e. that this is a live mapping.
-    fn check_live(table: &Vmsav8Table<M, C>, iova: u64, phys: u64, pages: u64) -> Result<()> {
-        let last = (pages - 1) * PAGE;
+    fn check_live(
+        &self,
+        table: &Vmsav8Table<M, C>,
+        iova: u64,
+        phys: u64,
+        pages: u64,
+    ) -> Result<()> {
+        let last = (pages - 1) * self.granule();
         let ok = table.iova_to_phys(iova).map(PhysAddr::as_u64) == Some(phys)
             && table.iova_to_phys(iova + last).map(PhysAddr::as_u64) == Some(phys + last);
         if ok {
@@ -287,7 +340,7 @@ where
         }
         let fits = match (self.constraints.boundary(), self.iova.footprint(0, pages)) {
             (None, _) => true,
-            (Some(b), Some(f)) => f.pages.next_power_of_two().saturating_mul(PAGE) <= b,
+            (Some(b), Some(f)) => f.pages.next_power_of_two().saturating_mul(self.granule()) <= b,
             (Some(_), None) => false,
         };
         Ok(fits.then_some(pages))
@@ -360,7 +413,7 @@ where
         self.core().prepare_map(phys, len, dir)?;
         let (offset, pages) = self.span(phys, len)?;
         let range = self.alloc_iova(pages)?;
-        let iova = range.start(PAGE_SHIFT);
+        let iova = range.start(self.shift);
         let dma = DmaAddr::new(iova + offset);
         if self.constraints.crosses_boundary(dma, len as u64) {
             self.iova.free(self.cpu(), range);
@@ -376,7 +429,7 @@ where
         let mapped = unsafe {
             self.table
                 .lock()
-                .map(iova, page, pages * PAGE, self.prot(dir))
+                .map(iova, page, pages * self.granule(), self.prot(dir))
         };
         if let Err(e) = mapped {
             // Never visible to the device: no invalidation needed.
@@ -404,7 +457,7 @@ where
 
     unsafe fn unmap(&self, mapping: &RawMapping) -> Result<()> {
         let (offset, pages) = self.span(mapping.phys, mapping.len)?;
-        if mapping.dma.offset_in(PAGE) != offset {
+        if mapping.dma.offset_in(self.granule()) != offset {
             return Err(Error::new(
                 ErrorKind::NotMapped,
                 "device address and buffer disagree on the page offset",
@@ -415,7 +468,7 @@ where
         let phys = mapping.phys.as_u64() - offset;
         {
             let table = self.table.lock();
-            Self::check_live(&table, iova, phys, pages)?;
+            self.check_live(&table, iova, phys, pages)?;
         }
         // SAFETY: checked live; the caller's contract says the device stopped.
         // A failure (the environment no longer translates the buffer) is
@@ -424,12 +477,12 @@ where
         let mut table = self.table.lock();
         // Checked again under the same lock as the unmap, so two racing
         // unmaps of one mapping cannot both succeed.
-        Self::check_live(&table, iova, phys, pages)?;
-        table.unmap(iova, pages * PAGE)?;
+        self.check_live(&table, iova, phys, pages)?;
+        table.unmap(iova, pages * self.granule())?;
         drop(table);
         let range = self
             .iova
-            .footprint(iova >> PAGE_SHIFT, pages)
+            .footprint(iova >> self.shift, pages)
             .ok_or(Error::new(ErrorKind::NotMapped, "impossible IOVA span"))?;
         self.retire(range)?;
         synced
@@ -475,16 +528,16 @@ where
             return unsafe { self.map_sg_each(entries, dir, attrs) };
         };
         let range = self.alloc_iova(total)?;
-        let base = range.start(PAGE_SHIFT);
+        let base = range.start(self.shift);
         let prot = self.prot(dir);
         let mut cursor = base;
         let mut table = self.table.lock();
         for e in entries.iter_mut() {
-            let offset = e.phys.offset_in(PAGE);
-            let pages = (offset + e.len as u64).div_ceil(PAGE);
+            let offset = e.phys.offset_in(self.granule());
+            let pages = (offset + e.len as u64).div_ceil(self.granule());
             let page = PhysAddr::new(e.phys.as_u64() - offset);
             // SAFETY: the caller owns every entry until unmap_sg.
-            if let Err(err) = unsafe { table.map(cursor, page, pages * PAGE, prot) } {
+            if let Err(err) = unsafe { table.map(cursor, page, pages * self.granule(), prot) } {
                 if cursor > base {
                     let _ = table.unmap(base, cursor - base);
                 }
@@ -494,7 +547,7 @@ where
                 return Err(err);
             }
             e.dma = DmaAddr::new(cursor + offset);
-            cursor += pages * PAGE;
+            cursor += pages * self.granule();
         }
         drop(table);
         for e in entries.iter() {
@@ -529,7 +582,7 @@ where
             }
             return result;
         };
-        let base = first.dma.as_u64() - first.dma.offset_in(PAGE);
+        let base = first.dma.as_u64() - first.dma.offset_in(self.granule());
         {
             // Every entry must be where map_sg put it before anything goes.
             let table = self.table.lock();
@@ -543,8 +596,8 @@ where
                     )
                     .at(e.dma.as_u64()));
                 }
-                Self::check_live(&table, cursor, e.phys.as_u64() - offset, pages)?;
-                cursor += pages * PAGE;
+                self.check_live(&table, cursor, e.phys.as_u64() - offset, pages)?;
+                cursor += pages * self.granule();
             }
         }
         let mut synced = Ok(());
@@ -557,17 +610,17 @@ where
             }
         }
         let mut table = self.table.lock();
-        Self::check_live(
+        self.check_live(
             &table,
             base,
-            first.phys.as_u64() - first.phys.offset_in(PAGE),
+            first.phys.as_u64() - first.phys.offset_in(self.granule()),
             1,
         )?;
-        table.unmap(base, total * PAGE)?;
+        table.unmap(base, total * self.granule())?;
         drop(table);
         let range = self
             .iova
-            .footprint(base >> PAGE_SHIFT, total)
+            .footprint(base >> self.shift, total)
             .ok_or(Error::new(ErrorKind::NotMapped, "impossible IOVA span"))?;
         self.retire(range)?;
         synced
@@ -592,72 +645,81 @@ where
                 "zero-sized coherent allocation",
             ));
         }
-        let count = size.div_ceil(PAGE as usize);
+        let count = size.div_ceil(self.granule() as usize);
+        // Rounded up to whole granules, the size must still be a size.
+        let bytes = (count as u64)
+            .checked_mul(self.granule())
+            .filter(|&b| usize::try_from(b).is_ok())
+            .ok_or(
+                Error::new(
+                    ErrorKind::OutOfMemory,
+                    "coherent allocation too large once rounded up to whole IOMMU granules",
+                )
+                .len(size as u64),
+            )?;
         let cacheability = self.core().coherent_cacheability(attrs);
-        let pages = self
-            .memory
-            .alloc_pages(count, cacheability, (1 << vmsav8::OAS_BITS) - 1)?;
-        let free_pages = || {
-            // SAFETY: just allocated and never given to the device.
-            unsafe { self.memory.free_pages(pages) }
+        // Whole granules of our own: the mapping exposes nothing else.
+        let block = self
+            .coherent
+            .lock()
+            .alloc(bytes, self.granule(), cacheability)?;
+        let free_block = || {
+            // SAFETY: just allocated with these arguments and never given to
+            // the device.
+            unsafe { self.coherent.lock().free(block, bytes, cacheability) }
         };
         let range = match self.alloc_iova(count as u64) {
             Ok(r) => r,
             Err(e) => {
-                free_pages();
+                free_block();
                 return Err(e);
             }
         };
-        let iova = range.start(PAGE_SHIFT);
+        let iova = range.start(self.shift);
         let prot = self.prot(DmaDirection::Bidirectional);
-        // SAFETY: the pages are ours until free_coherent.
-        let mapped = unsafe {
-            self.table
-                .lock()
-                .map(iova, pages.phys, count as u64 * PAGE, prot)
-        };
+        // SAFETY: the block is ours until free_coherent.
+        let mapped = unsafe { self.table.lock().map(iova, block.phys, bytes, prot) };
         if let Err(e) = mapped {
             self.iova.free(self.cpu(), range);
-            free_pages();
+            free_block();
             return Err(e);
         }
         Ok(CoherentRegion {
-            cpu: pages.cpu,
+            cpu: block.cpu,
             dma: DmaAddr::new(iova),
-            size: count * PAGE as usize,
+            size: bytes as usize,
         })
     }
 
     unsafe fn free_coherent(&self, region: CoherentRegion, attrs: DmaAttrs) -> Result<()> {
         let phys = self.memory.virt_to_phys(region.cpu, region.size)?;
-        let count = region.size.div_ceil(PAGE as usize) as u64;
+        let count = region.size.div_ceil(self.granule() as usize) as u64;
+        let bytes = count * self.granule();
         let iova = region.dma.as_u64();
         {
             let mut table = self.table.lock();
-            if !region.dma.is_aligned(PAGE) {
+            if !region.dma.is_aligned(self.granule()) {
                 return Err(Error::new(ErrorKind::NotMapped, "not a coherent allocation").at(iova));
             }
-            Self::check_live(&table, iova, phys.as_u64(), count)?;
-            table.unmap(iova, count * PAGE)?;
+            self.check_live(&table, iova, phys.as_u64(), count)?;
+            table.unmap(iova, bytes)?;
         }
         // The pages go back to the environment now, so the IOTLB must
         // forget them now, whatever the streaming policy.
-        self.hw
-            .invalidate_range(self.ctx.asid, region.dma, count * PAGE);
+        self.hw.invalidate_range(self.ctx.asid, region.dma, bytes);
         self.hw.sync()?;
-        if let Some(range) = self.iova.footprint(iova >> PAGE_SHIFT, count) {
+        if let Some(range) = self.iova.footprint(iova >> self.shift, count) {
             self.iova.free(self.cpu(), range);
         }
-        // SAFETY: the caller promises the region came from alloc_coherent
-        // with these attrs: these are those pages, unmapped and invalidated.
-        unsafe {
-            self.memory.free_pages(Pages {
-                cpu: region.cpu,
-                phys,
-                count: count as usize,
-                cacheability: self.core().coherent_cacheability(attrs),
-            })
+        let block = Block {
+            cpu: region.cpu,
+            phys,
         };
+        let cacheability = self.core().coherent_cacheability(attrs);
+        // SAFETY: the caller promises the region came from alloc_coherent
+        // with these attrs, so this is the block allocated there for
+        // `bytes` with this cacheability, now unmapped and invalidated.
+        unsafe { self.coherent.lock().free(block, bytes, cacheability) };
         Ok(())
     }
 }

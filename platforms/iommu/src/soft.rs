@@ -34,11 +34,20 @@ pub enum Command {
     Sync,
 }
 
+/// One cached leaf, whole (as hardware caches it): an invalidation that
+/// touches any part of it drops all of it.
 #[derive(Clone, Copy, Debug)]
 struct TlbEntry {
     asid: Asid,
-    page: u64,
+    /// The leaf's first IOVA; `translation.phys` is where it goes.
+    base: u64,
     translation: Translation,
+}
+
+impl TlbEntry {
+    fn end(&self) -> u64 {
+        self.base + self.translation.size
+    }
 }
 
 struct State {
@@ -71,8 +80,8 @@ pub struct SoftIommu<M: PhysMemory> {
 }
 
 impl<M: PhysMemory> SoftIommu<M> {
-    /// A model with an IOTLB of `tlb_entries` pages (0 caches nothing),
-    /// replaced first-in first-out.
+    /// A model with an IOTLB of `tlb_entries` leaves (pages or blocks; 0
+    /// caches nothing), replaced first-in first-out.
     pub fn new(memory: M, tlb_entries: usize) -> Self {
         Self {
             memory,
@@ -124,33 +133,37 @@ impl<M: PhysMemory> SoftIommu<M> {
             s.faults.push_back(f);
             return Err(f);
         };
-        let page = iova.as_u64() & !(vmsav8::GRANULE - 1);
+        let at = iova.as_u64();
         let cached = s
             .tlb
             .iter()
-            .find(|e| e.asid == ctx.asid && e.page == page)
-            .map(|e| e.translation);
-        let translation = match cached {
-            Some(t) => Ok(t),
-            None => self.walk(&ctx, page),
+            .find(|e| e.asid == ctx.asid && (e.base..e.end()).contains(&at))
+            .copied();
+        let entry = match cached {
+            Some(e) => Ok(e),
+            None => self.walk(&ctx, at).map(|t| {
+                let base = at & !(t.size - 1);
+                let phys = PhysAddr::new(t.phys.as_u64() - (at - base));
+                TlbEntry {
+                    asid: ctx.asid,
+                    base,
+                    translation: Translation { phys, ..t },
+                }
+            }),
         };
-        let result = translation.and_then(|t| {
-            t.check(access)?;
-            Ok(t)
+        let result = entry.and_then(|e| {
+            e.translation.check(access)?;
+            Ok(e)
         });
         match result {
-            Ok(t) => {
+            Ok(e) => {
                 if cached.is_none() && self.tlb_entries > 0 {
                     if s.tlb.len() == self.tlb_entries {
                         s.tlb.pop_front();
                     }
-                    s.tlb.push_back(TlbEntry {
-                        asid: ctx.asid,
-                        page,
-                        translation: t,
-                    });
+                    s.tlb.push_back(e);
                 }
-                Ok(PhysAddr::new(t.phys.as_u64() + (iova.as_u64() - page)))
+                Ok(PhysAddr::new(e.translation.phys.as_u64() + (at - e.base)))
             }
             Err(kind) => {
                 let f = fault(kind);
@@ -161,8 +174,8 @@ impl<M: PhysMemory> SoftIommu<M> {
     }
 
     fn walk(&self, ctx: &DomainContext, iova: u64) -> core::result::Result<Translation, FaultKind> {
-        let TableFormat::Vmsav8Stage1 { .. } = ctx.format;
-        vmsav8::walk(&vmsav8::Format::STAGE1_4K_48, ctx.root, iova, |at| {
+        let TableFormat::Vmsav8 { format, .. } = ctx.format;
+        vmsav8::walk(&format, ctx.root, iova, |at| {
             let p = self.memory.phys_to_virt(at, 8).ok()?;
             if p.as_ptr() as usize % 8 != 0 {
                 return None;
@@ -221,6 +234,8 @@ impl<M: PhysMemory> SoftIommu<M> {
         let mut done = 0;
         while done < len {
             let at = DmaAddr::new(iova.as_u64() + done as u64);
+            // 4 KiB steps: no leaf of any granule is smaller, so each step
+            // is physically contiguous.
             let room = (vmsav8::GRANULE - at.offset_in(vmsav8::GRANULE)) as usize;
             let n = room.min(len - done);
             let phys = self.translate(device, at, access)?;
@@ -277,7 +292,7 @@ unsafe impl<M: PhysMemory> IommuHardware for SoftIommu<M> {
         let mut s = self.state.lock();
         let (start, end) = (iova.as_u64(), iova.as_u64().saturating_add(size));
         s.tlb
-            .retain(|e| e.asid != asid || e.page + vmsav8::GRANULE <= start || e.page >= end);
+            .retain(|e| e.asid != asid || e.end() <= start || e.base >= end);
         Self::record(&mut s, Command::InvalidateRange(asid, iova, size));
     }
 

@@ -20,7 +20,12 @@
 //!   creation and deletion, over any `dma-core` platform;
 //! - [`uart`], [`timer`], [`report`]: console, timeouts, and the test
 //!   protocol the image prints and `cargo xtask qemu` parses (with the
-//!   semihosting exit).
+//!   semihosting exit);
+//! - [`nvme_suite`]: the architecture-independent NVMe checks through
+//!   `dma-drivers`' block driver, which the riscv64 board
+//!   (`platforms/qemu-riscv`) runs on its own console and clock; with
+//!   [`pci`], [`memory`], [`timer`]'s `TimerWait` and [`report`] it is
+//!   what the boards share.
 //!
 //! The binary target is the test image itself; it only means something for
 //! `aarch64-unknown-none`, where `cargo xtask qemu` builds and runs it. It
@@ -63,6 +68,7 @@ pub mod error;
 pub mod memmap;
 pub mod memory;
 pub mod mmu;
+pub mod nvme_suite;
 pub mod pci;
 pub mod report;
 pub mod smmu;

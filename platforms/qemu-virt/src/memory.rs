@@ -9,6 +9,10 @@ use dma_core::{Cacheability, Error, ErrorKind, Pages, PhysAddr, PhysMemory};
 /// The size of the pages the pools hand out.
 pub const PAGE_SIZE: usize = 4096;
 
+/// Why a board without a non-cacheable pool refuses uncached pages.
+const NO_UNCACHED_POOL: &str =
+    "the board maps no non-cacheable memory: use a hardware-coherent cache policy";
+
 /// A linear translation between CPU and physical addresses over one range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinearMap {
@@ -111,6 +115,11 @@ impl<const WORDS: usize> PagePool<WORDS> {
         Self::set(&mut self.used.lock(), first, count, false);
     }
 
+    /// Pages the pool manages.
+    pub const fn pages(&self) -> usize {
+        self.pages
+    }
+
     /// Pages currently handed out.
     pub fn used_pages(&self) -> usize {
         self.used
@@ -173,6 +182,25 @@ impl BoardMemory {
         }
     }
 
+    /// Memory over `ram` with one cached pool of `pages` pages at physical
+    /// `cached` (at most [`CACHED_WORDS`]` * 64`) and no non-cacheable
+    /// memory: for a board whose devices snoop the CPU caches and which
+    /// maps nothing uncached (riscv64 `virt` in M-mode, where main memory
+    /// is cacheable by its PMAs). Uncached requests are refused.
+    ///
+    /// # Safety
+    ///
+    /// `ram` is an exact translation of memory the CPU can access; the pool
+    /// lies inside it, is used by nothing else, and only this value hands
+    /// it out.
+    pub const unsafe fn cached_only(ram: LinearMap, cached: u64, pages: usize) -> Self {
+        Self {
+            ram,
+            cached: PagePool::new(cached, pages),
+            uncached: PagePool::new(0, 0),
+        }
+    }
+
     /// Pages handed out from the (cached, non-cacheable) pools.
     pub fn used_pages(&self) -> (usize, usize) {
         (self.cached.used_pages(), self.uncached.used_pages())
@@ -201,6 +229,9 @@ unsafe impl PhysMemory for BoardMemory {
         }
         let phys = match cacheability {
             Cacheability::Cached => self.cached.alloc(count, max_phys)?,
+            Cacheability::Uncached if self.uncached.pages() == 0 => {
+                return Err(Error::new(ErrorKind::Unsupported, NO_UNCACHED_POOL))
+            }
             Cacheability::Uncached => self.uncached.alloc(count, max_phys)?,
             Cacheability::WriteCombine => {
                 return Err(Error::new(
@@ -343,6 +374,35 @@ mod tests {
         // SAFETY: `d` is a live allocation of one page.
         let first = unsafe { d.cpu.as_ptr().read() };
         assert_eq!(first, 0, "reused pages are zeroed");
+    }
+
+    #[test]
+    fn a_cached_only_board_refuses_uncached_pages() {
+        let ram = TestRam::new();
+        let map = LinearMap {
+            cpu: ram.ptr as usize,
+            phys: PHYS,
+            len: POOLS as u64,
+        };
+        // SAFETY: the allocation is ours and outlives the memory.
+        let m = unsafe { BoardMemory::cached_only(map, PHYS, 4) };
+        let e = m
+            .alloc_pages(1, Cacheability::Uncached, u64::MAX)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.message().contains("hardware-coherent"), "{e:?}");
+        let a = m.alloc_pages(4, Cacheability::Cached, u64::MAX).unwrap();
+        assert_eq!(a.phys.as_u64(), PHYS);
+        assert_eq!(
+            m.alloc_pages(1, Cacheability::Cached, u64::MAX)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::OutOfMemory,
+            "the pool has the pages it was given, no more"
+        );
+        // SAFETY: allocated above, freed once.
+        unsafe { m.free_pages(a) };
+        assert_eq!(m.used_pages(), (0, 0));
     }
 
     #[test]

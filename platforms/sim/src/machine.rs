@@ -23,11 +23,13 @@ pub enum Translation {
     /// No IOMMU: device address = physical address through a fixed bus
     /// offset ([`BusOffset::IDENTITY`] on the presets).
     Direct(BusOffset),
-    /// Behind the sim's IOMMU: stage-1 tables rooted at this physical
+    /// Behind the sim's IOMMU: tables of `regime` rooted at this physical
     /// address (the table must lie in [`SimMemory`](crate::SimMemory)).
     Iommu {
-        /// Physical address of the level-0 table.
+        /// Physical address of the initial table.
         root: PhysAddr,
+        /// Granule, input size, stage and initial level of the walk.
+        regime: iommu::Regime,
     },
     /// Every access is refused (an IOMMU stream with no context attached).
     Blocked,
@@ -512,7 +514,7 @@ impl State {
                 Ok((phys, u64::MAX))
             }
             Translation::Blocked => Err(FaultKind::Translation { level: 0 }),
-            Translation::Iommu { root } => {
+            Translation::Iommu { root, regime } => {
                 let page_off = dma % iommu::GRANULE;
                 let leaf = match entry.iotlb.lookup(dma) {
                     Some(leaf) => {
@@ -522,7 +524,7 @@ impl State {
                     None => {
                         self.stats.iommu_walks += 1;
                         let allocations = &self.allocations;
-                        let leaf = iommu::walk(root.as_u64(), dma, access, |a| {
+                        let leaf = iommu::walk_regime(&regime, root.as_u64(), dma, access, |a| {
                             read_table_word(allocations, a)
                         })?;
                         self.devices[device.0 as usize].iotlb.insert(dma, leaf);

@@ -8,6 +8,9 @@ use dma_iommu::{
     Asid, DomainConfig, DomainContext, IommuHardware, IommuPlatform, Strict, TableFormat,
 };
 
+use dma_iommu::pgtable::vmsav8::{Format, Stage};
+
+use crate::iommu::Regime;
 use crate::machine::Translation;
 use crate::{Access, DeviceId, FaultKind, Sim, SimCache, SimMemory, SimPlatform};
 
@@ -58,15 +61,16 @@ unsafe impl IommuHardware for SimIommu {
                 "no such device on the sim",
             ));
         }
-        if !matches!(ctx.format, TableFormat::Vmsav8Stage1 { .. }) || ctx.ias_bits > 48 {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "the sim walks VMSAv8-64 stage 1, 48-bit input",
-            ));
-        }
+        let regime = regime(&ctx.format).ok_or(Error::new(
+            ErrorKind::Unsupported,
+            "the sim walks VMSAv8-64 tables of 4, 16 or 64 KiB granules and 25 to 48 input bits",
+        ))?;
         self.sim.set_translation(
             DeviceId(ctx.device.0),
-            Translation::Iommu { root: ctx.root },
+            Translation::Iommu {
+                root: ctx.root,
+                regime,
+            },
         );
         self.attached
             .lock()
@@ -127,6 +131,19 @@ unsafe impl IommuHardware for SimIommu {
     }
 }
 
+/// The sim walker's regime for a `dma-iommu` table format: the same facts
+/// (granule, input size, stage, initial level) in the walker's own terms.
+fn regime(format: &TableFormat) -> Option<Regime> {
+    let TableFormat::Vmsav8 { format, .. } = format else {
+        return None;
+    };
+    let (shift, bits) = (format.granule().shift(), format.ias_bits());
+    match format.stage() {
+        Stage::One => Regime::stage1(shift, bits),
+        Stage::Two => Regime::stage2(shift, bits, format.start_level()),
+    }
+}
+
 /// The IOMMU-translated preset's platform: `dma-iommu`'s backend (its
 /// tables, IOVA allocator and strict invalidation) on sim memory and the
 /// sim's cache, translating through the sim's IOMMU.
@@ -135,7 +152,8 @@ pub type IommuTranslatedPlatform =
 
 impl Sim {
     /// The IOMMU-translated preset for `device` (composes with the
-    /// machine's cache policy: coherent or not).
+    /// machine's cache policy: coherent or not), on the default 4 KiB
+    /// stage-1 tables.
     ///
     /// # Errors
     ///
@@ -145,14 +163,30 @@ impl Sim {
         device: DeviceId,
         constraints: DeviceConstraints,
     ) -> Result<IommuTranslatedPlatform> {
+        self.iommu_platform_with(device, constraints, Format::default())
+    }
+
+    /// The IOMMU-translated preset on tables of `format`: any granule,
+    /// input size and stage, which the sim's own walker follows.
+    ///
+    /// # Errors
+    ///
+    /// As for [`iommu_platform`](Self::iommu_platform).
+    pub fn iommu_platform_with(
+        &self,
+        device: DeviceId,
+        constraints: DeviceConstraints,
+        format: Format,
+    ) -> Result<IommuTranslatedPlatform> {
         let id = dma_iommu::DeviceId(device.index());
+        let config = DomainConfig::new(id, Asid(device.index() as u16 + 1)).with_format(format);
         let inner = IommuPlatform::new(
             self.memory(),
             self.cache(),
             SimIommu::new(self),
             Strict,
             constraints,
-            DomainConfig::new(id, Asid(device.index() as u16 + 1)),
+            config,
         )?;
         Ok(self.attach(device, inner))
     }

@@ -323,7 +323,9 @@ pub struct Bar {
 // SAFETY: the mapping is device memory reached only through volatile
 // register accesses; which thread issues them does not matter.
 unsafe impl Send for Bar {}
-// SAFETY: as above; tock-registers' registers are `Sync` cells.
+// SAFETY: `&Bar` gives only volatile whole-register accesses through
+// tock-registers' cells, which are atomic with respect to each other on the
+// bus; concurrent register accesses are the driver's protocol, not UB.
 unsafe impl Sync for Bar {}
 
 impl Bar {

@@ -128,7 +128,8 @@ impl Harness {
             // SAFETY: nothing walks these tables for real; `phys` is a label.
             unsafe { self.pt.map_page(iova, PhysAddr::new(phys), len, prot) }
         } else {
-            // SAFETY: as above.
+            // SAFETY: nothing walks these tables for real (no device is
+            // attached); `phys` is only a label the model compares.
             unsafe { self.pt.map(iova, PhysAddr::new(phys), len, prot) }
         };
         let valid = self.valid(iova, len) && prot.intersects(Prot::READ | Prot::WRITE);

@@ -29,20 +29,19 @@
 
 mod desc;
 mod format;
-mod pages;
 
 use core::fmt;
 
 use dma_coherence::{barrier, CacheMaintenance};
-use dma_core::{Error, ErrorKind, PhysAddr, PhysMemory, Result};
+use dma_core::{Cacheability, Error, ErrorKind, PhysAddr, PhysMemory, Result};
 
+use crate::aligned::{AlignedAlloc, Block as TableMem};
 pub use desc::{
     Decoded, DescBits, Descriptor, ADDR_MASK, MAIR, MAIR_IDX_CACHED, MAIR_IDX_DEVICE,
     MAIR_IDX_NON_CACHEABLE, S2_MEMATTR_CACHED, S2_MEMATTR_DEVICE, S2_MEMATTR_NON_CACHEABLE,
     SH_INNER, SH_OUTER,
 };
 pub use format::{Format, Granule, Stage, LAST_LEVEL, OAS_BITS};
-use pages::{TableAllocator, TableMem};
 
 use super::{IoPageTable, Leaf, Prot};
 use crate::fault::{Access, FaultKind};
@@ -185,7 +184,7 @@ pub fn walk(
 /// [`root`](IoPageTable::root) detaches it first
 /// (the IOMMU platform does).
 pub struct Vmsav8Table<M: PhysMemory, C: CacheMaintenance> {
-    alloc: TableAllocator<M>,
+    alloc: AlignedAlloc<M>,
     cache: C,
     format: Format,
     root: TableMem,
@@ -217,8 +216,9 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
     /// [`Unsupported`](ErrorKind::Unsupported) when a table is larger than
     /// the environment's page and the `alloc` feature is off.
     pub fn with_format(memory: M, cache: C, format: Format) -> Result<Self> {
-        let mut alloc = TableAllocator::new(memory);
-        let root = alloc.alloc(format.table_bytes(format.start_level()))?;
+        let mut alloc = AlignedAlloc::new(memory);
+        let bytes = format.table_bytes(format.start_level());
+        let root = alloc.alloc(bytes, bytes, Cacheability::Cached)?;
         let table = Self {
             alloc,
             cache,
@@ -311,7 +311,8 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
 
     /// A zeroed table for `level`, not yet linked.
     fn alloc_table(&mut self, level: u8) -> Result<TableMem> {
-        let table = self.alloc.alloc(self.format.table_bytes(level))?;
+        let bytes = self.format.table_bytes(level);
+        let table = self.alloc.alloc(bytes, bytes, Cacheability::Cached)?;
         self.tables += 1;
         Ok(table)
     }
@@ -561,7 +562,7 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
         // root, from `alloc` of the same size), is reachable from the root
         // exactly once, and is freed once here; the owner (Drop) guarantees
         // the IOMMU no longer walks it.
-        unsafe { self.alloc.free(table, bytes) };
+        unsafe { self.alloc.free(table, bytes, Cacheability::Cached) };
     }
 }
 

@@ -1,7 +1,9 @@
 //! The in-image tests, in order: the board's bring-up (each step needs
 //! the earlier ones, so a failed one ends the run), then the NVMe data
 //! tests of `io` under the IOMMU backend (with the fault-after-unmap test)
-//! and under the direct backend, each on a freshly reset controller.
+//! once per translation granule the SMMU offers (4, 16 and 64 KiB; a SKIP
+//! for one it lacks), and under the direct backend, each on a freshly
+//! reset controller.
 
 use alloc::format;
 use alloc::string::String;
@@ -12,13 +14,14 @@ use dma_coherence::CacheMaintenance;
 use dma_core::{DmaAlloc, DmaBuf, DmaMap, FromDevice, StreamingMapping};
 use dma_direct::DirectPlatform;
 use dma_drivers::nvme::spec::io_opcode as opcode;
+use dma_iommu::pgtable::vmsav8::{Format, Granule, Stage};
 use dma_iommu::{
     Access, Asid, DeviceId, DomainConfig, FaultKind, IommuHardware, IommuPlatform, Strict,
 };
 use dma_qemu_virt::driver::{read_write, NSID};
 use dma_qemu_virt::memory::BoardMemory;
 use dma_qemu_virt::report::{ExitCode, Reporter};
-use dma_qemu_virt::smmu::SmmuIommu;
+use dma_qemu_virt::smmu::{ContextDescriptor, SmmuIommu};
 use dma_qemu_virt::timer::{Clock, GenericTimer};
 use dma_qemu_virt::BoardError;
 
@@ -75,8 +78,15 @@ pub fn run() -> ExitCode {
     r.outcome::<_, String>(
         "smmu.features",
         Ok(format!(
-            "SIDSIZE {} OAS {} CMDQS {} EVENTQS {} coherent {}",
-            f.sid_bits, f.oas, f.cmdq_log2_max, f.eventq_log2_max, f.coherent
+            "SIDSIZE {} OAS {} CMDQS {} EVENTQS {} coherent {} granules 4K {} 16K {} 64K {}",
+            f.sid_bits,
+            f.oas,
+            f.cmdq_log2_max,
+            f.eventq_log2_max,
+            f.coherent,
+            f.granule_4k,
+            f.granule_16k,
+            f.granule_64k
         )),
     );
 
@@ -85,7 +95,16 @@ pub fn run() -> ExitCode {
     // The IOMMU backend first: a device told a wrong address there faults
     // in the SMMU; under the direct backend it writes wherever it was told,
     // possibly over this image, so a broken encoding is best met last.
-    iommu(&mut r, board, sid);
+    for run in IOMMU_RUNS {
+        if f.supports(run.granule) {
+            iommu(&mut r, board, sid, run);
+        } else {
+            r.skip(
+                &format!("{}.all", run.name),
+                "the SMMU lacks this granule (SMMU_IDR5); QEMU 7.2 offers 4, 16 and 64 KiB",
+            );
+        }
+    }
     direct(&mut r, board, sid);
     let off = board.smmu.lock().disable(&board.clock);
     r.outcome(
@@ -140,45 +159,107 @@ fn direct(r: &mut Reporter<Console>, board: &Board, sid: u32) {
     );
 }
 
+/// One run of the IOMMU tests: the tables' granule, the name prefix of its
+/// tests, and where on the disk it writes.
+#[derive(Clone, Copy)]
+struct IommuRun {
+    name: &'static str,
+    granule: Granule,
+    disk: io::DiskLayout,
+}
+
+/// Every granule, each on its own 8 MiB of the disk (the direct backend's
+/// is the first), so every run's data is checked on its own.
+const IOMMU_RUNS: [IommuRun; 3] = [
+    IommuRun {
+        name: "iommu_4k",
+        granule: Granule::K4,
+        disk: io::DiskLayout {
+            base: 16384,
+            seed: 0x200,
+        },
+    },
+    IommuRun {
+        name: "iommu_16k",
+        granule: Granule::K16,
+        disk: io::DiskLayout {
+            base: 2 * 16384,
+            seed: 0x300,
+        },
+    },
+    IommuRun {
+        name: "iommu_64k",
+        granule: Granule::K64,
+        disk: io::DiskLayout {
+            base: 3 * 16384,
+            seed: 0x400,
+        },
+    },
+];
+
 /// The IOMMU backend: `dma-iommu`'s platform over the SMMU, whose stage-1
-/// walks use `dma-iommu`'s VMSAv8-64 tables; every queue, list page and
-/// buffer address the controller sees is an IOVA.
-fn iommu(r: &mut Reporter<Console>, board: &Board, sid: u32) {
+/// walks use `dma-iommu`'s VMSAv8-64 tables of `run`'s granule (48-bit
+/// IOVAs); every queue, list page and buffer address the controller sees is
+/// an IOVA.
+fn iommu(r: &mut Reporter<Console>, board: &Board, sid: u32, run: IommuRun) {
+    let t = |test: &str| format!("{}.{test}", run.name);
     let Ok(constraints) = io::constraints() else {
         return;
     };
-    let platform = IommuPlatform::new(
-        board.memory,
-        Aarch64Maintenance::el1(),
-        &board.smmu,
-        Strict,
-        constraints,
-        DomainConfig::new(DeviceId(sid), Asid(1)),
-    );
+    let config = Format::new(run.granule, 48, Stage::One)
+        .map(|format| DomainConfig::new(DeviceId(sid), Asid(1)).with_format(format));
+    let platform = config.and_then(|config| {
+        IommuPlatform::new(
+            board.memory,
+            Aarch64Maintenance::el1(),
+            &board.smmu,
+            Strict,
+            constraints,
+            config,
+        )
+    });
+    let cd = board
+        .smmu
+        .lock()
+        .context_descriptor(sid)
+        .unwrap_or(ContextDescriptor::INVALID);
     let ok = r.outcome(
-        "iommu.attach",
+        &t("attach"),
         platform
             .as_ref()
-            .map(|p| {
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|p| {
                 let c = p.context();
-                format!(
-                    "STE {sid} -> CD: TTB0 {} IAS {} ASID {} walk coherent {}",
-                    c.root, c.ias_bits, c.asid.0, c.walk_coherent
-                )
-            })
-            .map_err(|e| format!("{e:?}")),
+                let summary = format!(
+                    "STE {sid} -> CD: TTB0 {} IAS {} TG0 {:?} ASID {} walk coherent {}",
+                    c.root,
+                    c.ias_bits,
+                    cd.granule(),
+                    c.asid.0,
+                    c.walk_coherent
+                );
+                // What the SMMU reads back must be what the tables are.
+                if cd.is_valid()
+                    && cd.granule() == Some(run.granule)
+                    && cd.input_bits() == c.ias_bits
+                {
+                    Ok(summary)
+                } else {
+                    Err(format!("CD disagrees with the tables: {summary}"))
+                }
+            }),
     );
     let Ok(platform) = platform else { return };
     if !ok {
         return;
     }
-    io::run(r, board, "iommu", &platform, IOMMU_DISK, |r, s| {
-        fault_after_unmap(r, s, &platform, sid, IOMMU_DISK.base);
+    io::run(r, board, run.name, &platform, run.disk, |r, s| {
+        fault_after_unmap(r, s, &platform, sid, run);
     });
     drop(platform);
     let fault = board.smmu.take_fault(DeviceId(sid));
     r.outcome(
-        "iommu.detach",
+        &t("detach"),
         match fault {
             None => Ok(String::from(
                 "STE aborts, ASID invalidated, no stray faults",
@@ -188,14 +269,10 @@ fn iommu(r: &mut Reporter<Console>, board: &Board, sid: u32) {
     );
 }
 
-/// Disk areas: 8 MiB apart, so each backend's data is checked on its own.
+/// The direct backend's disk area (the IOMMU runs' follow it).
 const DIRECT_DISK: io::DiskLayout = io::DiskLayout {
     base: 0,
     seed: 0x100,
-};
-const IOMMU_DISK: io::DiskLayout = io::DiskLayout {
-    base: 16384,
-    seed: 0x200,
 };
 
 type BoardIommu<'a> = IommuPlatform<
@@ -208,14 +285,17 @@ type BoardIommu<'a> = IommuPlatform<
 /// Maps a buffer, unmaps it (the strict policy invalidates the IOTLB and
 /// syncs), then has the controller write to the stale IOVA: the SMMU must
 /// block every access and record F_TRANSLATION events, while QEMU's NVMe
-/// still completes the command with success.
+/// still completes the command with success. The buffer is one granule, so
+/// nothing else shares its page.
 fn fault_after_unmap<P: DmaMap + DmaAlloc + Clone>(
     r: &mut Reporter<Console>,
     s: &mut io::Session<'_, P>,
     platform: &BoardIommu<'_>,
     sid: u32,
-    lba: u64,
+    run: IommuRun,
 ) {
+    let lba = run.disk.base;
+    let granule = run.granule.size() as usize;
     let outcome = (|| -> core::result::Result<String, String> {
         let e = |e: BoardError| format!("{e}");
         let mut stale = 0;
@@ -225,7 +305,7 @@ fn fault_after_unmap<P: DmaMap + DmaAlloc + Clone>(
         if stale != 0 {
             return Err(format!("{stale} faults before the test"));
         }
-        let buf = DmaBuf::new(4096, 4096).map_err(|x| format!("{x:?}"))?;
+        let buf = DmaBuf::new(granule, granule).map_err(|x| format!("{x:?}"))?;
         let map = StreamingMapping::<_, FromDevice, _>::map(platform, buf)
             .map_err(|x| format!("{:?}", x.error))?;
         let iova = map.dma_addr();
@@ -251,7 +331,7 @@ fn fault_after_unmap<P: DmaMap + DmaAlloc + Clone>(
         let expected = f.kind == FaultKind::Translation { level: None }
             && f.device == DeviceId(sid)
             && f.access == Access::Write
-            && f.iova.as_u64() & !0xfff == iova.as_u64() & !0xfff;
+            && f.iova.as_u64() & !(granule as u64 - 1) == iova.as_u64();
         if !expected {
             return Err(format!("unexpected fault {f} for IOVA {iova}"));
         }
@@ -271,7 +351,7 @@ fn fault_after_unmap<P: DmaMap + DmaAlloc + Clone>(
             status.is_success()
         ))
     })();
-    r.outcome("iommu.fault_after_unmap", outcome);
+    r.outcome(&format!("{}.fault_after_unmap", run.name), outcome);
 }
 
 fn board_overflows(platform: &BoardIommu<'_>) -> u32 {

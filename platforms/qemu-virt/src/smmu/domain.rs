@@ -3,11 +3,13 @@
 //! `dma-iommu`'s [`IommuPlatform`](dma_iommu::IommuPlatform) owns the page
 //! tables and the IOVA space and asks the hardware for four things, each of
 //! which is one SMMUv3 operation here (Arm IHI 0070 E.a):
-//! - attach: a stage-1 context descriptor with the table root, T0SZ and
-//!   MAIR, and the STE pointing at it, each followed by CMD_CFGI_* and
+//! - attach: a stage-1 context descriptor with the table root, TG0 and
+//!   T0SZ from the tables' format (4, 16 or 64 KiB granule, as SMMU_IDR5
+//!   allows) and MAIR, and the STE pointing at it, each followed by CMD_CFGI_* and
 //!   CMD_SYNC ([`Smmu::attach_stage1`], §3.21.3);
-//! - invalidate: CMD_TLBI_NH_VA per page, or CMD_TLBI_NH_ASID for long
-//!   ranges (§4.4.2-4.4.4), published without waiting;
+//! - invalidate: CMD_TLBI_NH_VA per granule of the ASID's tables, or
+//!   CMD_TLBI_NH_ASID for long ranges (§4.4.2-4.4.4), published without
+//!   waiting;
 //! - sync: CMD_SYNC, waiting until the SMMU consumed it (§4.7.3);
 //! - faults: the event queue's translation-stage records (§7.3), decoded
 //!   into `dma-iommu` [`Fault`]s.
@@ -17,8 +19,10 @@
 //! behind a spin lock: [`lock`](SmmuIommu::lock) hands it out.
 
 use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 
 use dma_core::{DmaAddr, PhysMemory};
+use dma_iommu::pgtable::vmsav8::Stage;
 use dma_iommu::{
     Access, Asid, DeviceId, DomainContext, Fault, FaultKind, IommuHardware, TableFormat,
 };
@@ -32,7 +36,9 @@ use crate::BoardError;
 /// command rather than hundreds.
 pub const TLBI_VA_LIMIT_PAGES: u64 = 64;
 
-const PAGE: u64 = 4096;
+/// The step of a range invalidation for an ASID no attached domain uses:
+/// the smallest granule, so every leaf in the range is hit.
+const SMALLEST_GRANULE: u64 = 4096;
 
 /// The board's SMMU behind a lock, implementing [`IommuHardware`].
 pub struct SmmuIommu<M: PhysMemory, K: Clock> {
@@ -49,6 +55,9 @@ struct Inner<M: PhysMemory> {
     others: VecDeque<Fault>,
     /// Event-queue overflows already reported as `FaultKind::Overflow`.
     overflows_reported: u32,
+    /// The granule of each attached ASID's tables (the step of its
+    /// CMD_TLBI_NH_VA: one command per leaf).
+    granules: Vec<(u16, u64)>,
 }
 
 impl<M: PhysMemory, K: Clock> SmmuIommu<M, K> {
@@ -60,6 +69,7 @@ impl<M: PhysMemory, K: Clock> SmmuIommu<M, K> {
                 deferred_error: None,
                 others: VecDeque::new(),
                 overflows_reported: 0,
+                granules: Vec::new(),
             }),
             clock,
         }
@@ -107,23 +117,31 @@ impl<M: PhysMemory> core::ops::DerefMut for SmmuGuard<'_, M> {
 /// The stage-1 configuration for `ctx`, checked against what the SMMU can
 /// walk: `dma-iommu` says whether its tables are cleaned to memory after
 /// every write (`walk_coherent = false`: the SMMU then walks them
-/// non-cacheable) or left in the CPU caches (the SMMU must snoop).
+/// non-cacheable) or left in the CPU caches (the SMMU must snoop). The
+/// granule is checked against SMMU_IDR5 at attach.
 ///
 /// # Errors
 ///
 /// [`BoardError::Unsupported`] for a table format other than VMSAv8-64
 /// stage 1, or coherent walks on an SMMU without COHACC;
-/// [`BoardError::InvalidArgument`] for an input size a CD cannot hold or
-/// an ASID beyond 16 bits (it is 16 bits already).
+/// [`BoardError::InvalidArgument`] when the context's input size is not
+/// its format's.
 pub fn stage1_config(ctx: &DomainContext, smmu_coherent: bool) -> crate::Result<Stage1Config> {
-    let mair = match ctx.format {
-        TableFormat::Vmsav8Stage1 { mair } => mair,
-        _ => {
-            return Err(BoardError::Unsupported(
-                "page-table formats other than VMSAv8-64 stage 1",
-            ))
-        }
+    let TableFormat::Vmsav8 { format, mair } = ctx.format else {
+        return Err(BoardError::Unsupported(
+            "page-table formats other than VMSAv8-64",
+        ));
     };
+    if format.stage() != Stage::One {
+        return Err(BoardError::Unsupported(
+            "stage-2 tables (this driver programs stage-1 context descriptors; QEMU 7.2's SMMUv3 has stage 1 only)",
+        ));
+    }
+    if ctx.ias_bits != format.ias_bits() {
+        return Err(BoardError::InvalidArgument(
+            "the context's input size must be its table format's",
+        ));
+    }
     let walk = if ctx.walk_coherent {
         if !smmu_coherent {
             return Err(BoardError::Unsupported("coherent table walks (COHACC)"));
@@ -132,11 +150,9 @@ pub fn stage1_config(ctx: &DomainContext, smmu_coherent: bool) -> crate::Result<
     } else {
         WalkAttrs::NonCacheable
     };
-    let input_bits = u8::try_from(ctx.ias_bits)
-        .map_err(|_| BoardError::InvalidArgument("input address size 25..=48 bits"))?;
     Ok(Stage1Config {
         ttb0: ctx.root.as_u64(),
-        input_bits,
+        format,
         mair,
         asid: ctx.asid.0,
         walk,
@@ -174,7 +190,9 @@ pub fn fault_of(event: &Event) -> Fault {
 // CD whose TTB0 is the context's root (the STE is broken to abort first,
 // so nothing passes untranslated in between); detach points the STE at
 // abort and invalidates the ASID before returning; invalidations are
-// CMD_TLBI_NH_VA (Leaf = 0, so walk caches too) or CMD_TLBI_NH_ASID, and
+// CMD_TLBI_NH_VA (Leaf = 0, so walk caches too) at every granule of the
+// range, the ASID's table granule or else the smallest one, so each leaf it
+// touches is named, or CMD_TLBI_NH_ASID, and
 // `sync` returns Ok only after a CMD_SYNC queued behind them was consumed,
 // with any error from an earlier command reported instead; faults come
 // from the event queue, and an overflow of it is reported as a
@@ -184,6 +202,9 @@ unsafe impl<M: PhysMemory, K: Clock> IommuHardware for SmmuIommu<M, K> {
         let mut inner = self.inner.lock();
         let cfg = stage1_config(ctx, inner.smmu.features().coherent)?;
         inner.smmu.attach_stage1(ctx.device.0, &cfg, &self.clock)?;
+        let granule = cfg.format.granule().size();
+        inner.granules.retain(|&(asid, _)| asid != cfg.asid);
+        inner.granules.push((cfg.asid, granule));
         if !inner.smmu.is_enabled() {
             inner.smmu.enable(&self.clock)?;
         }
@@ -196,21 +217,27 @@ unsafe impl<M: PhysMemory, K: Clock> IommuHardware for SmmuIommu<M, K> {
             .smmu
             .set_abort(ctx.device.0, &self.clock)
             .and_then(|()| inner.smmu.invalidate_asid(ctx.asid.0, &self.clock));
+        inner.granules.retain(|&(asid, _)| asid != ctx.asid.0);
         Self::record(&mut inner, result);
     }
 
     fn invalidate_range(&self, asid: Asid, iova: DmaAddr, size: u64) {
         let mut inner = self.inner.lock();
-        let first = iova.as_u64() & !(PAGE - 1);
+        let page = inner
+            .granules
+            .iter()
+            .find(|&&(a, _)| a == asid.0)
+            .map_or(SMALLEST_GRANULE, |&(_, g)| g);
+        let first = iova.as_u64() & !(page - 1);
         let end = iova.as_u64().saturating_add(size);
-        let pages = end.saturating_sub(first).div_ceil(PAGE);
+        let pages = end.saturating_sub(first).div_ceil(page);
         let result = if pages > TLBI_VA_LIMIT_PAGES {
             inner
                 .smmu
                 .push(&[super::Command::tlbi_nh_asid(asid.0)], &self.clock)
         } else {
             (0..pages).try_for_each(|i| {
-                let cmd = super::Command::tlbi_nh_va(asid.0, first + i * PAGE);
+                let cmd = super::Command::tlbi_nh_va(asid.0, first + i * page);
                 inner.smmu.push(&[cmd], &self.clock)
             })
         };

@@ -3,8 +3,10 @@
 //! configuration and TLB invalidation, and the event queue for faults.
 //!
 //! The page tables a context descriptor points at are not this driver's:
-//! it takes their root address and MAIR ([`Stage1Config`]) from whoever
-//! builds them (the `dma-iommu` backend).
+//! it takes their root address, format (granule and input size, which set
+//! CD.TG0 and T0SZ) and MAIR ([`Stage1Config`]) from whoever builds them
+//! (the `dma-iommu` backend), and refuses a granule SMMU_IDR5 does not
+//! offer.
 //!
 //! The SMMU caches STEs, CDs and translations; after any change this driver
 //! issues the matching CMD_CFGI_* or CMD_TLBI_* followed by CMD_SYNC and
@@ -22,6 +24,7 @@ use core::time::Duration;
 
 use dma_coherence::barrier;
 use dma_core::{Cacheability, Pages, PhysMemory};
+use dma_iommu::pgtable::vmsav8::Granule;
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 
 pub use command::Command;
@@ -32,7 +35,7 @@ use regs::{
     SmmuPage0, SmmuPage1, CR0, CR1, GERROR, IDR0, IDR1, IDR5, QUEUE_BASE, STRTAB_BASE,
     STRTAB_BASE_CFG,
 };
-pub use table::{ContextDescriptor, Stage1Config, Ste, StreamConfig, WalkAttrs};
+pub use table::{tg0, ContextDescriptor, Stage1Config, Ste, StreamConfig, WalkAttrs};
 
 use crate::timer::{wait_for, Clock};
 use crate::{BoardError, Result};
@@ -60,6 +63,10 @@ pub struct SmmuFeatures {
     pub oas: u8,
     /// 4 KiB translation granule.
     pub granule_4k: bool,
+    /// 16 KiB translation granule.
+    pub granule_16k: bool,
+    /// 64 KiB translation granule.
+    pub granule_64k: bool,
     /// Queue or table bases are fixed by the implementation.
     pub preset_bases: bool,
 }
@@ -80,14 +87,26 @@ impl SmmuFeatures {
             eventq_log2_max: idr1.read(IDR1::EVENTQS) as u8,
             oas: idr5.read(IDR5::OAS) as u8,
             granule_4k: idr5.is_set(IDR5::GRAN4K),
+            granule_16k: idr5.is_set(IDR5::GRAN16K),
+            granule_64k: idr5.is_set(IDR5::GRAN64K),
             preset_bases: idr1.is_set(IDR1::QUEUES_PRESET) || idr1.is_set(IDR1::TABLES_PRESET),
         }
     }
 
     /// The CD.IPS value: the output size, capped at 48 bits (encoding 5),
-    /// the largest a 4 KiB-granule table without LPA2 can produce.
+    /// the largest `dma-iommu`'s tables produce (no FEAT_LPA or LPA2).
     pub fn ips(&self) -> u8 {
         self.oas.min(5)
+    }
+
+    /// Whether the SMMU walks tables of `granule` (SMMU_IDR5.GRAN4K,
+    /// GRAN16K, GRAN64K).
+    pub fn supports(&self, granule: Granule) -> bool {
+        match granule {
+            Granule::K4 => self.granule_4k,
+            Granule::K16 => self.granule_16k,
+            Granule::K64 => self.granule_64k,
+        }
     }
 }
 
@@ -154,8 +173,9 @@ impl<M: PhysMemory> Smmu<M> {
     /// # Errors
     ///
     /// [`BoardError::Unsupported`] when the SMMU lacks stage 1, AArch64
-    /// tables, the 4 KiB granule, programmable bases, or coherency for
-    /// write-back memory; [`BoardError::InvalidArgument`] for sizes beyond
+    /// tables, programmable bases, or coherency for write-back memory
+    /// (the translation granule is checked at
+    /// [`attach_stage1`](Self::attach_stage1)); [`BoardError::InvalidArgument`] for sizes beyond
     /// its limits; [`BoardError::Dma`] when `mem` has no pages;
     /// [`BoardError::Timeout`] when the SMMU does not acknowledge.
     pub unsafe fn new(
@@ -167,7 +187,9 @@ impl<M: PhysMemory> Smmu<M> {
         let page0 = base.cast::<SmmuPage0>();
         // SAFETY: `base` maps both 64 KiB pages (the caller's contract).
         let page1 = unsafe { base.add(regs::PAGE1_OFFSET) }.cast::<SmmuPage1>();
-        // SAFETY: as above; the fields are volatile cells.
+        // SAFETY: `page0` is `base`, which maps the SMMU's register pages
+        // (the caller's contract) for the life of `self`; the fields are
+        // volatile cells, so a shared reference reads no device memory.
         let p0 = unsafe { page0.as_ref() };
         let features = SmmuFeatures::decode(p0.idr0.get(), p0.idr1.get(), p0.idr5.get());
         Self::check(&features, &config)?;
@@ -210,9 +232,6 @@ impl<M: PhysMemory> Smmu<M> {
         }
         if !f.aarch64_tables {
             return Err(BoardError::Unsupported("AArch64 translation tables"));
-        }
-        if !f.granule_4k {
-            return Err(BoardError::Unsupported("the 4 KiB granule"));
         }
         if f.preset_bases {
             return Err(BoardError::Unsupported(
@@ -385,6 +404,20 @@ impl<M: PhysMemory> Smmu<M> {
         }
     }
 
+    /// Stream `sid`'s context descriptor as the SMMU reads it from memory
+    /// (`None` beyond the stream table), to check what was programmed.
+    pub fn context_descriptor(&self, sid: u32) -> Option<ContextDescriptor> {
+        self.check_sid(sid).ok()?;
+        let base = self.cds.cpu.as_ptr().cast::<u64>();
+        let mut cd = ContextDescriptor::INVALID;
+        for (i, word) in cd.0.iter_mut().enumerate() {
+            // SAFETY: the CD array has one 64-byte slot per STE and `sid` is
+            // in range (checked); volatile, as the SMMU reads it.
+            *word = unsafe { base.add(sid as usize * 8 + i).read_volatile() };
+        }
+        Some(cd)
+    }
+
     /// Replaces stream `sid`'s STE: break (V = 0, invalidate) when the old
     /// entry was valid, then make, then invalidate again (§3.21.3).
     fn replace_ste(&mut self, sid: u32, ste: &Ste, clock: &impl Clock) -> Result<()> {
@@ -425,8 +458,10 @@ impl<M: PhysMemory> Smmu<M> {
     ///
     /// # Errors
     ///
-    /// [`BoardError::InvalidArgument`] for a StreamID beyond the table or a
-    /// configuration a CD cannot express; command-queue errors.
+    /// [`BoardError::Unsupported`] for a granule the SMMU lacks
+    /// (SMMU_IDR5); [`BoardError::InvalidArgument`] for a StreamID beyond
+    /// the table or a configuration a CD cannot express (a stage-2 format,
+    /// a root not aligned to its table); command-queue errors.
     pub fn attach_stage1(
         &mut self,
         sid: u32,
@@ -434,8 +469,16 @@ impl<M: PhysMemory> Smmu<M> {
         clock: &impl Clock,
     ) -> Result<()> {
         self.check_sid(sid)?;
+        let granule = cfg.format.granule();
+        if !self.features.supports(granule) {
+            return Err(BoardError::Unsupported(match granule {
+                Granule::K4 => "the 4 KiB granule (SMMU_IDR5.GRAN4K = 0)",
+                Granule::K16 => "the 16 KiB granule (SMMU_IDR5.GRAN16K = 0)",
+                Granule::K64 => "the 64 KiB granule (SMMU_IDR5.GRAN64K = 0)",
+            }));
+        }
         let cd = ContextDescriptor::stage1(cfg, self.features.ips()).ok_or(
-            BoardError::InvalidArgument("stage-1 input size 25..=48 bits and a 4 KiB-aligned root"),
+            BoardError::InvalidArgument("a stage-1 format and a root aligned to its initial table"),
         )?;
         // Break the STE first if it points at this CD slot, so the SMMU never
         // walks a half-written CD.

@@ -2,6 +2,7 @@
 //! "Stream Table Entry" and §5.4 "Context Descriptor"), as the little-endian
 //! 64-bit words the SMMU reads.
 
+use dma_iommu::pgtable::vmsav8::{Format, Granule, Stage};
 use static_assertions::{assert_eq_size, const_assert_eq};
 
 /// A stream table entry: 64 bytes, 64-byte aligned (§5.2).
@@ -117,11 +118,14 @@ impl Ste {
 /// What a stage-1 context descriptor describes: one TTBR0 address space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stage1Config {
-    /// Physical address of the level-0 (or starting-level) table, 4 KiB aligned.
+    /// Physical address of the initial table, aligned to its size (at
+    /// least 64 bytes).
     pub ttb0: u64,
-    /// Input address size in bits, 25..=48: T0SZ = 64 - bits. 48 bits starts
-    /// walks at level 0, 39 at level 1 (4 KiB granule).
-    pub input_bits: u8,
+    /// The tables' format: a stage-1 VMSAv8-64 format gives the granule
+    /// (TG0) and the input size (T0SZ = 64 - bits), which fix the initial
+    /// level (48 bits start at level 0 with 4 KiB pages, at level 1 with
+    /// 16 or 64 KiB pages).
+    pub format: Format,
     /// The MAIR value the page tables' AttrIndx fields index.
     pub mair: u64,
     /// ASID tagging this address space's TLB entries.
@@ -130,9 +134,19 @@ pub struct Stage1Config {
     pub walk: WalkAttrs,
 }
 
+/// CD.TG0 (`CD[7:6]`, §5.4): the TTB0 granule. Its encoding is not the
+/// STE's S2TG nor TCR_EL1.TG1's.
+pub const fn tg0(granule: Granule) -> u64 {
+    match granule {
+        Granule::K4 => 0b00,
+        Granule::K64 => 0b01,
+        Granule::K16 => 0b10,
+    }
+}
+
 // CD word 0 (§5.4).
 const CD_T0SZ_MASK: u64 = 0x3f;
-const CD_TG0_4K: u64 = 0b00 << 6;
+const CD_TG0_SHIFT: u32 = 6;
 const CD_IR0_SHIFT: u32 = 8;
 const CD_OR0_SHIFT: u32 = 10;
 const CD_SH0_SHIFT: u32 = 12;
@@ -156,18 +170,22 @@ impl ContextDescriptor {
     pub const INVALID: Self = Self([0; 8]);
 
     /// The descriptor for `cfg`, with output size `ips` (the SMMU_IDR5.OAS
-    /// encoding), a 4 KiB granule, TTBR1 disabled, faults recorded and
-    /// aborted, and ASET = 1 (ASIDs not shared with the CPU, so broadcast
-    /// TLB maintenance does not apply). Returns `None` for `input_bits`
-    /// outside 25..=48 or a misaligned table address.
+    /// encoding), the format's granule and input size, TTBR1 disabled,
+    /// faults recorded and aborted, and ASET = 1 (ASIDs not shared with the
+    /// CPU, so broadcast TLB maintenance does not apply). Returns `None`
+    /// for a stage-2 format or a table address not aligned to the initial
+    /// table's size.
     pub const fn stage1(cfg: &Stage1Config, ips: u8) -> Option<Self> {
-        if cfg.input_bits < 25 || cfg.input_bits > 48 || cfg.ttb0 % 4096 != 0 {
+        let format = &cfg.format;
+        let root_bytes = format.root_entries() * 8;
+        let align = if root_bytes < 64 { 64 } else { root_bytes };
+        if !matches!(format.stage(), Stage::One) || cfg.ttb0 % align != 0 {
             return None;
         }
         let (cache, share) = cfg.walk.fields();
         let mut w = [0; 8];
-        w[0] = ((64 - cfg.input_bits as u64) & CD_T0SZ_MASK)
-            | CD_TG0_4K
+        w[0] = ((64 - format.ias_bits() as u64) & CD_T0SZ_MASK)
+            | tg0(format.granule()) << CD_TG0_SHIFT
             | cache << CD_IR0_SHIFT
             | cache << CD_OR0_SHIFT
             | share << CD_SH0_SHIFT
@@ -182,6 +200,21 @@ impl ContextDescriptor {
         w[1] = cfg.ttb0 & CD_TTB_MASK;
         w[3] = cfg.mair;
         Some(Self(w))
+    }
+
+    /// CD.TG0 as a granule (`None` for the reserved encoding 0b11).
+    pub const fn granule(&self) -> Option<Granule> {
+        match (self.0[0] >> CD_TG0_SHIFT) & 0b11 {
+            0b00 => Some(Granule::K4),
+            0b01 => Some(Granule::K64),
+            0b10 => Some(Granule::K16),
+            _ => None,
+        }
+    }
+
+    /// Input address bits: 64 - CD.T0SZ.
+    pub const fn input_bits(&self) -> u32 {
+        64 - (self.0[0] & CD_T0SZ_MASK) as u32
     }
 
     /// CD.V.
@@ -209,17 +242,21 @@ mod tests {
         assert_eq!(s.config(), StreamConfig::Stage1 as u64);
     }
 
-    #[test]
-    fn cd_encoding() {
-        let cfg = Stage1Config {
+    fn cfg(granule: Granule, bits: u32) -> Stage1Config {
+        Stage1Config {
             ttb0: 0x4400_0000,
-            input_bits: 48,
+            format: Format::new(granule, bits, Stage::One).unwrap(),
             mair: 0x44ff04,
             asid: 7,
             walk: WalkAttrs::WriteBack,
-        };
+        }
+    }
+
+    #[test]
+    fn cd_encoding() {
+        let cfg = cfg(Granule::K4, 48);
         let cd = ContextDescriptor::stage1(&cfg, 5).unwrap();
-        // T0SZ 16, IR0/OR0 WB, SH0 inner, EPD1, V; IPS 5, AA64, R, A, ASET, ASID 7.
+        // T0SZ 16, TG0 4K, IR0/OR0 WB, SH0 inner, EPD1, V; IPS 5, AA64, R, A, ASET, ASID 7.
         assert_eq!(
             cd.0[0] & 0xffff_ffff,
             16 | 1 << 8 | 1 << 10 | 3 << 12 | 1 << 30 | 1 << 31
@@ -231,34 +268,78 @@ mod tests {
         assert_eq!(cd.0[1], 0x4400_0000);
         assert_eq!(cd.0[3], 0x44ff04);
         assert!(cd.is_valid());
+        assert_eq!((cd.granule(), cd.input_bits()), (Some(Granule::K4), 48));
+    }
+
+    /// IHI 0070 §5.4: TG0 0b00 = 4 KiB, 0b01 = 64 KiB, 0b10 = 16 KiB; only
+    /// TG0 and T0SZ change with the format.
+    #[test]
+    fn cd_granules_and_input_sizes() {
+        let base = ContextDescriptor::stage1(&cfg(Granule::K4, 48), 5).unwrap();
+        for (granule, tg, bits) in [
+            (Granule::K64, 0b01, 48),
+            (Granule::K16, 0b10, 48),
+            (Granule::K64, 0b01, 42),
+            (Granule::K4, 0b00, 39),
+            (Granule::K16, 0b10, 32),
+        ] {
+            let cd = ContextDescriptor::stage1(&cfg(granule, bits), 5).unwrap();
+            assert_eq!((cd.0[0] >> 6) & 0b11, tg, "{granule:?}");
+            assert_eq!(cd.0[0] & 0x3f, u64::from(64 - bits), "{granule:?} {bits}");
+            assert_eq!((cd.granule(), cd.input_bits()), (Some(granule), bits));
+            let others = !(0b11 << 6 | 0x3f);
+            assert_eq!(cd.0[0] & others, base.0[0] & others);
+            assert_eq!(cd.0[1..], base.0[1..]);
+        }
+        let reserved = ContextDescriptor([0b11 << 6, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(reserved.granule(), None);
     }
 
     #[test]
     fn cd_rejects_bad_configs() {
-        let ok = Stage1Config {
-            ttb0: 0x1000,
-            input_bits: 39,
-            mair: 0,
-            asid: 0,
-            walk: WalkAttrs::NonCacheable,
-        };
+        let ok = cfg(Granule::K4, 39);
         assert!(ContextDescriptor::stage1(&ok, 0).is_some());
-        assert!(ContextDescriptor::stage1(
-            &Stage1Config {
-                input_bits: 49,
-                ..ok
-            },
-            0
-        )
-        .is_none());
-        assert!(ContextDescriptor::stage1(
-            &Stage1Config {
-                input_bits: 24,
-                ..ok
-            },
-            0
-        )
-        .is_none());
+        let stage2 = Stage1Config {
+            format: Format::new(Granule::K4, 39, Stage::Two).unwrap(),
+            ..ok
+        };
+        assert!(ContextDescriptor::stage1(&stage2, 0).is_none());
         assert!(ContextDescriptor::stage1(&Stage1Config { ttb0: 0x1010, ..ok }, 0).is_none());
+        // 64 KiB pages, 48 bits: a 64-entry (512-byte) level-1 table.
+        let k64 = cfg(Granule::K64, 48);
+        assert!(ContextDescriptor::stage1(
+            &Stage1Config {
+                ttb0: 0x4400_0200,
+                ..k64
+            },
+            0
+        )
+        .is_some());
+        assert!(ContextDescriptor::stage1(
+            &Stage1Config {
+                ttb0: 0x4400_0100,
+                ..k64
+            },
+            0
+        )
+        .is_none());
+        // 4 KiB pages, 40 bits: a 2-entry level-0 table, still 64-byte aligned.
+        let tiny = cfg(Granule::K4, 40);
+        assert!(ContextDescriptor::stage1(
+            &Stage1Config {
+                ttb0: 0x4400_0040,
+                ..tiny
+            },
+            0
+        )
+        .is_some());
+        assert!(ContextDescriptor::stage1(
+            &Stage1Config {
+                ttb0: 0x4400_0020,
+                ..tiny
+            },
+            0
+        )
+        .is_none());
     }
 }

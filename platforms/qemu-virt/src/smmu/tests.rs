@@ -8,6 +8,7 @@ use std::boxed::Box;
 use std::vec::Vec;
 
 use dma_core::HostMemory;
+use dma_iommu::pgtable::vmsav8::{Format, Stage};
 
 use super::*;
 
@@ -149,7 +150,7 @@ fn attach_writes_cd_and_ste_then_invalidates() {
     clock.seen.borrow_mut().clear();
     let cfg = Stage1Config {
         ttb0: 0x4400_0000,
-        input_bits: 48,
+        format: Format::STAGE1_4K_48,
         mair: crate::mmu::MAIR,
         asid: 1,
         walk: WalkAttrs::WriteBack,
@@ -280,7 +281,7 @@ fn unsupported_smmus_and_bad_arguments_are_refused() {
     ));
     let bad = Stage1Config {
         ttb0: 0x1001,
-        input_bits: 48,
+        format: Format::STAGE1_4K_48,
         mair: 0,
         asid: 0,
         walk: WalkAttrs::WriteBack,
@@ -291,6 +292,54 @@ fn unsupported_smmus_and_bad_arguments_are_refused() {
     ));
     let f = SmmuFeatures::decode(IDR0, IDR1, IDR5);
     assert_eq!((f.sid_bits, f.oas, f.ips()), (16, 4, 4));
+    assert!([Granule::K4, Granule::K16, Granule::K64]
+        .iter()
+        .all(|&g| f.supports(g)));
+}
+
+/// SMMU_IDR5 bits 4, 5, 6 say which granules the SMMU walks; a context in
+/// any other is refused before the CD or STE changes, and the driver needs
+/// no particular granule for its own tables.
+#[test]
+fn granules_the_smmu_lacks_are_refused_at_attach() {
+    for (missing, granule, what) in [
+        (4, Granule::K4, "the 4 KiB granule (SMMU_IDR5.GRAN4K = 0)"),
+        (
+            5,
+            Granule::K16,
+            "the 16 KiB granule (SMMU_IDR5.GRAN16K = 0)",
+        ),
+        (
+            6,
+            Granule::K64,
+            "the 64 KiB granule (SMMU_IDR5.GRAN64K = 0)",
+        ),
+    ] {
+        let mut frame = Frame::new(IDR0);
+        frame.0[5] = IDR5 & !(1 << missing);
+        let clock = frame.fake(true, None);
+        let mut s = smmu(&mut frame, &clock).unwrap();
+        assert!(!s.features().supports(granule));
+        clock.seen.borrow_mut().clear();
+        let cfg = |granule| Stage1Config {
+            ttb0: 0x4400_0000,
+            format: Format::new(granule, 48, Stage::One).unwrap(),
+            mair: 0,
+            asid: 1,
+            walk: WalkAttrs::WriteBack,
+        };
+        assert_eq!(
+            s.attach_stage1(8, &cfg(granule), &clock),
+            Err(BoardError::Unsupported(what))
+        );
+        assert!(clock.seen.borrow().is_empty(), "nothing was changed");
+        assert_eq!(s.read_ste_word0(8), Ste::abort().0[0]);
+        let other = [Granule::K4, Granule::K16, Granule::K64]
+            .into_iter()
+            .find(|&g| g != granule)
+            .unwrap();
+        s.attach_stage1(8, &cfg(other), &clock).unwrap();
+    }
 }
 
 #[test]
@@ -340,7 +389,10 @@ mod iommu_hardware {
             asid: Asid(3),
             root: PhysAddr::new(0x4400_0000),
             ias_bits: 48,
-            format: TableFormat::Vmsav8Stage1 { mair: 0x44_04ff },
+            format: TableFormat::Vmsav8 {
+                format: Format::STAGE1_4K_48,
+                mair: 0x44_04ff,
+            },
             walk_coherent,
         }
     }
@@ -358,8 +410,14 @@ mod iommu_hardware {
         assert!(seen.contains(&Command::tlbi_nh_asid(3)));
         let cfg = stage1_config(&ctx(true), true).unwrap();
         assert_eq!(
-            (cfg.ttb0, cfg.input_bits, cfg.mair, cfg.asid, cfg.walk),
-            (0x4400_0000, 48, 0x44_04ff, 3, WalkAttrs::WriteBack)
+            (cfg.ttb0, cfg.format, cfg.mair, cfg.asid, cfg.walk),
+            (
+                0x4400_0000,
+                Format::STAGE1_4K_48,
+                0x44_04ff,
+                3,
+                WalkAttrs::WriteBack
+            )
         );
         assert_eq!(
             stage1_config(&ctx(false), true).unwrap().walk,
@@ -390,9 +448,20 @@ mod iommu_hardware {
         );
         let mut wide = ctx(false);
         wide.ias_bits = 300;
+        assert_eq!(
+            stage1_config(&wide, true).err(),
+            Some(BoardError::InvalidArgument(
+                "the context's input size must be its table format's"
+            ))
+        );
+        let mut stage2 = ctx(false);
+        stage2.format = TableFormat::Vmsav8 {
+            format: Format::new(Granule::K4, 48, Stage::Two).unwrap(),
+            mair: 0,
+        };
         assert!(matches!(
-            stage1_config(&wide, true),
-            Err(BoardError::InvalidArgument(_))
+            stage1_config(&stage2, true),
+            Err(BoardError::Unsupported(why)) if why.starts_with("stage-2 tables")
         ));
         let mut frame = Frame::new(IDR0);
         let clock = frame.fake(true, None);
@@ -428,6 +497,55 @@ mod iommu_hardware {
                 Command::tlbi_nh_asid(3),
                 Command::tlbi_nh_asid(4),
                 Command::sync(),
+            ]
+        );
+    }
+
+    /// A domain of 64 KiB pages is invalidated one 64 KiB leaf at a time,
+    /// and its ASID-wide fallback counts 64 KiB pages; once detached, the
+    /// ASID falls back to the 4 KiB step.
+    #[test]
+    fn invalidations_step_by_the_domains_granule() {
+        let mut frame = Frame::new(IDR0);
+        let clock = frame.fake(true, None);
+        let hw = SmmuIommu::new(smmu(&mut frame, &clock).unwrap(), &clock);
+        let mut k64 = ctx(true);
+        k64.format = TableFormat::Vmsav8 {
+            format: Format::new(Granule::K64, 48, Stage::One).unwrap(),
+            mair: 0x44_04ff,
+        };
+        hw.attach(&k64).unwrap();
+        // SAFETY: slot 8 of the driver's live host CD array.
+        let cd = unsafe {
+            (hw.lock().cds.cpu.as_ptr() as *const ContextDescriptor)
+                .add(8)
+                .read_volatile()
+        };
+        assert_eq!((cd.granule(), cd.input_bits()), (Some(Granule::K64), 48));
+        clock.seen.borrow_mut().clear();
+        // 4 KiB at the end of one 64 KiB page and 4 KiB into the next.
+        hw.invalidate_range(Asid(3), DmaAddr::new(0x1_f000), 0x2000);
+        hw.invalidate_range(Asid(3), DmaAddr::new(0x100_0000), TLBI_VA_LIMIT_PAGES << 16);
+        hw.sync().unwrap();
+        let mut want = std::vec![
+            Command::tlbi_nh_va(3, 0x1_0000),
+            Command::tlbi_nh_va(3, 0x2_0000)
+        ];
+        want.extend(
+            (0..TLBI_VA_LIMIT_PAGES).map(|i| Command::tlbi_nh_va(3, 0x100_0000 + (i << 16))),
+        );
+        want.push(Command::sync());
+        assert_eq!(*clock.seen.borrow(), want);
+        hw.detach(&k64);
+        clock.seen.borrow_mut().clear();
+        hw.invalidate_range(Asid(3), DmaAddr::new(0x1_f000), 0x2000);
+        hw.sync().unwrap();
+        assert_eq!(
+            *clock.seen.borrow(),
+            [
+                Command::tlbi_nh_va(3, 0x1_f000),
+                Command::tlbi_nh_va(3, 0x2_0000),
+                Command::sync()
             ]
         );
     }
