@@ -27,8 +27,10 @@ use crate::{host, Sim};
 /// Allocations go above 4 GiB when the limit allows, else below it;
 /// translated heap buffers lie above 256 GiB (a 32- or 36-bit device
 /// needs bouncing for them, as it would for arbitrary heap memory).
-/// Addresses are never reused within a machine, so a stale one is refused
-/// rather than reaching another buffer.
+/// Allocation addresses are never reused within a machine; a buffer's
+/// address is reused only after sixteen newer buffers were unmapped, so a
+/// device's stale access soon after an unmap faults rather than reaching
+/// another buffer.
 #[derive(Clone, Debug)]
 pub struct SimMemory {
     pub(crate) sim: Sim,
