@@ -62,6 +62,10 @@ struct Extent {
     len: u64,
     /// The sim range it may grow into (its own; no other extent's).
     room: (u64, u64),
+    /// The host bytes translated in it (`host..host + len` rounded them
+    /// out to whole lines): only a range starting or ending exactly there
+    /// continues it.
+    exact: (u64, u64),
     kind: Kind,
 }
 
@@ -232,6 +236,7 @@ impl PhysMap {
             sim,
             len,
             room: (sim, sim + len),
+            exact: (host, host + len),
             kind: Kind::Pages,
         });
         Ok(sim)
@@ -278,7 +283,7 @@ impl PhysMap {
             // place): placed afresh, as the general path below would, with
             // the record reused.
             if e.retired() && (e.host, e.host_end()) == (lo, hi) && !self.continues(host, end) {
-                return Ok(self.replace(e) + (host - lo));
+                return Ok(self.replace(e, (host, end)) + (host - lo));
             }
         }
         // Bytes sharing a line with an extent must join it; a range that
@@ -304,14 +309,14 @@ impl PhysMap {
                 .len(len));
             } else if overlaps {
                 sharing = Some(e);
-            } else if host == e.host_end() || end == e.host {
+            } else if host == e.exact.1 || end == e.exact.0 {
                 continuing = Some(e);
             }
         }
         self.scratch = near;
         if let Some(e) = sharing {
             return self
-                .extend(e, lo, hi)
+                .extend(e, (lo, hi), (host, end))
                 .map(|e| e.sim + (host - e.host))
                 .ok_or(
                     Error::new(
@@ -323,24 +328,27 @@ impl PhysMap {
                     .len(len),
                 );
         }
-        match continuing.and_then(|e| self.extend(e, lo, hi)) {
+        match continuing.and_then(|e| self.extend(e, (lo, hi), (host, end))) {
             Some(e) => Ok(e.sim + (host - e.host)),
-            None => Ok(self.place(lo, hi) + (host - lo)),
+            None => Ok(self.place((lo, hi), (host, end)) + (host - lo)),
         }
     }
 
-    /// Grows `e` to cover host lines `[lo, hi)` too, if its room allows.
-    fn extend(&mut self, mut e: Extent, lo: u64, hi: u64) -> Option<Extent> {
+    /// Grows `e` to cover host lines `[lo, hi)` (the bytes `exact` of
+    /// them translated) too, if its room allows.
+    fn extend(&mut self, mut e: Extent, (lo, hi): (u64, u64), exact: (u64, u64)) -> Option<Extent> {
         let (new_lo, new_hi) = (lo.min(e.host), hi.max(e.host_end()));
         let sim_lo = e.sim - (e.host - new_lo);
         if sim_lo < e.room.0 || sim_lo + (new_hi - new_lo) > e.room.1 {
             return None;
         }
-        if (new_lo, new_hi) != (e.host, e.host_end()) {
+        let new_exact = (exact.0.min(e.exact.0), exact.1.max(e.exact.1));
+        if (new_lo, new_hi, new_exact) != (e.host, e.host_end(), e.exact) {
             self.remove(e.sim);
             e.sim = sim_lo;
             e.host = new_lo;
             e.len = new_hi - new_lo;
+            e.exact = new_exact;
             self.insert(e);
         }
         Some(e)
@@ -349,15 +357,21 @@ impl PhysMap {
     /// Whether a live or fresh extent ends exactly at `host` or starts
     /// exactly at `end` (the general path would continue it).
     fn continues(&self, host: u64, end: u64) -> bool {
-        let usable = |sim: &u64| !self.by_sim[sim].retired();
+        let joins = |sim: &u64, at: fn(&Extent) -> u64, want: u64| {
+            let e = &self.by_sim[sim];
+            at(e) == want && !e.retired()
+        };
         let before = self.by_host.range(..host).next_back();
-        before.is_some_and(|(_, sim)| self.by_sim[sim].host_end() == host && usable(sim))
-            || self.by_host.get(&end).is_some_and(usable)
+        before.is_some_and(|(_, sim)| joins(sim, |e| e.exact.1, host))
+            || self
+                .by_host
+                .get(&end.next_multiple_of(self.line))
+                .is_some_and(|sim| joins(sim, |e| e.exact.0, end))
     }
 
-    /// Places retired `e`'s lines afresh, as [`place`](Self::place) would;
-    /// returns the new sim start.
-    fn replace(&mut self, e: Extent) -> u64 {
+    /// Places retired `e`'s lines afresh for host bytes `exact`, as
+    /// [`place`](Self::place) would; returns the new sim start.
+    fn replace(&mut self, e: Extent, exact: (u64, u64)) -> u64 {
         self.last.set(None);
         self.by_sim.remove(&e.sim);
         let (start, room) = self.room(e.len);
@@ -365,6 +379,7 @@ impl PhysMap {
         let fresh = Extent {
             sim,
             room: (start, start + room),
+            exact,
             kind: Kind::Heap {
                 live: 0,
                 was_live: false,
@@ -379,7 +394,7 @@ impl PhysMap {
     /// A new heap extent for the whole lines `[lo, hi)`, at a page
     /// boundary a quarter into room four times its size: the oldest freed
     /// room of that size past the quarantine, else fresh space.
-    fn place(&mut self, lo: u64, hi: u64) -> u64 {
+    fn place(&mut self, (lo, hi): (u64, u64), exact: (u64, u64)) -> u64 {
         let len = hi - lo;
         let (start, room) = self.room(len);
         let sim = start + (room / 4).next_multiple_of(PAGE);
@@ -388,6 +403,7 @@ impl PhysMap {
             sim,
             len,
             room: (start, start + room),
+            exact,
             kind: Kind::Heap {
                 live: 0,
                 was_live: false,
@@ -514,6 +530,11 @@ mod tests {
         // A line before it too, within the room.
         assert_eq!(m.translate(0x0f_ffc0, 64).unwrap(), base - 64);
         assert_eq!(m.to_host(base - 64, 64 + 3 * 4096), Some(0x0f_ffc0));
+        // A buffer starting 16 bytes after another's end (a heap chunk
+        // header between them) in the next line is placed on its own.
+        let c = m.translate(0x30_0000, 0x30).unwrap();
+        let d = m.translate(0x30_0040, 64).unwrap();
+        assert_ne!(d - c, 0x40);
         // Two buffers sharing a line share it in sim space too.
         let a = m.translate(0x20_0010, 40).unwrap();
         let b = m.translate(0x20_0038, 40).unwrap();
