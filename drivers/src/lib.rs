@@ -3,7 +3,8 @@
 //! One crate with a module per device, because the devices share what a
 //! driver needs around them: the [`DriverError`] a bring-up or request
 //! fails with, the [`Refused`] that hands a caller's buffer back, and the
-//! [`Wait`] that says how time passes while a driver polls. A board crate
+//! [`Wait`] that says how time passes while a driver waits (polling, or
+//! sleeping until an interrupt). A board crate
 //! depends on this one crate and gets every driver; nothing here needs an
 //! allocator or an operating system.
 //!
@@ -15,8 +16,8 @@
 //! reading of each spec on purpose, so that a wrong reading here shows up
 //! as a failing test there.
 //!
-//! - [`nvme`]: the controller bring-up ([`nvme::Controller`]) and a polled
-//!   block driver ([`nvme::NvmeBlockDriver`], feature `alloc`) with PRP
+//! - [`nvme`]: the controller bring-up ([`nvme::Controller`]) and a
+//!   polled or interrupt-driven block driver ([`nvme::NvmeBlockDriver`], feature `alloc`) with PRP
 //!   data transfers;
 //!   [`nvme::spec`]: NVMe controller properties, doorbell stride, admin
 //!   and NVM opcodes, command builders, Identify structures.
@@ -37,4 +38,4 @@ pub mod nvme;
 mod wait;
 
 pub use error::{DriverError, Refused};
-pub use wait::{poll_until, Wait};
+pub use wait::{poll_until, Wait, Wake};

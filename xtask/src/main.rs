@@ -750,26 +750,47 @@ fn package(r: &mut Runner) {
 
 /// The library crates checked on the declared MSRV toolchain, with the
 /// committed lockfile (`--locked`): resolver "3" keeps it MSRV-compatible.
+/// A crate declaring its own `rust-version` (its dependencies need a newer
+/// compiler) is checked on that one, as a step of its own.
 fn msrv(r: &mut Runner) {
-    let version = match manifest::rust_version(r.root()) {
+    let workspace = match manifest::rust_version(r.root()) {
         Ok(v) => v,
         Err(why) => return r.record("msrv", Outcome::Fail, 0.0, &why),
     };
+    let crates = match manifest::library_crates(r.root()) {
+        Ok(crates) => crates,
+        Err(why) => return r.record(&format!("msrv {workspace}"), Outcome::Fail, 0.0, &why),
+    };
+    let mut versions: Vec<String> = vec![workspace.clone()];
+    for c in &crates {
+        if let Some(v) = &c.rust_version {
+            if !versions.contains(v) {
+                versions.push(v.clone());
+            }
+        }
+    }
+    for version in &versions {
+        let on_it: Vec<&str> = crates
+            .iter()
+            .filter(|c| c.rust_version.as_ref().unwrap_or(&workspace) == version)
+            .map(|c| c.name.as_str())
+            .collect();
+        msrv_check(r, version, &on_it);
+    }
+}
+
+fn msrv_check(r: &mut Runner, version: &str, crates: &[&str]) {
     let name = format!("msrv {version}");
-    if !has_toolchain(&version) {
+    if !has_toolchain(version) {
         let why = format!(
             "Rust {version} is not installed (rustup toolchain install {version} --profile minimal)"
         );
         return r.skip(&name, &why);
     }
-    let crates = match manifest::library_crates(r.root()) {
-        Ok(crates) => crates,
-        Err(why) => return r.record(&name, Outcome::Fail, 0.0, &why),
-    };
     let toolchain = format!("+{version}");
     let mut args = vec![toolchain.as_str(), "check", "--locked", "--all-targets"];
-    for c in &crates {
-        args.extend(["-p", c.name.as_str()]);
+    for c in crates {
+        args.extend(["-p", c]);
     }
     let target_dir = runner::target_dir(r.root()).join("msrv");
     let target_dir = target_dir.display().to_string();

@@ -12,6 +12,9 @@ pub struct LibraryCrate {
     /// The targets docs.rs documents: `[package.metadata.docs.rs] targets`,
     /// or docs.rs's default target when the list is absent.
     pub docs_rs_targets: Vec<String>,
+    /// Its own `rust-version` when it does not inherit the workspace's
+    /// (a crate whose dependencies need a newer compiler).
+    pub rust_version: Option<String>,
 }
 
 /// docs.rs's default (and only, without a `targets` list) target.
@@ -36,9 +39,11 @@ pub fn library_crates(root: &Path) -> Result<Vec<LibraryCrate>, String> {
         let docs_rs = section(&manifest, "[package.metadata.docs.rs]");
         let docs_rs_targets = string_array(&docs_rs, "targets")
             .unwrap_or_else(|| vec![DOCS_RS_DEFAULT_TARGET.to_string()]);
+        let rust_version = value(&package, "rust-version").map(|v| unquote(v).to_string());
         crates.push(LibraryCrate {
             name: name.to_string(),
             docs_rs_targets,
+            rust_version,
         });
     }
     Ok(crates)
@@ -103,6 +108,7 @@ mod tests {
     const MANIFEST: &str = r#"[package]
 name = "dma-x"
 publish = false
+rust-version = "1.88"
 
 [package.metadata.docs.rs]
 all-features = true
@@ -115,6 +121,11 @@ targets = ["a-b-c",
         let package = section(MANIFEST, "[package]");
         assert_eq!(value(&package, "name").map(unquote), Some("dma-x"));
         assert_eq!(value(&package, "publish"), Some("false"));
+        assert_eq!(value(&package, "rust-version").map(unquote), Some("1.88"));
+        assert_eq!(
+            value("rust-version.workspace = true\n", "rust-version"),
+            None
+        );
         let docs = section(MANIFEST, "[package.metadata.docs.rs]");
         assert_eq!(
             string_array(&docs, "targets"),

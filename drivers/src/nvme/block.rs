@@ -1,4 +1,5 @@
-//! The polled block driver (documented in the parent module).
+//! The block driver, polled or interrupt-driven (documented in the parent
+//! module).
 
 use alloc::borrow::ToOwned;
 use alloc::string::String;
@@ -15,12 +16,12 @@ use dma_sg::{MappedSgTable, SgLimits};
 use tock_registers::registers::WriteOnly;
 
 use super::spec::{
-    admin_opcode, cns, create_io_cq, create_io_sq, delete_io_queue, identify, io_opcode,
+    admin_opcode, cns, create_io_cq_with, create_io_sq, delete_io_queue, identify, io_opcode,
     read_write, set_number_of_queues, ControllerIdentity, NamespaceIdentity,
 };
 use super::{check_status, AdminQueues, Controller};
 
-use crate::{DriverError, Refused, Wait};
+use crate::{DriverError, Refused, Wait, Wake};
 
 /// The memory page size the driver configures (CC.MPS = 0).
 pub const PAGE_SIZE: usize = 4096;
@@ -57,8 +58,13 @@ impl Default for NvmeDriverConfig {
 pub struct NvmeIdentity {
     /// PCI vendor id (Identify Controller bytes 1:0).
     pub vendor: u16,
-    /// Model number, trimmed (bytes 63:24).
+    /// Serial number, trimmed (bytes 23:04); empty when not ASCII.
+    pub serial: String,
+    /// Model number, trimmed (bytes 63:24); empty when not ASCII.
     pub model: String,
+    /// Number of namespaces the controller supports (NN, bytes 519:516):
+    /// the largest valid namespace id, not how many exist.
+    pub namespaces: u32,
     /// Maximum data transfer size: `2^mdts` memory pages, 0 = no limit
     /// (byte 77).
     pub mdts: u8,
@@ -80,8 +86,15 @@ impl NvmeIdentity {
 
     fn decode_controller(&mut self, d: &[u8]) -> Result<(), DriverError> {
         let c = ControllerIdentity::decode(d)?;
+        if c.namespaces < NSID {
+            return Err(DriverError::InvalidArgument(
+                "Identify Controller: NN is 0, so namespace 1 does not exist",
+            ));
+        }
         self.vendor = c.vid;
+        self.serial = c.serial().unwrap_or_default().to_owned();
         self.model = c.model().unwrap_or_default().to_owned();
+        self.namespaces = c.namespaces;
         self.mdts = c.mdts;
         Ok(())
     }
@@ -117,6 +130,20 @@ pub struct NvmeDriverStats {
     pub prp_lists: u64,
     /// Controller resets by [`NvmeBlockDriver::recover`].
     pub recoveries: u64,
+    /// Looks at the I/O completion queue that found nothing new (by
+    /// [`NvmeBlockDriver::poll`] or a wait): a polled driver's spins; an
+    /// interrupt-driven wait that sleeps first makes none before the wake.
+    pub empty_polls: u64,
+    /// Interrupt-driven waits only: sleeps that the I/O completion
+    /// interrupt ended ([`Wake::Interrupt`]).
+    pub interrupt_wakes: u64,
+    /// Interrupt-driven waits only: completions found by the first look
+    /// at the completion queue after an interrupt woke the driver.
+    pub interrupt_completions: u64,
+    /// Interrupt-driven waits only: completions found only after the
+    /// waiter gave up sleeping, so their interrupt never arrived (as Linux
+    /// warns "completion polled" when its timeout handler finds one).
+    pub lost_interrupts: u64,
 }
 
 /// Which I/O command.
@@ -204,8 +231,9 @@ struct Queues<'a, P: DmaMap + DmaAlloc, B> {
     io: Queue<'a, P, Request<'a, P, B>>,
 }
 
-/// A polled NVMe block driver over platform `P`, waiting with `W`, moving
-/// buffers of type `B`.
+/// An NVMe block driver over platform `P`, waiting with `W` (polled, or
+/// interrupt-driven when `W` has an interrupt vector), moving buffers of
+/// type `B`.
 ///
 /// See the [`nvme`](crate::nvme) module for what it does and how.
 pub struct NvmeBlockDriver<'a, P, W, B = DmaBuf>
@@ -221,6 +249,10 @@ where
     limits: SgLimits,
     identity: NvmeIdentity,
     stats: NvmeDriverStats,
+    /// The last look at the I/O completion queue found it empty: every
+    /// entry posted since raised an interrupt the waiter has not taken
+    /// yet, so an interrupt-driven wait may sleep before it looks.
+    io_cq_drained: bool,
     /// Dropped only once the controller is known to be disabled.
     queues: ManuallyDrop<Queues<'a, P, B>>,
 }
@@ -292,6 +324,7 @@ where
             limits,
             identity: NvmeIdentity::default(),
             stats: NvmeDriverStats::default(),
+            io_cq_drained: true,
             queues: ManuallyDrop::new(Queues { admin, io }),
         };
         driver.enable()?;
@@ -409,7 +442,8 @@ where
     }
 
     /// Set Features Number of Queues (one pair), then Create I/O CQ and SQ
-    /// (the CQ first: the SQ names it).
+    /// (the CQ first: the SQ names it). The CQ signals the waiter's
+    /// interrupt vector when it has one, and no interrupt otherwise.
     fn create_io_queues(&mut self) -> Result<(), DriverError> {
         self.admin(set_number_of_queues(1, 1), None)?;
 
@@ -423,8 +457,10 @@ where
                 io.cq_dma_addr().as_u64(),
             )
         };
-        self.admin(create_io_cq(IO_QID, cq_size, cq), None)?;
+        let vector = self.wait.interrupt_vector();
+        self.admin(create_io_cq_with(IO_QID, cq_size, cq, vector), None)?;
         self.admin(create_io_sq(IO_QID, sq_size, sq, IO_QID), None)?;
+        self.io_cq_drained = true;
         Ok(())
     }
 
@@ -594,8 +630,13 @@ where
     /// [`recover`](Self::recover).
     pub fn poll(&mut self) -> Result<Option<IoCompletion<B>>, DriverError> {
         match self.queues.io.poll() {
-            Ok(Some(done)) => Ok(Some(self.complete(done))),
+            Ok(Some(done)) => {
+                self.io_cq_drained = false;
+                Ok(Some(self.complete(done)))
+            }
             Ok(None) => {
+                self.stats.empty_polls += 1;
+                self.io_cq_drained = true;
                 self.queues.io.release_completions();
                 Ok(None)
             }
@@ -608,6 +649,13 @@ where
 
     /// Waits for the next completion.
     ///
+    /// With a polled waiter it polls, pausing in between. With a waiter
+    /// that has an interrupt vector (the I/O CQ was created to signal it)
+    /// it sleeps until the interrupt before it looks at the queue, unless
+    /// the last look found an entry (one interrupt may announce several
+    /// entries, so the queue is looked at until empty before sleeping).
+    /// The counters record which completions an interrupt delivered.
+    ///
     /// # Errors
     ///
     /// As for [`poll`](Self::poll); [`DriverError::Timeout`] when the
@@ -618,17 +666,44 @@ where
         if self.in_flight() == 0 {
             return Err(DriverError::InvalidArgument("no I/O command in flight"));
         }
+        let sleeps = self.wait.interrupt_vector().is_some();
         self.wait.begin();
+        let mut look = !(sleeps && self.io_cq_drained);
+        let mut woken = false;
         loop {
-            if let Some(done) = self.poll()? {
-                return Ok(done);
+            if look {
+                if let Some(done) = self.poll()? {
+                    if woken {
+                        self.stats.interrupt_completions += 1;
+                    }
+                    return Ok(done);
+                }
+                if self.ctrl.is_fatal() {
+                    return Err(DriverError::ControllerFatal);
+                }
             }
-            if self.ctrl.is_fatal() {
-                return Err(DriverError::ControllerFatal);
+            look = true;
+            if !sleeps {
+                if !self.wait.pause() {
+                    return Err(DriverError::Timeout("an I/O completion"));
+                }
+                continue;
             }
-            if !self.wait.pause() {
-                return Err(DriverError::Timeout("an I/O completion"));
-            }
+            woken = match self.wait.sleep() {
+                Wake::Interrupt => {
+                    self.stats.interrupt_wakes += 1;
+                    true
+                }
+                Wake::Early => false,
+                Wake::GaveUp => {
+                    // One last look: an entry found now came without its
+                    // interrupt.
+                    let done = self.poll()?;
+                    let done = done.ok_or(DriverError::Timeout("an I/O completion interrupt"))?;
+                    self.stats.lost_interrupts += 1;
+                    return Ok(done);
+                }
+            };
         }
     }
 
@@ -792,4 +867,54 @@ fn queue_sizes<P: DmaAlloc, T>(qp: &Queue<'_, P, T>) -> (u32, u32) {
         (qp.sq_memory().size() / dma_ring::nvme::SQE_SIZE) as u32,
         (qp.cq_memory().size() / dma_ring::nvme::CQE_SIZE) as u32,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nvme::spec::IDENTIFY_BYTES;
+
+    fn controller_page(serial: &[u8; 20], nn: u32) -> [u8; IDENTIFY_BYTES] {
+        let mut page = [0u8; IDENTIFY_BYTES];
+        page[..2].copy_from_slice(&0x1b36u16.to_le_bytes());
+        // SSVID and the firmware revision around the serial number.
+        page[2..4].copy_from_slice(&0x1af4u16.to_le_bytes());
+        page[4..24].copy_from_slice(serial);
+        page[24..64].copy_from_slice(b"QEMU NVMe Ctrl                          ");
+        page[77] = 10;
+        page[516..520].copy_from_slice(&nn.to_le_bytes());
+        page
+    }
+
+    #[test]
+    fn identity_carries_serial_and_namespace_count() {
+        let mut id = NvmeIdentity::default();
+        id.decode_controller(&controller_page(b"dma-vfio-0001       ", 256))
+            .unwrap();
+        assert_eq!(id.serial, "dma-vfio-0001");
+        assert_eq!(id.model, "QEMU NVMe Ctrl");
+        assert_eq!((id.vendor, id.namespaces, id.mdts), (0x1b36, 256, 10));
+    }
+
+    #[test]
+    fn a_controller_without_namespace_1_is_refused() {
+        let mut id = NvmeIdentity::default();
+        let err = id
+            .decode_controller(&controller_page(b"S                   ", 0))
+            .unwrap_err();
+        assert!(
+            matches!(err, DriverError::InvalidArgument(m) if m.contains("NN is 0")),
+            "{err}"
+        );
+        assert_eq!(id, NvmeIdentity::default(), "nothing decoded is kept");
+    }
+
+    #[test]
+    fn a_serial_that_is_not_ascii_is_left_empty() {
+        let mut serial = *b"dma-vfio-0001       ";
+        serial[3] = 0xc3;
+        let mut id = NvmeIdentity::default();
+        id.decode_controller(&controller_page(&serial, 1)).unwrap();
+        assert_eq!((id.serial.as_str(), id.namespaces), ("", 1));
+    }
 }

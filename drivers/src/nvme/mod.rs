@@ -1,7 +1,8 @@
 //! NVMe over PCIe.
 //!
 //! [`Controller`] brings a controller up behind its BAR0;
-//! [`NvmeBlockDriver`] is a whole polled block driver on top of it.
+//! [`NvmeBlockDriver`] is a whole block driver on top of it, polled or
+//! interrupt-driven.
 //! The queue pairs themselves (64-byte commands, phase-tagged
 //! completions, command identifiers) are `dma-ring`'s
 //! [`nvme`](dma_ring::nvme) module; [`spec`] holds the rest of the
@@ -10,7 +11,15 @@
 //!
 //! # The block driver
 //!
-//! A polled NVMe block driver with one I/O queue pair, over any platform.
+//! An NVMe block driver with one I/O queue pair, over any platform.
+//!
+//! It waits as its [`Wait`](crate::Wait) says. A polled waiter (the sim's
+//! stepping, a board timer) gets a polled driver: the I/O completion queue
+//! is created with interrupts off and a wait polls it. A waiter with an
+//! [`interrupt_vector`](crate::Wait::interrupt_vector) (an MSI-X eventfd
+//! under VFIO) gets an interrupt-driven one: the queue is created with
+//! CDW11.IEN and that vector, and a wait sleeps in
+//! [`Wait::sleep`](crate::Wait::sleep) until the interrupt, then looks.
 //!
 //! Bring-up follows NVMe Base Specification 2.0 §3.5.1 ("Memory-based
 //! Controller Initialization"): disable and wait for CSTS.RDY = 0, check

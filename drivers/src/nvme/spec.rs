@@ -344,12 +344,28 @@ pub const IDENTIFY_BYTES: usize = 4096;
 /// Create I/O Completion Queue (§5.4): physically contiguous (PC = 1),
 /// interrupts disabled (polled).
 pub fn create_io_cq(qid: u16, entries: u32, base: u64) -> NvmeCommand {
+    create_io_cq_with(qid, entries, base, None)
+}
+
+/// Create I/O Completion Queue (§5.4, Figure 151): physically contiguous
+/// (CDW11.PC), and with `interrupt` `Some(vector)` interrupts enabled
+/// (CDW11.IEN, bit 1) on that vector (CDW11.IV, bits 31:16: the MSI-X
+/// table entry). `None` leaves IEN clear (a polled queue).
+pub fn create_io_cq_with(qid: u16, entries: u32, base: u64, interrupt: Option<u16>) -> NvmeCommand {
     let mut c = NvmeCommand::new(admin_opcode::CREATE_IO_CQ);
     c.prp1 = base;
     c.cdw10[0] = (entries - 1) << 16 | u32::from(qid);
-    c.cdw10[1] = 1; // CDW11.PC; IEN = 0
+    c.cdw10[1] = match interrupt {
+        Some(vector) => u32::from(vector) << 16 | CQ_IEN | CQ_PC,
+        None => CQ_PC,
+    };
     c
 }
+
+/// Create I/O Completion Queue CDW11.PC: the queue is physically contiguous.
+const CQ_PC: u32 = 1 << 0;
+/// Create I/O Completion Queue CDW11.IEN: interrupts enabled.
+const CQ_IEN: u32 = 1 << 1;
 
 /// Create I/O Submission Queue (§5.5): physically contiguous, bound to
 /// completion queue `cqid`, medium priority (ignored under round robin).
@@ -425,6 +441,8 @@ fn identify_page(data: &[u8]) -> Result<&[u8; IDENTIFY_BYTES], DriverError> {
 pub struct ControllerIdentity {
     /// PCI vendor id (bytes 1:0).
     pub vid: u16,
+    /// Serial number, ASCII padded with spaces (bytes 23:04).
+    pub serial: [u8; 20],
     /// Model number, ASCII padded with spaces (bytes 63:24).
     pub model: [u8; 40],
     /// Maximum data transfer size (byte 77): `2^mdts` minimum memory pages,
@@ -442,10 +460,13 @@ impl ControllerIdentity {
     /// [`DriverError::InvalidArgument`] for fewer than 4096 bytes.
     pub fn decode(data: &[u8]) -> Result<Self, DriverError> {
         let d = identify_page(data)?;
+        let mut serial = [0; 20];
+        serial.copy_from_slice(&d[4..24]);
         let mut model = [0; 40];
         model.copy_from_slice(&d[24..64]);
         Ok(Self {
             vid: u16::from_le_bytes([d[0], d[1]]),
+            serial,
             model,
             mdts: d[77],
             namespaces: u32::from_le_bytes([d[516], d[517], d[518], d[519]]),
@@ -455,8 +476,13 @@ impl ControllerIdentity {
     /// The model number without its padding, or `None` when it is not
     /// ASCII (the controller is untrusted).
     pub fn model(&self) -> Option<&str> {
-        let s = core::str::from_utf8(&self.model).ok()?;
-        s.is_ascii().then(|| s.trim_matches([' ', '\0']))
+        ascii_field(&self.model)
+    }
+
+    /// The serial number without its padding, or `None` when it is not
+    /// ASCII.
+    pub fn serial(&self) -> Option<&str> {
+        ascii_field(&self.serial)
     }
 
     /// The largest transfer one command may move with `page`-byte minimum
@@ -464,6 +490,13 @@ impl ControllerIdentity {
     pub fn max_transfer(&self, page: u64) -> Option<u64> {
         (self.mdts != 0).then(|| page << self.mdts.min(40))
     }
+}
+
+/// An Identify string field (ASCII, padded with spaces; NULs tolerated)
+/// without its padding, or `None` when a byte is not ASCII.
+fn ascii_field(field: &[u8]) -> Option<&str> {
+    let s = core::str::from_utf8(field).ok()?;
+    s.is_ascii().then(|| s.trim_matches([' ', '\0']))
 }
 
 /// What Identify Namespace says that a driver uses (NVM Command Set 1.0,
@@ -561,6 +594,15 @@ mod tests {
             (c.opcode(), c.prp1, c.cdw10[0], c.cdw10[1]),
             (0x05, 0x8000, 63 << 16 | 1, 1)
         );
+        // IEN is bit 1 and IV bits 31:16 of CDW11 (Figure 151).
+        let c = create_io_cq_with(2, 64, 0x8000, Some(1));
+        assert_eq!((c.cdw10[0], c.cdw10[1]), (63 << 16 | 2, 0x0001_0003));
+        let c = create_io_cq_with(1, 2, 0x8000, Some(0x7ff));
+        assert_eq!(c.cdw10[1], 0x07ff_0003);
+        assert_eq!(
+            create_io_cq_with(1, 64, 0x8000, None),
+            create_io_cq(1, 64, 0x8000)
+        );
         let s = create_io_sq(1, 32, 0x9000, 1);
         assert_eq!(
             (s.opcode(), s.cdw10[0], s.cdw10[1]),
@@ -581,15 +623,25 @@ mod tests {
         let mut page = [0u8; IDENTIFY_BYTES];
         assert!(ControllerIdentity::decode(&page[..4095]).is_err());
         page[..2].copy_from_slice(&0x1b36u16.to_le_bytes());
+        // The bytes around each field differ from it, so an off-by-one
+        // offset shows.
+        page[2..4].fill(b'<');
+        page[4..24].copy_from_slice(b"dma-vfio-0001       ");
         page[24..64].copy_from_slice(b"QEMU NVMe Ctrl                          ");
+        page[64..72].copy_from_slice(b"7.2.22  ");
         page[77] = 7;
-        page[516] = 1;
+        page[512..516].fill(0xaa);
+        page[516..520].copy_from_slice(&0x0102_0304u32.to_le_bytes());
+        page[520..524].fill(0xbb);
         let c = ControllerIdentity::decode(&page).unwrap();
-        assert_eq!((c.vid, c.mdts, c.namespaces), (0x1b36, 7, 1));
+        assert_eq!((c.vid, c.mdts, c.namespaces), (0x1b36, 7, 0x0102_0304));
+        assert_eq!(c.serial(), Some("dma-vfio-0001"));
         assert_eq!(c.model(), Some("QEMU NVMe Ctrl"));
         assert_eq!(c.max_transfer(4096), Some(4096 << 7));
         page[30] = 0xff;
-        assert_eq!(ControllerIdentity::decode(&page).unwrap().model(), None);
+        page[10] = 0x80;
+        let c = ControllerIdentity::decode(&page).unwrap();
+        assert_eq!((c.model(), c.serial()), (None, None));
 
         let mut ns = [0u8; IDENTIFY_BYTES];
         assert!(NamespaceIdentity::decode(&ns[..100]).is_err());

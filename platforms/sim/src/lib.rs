@@ -23,9 +23,10 @@
 //!   memory, with an IOTLB, recording [`Fault`]s (each also a report) and
 //!   dropping the access.
 //! - **devices doing real DMA** through a [`Bus`]: a memory-to-memory
-//!   engine ([`dma_engine`]), an NVMe-like controller ([`nvme`]) and a NIC
-//!   ([`nic`]), stepped one unit of work at a time ([`Device::step`]) or run
-//!   on their own thread ([`DeviceThread`]), with fault injection.
+//!   engine ([`dma_engine`]), an NVMe-like controller ([`nvme`]), a NIC
+//!   ([`nic`]) and virtio-mmio block and network devices ([`virtio`]),
+//!   stepped one unit of work at a time ([`Device::step`]) or run on
+//!   their own thread ([`DeviceThread`]), with fault injection.
 //!
 //! The presets compose the real backends with the sim's [`PhysMemory`]
 //! ([`SimMemory`]) and [`CacheMaintenance`](dma_coherence::CacheMaintenance)
@@ -88,6 +89,7 @@ mod rng;
 mod shadow;
 mod sim;
 mod smmu;
+pub mod virtio;
 
 pub use bus::Bus;
 pub use cache::SimCache;

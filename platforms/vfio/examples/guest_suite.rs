@@ -8,16 +8,19 @@
 //! Not for a real machine: it unbinds the device at the end and reads
 //! the kernel log for IOMMU faults.
 
+#[path = "guest/bad_input.rs"]
+mod bad_input;
 mod common;
+#[path = "guest/tampering.rs"]
+mod tampering;
 
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dma_core::{DmaAlloc, DmaAttrs, DmaBuf, DmaDirection, DmaMap, PhysAddr, RawMapping};
-use dma_drivers::nvme::{prp_pools, Controller, NvmeBlockDriver, NvmeDriverConfig};
+use dma_core::{DmaAlloc, DmaAttrs, DmaBuf};
+use dma_drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig, NvmeIdentity, NSID};
+use dma_drivers::Wait;
 use dma_qemu_virt::report::fill_pattern;
-use dma_vfio::{DmaMapFlags, VfioDevice, VfioError, VfioPlatform};
+use dma_vfio::{Interrupt, VfioPlatform};
 
 type Outcome = Result<String, String>;
 
@@ -50,6 +53,7 @@ const LBA_PRP_LIST: u64 = 0;
 const LBA_CHAINED: u64 = 1 << 12;
 const LBA_WRAP: u64 = 1 << 14;
 const LBA_FAULT: u64 = 3 << 13;
+const LBA_CPU_WRITE: u64 = 1 << 15;
 
 /// Writes pattern(seed) at `lba`, reads it back, compares, and claims it.
 fn write_read<W: dma_drivers::Wait>(
@@ -76,108 +80,23 @@ fn write_read<W: dma_drivers::Wait>(
     Ok(format!("{len} bytes at LBA {lba}"))
 }
 
-/// A platform whose streaming mappings, once `armed`, are revoked as soon
-/// as they are made: the device is handed an IOVA that the IOMMU no longer
-/// translates, as a driver with a use-after-unmap bug would hand it.
-#[derive(Clone, Copy)]
-struct Revoking<'a> {
-    platform: &'a VfioPlatform,
-    armed: &'a AtomicBool,
-}
-
-// SAFETY: every call forwards to the real platform; an armed `map` unmaps
-// again before returning, so the device can reach less than the contract
-// promises (nothing), never more, and its `unmap` has nothing left to end.
-// `armed` only changes while no streaming mapping is live. Only the fault
-// test uses it, to see the IOMMU refuse the device.
-unsafe impl DmaMap for Revoking<'_> {
-    fn constraints(&self) -> &dma_core::DeviceConstraints {
-        self.platform.constraints()
-    }
-    fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> dma_core::Result<PhysAddr> {
-        self.platform.virt_to_phys(cpu, len)
-    }
-    fn dma_alignment(&self) -> usize {
-        self.platform.dma_alignment()
-    }
-    unsafe fn map(
-        &self,
-        phys: PhysAddr,
-        len: usize,
-        dir: DmaDirection,
-        attrs: DmaAttrs,
-    ) -> dma_core::Result<dma_core::DmaAddr> {
-        // SAFETY: the caller's promise is passed on.
-        let dma = unsafe { self.platform.map(phys, len, dir, attrs) }?;
-        if self.armed.load(Ordering::Relaxed) {
-            let raw = RawMapping {
-                phys,
-                dma,
-                len,
-                dir,
-                attrs,
-            };
-            // SAFETY: mapped just above; the device has not been told yet.
-            unsafe { self.platform.unmap(&raw) }?;
-        }
-        Ok(dma)
-    }
-    unsafe fn unmap(&self, mapping: &RawMapping) -> dma_core::Result<()> {
-        if self.armed.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        // SAFETY: the caller's promise is passed on (an unarmed mapping is
-        // a real one).
-        unsafe { self.platform.unmap(mapping) }
-    }
-    unsafe fn sync_for_cpu(&self, _m: &RawMapping, _o: usize, _l: usize) {}
-    unsafe fn sync_for_device(&self, _m: &RawMapping, _o: usize, _l: usize) {}
-}
-
-// SAFETY: forwards to the real platform unchanged.
-unsafe impl DmaAlloc for Revoking<'_> {
-    fn alloc_coherent(
-        &self,
-        size: usize,
-        attrs: DmaAttrs,
-    ) -> dma_core::Result<dma_core::CoherentRegion> {
-        self.platform.alloc_coherent(size, attrs)
-    }
-    unsafe fn free_coherent(
-        &self,
-        region: dma_core::CoherentRegion,
-        attrs: DmaAttrs,
-    ) -> dma_core::Result<()> {
-        // SAFETY: the caller's promise is passed on.
-        unsafe { self.platform.free_coherent(region, attrs) }
-    }
-}
-
-/// The kernel log (klogctl SYSLOG_ACTION_READ_ALL).
-fn kernel_log() -> String {
-    let mut buf = vec![0u8; 1 << 20];
-    // SAFETY: klogctl writes at most len bytes into our buffer.
-    let n = unsafe { libc::klogctl(3, buf.as_mut_ptr().cast(), buf.len() as i32) };
-    buf.truncate(n.max(0) as usize);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-fn iommu_faults(log: &str) -> usize {
-    log.lines()
-        .filter(|l| {
-            l.contains("DMAR: [DMA Write") || (l.contains("arm-smmu-v3") && l.contains("event"))
-        })
-        .count()
-}
-
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(bad_input::CHILD) {
+        bad_input::child_main(&args[1..]);
+    }
     let address = std::env::var("DMA_VFIO_DEVICE").unwrap_or_default();
     let mut r = Report {
         passed: 0,
         failed: 0,
     };
 
-    r.test("bad_input", bad_input(&address));
+    r.test("bad_address", bad_input::bad_address(&address));
+    r.test("not_bound", bad_input::not_bound(&address));
+    r.test("iova_hole", bad_input::iova_hole(&address));
+    r.test("group_busy", bad_input::group_busy(&address));
+    r.test("unprivileged", bad_input::unprivileged(&address));
+    r.test("memlock", bad_input::memlock(&address));
     match common::Nvme::open(&address) {
         Err(err) => r.test("bring_up", Err(err.to_string())),
         Ok(nvme) => {
@@ -213,41 +132,6 @@ fn main() {
     std::process::exit(if r.failed == 0 { 0 } else { 1 });
 }
 
-fn bad_input(address: &str) -> Outcome {
-    match VfioDevice::open("0000:00:1f.9") {
-        Err(VfioError::BadPciAddress(_)) => {}
-        other => return Err(format!("bad address: {other:?}")),
-    }
-    match VfioDevice::open("0000:7f:1f.7") {
-        Err(VfioError::NoSuchDevice(_)) => {}
-        other => return Err(format!("missing device: {other:?}")),
-    }
-    // The host bridge is bound to no driver.
-    match VfioDevice::open("0000:00:00.0") {
-        Err(VfioError::NotBound { .. }) => {}
-        other => return Err(format!("unbound device: {other:?}")),
-    }
-    let device = VfioDevice::open(address).map_err(e("open"))?;
-    let ranges = device.container().iova_ranges().to_vec();
-    if let [first, ..] = ranges.as_slice() {
-        if first.end != u64::MAX {
-            let mem = vec![0u8; 8192];
-            let va = (mem.as_ptr() as u64 + 4095) & !4095;
-            // SAFETY: `mem` outlives the call, and the call must fail
-            // before mapping anything.
-            let got = unsafe {
-                device
-                    .container()
-                    .map_dma(va, first.end + 1, 4096, DmaMapFlags::READ)
-            };
-            if !matches!(got, Err(VfioError::OutsideIovaRanges { .. })) {
-                return Err(format!("IOVA in the hole: {got:?}"));
-            }
-        }
-    }
-    Ok(format!("usable IOVA ranges {ranges:x?}"))
-}
-
 fn suite(r: &mut Report, nvme: &common::Nvme) {
     let platform = &nvme.platform;
     let ctrl = match nvme.controller() {
@@ -259,8 +143,9 @@ fn suite(r: &mut Report, nvme: &common::Nvme) {
         Err(err) => return r.test("identify", Err(format!("PRP pools: {err}"))),
     };
 
-    // Interrupt-driven: the admin queue's completions arrive on MSI-X 0.
-    let wait = common::IrqWait::new(&nvme.irq, Duration::from_secs(10));
+    // Interrupt-driven: the admin queue's completions arrive on MSI-X 0,
+    // the I/O queue's on MSI-X 1, which wakes the driver's waits.
+    let wait = common::IrqWait::interrupt_driven(&nvme.irq, &nvme.io_irq, IRQ_WAIT);
     let mut disk = match NvmeBlockDriver::<_, _>::start(
         &ctrl,
         platform,
@@ -272,31 +157,8 @@ fn suite(r: &mut Report, nvme: &common::Nvme) {
         Err(err) => return r.test("identify", Err(err.to_string())),
     };
     let id = disk.identity().clone();
-    r.test(
-        "identify",
-        if id.model.starts_with("QEMU NVMe") {
-            Ok(format!(
-                "{:?}, {} blocks of {}",
-                id.model, id.blocks, id.block_size
-            ))
-        } else {
-            Err(format!("model {:?}", id.model))
-        },
-    );
-    // Interrupts that arrived while the driver was not waiting (its poll
-    // found the completion first) are still counted in the eventfd.
-    let waited = disk.wait_ref().fired;
-    let pending = nvme.irq.take().unwrap_or(0);
-    r.test(
-        "interrupt",
-        if waited + pending > 0 {
-            Ok(format!(
-                "MSI-X for the admin completions: {waited} woke the driver's waits, {pending} came after its poll had found the completion"
-            ))
-        } else {
-            Err("no interrupt reached the eventfd".into())
-        },
-    );
+    r.test("identify", identify(&id));
+    r.test("interrupt", interrupt(&mut disk, &nvme.io_irq, platform));
     r.test(
         "prp_list",
         write_read(&mut disk, platform, LBA_PRP_LIST, 64 << 10, 0x11),
@@ -311,6 +173,7 @@ fn suite(r: &mut Report, nvme: &common::Nvme) {
             write_read(&mut disk, platform, LBA_CHAINED, chained, 0x22)
         },
     );
+    r.test("interrupt_session", interrupt_session(&disk));
     if let Err(err) = disk.shutdown() {
         r.test("driver_shutdown", Err(err.to_string()));
     }
@@ -353,53 +216,98 @@ fn suite(r: &mut Report, nvme: &common::Nvme) {
         }
     }
 
-    r.test("iommu_fault", fault(nvme, &ctrl));
+    r.test("iommu_fault", tampering::fault(nvme, &ctrl, LBA_FAULT));
+    r.test(
+        "cpu_write_after_map",
+        tampering::cpu_write_after_map(nvme, &ctrl, LBA_CPU_WRITE),
+    );
     r.test("hugepages", hugepages(platform));
 }
 
-/// A read whose buffer's IOVA was unmapped: the IOMMU must block the
-/// device's write, the buffer stay as it was, and the kernel log the fault.
-fn fault(nvme: &common::Nvme, ctrl: &Controller<'_>) -> Outcome {
-    let armed = AtomicBool::new(false);
-    let revoking = Revoking {
-        platform: &nvme.platform,
-        armed: &armed,
-    };
-    let rpools = prp_pools(revoking).map_err(e("PRP pools"))?;
-    let mut disk = NvmeBlockDriver::<_, _>::start(
-        ctrl,
-        revoking,
-        &rpools,
-        common::Polled::new(Duration::from_secs(10)),
-        NvmeDriverConfig::default(),
-    )
-    .map_err(e("start"))?;
-    // The blocks there were never written: a read that got through would
-    // turn the 0xee fill into zeros.
-    let before = iommu_faults(&kernel_log());
-    let mut buf = DmaBuf::for_device(&nvme.platform, 4096).map_err(e("buffer"))?;
-    buf.fill(0xee);
-    armed.store(true, Ordering::Relaxed);
-    let outcome = disk.read(LBA_FAULT, buf);
-    armed.store(false, Ordering::Relaxed);
-    let _ = disk.shutdown();
-    let buf = match outcome {
-        Ok(b) => b,
-        Err(refused) => refused
-            .buffer
-            .ok_or(format!("read refused: {}", refused.error))?,
-    };
-    if buf.iter().any(|&b| b != 0xee) {
-        return Err("the device wrote through an unmapped IOVA".into());
+/// The interrupt-driven driver of the suite.
+type IrqDisk<'a> = NvmeBlockDriver<'a, &'a VfioPlatform, common::IrqWait<'a>>;
+
+/// How long an interrupt-driven wait sleeps before it gives up (then it
+/// looks once more and counts a lost interrupt).
+const IRQ_WAIT: Duration = Duration::from_secs(5);
+
+/// Identify Controller and Namespace, decoded: the serial number is what
+/// QEMU was given (`DMA_VFIO_SERIAL`, set by /init), and namespace 1 is
+/// within NN.
+fn identify(id: &NvmeIdentity) -> Outcome {
+    let serial = std::env::var("DMA_VFIO_SERIAL").unwrap_or_default();
+    if !id.model.starts_with("QEMU NVMe") {
+        return Err(format!("model {:?}", id.model));
     }
-    std::thread::sleep(Duration::from_millis(100));
-    let after = iommu_faults(&kernel_log());
-    if after <= before {
-        return Err("the buffer is untouched but the kernel logged no IOMMU fault".into());
+    if serial.is_empty() || id.serial != serial {
+        return Err(format!("serial {:?}, QEMU was given {serial:?}", id.serial));
+    }
+    if id.namespaces < NSID {
+        return Err(format!("NN {} leaves out namespace {NSID}", id.namespaces));
     }
     Ok(format!(
-        "buffer untouched, {} new IOMMU fault lines in the kernel log",
-        after - before
+        "{:?}, serial {:?}, {} namespaces, namespace 1: {} blocks of {}",
+        id.model, id.serial, id.namespaces, id.blocks, id.block_size
+    ))
+}
+
+/// One read whose completion an interrupt delivers: with nothing in
+/// flight the I/O queue is empty (this look proves it) and no interrupt is
+/// pending on vector 1, so the driver's wait sleeps in the eventfd first,
+/// and only this read's completion can wake it; the driver must make no
+/// look before that wake and find the entry with its first look after it.
+fn interrupt(disk: &mut IrqDisk<'_>, io_irq: &Interrupt, platform: &VfioPlatform) -> Outcome {
+    let vector = disk.wait_ref().interrupt_vector();
+    if vector != Some(io_irq.vector() as u16) {
+        return Err(format!("the driver's interrupt vector is {vector:?}"));
+    }
+    if disk.poll().map_err(e("poll"))?.is_some() {
+        return Err("a completion with nothing in flight".into());
+    }
+    let stale = io_irq.take().map_err(e("eventfd"))?;
+    if stale != 0 {
+        return Err(format!("{stale} I/O interrupts with no I/O issued"));
+    }
+    let before = disk.stats();
+    let (slept, fired) = (disk.wait_ref().slept, disk.wait_ref().io_fired);
+    let buf = DmaBuf::for_device(platform, 4096).map_err(e("buffer"))?;
+    disk.read(LBA_PRP_LIST, buf)
+        .map_err(|r| format!("read: {}", r.error))?;
+    let after = disk.stats();
+    let slept = disk.wait_ref().slept - slept;
+    let fired = disk.wait_ref().io_fired - fired;
+    let wakes = after.interrupt_wakes - before.interrupt_wakes;
+    let looked_first = after.empty_polls - before.empty_polls;
+    let by_interrupt = after.interrupt_completions - before.interrupt_completions;
+    let lost = after.lost_interrupts - before.lost_interrupts;
+    if by_interrupt != 1 || lost != 0 || wakes == 0 || fired == 0 || looked_first != 0 {
+        return Err(format!(
+            "{by_interrupt} completions found after an interrupt, {lost} lost interrupts, \
+             {wakes} wakes, {fired} MSI-X events, {slept:?} asleep, {looked_first} empty looks"
+        ));
+    }
+    Ok(format!(
+        "a read's completion came by MSI-X vector {}: the driver slept {slept:?} in the eventfd, \
+         {wakes} interrupt wake(s) ({fired} event(s)), and its first look, after the wake, found the CQ entry",
+        io_irq.vector()
+    ))
+}
+
+/// Over the interrupt-driven session (the reads and writes above): no
+/// wait gave up on its interrupt.
+fn interrupt_session(disk: &IrqDisk<'_>) -> Outcome {
+    let s = disk.stats();
+    let admin = disk.wait_ref().fired;
+    if s.lost_interrupts != 0 || s.interrupt_completions == 0 {
+        return Err(format!(
+            "{} lost interrupts, {} of {} completions after an interrupt",
+            s.lost_interrupts, s.interrupt_completions, s.commands
+        ));
+    }
+    Ok(format!(
+        "{} of {} I/O completions found by the first look after an interrupt wake (any others by \
+         the look before sleeping), 0 lost; {admin} admin interrupts woke bring-up waits",
+        s.interrupt_completions, s.commands
     ))
 }
 

@@ -1,5 +1,6 @@
-//! Identify an NVMe controller bound to vfio-pci: model, vendor,
-//! namespace 1's size and LBA format.
+//! Identify an NVMe controller bound to vfio-pci: model, serial number,
+//! vendor, how many namespaces it supports, namespace 1's size and LBA
+//! format.
 //!
 //! ```text
 //! cargo run --release -p dma-vfio --example identify -- 0000:01:00.0
@@ -34,7 +35,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let id = disk.identity().clone();
     println!("device      {address}");
     println!("model       {}", id.model);
+    println!("serial      {}", id.serial);
     println!("vendor      {:#06x}", id.vendor);
+    println!(
+        "namespaces  {} (NN: the largest namespace id)",
+        id.namespaces
+    );
     println!(
         "namespace 1 {} blocks of {} bytes ({} MiB)",
         id.blocks,

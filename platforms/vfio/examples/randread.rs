@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! randread vfio 0000:01:00.0 <count>     # our driver over VFIO (polled)
+//! randread vfio-irq 0000:01:00.0 <count> # the same, interrupt-driven
 //! randread block /dev/nvme0n1 <count>    # the kernel's nvme driver, O_DIRECT
 //! ```
 //!
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use dma_core::DmaBuf;
 use dma_drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
+use dma_drivers::Wait;
 
 /// Bytes per read.
 const READ: usize = 4096;
@@ -42,34 +44,53 @@ fn report(mode: &str, count: usize, elapsed: Duration) {
     );
 }
 
+/// `count` reads through our driver, waiting with `wait`.
+fn ours(
+    nvme: &common::Nvme,
+    wait: impl Wait,
+    mode: &str,
+    count: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let pools = prp_pools(&nvme.platform)?;
+    let ctrl = nvme.controller()?;
+    let mut disk = NvmeBlockDriver::<_, _>::start(
+        &ctrl,
+        &nvme.platform,
+        &pools,
+        wait,
+        NvmeDriverConfig::default(),
+    )?;
+    let block = u64::from(disk.identity().block_size);
+    let mut buf = DmaBuf::for_device(&nvme.platform, READ)?;
+    let start = Instant::now();
+    for off in offsets(count) {
+        buf = disk.read(off / block, buf).map_err(|r| r.error)?;
+    }
+    report(mode, count, start.elapsed());
+    disk.shutdown()?;
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(mode), Some(target)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: randread vfio <pci-address> [count] | randread block <device> [count]");
+        eprintln!(
+            "usage: randread vfio|vfio-irq <pci-address> [count] | randread block <device> [count]"
+        );
         std::process::exit(2);
     };
     let count: usize = args.get(2).map_or(Ok(2000), |s| s.parse())?;
     match mode.as_str() {
         "vfio" => {
             let nvme = common::Nvme::open(target)?;
-            let pools = prp_pools(&nvme.platform)?;
             let wait = common::Polled::new(Duration::from_secs(5));
-            let ctrl = nvme.controller()?;
-            let mut disk = NvmeBlockDriver::<_, _>::start(
-                &ctrl,
-                &nvme.platform,
-                &pools,
-                wait,
-                NvmeDriverConfig::default(),
-            )?;
-            let block = u64::from(disk.identity().block_size);
-            let mut buf = DmaBuf::for_device(&nvme.platform, READ)?;
-            let start = Instant::now();
-            for off in offsets(count) {
-                buf = disk.read(off / block, buf).map_err(|r| r.error)?;
-            }
-            report("vfio", count, start.elapsed());
-            disk.shutdown()?;
+            ours(&nvme, wait, "vfio", count)?;
+        }
+        "vfio-irq" => {
+            let nvme = common::Nvme::open(target)?;
+            let wait =
+                common::IrqWait::interrupt_driven(&nvme.irq, &nvme.io_irq, Duration::from_secs(5));
+            ours(&nvme, wait, "vfio-irq", count)?;
         }
         "block" => {
             let dev = std::fs::OpenOptions::new()

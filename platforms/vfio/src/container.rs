@@ -193,13 +193,7 @@ impl VfioContainer {
         // promises the memory behind vaddr stays valid while mapped.
         unsafe { sys::ioctl_ptr(self.fd.as_fd(), sys::IOMMU_MAP_DMA, &mut args) }
             .map(drop)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOMEM) => VfioError::MemlockTooLow {
-                    limit: memlock_limit(),
-                    wanted: size,
-                },
-                _ => VfioError::io("VFIO_IOMMU_MAP_DMA", e),
-            })
+            .map_err(|e| VfioError::map_dma(e, size, memlock_limit()))
     }
 
     /// Unmaps `iova..iova + size`, which [`map_dma`](Self::map_dma) mapped

@@ -58,13 +58,7 @@ impl VfioDevice {
             .read(true)
             .write(true)
             .open(format!("/dev/vfio/{group_no}"))
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::EBUSY) => VfioError::Io {
-                    what: "open the VFIO group: another process has it open (only one may)",
-                    source: e,
-                },
-                _ => VfioError::io("open the VFIO group", e),
-            })?
+            .map_err(|e| VfioError::group_open(group_no, e))?
             .into();
         let mut status = sys::GroupStatus {
             argsz: core::mem::size_of::<sys::GroupStatus>() as u32,
@@ -243,48 +237,65 @@ impl VfioDevice {
     ///
     /// [`VfioError::Unsupported`] when the device has no such vector.
     pub fn enable_msix(&self, vector: u32) -> Result<Interrupt> {
-        let count = self.msix_vectors()?;
-        if vector >= count {
-            return Err(VfioError::Unsupported(format!(
-                "MSI-X vector {vector}: the device has {count}"
-            )));
-        }
-        // SAFETY: eventfd takes no pointers.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if raw < 0 {
-            return Err(VfioError::io("eventfd", io::Error::last_os_error()));
-        }
-        // SAFETY: eventfd returned a new fd that nothing else owns.
-        let event = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
-        self.set_msix(vector, event.as_raw_fd())?;
-        Ok(Interrupt { event, vector })
+        let [irq] = self.enable_msix_vectors::<1>(vector)?;
+        Ok(irq)
     }
 
-    /// Routes MSI-X vector `vector` to `fd` (`-1`: to nothing).
-    fn set_msix(&self, vector: u32, fd: i32) -> Result<()> {
-        let mut set = sys::IrqSetOne {
-            argsz: core::mem::size_of::<sys::IrqSetOne>() as u32,
+    /// Routes the `N` MSI-X vectors from `first` each to a new eventfd,
+    /// in one call: vfio-pci (before Linux 6.5) sizes MSI-X when it is
+    /// first enabled, so vectors a driver uses together must be routed
+    /// together (`enable_msix(0)` then `enable_msix(1)` fails with
+    /// `EINVAL`).
+    ///
+    /// # Errors
+    ///
+    /// [`VfioError::Unsupported`] when `N` is 0 or the device has fewer
+    /// than `first + N` vectors; the eventfd and ioctl failures.
+    pub fn enable_msix_vectors<const N: usize>(&self, first: u32) -> Result<[Interrupt; N]> {
+        let count = self.msix_vectors()?;
+        let end = u32::try_from(N).ok().and_then(|n| first.checked_add(n));
+        let Some(end) = end.filter(|&end| N > 0 && end <= count) else {
+            return Err(VfioError::Unsupported(format!(
+                "MSI-X vectors {first}..{first}+{N}: the device has {count}"
+            )));
+        };
+        let irqs = (first..end)
+            .map(|vector| {
+                // SAFETY: eventfd takes no pointers.
+                let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+                if raw < 0 {
+                    return Err(VfioError::io("eventfd", io::Error::last_os_error()));
+                }
+                // SAFETY: eventfd returned a new fd that nothing else owns.
+                let event = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+                Ok(Interrupt { event, vector })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut set = sys::IrqSet::<N> {
+            argsz: core::mem::size_of::<sys::IrqSet<N>>() as u32,
             flags: (IrqSetFlags::DATA_EVENTFD | IrqSetFlags::ACTION_TRIGGER).bits(),
             index: sys::PCI_MSIX_IRQ_INDEX,
-            start: vector,
-            count: 1,
-            fd,
+            start: first,
+            count: N as u32,
+            fds: core::array::from_fn(|i| irqs[i].event.as_raw_fd()),
         };
-        // SAFETY: the kernel reads argsz bytes: the header and one fd.
+        // SAFETY: the kernel reads argsz bytes: the header and N fds.
         unsafe { sys::ioctl_ptr(self.device.as_fd(), sys::DEVICE_SET_IRQS, &mut set) }
-            .map(drop)
-            .map_err(|e| VfioError::io("VFIO_DEVICE_SET_IRQS", e))
+            .map_err(|e| VfioError::io("VFIO_DEVICE_SET_IRQS", e))?;
+        // `irqs` has N entries (one per vector of `first..end`).
+        irqs.try_into()
+            .map_err(|_| VfioError::Unsupported("MSI-X vector count changed".into()))
     }
 
     /// Turns every MSI-X vector off.
     pub fn disable_msix(&self) -> Result<()> {
-        let mut set = sys::IrqSetOne {
+        let mut set = sys::IrqSet::<1> {
             argsz: sys::IRQ_SET_HEADER,
             flags: (IrqSetFlags::DATA_NONE | IrqSetFlags::ACTION_TRIGGER).bits(),
             index: sys::PCI_MSIX_IRQ_INDEX,
             start: 0,
             count: 0,
-            fd: -1,
+            fds: [-1],
         };
         // SAFETY: the kernel reads the 20-byte header only (argsz).
         unsafe { sys::ioctl_ptr(self.device.as_fd(), sys::DEVICE_SET_IRQS, &mut set) }

@@ -25,6 +25,12 @@ pub enum VfioError {
     VfioNotLoaded,
     /// Opening `/dev/vfio/*` or an ioctl was refused for lack of privileges.
     NoPrivileges(String),
+    /// The group is already open (VFIO lets one open file use a group: another
+    /// process, or a [`VfioDevice`](crate::VfioDevice) this process still holds).
+    GroupBusy {
+        /// The IOMMU group.
+        group: u32,
+    },
     /// Some device in the group is bound to a non-VFIO driver.
     GroupNotViable {
         /// The IOMMU group.
@@ -73,6 +79,24 @@ impl VfioError {
             _ => Self::Io { what, source },
         }
     }
+
+    /// Opening `/dev/vfio/<group>` failed: `EBUSY` means another open file
+    /// has the group.
+    pub(crate) fn group_open(group: u32, source: io::Error) -> Self {
+        match source.raw_os_error() {
+            Some(libc::EBUSY) => Self::GroupBusy { group },
+            _ => Self::io("open the VFIO group", source),
+        }
+    }
+
+    /// `VFIO_IOMMU_MAP_DMA` of `wanted` bytes failed: `ENOMEM` is the
+    /// pinning limit (`limit`, the soft `RLIMIT_MEMLOCK`).
+    pub(crate) fn map_dma(source: io::Error, wanted: u64, limit: Option<u64>) -> Self {
+        match source.raw_os_error() {
+            Some(libc::ENOMEM) => Self::MemlockTooLow { limit, wanted },
+            _ => Self::io("VFIO_IOMMU_MAP_DMA", source),
+        }
+    }
 }
 
 /// The shell commands that bind a device to vfio-pci, for messages.
@@ -112,6 +136,11 @@ impl fmt::Display for VfioError {
             Self::NoPrivileges(s) => write!(
                 f,
                 "permission denied ({s}): run as root, or chown the /dev/vfio/<group> node to your user and raise its memlock limit"
+            ),
+            Self::GroupBusy { group } => write!(
+                f,
+                "IOMMU group {group} is already open (one user at a time): stop the program using /dev/vfio/{group} \
+                 (fuser -v /dev/vfio/{group} names it), or drop the VfioDevice this process already holds"
             ),
             Self::GroupNotViable { group, members } => write!(
                 f,
@@ -153,3 +182,55 @@ impl std::error::Error for VfioError {
 
 /// Result with a [`VfioError`].
 pub type Result<T> = core::result::Result<T, VfioError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(errno: i32) -> io::Error {
+        io::Error::from_raw_os_error(errno)
+    }
+
+    #[test]
+    fn refused_privileges_are_told_apart_from_other_failures() {
+        for errno in [libc::EACCES, libc::EPERM] {
+            let e = VfioError::io("open the VFIO group", os(errno));
+            assert!(matches!(e, VfioError::NoPrivileges(_)), "{e}");
+            assert!(e.to_string().contains("run as root"), "{e}");
+        }
+        let e = VfioError::io("VFIO_DEVICE_RESET", os(libc::EIO));
+        assert!(matches!(e, VfioError::Io { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_busy_group_names_the_fix() {
+        let e = VfioError::group_open(7, os(libc::EBUSY));
+        assert!(matches!(e, VfioError::GroupBusy { group: 7 }), "{e}");
+        assert!(e.to_string().contains("fuser -v /dev/vfio/7"), "{e}");
+        let e = VfioError::group_open(7, os(libc::EACCES));
+        assert!(matches!(e, VfioError::NoPrivileges(_)), "{e}");
+        let e = VfioError::group_open(7, os(libc::ENOENT));
+        assert!(matches!(e, VfioError::Io { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_pinning_refusal_is_the_memlock_limit() {
+        let e = VfioError::map_dma(os(libc::ENOMEM), 1 << 20, Some(65536));
+        assert!(
+            matches!(
+                e,
+                VfioError::MemlockTooLow {
+                    limit: Some(65536),
+                    wanted: 0x10_0000
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("the memlock limit is 65536 bytes"),
+            "{e}"
+        );
+        let e = VfioError::map_dma(os(libc::EEXIST), 4096, None);
+        assert!(matches!(e, VfioError::Io { .. }), "{e}");
+    }
+}

@@ -20,6 +20,13 @@
 //! (`dc cvac`/`dc civac`) and not invalidate, and neither can make a
 //! mapping uncached. [`DmaMap::dma_alignment`] is therefore 1.
 //!
+//! # Memory the device only reads
+//!
+//! Before a read-only mapping, its pages are faulted in writable
+//! (`populate_writable`), because the kernel would otherwise pin the
+//! shared zero page for memory the CPU has not written yet, and a later
+//! CPU write would never reach the device.
+//!
 //! # Granularity
 //!
 //! The IOMMU maps whole pages, so a streaming mapping exposes the rest of
@@ -214,6 +221,33 @@ fn iova_window(container: &VfioContainer, mask: u64) -> Option<(u64, u64)> {
         .max_by_key(|(s, e)| e - s)
 }
 
+/// Makes the pages of `vaddr..vaddr + size` this process's own, writable,
+/// before a read-only pin.
+///
+/// The map ioctl pins a mapping the device only reads without breaking
+/// copy-on-write (no `FOLL_WRITE`), so a page the CPU never wrote is the
+/// shared zero page, and that is what gets pinned (uncharged: it is a
+/// reserved page). The CPU's next write (`StreamingMapping::write` while
+/// mapped, then a sync for the device) moves the buffer to a fresh page,
+/// and the device would go on reading zeros. `MADV_POPULATE_WRITE` (Linux
+/// 5.14) faults every page in writable without changing a byte. It fails
+/// on memory this process cannot write (then the CPU cannot write it
+/// either, so nothing goes stale) and on older kernels, which keep the
+/// problem: there, write a buffer before mapping it for the device.
+fn populate_writable(vaddr: u64, size: u64) {
+    // SAFETY: an madvise on whole pages of this process's address space;
+    // MADV_POPULATE_WRITE only faults pages in (breaking copy-on-write),
+    // it changes no byte any Rust object holds, and a failure changes
+    // nothing.
+    unsafe {
+        libc::madvise(
+            vaddr as usize as *mut libc::c_void,
+            size as usize,
+            libc::MADV_POPULATE_WRITE,
+        )
+    };
+}
+
 /// The IOMMU permissions for a direction (Linux's `dma_info_to_prot`).
 fn map_flags(dir: DmaDirection) -> DmaMapFlags {
     match dir {
@@ -287,10 +321,14 @@ unsafe impl DmaMap for VfioPlatform {
             .ok_or_else(overflow)?;
         let offset = phys.as_u64() - start.as_u64();
         let size = end.as_u64() - start.as_u64();
+        let flags = map_flags(dir);
+        if !flags.contains(DmaMapFlags::WRITE) {
+            populate_writable(start.as_u64(), size);
+        }
         // SAFETY: the caller owns the buffer and keeps it until unmap; the
         // rest of its first and last page is exposed too (see the module
         // documentation), which the IOMMU cannot avoid.
-        let iova = unsafe { self.map_pages(start.as_u64(), size, map_flags(dir), None) }?;
+        let iova = unsafe { self.map_pages(start.as_u64(), size, flags, None) }?;
         Ok(DmaAddr::new(iova + offset))
     }
 
@@ -351,5 +389,27 @@ unsafe impl DmaAlloc for VfioPlatform {
         let vaddr = region.cpu.as_ptr() as usize as u64;
         // Dropping the memory (after the unmap succeeded) releases it.
         self.unmap_pages(region.dma.as_u64(), vaddr, true).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_map_keeps_its_fix_in_the_dma_core_error() {
+        let memlock = dma_error(&VfioError::MemlockTooLow {
+            limit: Some(65536),
+            wanted: 1 << 20,
+        });
+        assert_eq!(memlock.kind(), ErrorKind::OutOfMemory);
+        assert!(memlock.message().contains("ulimit -l"), "{memlock}");
+        let hole = dma_error(&VfioError::OutsideIovaRanges {
+            iova: 0x800_0000,
+            len: 4096,
+        });
+        assert_eq!(hole.kind(), ErrorKind::Unreachable);
+        let other = dma_error(&VfioError::Unsupported("x".into()));
+        assert!(other.message().contains("dmesg"), "{other}");
     }
 }

@@ -164,11 +164,12 @@ pub struct IrqInfo {
     pub count: u32,
 }
 
-/// `struct vfio_irq_set` followed by one eventfd (the only shape this
-/// crate sends: one vector at a time).
+/// `struct vfio_irq_set` followed by `N` eventfds, one per vector from
+/// `start` (vfio-pci on kernels before 6.5 sizes MSI-X at its first
+/// enable, so vectors used together are routed in one call).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct IrqSetOne {
+#[derive(Clone, Copy, Debug)]
+pub struct IrqSet<const N: usize> {
     /// Size of the header plus the data actually sent.
     pub argsz: u32,
     /// [`IrqSetFlags`].
@@ -179,8 +180,8 @@ pub struct IrqSetOne {
     pub start: u32,
     /// Number of vectors.
     pub count: u32,
-    /// The eventfd, when `DATA_EVENTFD`.
-    pub fd: i32,
+    /// The eventfds, when `DATA_EVENTFD` (`-1`: unroute that vector).
+    pub fds: [i32; N],
 }
 
 /// Size of `struct vfio_irq_set` without its data.
@@ -267,8 +268,12 @@ const_assert_eq!(core::mem::offset_of!(RegionInfo, size), 16);
 const_assert_eq!(core::mem::offset_of!(RegionInfo, offset), 24);
 const_assert_eq!(core::mem::size_of::<IrqInfo>(), 16);
 const_assert_eq!(
-    core::mem::offset_of!(IrqSetOne, fd),
+    core::mem::offset_of!(IrqSet<1>, fds),
     IRQ_SET_HEADER as usize
+);
+const_assert_eq!(
+    core::mem::size_of::<IrqSet<2>>(),
+    IRQ_SET_HEADER as usize + 8
 );
 const_assert_eq!(core::mem::size_of::<IommuInfo>(), 24);
 const_assert_eq!(core::mem::offset_of!(IommuInfo, cap_offset), 16);

@@ -36,6 +36,7 @@ fn every_error_names_its_fix() {
             },
             "0000:00:02.1",
         ),
+        (VfioError::GroupBusy { group: 2 }, "fuser -v /dev/vfio/2"),
         (VfioError::NoInterruptRemapping, "allow_unsafe_interrupts"),
         (VfioError::NoType1Iommu, "vfio_iommu_type1"),
         (

@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 
 use dma_core::DeviceConstraints;
 use dma_drivers::nvme::Controller;
-use dma_drivers::{DriverError, Wait};
+use dma_drivers::{DriverError, Wait, Wake};
 use dma_vfio::{Bar, Interrupt, VfioDevice, VfioError, VfioPlatform};
 
 /// An NVMe controller bound to vfio-pci, ready for the driver.
 pub struct Nvme {
     /// The MSI-X vector 0 eventfd (the admin queue's interrupt).
     pub irq: Interrupt,
+    /// The MSI-X vector 1 eventfd, for an interrupt-driven I/O queue.
+    pub io_irq: Interrupt,
     /// The platform (drops before the device: unmaps what is left).
     pub platform: VfioPlatform,
     /// BAR0, the controller's registers.
@@ -29,9 +31,12 @@ impl Nvme {
         device.enable_bus_master()?;
         let bar = device.map_bar(0)?;
         let platform = VfioPlatform::new(&device, DeviceConstraints::UNCONSTRAINED)?;
-        let irq = device.enable_msix(0)?;
+        // The admin queue always signals vector 0 (§3.1.4.10); the I/O
+        // queue gets its own, so its eventfd counts only I/O completions.
+        let [irq, io_irq] = device.enable_msix_vectors::<2>(0)?;
         Ok(Self {
             irq,
+            io_irq,
             platform,
             bar,
             device,
@@ -47,25 +52,49 @@ impl Nvme {
     }
 }
 
-/// Waits by blocking on the controller's interrupt, up to `timeout` per
-/// wait; counts the interrupts it saw.
+/// Waits by blocking on the controller's interrupts, up to `timeout` per
+/// wait: the admin queue's in [`pause`](Wait::pause) (bring-up and admin
+/// commands, in short slices: the controller's status registers change
+/// without one), and, when given one, the I/O queue's in
+/// [`sleep`](Wait::sleep), which makes the driver interrupt-driven.
 pub struct IrqWait<'a> {
-    irq: &'a Interrupt,
+    admin: &'a Interrupt,
+    io: Option<&'a Interrupt>,
     timeout: Duration,
     deadline: Instant,
-    /// Interrupts delivered so far.
+    /// Admin interrupts delivered to [`pause`](Wait::pause) so far.
     pub fired: u64,
+    /// I/O interrupts delivered to [`sleep`](Wait::sleep) so far.
+    pub io_fired: u64,
+    /// Time spent blocked in [`sleep`](Wait::sleep).
+    pub slept: Duration,
 }
 
 impl<'a> IrqWait<'a> {
-    /// Waits on `irq`.
-    pub fn new(irq: &'a Interrupt, timeout: Duration) -> Self {
+    /// Waits on `admin` only: the I/O queue is polled.
+    pub fn new(admin: &'a Interrupt, timeout: Duration) -> Self {
         Self {
-            irq,
+            admin,
+            io: None,
             timeout,
             deadline: Instant::now() + timeout,
             fired: 0,
+            io_fired: 0,
+            slept: Duration::ZERO,
         }
+    }
+
+    /// Waits on `admin`, and sleeps on `io` for I/O completions (the driver
+    /// creates its I/O queue to signal `io`'s vector).
+    pub fn interrupt_driven(admin: &'a Interrupt, io: &'a Interrupt, timeout: Duration) -> Self {
+        Self {
+            io: Some(io),
+            ..Self::new(admin, timeout)
+        }
+    }
+
+    fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
     }
 }
 
@@ -75,15 +104,42 @@ impl Wait for IrqWait<'_> {
     }
 
     fn pause(&mut self) -> bool {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        // Completions the controller posts without an interrupt (I/O
-        // queues created with interrupts off) are found by the driver's
-        // next poll, so never block long.
+        // Never block long: CSTS changes raise no interrupt.
         self.fired += self
-            .irq
-            .wait(left.min(Duration::from_millis(2)))
+            .admin
+            .wait(self.left().min(Duration::from_millis(2)))
             .unwrap_or(0);
         Instant::now() < self.deadline
+    }
+
+    fn interrupt_vector(&self) -> Option<u16> {
+        self.io.and_then(|irq| u16::try_from(irq.vector()).ok())
+    }
+
+    fn sleep(&mut self) -> Wake {
+        let Some(io) = self.io else {
+            return if self.pause() {
+                Wake::Early
+            } else {
+                Wake::GaveUp
+            };
+        };
+        let left = self.left();
+        if left.is_zero() {
+            return Wake::GaveUp;
+        }
+        let start = Instant::now();
+        // Rounded up to whole milliseconds, so the last one still blocks.
+        let fired = io.wait(left + Duration::from_micros(999));
+        self.slept += start.elapsed();
+        match fired {
+            Ok(n) if n > 0 => {
+                self.io_fired += n;
+                Wake::Interrupt
+            }
+            _ if self.left().is_zero() => Wake::GaveUp,
+            _ => Wake::Early,
+        }
     }
 }
 
