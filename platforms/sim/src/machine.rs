@@ -436,11 +436,12 @@ impl State {
         hit
     }
 
-    /// Sets the device address of a region just mapped.
+    /// Sets the device address of a region the backend just mapped.
     pub(crate) fn set_dma(&mut self, key: (u64, u64), dma: u64) {
         self.found.set(None);
         if let Some(l) = self.live.get_mut(&key) {
             l.dma = dma;
+            self.phys.mapped(l.phys);
         }
     }
 

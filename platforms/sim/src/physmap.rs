@@ -467,8 +467,11 @@ impl PhysMap {
     }
 
     /// A region at sim address `sim` became live (`+1`) or ended (`-1`).
-    /// A heap extent whose last region ends is retired and its room queued
-    /// for reuse; one live again leaves the queue.
+    /// A heap extent whose last region ends after one was mapped
+    /// ([`mapped`](Self::mapped)) is retired and its room queued for
+    /// reuse; one live again leaves the queue. A region whose map the
+    /// backend refused (a bounce platform then serves the buffer, and
+    /// translates it again to unmap) retires nothing.
     pub(crate) fn count_live(&mut self, sim: u64, delta: i32) {
         let Some((_, e)) = self.by_sim.range_mut(..=sim).next_back() else {
             return;
@@ -481,15 +484,26 @@ impl PhysMap {
         }
         let (before, revived) = (*live, *live == 0 && *was_live && delta > 0);
         *live = live.saturating_add_signed(delta);
-        *was_live = true;
         let room = (e.room.0, e.room.1 - e.room.0);
-        if before > 0 && *live == 0 {
+        if before > 0 && *live == 0 && *was_live {
             self.freed.push_back(room);
         } else if revived {
             self.freed.retain(|f| *f != room);
         }
         // The copy looked up last must not keep the old count.
         self.last.set(Some(*e));
+    }
+
+    /// The backend mapped the region at sim address `sim`: its extent
+    /// retires when its last region ends.
+    pub(crate) fn mapped(&mut self, sim: u64) {
+        let Some((_, e)) = self.by_sim.range_mut(..=sim).next_back() else {
+            return;
+        };
+        if let Kind::Heap { was_live, .. } = &mut e.kind {
+            *was_live = true;
+            self.last.set(Some(*e));
+        }
     }
 }
 
@@ -584,6 +598,7 @@ mod tests {
         let first = m.translate(0x100_0000, 4096).unwrap();
         let mut seen = vec![first];
         m.count_live(first, 1);
+        m.mapped(first);
         m.count_live(first, -1);
         m.count_live(first, -1); // an extra end changes nothing
         for i in 1..=QUARANTINE as u64 {
@@ -591,6 +606,7 @@ mod tests {
             assert!(!seen.contains(&a), "reused before the quarantine passed");
             seen.push(a);
             m.count_live(a, 1);
+            m.mapped(a);
             m.count_live(a, -1);
         }
         // Sixteen newer rooms wait behind the first: it is reused now, once.
@@ -602,9 +618,16 @@ mod tests {
         let mut m = PhysMap::new(4, LINE);
         let a = m.translate(0x100_0000, 4096).unwrap();
         m.count_live(a, 1);
+        m.mapped(a);
         m.count_live(a, -1);
         m.count_live(a, 1);
         assert!(m.freed.is_empty());
+        // A region whose map was refused retires nothing: translating the
+        // buffer again (to unmap its bounce) gives the same address.
+        let b = m.translate(0x200_0000, 1).unwrap();
+        m.count_live(b, 1);
+        m.count_live(b, -1);
+        assert_eq!(m.translate(0x200_0000, 1).unwrap(), b);
     }
 
     #[test]
@@ -614,6 +637,7 @@ mod tests {
         // Translating again before mapping gives the same address.
         assert_eq!(m.translate(0x7000, 256).unwrap(), a);
         m.count_live(a, 1);
+        m.mapped(a);
         m.count_live(a, -1);
         // Re-mapping the old address still finds the memory...
         assert_eq!(m.to_host(a, 256), Some(0x7000));
