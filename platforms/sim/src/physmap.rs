@@ -50,8 +50,15 @@ const SLOT: u64 = 2 << 20;
 enum Kind {
     /// A `SimMemory` allocation, until it is freed.
     Pages,
-    /// Translated heap memory with this many live regions in it.
-    Heap { live: u32, was_live: bool },
+    /// Translated heap memory with this many live regions in it; whether
+    /// one was ever mapped; whether a map of it was refused (a bounce
+    /// platform then serves the buffer, unseen by the machine, so the
+    /// extent never retires).
+    Heap {
+        live: u32,
+        was_live: bool,
+        pinned: bool,
+    },
 }
 
 /// One host range at one sim range.
@@ -84,7 +91,8 @@ impl Extent {
             self.kind,
             Kind::Heap {
                 live: 0,
-                was_live: true
+                was_live: true,
+                pinned: false
             }
         )
     }
@@ -383,6 +391,7 @@ impl PhysMap {
             kind: Kind::Heap {
                 live: 0,
                 was_live: false,
+                pinned: false,
             },
             ..e
         };
@@ -407,6 +416,7 @@ impl PhysMap {
             kind: Kind::Heap {
                 live: 0,
                 was_live: false,
+                pinned: false,
             },
         });
         sim
@@ -469,14 +479,18 @@ impl PhysMap {
     /// A region at sim address `sim` became live (`+1`) or ended (`-1`).
     /// A heap extent whose last region ends after one was mapped
     /// ([`mapped`](Self::mapped)) is retired and its room queued for
-    /// reuse; one live again leaves the queue. A region whose map the
-    /// backend refused (a bounce platform then serves the buffer, and
-    /// translates it again to unmap) retires nothing.
+    /// reuse, unless [`pinned`](Self::pin); one live again leaves the
+    /// queue.
     pub(crate) fn count_live(&mut self, sim: u64, delta: i32) {
         let Some((_, e)) = self.by_sim.range_mut(..=sim).next_back() else {
             return;
         };
-        let Kind::Heap { live, was_live } = &mut e.kind else {
+        let Kind::Heap {
+            live,
+            was_live,
+            pinned,
+        } = &mut e.kind
+        else {
             return;
         };
         if sim >= e.sim + e.len {
@@ -485,13 +499,27 @@ impl PhysMap {
         let (before, revived) = (*live, *live == 0 && *was_live && delta > 0);
         *live = live.saturating_add_signed(delta);
         let room = (e.room.0, e.room.1 - e.room.0);
-        if before > 0 && *live == 0 && *was_live {
+        if before > 0 && *live == 0 && *was_live && !*pinned {
             self.freed.push_back(room);
         } else if revived {
             self.freed.retain(|f| *f != room);
         }
         // The copy looked up last must not keep the old count.
         self.last.set(Some(*e));
+    }
+
+    /// The backend refused to map the region at sim address `sim`: a
+    /// bounce platform may serve the buffer instead, out of the machine's
+    /// sight, and translate it again to unmap, so its extent never
+    /// retires (it keeps its address).
+    pub(crate) fn pin(&mut self, sim: u64) {
+        let Some((_, e)) = self.by_sim.range_mut(..=sim).next_back() else {
+            return;
+        };
+        if let Kind::Heap { pinned, .. } = &mut e.kind {
+            *pinned = true;
+            self.last.set(Some(*e));
+        }
     }
 
     /// The backend mapped the region at sim address `sim`: its extent
@@ -623,10 +651,16 @@ mod tests {
         m.count_live(a, 1);
         assert!(m.freed.is_empty());
         // A region whose map was refused retires nothing: translating the
-        // buffer again (to unmap its bounce) gives the same address.
+        // buffer again (to unmap its bounce) gives the same address, even
+        // after a neighbour sharing its line was mapped and unmapped.
         let b = m.translate(0x200_0000, 1).unwrap();
         m.count_live(b, 1);
         m.count_live(b, -1);
+        m.pin(b);
+        let c = m.translate(0x200_0010, 16).unwrap();
+        m.count_live(c, 1);
+        m.mapped(c);
+        m.count_live(c, -1);
         assert_eq!(m.translate(0x200_0000, 1).unwrap(), b);
     }
 

@@ -145,9 +145,13 @@ impl<P> SimPlatform<P> {
         });
     }
 
-    fn unregister(&self, key: (u64, u64)) {
+    /// The backend refused a map: the region ends, and its buffer keeps
+    /// its address (a bounce platform may serve it; see `PhysMap::pin`).
+    fn refused(&self, key: (u64, u64)) {
         self.sim.machine.with(|s, _| {
-            s.unregister(key);
+            if let Some(live) = s.unregister(key) {
+                s.phys.pin(live.phys);
+            }
         });
     }
 
@@ -282,7 +286,7 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
                 Ok(dma)
             }
             Err(e) => {
-                self.unregister(key);
+                self.refused(key);
                 Err(e)
             }
         }
@@ -389,7 +393,7 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
                 Ok(k) => keys.push(k),
                 Err(err) => {
                     for k in keys {
-                        self.unregister(k);
+                        self.refused(k);
                     }
                     return Err(err);
                 }
@@ -405,7 +409,7 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
             }
             Err(err) => {
                 for k in keys {
-                    self.unregister(k);
+                    self.refused(k);
                 }
                 Err(err)
             }
