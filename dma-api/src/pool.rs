@@ -366,6 +366,18 @@ impl<P: DmaAlloc> PoolBlock<'_, P> {
         self.mem.write(offset, value)
     }
 
+    /// Writes `values` one after another from byte `offset`, checking the
+    /// bounds and alignment once for the whole run (a PRP list page is 512
+    /// such writes).
+    ///
+    /// # Errors
+    ///
+    /// [`OutOfRange`](ErrorKind::OutOfRange), [`Misaligned`](ErrorKind::Misaligned);
+    /// nothing is written then.
+    pub fn write_slice<T: DmaPod>(&mut self, offset: usize, values: &[T]) -> Result<()> {
+        self.mem.write_slice(offset, values)
+    }
+
     /// Copies bytes out.
     ///
     /// # Errors

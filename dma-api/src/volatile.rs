@@ -89,6 +89,19 @@ impl VolatileBytes {
         Ok(())
     }
 
+    #[cfg(feature = "alloc")]
+    pub(crate) fn write_slice<T: DmaPod>(&self, offset: usize, values: &[T]) -> Result<()> {
+        let p = self
+            .checked(offset, core::mem::size_of_val(values), align_of::<T>())?
+            .cast::<T>();
+        for (i, v) in values.iter().enumerate() {
+            // SAFETY: `values.len()` elements from `p` are in bounds and `p`
+            // is aligned for T (checked above); valid for writes per `new`.
+            unsafe { p.add(i).as_ptr().write_volatile(*v) };
+        }
+        Ok(())
+    }
+
     /// Copies out with volatile loads, a machine word at a time where the
     /// source is word-aligned (a byte at a time for the ragged edges).
     pub(crate) fn copy_out(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
@@ -183,6 +196,25 @@ mod tests {
                 assert_eq!(&back[..len], &src[..len]);
             }
         }
+    }
+
+    #[test]
+    fn write_slice_writes_the_run_or_nothing() {
+        let mut backing = [0u64; 4];
+        let base = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: `backing` is a live local array of 32 bytes, used only
+        // through `mem` in this test.
+        let mem = unsafe { VolatileBytes::new(base, 32) };
+        mem.write_slice(8, &[1u64, 2, 3]).unwrap();
+        let words: [u64; 4] = core::array::from_fn(|i| mem.read(i * 8).unwrap());
+        assert_eq!(words, [0, 1, 2, 3]);
+        let err = mem.write_slice(16, &[9u64, 9, 9]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::OutOfRange);
+        let err = mem.write_slice(4, &[9u64]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Misaligned);
+        let words: [u64; 4] = core::array::from_fn(|i| mem.read(i * 8).unwrap());
+        assert_eq!(words, [0, 1, 2, 3], "a refused run writes nothing");
+        mem.write_slice::<u64>(32, &[]).unwrap();
     }
 
     #[test]

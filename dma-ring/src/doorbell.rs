@@ -27,6 +27,10 @@ const LOAD: Ordering = Ordering::Acquire;
 const STORE: Ordering = Ordering::Relaxed;
 #[cfg(dma_loom)]
 const LOAD: Ordering = Ordering::Relaxed;
+#[cfg(not(dma_loom))]
+const TAKE: Ordering = Ordering::AcqRel;
+#[cfg(dma_loom)]
+const TAKE: Ordering = Ordering::Relaxed;
 
 /// A register the driver writes a new tail, head or queue number to.
 pub trait Doorbell {
@@ -107,6 +111,29 @@ impl AtomicDoorbell {
         self.value.load(LOAD)
     }
 
+    /// The device's side of an event register such as virtio's queue
+    /// notify, where each write is one event rather than a value that
+    /// stays: returns what was written since the last `take` and leaves
+    /// `idle` in its place, in one atomic step, so a write racing the take
+    /// is seen now or by the next take, never lost. `None` when the
+    /// register still reads `idle` (create it with `new(idle)`, and pick an
+    /// `idle` the driver never writes).
+    ///
+    /// Relaxed under `--cfg dma_loom`, like [`value`](Self::value): the
+    /// device model's own acquire fence after it is what the models check.
+    #[cfg(any(dma_loom, target_has_atomic = "32"))]
+    #[inline]
+    pub fn take(&self, idle: u32) -> Option<u32> {
+        // A plain load first: polling an idle register writes nothing (and
+        // lets loom see a spinning device make no progress, not a new
+        // store per poll).
+        if self.value.load(LOAD) == idle {
+            return None;
+        }
+        let written = self.value.swap(idle, TAKE);
+        (written != idle).then_some(written)
+    }
+
     /// How many times it was rung (wrapping), for tests of batching.
     pub fn rings(&self) -> u32 {
         self.rings.load(Ordering::Relaxed)
@@ -138,5 +165,26 @@ impl<F: Fn(u32)> Doorbell for DoorbellFn<F> {
 impl<F: Fn(u32)> core::fmt::Debug for DoorbellFn<F> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("DoorbellFn")
+    }
+}
+
+#[cfg(all(test, not(dma_loom)))]
+mod tests {
+    use super::{AtomicDoorbell, Doorbell};
+
+    #[test]
+    fn take_returns_each_write_once_and_leaves_the_idle_value() {
+        const IDLE: u32 = u32::MAX;
+        let db = AtomicDoorbell::new(IDLE);
+        assert_eq!(db.take(IDLE), None, "never written");
+        db.ring(0);
+        assert_eq!(db.value(), 0);
+        assert_eq!(db.take(IDLE), Some(0));
+        assert_eq!(db.take(IDLE), None, "the write was consumed");
+        assert_eq!(db.value(), IDLE);
+        db.ring(5);
+        db.ring(6);
+        assert_eq!(db.take(IDLE), Some(6), "the last write wins");
+        assert_eq!(db.rings(), 3);
     }
 }

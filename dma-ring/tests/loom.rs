@@ -7,8 +7,11 @@
 //! the driver never reads a completion's payload before its flag, and the
 //! values each side sees are checked as well.
 //!
-//! The `*_fails_without_*` models switch one of the crate's barriers off
-//! and must fail.
+//! The `*_fails_without_*` models switch the crate's barriers that order
+//! one access off (`sync::sabotage`) and must fail: with loom's
+//! "Causality violation" where the unordered access is a plain data
+//! access, with the model's own message ("lost", a stale flag or index)
+//! where it is a flag word.
 //!
 //! Run: `RUSTFLAGS="--cfg dma_loom" LOOM_MAX_PREEMPTIONS=2 cargo test
 //! --release -p dma-ring --lib --tests loom`.
@@ -25,7 +28,7 @@ use dma_ring::nvme::{
     opcode, NvmeCommand, NvmeDoorbells, NvmeQueueConfig, NvmeQueuePair, NvmeStatus,
 };
 use dma_ring::sync::{sabotage, Barrier};
-use dma_ring::virtio::packed::{PackedLayout, PackedQueue};
+use dma_ring::virtio::packed::{EventFlags, PackedLayout, PackedQueue};
 use dma_ring::virtio::split::{SplitLayout, SplitQueue};
 use dma_ring::virtio::Segment;
 use dma_ring::{slot_vec, AtomicDoorbell, LoomMemory};
@@ -388,45 +391,6 @@ fn loom_virtio_split_fails_without_after_completion_flag() {
     loom::model(split_model);
 }
 
-/// Event-index notification: the driver publishes then reads
-/// `avail_event`; the device, before sleeping, sets `avail_event` then
-/// re-reads the available index. With the full barriers on both sides one
-/// of them always sees the other: no request is left without a
-/// notification (virtio 1.2 §2.7.10, §2.7.13.4).
-fn split_event_idx_model() {
-    let layout = SplitLayout::new(2).unwrap();
-    let mem = memory(layout.bytes, 0x60000);
-    let notify = Arc::new(AtomicDoorbell::new(0));
-    let mut vq =
-        SplitQueue::new(mem.clone(), 2, 7, notify.clone(), true, slot_vec::<u32>(2)).unwrap();
-    let device = thread::spawn(move || {
-        let dev = SplitDevice::new(mem, 2);
-        // Going to sleep: ask for a notification at index 0, then re-check.
-        dev.set_avail_event(0);
-        dma_coherence::barrier::dma_full();
-        // SAFETY: inside the available ring.
-        let seen = unsafe { dma_ring::RingMemory::load_flag(&*dev.mem, dev.layout.avail_idx()) };
-        seen != 0
-    });
-    vq.add(&[Segment::new(DmaAddr::new(0x1000), 8)], &[], 0)
-        .unwrap();
-    let notified = vq.notify();
-    let device_saw_it = device.join().unwrap();
-    assert!(notified || device_saw_it, "lost notification");
-    if notified {
-        assert_eq!(notify.value(), 7);
-    }
-}
-
-#[test]
-fn loom_virtio_split_event_idx_never_loses_a_notification() {
-    assert!(explore(split_event_idx_model) > 1);
-}
-
-// No sabotage model for the full barrier here: loom does not explore the
-// store-buffering outcome (both relaxed loads reading the old values) that
-// leaving it out would allow, so such a model would pass either way.
-
 // ---- virtio packed: 3 entries, 2-descriptor chains, two requests: the
 // second chain wraps the ring end and flips the wrap counters.
 
@@ -472,4 +436,324 @@ fn loom_virtio_packed_fails_without_publish_descriptors() {
 fn loom_virtio_packed_fails_without_after_completion_flag() {
     let _off = sabotage(Barrier::AfterCompletionFlag);
     loom::model(packed_model);
+}
+
+// ---- virtio device models woken by the notify doorbell: the device looks
+// at the ring only after it consumed the driver's notify write, and its one
+// read barrier after that write is all that orders its reads (a device's
+// DMA reads after an MMIO write reached it are ordered by the driver's
+// barriers before the write, nothing else). Unlike the polling models
+// above, these check what `notify()` orders before its doorbell.
+//
+// Every plain descriptor and ring-entry write comes before the
+// `publish_descriptors` release that precedes the available index (split)
+// or the first descriptor's flags (packed), and a release orders later
+// stores too, the doorbell's included. What only the barriers in
+// `notify()` order is that index or flags store itself, a flag word (an
+// atomic): leaving them out shows as the device, notified, reading the old
+// index and finding nothing (the request is lost), not as a causality
+// violation. And `notify()` has two such barriers: `dma_full` (between the
+// publication and the read of the device's suppression state) orders the
+// doorbell as well, so `before_doorbell` alone is redundant there, in the
+// models and on every architecture the barriers map to (`dmb osh`,
+// `fence iorw,iorw`, `mfence` order MMIO writes too).
+
+/// What the notify register reads while no notification is pending: the
+/// driver writes 16-bit queue indices, never this.
+const NOT_NOTIFIED: u32 = u32::MAX;
+
+/// The panic of a device model notified before the request was visible.
+const LOST: &str = "notified, but the request is not visible: lost";
+
+/// Waits for the driver's write to the notify register and consumes it,
+/// then issues the read barrier that stands for the device's reads coming
+/// after the MMIO write.
+fn wait_for_notify(notify: &AtomicDoorbell, queue: u32) {
+    let written = wait(|| notify.take(NOT_NOTIFIED));
+    assert_eq!(written, queue, "the queue index");
+    dma_coherence::barrier::after_completion_flag();
+}
+
+fn split_notified_model() {
+    let layout = SplitLayout::new(2).unwrap();
+    let mem = memory(layout.bytes, 0x58000);
+    let notify = Arc::new(AtomicDoorbell::new(NOT_NOTIFIED));
+    let mut vq =
+        SplitQueue::new(mem.clone(), 2, 3, notify.clone(), false, slot_vec::<u32>(2)).unwrap();
+    let device = thread::spawn(move || {
+        let mut dev = SplitDevice::new(mem, 2);
+        for r in 0..REQUESTS {
+            wait_for_notify(&notify, 3);
+            let chain = dev.pop_notified().expect(LOST);
+            assert_eq!(chain.descs, expected_chain(r), "a whole chain");
+            dev.push_used(chain.id.into(), 200 + r);
+        }
+    });
+    for r in 0..REQUESTS {
+        let (out, inp) = chain_request(r);
+        vq.add(&out, &inp, r).unwrap();
+        assert!(
+            vq.notify(),
+            "the device never suppresses notifications here"
+        );
+        let used = wait(|| vq.poll().unwrap());
+        assert_eq!((used.buffers, used.len), (r, 200 + r));
+    }
+    device.join().unwrap();
+}
+
+#[test]
+fn loom_virtio_split_device_woken_by_notify() {
+    assert!(explore(split_notified_model) > 1);
+}
+
+/// `dma_full` in `notify()` orders the doorbell after the available index
+/// too, so without `before_doorbell` the model still passes: kept so that
+/// a change making that full barrier conditional is noticed (the twin
+/// below then fails).
+#[test]
+fn loom_virtio_split_notify_is_ordered_by_dma_full_alone() {
+    let _off = sabotage(Barrier::BeforeDoorbell);
+    assert!(explore(split_notified_model) > 1);
+}
+
+/// Without both barriers between the available index and the doorbell,
+/// the notified device can read the old index: the request is lost.
+#[test]
+#[should_panic(expected = "notified, but the request is not visible")]
+fn loom_virtio_split_notified_fails_without_before_doorbell() {
+    let _no_doorbell_barrier = sabotage(Barrier::BeforeDoorbell);
+    let _no_full_barrier = sabotage(Barrier::Full);
+    loom::model(split_notified_model);
+}
+
+fn packed_notified_model() {
+    let layout = PackedLayout::new(3).unwrap();
+    let mem = memory(layout.bytes, 0x78000);
+    let notify = Arc::new(AtomicDoorbell::new(NOT_NOTIFIED));
+    let mut vq =
+        PackedQueue::new(mem.clone(), 3, 5, notify.clone(), false, slot_vec::<u32>(3)).unwrap();
+    let device = thread::spawn(move || {
+        let mut dev = PackedDevice::new(mem, 3);
+        for r in 0..2u32 {
+            wait_for_notify(&notify, 5);
+            let chain = dev.pop_notified().expect(LOST);
+            assert_eq!(chain.descs, expected_chain(r), "a whole chain");
+            dev.push_used(chain.id, 300 + r, 2);
+        }
+    });
+    for r in 0..2u32 {
+        let (out, inp) = chain_request(r);
+        vq.add(&out, &inp, r).unwrap();
+        assert!(
+            vq.notify(),
+            "the device never suppresses notifications here"
+        );
+        let used = wait(|| vq.poll().unwrap());
+        assert_eq!((used.buffers, used.len), (r, 300 + r));
+    }
+    device.join().unwrap();
+}
+
+#[test]
+fn loom_virtio_packed_device_woken_by_notify() {
+    assert!(explore(packed_notified_model) > 1);
+}
+
+/// As for the split queue: `dma_full` orders the doorbell on its own.
+#[test]
+fn loom_virtio_packed_notify_is_ordered_by_dma_full_alone() {
+    let _off = sabotage(Barrier::BeforeDoorbell);
+    assert!(explore(packed_notified_model) > 1);
+}
+
+/// Without both barriers between the first descriptor's flags and the
+/// doorbell, the notified device can read the old flags: the request is
+/// lost.
+#[test]
+#[should_panic(expected = "notified, but the request is not visible")]
+fn loom_virtio_packed_notified_fails_without_before_doorbell() {
+    let _no_doorbell_barrier = sabotage(Barrier::BeforeDoorbell);
+    let _no_full_barrier = sabotage(Barrier::Full);
+    loom::model(packed_notified_model);
+}
+
+// ---- The full barrier of event suppression (virtio 1.2 §2.7.7, §2.7.10,
+// §2.8.10): each side stores its own state (the driver's new available
+// index, the device's wish to be notified; the device's used index, the
+// driver's wish to be interrupted) and then loads the other side's. Only a
+// full barrier on both sides keeps both loads from returning the old
+// values (the store-buffering outcome), which would leave a request with
+// no notification or a completion with no interrupt.
+//
+// What loom 0.7 models here (src/rt/atomic.rs, src/rt/thread.rs): a
+// relaxed load may return any store not older than one that happens-before
+// it, so with a full barrier missing on one side the stale-both outcome is
+// explored and the twins below fail with the models' own message. A
+// `fence(SeqCst)` is an AcqRel fence plus a join with one global "SC
+// causality" in schedule order, so of two SC fences the later one
+// happens-after the earlier: stronger than C11 (where SC fences order but
+// do not synchronize), which is enough to forbid the stale-both outcome
+// when both fences are there. The twins only ever remove the driver's
+// barrier, whose absence C11 and loom both allow to fail, so loom's
+// strength cannot hide the failure.
+
+/// The driver publishes a request while the device, which was polling
+/// with notifications off, goes to sleep: with `VIRTIO_F_EVENT_IDX` it
+/// asks for a notification at the current index (`avail_event`), full
+/// barrier, then looks again. One of the two must see the other.
+fn split_notify_suppression_model() {
+    let layout = SplitLayout::new(2).unwrap();
+    let mem = memory(layout.bytes, 0x60000);
+    let notify = Arc::new(AtomicDoorbell::new(NOT_NOTIFIED));
+    let mut vq =
+        SplitQueue::new(mem.clone(), 2, 7, notify.clone(), true, slot_vec::<u32>(2)).unwrap();
+    let dev = SplitDevice::new(mem, 2);
+    // Polling: no notification wanted for index 0 (`need_event` is false
+    // for an event one lap behind).
+    dev.set_avail_event(u16::MAX);
+    let device = thread::spawn(move || dev.sleep_unless_available());
+    vq.add(&[Segment::new(DmaAddr::new(0x1000), 8)], &[], 0)
+        .unwrap();
+    let notified = vq.notify();
+    let device_saw_it = device.join().unwrap();
+    assert!(
+        notified || device_saw_it,
+        "lost notification: the device sleeps with a request available"
+    );
+    if notified {
+        assert_eq!(notify.take(NOT_NOTIFIED), Some(7));
+    }
+}
+
+#[test]
+fn loom_virtio_split_event_idx_never_loses_a_notification() {
+    assert!(explore(split_notify_suppression_model) > 1);
+}
+
+#[test]
+#[should_panic(expected = "lost notification")]
+fn loom_virtio_split_event_idx_fails_without_full_barrier() {
+    let _off = sabotage(Barrier::Full);
+    loom::model(split_notify_suppression_model);
+}
+
+/// The driver, which had delayed interrupts, asks for one at the next used
+/// entry (`used_event`), full barrier, then checks the used ring once
+/// before sleeping; meanwhile the device returns the request, full
+/// barrier, and reads `used_event`. Either the driver finds the request or
+/// the device interrupts.
+fn split_interrupt_suppression_model() {
+    let layout = SplitLayout::new(2).unwrap();
+    let mem = memory(layout.bytes, 0x64000);
+    let notify = Arc::new(AtomicDoorbell::new(NOT_NOTIFIED));
+    let mut vq = SplitQueue::new(mem.clone(), 2, 0, notify, true, slot_vec::<u32>(2)).unwrap();
+    vq.add(&[], &[Segment::new(DmaAddr::new(0x2000), 64)], 0)
+        .unwrap();
+    vq.notify();
+    // Delayed: interrupt only after two more used entries.
+    vq.interrupt_after(2).unwrap();
+    let device = thread::spawn(move || {
+        let mut dev = SplitDevice::new(mem, 2);
+        let chain = wait(|| dev.pop());
+        let old = dev.used_idx;
+        dev.push_used(chain.id.into(), 64);
+        dev.wants_interrupt(old, true)
+    });
+    vq.set_interrupts(true);
+    let found = vq.poll().unwrap();
+    let interrupted = device.join().unwrap();
+    assert!(
+        found.is_some() || interrupted,
+        "lost interrupt: the driver sleeps with a used entry unread"
+    );
+}
+
+#[test]
+fn loom_virtio_split_used_event_never_loses_an_interrupt() {
+    assert!(explore(split_interrupt_suppression_model) > 1);
+}
+
+#[test]
+#[should_panic(expected = "lost interrupt")]
+fn loom_virtio_split_used_event_fails_without_full_barrier() {
+    let _off = sabotage(Barrier::Full);
+    loom::model(split_interrupt_suppression_model);
+}
+
+/// The packed ring's notification side: the device was polling with
+/// notifications disabled and goes to sleep (enable, full barrier, look
+/// again) while the driver makes a request available and reads the
+/// device's event suppression structure.
+fn packed_notify_suppression_model() {
+    let layout = PackedLayout::new(2).unwrap();
+    let mem = memory(layout.bytes, 0x74000);
+    let notify = Arc::new(AtomicDoorbell::new(NOT_NOTIFIED));
+    let mut vq =
+        PackedQueue::new(mem.clone(), 2, 1, notify.clone(), false, slot_vec::<u32>(2)).unwrap();
+    let dev = PackedDevice::new(mem, 2);
+    dev.set_event(0, EventFlags::Disable as u16);
+    let device = thread::spawn(move || dev.sleep_unless_available());
+    vq.add(&[Segment::new(DmaAddr::new(0x1000), 8)], &[], 0)
+        .unwrap();
+    let notified = vq.notify();
+    let device_saw_it = device.join().unwrap();
+    assert!(
+        notified || device_saw_it,
+        "lost notification: the device sleeps with a request available"
+    );
+    if notified {
+        assert_eq!(notify.take(NOT_NOTIFIED), Some(1));
+    }
+}
+
+#[test]
+fn loom_virtio_packed_event_suppression_never_loses_a_notification() {
+    assert!(explore(packed_notify_suppression_model) > 1);
+}
+
+#[test]
+#[should_panic(expected = "lost notification")]
+fn loom_virtio_packed_event_suppression_fails_without_full_barrier() {
+    let _off = sabotage(Barrier::Full);
+    loom::model(packed_notify_suppression_model);
+}
+
+/// The packed ring's interrupt side: the driver had interrupts disabled,
+/// enables them (full barrier) and checks once; the device writes the used
+/// descriptor, full barrier, and reads the driver's event suppression.
+fn packed_interrupt_suppression_model() {
+    let layout = PackedLayout::new(2).unwrap();
+    let mem = memory(layout.bytes, 0x7c000);
+    let notify = Arc::new(AtomicDoorbell::new(NOT_NOTIFIED));
+    let mut vq = PackedQueue::new(mem.clone(), 2, 0, notify, false, slot_vec::<u32>(2)).unwrap();
+    vq.add(&[], &[Segment::new(DmaAddr::new(0x2000), 64)], 0)
+        .unwrap();
+    vq.notify();
+    vq.set_interrupts(false);
+    let device = thread::spawn(move || {
+        let mut dev = PackedDevice::new(mem, 2);
+        let chain = wait(|| dev.pop());
+        dev.push_used(chain.id, 64, 1);
+        dev.wants_interrupt()
+    });
+    vq.set_interrupts(true);
+    let found = vq.poll().unwrap();
+    let interrupted = device.join().unwrap();
+    assert!(
+        found.is_some() || interrupted,
+        "lost interrupt: the driver sleeps with a used entry unread"
+    );
+}
+
+#[test]
+fn loom_virtio_packed_event_suppression_never_loses_an_interrupt() {
+    assert!(explore(packed_interrupt_suppression_model) > 1);
+}
+
+#[test]
+#[should_panic(expected = "lost interrupt")]
+fn loom_virtio_packed_interrupt_fails_without_full_barrier() {
+    let _off = sabotage(Barrier::Full);
+    loom::model(packed_interrupt_suppression_model);
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::NicDevice;
+use common::{iterations, NicDevice};
 use dma_coherence::HardwareCoherent;
 use dma_core::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
 use dma_direct::DirectPlatform;
@@ -229,7 +229,8 @@ fn tx_done_bit_before_the_doorbell_is_an_error() {
 #[test]
 fn rx_a_device_on_another_thread() {
     let (mut ring, mut nic, tail) = rx(64);
-    let total = 5000u32;
+    // Wraps the ring dozens of times (a few times under Miri).
+    let total = iterations(5000, 300);
     let device = {
         let tail = tail.clone();
         std::thread::spawn(move || {

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::NvmeController;
+use common::{iterations, NvmeController};
 use dma_coherence::HardwareCoherent;
 use dma_core::{Coherent, DeviceConstraints, HostMemory};
 use dma_direct::DirectPlatform;
@@ -307,7 +307,8 @@ fn a_controller_on_another_thread() {
             ran
         })
     };
-    let total = 5000u32;
+    // Wraps the ring dozens of times (a few times under Miri).
+    let total = iterations(5000, 300);
     let (mut sent, mut got) = (0u32, 0u32);
     while got < total {
         while sent < total && qp.can_push() {
@@ -616,4 +617,65 @@ fn a_leaked_reset_drain_refuses_new_commands_until_reset_hands_the_buffers_back(
     back.sort();
     assert_eq!(back, [1, 2], "nothing dropped, nothing lost");
     rig.qp.submit(Rig::read(2), 5).unwrap();
+}
+
+#[test]
+fn a_leaked_batch_is_taken_over_as_if_dropped_and_loses_no_buffer() {
+    let mut rig = Rig::new(8, 8);
+    let mut batch = rig.qp.batch();
+    batch.push(Rig::read(0), 10).unwrap();
+    batch.push(Rig::read(1), 11).unwrap();
+    std::mem::forget(batch);
+    assert_eq!(rig.qp.in_flight(), 2, "the leaked batch's commands count");
+    assert!(rig.qp.can_push());
+    // The next push lands after them, in a fresh slot and SQ entry.
+    rig.qp.push(Rig::read(2), 12).unwrap();
+    assert!(rig.qp.ring_doorbell());
+    assert_eq!(rig.sq_db.value(), 3, "one doorbell announces all three");
+    assert_eq!(rig.run_device(), 3);
+    let mut done = Vec::new();
+    rig.qp.drain(|c| done.push(c.buffers)).unwrap();
+    assert_eq!(done, [10, 11, 12], "every buffer back once, none dropped");
+    assert_eq!(rig.qp.in_flight(), 0);
+}
+
+#[test]
+fn a_leaked_full_batch_leaves_no_room() {
+    let mut rig = Rig::new(4, 4);
+    let mut batch = rig.qp.batch();
+    for i in 0..3 {
+        batch.push(Rig::read(i), i).unwrap();
+    }
+    std::mem::forget(batch);
+    assert!(!rig.qp.can_push());
+    let rejected = rig.qp.push(Rig::read(3), 3).unwrap_err();
+    assert_eq!(
+        (rejected.kind(), rejected.buffers),
+        (RingErrorKind::Full, 3)
+    );
+    let mut back = rig.qp.reset().collect::<Vec<_>>();
+    back.sort();
+    assert_eq!(
+        back,
+        [0, 1, 2],
+        "reset hands the leaked batch's buffers back"
+    );
+}
+
+#[test]
+fn a_completion_for_a_leaked_batch_command_is_refused() {
+    let mut rig = Rig::new(8, 8);
+    rig.qp.submit(Rig::read(0), 1).unwrap();
+    let mut batch = rig.qp.batch();
+    let hidden = batch.push(Rig::read(1), 2).unwrap();
+    std::mem::forget(batch);
+    rig.ctrl.fetch();
+    // The controller claims the command the leaked batch never announced.
+    rig.ctrl.raw_post(0, entry(&rig, hidden, 1, true));
+    let err = rig.qp.poll().unwrap_err();
+    assert_eq!(err.kind(), RingErrorKind::UnexpectedCompletion);
+    assert_eq!(err.value(), Some(u64::from(hidden)));
+    let mut back = rig.qp.reset().collect::<Vec<_>>();
+    back.sort();
+    assert_eq!(back, [1, 2]);
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{PackedDevice, SplitDevice};
+use common::{iterations, PackedDevice, SplitDevice};
 use dma_coherence::HardwareCoherent;
 use dma_core::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
 use dma_direct::DirectPlatform;
@@ -330,7 +330,8 @@ fn packed_hostile_used_descriptors() {
 #[test]
 fn packed_a_device_on_another_thread() {
     let (mut q, mut dev, _) = packed(64, false);
-    let total = 5000u32;
+    // Wraps the ring dozens of times (a few times under Miri).
+    let total = iterations(5000, 300);
     let device = std::thread::spawn(move || {
         let mut n = 0;
         while n < total {

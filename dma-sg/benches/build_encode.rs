@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
+use dma_coherence::HardwareCoherent;
 use dma_core::{Coherent, DeviceConstraints, DmaAddr, HostMemory, PhysAddr, SgEntry};
 use dma_direct::DirectPlatform;
 use dma_sg::hw::{encode_hw_sg, HwSgEntry};
@@ -32,6 +33,22 @@ fn as_segments(entries: &[SgEntry]) -> impl Iterator<Item = DmaSegment> + Clone 
         .iter()
         .map(|e| DmaSegment::new(DmaAddr::new(e.phys.as_u64()), e.len as u64))
 }
+
+/// One build of `pages` into `table` and its PRP encoding.
+fn build_prp(
+    table: &mut SgTable<Vec<SgEntry>>,
+    pools: &nvme::NvmePools<&Direct>,
+    pages: &[PhysAddr],
+) -> DmaAddr {
+    table.clear();
+    table
+        .append_pages(pages, 0, pages.len() * PAGE as usize)
+        .unwrap();
+    let req = nvme::encode_prp(pools, as_segments(table.entries())).unwrap();
+    black_box(req.prp2())
+}
+
+type Direct = DirectPlatform<HostMemory, HardwareCoherent>;
 
 fn bench(c: &mut Criterion) {
     let constraints = DeviceConstraints::UNCONSTRAINED;
@@ -70,14 +87,7 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("build+prp", format!("{mib}MiB")),
             &pages,
-            |b, pages| {
-                b.iter(|| {
-                    table.clear();
-                    table.append_pages(black_box(pages), 0, len).unwrap();
-                    let req = nvme::encode_prp(&pools, as_segments(table.entries())).unwrap();
-                    black_box(req.prp2())
-                })
-            },
+            |b, pages| b.iter(|| build_prp(&mut table, &pools, black_box(pages))),
         );
         group.bench_with_input(
             BenchmarkId::new("build+hw_sg", format!("{mib}MiB")),
@@ -95,4 +105,26 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `DMA_BENCH_ITERS=N` runs N builds + PRP encodes of a 16 MiB buffer
+/// (4096 pages) and nothing else, for an instruction count under
+/// `valgrind --tool=callgrind`; docs/performance.md has the method.
+fn main() {
+    if let Some(iters) = std::env::var("DMA_BENCH_ITERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        let constraints = DeviceConstraints::UNCONSTRAINED;
+        let platform = DirectPlatform::x86_coherent(HostMemory, constraints);
+        let limits = SgLimits::new(PAGE as usize, &constraints).unwrap();
+        let pools = nvme::NvmePools::new(&platform, PAGE as usize, 16, 4).unwrap();
+        let pages = scattered_pages(4096);
+        let mut table = SgTable::new(limits);
+        for _ in 0..iters {
+            build_prp(&mut table, &pools, black_box(&pages));
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

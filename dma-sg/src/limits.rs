@@ -152,14 +152,6 @@ impl SgLimits {
     pub const fn is_translated(&self) -> bool {
         self.translated
     }
-
-    /// Whether `len` bytes at `addr` cross the boundary.
-    pub(crate) fn crosses_boundary(&self, addr: u64, len: u64) -> bool {
-        match self.boundary {
-            Some(b) if len > 0 => addr / b != (addr + (len - 1)) / b,
-            _ => false,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -69,11 +69,14 @@ unsafe impl SgStorage for alloc::vec::Vec<SgEntry> {
         self
     }
 
+    #[inline]
     fn try_push(&mut self, entry: SgEntry) -> Result<()> {
-        self.try_reserve(1).map_err(|_| {
-            Error::new(ErrorKind::OutOfMemory, "no memory for another SG entry")
-                .len(self.len() as u64)
-        })?;
+        if self.len() == self.capacity() {
+            self.try_reserve(1).map_err(|_| {
+                Error::new(ErrorKind::OutOfMemory, "no memory for another SG entry")
+                    .len(self.len() as u64)
+            })?;
+        }
         self.push(entry);
         Ok(())
     }

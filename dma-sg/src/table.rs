@@ -134,28 +134,33 @@ impl<S: SgStorage> SgTable<S> {
             )
             .len(pages.len() as u64));
         }
-        for p in pages {
-            if !p.is_aligned(page) {
-                return Err(Error::new(
+        // One branch per page on the usual path: misaligned, or so high
+        // that the page runs past the top of the address space.
+        let last_start = u64::MAX - (page - 1);
+        if let Some(p) = pages
+            .iter()
+            .find(|p| p.as_u64() & (page - 1) != 0 || p.as_u64() > last_start)
+        {
+            return Err(if !p.is_aligned(page) {
+                Error::new(
                     ErrorKind::Misaligned,
                     "page address not aligned to the page size",
                 )
-                .at(p.as_u64()));
-            }
-            if p.checked_end_inclusive(page).is_none() {
-                return Err(Error::new(
+            } else {
+                Error::new(
                     ErrorKind::AddressOverflow,
                     "page runs past the top of the address space",
                 )
-                .at(p.as_u64()));
             }
+            .at(p.as_u64()));
         }
+        let rules = Rules::of(&self.limits);
         self.transaction(|t| {
             let mut remaining = len;
             let mut in_page = offset;
             for p in pages {
                 let piece = remaining.min(page - in_page);
-                t.push_piece(p.as_u64() + in_page, piece)?;
+                t.push_piece(&rules, p.as_u64() + in_page, piece)?;
                 remaining -= piece;
                 in_page = 0;
             }
@@ -271,10 +276,11 @@ impl<S: SgStorage> SgTable<S> {
             .len(len));
         }
         let page = self.limits.page_size();
+        let rules = Rules::of(&self.limits);
         let (mut addr, mut remaining) = (phys, len);
         while remaining > 0 {
             let piece = remaining.min(page - (addr & (page - 1)));
-            self.push_piece(addr, piece)?;
+            self.push_piece(&rules, addr, piece)?;
             remaining -= piece;
             addr = addr.wrapping_add(piece);
         }
@@ -283,9 +289,9 @@ impl<S: SgStorage> SgTable<S> {
 
     /// Adds a piece lying within one page: extends the last entry when
     /// allowed, else starts a new one.
-    fn push_piece(&mut self, phys: u64, len: u64) -> Result<()> {
-        let l = self.limits;
-        if !l.is_translated() && phys + (len - 1) > l.dma_mask() {
+    #[inline]
+    fn push_piece(&mut self, l: &Rules, phys: u64, len: u64) -> Result<()> {
+        if phys + (len - 1) > l.reach {
             return Err(Error::new(
                 ErrorKind::Unreachable,
                 "page lies above the device's DMA mask",
@@ -297,7 +303,7 @@ impl<S: SgStorage> SgTable<S> {
             let start = last.phys.as_u64();
             let merged = last.len as u64 + len;
             let contiguous = start.checked_add(last.len as u64) == Some(phys);
-            if contiguous && merged <= l.max_segment() && !l.crosses_boundary(start, merged) {
+            if contiguous && merged <= l.max_segment && !l.crosses_boundary(start, merged) {
                 if let Ok(merged) = usize::try_from(merged) {
                     last.len = merged;
                     self.total += len;
@@ -305,25 +311,63 @@ impl<S: SgStorage> SgTable<S> {
                 }
             }
         }
-        if phys & (l.alignment() - 1) != 0 {
+        if phys & l.align_mask != 0 {
             return Err(Error::new(
                 ErrorKind::Misaligned,
                 "entry start breaks the device's alignment",
             )
             .at(phys));
         }
-        if !l.is_translated() && self.storage.as_slice().len() >= l.max_segments() {
+        if self.storage.as_slice().len() >= l.max_entries {
             return Err(Error::new(
                 ErrorKind::TooManySegments,
                 "buffer needs more segments than the device takes",
             )
-            .len(l.max_segments() as u64 + 1));
+            .len(l.max_entries as u64 + 1));
         }
         // A piece is at most a page, which fits in usize (it is an allocation unit).
         self.storage
             .try_push(SgEntry::new(PhysAddr::new(phys), len as usize))?;
         self.total += len;
         Ok(())
+    }
+}
+
+/// The limits as each piece is checked against them, worked out once per
+/// append so the per-page loop reads locals, not the table.
+struct Rules {
+    /// The highest address an entry may touch (all of them when
+    /// translated: the mask is checked at map time).
+    reach: u64,
+    align_mask: u64,
+    max_segment: u64,
+    boundary: Option<u64>,
+    /// The most entries (unbounded when translated).
+    max_entries: usize,
+}
+
+impl Rules {
+    fn of(l: &SgLimits) -> Self {
+        let translated = l.is_translated();
+        Self {
+            reach: if translated { u64::MAX } else { l.dma_mask() },
+            align_mask: l.alignment() - 1,
+            max_segment: l.max_segment(),
+            boundary: l.boundary(),
+            max_entries: if translated {
+                usize::MAX
+            } else {
+                l.max_segments()
+            },
+        }
+    }
+
+    /// Whether `len` bytes at `addr` cross the boundary.
+    fn crosses_boundary(&self, addr: u64, len: u64) -> bool {
+        match self.boundary {
+            Some(b) if len > 0 => addr / b != (addr + (len - 1)) / b,
+            _ => false,
+        }
     }
 }
 

@@ -111,6 +111,11 @@ pub struct NvmeQueuePair<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
     cq_unreleased: bool,
     /// Commands pushed so far (wrapping): each command's submission number.
     pushed: u32,
+    /// `pushed` when the open [`NvmeBatch`] began. A batch stores its tail
+    /// and tally back when it ends, so if this is still set when the queue
+    /// pair is used again, the batch was leaked (`mem::forget`) and
+    /// [`settle`](Self::settle) takes its commands over.
+    open_batch: Option<u32>,
     slots: SlotTable<T, S>,
     broken: bool,
 }
@@ -152,6 +157,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
             phase: true,
             cq_unreleased: false,
             pushed: 0,
+            open_batch: None,
             slots: SlotTable::tagged(slots, limit)?,
             broken: false,
         })
@@ -185,12 +191,48 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
 
     /// Commands submitted and not yet completed.
     pub fn in_flight(&self) -> u32 {
-        self.slots.in_use()
+        self.slots.in_use() + self.leaked_batch()
     }
 
     /// Whether another command fits now.
     pub fn can_push(&self) -> bool {
-        !self.broken && !self.sq.is_full() && !self.slots.is_full()
+        let leaked = self.leaked_batch();
+        !self.broken
+            && self.sq.free() > leaked
+            && self.slots.usable() - self.slots.in_use() > leaked
+    }
+
+    /// Commands a leaked [`NvmeBatch`] pushed that [`settle`](Self::settle)
+    /// has not taken over yet.
+    #[inline]
+    fn leaked_batch(&self) -> u32 {
+        self.open_batch
+            .map_or(0, |start| self.pushed.wrapping_sub(start))
+    }
+
+    /// Takes over the commands of a leaked [`NvmeBatch`], as if it had been
+    /// dropped: they count as pushed and in flight, the next doorbell
+    /// announces them, and their buffers come back by completion or
+    /// [`reset`](Self::reset). Without this the next push would reuse
+    /// their slots and drop their buffers. Every method that reads the SQ
+    /// tail or the in-flight table calls it first.
+    #[inline(always)]
+    fn settle(&mut self) {
+        if self.open_batch.is_some() {
+            self.adopt_leaked_batch();
+        }
+    }
+
+    #[cold]
+    fn adopt_leaked_batch(&mut self) {
+        let n = self.leaked_batch();
+        self.open_batch = None;
+        // The batch wrote its commands at the SQ tail on, one entry each,
+        // and took their slots from the head of the free list in order.
+        let adopted = self.slots.adopt_inserted(n);
+        debug_assert_eq!(adopted, n);
+        let tail = self.sq.advance(self.sq.tail(), adopted);
+        self.sq.set_produced_tail(tail);
     }
 
     /// Whether a device error broke the queue (see [`reset`](Self::reset)).
@@ -209,6 +251,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// with the buffers handed back.
     #[inline]
     pub fn push(&mut self, command: NvmeCommand, buffers: T) -> Result<u16, Rejected<T>> {
+        self.settle();
         if self.broken {
             return Err(Rejected::new(RingErrorKind::Broken, buffers));
         }
@@ -251,6 +294,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// ```
     #[inline]
     pub fn batch(&mut self) -> NvmeBatch<'_, M, D, T, S> {
+        self.settle();
+        self.open_batch = Some(self.pushed);
         let room = if self.broken || self.slots.check_reclaimed().is_err() {
             0
         } else {
@@ -284,6 +329,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// whether it rang.
     #[inline]
     pub fn ring_doorbell(&mut self) -> bool {
+        self.settle();
         match self.sq.take_doorbell() {
             Some(tail) => {
                 sync::before_doorbell();
@@ -320,6 +366,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// after that.
     #[inline]
     pub fn poll(&mut self) -> crate::Result<Option<NvmeCompleted<T>>> {
+        self.settle();
         if self.broken {
             return Err(RingError::new(RingErrorKind::Broken));
         }
@@ -359,6 +406,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         max: u32,
         mut f: impl FnMut(NvmeCompleted<T>),
     ) -> crate::Result<u32> {
+        self.settle();
         if self.broken {
             return Err(RingError::new(RingErrorKind::Broken));
         }
@@ -549,6 +597,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// Call it only once the controller no longer accesses the queues or
     /// the buffers.
     pub fn reset(&mut self) -> Drain<'_, T> {
+        self.settle();
         for i in 0..self.cq_size as usize {
             let base = i * CQE_SIZE;
             // SAFETY: every entry below cq_size is inside the memory.
@@ -573,9 +622,11 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
 /// The SQ tail and the in-flight table's bookkeeping live in the batch
 /// until it ends; dropping it (or [`ring_doorbell`](Self::ring_doorbell))
 /// stores them back. The controller learns of the commands only from a
-/// doorbell after that, so a batch that is leaked instead of dropped
-/// leaves its commands unsubmitted, and their buffers are dropped when
-/// their slots are reused.
+/// doorbell after that. A batch leaked (`mem::forget`) instead of dropped
+/// ends the same way: the queue pair's next call takes its commands over
+/// as pushed and not yet announced, so their buffers come back by
+/// completion or [`reset`](NvmeQueuePair::reset), never dropped or handed
+/// out twice.
 pub struct NvmeBatch<'a, M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
     qp: &'a mut NvmeQueuePair<M, D, T, S>,
     tail: u32,
@@ -640,6 +691,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeBatch<'_, M, D, T, S>
     fn store_back(&mut self) {
         self.qp.slots.set_tally(self.tally);
         self.qp.sq.set_produced_tail(self.tail);
+        self.qp.open_batch = None;
     }
 }
 

@@ -6,12 +6,25 @@
 #![allow(dead_code)]
 
 use dma_coherence::barrier::{
-    after_completion_flag as device_acquire, publish_descriptors as device_release,
+    after_completion_flag as device_acquire, dma_full as device_full,
+    publish_descriptors as device_release,
 };
 use dma_ring::nvme::{NvmeCommand, NvmeCompletion, NvmeStatus, CQE_SIZE, SQE_SIZE, STATUS_OFFSET};
-use dma_ring::virtio::packed::{PackedFlags, PackedLayout};
-use dma_ring::virtio::split::{DescFlags, SplitLayout};
+use dma_ring::virtio::need_event;
+use dma_ring::virtio::packed::{EventFlags, PackedFlags, PackedLayout};
+use dma_ring::virtio::split::{AvailFlags, DescFlags, SplitLayout};
 use dma_ring::RingMemory;
+
+/// `native` under a normal build, `miri` under Miri, which interprets
+/// every step (and every spin of a device thread) a thousand times more
+/// slowly: for loop counts that only need to wrap a ring several times.
+pub const fn iterations(native: u32, miri: u32) -> u32 {
+    if cfg!(miri) {
+        miri
+    } else {
+        native
+    }
+}
 
 /// An NVMe controller's view of one queue pair.
 pub struct NvmeController<M> {
@@ -204,15 +217,31 @@ impl<M: RingMemory> SplitDevice<M> {
         }
     }
 
-    /// Takes the next available chain.
+    /// Takes the next available chain, polling the available index: the
+    /// read barrier after the index orders the reads of the chain.
     pub fn pop(&mut self) -> Option<Chain> {
+        self.pop_with(true)
+    }
+
+    /// Takes the next available chain after a notification: the caller
+    /// consumed the driver's notify doorbell write and issued the read
+    /// barrier after it, so (as a device reading ring memory after an MMIO
+    /// write reached it) nothing orders the index and chain reads here but
+    /// the driver's barriers before its doorbell.
+    pub fn pop_notified(&mut self) -> Option<Chain> {
+        self.pop_with(false)
+    }
+
+    fn pop_with(&mut self, acquire: bool) -> Option<Chain> {
         let l = self.layout;
         // SAFETY: inside the available ring.
         let avail = unsafe { self.mem.load_flag(l.avail_idx()) };
         if avail == self.last_avail {
             return None;
         }
-        device_acquire();
+        if acquire {
+            device_acquire();
+        }
         let slot = self.last_avail & (l.size - 1);
         // SAFETY: inside the available ring.
         let head = unsafe { self.mem.read_u16(l.avail_ring(slot)) };
@@ -281,6 +310,33 @@ impl<M: RingMemory> SplitDevice<M> {
         // SAFETY: inside the available ring.
         unsafe { self.mem.load_flag(self.layout.used_event()) }
     }
+
+    /// Going to sleep with `VIRTIO_F_EVENT_IDX`: asks to be notified once
+    /// the available index passes `last_avail` (`avail_event`), full
+    /// barrier, then looks once more (§2.7.10). Returns whether a chain is
+    /// available after all, so the device must not sleep.
+    pub fn sleep_unless_available(&self) -> bool {
+        self.set_avail_event(self.last_avail);
+        device_full();
+        // SAFETY: inside the available ring.
+        unsafe { self.mem.load_flag(self.layout.avail_idx()) != self.last_avail }
+    }
+
+    /// After used entries from index `old` on were published: full barrier
+    /// (the used index before the driver's suppression state), then
+    /// whether the driver wants an interrupt: `used_event` with
+    /// `VIRTIO_F_EVENT_IDX`, the available ring's `NO_INTERRUPT` flag
+    /// without (§2.7.7).
+    pub fn wants_interrupt(&self, old: u16, event_idx: bool) -> bool {
+        device_full();
+        if event_idx {
+            need_event(self.used_event(), self.used_idx, old)
+        } else {
+            // SAFETY: inside the available ring.
+            let flags = unsafe { self.mem.load_flag(self.layout.avail_flags()) };
+            !AvailFlags::from_bits_retain(flags).contains(AvailFlags::NO_INTERRUPT)
+        }
+    }
 }
 
 /// A packed virtqueue's device side.
@@ -315,14 +371,33 @@ impl<M: RingMemory> PackedDevice<M> {
         PackedFlags::from_bits_retain(unsafe { self.mem.load_flag(self.layout.desc(index) + 14) })
     }
 
-    /// Takes the next available chain; returns it and its descriptor count.
-    pub fn pop(&mut self) -> Option<Chain> {
+    /// Whether the descriptor at the device's available position is
+    /// available (its AVAIL bit matches the wrap counter, USED does not).
+    pub fn has_available(&self) -> bool {
         let f = self.flags(self.avail.0);
         let wrap = self.avail.1;
-        if f.contains(PackedFlags::AVAIL) != wrap || f.contains(PackedFlags::USED) == wrap {
+        f.contains(PackedFlags::AVAIL) == wrap && f.contains(PackedFlags::USED) != wrap
+    }
+
+    /// Takes the next available chain, polling the descriptor flags: the
+    /// read barrier after the flags orders the reads of the chain.
+    pub fn pop(&mut self) -> Option<Chain> {
+        self.pop_with(true)
+    }
+
+    /// Takes the next available chain after a notification, with no read
+    /// barrier of its own (see [`SplitDevice::pop_notified`]).
+    pub fn pop_notified(&mut self) -> Option<Chain> {
+        self.pop_with(false)
+    }
+
+    fn pop_with(&mut self, acquire: bool) -> Option<Chain> {
+        if !self.has_available() {
             return None;
         }
-        device_acquire();
+        if acquire {
+            device_acquire();
+        }
         let mut chain = Chain::default();
         for _ in 0..self.layout.size {
             let base = self.layout.desc(self.avail.0);
@@ -380,5 +455,25 @@ impl<M: RingMemory> PackedDevice<M> {
             self.mem.store_flag(area, off_wrap);
             self.mem.store_flag(area + 2, flags);
         }
+    }
+
+    /// Going to sleep: enables notifications, full barrier, then looks
+    /// once more (§2.8.10). Returns whether a chain is available after
+    /// all, so the device must not sleep.
+    pub fn sleep_unless_available(&self) -> bool {
+        self.set_event(0, EventFlags::Enable as u16);
+        device_full();
+        self.has_available()
+    }
+
+    /// After a used descriptor was written: full barrier (its flags before
+    /// the driver's suppression state), then whether the driver's event
+    /// suppression structure asks for an interrupt. Only `Enable` and
+    /// `Disable` (no `VIRTIO_F_EVENT_IDX`).
+    pub fn wants_interrupt(&self) -> bool {
+        device_full();
+        // SAFETY: inside the driver event suppression structure.
+        let flags = unsafe { self.mem.load_flag(self.layout.driver_event + 2) };
+        flags & 0x3 != EventFlags::Disable as u16
     }
 }

@@ -69,51 +69,32 @@ impl PrpLayout {
     {
         let page = page_size as u64;
         check_page_size(page)?;
-        let mut entries = 0u64;
-        let mut total = 0u64;
-        let mut prev_end: Option<u64> = None;
-        for (i, seg) in segments.into_iter().enumerate() {
-            let addr = seg.addr.as_u64();
-            if seg.len == 0 {
-                return Err(Error::new(ErrorKind::ZeroSize, "empty PRP segment").at(addr));
-            }
-            let end = seg.end().ok_or(
-                Error::new(
-                    ErrorKind::AddressOverflow,
-                    "segment wraps past the top of the address space",
-                )
-                .at(addr)
-                .len(seg.len),
-            )?;
-            if i == 0 && addr & 3 != 0 {
-                return Err(
-                    Error::new(ErrorKind::Misaligned, "PRP entries must be dword aligned").at(addr),
-                );
-            }
-            if i > 0 && addr & (page - 1) != 0 {
-                return Err(Error::new(
-                    ErrorKind::Misaligned,
-                    "only the first PRP entry may carry a page offset",
-                )
-                .at(addr));
-            }
-            if let Some(e) = prev_end {
-                if e & (page - 1) != 0 {
-                    return Err(Error::new(
-                        ErrorKind::Misaligned,
-                        "every PRP segment but the last must end on a memory page boundary",
-                    )
-                    .at(e));
-                }
-            }
-            prev_end = Some(end);
-            entries += ((addr & (page - 1)) + seg.len).div_ceil(page);
+        let (mask, shift) = (page - 1, page.trailing_zeros());
+        // Memory pages touched by `len` bytes starting `offset` into one
+        // (a shift, not a division: the page size is a power of two).
+        let pages = |offset: u64, len: u64| {
+            let bytes = offset + len;
+            (bytes >> shift) + u64::from(bytes & mask != 0)
+        };
+        let mut segments = segments.into_iter();
+        let first = segments
+            .next()
+            .ok_or(Error::new(ErrorKind::ZeroSize, "no segments to describe"))?;
+        let mut prev_end = segment_end(&first, None, page)?;
+        let mut entries = pages(first.addr.as_u64() & mask, first.len);
+        let mut total = first.len;
+        for seg in segments {
+            // One test for the usual segment: not empty, not wrapping, and
+            // starting where the previous one ended on a page boundary.
+            let end = match seg.end() {
+                Some(end) if seg.len != 0 && (seg.addr.as_u64() | prev_end) & mask == 0 => end,
+                _ => segment_end(&seg, Some(prev_end), page)?,
+            };
+            prev_end = end;
+            entries += pages(0, seg.len);
             total = total.checked_add(seg.len).ok_or(
                 Error::new(ErrorKind::AddressOverflow, "transfer length overflows").len(seg.len),
             )?;
-        }
-        if prev_end.is_none() {
-            return Err(Error::new(ErrorKind::ZeroSize, "no segments to describe"));
         }
         let entries = usize::try_from(entries).map_err(|_| {
             Error::new(
@@ -127,6 +108,47 @@ impl PrpLayout {
             total_len: total,
         })
     }
+}
+
+/// Checks one segment against the PRP rules, in the order they are
+/// reported; `prev_end` is the end of the segment before it, `None` for the
+/// first. Returns the segment's end.
+fn segment_end(seg: &DmaSegment, prev_end: Option<u64>, page: u64) -> Result<u64> {
+    let addr = seg.addr.as_u64();
+    if seg.len == 0 {
+        return Err(Error::new(ErrorKind::ZeroSize, "empty PRP segment").at(addr));
+    }
+    let end = seg.end().ok_or(
+        Error::new(
+            ErrorKind::AddressOverflow,
+            "segment wraps past the top of the address space",
+        )
+        .at(addr)
+        .len(seg.len),
+    )?;
+    match prev_end {
+        None if addr & 3 != 0 => {
+            return Err(
+                Error::new(ErrorKind::Misaligned, "PRP entries must be dword aligned").at(addr),
+            );
+        }
+        Some(_) if addr & (page - 1) != 0 => {
+            return Err(Error::new(
+                ErrorKind::Misaligned,
+                "only the first PRP entry may carry a page offset",
+            )
+            .at(addr));
+        }
+        Some(e) if e & (page - 1) != 0 => {
+            return Err(Error::new(
+                ErrorKind::Misaligned,
+                "every PRP segment but the last must end on a memory page boundary",
+            )
+            .at(e));
+        }
+        _ => {}
+    }
+    Ok(end)
 }
 
 /// The PRP entries of a transfer, in order: the first segment's address,
@@ -360,10 +382,12 @@ mod encode {
         let layout = PrpLayout::of(segments.clone(), page)?;
         let mut entries = PrpEntries::new(segments, page);
         let mut next = || {
-            entries.next().ok_or(Error::new(
-                ErrorKind::OutOfRange,
-                "segments changed while being encoded",
-            ))
+            entries.next().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::OutOfRange,
+                    "segments changed while being encoded",
+                )
+            })
         };
         let prp1 = next()?;
         let mut request = PrpRequest {
@@ -377,6 +401,27 @@ mod encode {
             n => request.prp2 = write_lists(pools, &mut next, n - 1, &mut request.lists)?,
         }
         Ok(request)
+    }
+
+    /// Writes the next `count` entries from the start of `block`, a chunk
+    /// of them per bounds-checked run.
+    fn write_entries<P: DmaAlloc>(
+        block: &mut PoolBlock<'_, P>,
+        count: usize,
+        next: &mut impl FnMut() -> Result<DmaAddr>,
+    ) -> Result<()> {
+        const CHUNK: usize = 64;
+        let mut chunk = [0u64; CHUNK];
+        let mut done = 0;
+        while done < count {
+            let n = (count - done).min(CHUNK);
+            for slot in &mut chunk[..n] {
+                *slot = next()?.as_u64().to_le();
+            }
+            block.write_slice(done * PRP_ENTRY_SIZE, &chunk[..n])?;
+            done += n;
+        }
+        Ok(())
     }
 
     /// Writes `remaining` entries into list blocks, chaining full pages;
@@ -410,9 +455,7 @@ mod encode {
             let reaches_page_end = block.size() as u64 >= to_page_end;
             let slots = (block.size() as u64).min(to_page_end) as usize / PRP_ENTRY_SIZE;
             if remaining <= slots {
-                for i in 0..remaining {
-                    block.write_at::<u64>(i * PRP_ENTRY_SIZE, next()?.as_u64().to_le())?;
-                }
+                write_entries(&mut block, remaining, next)?;
                 lists.push(block);
                 return Ok(head);
             }
@@ -423,9 +466,7 @@ mod encode {
                 )
                 .at(start));
             }
-            for i in 0..slots - 1 {
-                block.write_at::<u64>(i * PRP_ENTRY_SIZE, next()?.as_u64().to_le())?;
-            }
+            write_entries(&mut block, slots - 1, next)?;
             remaining -= slots - 1;
             let chained = pools.alloc_page()?;
             block.write_at::<u64>(

@@ -7,12 +7,15 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use dma_check::{Checked, Config};
+use dma_coherence::HardwareCoherent;
 use dma_core::{
     DeviceConstraints, DmaAttrs, DmaBuf, DmaDirection, DmaMap, HostMemory, PhysAddr, RawMapping,
 };
 use dma_direct::DirectPlatform;
+
+type Direct = DirectPlatform<HostMemory, HardwareCoherent>;
 
 fn round_trip<P: DmaMap>(p: &P, phys: PhysAddr) {
     let dir = DmaDirection::FromDevice;
@@ -32,7 +35,9 @@ fn round_trip<P: DmaMap>(p: &P, phys: PhysAddr) {
     }
 }
 
-fn overhead(c: &mut Criterion) {
+/// The bare platform, the checker around it with 256 background mappings
+/// live, and the page the round trips map.
+fn fixture() -> (Direct, Checked<Direct>, PhysAddr) {
     let direct = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
     let checked = Checked::with_config(direct.clone(), Config::new().cache_line(64));
     // Whole cache lines, so no line is shared with anything else mapped.
@@ -57,15 +62,11 @@ fn overhead(c: &mut Criterion) {
                 .unwrap();
         }
     }
+    (direct, checked, phys)
+}
 
-    let mut g = c.benchmark_group("map_sync_unmap_4k");
-    g.bench_function("direct", |b| {
-        b.iter(|| round_trip(&direct, black_box(phys)))
-    });
-    g.bench_function("checked", |b| {
-        b.iter(|| round_trip(&checked, black_box(phys)))
-    });
-    g.finish();
+/// Every report is a bug in the benchmark, not a cost to measure.
+fn finish(checked: Checked<Direct>) {
     let reports = checked.reports();
     assert!(
         reports.is_empty(),
@@ -75,5 +76,36 @@ fn overhead(c: &mut Criterion) {
     checked.release();
 }
 
+fn overhead(c: &mut Criterion) {
+    let (direct, checked, phys) = fixture();
+    let mut g = c.benchmark_group("map_sync_unmap_4k");
+    g.bench_function("direct", |b| {
+        b.iter(|| round_trip(&direct, black_box(phys)))
+    });
+    g.bench_function("checked", |b| {
+        b.iter(|| round_trip(&checked, black_box(phys)))
+    });
+    g.finish();
+    finish(checked);
+}
+
 criterion_group!(benches, overhead);
-criterion_main!(benches);
+
+/// `DMA_BENCH_ITERS=N` runs N checked round trips and nothing else, for an
+/// instruction count under `valgrind --tool=callgrind` (repeatable on a
+/// loaded machine, unlike time); docs/performance.md has the method.
+fn main() {
+    if let Some(iters) = std::env::var("DMA_BENCH_ITERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        let (_, checked, phys) = fixture();
+        for _ in 0..iters {
+            round_trip(&checked, black_box(phys));
+        }
+        finish(checked);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -198,11 +198,18 @@ impl<P> Checked<P> {
         n
     }
 
-    /// Stores, hooks and (in panic mode) panics on `pending`.
+    /// Stores, hooks and (in panic mode) panics on `pending`. Inline, so
+    /// the usual empty list costs a compare at each call site.
+    #[inline]
     fn emit(&self, pending: Vec<Report>) {
-        if pending.is_empty() {
-            return;
+        if !pending.is_empty() {
+            self.emit_reports(pending);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn emit_reports(&self, pending: Vec<Report>) {
         {
             let mut state = self.state.lock();
             for r in &pending {

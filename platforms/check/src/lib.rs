@@ -184,7 +184,8 @@
 //!
 //! # `no_std`
 //!
-//! The crate is `#![no_std]` with `alloc` (records live in B-trees) so a
+//! The crate is `#![no_std]` with `alloc` (records live in hash maps,
+//! `hashbrown`'s, by device address; docs/performance.md has their cost) so a
 //! kernel can wrap its platform in it as Linux enables
 //! `CONFIG_DMA_API_DEBUG`. The records are guarded by a small spin lock held
 //! only for a lookup and an insert or remove, never across a call into the
@@ -198,8 +199,11 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod bucket;
 mod checked;
 pub mod classify;
+mod lines;
+mod records;
 mod report;
 mod tracker;
 

@@ -2,7 +2,6 @@
 //! compare a call against them. Pure data, no platform: `Checked` decides
 //! what to forward from what this returns.
 
-use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
@@ -11,20 +10,13 @@ use dma_core::{
     SgEntry,
 };
 
+use crate::lines::{LineIndex, Span};
+use crate::records::{Key, Live, Records};
 use crate::report::{CpuSide, Field, Mapping, MappingKind, Operation, Report, SgSlot, SyncPoint};
 
 /// How many ended records are kept to tell "already unmapped" from "never
 /// mapped".
 const HISTORY: usize = 64;
-
-struct Live {
-    mapping: Mapping,
-    /// Key in `lines` when the mapping is tracked for cache-line overlap.
-    line_key: Option<(u64, u64)>,
-    /// The bytes the CPU owns (taken by syncs for the CPU, handed back by
-    /// syncs for the device); the rest are the device's.
-    cpu_owned: CpuOwned,
-}
 
 struct Table {
     entries: Vec<SgEntry>,
@@ -34,17 +26,13 @@ struct Table {
 /// Everything the checker knows, behind its lock.
 pub(crate) struct Tracker {
     next_id: u64,
-    /// Live records by (device address, id): several records may share a
-    /// device address (the same buffer mapped twice on a direct platform).
-    /// Boxed so B-tree node splits and shifts move pointers, not records
-    /// (measured: the moves dominated map + unmap).
-    live: BTreeMap<(u64, u64), Box<Live>>,
+    /// Live records by device address; several may share one (the same
+    /// buffer mapped twice on a direct platform).
+    live: Records,
     /// Scatter-gather tables by table id, as mapped.
     tables: BTreeMap<u64, Table>,
-    /// Device-writable streaming mappings by (first line, id) -> last line.
-    lines: BTreeMap<(u64, u64), (u64, u64)>,
-    /// The longest run of lines in `lines`, which bounds an overlap scan.
-    max_span: u64,
+    /// The cache lines of device-writable streaming mappings.
+    lines: LineIndex,
     history: VecDeque<Mapping>,
     pub(crate) reports: Vec<Report>,
     pub(crate) dropped_reports: usize,
@@ -62,10 +50,9 @@ impl Tracker {
     pub(crate) const fn new() -> Self {
         Self {
             next_id: 1,
-            live: BTreeMap::new(),
+            live: Records::new(),
             tables: BTreeMap::new(),
-            lines: BTreeMap::new(),
-            max_span: 0,
+            lines: LineIndex::new(),
             history: VecDeque::new(),
             reports: Vec::new(),
             dropped_reports: 0,
@@ -176,26 +163,20 @@ impl Tracker {
             attrs,
             sg: None,
         };
-        self.live.insert(
-            (dma.as_u64(), mapping.id),
-            Box::new(Live {
-                mapping,
-                line_key: None,
-                cpu_owned: CpuOwned::default(),
-            }),
-        );
+        self.live.insert(Live {
+            mapping,
+            lines: None,
+            cpu_owned: CpuOwned::default(),
+        });
     }
 
     fn insert_streaming(&mut self, mapping: Mapping, line_size: usize, out: &mut Vec<Report>) {
-        let line_key = self.track_lines(&mapping, line_size, out);
-        self.live.insert(
-            (mapping.dma.as_u64(), mapping.id),
-            Box::new(Live {
-                mapping,
-                line_key,
-                cpu_owned: CpuOwned::default(),
-            }),
-        );
+        let lines = self.track_lines(&mapping, line_size, out);
+        self.live.insert(Live {
+            mapping,
+            lines,
+            cpu_owned: CpuOwned::default(),
+        });
     }
 
     /// Linux's active-cacheline tracking: only mappings the device may
@@ -217,33 +198,17 @@ impl Tracker {
         let ls = line_size.max(1) as u64;
         let first = phys.as_u64() / ls;
         let last = phys.as_u64().checked_add(m.len as u64 - 1)? / ls;
-        let lo = first.saturating_sub(self.max_span);
-        let clash = self
-            .lines
-            .range((lo, 0)..=(last, u64::MAX))
-            .find(|(_, &(end, _))| end >= first)
-            .map(|(&(start, _), &(_, id))| (start, id));
-        if let Some((start, id)) = clash {
-            if let Some(existing) = self.find_by_id(id) {
+        if let Some(clash) = self.lines.track(line_span(m, first, last)) {
+            if let Some(existing) = self.live.get((clash.dma, clash.id)).map(|l| l.mapping) {
                 out.push(Report::CacheLineOverlap {
                     mapping: *m,
                     existing,
-                    line: PhysAddr::new(start.max(first) * ls),
+                    line: PhysAddr::new(clash.first.max(first) * ls),
                     line_size: ls as usize,
                 });
             }
         }
-        self.max_span = self.max_span.max(last - first);
-        let key = (first, m.id);
-        self.lines.insert(key, (last, m.id));
-        Some(key)
-    }
-
-    fn find_by_id(&self, id: u64) -> Option<Mapping> {
-        self.live
-            .values()
-            .find(|l| l.mapping.id == id)
-            .map(|l| l.mapping)
+        Some((first, last))
     }
 
     // ---- lookup and removal ---------------------------------------------
@@ -257,9 +222,8 @@ impl Tracker {
         kind: MappingKind,
         cpu: CpuSide,
         len: usize,
-    ) -> Option<(u64, u64)> {
-        let d = dma.as_u64();
-        let candidates = || self.live.range((d, 0)..=(d, u64::MAX));
+    ) -> Option<(Key, Mapping)> {
+        let candidates = || self.live.at(dma.as_u64());
         let full =
             |l: &Live| l.mapping.kind == kind && l.mapping.cpu == cpu && l.mapping.len == len;
         let same = |l: &Live| l.mapping.kind == kind && l.mapping.cpu == cpu;
@@ -267,13 +231,13 @@ impl Tracker {
             .find(|(_, l)| full(l))
             .or_else(|| candidates().find(|(_, l)| same(l)))
             .or_else(|| candidates().next())
-            .map(|(k, _)| *k)
+            .map(|(k, l)| (k, l.mapping))
     }
 
-    fn remove(&mut self, key: (u64, u64)) -> Option<Mapping> {
-        let live = self.live.remove(&key)?;
-        if let Some(line_key) = live.line_key {
-            self.lines.remove(&line_key);
+    fn remove(&mut self, key: Key) -> Option<Mapping> {
+        let live = self.live.remove(key)?;
+        if let Some((first, last)) = live.lines {
+            self.lines.remove(line_span(&live.mapping, first, last));
         }
         if self.history.len() == HISTORY {
             self.history.pop_front();
@@ -303,11 +267,10 @@ impl Tracker {
     ) -> Verdict<RawMapping> {
         let op = Operation::Unmap;
         let cpu = CpuSide::Phys(given.phys);
-        let Some(key) = self.find(given.dma, MappingKind::Single, cpu, given.len) else {
+        let Some((key, m)) = self.find(given.dma, MappingKind::Single, cpu, given.len) else {
             out.push(self.not_mapped(op, given.dma, given.len));
             return Verdict::Refuse;
         };
-        let m = self.live[&key].mapping;
         if m.kind != MappingKind::Single {
             out.push(Report::Mismatch {
                 op,
@@ -340,11 +303,10 @@ impl Tracker {
     /// cannot be identified.
     fn find_table(&self, op: Operation, first: &SgEntry, out: &mut Vec<Report>) -> Option<Mapping> {
         let cpu = CpuSide::Phys(first.phys);
-        let Some(key) = self.find(first.dma, MappingKind::Sg, cpu, first.len) else {
+        let Some((_, m)) = self.find(first.dma, MappingKind::Sg, cpu, first.len) else {
             out.push(self.not_mapped(op, first.dma, first.len));
             return None;
         };
-        let m = self.live[&key].mapping;
         if m.kind != MappingKind::Sg {
             out.push(Report::Mismatch {
                 op,
@@ -399,16 +361,15 @@ impl Tracker {
         }
         let mut ended = Vec::with_capacity(table.entries.len());
         for (index, e) in table.entries.iter().enumerate() {
-            let d = e.dma.as_u64();
             let key = self
                 .live
-                .range((d, 0)..=(d, u64::MAX))
+                .at(e.dma.as_u64())
                 .find(|(_, l)| {
                     l.mapping
                         .sg
                         .is_some_and(|s| s.table == slot.table && s.index == index)
                 })
-                .map(|(k, _)| *k);
+                .map(|(k, _)| k);
             if let Some(m) = key.and_then(|k| self.remove(k)) {
                 ended.push(m);
             }
@@ -437,19 +398,15 @@ impl Tracker {
     ) -> Verdict<RawMapping> {
         let op = sync_operation(point);
         let cpu = CpuSide::Phys(given.phys);
-        let d = given.dma.as_u64();
         // A sync takes any streaming record, single or sg.
-        let key = self
-            .live
-            .range((d, 0)..=(d, u64::MAX))
-            .find(|(_, l)| l.mapping.kind != MappingKind::Coherent && l.mapping.cpu == cpu)
-            .or_else(|| self.live.range((d, 0)..=(d, u64::MAX)).next())
-            .map(|(k, _)| *k);
-        let Some(key) = key else {
+        let found = self.live.find_mut(given.dma.as_u64(), |l| {
+            l.mapping.kind != MappingKind::Coherent && l.mapping.cpu == cpu
+        });
+        let Some(live) = found else {
             out.push(self.not_mapped(op, given.dma, given.len));
             return Verdict::Refuse;
         };
-        let m = self.live[&key].mapping;
+        let m = live.mapping;
         if m.kind == MappingKind::Coherent {
             out.push(Report::Mismatch {
                 op,
@@ -489,12 +446,10 @@ impl Tracker {
         // would have synced, so the recorded mapping is synced (a
         // `sync_for_device` of a from-device buffer is how a driver hands
         // it back after reading it).
-        if let Some(live) = self.live.get_mut(&key) {
-            let (lo, hi) = (offset as u64, (offset + len) as u64);
-            match point {
-                SyncPoint::ForCpu => live.cpu_owned.take(lo, hi),
-                SyncPoint::ForDevice => live.cpu_owned.give(lo, hi),
-            }
+        let (lo, hi) = (offset as u64, (offset + len) as u64);
+        match point {
+            SyncPoint::ForCpu => live.cpu_owned.take(lo, hi),
+            SyncPoint::ForDevice => live.cpu_owned.give(lo, hi),
         }
         Verdict::Forward(RawMapping {
             phys: given.phys,
@@ -517,11 +472,10 @@ impl Tracker {
         access: CpuAccess,
         out: &mut Vec<Report>,
     ) {
-        let d = given.dma.as_u64();
         let cpu = CpuSide::Phys(given.phys);
         let Some(live) = self
             .live
-            .range((d, 0)..=(d, u64::MAX))
+            .at(given.dma.as_u64())
             .map(|(_, l)| l)
             .find(|l| l.mapping.kind != MappingKind::Coherent && l.mapping.cpu == cpu)
         else {
@@ -578,11 +532,10 @@ impl Tracker {
     ) -> Verdict<Mapping> {
         let op = Operation::FreeCoherent;
         let side = CpuSide::Virt(cpu);
-        let Some(key) = self.find(dma, MappingKind::Coherent, side, size) else {
+        let Some((key, m)) = self.find(dma, MappingKind::Coherent, side, size) else {
             out.push(self.not_mapped(op, dma, size));
             return Verdict::Refuse;
         };
-        let m = self.live[&key].mapping;
         if m.kind != MappingKind::Coherent {
             out.push(Report::Mismatch {
                 op,
@@ -625,7 +578,15 @@ impl Tracker {
         self.live.clear();
         self.tables.clear();
         self.lines.clear();
-        self.max_span = 0;
+    }
+}
+
+fn line_span(m: &Mapping, first: u64, last: u64) -> Span {
+    Span {
+        first,
+        last,
+        id: m.id,
+        dma: m.dma.as_u64(),
     }
 }
 

@@ -177,8 +177,16 @@ fn the_soft_iotlb_caches_and_drops_whole_leaves() {
     let hw = SoftIommu::new(HostMemory, 16);
     let k64 = Format::new(Granule::K64, 48, Stage::One).unwrap();
     let p = platform(&hw, k64, DeviceConstraints::UNCONSTRAINED).unwrap();
-    let m = StreamingMapping::<_, Bidirectional, _>::map(&p, vec![3u8; 64]).unwrap();
-    let base = m.dma_addr().as_u64() & !0xffff;
+    // The device reads across the whole granule, so the buffer is the whole
+    // granule: host memory around a smaller one may not exist.
+    let buf = dma_core::DmaBuf::new(0x1_0000, 0x1_0000).unwrap();
+    let m = StreamingMapping::<_, Bidirectional, _>::map(&p, buf).unwrap();
+    let base = m.dma_addr().as_u64();
+    assert_eq!(
+        base & 0xffff,
+        0,
+        "a granule-aligned buffer at a granule-aligned IOVA"
+    );
     let mut b = [0u8; 1];
     hw.device_read(DEV, DmaAddr::new(base), &mut b).unwrap();
     hw.device_read(DEV, DmaAddr::new(base + 0xf000), &mut b)
