@@ -117,8 +117,24 @@ const _: () = assert!(
     "a new sim preset needs its conformance configuration here"
 );
 
+/// The test's machine for `config`: a property may build several
+/// platforms (a probe, then the one under test) and hand memory from one
+/// to the next, and a physical address belongs to the machine that gave
+/// it out. Each test runs on its own thread, so it gets its own machine.
 fn sim(config: SimConfig) -> Sim {
-    Sim::new(config).expect("a valid sim configuration")
+    thread_local! {
+        static MACHINES: std::cell::RefCell<Vec<(SimConfig, Sim)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    MACHINES.with(|m| {
+        let mut m = m.borrow_mut();
+        if let Some((_, sim)) = m.iter().find(|(c, _)| *c == config) {
+            return sim.clone();
+        }
+        let sim = Sim::new(config).expect("a valid sim configuration");
+        m.push((config, sim.clone()));
+        sim
+    })
 }
 
 conformance!(sim_coherent, |env: &Env| {

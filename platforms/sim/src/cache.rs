@@ -12,6 +12,11 @@ use crate::Sim;
 /// lines of live cached regions are modelled; maintenance elsewhere does
 /// nothing (no device can see that memory). On a coherent machine it
 /// reports itself coherent and does nothing.
+///
+/// The operations take CPU (host) addresses, as the instructions do; the
+/// model finds the lines by their physical addresses (see
+/// [`SimMemory`](crate::SimMemory)). A range that is not inside one piece
+/// of sim memory holds no tracked line.
 #[derive(Clone, Debug)]
 pub struct SimCache {
     pub(crate) sim: Sim,
@@ -37,7 +42,10 @@ unsafe impl CacheMaintenance for SimCache {
         self.sim.machine.maintenance.fetch_add(1, Ordering::Relaxed);
         self.sim.machine.with(|s, cfg| {
             s.tick(cfg);
-            let range = (va as u64, len as u64);
+            let Some(phys) = s.phys.to_sim(va as u64, len as u64) else {
+                return;
+            };
+            let range = (phys, len as u64);
             let out = if s.filled.take() == Some(range) {
                 // The map that just made the range live: the CPU has not run
                 // since its lines were filled.
@@ -66,8 +74,11 @@ unsafe impl CacheMaintenance for SimCache {
         self.sim.machine.with(|s, cfg| {
             s.tick(cfg);
             s.filled = None;
+            let Some(phys) = s.phys.to_sim(va as u64, len as u64) else {
+                return;
+            };
             // SAFETY: as for clean; the caller owns the lines (contract).
-            let out = unsafe { s.shadow.invalidate(va as u64, len as u64) };
+            let out = unsafe { s.shadow.invalidate(phys, len as u64) };
             s.stats.lines_invalidated += out.lines as u64;
         });
     }

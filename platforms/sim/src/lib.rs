@@ -81,6 +81,7 @@ mod memory;
 mod mmio;
 pub mod nic;
 pub mod nvme;
+mod physmap;
 mod platform;
 mod replay;
 mod report;

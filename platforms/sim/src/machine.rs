@@ -2,6 +2,7 @@
 //! behind one lock shared by the CPU-side handles (memory, cache, platform
 //! wrappers) and the device-side ports.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,6 +11,7 @@ use dma_core::{Cacheability, CpuOwned, DmaAddr, DmaDirection, PhysAddr};
 use dma_direct::BusOffset;
 
 use crate::iommu::{self, Iotlb};
+use crate::physmap::PhysMap;
 use crate::report::{RegionInfo, Report, ReportKind};
 use crate::rng::SplitMix64;
 use crate::shadow::{Finding, Shadow};
@@ -38,7 +40,10 @@ pub enum Translation {
 pub(crate) struct Live {
     pub(crate) id: u64,
     pub(crate) device: DeviceId,
+    /// The sim physical address.
     pub(crate) phys: u64,
+    /// Where its bytes are in host memory.
+    pub(crate) host: u64,
     pub(crate) len: u64,
     pub(crate) dma: u64,
     pub(crate) dir: Option<DmaDirection>,
@@ -91,6 +96,7 @@ pub(crate) struct DeviceEntry {
 #[derive(Clone, Copy)]
 struct Chunk {
     phys: u64,
+    host: u64,
     len: usize,
     cached: bool,
     key: (u64, u64),
@@ -112,8 +118,10 @@ pub(crate) struct State {
     /// events, never on where the allocator placed buffers.
     cached: Vec<(u64, u64, u64)>,
     pub(crate) devices: Vec<DeviceEntry>,
-    /// SimMemory allocations: phys -> (bytes, cacheability).
-    pub(crate) allocations: BTreeMap<u64, (u64, Cacheability)>,
+    /// SimMemory allocations: phys -> (bytes, cacheability, host address).
+    pub(crate) allocations: BTreeMap<u64, (u64, Cacheability, u64)>,
+    /// Where host memory lies in the machine's physical address space.
+    pub(crate) phys: PhysMap,
     pub(crate) reports: Vec<Report>,
     pub(crate) faults: Vec<Fault>,
     pub(crate) stats: SimStats,
@@ -134,6 +142,10 @@ pub(crate) struct State {
     /// Regions that stopped being live, newest last, with the clock then:
     /// a fault names the one that last held its address.
     retired: VecDeque<(Live, u64)>,
+    /// The last answer of [`find`](Self::find) (a sync and the unmap
+    /// after it ask about the same region); cleared whenever `live`
+    /// changes, so it is always the answer a search would give.
+    found: Cell<Option<((u64, u64), Live)>>,
 }
 
 /// How many ended regions the machine remembers for fault reports.
@@ -162,6 +174,7 @@ impl Machine {
                 cached: Vec::new(),
                 devices: Vec::new(),
                 allocations: BTreeMap::new(),
+                phys: PhysMap::new(config.seed_value(), config.line()),
                 reports: Vec::new(),
                 faults: Vec::new(),
                 stats: SimStats::default(),
@@ -172,6 +185,7 @@ impl Machine {
                 cpu_owned: HashMap::new(),
                 clock: 0,
                 retired: VecDeque::new(),
+                found: Cell::new(None),
             }),
         })
     }
@@ -339,12 +353,14 @@ impl State {
         if live.cached {
             // SAFETY: the region is being made live: its owner vouched that
             // it is allocated for as long as it is live.
-            if unsafe { self.shadow.track(live.phys, live.len) } {
+            if unsafe { self.shadow.track(live.phys, live.host, live.len) } {
                 self.filled = Some((live.phys, live.len));
             }
             self.cached.push((live.id, live.phys, live.len));
         }
         self.max_live_len = self.max_live_len.max(live.len);
+        self.found.set(None);
+        self.phys.count_live(live.phys, 1);
         let key = (live.phys, live.id);
         self.live.insert(key, live);
         key
@@ -353,6 +369,8 @@ impl State {
     pub(crate) fn unregister(&mut self, key: (u64, u64)) -> Option<Live> {
         self.filled = None;
         let live = self.live.remove(&key)?;
+        self.found.set(None);
+        self.phys.count_live(live.phys, -1);
         self.clock += 1;
         self.cpu_owned.remove(&live.id);
         if self.retired.len() == RETIRED {
@@ -402,10 +420,29 @@ impl State {
         len: u64,
         dma: u64,
     ) -> Option<((u64, u64), Live)> {
-        self.live
+        let matches =
+            |l: &Live| l.device == device && l.phys == phys && l.len == len && l.dma == dma;
+        if let Some(hit) = self.found.get().filter(|(_, l)| matches(l)) {
+            return Some(hit);
+        }
+        let hit = self
+            .live
             .range((phys, 0)..=(phys, u64::MAX))
-            .find(|(_, l)| l.device == device && l.len == len && l.dma == dma)
-            .map(|(k, l)| (*k, *l))
+            .find(|(_, l)| matches(l))
+            .map(|(k, l)| (*k, *l));
+        if hit.is_some() {
+            self.found.set(hit);
+        }
+        hit
+    }
+
+    /// Sets the device address of a region the backend just mapped.
+    pub(crate) fn set_dma(&mut self, key: (u64, u64), dma: u64) {
+        self.found.set(None);
+        if let Some(l) = self.live.get_mut(&key) {
+            l.dma = dma;
+            self.phys.mapped(l.phys);
+        }
     }
 
     /// Gives the evictor its chance.
@@ -544,6 +581,7 @@ impl State {
             let n = ((len - done) as u64).min(room).min(live.end() - phys) as usize;
             chunks.push(Chunk {
                 phys,
+                host: live.host + (phys - live.phys),
                 len: n,
                 cached: live.cached,
                 key,
@@ -672,8 +710,8 @@ impl State {
                 // device, whose memory stays allocated while live.
                 unsafe {
                     match &mut data {
-                        DeviceData::Read(out) => host::read(c.phys, &mut out[range]),
-                        DeviceData::Write(src) => host::write(c.phys, &src[range]),
+                        DeviceData::Read(out) => host::read(c.host, &mut out[range]),
+                        DeviceData::Write(src) => host::write(c.host, &src[range]),
                     }
                 }
             }
@@ -697,17 +735,20 @@ impl State {
 /// Reads a page-table word for the walker, from SimMemory allocations
 /// only (anything else is an external abort on the walk). Table walks are
 /// coherent (as with SMMU_IDR0.COHACC): they read the CPU's view.
-fn read_table_word(allocations: &BTreeMap<u64, (u64, Cacheability)>, addr: u64) -> Option<u64> {
+fn read_table_word(
+    allocations: &BTreeMap<u64, (u64, Cacheability, u64)>,
+    addr: u64,
+) -> Option<u64> {
     if addr % 8 != 0 {
         return None;
     }
-    let (&base, &(len, _)) = allocations.range(..=addr).next_back()?;
+    let (&base, &(len, _, host)) = allocations.range(..=addr).next_back()?;
     if addr + 8 > base + len {
         return None;
     }
     let mut word = [0u8; 8];
     // SAFETY: the 8 bytes lie inside a live SimMemory allocation.
-    unsafe { host::read(addr, &mut word) };
+    unsafe { host::read(host + (addr - base), &mut word) };
     Some(u64::from_le_bytes(word))
 }
 

@@ -5,15 +5,32 @@ use std::ptr::NonNull;
 
 use dma_core::{Cacheability, Error, ErrorKind, Pages, PhysAddr, PhysMemory, Result};
 
-use crate::Sim;
+use crate::{host, Sim};
 
-/// The sim's [`PhysMemory`]: pages from the host allocator, identity
-/// translated (a sim physical address is the host address, so heap buffers
-/// a driver maps are sim memory too). Every cacheability is provided;
-/// uncached and write-combining pages bypass the cache model.
+/// The sim's [`PhysMemory`]: pages from the host allocator, and heap
+/// buffers a driver translates, at physical addresses of the machine's own
+/// seeded layout (see below). Every cacheability is provided; uncached and
+/// write-combining pages bypass the cache model.
 ///
 /// Allocations are recorded: the IOMMU walks tables only inside them, and
 /// coherent allocations learn their cacheability from them.
+///
+/// # Physical addresses
+///
+/// A physical address here is not the host address: each allocation, and
+/// each buffer `virt_to_phys` first sees, starts at a fresh sim page after
+/// a seeded gap, in the order the program makes them, so the same seed
+/// gives the same addresses (in reports too) wherever the host heap put
+/// the buffers. Only a buffer's offset within its cache line is its own
+/// (a buffer aligned to the line starts a sim page), and buffers sharing a
+/// host cache line keep their distance, since they share the line.
+/// Allocations go above 4 GiB when the limit allows, else below it;
+/// translated heap buffers lie above 256 GiB (a 32- or 36-bit device
+/// needs bouncing for them, as it would for arbitrary heap memory).
+/// Allocation addresses are never reused within a machine; a buffer's
+/// address is reused only after sixteen newer buffers were unmapped, so a
+/// device's stale access soon after an unmap faults rather than reaching
+/// another buffer.
 #[derive(Clone, Debug)]
 pub struct SimMemory {
     pub(crate) sim: Sim,
@@ -37,8 +54,10 @@ impl SimMemory {
 }
 
 // SAFETY: pages come zeroed and page-aligned from the global allocator and
-// are exclusively the caller's until freed; translation is the identity,
-// exact and contiguous; the limit is checked after allocation.
+// are exclusively the caller's until freed; translation goes through the
+// machine's physical map, where each host range has one sim range
+// (contiguous both ways, so phys_to_virt inverts virt_to_phys exactly);
+// the limit is checked when the pages are placed.
 unsafe impl PhysMemory for SimMemory {
     fn page_size(&self) -> usize {
         Self::PAGE_SIZE
@@ -58,21 +77,22 @@ unsafe impl PhysMemory for SimMemory {
         let raw = unsafe { std::alloc::alloc_zeroed(layout) };
         let cpu =
             NonNull::new(raw).ok_or(Error::new(ErrorKind::OutOfMemory, "host allocator failed"))?;
-        let phys = cpu.as_ptr().expose_provenance() as u64;
-        if phys + (layout.size() as u64 - 1) > max_phys {
-            // SAFETY: just allocated with this layout, never shared.
-            unsafe { std::alloc::dealloc(raw, layout) };
-            return Err(Error::new(
-                ErrorKind::Unreachable,
-                "sim memory lies above the requested limit",
-            )
-            .at(phys));
-        }
-        self.sim.machine.with(|s, _| {
-            s.allocations
-                .insert(phys, (layout.size() as u64, cacheability));
+        let host = cpu.as_ptr().expose_provenance() as u64;
+        let len = layout.size() as u64;
+        let placed = self.sim.machine.with(|s, _| {
+            let phys = s.phys.alloc(host, len, max_phys)?;
+            s.allocations.insert(phys, (len, cacheability, host));
             s.stats.pages_allocated += count as u64;
+            Ok(phys)
         });
+        let phys = match placed {
+            Ok(phys) => phys,
+            Err(e) => {
+                // SAFETY: just allocated with this layout, never shared.
+                unsafe { std::alloc::dealloc(raw, layout) };
+                return Err(e);
+            }
+        };
         Ok(Pages {
             cpu,
             phys: PhysAddr::new(phys),
@@ -85,10 +105,16 @@ unsafe impl PhysMemory for SimMemory {
         let Ok(layout) = Self::layout(pages.count) else {
             return;
         };
-        let known = self
-            .sim
-            .machine
-            .with(|s, _| s.allocations.remove(&pages.phys.as_u64()).is_some());
+        let host = pages.cpu.as_ptr().expose_provenance() as u64;
+        let known = self.sim.machine.with(|s, _| {
+            let phys = pages.phys.as_u64();
+            let ours = s.allocations.get(&phys).is_some_and(|a| a.2 == host);
+            if ours {
+                s.allocations.remove(&phys);
+                s.phys.free(phys);
+            }
+            ours
+        });
         if known {
             // SAFETY: the caller promises the pages came from alloc_pages,
             // which used exactly this layout, and are freed once (the record
@@ -101,20 +127,32 @@ unsafe impl PhysMemory for SimMemory {
         if len == 0 {
             return Err(Error::new(ErrorKind::ZeroSize, "zero-length translation"));
         }
-        Ok(PhysAddr::new(cpu.as_ptr().expose_provenance() as u64))
+        let host = cpu.as_ptr().expose_provenance() as u64;
+        let phys = self
+            .sim
+            .machine
+            .with(|s, _| s.phys.translate(host, len as u64))?;
+        Ok(PhysAddr::new(phys))
     }
 
     fn phys_to_virt(&self, phys: PhysAddr, len: usize) -> Result<NonNull<u8>> {
         if len == 0 {
             return Err(Error::new(ErrorKind::ZeroSize, "zero-length translation"));
         }
-        let addr = usize::try_from(phys.as_u64()).map_err(|_| {
-            Error::new(
-                ErrorKind::NotContiguous,
-                "physical address beyond the host's pointer width",
-            )
-        })?;
-        NonNull::new(std::ptr::with_exposed_provenance_mut(addr)).ok_or(Error::new(
+        let host = self
+            .sim
+            .machine
+            .with(|s, _| s.phys.to_host(phys.as_u64(), len as u64))
+            .ok_or(
+                Error::new(
+                    ErrorKind::NotContiguous,
+                    "not sim memory: the address was never given out by this machine's \
+                     SimMemory, or its allocation was freed or its buffer retired",
+                )
+                .at(phys.as_u64())
+                .len(len as u64),
+            )?;
+        NonNull::new(host::ptr(host)).ok_or(Error::new(
             ErrorKind::NotContiguous,
             "physical address 0 has no mapping",
         ))

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use dma_coherence::SyncPoint;
 use dma_core::{
     Cacheability, CoherentRegion, CpuAccess, DeviceConstraints, DmaAddr, DmaAlloc, DmaAttrs,
-    DmaDirection, DmaMap, PhysAddr, RawMapping, Result, SgEntry,
+    DmaDirection, DmaMap, Error, ErrorKind, PhysAddr, RawMapping, Result, SgEntry,
 };
 
 use crate::machine::{Live, State};
@@ -72,22 +72,32 @@ impl<P> SimPlatform<P> {
         len: usize,
         dir: Option<DmaDirection>,
         cached: bool,
-    ) -> (u64, u64) {
+    ) -> Result<(u64, u64)> {
         self.sim.machine.with(|s, cfg| {
+            let host = s.phys.to_host(phys.as_u64(), len as u64).ok_or(
+                Error::new(
+                    ErrorKind::NotContiguous,
+                    "not sim memory: map buffers translated by this machine's SimMemory \
+                     (build the backend on Sim::memory())",
+                )
+                .at(phys.as_u64())
+                .len(len as u64),
+            )?;
             s.tick(cfg);
-            s.register(
+            Ok(s.register(
                 cfg,
                 Live {
                     id: 0,
                     device: self.device,
                     phys: phys.as_u64(),
+                    host,
                     len: len as u64,
                     dma: 0,
                     dir,
                     cached,
                     mapped_at: 0,
                 },
-            )
+            ))
         })
     }
 
@@ -130,16 +140,18 @@ impl<P> SimPlatform<P> {
     fn mapped(&self, key: (u64, u64), dma: DmaAddr, count: impl FnOnce(&mut SimStats)) {
         self.sim.machine.with(|s, _| {
             s.filled = None;
-            if let Some(l) = s.live.get_mut(&key) {
-                l.dma = dma.as_u64();
-            }
+            s.set_dma(key, dma.as_u64());
             count(&mut s.stats);
         });
     }
 
-    fn unregister(&self, key: (u64, u64)) {
+    /// The backend refused a map: the region ends, and its buffer keeps
+    /// its address (a bounce platform may serve it; see `PhysMap::pin`).
+    fn refused(&self, key: (u64, u64)) {
         self.sim.machine.with(|s, _| {
-            s.unregister(key);
+            if let Some(live) = s.unregister(key) {
+                s.phys.pin(live.phys);
+            }
         });
     }
 
@@ -257,7 +269,7 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
     ) -> Result<DmaAddr> {
         // A range the backend refuses anyway must not reach the shadow.
         dma_coherence::check_span(phys, len)?;
-        let key = self.register(phys, len, Some(dir), true);
+        let key = self.register(phys, len, Some(dir), true)?;
         let before = self.maintenance();
         // SAFETY: the caller's promise is passed on unchanged.
         match unsafe { self.inner.map(phys, len, dir, attrs) } {
@@ -274,7 +286,7 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
                 Ok(dma)
             }
             Err(e) => {
-                self.unregister(key);
+                self.refused(key);
                 Err(e)
             }
         }
@@ -375,10 +387,18 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
         for e in entries.iter() {
             dma_coherence::check_span(e.phys, e.len)?;
         }
-        let keys: Vec<_> = entries
-            .iter()
-            .map(|e| self.register(e.phys, e.len, Some(dir), true))
-            .collect();
+        let mut keys = Vec::with_capacity(entries.len());
+        for e in entries.iter() {
+            match self.register(e.phys, e.len, Some(dir), true) {
+                Ok(k) => keys.push(k),
+                Err(err) => {
+                    for k in keys {
+                        self.refused(k);
+                    }
+                    return Err(err);
+                }
+            }
+        }
         // SAFETY: the caller's promise is passed on unchanged.
         match unsafe { self.inner.map_sg(entries, dir, attrs) } {
             Ok(()) => {
@@ -389,7 +409,7 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
             }
             Err(err) => {
                 for k in keys {
-                    self.unregister(k);
+                    self.refused(k);
                 }
                 Err(err)
             }
@@ -429,13 +449,28 @@ unsafe impl<P: DmaMap> DmaMap for SimPlatform<P> {
 unsafe impl<P: DmaAlloc> DmaAlloc for SimPlatform<P> {
     fn alloc_coherent(&self, size: usize, attrs: DmaAttrs) -> Result<CoherentRegion> {
         let region = self.inner.alloc_coherent(size, attrs)?;
-        let phys = region.cpu.as_ptr().expose_provenance() as u64;
-        let cached = self.sim.machine.with(|s, _| {
-            s.allocations
-                .get(&phys)
-                .is_none_or(|(_, c)| *c == Cacheability::Cached)
+        let host = region.cpu.as_ptr().expose_provenance() as u64;
+        let (phys, cached) = self.sim.machine.with(|s, _| {
+            let phys = s.phys.to_sim(host, region.size as u64);
+            let cached = phys
+                .and_then(|p| s.allocations.get(&p))
+                .is_none_or(|(_, c, _)| *c == Cacheability::Cached);
+            (phys, cached)
         });
-        let key = self.register(PhysAddr::new(phys), region.size, None, cached);
+        let registered = phys
+            .ok_or(Error::new(
+                ErrorKind::NotContiguous,
+                "the backend's coherent memory is not sim memory (build it on Sim::memory())",
+            ))
+            .and_then(|p| self.register(PhysAddr::new(p), region.size, None, cached));
+        let key = match registered {
+            Ok(key) => key,
+            Err(e) => {
+                // SAFETY: just allocated by the backend, never handed out.
+                unsafe { self.inner.free_coherent(region, attrs) }?;
+                return Err(e);
+            }
+        };
         self.mapped(key, region.dma, |s| s.coherent_allocs += 1);
         self.sim.machine.with(|s, cfg| {
             let Some(live) = s.live.get(&key).copied() else {
@@ -452,8 +487,11 @@ unsafe impl<P: DmaAlloc> DmaAlloc for SimPlatform<P> {
     }
 
     unsafe fn free_coherent(&self, region: CoherentRegion, attrs: DmaAttrs) -> Result<()> {
-        let phys = region.cpu.as_ptr().expose_provenance() as u64;
+        let host = region.cpu.as_ptr().expose_provenance() as u64;
         self.sim.machine.with(|s, _| {
+            let Some(phys) = s.phys.to_sim(host, region.size as u64) else {
+                return;
+            };
             let found = s.find(self.device, phys, region.size as u64, region.dma.as_u64());
             if let Some((key, _)) = found {
                 s.unregister(key);

@@ -11,14 +11,24 @@ pub(crate) fn forced_seed() -> Option<u64> {
 
 /// The command that reruns the current test with `seed`: the package and
 /// test target from the running binary, the test from the thread's name
-/// (the test harness names each test's thread after it).
+/// (the test harness names each test's thread after it); an example is
+/// rerun with `cargo run --example`.
 pub(crate) fn command(seed: u64) -> String {
-    let mut cmd = format!("replay: {SEED_VAR}={seed} cargo test");
     let package = std::env::var("CARGO_PKG_NAME").ok();
-    if let Some(package) = &package {
-        cmd.push_str(&format!(" -p {package}"));
+    let package_arg = package
+        .as_ref()
+        .map(|p| format!(" -p {p}"))
+        .unwrap_or_default();
+    let exe = std::env::current_exe().ok();
+    let example = exe.as_ref().and_then(|exe| {
+        let dir = exe.parent()?.file_name()?;
+        (dir == "examples").then(|| exe.file_stem()?.to_str().map(str::to_owned))?
+    });
+    if let Some(example) = example {
+        return format!("replay: {SEED_VAR}={seed} cargo run{package_arg} --example {example}");
     }
-    let target = std::env::current_exe().ok().and_then(|exe| {
+    let mut cmd = format!("replay: {SEED_VAR}={seed} cargo test{package_arg}");
+    let target = exe.and_then(|exe| {
         let stem = exe.file_stem()?.to_str()?.to_owned();
         // Test binaries are named `<target>-<hash>`.
         Some(
@@ -43,4 +53,21 @@ pub(crate) fn command(seed: u64) -> String {
         cmd.push_str(&format!(" -- --exact {test}"));
     }
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_names_this_very_test() {
+        // Run by cargo, the library's tests know their package and run on a
+        // thread named after the test.
+        let cmd = command(77);
+        assert_eq!(
+            cmd,
+            "replay: DMA_SIM_SEED=77 cargo test -p dma-sim --lib -- --exact \
+             replay::tests::the_command_names_this_very_test"
+        );
+    }
 }

@@ -169,7 +169,8 @@ impl Shadow {
             .or_insert_with(|| spare.pop().unwrap_or_else(PageShadow::new))
     }
 
-    /// Starts tracking `[addr, addr + len)`; newly tracked bytes start
+    /// Starts tracking `[addr, addr + len)`, whose bytes are at host
+    /// address `host` (the CPU's view); newly tracked bytes start
     /// clean and coherent (see the module docs). Returns whether every line
     /// of the range was new and filled whole from the host (so, until the
     /// CPU next writes, [`clean_unchanged`](Self::clean_unchanged) may
@@ -177,19 +178,24 @@ impl Shadow {
     ///
     /// # Safety
     ///
-    /// `[addr, addr + len)` is live host memory (the region being made
-    /// live).
-    pub(crate) unsafe fn track(&mut self, addr: u64, len: u64) -> bool {
+    /// `[host, host + len)` is live host memory (the region being made
+    /// live), and every tracked byte of the pages it touches lies at the
+    /// same distance from its physical address (one extent of the
+    /// machine's physical map).
+    pub(crate) unsafe fn track(&mut self, addr: u64, host: u64, len: u64) -> bool {
         let (line, full) = (self.line as usize, self.full);
+        let delta = host.wrapping_sub(addr);
         let mut filled = true;
         for (page_no, base, lo, hi, _) in Self::segments(addr, len) {
             let (l0, l1, range) = self.lines(lo, hi);
             let page = self.page_or_new(page_no);
+            debug_assert!(page.live == 0 || page.host == base.wrapping_add(delta));
+            page.host = base.wrapping_add(delta);
             if lo % line == 0 && hi % line == 0 && page.live & range == 0 {
                 // Fresh whole lines: one copy of the host bytes is all three
                 // values.
                 // SAFETY: the caller vouches for the range.
-                unsafe { host::read(base + lo as u64, &mut page.wb[lo..hi]) };
+                unsafe { host::read_bulk(page.host + lo as u64, &mut page.wb[lo..hi]) };
                 page.refs[l0..l1].fill(1);
                 page.live |= range;
                 page.whole |= range;
@@ -225,7 +231,7 @@ impl Shadow {
                 for (s, e) in runs(fresh) {
                     let r = off + s..off + e;
                     // SAFETY: inside the range the caller vouched for.
-                    unsafe { host::read(base + r.start as u64, &mut page.wb[r.clone()]) };
+                    unsafe { host::read(page.host + r.start as u64, &mut page.wb[r.clone()]) };
                     if page.ram_own & bit != 0 {
                         page.ram[r.clone()].copy_from_slice(&page.wb[r.clone()]);
                     }
@@ -316,14 +322,15 @@ impl Shadow {
                 let (mut pos, end) = (r0 * line, r1 * line);
                 loop {
                     // SAFETY: whole tracked lines are live.
-                    let dirty =
-                        unsafe { host::first_difference(base + pos as u64, &page.wb[pos..end]) };
+                    let dirty = unsafe {
+                        host::first_difference(page.host + pos as u64, &page.wb[pos..end])
+                    };
                     let Some(d) = dirty else {
                         break;
                     };
                     let idx = (pos + d) / line;
                     // SAFETY: forwarded.
-                    let (_, o) = unsafe { page.write_back(base, idx, line, false) };
+                    let (_, o) = unsafe { page.write_back(page.host, idx, line, false) };
                     over |= u128::from(o) << idx;
                     pos = (idx + 1) * line;
                     if pos >= end {
@@ -333,7 +340,7 @@ impl Shadow {
             }
             for idx in ones(live & !page.whole) {
                 // SAFETY: forwarded.
-                let (_, o) = unsafe { page.write_back(base, idx, line, false) };
+                let (_, o) = unsafe { page.write_back(page.host, idx, line, false) };
                 over |= u128::from(o) << idx;
             }
             if over != 0 {
@@ -380,7 +387,7 @@ impl Shadow {
     pub(crate) unsafe fn invalidate(&mut self, addr: u64, len: u64) -> Outcome {
         let line = self.line as usize;
         let mut out = Outcome::default();
-        for (page_no, base, lo, hi, _) in Self::segments(addr, len) {
+        for (page_no, _, lo, hi, _) in Self::segments(addr, len) {
             let (_, _, range) = self.lines(lo, hi);
             let Some(page) = self.pages.get_mut(&page_no) else {
                 continue;
@@ -402,7 +409,7 @@ impl Shadow {
             page.device_wrote &= !live;
             page.uncleaned &= !live;
             // SAFETY: forwarded.
-            unsafe { page.store_to_host(base, live, line) };
+            unsafe { page.store_to_host(page.host, live, line) };
             out.lines += live.count_ones() as usize;
         }
         out
@@ -431,7 +438,7 @@ impl Shadow {
                 out[pos + off - lo..pos + off - lo + bytes.len()].copy_from_slice(bytes);
             });
             // SAFETY: the accessed bytes are tracked, hence live.
-            if !detect || unsafe { page.host_matches(View::Synced, base, lo, hi, line) } {
+            if !detect || unsafe { page.host_matches(View::Synced, page.host, lo, hi, line) } {
                 continue;
             }
             let (l0, l1, _) = self.lines(lo, hi);
@@ -439,7 +446,7 @@ impl Shadow {
                 let off = idx * line;
                 let (a, b) = (lo.max(off), hi.min(off + line));
                 // SAFETY: as above.
-                if !unsafe { page.host_matches(View::Synced, base, a, b, line) } {
+                if !unsafe { page.host_matches(View::Synced, page.host, a, b, line) } {
                     finding.add(base + off as u64);
                 }
             }
@@ -466,11 +473,13 @@ impl Shadow {
                 let (llo, lhi) = (l0 * line, l1 * line);
                 // SAFETY: whole tracked lines are live.
                 let clean = page.whole & range == range
-                    && unsafe { page.host_matches(View::Synced, base, llo, lhi, line) };
+                    && unsafe { page.host_matches(View::Synced, page.host, llo, lhi, line) };
                 if !clean {
                     for idx in l0..l1 {
                         // SAFETY: tracked bytes are live.
-                        if !unsafe { page.line_matches(View::Synced, base, idx, line, u128::MAX) } {
+                        if !unsafe {
+                            page.line_matches(View::Synced, page.host, idx, line, u128::MAX)
+                        } {
                             finding.add(base + (idx * line) as u64);
                         }
                     }
@@ -508,7 +517,7 @@ impl Shadow {
                 continue;
             };
             // SAFETY: whole tracked lines are live.
-            let unchanged = || unsafe { page.host_matches(View::Synced, base, lo, hi, line) };
+            let unchanged = || unsafe { page.host_matches(View::Synced, page.host, lo, hi, line) };
             if page.whole & range == range && unchanged() {
                 continue;
             }
@@ -516,7 +525,7 @@ impl Shadow {
                 let off = idx * line;
                 let within = bits(lo.max(off) - off, hi.min(off + line) - off);
                 // SAFETY: tracked bytes are live.
-                if !unsafe { page.line_matches(View::Synced, base, idx, line, within) } {
+                if !unsafe { page.line_matches(View::Synced, page.host, idx, line, within) } {
                     finding.add(base + off as u64);
                 }
             }
@@ -540,7 +549,7 @@ impl Shadow {
             };
             for idx in ones(range & page.live) {
                 // SAFETY: forwarded.
-                let (dirty, over) = unsafe { page.write_back(base, idx, line, true) };
+                let (dirty, over) = unsafe { page.write_back(page.host, idx, line, true) };
                 if dirty {
                     out.lines += 1;
                 }
@@ -609,7 +618,7 @@ impl Shadow {
             return (false, false);
         }
         // SAFETY: forwarded.
-        unsafe { page.write_back(base, idx, line, true) }
+        unsafe { page.write_back(page.host, idx, line, true) }
     }
 
     /// Whether every byte of `[addr, addr + len)` is tracked.

@@ -324,7 +324,7 @@ impl Sim {
             s.allocations
                 .range(..=addr.as_u64())
                 .next_back()
-                .is_some_and(|(b, (l, _))| addr.as_u64() < b + l)
+                .is_some_and(|(b, (l, _, _))| addr.as_u64() < b + l)
         })
     }
 }

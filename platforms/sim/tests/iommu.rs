@@ -1,7 +1,9 @@
 //! The IOMMU-translated preset: dma-iommu writes the tables, the sim's
 //! walker reads them.
 
-use dma_core::{DeviceConstraints, DmaBuf, FromDevice, PhysAddr, StreamingMapping, ToDevice};
+use dma_core::{
+    DeviceConstraints, DmaBuf, FromDevice, PhysAddr, PhysMemory, StreamingMapping, ToDevice,
+};
 use dma_sim::{iommu, Access, FaultKind, ReportKind, Sim, SimConfig, Translation};
 
 const ANY: DeviceConstraints = DeviceConstraints::UNCONSTRAINED;
@@ -91,7 +93,11 @@ fn the_walker_agrees_with_dma_iommu_translation() {
             let leaf = iommu::walk(root.as_u64(), iova, Access::Read, |a| {
                 // SAFETY: table pages are sim memory the test only reads.
                 sim.is_sim_memory(PhysAddr::new(a)).then(|| unsafe {
-                    std::ptr::with_exposed_provenance::<u64>(a as usize).read_volatile()
+                    sim.memory()
+                        .phys_to_virt(PhysAddr::new(a), 8)
+                        .unwrap()
+                        .cast::<u64>()
+                        .read_volatile()
                 })
             })
             .unwrap();

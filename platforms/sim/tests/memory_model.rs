@@ -382,3 +382,62 @@ fn invalid_configurations_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_cpu_access_announced_for_an_ended_mapping_reports_nothing() {
+    // `cpu_access` is a safe call anyone can make with any description; the
+    // sim judges only live mappings, however recently it looked one up.
+    let sim = non_coherent(2);
+    let dev = sim.add_device("d");
+    let p = sim.non_coherent_platform(dev, ANY);
+    let rx = StreamingMapping::<_, FromDevice, _>::map(&p, dbuf(&p, 256)).unwrap();
+    let raw = *rx.raw();
+    // While live, the CPU reading device-owned bytes is a report...
+    p.cpu_access(&raw, 0, 8, dma_core::CpuAccess::Read);
+    assert_eq!(sim.take_reports()[0].kind, ReportKind::CpuReadDeviceOwned);
+    // ...and once the mapping ended, nothing is.
+    drop(rx.unmap().unwrap());
+    p.cpu_access(&raw, 0, 8, dma_core::CpuAccess::Read);
+    assert!(sim.take_reports().is_empty());
+}
+
+#[test]
+fn a_buffer_whose_map_was_refused_keeps_its_address() {
+    // A bounce platform serves what the backend refuses, then translates
+    // the caller's buffer again to unmap it: the address must not move, even
+    // after a neighbour sharing its cache line was mapped and unmapped.
+    let sim = non_coherent(3);
+    let dev = sim.add_device("d");
+    let p = sim.non_coherent_platform(dev, ANY);
+    let buf = dbuf(&p, 256);
+    let at = |off: usize, len: usize| {
+        p.virt_to_phys(std::ptr::NonNull::from(&buf[off]), len)
+            .unwrap()
+    };
+    let rx = at(8, 100);
+    // SAFETY: `buf` outlives every mapping below and is not touched by the
+    // CPU meanwhile; each mapping is ended before the next check.
+    let refused = unsafe {
+        p.map(
+            rx,
+            100,
+            dma_core::DmaDirection::FromDevice,
+            DmaAttrs::empty(),
+        )
+    };
+    assert_eq!(refused.unwrap_err().kind(), ErrorKind::Misaligned);
+    let tx = at(108, 20);
+    // SAFETY: as above.
+    let dma =
+        unsafe { p.map(tx, 20, dma_core::DmaDirection::ToDevice, DmaAttrs::empty()) }.unwrap();
+    let m = dma_core::RawMapping {
+        phys: tx,
+        dma,
+        len: 20,
+        dir: dma_core::DmaDirection::ToDevice,
+        attrs: DmaAttrs::empty(),
+    };
+    // SAFETY: `m` is the live mapping made just above.
+    unsafe { p.unmap(&m) }.unwrap();
+    assert_eq!(at(8, 100), rx);
+}

@@ -3,7 +3,7 @@
 mod support;
 
 use dma_core::{
-    Coherent, DeviceConstraints, DmaBuf, ErrorKind, FromDevice, StreamingMapping, ToDevice,
+    Coherent, DeviceConstraints, DmaBuf, DmaMap, ErrorKind, FromDevice, StreamingMapping, ToDevice,
 };
 use dma_sim::nvme::{opcode, status, NvmeConfig, NvmeController, CSTS};
 use dma_sim::{
@@ -322,8 +322,13 @@ fn dma_faults_surface_and_write_nothing_outside_the_mapping() {
     // A driver bug: an 8 KiB read into a 4 KiB mapping. The second page is
     // refused (bus error) and the neighbouring memory is untouched.
     let guard = DmaBuf::for_device(&r.p, 3 * 4096).unwrap();
-    let base = guard.as_ptr() as u64;
-    let page = (base + 4095) & !4095;
+    // The guard's physical address (the sim's layout, not the host's); the
+    // page mapped is its second, so neighbours lie on both sides.
+    let base =
+        r.p.virt_to_phys(std::ptr::NonNull::from(&guard[0]), guard.len())
+            .unwrap()
+            .as_u64();
+    let page = ((base + 4095) & !4095) + 4096;
     let small = unsafe_free_slice_mapping(&r.p, page);
     let c = r.host.run(
         &mut r.ctrl,

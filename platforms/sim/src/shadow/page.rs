@@ -59,6 +59,9 @@ pub(super) enum View {
 }
 
 pub(super) struct PageShadow {
+    /// The host address of the page's first byte (its tracked bytes are
+    /// the CPU's view; the page itself is a sim physical page).
+    pub(super) host: u64,
     pub(super) wb: Box<[u8; PAGE_BYTES]>,
     /// RAM of the lines in `ram_own`; other lines' RAM is their `wb`.
     /// (Boxed, as `wb` is, so a reload of a whole page swaps the two.)
@@ -85,6 +88,7 @@ pub(super) struct PageShadow {
 impl PageShadow {
     pub(super) fn new() -> Box<Self> {
         Box::new(Self {
+            host: 0,
             wb: Box::new([0; PAGE_BYTES]),
             ram: Box::new([0; PAGE_BYTES]),
             synced: [0; PAGE_BYTES],
@@ -173,8 +177,8 @@ impl PageShadow {
         }
     }
 
-    /// Whether the host bytes of `[lo, hi)` (page offsets, page at `base`)
-    /// equal the `view`.
+    /// Whether the host bytes of `[lo, hi)` (page offsets; the page is at
+    /// host address `base`) equal the `view`.
     ///
     /// # Safety
     ///
@@ -277,7 +281,7 @@ impl PageShadow {
         for (l0, l1) in runs(lines & self.whole) {
             let (lo, hi) = (l0 * line, l1 * line);
             // SAFETY: whole tracked lines.
-            unsafe { host::write(base + lo as u64, &self.wb[lo..hi]) };
+            unsafe { host::write_bulk(base + lo as u64, &self.wb[lo..hi]) };
         }
         for idx in ones(lines & !self.whole) {
             let off = idx * line;

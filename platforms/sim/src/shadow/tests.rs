@@ -22,7 +22,7 @@ fn track_untrack_leaves_nothing() {
     let buf = vec![0u8; 300];
     let a = buf.as_ptr().expose_provenance() as u64;
     // SAFETY: inside `buf`.
-    unsafe { s.track(a + 10, 200) };
+    unsafe { s.track(a + 10, a + 10, 200) };
     assert!(s.covers(a + 10, 200));
     assert!(!s.covers(a + 5, 10));
     s.untrack(a + 10, 200, |_| 0);
@@ -36,7 +36,7 @@ fn clean_then_device_reads_cpu_data() {
     let a = buf.as_mut_ptr().expose_provenance() as u64;
     let a = (a + 63) & !63;
     // SAFETY: inside `buf`.
-    unsafe { s.track(a, 128) };
+    unsafe { s.track(a, a, 128) };
     assert!(s.line_full(a));
     // SAFETY: inside `buf`, tracked.
     unsafe { host::write(a, &[7u8; 128]) };
@@ -199,7 +199,7 @@ fn differential(line: usize, ops: &[Op]) {
                 // SAFETY: inside the test's own allocations.
                 let filled = unsafe {
                     oracle.track(t0 + o, n);
-                    model.track(m0 + o, n)
+                    model.track(m0 + o, m0 + o, n)
                 };
                 if map {
                     // SAFETY: as above.

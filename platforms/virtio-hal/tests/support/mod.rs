@@ -41,6 +41,27 @@ thread_local! {
     // reaches it through here (one slot per preset type).
     static NON_COHERENT: Slot<NonCoherentPlatform> = const { Cell::new(None) };
     static IOMMU: Slot<IommuTranslatedPlatform> = const { Cell::new(None) };
+    // The machine whose physical addresses `classify` is asked about.
+    static CLASSIFIED: std::cell::RefCell<Option<Sim>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `dma-check`'s classifier for this thread's machine: the sim's physical
+/// addresses are its own layout, so the address is turned back into the
+/// host address the hosted classifier (stack bounds, read-only image)
+/// understands.
+fn classify(phys: dma_core::PhysAddr, len: usize) -> dma_check::classify::MemoryClass {
+    use dma_core::PhysMemory;
+    let host = CLASSIFIED.with(|m| {
+        let sim = m.borrow();
+        sim.as_ref()?.memory().phys_to_virt(phys, len).ok()
+    });
+    match host {
+        Some(host) => {
+            let host = dma_core::PhysAddr::new(host.as_ptr() as u64);
+            dma_check::classify::host_linux(host, len)
+        }
+        None => dma_check::classify::MemoryClass::Ordinary,
+    }
 }
 
 /// A preset's backend on the non-coherent machine.
@@ -83,7 +104,8 @@ impl<P: Preset> StaticPlatform for SimBoard<P> {
     }
 
     unsafe fn mmio_phys_to_virt(paddr: u64, _size: usize) -> NonNull<u8> {
-        // Sim physical addresses are host addresses.
+        // Not reached: `SimTransport` talks to the device model directly
+        // and virtio-drivers never maps MMIO through the `Hal` for it.
         NonNull::new(paddr as usize as *mut u8).expect("MMIO is never at address 0")
     }
 }
@@ -114,8 +136,8 @@ impl Rig {
     }
 
     /// As [`new`](Self::new), with `dma-check` classifying stack and
-    /// read-only memory as Linux's dma-debug does (the sim's addresses are
-    /// host addresses, so the hosted classifier applies).
+    /// read-only memory as Linux's dma-debug does (the hosted classifier,
+    /// on the host address each sim physical address stands for).
     pub fn with_stack_check(seed: u64, device: &str) -> Self {
         Self::build(machine(seed), device, true)
     }
@@ -136,7 +158,8 @@ impl<P: Preset> Rig<P> {
         let bounce = BouncePlatform::new(backend, sim.memory(), BOUNCE_SLOTS).expect("bounce pool");
         let mut checker = dma_check::Config::new().cache_line(config.line());
         if classify {
-            checker = checker.classifier(dma_check::classify::host_linux);
+            CLASSIFIED.with(|m| *m.borrow_mut() = Some(sim.clone()));
+            checker = checker.classifier(self::classify);
         }
         // Leaked: `Hal` needs a `&'static`; one small platform per test.
         let platform: &'static Platform<P> =
