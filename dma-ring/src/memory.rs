@@ -312,7 +312,9 @@ pub struct MemoryView {
 // SAFETY: a view only does volatile data accesses and atomic flag
 // accesses; the ring protocols order the data accesses between the sides.
 unsafe impl Send for MemoryView {}
-// SAFETY: as above.
+// SAFETY: `&MemoryView` gives only volatile data accesses and atomic
+// flag accesses through a raw pointer; the ring protocols order the data
+// accesses between threads, so sharing it is no data race.
 unsafe impl Sync for MemoryView {}
 
 impl MemoryView {
@@ -437,10 +439,10 @@ mod tests {
         for offset in [0, 8, 16, 40] {
             // SAFETY: 8-aligned, offset + 56 <= 128.
             unsafe { mem.write_u64s(offset, &words) };
-            // SAFETY: as above.
+            // SAFETY: 8-aligned, offset + 56 <= 128, written just above.
             let back: [u64; 7] = core::array::from_fn(|i| unsafe { mem.read_u64(offset + 8 * i) });
             assert_eq!(back, words, "at offset {offset}");
-            // SAFETY: as above.
+            // SAFETY: 8-aligned, offset + 56 <= 128, inside `backing`.
             unsafe { mem.write_u64s(offset, &[0; 7]) };
         }
     }
@@ -474,7 +476,8 @@ mod loom_memory {
     // every data access goes through loom's cells, which report accesses
     // the protocol does not order, and flags are loom atomics.
     unsafe impl Sync for LoomMemory {}
-    // SAFETY: as above; the cells hold plain integers.
+    // SAFETY: the cells and atomics hold plain integers and loom tracks
+    // every access to them, from whichever thread owns the memory.
     unsafe impl Send for LoomMemory {}
 
     impl LoomMemory {

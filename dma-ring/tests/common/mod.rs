@@ -99,7 +99,8 @@ impl<M: RingMemory> NvmeController<M> {
             self.cq.write_u16(base + 12, entry.cid);
         }
         device_release();
-        // SAFETY: as above.
+        // SAFETY: `base + STATUS_OFFSET` is this entry's status, inside the CQ
+        // (slot < cq_size).
         unsafe { self.cq.store_flag(base + STATUS_OFFSET, entry.status.0) };
     }
 
@@ -152,7 +153,7 @@ impl<M: RingMemory> NicDevice<M> {
             self.mem.write_u16(base + 10, 0xabcd);
         }
         device_release();
-        // SAFETY: as above.
+        // SAFETY: `base + 12` is this descriptor's status word (index < size).
         unsafe { self.mem.store_flag(base + 12, status_word) };
     }
 
@@ -176,7 +177,8 @@ impl<M: RingMemory> NicDevice<M> {
             sent.push((addr, len));
             if cmd & 0x08 != 0 {
                 device_release();
-                // SAFETY: as above. DD in the status byte, CSS kept.
+                // SAFETY: `base + 12` is this descriptor's status word, inside the
+                // ring (index < size). DD in the status byte, CSS kept.
                 unsafe { self.mem.store_flag(base + 12, 0x0001) };
             }
             self.head = (self.head + 1) % self.size;
@@ -443,7 +445,7 @@ impl<M: RingMemory> PackedDevice<M> {
         } else {
             PackedFlags::empty()
         };
-        // SAFETY: as above.
+        // SAFETY: `base + 14` is this descriptor's flags, inside the ring.
         unsafe { self.mem.store_flag(base + 14, flags.bits()) };
     }
 

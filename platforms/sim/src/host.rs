@@ -58,7 +58,8 @@ pub(crate) unsafe fn read(src: u64, dst: &mut [u8]) {
         k += 8;
     }
     for (j, chunk) in blocks.into_remainder().chunks_exact_mut(8).enumerate() {
-        // SAFETY: as above.
+        // SAFETY: 8-aligned (head brought the address there), inside the
+        // caller's live range; any initialised u64 is valid.
         let v = unsafe { load_u64(words.wrapping_add(k + j)) };
         chunk.copy_from_slice(&v.to_ne_bytes());
     }
@@ -96,7 +97,8 @@ pub(crate) unsafe fn write(dst: u64, src: &[u8]) {
         k += 8;
     }
     for (j, chunk) in blocks.remainder().chunks_exact(8).enumerate() {
-        // SAFETY: as above.
+        // SAFETY: 8-aligned (head brought the address there), inside the
+        // caller's live range.
         unsafe { AtomicU64::from_ptr(words.wrapping_add(k + j)) }
             .store(ne_word(chunk), Ordering::Relaxed);
     }
@@ -219,7 +221,8 @@ unsafe fn words_first_difference(src: u64, expected: &[u8]) -> Option<usize> {
         }
         // The block that differed (if any), then the last words, one by one.
         while 8 * k < body.len() {
-            // SAFETY: as above.
+            // SAFETY: an 8-aligned word inside the caller's live range (8 * k
+            // < body.len()).
             if unsafe { load_u64(words.wrapping_add(k)) } != ne_word(&body[8 * k..]) {
                 break 'scan Some(head + 8 * k);
             }
@@ -390,17 +393,17 @@ mod tests {
             // SAFETY: inside `buf`, which this test owns.
             unsafe { write(base + off, &data) };
             let mut bulk = vec![0u8; data.len()];
-            // SAFETY: as above.
+            // SAFETY: `base + off` and this length lie inside `buf` (19 x 16 bytes), which this test owns and nothing else touches.
             unsafe { read_bulk(base + off, &mut bulk) };
             assert_eq!(bulk, data);
             let flipped: Vec<u8> = data.iter().map(|b| !b).collect();
             let mut before = vec![0u8; 19 * 16];
-            // SAFETY: as above (the whole buffer).
+            // SAFETY: all 19 x 16 bytes of `buf`, which this test owns.
             unsafe { read(base, &mut before) };
-            // SAFETY: as above.
+            // SAFETY: `base + off` and this length lie inside `buf` (19 x 16 bytes), which this test owns and nothing else touches.
             unsafe { write_bulk(base + off, &flipped) };
             let mut after = vec![0u8; 19 * 16];
-            // SAFETY: as above.
+            // SAFETY: all 19 x 16 bytes of `buf`, which this test owns.
             unsafe { read(base, &mut after) };
             let range = off as usize..off as usize + data.len();
             assert_eq!(after[range.clone()], flipped[..]);
@@ -410,18 +413,18 @@ mod tests {
                 "nothing before"
             );
             assert_eq!(after[range.end..], before[range.end..], "nothing after");
-            // SAFETY: as above.
+            // SAFETY: `base + off` and this length lie inside `buf` (19 x 16 bytes), which this test owns and nothing else touches.
             unsafe { write(base + off, &data) };
             let mut back = vec![0u8; data.len()];
-            // SAFETY: as above.
+            // SAFETY: `base + off` and this length lie inside `buf` (19 x 16 bytes), which this test owns and nothing else touches.
             unsafe { read(base + off, &mut back) };
             assert_eq!(back, data);
-            // SAFETY: as above.
+            // SAFETY: `base + off` and this length lie inside `buf` (19 x 16 bytes), which this test owns and nothing else touches.
             assert!(unsafe { equals(base + off, &data) });
             for flip in 0..data.len() {
                 let mut other = data.clone();
                 other[flip] ^= 1;
-                // SAFETY: as above.
+                // SAFETY: `base + off` and this length lie inside `buf` (19 x 16 bytes), which this test owns and nothing else touches.
                 let at = unsafe { first_difference(base + off, &other) }.unwrap();
                 assert!(at <= flip && flip - at < 8, "{at} for {flip}");
                 assert!(at == flip || (base + off + at as u64) % 8 == 0);

@@ -82,5 +82,7 @@ impl<R: RegisterBlock> core::fmt::Debug for Mmio<R> {
 // and stays put while any handle lives; that is how a CPU and a device
 // share MMIO registers, and the same discipline as DMA memory.
 unsafe impl<R: RegisterBlock> Send for Mmio<R> {}
-// SAFETY: as above.
+// SAFETY: `&Mmio` reaches the block only through volatile whole-register
+// accesses (tock-registers' cells), which concurrent threads may issue as
+// a CPU and a device do; no reference to the contents is formed.
 unsafe impl<R: RegisterBlock> Sync for Mmio<R> {}

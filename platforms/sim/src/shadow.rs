@@ -445,7 +445,7 @@ impl Shadow {
             for idx in l0..l1 {
                 let off = idx * line;
                 let (a, b) = (lo.max(off), hi.min(off + line));
-                // SAFETY: as above.
+                // SAFETY: `[a, b)` lies within `[lo, hi)`, tracked bytes, hence live.
                 if !unsafe { page.host_matches(View::Synced, page.host, a, b, line) } {
                     finding.add(base + off as u64);
                 }

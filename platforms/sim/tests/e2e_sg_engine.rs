@@ -112,7 +112,8 @@ impl PresetRun for ScatteredCopy {
         }
         .map_err(|e| e.error)
         .unwrap();
-        // SAFETY: as above.
+        // SAFETY: the destination pages are leaked, so they stay allocated, and
+        // the test reads them only after unmap.
         let dst = unsafe {
             MappedSgTable::<_, FromDevice, _, _>::map_pages(p, dst_table, DmaAttrs::empty())
         }

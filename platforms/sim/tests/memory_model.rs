@@ -427,7 +427,8 @@ fn a_buffer_whose_map_was_refused_keeps_its_address() {
     };
     assert_eq!(refused.unwrap_err().kind(), ErrorKind::Misaligned);
     let tx = at(108, 20);
-    // SAFETY: as above.
+    // SAFETY: `tx` lies in `buf`, which outlives this mapping; the CPU does
+    // not touch it while mapped, and it is unmapped just below.
     let dma =
         unsafe { p.map(tx, 20, dma_core::DmaDirection::ToDevice, DmaAttrs::empty()) }.unwrap();
     let m = dma_core::RawMapping {

@@ -103,7 +103,7 @@ fn every_granule_size_and_stage_translates_alike() {
         // A range the writer splits into mixed leaves, then a hole in it.
         let block = sizes[1];
         let base = block - 3 * g; // below top / 2, where the leaves start
-                                  // SAFETY: as above.
+                                  // SAFETY: nothing but the walkers reads these tables; `phys` is a label.
         unsafe { pt.map(base, PhysAddr::new(5 * block - 3 * g), block + 6 * g, RW) }.unwrap();
         pt.unmap(base + block, g).unwrap();
         probes.extend((0..12).map(|i| base + i * (block / 4) + i * g + 16));
@@ -125,9 +125,9 @@ fn permissions_agree_at_both_stages() {
     for format in formats() {
         let mut pt = Table::with_format(HostMemory, HardwareCoherent, format).unwrap();
         let g = pt.granule();
-        // SAFETY: as above.
+        // SAFETY: nothing but the walkers reads these tables; `phys` is a label.
         unsafe { pt.map(0, PhysAddr::new(g), g, Prot::READ) }.unwrap();
-        // SAFETY: as above.
+        // SAFETY: nothing but the walkers reads these tables; `phys` is a label.
         unsafe { pt.map(g, PhysAddr::new(2 * g), g, Prot::WRITE) }.unwrap();
         for (iova, access) in [
             (0, Access::Read),

@@ -202,12 +202,12 @@ fn differential(line: usize, ops: &[Op]) {
                     model.track(m0 + o, m0 + o, n)
                 };
                 if map {
-                    // SAFETY: as above.
+                    // SAFETY: the oracle's copy lies inside the test's own allocation.
                     let b = unsafe { oracle.clean(t0 + o, n) };
                     let a = if filled {
                         model.clean_unchanged(m0 + o, n)
                     } else {
-                        // SAFETY: as above.
+                        // SAFETY: the model's range lies inside the test's own allocation.
                         unsafe { model.clean(m0 + o, n) }
                     };
                     assert_eq!(rel(a, m0), rel(b, t0), "{what}");
@@ -249,13 +249,13 @@ fn differential(line: usize, ops: &[Op]) {
             }
             Op::Invalidate { off, len } => {
                 let (o, n) = clamp(off, len);
-                // SAFETY: as above.
+                // SAFETY: tracked bytes lie in the test's allocations.
                 let (a, b) = unsafe { (model.invalidate(m0 + o, n), oracle.invalidate(t0 + o, n)) };
                 assert_eq!(rel(a, m0), rel(b, t0), "{what}");
             }
             Op::EvictRange { off, len } => {
                 let (o, n) = clamp(off, len);
-                // SAFETY: as above.
+                // SAFETY: tracked bytes lie in the test's allocations.
                 let (a, b) = unsafe {
                     (
                         model.clean_by_eviction(m0 + o, n),
@@ -266,7 +266,7 @@ fn differential(line: usize, ops: &[Op]) {
             }
             Op::Evict { off } => {
                 let o = (off % SPAN) as u64;
-                // SAFETY: as above.
+                // SAFETY: the evicted line lies in the test's allocations.
                 let (a, b) = unsafe { (model.evict(m0 + o), oracle.evict(t0 + o)) };
                 assert_eq!(a, b, "{what}");
             }
@@ -311,7 +311,7 @@ fn differential(line: usize, ops: &[Op]) {
             }
             Op::CpuModified { off, len } => {
                 let (o, n) = clamp(off, len);
-                // SAFETY: as above.
+                // SAFETY: tracked bytes lie in the test's allocations.
                 let (a, b) = unsafe {
                     (
                         model.cpu_modified(m0 + o, n),
