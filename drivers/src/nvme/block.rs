@@ -266,7 +266,7 @@ where
     /// Brings the controller up and creates the I/O queue pair.
     ///
     /// `ctrl` is the controller behind its BAR (a simulator's block works
-    /// too: `dma_sim::drivers::nvme::controller`); `pools` the PRP list
+    /// too: `dma_sim_presets::nvme_controller`); `pools` the PRP list
     /// memory, which must come from the same platform.
     ///
     /// # Errors

@@ -6,10 +6,10 @@
 use dma_core::DeviceConstraints;
 use dma_qemu_virt::nvme_suite::{run, SuiteConfig};
 use dma_qemu_virt::report::{ExitCode, Reporter};
-use dma_sim::drivers::nvme::controller;
-use dma_sim::drivers::Stepping;
 use dma_sim::nvme::{NvmeConfig, NvmeController};
 use dma_sim::{Sim, SimConfig};
+use dma_sim_presets::nvme_controller;
+use dma_sim_presets::Stepping;
 
 /// The checks' names, in the order they report.
 const CHECKS: [&str; 9] = [

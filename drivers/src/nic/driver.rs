@@ -22,33 +22,10 @@
 //!   what the NIC wrote (a length beyond the posted buffer, DD on a
 //!   descriptor never given) before any buffer moves.
 //!
-//! # Example
-//!
-//! ```
-//! use dma_core::{DeviceConstraints, DmaBuf};
-//! use dma_sim::drivers::nic::{NicDriver, NicDriverConfig};
-//! use dma_sim::drivers::Stepping;
-//! use dma_sim::nic::{Nic, NicConfig};
-//! use dma_sim::{Sim, SimConfig};
-//!
-//! let sim = Sim::new(SimConfig::non_coherent().seed(9))?;
-//! let dev = sim.add_device("eth0");
-//! let platform = dma_check::Checked::new(sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED));
-//! let nic = Nic::new(sim.bus(dev), NicConfig { loopback: true, ..NicConfig::default() });
-//! let regs = nic.registers();
-//! let mut eth = NicDriver::start(&regs, &platform, Stepping::new(nic), NicDriverConfig::default())?;
-//!
-//! let mut frame = DmaBuf::for_device(&platform, 60)?;
-//! frame.copy_from_slice(&[0x42; 60]);
-//! eth.send(frame)?;                 // mapped, cleaned, TX descriptor, tail
-//! let sent = eth.wait_sent()?;      // DD written back: the buffer is ours again
-//! assert!(sent.result.is_ok());
-//! let echoed = eth.wait_frame()?;   // looped back into a recycled RX buffer
-//! assert_eq!(echoed, vec![0x42; 60]);
-//! drop(eth);
-//! assert!(sim.reports().is_empty() && platform.reports().is_empty());
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! Registers are reached through a borrowed [`NicRegisters`] block: BAR0
+//! mapped as Device memory on a board, or a simulator's block in RAM
+//! (`dma-sim-presets` hands the sim's NIC to this driver that way, and runs
+//! it on the sim's three machines with an example).
 
 use dma_core::{
     Coherent, DmaAlloc, DmaBuf, DmaBuffer, DmaMap, FromDevice, SgEntry, StreamingMapping, ToDevice,
@@ -59,8 +36,10 @@ use dma_sg::{MappedSgTable, SgLimits};
 use tock_registers::interfaces::Writeable;
 use tock_registers::registers::ReadWrite;
 
-use super::{DriverError, Refused, Wait};
-use crate::nic::{NicRegisters, CTL_EN};
+use alloc::vec::Vec;
+
+use super::spec::{NicRegisters, RCTL_EN, TCTL_EN};
+use crate::{DriverError, Refused, Wait};
 
 /// The longest frame the driver sends (a 9 KiB jumbo frame fits).
 pub const MAX_FRAME: usize = 16 * 1024;
@@ -186,13 +165,13 @@ where
         let rx = NicRxRing::new(
             ring(config.rx_entries)?,
             config.rx_entries,
-            &regs.rdt,
+            &regs.rx.tail,
             slot_vec(config.rx_entries as usize),
         )?;
         let tx = NicTxRing::new(
             ring(config.tx_entries)?,
             config.tx_entries,
-            &regs.tdt,
+            &regs.tx.tail,
             slot_vec(config.tx_entries as usize),
         )?;
         let tx_limits =
@@ -223,20 +202,10 @@ where
     /// and posts every spare RX buffer.
     fn program(&mut self) {
         let r = self.regs;
-        let rx = self.rx.dma_addr().as_u64();
-        r.rdbal.set(rx as u32);
-        r.rdbah.set((rx >> 32) as u32);
-        r.rdlen.set(self.rx.bytes());
-        r.rdh.set(0);
-        r.rdt.set(0);
-        let tx = self.tx.dma_addr().as_u64();
-        r.tdbal.set(tx as u32);
-        r.tdbah.set((tx >> 32) as u32);
-        r.tdlen.set(self.tx.bytes());
-        r.tdh.set(0);
-        r.tdt.set(0);
-        r.tctl.set(CTL_EN);
-        r.rctl.set(CTL_EN);
+        r.rx.program(self.rx.dma_addr(), self.rx.bytes());
+        r.tx.program(self.tx.dma_addr(), self.tx.bytes());
+        r.tctl.set(TCTL_EN);
+        r.rctl.set(RCTL_EN);
         self.post_spares();
     }
 
@@ -257,7 +226,7 @@ where
         self.stats
     }
 
-    /// The waiter, mutably (with [`Stepping`](super::Stepping): the
+    /// The waiter, mutably (with `dma-sim-presets`' `Stepping`: the
     /// simulated NIC, to feed it frames or faults).
     pub fn wait_mut(&mut self) -> &mut W {
         &mut self.wait
@@ -417,7 +386,7 @@ where
         let result = loop {
             match self.take_rx() {
                 Ok(Some(true)) => {
-                    let frame = std::mem::take(&mut self.partial);
+                    let frame = core::mem::take(&mut self.partial);
                     break match self.partial_error.take() {
                         Some(e) => Err(e),
                         None => {

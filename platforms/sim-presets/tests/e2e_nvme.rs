@@ -5,10 +5,11 @@
 
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap};
-use dma_sim::drivers::nvme::{prp_pools, IoOp, NvmeBlockDriver, NvmeDriverConfig};
-use dma_sim::drivers::{DriverError, Preset, PresetRun, Stepping};
+use dma_drivers::nvme::{prp_pools, IoOp, NvmeBlockDriver, NvmeDriverConfig};
+use dma_drivers::DriverError;
 use dma_sim::nvme::{status, NvmeConfig, NvmeController};
 use dma_sim::{DeviceId, FaultKind, Injection, Sim};
+use dma_sim_presets::{Preset, PresetRun, Stepping};
 
 const BLOCK: usize = 512;
 
@@ -60,7 +61,7 @@ impl PresetRun for DataPaths {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> (u64, u64) {
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let pools = prp_pools(p).unwrap();
         let config = NvmeDriverConfig::default();
         let mut drv: Driver<'_, P, &'static mut [u8]> =
@@ -147,7 +148,7 @@ impl PresetRun for Wraps {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> u64 {
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let pools = prp_pools(p).unwrap();
         let config = NvmeDriverConfig {
             admin_entries: 2,
@@ -219,7 +220,7 @@ impl PresetRun for Faults {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) {
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let pools = prp_pools(p).unwrap();
         let mut drv: Driver<'_, P, DmaBuf> = NvmeBlockDriver::start(
             &regs,
@@ -358,14 +359,14 @@ impl PresetRun for Threaded {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) {
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let thread = dma_sim::DeviceThread::spawn(ctrl);
         let pools = prp_pools(p).unwrap();
         let mut drv: NvmeBlockDriver<'_, _, _, DmaBuf> = NvmeBlockDriver::start(
             &regs,
             p,
             &pools,
-            dma_sim::drivers::Spin::new(50_000_000),
+            dma_sim_presets::Spin::new(50_000_000),
             NvmeDriverConfig::default(),
         )
         .unwrap();
@@ -414,7 +415,7 @@ impl PresetRun for BadStarts {
         };
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let err = NvmeBlockDriver::<_, _, DmaBuf>::start(
             &regs,
             p,
@@ -430,7 +431,7 @@ impl PresetRun for BadStarts {
         let big = dma_sg::nvme::NvmePools::new(p, 8192, 1, 1).unwrap();
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let err = NvmeBlockDriver::<_, _, DmaBuf>::start(
             &regs,
             p,
@@ -445,12 +446,12 @@ impl PresetRun for BadStarts {
         // A controller that never comes ready (it is never stepped).
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let err = NvmeBlockDriver::<_, _, DmaBuf>::start(
             &regs,
             p,
             &pools,
-            dma_sim::drivers::Spin::new(1000),
+            dma_sim_presets::Spin::new(1000),
             NvmeDriverConfig::default(),
         )
         .err()

@@ -6,10 +6,10 @@
 
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaBuf};
-use dma_sim::drivers::nic::{NicDriver, NicDriverConfig};
-use dma_sim::drivers::Stepping;
+use dma_drivers::nic::{NicDriver, NicDriverConfig};
 use dma_sim::nic::{Nic, NicConfig};
 use dma_sim::{Sim, SimConfig};
+use dma_sim_presets::Stepping;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sim = Sim::new(SimConfig::non_coherent().seed(2))?;
@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let platform = Checked::new(sim.iommu_platform(dev, DeviceConstraints::UNCONSTRAINED)?);
     let nic = Nic::new(sim.bus(dev), NicConfig::default());
     let regs = nic.registers();
+    let regs = dma_sim_presets::nic_registers(&regs);
     let mut eth: NicDriver<'_, _, _, DmaBuf> = NicDriver::start(
         &regs,
         &platform,
