@@ -32,7 +32,7 @@ fn run_on_sim(nvme: NvmeConfig) -> (String, ExitCode) {
     let platform = sim.coherent_platform(dev, DeviceConstraints::UNCONSTRAINED);
     let ctrl = NvmeController::new(sim.bus(dev), nvme).unwrap();
     let regs = ctrl.registers();
-    let regs = controller(&regs).unwrap();
+    let regs = nvme_controller(&regs).unwrap();
     let config = SuiteConfig {
         // Just over 512 pages: the smallest transfer that chains list pages.
         long_transfer: (2 << 20) + 8192,

@@ -2,7 +2,7 @@
 //! the sim's three presets with the checking layer on, one table of what
 //! happened, then the classic missing-sync bug being caught.
 //!
-//! Run it with `cargo run --release -p dma-sim --example demo`.
+//! Run it with `cargo run --release -p dma-sim-presets --example demo`.
 
 #[path = "support/pitfall.rs"]
 mod pitfall;
@@ -162,7 +162,7 @@ impl PresetRun for NicWork {
         let regs = nic.registers();
         let regs = dma_sim_presets::nic_registers(&regs);
         let mut eth: NicDriver<'_, _, _, DmaBuf> =
-            NicDriver::start(&regs, p, Stepping::new(nic), NicDriverConfig::default())
+            NicDriver::start(regs, p, Stepping::new(nic), NicDriverConfig::default())
                 .expect("NIC bring-up");
         let mut work = Work::default();
         let start = Instant::now();
@@ -395,7 +395,7 @@ impl<const SYNCS: bool> PresetRun for CopyBreak<SYNCS> {
         let nic = Nic::new(sim.bus(dev), NicConfig::default());
         let regs = nic.registers();
         let regs = dma_sim_presets::nic_registers(&regs);
-        let mut tx = CopyBreakTx::<'_, _, _, SYNCS>::start(&regs, p, Stepping::new(nic), 2, 1024)?;
+        let mut tx = CopyBreakTx::<'_, _, _, SYNCS>::start(regs, p, Stepping::new(nic), 2, 1024)?;
         let frames = [[0x5au8; 1000], [0xa7u8; 1000]];
         for f in &frames {
             tx.send(f)?;
@@ -415,7 +415,9 @@ fn copy_break<const SYNCS: bool>(preset: Preset, seed: u64) -> Outcome<Result<bo
 fn pitfall() {
     println!();
     println!("The classic bug: a copy-break transmit path that copies each frame into a");
-    println!("pre-mapped buffer and forgets sync_for_device (pitfall::BuggyTx)");
+    println!(
+        "pre-mapped buffer and forgets sync_for_device (examples/support/pitfall.rs: BuggyTx)"
+    );
     println!();
     let wire = |ok: &Result<bool, DriverError>| match ok {
         Ok(true) => "frames intact on the wire".to_owned(),

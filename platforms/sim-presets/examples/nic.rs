@@ -2,7 +2,7 @@
 //! on: frames from the wire into recycled RX buffers, frames out through
 //! per-frame TX mappings, descriptor-done completions.
 //!
-//! `cargo run --release -p dma-sim --example nic`
+//! `cargo run --release -p dma-sim-presets --example nic`
 
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaBuf};
@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let regs = nic.registers();
     let regs = dma_sim_presets::nic_registers(&regs);
     let mut eth: NicDriver<'_, _, _, DmaBuf> = NicDriver::start(
-        &regs,
+        regs,
         &platform,
         Stepping::new(nic),
         NicDriverConfig::default(),

@@ -2,7 +2,7 @@
 //! with the checking layer on: bring-up, Identify, a batch of writes at
 //! queue depth, reads back, a flush, shutdown, and what it all cost.
 //!
-//! `cargo run --release -p dma-sim --example nvme_block`
+//! `cargo run --release -p dma-sim-presets --example nvme_block`
 
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaBuf};

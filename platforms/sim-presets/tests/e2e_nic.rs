@@ -57,7 +57,7 @@ impl PresetRun for Traffic {
         let regs = nic.registers();
         let regs = dma_sim_presets::nic_registers(&regs);
         let mut eth: Driver<'_, P> =
-            NicDriver::start(&regs, p, Stepping::new(nic), SMALL_RINGS).unwrap();
+            NicDriver::start(regs, p, Stepping::new(nic), SMALL_RINGS).unwrap();
 
         // Transmit: batches, one tail write each.
         let mut sent = 0;
@@ -140,7 +140,7 @@ impl PresetRun for Loopback {
             rx_buffer_size: 2048,
         };
         let mut eth: Driver<'_, P> =
-            NicDriver::start(&regs, p, Stepping::new(nic), config).unwrap();
+            NicDriver::start(regs, p, Stepping::new(nic), config).unwrap();
         for i in 0..500 {
             let bytes: Vec<u8> = (0..64 + i % 1400).map(|b| (b ^ i) as u8).collect();
             eth.send(dma_frame(p, &bytes)).unwrap();
@@ -174,7 +174,7 @@ impl PresetRun for Faults {
         let regs = nic.registers();
         let regs = dma_sim_presets::nic_registers(&regs);
         let mut eth: Driver<'_, P> =
-            NicDriver::start(&regs, p, Stepping::new(nic), SMALL_RINGS).unwrap();
+            NicDriver::start(regs, p, Stepping::new(nic), SMALL_RINGS).unwrap();
         let bytes = frame(3);
 
         // A transmit error: status EC, the frame back, nothing on the wire.
@@ -276,19 +276,19 @@ impl PresetRun for BadStarts {
             },
         ] {
             let err =
-                NicDriver::<_, _, DmaBuf>::start(&regs, p, dma_sim_presets::Spin::new(1), bad)
+                NicDriver::<_, _, DmaBuf>::start(regs, p, dma_sim_presets::Spin::new(1), bad)
                     .err()
                     .unwrap();
             assert!(matches!(err, DriverError::InvalidArgument(_)), "{err}");
         }
         for (buffers, size) in [(0, 64), (2, 0), (2, 70_000)] {
             let err =
-                pitfall::FixedTx::start(&regs, p, dma_sim_presets::Spin::new(1), buffers, size)
+                pitfall::FixedTx::start(regs, p, dma_sim_presets::Spin::new(1), buffers, size)
                     .err()
                     .unwrap();
             assert!(matches!(err, DriverError::InvalidArgument(_)), "{err}");
         }
-        let mut tx = pitfall::FixedTx::start(&regs, p, Stepping::new(nic), 1, 64).unwrap();
+        let mut tx = pitfall::FixedTx::start(regs, p, Stepping::new(nic), 1, 64).unwrap();
         assert!(matches!(tx.send(&[]), Err(DriverError::InvalidArgument(_))));
         assert!(matches!(
             tx.send(&[0; 65]),

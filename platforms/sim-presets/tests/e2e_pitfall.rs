@@ -29,7 +29,7 @@ impl<const SYNCS: bool> PresetRun for SendTwo<SYNCS> {
         let regs = nic.registers();
         let regs = dma_sim_presets::nic_registers(&regs);
         let mut tx =
-            CopyBreakTx::<'_, _, _, SYNCS>::start(&regs, p, Stepping::new(nic), 2, 1024).unwrap();
+            CopyBreakTx::<'_, _, _, SYNCS>::start(regs, p, Stepping::new(nic), 2, 1024).unwrap();
         let frames = [[0x5au8; 1000], [0xa7u8; 1000]];
         for f in &frames {
             tx.send(f).unwrap();
