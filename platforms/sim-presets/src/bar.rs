@@ -45,6 +45,37 @@ const _: () = {
 ///
 /// [`DriverError::Unsupported`] when the model's CAP lacks what the
 /// driver needs (the NVM command set, 4 KiB pages).
+///
+/// # Example
+///
+/// ```
+/// use dma_core::{DeviceConstraints, DmaBuf};
+/// use dma_drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
+/// use dma_sim_presets::{nvme_controller, Stepping};
+/// use dma_sim::nvme::{NvmeConfig, NvmeController};
+/// use dma_sim::{Sim, SimConfig};
+///
+/// let sim = Sim::new(SimConfig::non_coherent().seed(42))?;
+/// let dev = sim.add_device("nvme0");
+/// let platform = dma_check::Checked::new(sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED));
+/// let ctrl = NvmeController::new(sim.bus(dev), NvmeConfig::default())?;
+/// let regs = ctrl.registers(); // the register block in RAM
+/// let regs = nvme_controller(&regs)?; // the BAR, as the driver sees it
+///
+/// let pools = prp_pools(&platform)?; // PRP list memory
+/// let mut disk = NvmeBlockDriver::start(&regs, &platform, &pools, Stepping::new(ctrl), NvmeDriverConfig::default())?;
+/// assert_eq!(disk.identity().block_size, 512);
+///
+/// let mut out = DmaBuf::for_device(&platform, 8192)?; // 16 blocks, PRP1 + PRP2
+/// out.copy_from_slice(&[0xa5; 8192]);
+/// let out = disk.write(100, out)?;       // mapped (cleaned), written, unmapped
+/// disk.flush()?;
+/// let back = disk.read(100, DmaBuf::for_device(&platform, 8192)?)?; // invalidated on unmap
+/// assert_eq!(back[..], out[..]);
+/// disk.shutdown()?;
+/// assert!(sim.reports().is_empty() && platform.reports().is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn nvme_controller(regs: &Mmio<NvmeRegisters>) -> Result<Controller<'_>, DriverError> {
     let bar = core::ptr::NonNull::from(&**regs).cast::<u8>();
     // SAFETY: the block is a boxed `#[repr(C)]` struct of tock-registers
@@ -59,6 +90,35 @@ pub fn nvme_controller(regs: &Mmio<NvmeRegisters>) -> Result<Controller<'_>, Dri
 
 /// `dma-drivers`' view of a simulated NIC's register block, for
 /// [`NicDriver`](dma_drivers::nic::NicDriver).
+///
+/// # Example
+///
+/// ```
+/// use dma_core::{DeviceConstraints, DmaBuf};
+/// use dma_drivers::nic::{NicDriver, NicDriverConfig};
+/// use dma_sim_presets::{nic_registers, Stepping};
+/// use dma_sim::nic::{Nic, NicConfig};
+/// use dma_sim::{Sim, SimConfig};
+///
+/// let sim = Sim::new(SimConfig::non_coherent().seed(9))?;
+/// let dev = sim.add_device("eth0");
+/// let platform = dma_check::Checked::new(sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED));
+/// let nic = Nic::new(sim.bus(dev), NicConfig { loopback: true, ..NicConfig::default() });
+/// let regs = nic.registers(); // the model's block in RAM
+/// let regs = nic_registers(&regs); // BAR0, as the driver sees it
+/// let mut eth = NicDriver::start(regs, &platform, Stepping::new(nic), NicDriverConfig::default())?;
+///
+/// let mut frame = DmaBuf::for_device(&platform, 60)?;
+/// frame.copy_from_slice(&[0x42; 60]);
+/// eth.send(frame)?;                 // mapped, cleaned, TX descriptor, tail
+/// let sent = eth.wait_sent()?;      // DD written back: the buffer is ours again
+/// assert!(sent.result.is_ok());
+/// let echoed = eth.wait_frame()?;   // looped back into a recycled RX buffer
+/// assert_eq!(echoed, vec![0x42; 60]);
+/// drop(eth);
+/// assert!(sim.reports().is_empty() && platform.reports().is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn nic_registers(regs: &Mmio<SimNic>) -> &DriverNic {
     let block: *const SimNic = &**regs;
     // SAFETY: both types are `#[repr(C)]` tock-registers structs of the
