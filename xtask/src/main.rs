@@ -22,6 +22,7 @@ const NO_STD_CRATES: &[&str] = &[
     "dma-direct",
     "dma-iommu",
     "dma-bounce",
+    "dma-drivers",
 ];
 
 /// Library crates whose default features include `std`: built for bare

@@ -139,8 +139,7 @@ impl PresetRun for Loopback {
             tx_entries: 4,
             rx_buffer_size: 2048,
         };
-        let mut eth: Driver<'_, P> =
-            NicDriver::start(regs, p, Stepping::new(nic), config).unwrap();
+        let mut eth: Driver<'_, P> = NicDriver::start(regs, p, Stepping::new(nic), config).unwrap();
         for i in 0..500 {
             let bytes: Vec<u8> = (0..64 + i % 1400).map(|b| (b ^ i) as u8).collect();
             eth.send(dma_frame(p, &bytes)).unwrap();
@@ -275,10 +274,9 @@ impl PresetRun for BadStarts {
                 ..SMALL_RINGS
             },
         ] {
-            let err =
-                NicDriver::<_, _, DmaBuf>::start(regs, p, dma_sim_presets::Spin::new(1), bad)
-                    .err()
-                    .unwrap();
+            let err = NicDriver::<_, _, DmaBuf>::start(regs, p, dma_sim_presets::Spin::new(1), bad)
+                .err()
+                .unwrap();
             assert!(matches!(err, DriverError::InvalidArgument(_)), "{err}");
         }
         for (buffers, size) in [(0, 64), (2, 0), (2, 70_000)] {
