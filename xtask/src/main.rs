@@ -554,8 +554,11 @@ fn miri(r: &mut Runner) {
             "--tests",
         ],
         // embedded-dma buffers are `'static`: those tests leak theirs on
-        // purpose (`Box::leak`).
-        &[("MIRIFLAGS", "-Zmiri-ignore-leaks")],
+        // purpose (`Box::leak`); proptest persists failures to files.
+        &[
+            ("PROPTEST_CASES", "16"),
+            ("MIRIFLAGS", "-Zmiri-ignore-leaks -Zmiri-disable-isolation"),
+        ],
     );
     // The rings' and the SG tables' unit and integration tests (every
     // unsafe ring-memory access, the device models, the encoders), with few
@@ -756,11 +759,57 @@ fn package(r: &mut Runner) {
             return r.record(name, Outcome::Fail, 0.0, &why);
         }
     }
+    // Cargo also never re-extracts a registry package of the same version:
+    // the overlay's sources unpacked by a previous run (under
+    // `$CARGO_HOME/registry/src/-<hash>/`, the local registries' directories)
+    // would stand in for today's too. crates.io's own directories are left alone.
+    if !r.is_dry() {
+        if let Err(why) = clear_overlay_sources(&crates) {
+            return r.record(name, Outcome::Fail, 0.0, &why);
+        }
+    }
     let mut args = vec!["package", "--allow-dirty"];
     for c in &crates {
         args.extend(["-p", c.name.as_str()]);
     }
     r.cargo(name, &args, &[]);
+}
+
+/// Removes the unpacked sources of `crates` (any version) from cargo's
+/// local-registry source directories, whose names start with `-`.
+fn clear_overlay_sources(crates: &[manifest::LibraryCrate]) -> Result<(), String> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry").join("src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(unpacked) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for dir in unpacked.flatten() {
+            let file_name = dir.file_name();
+            let dir_name = file_name.to_string_lossy();
+            let ours = crates.iter().any(|c| {
+                dir_name
+                    .strip_prefix(c.name.as_str())
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|v| v.starts_with(|ch: char| ch.is_ascii_digit()))
+            });
+            if ours {
+                std::fs::remove_dir_all(dir.path())
+                    .map_err(|e| format!("cannot clear {}: {e}", dir.path().display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The library crates checked on the declared MSRV toolchain, with the
