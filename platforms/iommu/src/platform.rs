@@ -321,11 +321,7 @@ where
         if ok {
             Ok(())
         } else {
-            Err(Error::new(
-                ErrorKind::NotMapped,
-                "no live mapping of this buffer at this IOVA",
-            )
-            .at(iova))
+            Err(not_live(iova))
         }
     }
 
@@ -373,6 +369,15 @@ where
         }
         Ok(())
     }
+}
+
+/// Unmap's refusal of a mapping that is not live at `iova`.
+fn not_live(iova: u64) -> Error {
+    Error::new(
+        ErrorKind::NotMapped,
+        "no live mapping of this buffer at this IOVA",
+    )
+    .at(iova)
 }
 
 // SAFETY: map gives the device exactly the pages the buffer touches,
@@ -466,19 +471,32 @@ where
         }
         let iova = mapping.dma.as_u64() - offset;
         let phys = mapping.phys.as_u64() - offset;
-        {
+        // Only a policy that maintains caches touches the buffer before the
+        // unmap, so only it needs the mapping checked live first (a coherent
+        // one's sync does nothing, and the check under the lock below
+        // refuses a mapping that is not live all the same).
+        if !self.cache.is_coherent() {
             let table = self.table.lock();
             self.check_live(&table, iova, phys, pages)?;
         }
-        // SAFETY: checked live; the caller's contract says the device stopped.
-        // A failure (the environment no longer translates the buffer) is
-        // reported after the device's access has ended below.
+        // SAFETY: checked live above where the policy maintains caches (on a
+        // coherent one it touches nothing); the caller's contract says the
+        // device stopped. A failure (the environment no longer translates
+        // the buffer) is reported after the device's access has ended below.
         let synced = unsafe { self.core().before_unmap(mapping) };
         let mut table = self.table.lock();
-        // Checked again under the same lock as the unmap, so two racing
-        // unmaps of one mapping cannot both succeed.
-        self.check_live(&table, iova, phys, pages)?;
-        table.unmap(iova, pages * self.granule())?;
+        // Checked under the same lock as the unmap, so two racing unmaps of
+        // one mapping cannot both succeed. A run of pages in one table is
+        // checked page by page and cleared in one walk.
+        let size = pages * self.granule();
+        match table.unmap_run(iova, PhysAddr::new(phys), size)? {
+            Some(true) => {}
+            Some(false) => return Err(not_live(iova)),
+            None => {
+                self.check_live(&table, iova, phys, pages)?;
+                table.unmap(iova, size)?;
+            }
+        }
         drop(table);
         let range = self
             .iova
