@@ -113,7 +113,9 @@ impl DeviceConstraints {
     /// Whether `len` bytes at `addr` cross a multiple of the boundary.
     pub fn crosses_boundary(&self, addr: DmaAddr, len: u64) -> bool {
         match (self.boundary, addr.checked_end_inclusive(len)) {
-            (Some(b), Some(last)) => addr.as_u64() / b != last.as_u64() / b,
+            // b is a power of two (the builder checks): the first and last
+            // byte lie in different b-blocks when they differ above its bits.
+            (Some(b), Some(last)) => (addr.as_u64() ^ last.as_u64()) & !(b - 1) != 0,
             _ => false,
         }
     }

@@ -247,9 +247,9 @@ where
 
     fn flush_invalidations(&self) -> Result<()> {
         let cpu = self.cpu();
-        self.policy
-            .lock()
-            .flush(&self.hw, self.ctx.asid, &mut |r| self.iova.free(cpu, r))
+        self.policy.lock().flush(&self.hw, self.ctx.asid, &mut |r| {
+            self.iova.free_many(cpu, r)
+        })
     }
 
     /// Allocates `pages` of IOVA; on exhaustion completes the deferred
@@ -270,7 +270,7 @@ where
         self.policy
             .lock()
             .unmapped(&self.hw, self.ctx.asid, range, self.shift, &mut |r| {
-                self.iova.free(cpu, r)
+                self.iova.free_many(cpu, r)
             })
     }
 
@@ -295,7 +295,8 @@ where
         // The IOVA keeps the offset within the page, so it must already
         // satisfy the device's alignment; no placement can fix it (the
         // bounce layer can).
-        if offset % self.constraints.alignment() != 0 {
+        // The alignment is a power of two (the constraints' builder checks).
+        if offset & (self.constraints.alignment() - 1) != 0 {
             return Err(Error::new(
                 ErrorKind::Misaligned,
                 "buffer's offset in its page breaks the device's alignment",
@@ -303,7 +304,12 @@ where
             .at(phys.as_u64())
             .len(len as u64));
         }
-        Ok((offset, (offset + len as u64).div_ceil(self.granule())))
+        // No wrap: check_span refused one, and the offset is part of phys.
+        let end = offset + len as u64;
+        Ok((
+            offset,
+            (end >> self.shift) + u64::from(end & (self.granule() - 1) != 0),
+        ))
     }
 
     /// Checks that `pages` pages at `iova` translate to `pages` at `phys`

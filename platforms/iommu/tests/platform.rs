@@ -563,6 +563,16 @@ fn bad_input_is_typed_and_leaves_the_tables_unchanged() {
                 .kind(),
             ErrorKind::NotMapped
         );
+        assert_eq!(
+            p.unmap(&RawMapping {
+                phys: PhysAddr::new(page + 4096),
+                ..raw(live, 4096)
+            })
+            .unwrap_err()
+            .kind(),
+            ErrorKind::NotMapped,
+            "a live IOVA, but another buffer's"
+        );
         assert_eq!(probes(&p), all_three);
         p.unmap(&raw(live, 4096)).unwrap();
         assert_eq!(

@@ -331,7 +331,8 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
         if size == 0 {
             return Err(Error::new(ErrorKind::ZeroSize, "zero-size page-table range").at(iova));
         }
-        if iova % granule != 0 || size % granule != 0 {
+        // The granule is a power of two: a mask, not a division.
+        if (iova | size) & (granule - 1) != 0 {
             return Err(Error::new(
                 ErrorKind::Misaligned,
                 "page-table range not aligned to the granule",
@@ -350,8 +351,9 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
         }
     }
 
+    /// `align` is a leaf size, a power of two.
     fn check_output(&self, phys: u64, size: u64, align: u64) -> Result<()> {
-        if phys % align != 0 {
+        if phys & (align - 1) != 0 {
             return Err(Error::new(
                 ErrorKind::Misaligned,
                 "physical address not aligned to the page size",
@@ -439,9 +441,9 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
     /// a page for [`fitting_level`](Self::fitting_level)). A 4 KiB buffer's
     /// mapping always is; such a run is mapped and unmapped with one walk.
     fn page_run(&self, iova: u64, size: u64) -> Option<(u64, u64)> {
-        let block = self.format.level_size(LAST_LEVEL - 1);
+        let block_shift = self.format.level_shift(LAST_LEVEL - 1);
         let last = iova + size - 1;
-        (size < block && iova / block == last / block).then(|| {
+        (size >> block_shift == 0 && (iova ^ last) >> block_shift == 0).then(|| {
             let shift = self.format.granule().shift();
             (self.format.index(LAST_LEVEL, iova), size >> shift)
         })

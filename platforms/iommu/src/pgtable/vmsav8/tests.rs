@@ -307,6 +307,90 @@ fn every_descriptor_write_is_cleaned_when_the_walk_is_not_coherent() {
     );
 }
 
+#[test]
+fn unmap_run_clears_a_page_run_only_where_every_page_maps_to_the_buffer() {
+    let mut pt = table();
+    let (iova, phys) = (G1 + M2 + 8 * K4, 0x40_0000_0000);
+    map(&mut pt, iova, phys, 3 * K4, RW).unwrap();
+    let probes: Vec<u64> = (0..3).map(|i| iova + i * K4).collect();
+    let mapped = snapshot(&pt, &probes);
+    let run = |pt: &mut Vmsav8Table<_, _>, at: u64, to: u64, size: u64| {
+        pt.unmap_run(at, PhysAddr::new(to), size).unwrap()
+    };
+    assert_eq!(
+        run(&mut pt, iova, phys + K4, 3 * K4),
+        Some(false),
+        "another buffer"
+    );
+    assert_eq!(
+        run(&mut pt, iova, phys, 4 * K4),
+        Some(false),
+        "longer than mapped"
+    );
+    assert_eq!(snapshot(&pt, &probes), mapped, "a refusal changes nothing");
+    // A block's pages, and a run crossing a last-level table, are left to
+    // the general path.
+    map(&mut pt, 2 * G1, phys, M2, RW).unwrap();
+    assert_eq!(
+        run(&mut pt, 2 * G1 + K4, phys + K4, K4),
+        None,
+        "under a block"
+    );
+    assert_eq!(
+        run(&mut pt, G1 + M2 - K4, phys, 2 * K4),
+        None,
+        "crosses a table"
+    );
+    assert_eq!(
+        pt.unmap_run(iova, PhysAddr::new(phys), 0)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::ZeroSize
+    );
+    assert_eq!(run(&mut pt, iova + K4, phys + K4, 2 * K4), Some(true));
+    assert_eq!(snapshot(&pt, &probes), [mapped[0], None, None]);
+    assert_eq!(run(&mut pt, iova + K4, phys + K4, K4), Some(false), "gone");
+}
+
+#[test]
+fn page_runs_in_other_tables_between_use_the_right_table() {
+    // The one-walk paths remember the last last-level table; interleave
+    // three 2 MiB blocks' tables so a stale one would map or clear the
+    // wrong slots.
+    let mut pt = table();
+    let blocks = [G1, G1 + M2, 3 * G1];
+    for round in 0..3u64 {
+        for (b, &base) in blocks.iter().enumerate() {
+            let iova = base + round * K4;
+            map(
+                &mut pt,
+                iova,
+                0x40_0000_0000 + b as u64 * M2 + round * K4,
+                K4,
+                RW,
+            )
+            .unwrap();
+        }
+    }
+    for (b, &base) in blocks.iter().enumerate() {
+        for round in 0..3u64 {
+            let want = 0x40_0000_0000 + b as u64 * M2 + round * K4;
+            assert_eq!(
+                pt.iova_to_phys(base + round * K4),
+                Some(PhysAddr::new(want))
+            );
+        }
+    }
+    for (b, &base) in blocks.iter().enumerate() {
+        let phys = PhysAddr::new(0x40_0000_0000 + b as u64 * M2 + K4);
+        assert_eq!(pt.unmap_run(base + K4, phys, K4).unwrap(), Some(true));
+    }
+    for &base in &blocks {
+        assert!(pt.iova_to_phys(base).is_some() && pt.iova_to_phys(base + 2 * K4).is_some());
+        assert_eq!(pt.iova_to_phys(base + K4), None);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -331,10 +415,32 @@ proptest! {
                         model.insert(*p, phys + i as u64 * K4);
                     }
                 }
-            } else {
+            } else if first % 2 == 0 {
                 let full = range.iter().all(|p| model.contains_key(p));
                 prop_assert_eq!(pt.unmap(iova, size).is_ok(), full);
                 if full {
+                    for p in &range {
+                        model.remove(p);
+                    }
+                }
+            } else {
+                // The platform's one-walk unmap: it clears only a run whose
+                // every page maps to `phys` onwards (here, every mapped
+                // run), and leaves what it cannot judge (`None`) to the
+                // general path.
+                let full = range.iter().all(|p| model.contains_key(p));
+                let removed = match pt.unmap_run(iova, PhysAddr::new(phys), size).unwrap() {
+                    Some(done) => {
+                        prop_assert_eq!(done, full);
+                        done
+                    }
+                    None => {
+                        let done = pt.unmap(iova, size).is_ok();
+                        prop_assert_eq!(done, full);
+                        done
+                    }
+                };
+                if removed {
                     for p in &range {
                         model.remove(p);
                     }
