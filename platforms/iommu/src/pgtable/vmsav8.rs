@@ -25,7 +25,13 @@
 //! Intermediate tables are kept when the mappings under them go; they are
 //! freed with the whole table. Freeing them on unmap would need a
 //! walk-cache invalidation before the page is reused, for little gain on a
-//! domain whose footprint is bounded by its peak.
+//! domain whose footprint is bounded by its peak. Because a linked table
+//! is never unlinked, a run of pages inside one last-level table (every
+//! streaming mapping up to the smallest block size that does not cross a
+//! table) is mapped and unmapped in one walk, and the last last-level
+//! table found is remembered, so the next run in the same block skips the
+//! upper levels: the common map and unmap cost the same whatever else is
+//! mapped.
 
 mod desc;
 mod format;
