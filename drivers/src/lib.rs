@@ -21,7 +21,16 @@
 //!   data transfers;
 //!   [`nvme::spec`]: NVMe controller properties, doorbell stride, admin
 //!   and NVM opcodes, command builders, Identify structures.
-//! - [`nic::spec`]: the Intel 8254x-family descriptor-queue registers.
+//! - [`nic`]: a polled driver for an e1000-style NIC
+//!   ([`nic::NicDriver`], feature `alloc`) with recycled RX buffers and
+//!   per-frame TX mappings; [`nic::spec`]: the Intel 8254x-family control
+//!   and descriptor-queue registers.
+//!
+//! To run these drivers on the simulator's machines, with its
+//! coherency-bug detector and `dma-check` on, see the `dma-sim-presets`
+//! crate: it hands the simulated devices' register blocks to these
+//! drivers, steps the devices while a driver waits, and runs one generic
+//! test body on every preset.
 //!
 //! Registers are reached through `&` references to tock-registers blocks,
 //! which is all a driver needs whether the block is a BAR mapped as Device

@@ -22,6 +22,7 @@ const NO_STD_CRATES: &[&str] = &[
     "dma-direct",
     "dma-iommu",
     "dma-bounce",
+    "dma-drivers",
 ];
 
 /// Library crates whose default features include `std`: built for bare
@@ -845,10 +846,20 @@ fn readme_example(r: &mut Runner) {
 }
 
 fn demo(r: &mut Runner) {
-    if r.root().join("platforms/sim/examples/demo.rs").exists() {
+    if r.root()
+        .join("platforms/sim-presets/examples/demo.rs")
+        .exists()
+    {
         r.cargo(
             "demo",
-            &["run", "--release", "-p", "dma-sim", "--example", "demo"],
+            &[
+                "run",
+                "--release",
+                "-p",
+                "dma-sim-presets",
+                "--example",
+                "demo",
+            ],
             &[],
         );
     } else {

@@ -1,6 +1,7 @@
 //! The driver's side of the Intel 8254x-family register file (8254x
 //! Software Developer's Manual; QEMU's e1000 and e1000e models implement
-//! the legacy subset): the per-queue descriptor-ring registers.
+//! the legacy subset): the control registers a polled legacy-descriptor
+//! driver uses and the per-queue descriptor-ring registers.
 //!
 //! The legacy descriptors themselves ([`RxDesc`](dma_ring::nic::RxDesc),
 //! [`TxDesc`](dma_ring::nic::TxDesc)) are `dma-ring`'s: they are ring
@@ -9,7 +10,7 @@
 use dma_core::DmaAddr;
 use tock_registers::interfaces::Writeable;
 use tock_registers::register_structs;
-use tock_registers::registers::ReadWrite;
+use tock_registers::registers::{ReadOnly, ReadWrite};
 
 register_structs! {
     /// One descriptor ring's registers, laid out as the receive and
@@ -34,6 +35,42 @@ register_structs! {
 }
 
 static_assertions::const_assert_eq!(core::mem::size_of::<NicQueueRegs>(), 0x1c);
+
+register_structs! {
+    /// The start of BAR0 up to the first transmit queue: what a polled
+    /// driver of legacy descriptors touches (8254x SDM §13.4: `CTRL` at 0,
+    /// `STATUS` 0x8, `RCTL` 0x100, `TCTL` 0x400, receive queue 0 at 0x2800,
+    /// transmit queue 0 at 0x3800).
+    pub NicRegisters {
+        /// Device control.
+        (0x0000 => pub ctrl: ReadWrite<u32>),
+        (0x0004 => _reserved0),
+        /// Device status ([`STATUS_LU`]: link up).
+        (0x0008 => pub status: ReadOnly<u32>),
+        (0x000c => _reserved1),
+        /// Receive control ([`RCTL_EN`]).
+        (0x0100 => pub rctl: ReadWrite<u32>),
+        (0x0104 => _reserved2),
+        /// Transmit control ([`TCTL_EN`]).
+        (0x0400 => pub tctl: ReadWrite<u32>),
+        (0x0404 => _reserved3),
+        /// Receive queue 0.
+        (0x2800 => pub rx: NicQueueRegs),
+        (0x281c => _reserved4),
+        /// Transmit queue 0.
+        (0x3800 => pub tx: NicQueueRegs),
+        (0x381c => @END),
+    }
+}
+
+static_assertions::const_assert_eq!(core::mem::size_of::<NicRegisters>(), 0x381c);
+
+/// `RCTL.EN` (bit 1): the receiver is enabled (8254x SDM §13.4.22).
+pub const RCTL_EN: u32 = 1 << 1;
+/// `TCTL.EN` (bit 1): the transmitter is enabled (8254x SDM §13.4.33).
+pub const TCTL_EN: u32 = 1 << 1;
+/// `STATUS.LU` (bit 1): link up (8254x SDM §13.4.2).
+pub const STATUS_LU: u32 = 1 << 1;
 
 impl NicQueueRegs {
     /// Points the device at a ring of `bytes` bytes at `base`, with head and

@@ -155,6 +155,9 @@ pub enum IoOp {
     Write,
     /// Flush (opcode 00h).
     Flush,
+    /// A command the caller built whole
+    /// ([`queue_raw`](NvmeBlockDriver::queue_raw)), with its opcode.
+    Raw(u8),
 }
 
 impl IoOp {
@@ -164,6 +167,7 @@ impl IoOp {
             Self::Read => io_opcode::READ,
             Self::Write => io_opcode::WRITE,
             Self::Flush => io_opcode::FLUSH,
+            Self::Raw(opcode) => opcode,
         }
     }
 }
@@ -203,6 +207,8 @@ enum Request<'a, P: DmaMap + DmaAlloc, B> {
         PrpRequest<'a, P>,
     ),
     Flush,
+    /// A caller-built command: no buffer of the driver's, its opcode.
+    Raw(u8),
 }
 
 impl<P: DmaMap + DmaAlloc, B: DmaBuffer> Request<'_, P, B> {
@@ -222,6 +228,7 @@ impl<P: DmaMap + DmaAlloc, B: DmaBuffer> Request<'_, P, B> {
                 (IoOp::Write, len, data.unmap().map(Some))
             }
             Self::Flush => (IoOp::Flush, 0, Ok(None)),
+            Self::Raw(opcode) => (IoOp::Raw(opcode), 0, Ok(None)),
         }
     }
 }
@@ -266,7 +273,7 @@ where
     /// Brings the controller up and creates the I/O queue pair.
     ///
     /// `ctrl` is the controller behind its BAR (a simulator's block works
-    /// too: `dma_sim::drivers::nvme::controller`); `pools` the PRP list
+    /// too: `dma_sim_presets::nvme_controller`); `pools` the PRP list
     /// memory, which must come from the same platform.
     ///
     /// # Errors
@@ -528,7 +535,7 @@ where
     fn push(&mut self, cmd: NvmeCommand, request: Request<'a, P, B>) -> Result<u16, Refused<B>> {
         let lists = match &request {
             Request::Read(_, p) | Request::Write(_, p) => p.list_blocks() as u64,
-            Request::Flush => 0,
+            Request::Flush | Request::Raw(_) => 0,
         };
         match self.queues.io.push(cmd, request) {
             Ok(cid) => {
@@ -580,6 +587,32 @@ where
         self.push(cmd, Request::Flush).map_err(|r| r.error)
     }
 
+    /// Queues a command the caller built whole, data pointers included,
+    /// for what [`queue_read`](Self::queue_read) and
+    /// [`queue_write`](Self::queue_write) cannot say: a vendor command, or
+    /// a test that points the controller at an address on purpose (a
+    /// stale IOVA an IOMMU must block). The driver sets only the command
+    /// identifier; its completion comes back as [`IoOp::Raw`] with no
+    /// buffer.
+    ///
+    /// # Safety
+    ///
+    /// The controller accesses whatever the command's data pointers (PRP1,
+    /// PRP2, any PRP list or SGL they name) and its other address fields
+    /// say. Each address must either be memory mapped for this device, for
+    /// the accesses the command makes, until its completion is reaped, or
+    /// reach nothing (an IOMMU with no translation for it), so the
+    /// controller cannot touch memory the program uses.
+    ///
+    /// # Errors
+    ///
+    /// The queue full (reap completions and retry) or broken
+    /// ([`recover`](Self::recover)); the command is not queued.
+    pub unsafe fn queue_raw(&mut self, cmd: NvmeCommand) -> Result<u16, DriverError> {
+        self.push(cmd, Request::Raw(cmd.opcode()))
+            .map_err(|r| r.error)
+    }
+
     /// Tells the controller about every command queued since the last
     /// submit: one SQ tail doorbell for the batch. Returns whether it rang.
     pub fn submit(&mut self) -> bool {
@@ -608,6 +641,7 @@ where
                 s.bytes_written += len as u64;
             }
             (Ok(()), IoOp::Flush) => s.flushes += 1,
+            (Ok(()), IoOp::Raw(_)) => {}
             (Err(_), _) => s.errors += 1,
         }
         IoCompletion {

@@ -48,7 +48,7 @@
 //! The driver is generic over the platform `P` (`dma-core`'s
 //! [`DmaMap`](dma_core::DmaMap) + [`DmaAlloc`](dma_core::DmaAlloc)), over how it waits (`W`: [`Wait`](crate::Wait)) and over
 //! how registers are reached (a [`Controller`] over any BAR: MMIO, a VFIO
-//! `mmap`, a simulator's block in RAM). `dma_sim::drivers::nvme` runs it on
+//! `mmap`, a simulator's block in RAM). `dma_sim_presets` runs it on
 //! the simulator's three machines, with an example.
 
 #[cfg(feature = "alloc")]

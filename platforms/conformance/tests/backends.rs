@@ -14,8 +14,8 @@ use dma_iommu::soft::SoftIommu;
 use dma_iommu::{
     Asid, Deferred, DeviceId, DomainConfig, InvalidationPolicy, IommuPlatform, Strict,
 };
-use dma_sim::drivers::Preset;
 use dma_sim::{Sim, SimConfig};
+use dma_sim_presets::Preset;
 
 fn direct<C: CacheMaintenance>(env: &Env, cache: C) -> Result<DirectPlatform<HostMemory, C>> {
     Ok(DirectPlatform::new(

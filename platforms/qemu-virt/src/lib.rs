@@ -14,25 +14,22 @@
 //!   command queue with CFGI/TLBI/SYNC, event queue with fault decoding;
 //!   and [`smmu::SmmuIommu`], `dma-iommu`'s `IommuHardware` over it, so
 //!   the IOMMU backend's VMSAv8-64 tables are what the SMMU walks;
-//! - [`driver`]: a reference NVMe driver from the crate family: `dma-ring`
-//!   queue pairs on coherent memory with doorbells from `dma-ring`'s
-//!   register array, Identify through streaming mappings, I/O queue
-//!   creation and deletion, over any `dma-core` platform;
 //! - [`uart`], [`timer`], [`report`]: console, timeouts, and the test
 //!   protocol the image prints and `cargo xtask qemu` parses (with the
 //!   semihosting exit);
 //! - [`nvme_suite`]: the architecture-independent NVMe checks through
-//!   `dma-drivers`' block driver, which the riscv64 board
-//!   (`platforms/qemu-riscv`) runs on its own console and clock; with
+//!   `dma-drivers`' block driver, which both boards' images run (the
+//!   riscv64 board, `platforms/qemu-riscv`, on its own console and clock); with
 //!   [`pci`], [`memory`], [`timer`]'s `TimerWait` and [`report`] it is
 //!   what the boards share.
 //!
 //! The binary target is the test image itself; it only means something for
 //! `aarch64-unknown-none`, where `cargo xtask qemu` builds and runs it. It
-//! runs the same NVMe data tests (one block, PRP2, a chained PRP list,
-//! queue wrap-around) over the direct backend (`dma-direct`'s ARM
-//! non-coherent preset, SMMU bypass) and the IOMMU backend (`dma-iommu`
-//! through [`smmu::SmmuIommu`]), plus a translation fault after unmap.
+//! runs [`nvme_suite`] (one block, PRP2, one and chained PRP lists, queue
+//! wrap-around, refusals, flush, shutdown) over the direct backend
+//! (`dma-direct`'s ARM non-coherent preset, SMMU bypass) and the IOMMU
+//! backend (`dma-iommu` through [`smmu::SmmuIommu`], on every granule),
+//! plus a translation fault after unmap.
 //!
 //! # Example
 //!
@@ -63,7 +60,6 @@
 
 extern crate alloc;
 
-pub mod driver;
 pub mod error;
 pub mod memmap;
 pub mod memory;

@@ -6,10 +6,10 @@
 use dma_core::DeviceConstraints;
 use dma_qemu_virt::nvme_suite::{run, SuiteConfig};
 use dma_qemu_virt::report::{ExitCode, Reporter};
-use dma_sim::drivers::nvme::controller;
-use dma_sim::drivers::Stepping;
 use dma_sim::nvme::{NvmeConfig, NvmeController};
 use dma_sim::{Sim, SimConfig};
+use dma_sim_presets::nvme_controller;
+use dma_sim_presets::Stepping;
 
 /// The checks' names, in the order they report.
 const CHECKS: [&str; 9] = [
@@ -32,7 +32,7 @@ fn run_on_sim(nvme: NvmeConfig) -> (String, ExitCode) {
     let platform = sim.coherent_platform(dev, DeviceConstraints::UNCONSTRAINED);
     let ctrl = NvmeController::new(sim.bus(dev), nvme).unwrap();
     let regs = ctrl.registers();
-    let regs = controller(&regs).unwrap();
+    let regs = nvme_controller(&regs).unwrap();
     let config = SuiteConfig {
         // Just over 512 pages: the smallest transfer that chains list pages.
         long_transfer: (2 << 20) + 8192,

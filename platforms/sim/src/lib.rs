@@ -28,6 +28,15 @@
 //!   stepped one unit of work at a time ([`Device::step`]) or run on
 //!   their own thread ([`DeviceThread`]), with fault injection.
 //!
+//! The crate is the machine and its device models, nothing else. Each
+//! model keeps its own reading of its device's spec, deliberately written
+//! apart from the driver side in `dma-drivers`: an independent model
+//! cross-checks the driver, so a misread register or descriptor on either
+//! side fails a test instead of agreeing with itself. Running drivers on
+//! these machines with `dma-check` on (the presets as a test runner,
+//! waiters that step a device, the register blocks as a driver sees them)
+//! is the `dma-sim-presets` crate.
+//!
 //! The presets compose the real backends with the sim's [`PhysMemory`]
 //! ([`SimMemory`]) and [`CacheMaintenance`](dma_coherence::CacheMaintenance)
 //! ([`SimCache`]): [`Sim::coherent_platform`] is
@@ -72,7 +81,6 @@ mod cache;
 mod config;
 mod device;
 pub mod dma_engine;
-pub mod drivers;
 mod fault;
 mod host;
 pub mod iommu;

@@ -35,7 +35,7 @@ fn bring_up(rig: &Rig) -> (VirtioMmio<Net>, Driver) {
 
 /// Frames of several sizes each way, more than the queue holds, every
 /// byte compared on the other side.
-fn exercise(seed: u64) -> dma_sim::drivers::Outcome<()> {
+fn exercise(seed: u64) -> dma_sim_presets::Outcome<()> {
     let rig = Rig::new(seed, "virtio-net");
     let (model, mut drv) = bring_up(&rig);
     assert_eq!(drv.mac_address(), MAC);

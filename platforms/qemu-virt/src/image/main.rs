@@ -19,7 +19,6 @@ mod boot;
 #[macro_use]
 mod console;
 #[cfg(target_os = "none")]
-mod io;
 #[cfg(target_os = "none")]
 mod suite;
 

@@ -1,9 +1,10 @@
 //! The in-image tests, in order: the board's bring-up (each step needs
-//! the earlier ones, so a failed one ends the run), then the NVMe data
-//! tests of `io` under the IOMMU backend (with the fault-after-unmap test)
-//! once per translation granule the SMMU offers (4, 16 and 64 KiB; a SKIP
-//! for one it lacks), and under the direct backend, each on a freshly
-//! reset controller.
+//! the earlier ones, so a failed one ends the run), then the shared NVMe
+//! checks (`dma_qemu_virt::nvme_suite`, through `dma-drivers`' block
+//! driver, as the riscv64 image runs them) under the IOMMU backend, with
+//! the fault-after-unmap test, once per translation granule the SMMU offers
+//! (4, 16 and 64 KiB; a SKIP for one it lacks), and under the direct
+//! backend, each on a freshly reset controller.
 
 use alloc::format;
 use alloc::string::String;
@@ -11,23 +12,35 @@ use core::time::Duration;
 
 use dma_coherence::arch::aarch64::Aarch64Maintenance;
 use dma_coherence::CacheMaintenance;
-use dma_core::{DmaAlloc, DmaBuf, DmaMap, FromDevice, StreamingMapping};
+use dma_core::{DeviceConstraints, DmaBuf, FromDevice, StreamingMapping};
 use dma_direct::DirectPlatform;
-use dma_drivers::nvme::spec::io_opcode as opcode;
+use dma_drivers::nvme::spec::{io_opcode as opcode, read_write};
+use dma_drivers::nvme::{prp_pools, IoOp, NvmeBlockDriver, NvmeDriverConfig, NSID};
 use dma_iommu::pgtable::vmsav8::{Format, Granule, Stage};
 use dma_iommu::{
     Access, Asid, DeviceId, DomainConfig, FaultKind, IommuHardware, IommuPlatform, Strict,
 };
-use dma_qemu_virt::driver::{read_write, NSID};
 use dma_qemu_virt::memory::BoardMemory;
+use dma_qemu_virt::nvme_suite::{self, SuiteConfig};
 use dma_qemu_virt::report::{ExitCode, Reporter};
 use dma_qemu_virt::smmu::{ContextDescriptor, SmmuIommu};
-use dma_qemu_virt::timer::{Clock, GenericTimer};
-use dma_qemu_virt::BoardError;
+use dma_qemu_virt::timer::{Clock, GenericTimer, TimerWait};
+use dma_qemu_virt::Result;
 
 use crate::board::Board;
 use crate::console::Console;
-use crate::io;
+
+/// How long one wait for the controller may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The device's limits: 64-bit addressing, dword-aligned data (PRP1's
+/// rule, NVMe 2.0 §4.1.1).
+fn constraints() -> Result<DeviceConstraints> {
+    Ok(DeviceConstraints::builder()
+        .addr_bits(64)
+        .alignment(4)
+        .build()?)
+}
 
 /// Runs everything and returns the exit code.
 pub fn run() -> ExitCode {
@@ -129,7 +142,7 @@ fn direct(r: &mut Reporter<Console>, board: &Board, sid: u32) {
             .map(|()| format!("SMMUEN = 1, STE {sid} bypass"))
             .map_err(|e| format!("{e}")),
     );
-    let constraints = match io::constraints() {
+    let constraints = match constraints() {
         Ok(c) => c,
         Err(e) => {
             r.outcome::<&str, _>("direct.constraints", Err(format!("{e}")));
@@ -148,7 +161,8 @@ fn direct(r: &mut Reporter<Console>, board: &Board, sid: u32) {
             platform.cache().level()
         )),
     );
-    io::run(r, board, "direct", &platform, DIRECT_DISK, |_, _| {});
+    let wait = TimerWait::new(&board.clock, TIMEOUT);
+    nvme_suite::run(r, &board.nvme, &platform, wait, &DIRECT_SUITE);
     let event = board.smmu.lock().pop_event();
     r.outcome(
         "direct.no_smmu_events",
@@ -159,14 +173,17 @@ fn direct(r: &mut Reporter<Console>, board: &Board, sid: u32) {
     );
 }
 
-/// One run of the IOMMU tests: the tables' granule, the name prefix of its
-/// tests, and where on the disk it writes.
+/// One run of the IOMMU tests: the tables' granule, and the shared
+/// checks' name prefix and disk area.
 #[derive(Clone, Copy)]
 struct IommuRun {
     name: &'static str,
     granule: Granule,
-    disk: io::DiskLayout,
+    suite: SuiteConfig,
 }
+
+/// Blocks in each run's area of the disk: 8 MiB.
+const AREA: u64 = 16384;
 
 /// Every granule, each on its own 8 MiB of the disk (the direct backend's
 /// is the first), so every run's data is checked on its own.
@@ -174,28 +191,22 @@ const IOMMU_RUNS: [IommuRun; 3] = [
     IommuRun {
         name: "iommu_4k",
         granule: Granule::K4,
-        disk: io::DiskLayout {
-            base: 16384,
-            seed: 0x200,
-        },
+        suite: SuiteConfig::qemu("iommu_4k", AREA, 0x200),
     },
     IommuRun {
         name: "iommu_16k",
         granule: Granule::K16,
-        disk: io::DiskLayout {
-            base: 2 * 16384,
-            seed: 0x300,
-        },
+        suite: SuiteConfig::qemu("iommu_16k", 2 * AREA, 0x300),
     },
     IommuRun {
         name: "iommu_64k",
         granule: Granule::K64,
-        disk: io::DiskLayout {
-            base: 3 * 16384,
-            seed: 0x400,
-        },
+        suite: SuiteConfig::qemu("iommu_64k", 3 * AREA, 0x400),
     },
 ];
+
+// Each run's writes stay inside its own area.
+const _: () = assert!(DIRECT_SUITE.area_blocks() <= AREA);
 
 /// The IOMMU backend: `dma-iommu`'s platform over the SMMU, whose stage-1
 /// walks use `dma-iommu`'s VMSAv8-64 tables of `run`'s granule (48-bit
@@ -203,7 +214,7 @@ const IOMMU_RUNS: [IommuRun; 3] = [
 /// an IOVA.
 fn iommu(r: &mut Reporter<Console>, board: &Board, sid: u32, run: IommuRun) {
     let t = |test: &str| format!("{}.{test}", run.name);
-    let Ok(constraints) = io::constraints() else {
+    let Ok(constraints) = constraints() else {
         return;
     };
     let config = Format::new(run.granule, 48, Stage::One)
@@ -253,9 +264,12 @@ fn iommu(r: &mut Reporter<Console>, board: &Board, sid: u32, run: IommuRun) {
     if !ok {
         return;
     }
-    io::run(r, board, run.name, &platform, run.disk, |r, s| {
-        fault_after_unmap(r, s, &platform, sid, run);
-    });
+    let wait = TimerWait::new(&board.clock, TIMEOUT);
+    nvme_suite::run(r, &board.nvme, &platform, wait, &run.suite);
+    r.outcome(
+        &t("fault_after_unmap"),
+        fault_after_unmap(board, &platform, sid, run),
+    );
     drop(platform);
     let fault = board.smmu.take_fault(DeviceId(sid));
     r.outcome(
@@ -269,11 +283,9 @@ fn iommu(r: &mut Reporter<Console>, board: &Board, sid: u32, run: IommuRun) {
     );
 }
 
-/// The direct backend's disk area (the IOMMU runs' follow it).
-const DIRECT_DISK: io::DiskLayout = io::DiskLayout {
-    base: 0,
-    seed: 0x100,
-};
+/// The direct backend's checks, on the first area of the disk (the IOMMU
+/// runs' follow it).
+const DIRECT_SUITE: SuiteConfig = SuiteConfig::qemu("direct", 0, 0x100);
 
 type BoardIommu<'a> = IommuPlatform<
     &'static BoardMemory,
@@ -283,75 +295,84 @@ type BoardIommu<'a> = IommuPlatform<
 >;
 
 /// Maps a buffer, unmaps it (the strict policy invalidates the IOTLB and
-/// syncs), then has the controller write to the stale IOVA: the SMMU must
-/// block every access and record F_TRANSLATION events, while QEMU's NVMe
-/// still completes the command with success. The buffer is one granule, so
-/// nothing else shares its page.
-fn fault_after_unmap<P: DmaMap + DmaAlloc + Clone>(
-    r: &mut Reporter<Console>,
-    s: &mut io::Session<'_, P>,
+/// syncs), then has the controller write to the stale IOVA through a
+/// freshly started block driver: the SMMU must block every access and
+/// record F_TRANSLATION events, while QEMU's NVMe still completes the
+/// command with success. The buffer is one granule, so nothing else shares
+/// its page.
+fn fault_after_unmap(
+    board: &Board,
     platform: &BoardIommu<'_>,
     sid: u32,
     run: IommuRun,
-) {
-    let lba = run.disk.base;
+) -> core::result::Result<String, String> {
+    let lba = run.suite.base_lba;
     let granule = run.granule.size() as usize;
-    let outcome = (|| -> core::result::Result<String, String> {
-        let e = |e: BoardError| format!("{e}");
-        let mut stale = 0;
-        while platform.take_fault().is_some() {
-            stale += 1;
-        }
-        if stale != 0 {
-            return Err(format!("{stale} faults before the test"));
-        }
-        let buf = DmaBuf::new(granule, granule).map_err(|x| format!("{x:?}"))?;
-        let map = StreamingMapping::<_, FromDevice, _>::map(platform, buf)
-            .map_err(|x| format!("{:?}", x.error))?;
-        let iova = map.dma_addr();
-        let buf = map.unmap().map_err(|x| format!("{x:?}"))?;
-        if platform.iova_to_phys(iova).is_some() {
-            return Err(format!("{iova} still translates after unmap"));
-        }
-        let mut cmd = read_write(opcode::READ, NSID, lba, 1).map_err(|x| e(x.into()))?;
-        cmd.prp1 = iova.as_u64();
-        s.driver
-            .io()
-            .map_err(e)?
-            .submit(cmd, io::Io::Unowned)
-            .map_err(|x| format!("{}", x.error))?;
-        let done = s.driver.wait_io(Duration::from_secs(5)).map_err(e)?;
-        let status = done.status;
-        let first = platform.take_fault();
-        let mut events = u32::from(first.is_some());
-        while platform.take_fault().is_some() {
-            events += 1;
-        }
-        let f = first.ok_or(format!("no SMMU event (NVMe status {:#x})", status.code()))?;
-        let expected = f.kind == FaultKind::Translation { level: None }
-            && f.device == DeviceId(sid)
-            && f.access == Access::Write
-            && f.iova.as_u64() & !(granule as u64 - 1) == iova.as_u64();
-        if !expected {
-            return Err(format!("unexpected fault {f} for IOVA {iova}"));
-        }
-        if buf.iter().any(|&b| b != 0) {
-            return Err(String::from("the blocked data reached the unmapped buffer"));
-        }
-        if s.driver.controller().is_fatal() {
-            return Err(String::from("CSTS.CFS after the blocked transfer"));
-        }
-        let overflows = board_overflows(platform);
-        Ok(format!(
-            "F_TRANSLATION sid {} {:?} at {} ({events} events, {overflows} overflows); \
-             NVMe status success {} (QEMU completes blocked transfers)",
-            f.device.0,
-            f.access,
-            f.iova,
-            status.is_success()
-        ))
-    })();
-    r.outcome(&format!("{}.fault_after_unmap", run.name), outcome);
+    let e = |what: &'static str| move |x: dma_drivers::DriverError| format!("{what}: {x}");
+    let mut stale = 0;
+    while platform.take_fault().is_some() {
+        stale += 1;
+    }
+    if stale != 0 {
+        return Err(format!("{stale} faults before the test"));
+    }
+    // The driver first: everything it maps is mapped before the stale
+    // IOVA exists, so the allocator cannot hand that IOVA out again.
+    let pools = prp_pools(platform).map_err(|x| format!("PRP pools: {x}"))?;
+    let wait = TimerWait::new(&board.clock, TIMEOUT);
+    let config = NvmeDriverConfig::default();
+    let mut disk = NvmeBlockDriver::<_, _>::start(&board.nvme, platform, &pools, wait, config)
+        .map_err(e("bring-up"))?;
+    let buf = DmaBuf::new(granule, granule).map_err(|x| format!("{x:?}"))?;
+    let map = StreamingMapping::<_, FromDevice, _>::map(platform, buf)
+        .map_err(|x| format!("{:?}", x.error))?;
+    let iova = map.dma_addr();
+    let buf = map.unmap().map_err(|x| format!("{x:?}"))?;
+    if platform.iova_to_phys(iova).is_some() {
+        return Err(format!("{iova} still translates after unmap"));
+    }
+    let mut cmd = read_write(opcode::READ, NSID, lba, 1).map_err(e("command"))?;
+    cmd.prp1 = iova.as_u64();
+    // SAFETY: PRP1 is the one data pointer of a one-block read (PRP2 is
+    // 0), and it is an IOVA just unmapped and checked above to translate
+    // to nothing; nothing is mapped between that check and the command's
+    // completion (the driver was started before), so the SMMU blocks
+    // every access the controller makes through it and no memory of the
+    // program can be written.
+    unsafe { disk.queue_raw(cmd) }.map_err(e("queue"))?;
+    disk.submit();
+    let done = disk.wait().map_err(e("wait"))?;
+    let success = done.result.is_ok();
+    let fatal = board.nvme.is_fatal();
+    disk.shutdown().map_err(e("shutdown"))?;
+    if done.op != IoOp::Raw(opcode::READ) {
+        return Err(format!("the completion is for {:?}", done.op));
+    }
+    let first = platform.take_fault();
+    let mut events = u32::from(first.is_some());
+    while platform.take_fault().is_some() {
+        events += 1;
+    }
+    let f = first.ok_or(format!("no SMMU event (NVMe result {:?})", done.result))?;
+    let expected = f.kind == FaultKind::Translation { level: None }
+        && f.device == DeviceId(sid)
+        && f.access == Access::Write
+        && f.iova.as_u64() & !(granule as u64 - 1) == iova.as_u64();
+    if !expected {
+        return Err(format!("unexpected fault {f} for IOVA {iova}"));
+    }
+    if buf.iter().any(|&b| b != 0) {
+        return Err(String::from("the blocked data reached the unmapped buffer"));
+    }
+    if fatal {
+        return Err(String::from("CSTS.CFS after the blocked transfer"));
+    }
+    let overflows = board_overflows(platform);
+    Ok(format!(
+        "F_TRANSLATION sid {} {:?} at {} ({events} events, {overflows} overflows); \
+         NVMe status success {success} (QEMU completes blocked transfers)",
+        f.device.0, f.access, f.iova
+    ))
 }
 
 fn board_overflows(platform: &BoardIommu<'_>) -> u32 {

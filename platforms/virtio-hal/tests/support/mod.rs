@@ -12,12 +12,12 @@ use std::thread::LocalKey;
 use dma_bounce::BouncePlatform;
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaAlloc, DmaMap};
-use dma_sim::drivers::Outcome;
 use dma_sim::virtio::{regs, Backend, VirtioMmio};
 use dma_sim::{
     run_until_idle, DeviceId, IommuTranslatedPlatform, NonCoherentPlatform, Sim, SimConfig,
     SimMemory,
 };
+use dma_sim_presets::Outcome;
 use dma_virtio_hal::{StaticPlatform, VirtioHal};
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{Error, PhysAddr};

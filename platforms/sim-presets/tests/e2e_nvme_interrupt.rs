@@ -8,11 +8,12 @@
 
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap};
+use dma_drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
 use dma_drivers::Wake;
-use dma_sim::drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
-use dma_sim::drivers::{DriverError, Preset, PresetRun, Wait};
+use dma_drivers::{DriverError, Wait};
 use dma_sim::nvme::{NvmeConfig, NvmeController};
 use dma_sim::{Device, DeviceId, Sim, Step};
+use dma_sim_presets::{Preset, PresetRun};
 
 /// What a sleep does with the controller's completion.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +113,7 @@ impl PresetRun for InterruptDriven {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) {
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let pools = prp_pools(p).unwrap();
         let mut drv: Driver<'_, P> = NvmeBlockDriver::start(
             &regs,

@@ -5,10 +5,13 @@
 
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap};
-use dma_sim::drivers::nvme::{prp_pools, IoOp, NvmeBlockDriver, NvmeDriverConfig};
-use dma_sim::drivers::{DriverError, Preset, PresetRun, Stepping};
+use dma_drivers::nvme::spec::io_opcode;
+use dma_drivers::nvme::{prp_pools, IoOp, NvmeBlockDriver, NvmeDriverConfig, NSID};
+use dma_drivers::DriverError;
+use dma_ring::nvme::NvmeCommand;
 use dma_sim::nvme::{status, NvmeConfig, NvmeController};
 use dma_sim::{DeviceId, FaultKind, Injection, Sim};
+use dma_sim_presets::{Preset, PresetRun, Stepping};
 
 const BLOCK: usize = 512;
 
@@ -60,7 +63,7 @@ impl PresetRun for DataPaths {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> (u64, u64) {
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let pools = prp_pools(p).unwrap();
         let config = NvmeDriverConfig::default();
         let mut drv: Driver<'_, P, &'static mut [u8]> =
@@ -147,7 +150,7 @@ impl PresetRun for Wraps {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> u64 {
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let pools = prp_pools(p).unwrap();
         let config = NvmeDriverConfig {
             admin_entries: 2,
@@ -219,7 +222,7 @@ impl PresetRun for Faults {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) {
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let pools = prp_pools(p).unwrap();
         let mut drv: Driver<'_, P, DmaBuf> = NvmeBlockDriver::start(
             &regs,
@@ -358,14 +361,14 @@ impl PresetRun for Threaded {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) {
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let thread = dma_sim::DeviceThread::spawn(ctrl);
         let pools = prp_pools(p).unwrap();
         let mut drv: NvmeBlockDriver<'_, _, _, DmaBuf> = NvmeBlockDriver::start(
             &regs,
             p,
             &pools,
-            dma_sim::drivers::Spin::new(50_000_000),
+            dma_sim_presets::Spin::new(50_000_000),
             NvmeDriverConfig::default(),
         )
         .unwrap();
@@ -414,7 +417,7 @@ impl PresetRun for BadStarts {
         };
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let err = NvmeBlockDriver::<_, _, DmaBuf>::start(
             &regs,
             p,
@@ -430,7 +433,7 @@ impl PresetRun for BadStarts {
         let big = dma_sg::nvme::NvmePools::new(p, 8192, 1, 1).unwrap();
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let err = NvmeBlockDriver::<_, _, DmaBuf>::start(
             &regs,
             p,
@@ -445,12 +448,12 @@ impl PresetRun for BadStarts {
         // A controller that never comes ready (it is never stepped).
         let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let err = NvmeBlockDriver::<_, _, DmaBuf>::start(
             &regs,
             p,
             &pools,
-            dma_sim::drivers::Spin::new(1000),
+            dma_sim_presets::Spin::new(1000),
             NvmeDriverConfig::default(),
         )
         .err()
@@ -466,4 +469,84 @@ fn bring_up_errors_are_typed() {
         .run(1, DeviceConstraints::UNCONSTRAINED, BadStarts)
         .unwrap();
     assert!(out.clean(), "{:?} {:?}", out.checker, out.reports);
+}
+
+/// Commands the caller builds whole (`queue_raw`) run under a command
+/// identifier of the driver's and come back as `IoOp::Raw` with no buffer:
+/// a Flush succeeds, an opcode the controller does not know fails with its
+/// NVMe status, and a full queue refuses one without queueing it.
+struct RawCommands;
+
+impl PresetRun for RawCommands {
+    type Output = u64;
+
+    fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> u64 {
+        let ctrl = NvmeController::new(sim.bus(dev), disk()).unwrap();
+        let regs = ctrl.registers();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
+        let pools = prp_pools(p).unwrap();
+        let config = NvmeDriverConfig {
+            admin_entries: 2,
+            io_sq_entries: 3,
+            io_cq_entries: 3,
+        };
+        let mut drv: Driver<'_, P, DmaBuf> =
+            NvmeBlockDriver::start(&regs, p, &pools, Stepping::new(ctrl), config).unwrap();
+        let command = |opcode: u8| {
+            let mut cmd = NvmeCommand::new(opcode);
+            cmd.nsid = NSID;
+            cmd
+        };
+
+        // SAFETY: a Flush has no data pointer (PRP1 and PRP2 are 0): the
+        // controller accesses no memory for it.
+        let cid = unsafe { drv.queue_raw(command(io_opcode::FLUSH)) }.unwrap();
+        drv.submit();
+        let c = drv.wait().unwrap();
+        assert_eq!((c.cid, c.op, c.len), (cid, IoOp::Raw(io_opcode::FLUSH), 0));
+        c.result.unwrap();
+        assert!(c.buffer.is_none());
+
+        // SAFETY: no data pointer, and the opcode is one the controller
+        // rejects before it could transfer anything.
+        unsafe { drv.queue_raw(command(0x7e)) }.unwrap();
+        drv.submit();
+        let c = drv.wait().unwrap();
+        assert_eq!(c.op, IoOp::Raw(0x7e));
+        assert!(
+            matches!(c.result, Err(DriverError::Nvme { opcode: 0x7e, code, .. }) if code == status::INVALID_OPCODE as u8),
+            "{:?}",
+            c.result
+        );
+
+        // A 3-entry SQ holds two commands; the third is refused, unqueued.
+        for _ in 0..2 {
+            // SAFETY: Flushes, as above.
+            unsafe { drv.queue_raw(command(io_opcode::FLUSH)) }.unwrap();
+        }
+        // SAFETY: as above.
+        let full = unsafe { drv.queue_raw(command(io_opcode::FLUSH)) };
+        assert!(matches!(full, Err(DriverError::Ring(_))), "{full:?}");
+        assert_eq!(drv.in_flight(), 2);
+        drv.submit();
+        for _ in 0..2 {
+            drv.wait().unwrap().result.unwrap();
+        }
+        let stats = drv.stats();
+        assert_eq!((stats.flushes, stats.errors), (0, 1));
+        drv.shutdown().unwrap();
+        stats.commands
+    }
+}
+
+#[test]
+fn raw_commands_complete_fail_and_are_refused_on_every_preset() {
+    for preset in Preset::ALL {
+        let out = preset
+            .run(8, DeviceConstraints::UNCONSTRAINED, RawCommands)
+            .unwrap();
+        assert!(out.clean(), "{preset}: {:?} {:?}", out.checker, out.reports);
+        assert!(out.faults.is_empty(), "{preset}: {:?}", out.faults);
+        assert_eq!(out.output, 4, "{preset}");
+    }
 }

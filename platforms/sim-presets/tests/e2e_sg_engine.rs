@@ -17,8 +17,8 @@ use dma_core::{
 use dma_sg::hw::{encode_hw_copy, HwSgEntry, HwSgFlags};
 use dma_sg::{MappedSgTable, SgLimits, SgTable};
 use dma_sim::dma_engine::{DmaEngine, CTRL_EN};
-use dma_sim::drivers::{Preset, PresetRun};
 use dma_sim::{run_until_idle, DeviceId, FaultKind, Injection, Sim};
+use dma_sim_presets::{Preset, PresetRun};
 use tock_registers::interfaces::{Readable, Writeable};
 
 const PAGE: usize = 4096;

@@ -6,7 +6,7 @@ use core::fmt;
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaAlloc, DmaMap, Result};
 
-use crate::{DeviceId, Fault, Report, Sim, SimConfig, SimStats};
+use dma_sim::{DeviceId, Fault, Report, Sim, SimConfig, SimStats};
 
 /// One of the sim's presets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

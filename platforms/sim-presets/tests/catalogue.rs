@@ -13,8 +13,8 @@ use dma_core::{
     StreamingMapping, ToDevice,
 };
 use dma_sg::{MappedSgTable, SgLimits};
-use dma_sim::drivers::{Outcome, Preset, PresetRun};
 use dma_sim::{DeviceId, Report, ReportKind, Sim};
+use dma_sim_presets::{Outcome, Preset, PresetRun};
 
 /// Seeds each fixed twin runs over, on every preset.
 const SEEDS: u64 = 1000;

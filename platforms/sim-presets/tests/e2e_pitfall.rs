@@ -2,12 +2,15 @@
 //! `sync_for_device`) and its fixed twin, across seeds and presets, with
 //! dma-check on.
 
+#[path = "../examples/support/pitfall.rs"]
+mod pitfall;
+
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaAlloc, DmaMap};
-use dma_sim::drivers::pitfall::CopyBreakTx;
-use dma_sim::drivers::{Outcome, Preset, PresetRun, Stepping};
 use dma_sim::nic::{Nic, NicConfig};
 use dma_sim::{DeviceId, ReportKind, Sim};
+use dma_sim_presets::{Outcome, Preset, PresetRun, Stepping};
+use pitfall::CopyBreakTx;
 
 /// Sends two 1000-byte frames (16 cache lines each, so the evictor cannot
 /// write every stale line back by chance) through a copy-break TX path;
@@ -24,8 +27,9 @@ impl<const SYNCS: bool> PresetRun for SendTwo<SYNCS> {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> bool {
         let nic = Nic::new(sim.bus(dev), NicConfig::default());
         let regs = nic.registers();
+        let regs = dma_sim_presets::nic_registers(&regs);
         let mut tx =
-            CopyBreakTx::<'_, _, _, SYNCS>::start(&regs, p, Stepping::new(nic), 2, 1024).unwrap();
+            CopyBreakTx::<'_, _, _, SYNCS>::start(regs, p, Stepping::new(nic), 2, 1024).unwrap();
         let frames = [[0x5au8; 1000], [0xa7u8; 1000]];
         for f in &frames {
             tx.send(f).unwrap();

@@ -1,4 +1,8 @@
+#![allow(dead_code)] // each includer uses part of this file
 //! The classic DMA bug, on purpose: a missing `sync_for_device`.
+//!
+//! Not a public API: the demo and the tests include this file with
+//! `#[path]`, so the buggy driver never ships in a library.
 //!
 //! [`CopyBreakTx`] is the transmit path many NIC drivers have for small
 //! frames: rather than map every frame, it copies the frame into one of a
@@ -11,42 +15,18 @@
 //! The two variants differ in exactly that one line:
 //! [`BuggyTx`] forgets it, [`FixedTx`] has it. On the sim's non-coherent
 //! preset the detector reports the buggy one on every seed
-//! ([`ReportKind::DeviceReadUncleaned`](crate::ReportKind::DeviceReadUncleaned),
+//! (`ReportKind::DeviceReadUncleaned`,
 //! naming the staging buffer and its first stale line), and the NIC sends
 //! stale bytes; on the coherent preset the same binary passes silently,
 //! which is how this bug ships.
-//!
-//! ```
-//! use dma_core::DeviceConstraints;
-//! use dma_sim::drivers::pitfall::{BuggyTx, FixedTx};
-//! use dma_sim::drivers::Stepping;
-//! use dma_sim::nic::{Nic, NicConfig};
-//! use dma_sim::{ReportKind, Sim, SimConfig};
-//!
-//! for seed in 0..3 {
-//!     let sim = Sim::new(SimConfig::non_coherent().seed(seed))?;
-//!     let dev = sim.add_device("eth0");
-//!     let p = sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED);
-//!     let nic = Nic::new(sim.bus(dev), NicConfig::default());
-//!     let regs = nic.registers();
-//!     let mut tx = BuggyTx::start(&regs, &p, Stepping::new(nic), 4, 1024)?;
-//!     tx.send(&[0xee; 1000])?;
-//!     tx.wait_idle()?;
-//!     drop(tx);
-//!     assert_eq!(sim.take_reports()[0].kind, ReportKind::DeviceReadUncleaned);
-//! }
-//! # let _ = FixedTx::<&dma_sim::NonCoherentPlatform, Stepping<Nic>>::start;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
 
 use dma_core::{Coherent, DmaAlloc, DmaBuf, DmaMap, StreamingMapping, ToDevice};
+use dma_drivers::nic::spec::{NicRegisters, TCTL_EN};
+use dma_drivers::{DriverError, Wait};
 use dma_ring::nic::{NicTxRing, TxSegment, TxStatus, DESC_SIZE};
 use dma_ring::{slot_vec, Slot};
 use tock_registers::interfaces::Writeable;
 use tock_registers::registers::ReadWrite;
-
-use super::{DriverError, Wait};
-use crate::nic::{NicRegisters, CTL_EN};
 
 /// The copy-break transmit path with the missing sync.
 pub type BuggyTx<'a, P, W> = CopyBreakTx<'a, P, W, false>;
@@ -100,19 +80,14 @@ where
         regs.tctl.set(0);
         let mem =
             Coherent::<[u64], P>::zeroed_slice(platform.clone(), entries as usize * DESC_SIZE / 8)?;
-        let tx = NicTxRing::new(mem, entries, &regs.tdt, slot_vec(entries as usize))?;
+        let tx = NicTxRing::new(mem, entries, &regs.tx.tail, slot_vec(entries as usize))?;
         let mut staging = Vec::with_capacity(buffers);
         for _ in 0..buffers {
             let buf = DmaBuf::for_device(&platform, size)?;
             staging.push(StreamingMapping::map(platform.clone(), buf).map_err(|e| e.error)?);
         }
-        let base = tx.dma_addr().as_u64();
-        regs.tdbal.set(base as u32);
-        regs.tdbah.set((base >> 32) as u32);
-        regs.tdlen.set(tx.bytes());
-        regs.tdh.set(0);
-        regs.tdt.set(0);
-        regs.tctl.set(CTL_EN);
+        regs.tx.program(tx.dma_addr(), tx.bytes());
+        regs.tctl.set(TCTL_EN);
         Ok(Self {
             regs,
             wait,
@@ -202,7 +177,7 @@ where
         }
     }
 
-    /// The waiter (with [`Stepping`](super::Stepping): the NIC).
+    /// The waiter (with `Stepping`: the NIC).
     pub fn wait_mut(&mut self) -> &mut W {
         &mut self.wait
     }

@@ -2,14 +2,14 @@
 //! with the checking layer on: bring-up, Identify, a batch of writes at
 //! queue depth, reads back, a flush, shutdown, and what it all cost.
 //!
-//! `cargo run --release -p dma-sim --example nvme_block`
+//! `cargo run --release -p dma-sim-presets --example nvme_block`
 
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaBuf};
-use dma_sim::drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
-use dma_sim::drivers::Stepping;
+use dma_drivers::nvme::{prp_pools, NvmeBlockDriver, NvmeDriverConfig};
 use dma_sim::nvme::{NvmeConfig, NvmeController};
 use dma_sim::{Sim, SimConfig};
+use dma_sim_presets::Stepping;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sim = Sim::new(SimConfig::non_coherent().seed(1))?;
@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let platform = Checked::new(sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED));
     let ctrl = NvmeController::new(sim.bus(dev), NvmeConfig::default())?;
     let regs = ctrl.registers();
-    let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+    let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
     let pools = prp_pools(&platform)?;
     let mut disk = NvmeBlockDriver::start(
         &regs,

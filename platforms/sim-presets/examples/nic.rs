@@ -2,14 +2,14 @@
 //! on: frames from the wire into recycled RX buffers, frames out through
 //! per-frame TX mappings, descriptor-done completions.
 //!
-//! `cargo run --release -p dma-sim --example nic`
+//! `cargo run --release -p dma-sim-presets --example nic`
 
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaBuf};
-use dma_sim::drivers::nic::{NicDriver, NicDriverConfig};
-use dma_sim::drivers::Stepping;
+use dma_drivers::nic::{NicDriver, NicDriverConfig};
 use dma_sim::nic::{Nic, NicConfig};
 use dma_sim::{Sim, SimConfig};
+use dma_sim_presets::Stepping;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sim = Sim::new(SimConfig::non_coherent().seed(2))?;
@@ -17,8 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let platform = Checked::new(sim.iommu_platform(dev, DeviceConstraints::UNCONSTRAINED)?);
     let nic = Nic::new(sim.bus(dev), NicConfig::default());
     let regs = nic.registers();
+    let regs = dma_sim_presets::nic_registers(&regs);
     let mut eth: NicDriver<'_, _, _, DmaBuf> = NicDriver::start(
-        &regs,
+        regs,
         &platform,
         Stepping::new(nic),
         NicDriverConfig::default(),

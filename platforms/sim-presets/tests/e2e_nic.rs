@@ -3,13 +3,17 @@
 //! e1000-style NIC on all three presets, with dma-check on, asserting that
 //! neither the checker nor the coherency detector reports anything.
 
+#[path = "../examples/support/pitfall.rs"]
+mod pitfall;
+
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap};
+use dma_drivers::nic::{NicDriver, NicDriverConfig};
+use dma_drivers::DriverError;
 use dma_ring::nic::{RxErrors, TxStatus};
-use dma_sim::drivers::nic::{NicDriver, NicDriverConfig};
-use dma_sim::drivers::{DriverError, Preset, PresetRun, Stepping};
 use dma_sim::nic::{Nic, NicConfig};
 use dma_sim::{DeviceId, FaultKind, Injection, Sim};
+use dma_sim_presets::{Preset, PresetRun, Stepping};
 
 type Driver<'a, P> = NicDriver<'a, &'a Checked<P>, Stepping<Nic>, DmaBuf>;
 
@@ -51,8 +55,9 @@ impl PresetRun for Traffic {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> (u64, u64) {
         let nic = Nic::new(sim.bus(dev), NicConfig::default());
         let regs = nic.registers();
+        let regs = dma_sim_presets::nic_registers(&regs);
         let mut eth: Driver<'_, P> =
-            NicDriver::start(&regs, p, Stepping::new(nic), SMALL_RINGS).unwrap();
+            NicDriver::start(regs, p, Stepping::new(nic), SMALL_RINGS).unwrap();
 
         // Transmit: batches, one tail write each.
         let mut sent = 0;
@@ -128,13 +133,13 @@ impl PresetRun for Loopback {
             },
         );
         let regs = nic.registers();
+        let regs = dma_sim_presets::nic_registers(&regs);
         let config = NicDriverConfig {
             rx_entries: 4,
             tx_entries: 4,
             rx_buffer_size: 2048,
         };
-        let mut eth: Driver<'_, P> =
-            NicDriver::start(&regs, p, Stepping::new(nic), config).unwrap();
+        let mut eth: Driver<'_, P> = NicDriver::start(regs, p, Stepping::new(nic), config).unwrap();
         for i in 0..500 {
             let bytes: Vec<u8> = (0..64 + i % 1400).map(|b| (b ^ i) as u8).collect();
             eth.send(dma_frame(p, &bytes)).unwrap();
@@ -166,8 +171,9 @@ impl PresetRun for Faults {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) {
         let nic = Nic::new(sim.bus(dev), NicConfig::default());
         let regs = nic.registers();
+        let regs = dma_sim_presets::nic_registers(&regs);
         let mut eth: Driver<'_, P> =
-            NicDriver::start(&regs, p, Stepping::new(nic), SMALL_RINGS).unwrap();
+            NicDriver::start(regs, p, Stepping::new(nic), SMALL_RINGS).unwrap();
         let bytes = frame(3);
 
         // A transmit error: status EC, the frame back, nothing on the wire.
@@ -253,6 +259,7 @@ impl PresetRun for BadStarts {
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) {
         let nic = Nic::new(sim.bus(dev), NicConfig::default());
         let regs = nic.registers();
+        let regs = dma_sim_presets::nic_registers(&regs);
         for bad in [
             NicDriverConfig {
                 rx_entries: 1,
@@ -267,26 +274,19 @@ impl PresetRun for BadStarts {
                 ..SMALL_RINGS
             },
         ] {
+            let err = NicDriver::<_, _, DmaBuf>::start(regs, p, dma_sim_presets::Spin::new(1), bad)
+                .err()
+                .unwrap();
+            assert!(matches!(err, DriverError::InvalidArgument(_)), "{err}");
+        }
+        for (buffers, size) in [(0, 64), (2, 0), (2, 70_000)] {
             let err =
-                NicDriver::<_, _, DmaBuf>::start(&regs, p, dma_sim::drivers::Spin::new(1), bad)
+                pitfall::FixedTx::start(regs, p, dma_sim_presets::Spin::new(1), buffers, size)
                     .err()
                     .unwrap();
             assert!(matches!(err, DriverError::InvalidArgument(_)), "{err}");
         }
-        for (buffers, size) in [(0, 64), (2, 0), (2, 70_000)] {
-            let err = dma_sim::drivers::pitfall::FixedTx::start(
-                &regs,
-                p,
-                dma_sim::drivers::Spin::new(1),
-                buffers,
-                size,
-            )
-            .err()
-            .unwrap();
-            assert!(matches!(err, DriverError::InvalidArgument(_)), "{err}");
-        }
-        let mut tx =
-            dma_sim::drivers::pitfall::FixedTx::start(&regs, p, Stepping::new(nic), 1, 64).unwrap();
+        let mut tx = pitfall::FixedTx::start(regs, p, Stepping::new(nic), 1, 64).unwrap();
         assert!(matches!(tx.send(&[]), Err(DriverError::InvalidArgument(_))));
         assert!(matches!(
             tx.send(&[0; 65]),

@@ -2,19 +2,23 @@
 //! the sim's three presets with the checking layer on, one table of what
 //! happened, then the classic missing-sync bug being caught.
 //!
-//! Run it with `cargo run --release -p dma-sim --example demo`.
+//! Run it with `cargo run --release -p dma-sim-presets --example demo`.
+
+#[path = "support/pitfall.rs"]
+mod pitfall;
 
 use std::time::{Duration, Instant};
 
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap};
-use dma_sim::drivers::nic::{NicDriver, NicDriverConfig};
-use dma_sim::drivers::nvme::{prp_pools, IoOp, NvmeBlockDriver, NvmeDriverConfig};
-use dma_sim::drivers::pitfall::CopyBreakTx;
-use dma_sim::drivers::{DriverError, Outcome, Preset, PresetRun, Stepping};
+use dma_drivers::nic::{NicDriver, NicDriverConfig};
+use dma_drivers::nvme::{prp_pools, IoOp, NvmeBlockDriver, NvmeDriverConfig};
+use dma_drivers::DriverError;
 use dma_sim::nic::{Nic, NicConfig};
 use dma_sim::nvme::{NvmeConfig, NvmeController};
 use dma_sim::{DeviceId, ReportKind, Sim, SimStats};
+use dma_sim_presets::{Outcome, Preset, PresetRun, Stepping};
+use pitfall::CopyBreakTx;
 
 const SEED: u64 = 2024;
 
@@ -52,7 +56,7 @@ impl PresetRun for NvmeWork {
         };
         let ctrl = NvmeController::new(sim.bus(dev), config).expect("controller");
         let regs = ctrl.registers();
-        let regs = dma_sim::drivers::nvme::controller(&regs).unwrap();
+        let regs = dma_sim_presets::nvme_controller(&regs).unwrap();
         let pools = prp_pools(p).expect("PRP pools");
         let mut disk: NvmeBlockDriver<'_, _, _, DmaBuf> = NvmeBlockDriver::start(
             &regs,
@@ -156,8 +160,9 @@ impl PresetRun for NicWork {
             },
         );
         let regs = nic.registers();
+        let regs = dma_sim_presets::nic_registers(&regs);
         let mut eth: NicDriver<'_, _, _, DmaBuf> =
-            NicDriver::start(&regs, p, Stepping::new(nic), NicDriverConfig::default())
+            NicDriver::start(regs, p, Stepping::new(nic), NicDriverConfig::default())
                 .expect("NIC bring-up");
         let mut work = Work::default();
         let start = Instant::now();
@@ -389,7 +394,8 @@ impl<const SYNCS: bool> PresetRun for CopyBreak<SYNCS> {
     ) -> Result<bool, DriverError> {
         let nic = Nic::new(sim.bus(dev), NicConfig::default());
         let regs = nic.registers();
-        let mut tx = CopyBreakTx::<'_, _, _, SYNCS>::start(&regs, p, Stepping::new(nic), 2, 1024)?;
+        let regs = dma_sim_presets::nic_registers(&regs);
+        let mut tx = CopyBreakTx::<'_, _, _, SYNCS>::start(regs, p, Stepping::new(nic), 2, 1024)?;
         let frames = [[0x5au8; 1000], [0xa7u8; 1000]];
         for f in &frames {
             tx.send(f)?;
@@ -409,7 +415,9 @@ fn copy_break<const SYNCS: bool>(preset: Preset, seed: u64) -> Outcome<Result<bo
 fn pitfall() {
     println!();
     println!("The classic bug: a copy-break transmit path that copies each frame into a");
-    println!("pre-mapped buffer and forgets sync_for_device (dma_sim::drivers::pitfall::BuggyTx)");
+    println!(
+        "pre-mapped buffer and forgets sync_for_device (examples/support/pitfall.rs: BuggyTx)"
+    );
     println!();
     let wire = |ok: &Result<bool, DriverError>| match ok {
         Ok(true) => "frames intact on the wire".to_owned(),

@@ -1,54 +1,4 @@
-//! A reference NIC driver for an e1000-style device (Intel 8254x legacy
-//! descriptors and register offsets), polled.
-//!
-//! - **Receive**: `rx_entries - 1` buffers of `rx_buffer_size` bytes are
-//!   allocated with [`DmaBuf::for_device`] (whole cache lines on a
-//!   non-coherent machine), mapped once, and recycled: a filled buffer is
-//!   synced for the CPU over exactly the bytes the NIC reported
-//!   (`sync_range_for_cpu`), copied out, synced back for the device over
-//!   the same range and posted again, the way page-pool drivers avoid a map
-//!   per packet. The mappings are [`FromDevice`]: the CPU only reads them,
-//!   and `sync_range_for_device` is their hand-back step, as Linux allows
-//!   `dma_sync_single_for_device` on a `DMA_FROM_DEVICE` mapping. Frames
-//!   longer than one buffer span several
-//!   descriptors and are reassembled up to EOP (8254x SDM §3.2.6).
-//! - **Transmit**: each frame (any [`DmaBuffer`]) is mapped as a `dma-sg`
-//!   table (cleaned for the device), one descriptor per device segment, the
-//!   last with EOP and RS; `dma-ring`'s TX ring owns the mapping until the
-//!   NIC writes DD back, and then the frame's buffer is unmapped and
-//!   returned (§3.3.3).
-//! - Completions are found by polling the DD bit at the driver's own
-//!   position, never by reading the head registers; the rings validate
-//!   what the NIC wrote (a length beyond the posted buffer, DD on a
-//!   descriptor never given) before any buffer moves.
-//!
-//! # Example
-//!
-//! ```
-//! use dma_core::{DeviceConstraints, DmaBuf};
-//! use dma_sim::drivers::nic::{NicDriver, NicDriverConfig};
-//! use dma_sim::drivers::Stepping;
-//! use dma_sim::nic::{Nic, NicConfig};
-//! use dma_sim::{Sim, SimConfig};
-//!
-//! let sim = Sim::new(SimConfig::non_coherent().seed(9))?;
-//! let dev = sim.add_device("eth0");
-//! let platform = dma_check::Checked::new(sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED));
-//! let nic = Nic::new(sim.bus(dev), NicConfig { loopback: true, ..NicConfig::default() });
-//! let regs = nic.registers();
-//! let mut eth = NicDriver::start(&regs, &platform, Stepping::new(nic), NicDriverConfig::default())?;
-//!
-//! let mut frame = DmaBuf::for_device(&platform, 60)?;
-//! frame.copy_from_slice(&[0x42; 60]);
-//! eth.send(frame)?;                 // mapped, cleaned, TX descriptor, tail
-//! let sent = eth.wait_sent()?;      // DD written back: the buffer is ours again
-//! assert!(sent.result.is_ok());
-//! let echoed = eth.wait_frame()?;   // looped back into a recycled RX buffer
-//! assert_eq!(echoed, vec![0x42; 60]);
-//! drop(eth);
-//! assert!(sim.reports().is_empty() && platform.reports().is_empty());
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! The polled NIC driver; documented in the parent module.
 
 use dma_core::{
     Coherent, DmaAlloc, DmaBuf, DmaBuffer, DmaMap, FromDevice, SgEntry, StreamingMapping, ToDevice,
@@ -59,8 +9,10 @@ use dma_sg::{MappedSgTable, SgLimits};
 use tock_registers::interfaces::Writeable;
 use tock_registers::registers::ReadWrite;
 
-use super::{DriverError, Refused, Wait};
-use crate::nic::{NicRegisters, CTL_EN};
+use alloc::vec::Vec;
+
+use super::spec::{NicRegisters, RCTL_EN, TCTL_EN};
+use crate::{DriverError, Refused, Wait};
 
 /// The longest frame the driver sends (a 9 KiB jumbo frame fits).
 pub const MAX_FRAME: usize = 16 * 1024;
@@ -126,7 +78,7 @@ type TxRing<'a, P, B> =
 /// A polled NIC driver over platform `P`, waiting with `W`, sending
 /// frames of buffer type `B`.
 ///
-/// See the [module documentation](self).
+/// See the [module documentation](crate::nic).
 pub struct NicDriver<'a, P, W, B = DmaBuf>
 where
     P: DmaMap + DmaAlloc + Clone,
@@ -186,13 +138,13 @@ where
         let rx = NicRxRing::new(
             ring(config.rx_entries)?,
             config.rx_entries,
-            &regs.rdt,
+            &regs.rx.tail,
             slot_vec(config.rx_entries as usize),
         )?;
         let tx = NicTxRing::new(
             ring(config.tx_entries)?,
             config.tx_entries,
-            &regs.tdt,
+            &regs.tx.tail,
             slot_vec(config.tx_entries as usize),
         )?;
         let tx_limits =
@@ -223,20 +175,10 @@ where
     /// and posts every spare RX buffer.
     fn program(&mut self) {
         let r = self.regs;
-        let rx = self.rx.dma_addr().as_u64();
-        r.rdbal.set(rx as u32);
-        r.rdbah.set((rx >> 32) as u32);
-        r.rdlen.set(self.rx.bytes());
-        r.rdh.set(0);
-        r.rdt.set(0);
-        let tx = self.tx.dma_addr().as_u64();
-        r.tdbal.set(tx as u32);
-        r.tdbah.set((tx >> 32) as u32);
-        r.tdlen.set(self.tx.bytes());
-        r.tdh.set(0);
-        r.tdt.set(0);
-        r.tctl.set(CTL_EN);
-        r.rctl.set(CTL_EN);
+        r.rx.program(self.rx.dma_addr(), self.rx.bytes());
+        r.tx.program(self.tx.dma_addr(), self.tx.bytes());
+        r.tctl.set(TCTL_EN);
+        r.rctl.set(RCTL_EN);
         self.post_spares();
     }
 
@@ -257,7 +199,7 @@ where
         self.stats
     }
 
-    /// The waiter, mutably (with [`Stepping`](super::Stepping): the
+    /// The waiter, mutably (with `dma-sim-presets`' `Stepping`: the
     /// simulated NIC, to feed it frames or faults).
     pub fn wait_mut(&mut self) -> &mut W {
         &mut self.wait
@@ -417,7 +359,7 @@ where
         let result = loop {
             match self.take_rx() {
                 Ok(Some(true)) => {
-                    let frame = std::mem::take(&mut self.partial);
+                    let frame = core::mem::take(&mut self.partial);
                     break match self.partial_error.take() {
                         Some(e) => Err(e),
                         None => {
