@@ -504,7 +504,14 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
         for i in 0..pages {
             let oa = PhysAddr::new(phys + i * granule);
             let leaf = Descriptor::leaf(&self.format, LAST_LEVEL, oa, prot);
-            self.write(table, first + i, leaf)?;
+            if let Err(e) = self.write(table, first + i, leaf) {
+                // A refused map changes nothing: take back what this call
+                // wrote, as the general path does.
+                for index in first..first + i {
+                    let _ = self.write(table, index, Descriptor::INVALID);
+                }
+                return Err(e);
+            }
         }
         Ok(true)
     }

@@ -3,12 +3,13 @@
 //! size maps, overlapping maps fail, partial unmap splits and remaps, and
 //! the last page of the address space works.
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
+use core::ptr::NonNull;
 use std::collections::BTreeMap;
 use std::vec::Vec;
 
 use dma_coherence::HardwareCoherent;
-use dma_core::HostMemory;
+use dma_core::{HostMemory, Pages};
 use proptest::prelude::*;
 
 use super::*;
@@ -389,6 +390,71 @@ fn page_runs_in_other_tables_between_use_the_right_table() {
         assert!(pt.iova_to_phys(base).is_some() && pt.iova_to_phys(base + 2 * K4).is_some());
         assert_eq!(pt.iova_to_phys(base + K4), None);
     }
+}
+
+/// An environment that refuses one translation, the one after `countdown`
+/// more, and is the host's otherwise.
+#[derive(Default)]
+struct RefusesOnce {
+    countdown: Cell<Option<usize>>,
+}
+
+// SAFETY: every call but the one refused translation is the host's, which
+// keeps the contract; a refusal promises nothing.
+unsafe impl PhysMemory for RefusesOnce {
+    fn page_size(&self) -> usize {
+        HostMemory.page_size()
+    }
+    fn alloc_pages(
+        &self,
+        count: usize,
+        cacheability: Cacheability,
+        max_phys: u64,
+    ) -> Result<Pages> {
+        HostMemory.alloc_pages(count, cacheability, max_phys)
+    }
+    unsafe fn free_pages(&self, pages: Pages) {
+        // SAFETY: the pages came from the host's alloc_pages above (the
+        // caller's promise is passed on).
+        unsafe { HostMemory.free_pages(pages) }
+    }
+    fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> Result<PhysAddr> {
+        HostMemory.virt_to_phys(cpu, len)
+    }
+    fn phys_to_virt(&self, phys: PhysAddr, len: usize) -> Result<NonNull<u8>> {
+        match self.countdown.get() {
+            Some(0) => {
+                self.countdown.set(None);
+                Err(Error::new(ErrorKind::NotContiguous, "refused by the test"))
+            }
+            Some(n) => {
+                self.countdown.set(Some(n - 1));
+                HostMemory.phys_to_virt(phys, len)
+            }
+            None => HostMemory.phys_to_virt(phys, len),
+        }
+    }
+}
+
+#[test]
+fn a_page_run_whose_write_fails_is_taken_back() {
+    let mut pt = Vmsav8Table::new(RefusesOnce::default(), HardwareCoherent).unwrap();
+    let iova = G1 + M2;
+    // Builds the walk to this block's last-level table and remembers it.
+    map(&mut pt, iova, 0x4000_0000, K4, RW).unwrap();
+    // The next three pages: three descriptor reads, then the writes; the
+    // second write is refused.
+    pt.memory().countdown.set(Some(4));
+    let e = map(&mut pt, iova + K4, 0x4000_1000, 3 * K4, RW).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotContiguous);
+    let probes: Vec<u64> = (0..4).map(|i| iova + i * K4).collect();
+    let first = Some(PhysAddr::new(0x4000_0000));
+    assert_eq!(
+        snapshot(&pt, &probes),
+        [first, None, None, None],
+        "taken back"
+    );
+    map(&mut pt, iova + K4, 0x4000_1000, 3 * K4, RW).unwrap();
 }
 
 proptest! {
