@@ -222,7 +222,7 @@ fn test(r: &mut Runner) {
     );
     // Its own row, so the table shows the contract held everywhere.
     r.cargo(
-        "conformance (21 backend configurations)",
+        "conformance (29 backend configurations)",
         &["test", "-p", "dma-conformance"],
         &[],
     );
