@@ -168,6 +168,7 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
     ///
     /// A [`MapError`] holding the buffer when it is empty, not physically
     /// contiguous, cannot be made reachable, or the platform refuses it.
+    #[inline]
     pub fn map(platform: P, buffer: B) -> Result<Self, MapError<B>> {
         Self::map_with_attrs(platform, buffer, DmaAttrs::empty())
     }
@@ -177,6 +178,7 @@ impl<B: DmaBuffer, D: Direction, P: DmaMap> StreamingMapping<B, D, P> {
     /// # Errors
     ///
     /// As for [`map`](Self::map).
+    #[inline]
     pub fn map_with_attrs(platform: P, buffer: B, attrs: DmaAttrs) -> Result<Self, MapError<B>> {
         let padded = buffer.padded_len();
         let raw_buf = buffer.into_raw();

@@ -12,7 +12,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, BenchmarkId, Criterion};
 use dma_coherence::HardwareCoherent;
 use dma_core::{
     DeviceConstraints, DmaAttrs, DmaDirection, DmaMap, HostMemory, PhysAddr, RawMapping,
@@ -21,45 +21,67 @@ use dma_iommu::iova::{CpuId, IovaAllocator};
 use dma_iommu::soft::SoftIommu;
 use dma_iommu::{Asid, Deferred, DeviceId, DomainConfig, IommuPlatform};
 
-fn map_unmap(c: &mut Criterion) {
+type Platform<'h> =
+    IommuPlatform<HostMemory, HardwareCoherent, &'h SoftIommu<HostMemory>, Deferred<256>>;
+
+/// A deferred-invalidation domain (device and ASID `id`) with `live` other
+/// 4 KiB mappings of `phys` made.
+fn domain(hw: &SoftIommu<HostMemory>, id: usize, live: usize, phys: PhysAddr) -> Platform<'_> {
+    let p = IommuPlatform::new(
+        HostMemory,
+        HardwareCoherent,
+        hw,
+        Deferred::<256>::new(),
+        DeviceConstraints::UNCONSTRAINED,
+        DomainConfig::new(DeviceId(id as u32), Asid(id as u16)),
+    )
+    .unwrap();
+    for _ in 0..live {
+        // SAFETY: the leaked page is only ever "accessed" by this model,
+        // which never reads or writes it here; these mappings are never
+        // ended (the platform drops with them).
+        unsafe { p.map(phys, 4096, DIR, DmaAttrs::empty()) }.unwrap();
+    }
+    p
+}
+
+const DIR: DmaDirection = DmaDirection::Bidirectional;
+
+/// One map + unmap of the 4 KiB page at `phys`.
+#[inline(never)]
+fn round_trip(p: &Platform<'_>, phys: PhysAddr) {
+    // SAFETY: as in `domain`; the mapping is ended just below.
+    let dma = unsafe { p.map(phys, 4096, DIR, DmaAttrs::empty()) }.unwrap();
+    let m = RawMapping {
+        phys,
+        dma: black_box(dma),
+        len: 4096,
+        dir: DIR,
+        attrs: DmaAttrs::empty(),
+    };
+    // SAFETY: the mapping made just above, unmapped once.
+    unsafe { p.unmap(&m) }.unwrap();
+}
+
+/// A software IOMMU with no IOTLB and no command log, and a leaked
+/// page-aligned 4 KiB page.
+fn fixture() -> (SoftIommu<HostMemory>, PhysAddr) {
     let hw = SoftIommu::new(HostMemory, 0);
     hw.set_logging(false);
     let page: &'static mut [u8] = Box::leak(vec![0u8; 2 * 4096].into_boxed_slice());
-    let phys = PhysAddr::new((page.as_ptr() as u64 + 4095) & !4095);
+    (hw, PhysAddr::new((page.as_ptr() as u64 + 4095) & !4095))
+}
+
+fn map_unmap(c: &mut Criterion) {
+    let (hw, phys) = fixture();
     let mut g = c.benchmark_group("iommu_map_unmap_4k");
     for (i, live) in [1_000usize, 10_000, 100_000, 1_000_000]
         .into_iter()
         .enumerate()
     {
-        let p = IommuPlatform::new(
-            HostMemory,
-            HardwareCoherent,
-            &hw,
-            Deferred::<256>::new(),
-            DeviceConstraints::UNCONSTRAINED,
-            DomainConfig::new(DeviceId(i as u32), Asid(i as u16)),
-        )
-        .unwrap();
-        let dir = DmaDirection::Bidirectional;
-        // SAFETY: the leaked page is only ever "accessed" by this model,
-        // which never reads or writes it here.
-        let map = || unsafe { p.map(phys, 4096, dir, DmaAttrs::empty()) }.unwrap();
-        for _ in 0..live {
-            map();
-        }
+        let p = domain(&hw, i, live, phys);
         g.bench_with_input(BenchmarkId::from_parameter(live), &live, |b, _| {
-            b.iter(|| {
-                let dma = map();
-                let m = RawMapping {
-                    phys,
-                    dma: black_box(dma),
-                    len: 4096,
-                    dir,
-                    attrs: DmaAttrs::empty(),
-                };
-                // SAFETY: the mapping made just above, unmapped once.
-                unsafe { p.unmap(&m) }.unwrap();
-            })
+            b.iter(|| round_trip(&p, black_box(phys)))
         });
         // The platform and its live mappings go here (the page is leaked).
     }
@@ -97,4 +119,29 @@ criterion_group! {
         .sample_size(30);
     targets = map_unmap, allocator_paths
 }
-criterion_main!(benches);
+
+/// `DMA_BENCH_ITERS=N` runs N map + unmap round trips with
+/// `DMA_BENCH_LIVE` other mappings live (default 1000) and nothing else,
+/// for an instruction count under `valgrind --tool=callgrind`
+/// (docs/performance.md has the method).
+fn main() {
+    if let Some(iters) = std::env::var("DMA_BENCH_ITERS")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        let live = match std::env::var("DMA_BENCH_LIVE") {
+            Ok(n) => n
+                .parse()
+                .expect("DMA_BENCH_LIVE: a number of live mappings"),
+            Err(_) => 1000,
+        };
+        let (hw, phys) = fixture();
+        let p = domain(&hw, 0, live, phys);
+        for _ in 0..iters {
+            round_trip(&p, black_box(phys));
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

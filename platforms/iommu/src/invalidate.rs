@@ -23,9 +23,10 @@ use crate::iova::IovaRange;
 
 /// How unmapped ranges reach the IOTLB and go back to the allocator.
 ///
-/// `release` is given every range whose invalidation has completed; the
-/// policy never gives a range to `release` before `hw.sync()` returned `Ok`
-/// after that range's invalidation.
+/// `release` is given every range whose invalidation has completed, a
+/// batch at a time (a deferred flush frees its whole queue under one lock
+/// of the allocator's cache); the policy never gives a range to `release`
+/// before `hw.sync()` returned `Ok` after that range's invalidation.
 pub trait InvalidationPolicy {
     /// `range` (bytes: pages of `page_shift` bits) has just lost its
     /// translations in the page table.
@@ -39,7 +40,7 @@ pub trait InvalidationPolicy {
         asid: Asid,
         range: IovaRange,
         page_shift: u32,
-        release: &mut dyn FnMut(IovaRange),
+        release: &mut dyn FnMut(&[IovaRange]),
     ) -> Result<()>;
 
     /// Completes every pending invalidation and releases its ranges.
@@ -51,7 +52,7 @@ pub trait InvalidationPolicy {
         &mut self,
         hw: &dyn IommuHardware,
         asid: Asid,
-        release: &mut dyn FnMut(IovaRange),
+        release: &mut dyn FnMut(&[IovaRange]),
     ) -> Result<()>;
 
     /// Ranges waiting for a flush.
@@ -69,7 +70,7 @@ impl InvalidationPolicy for Strict {
         asid: Asid,
         range: IovaRange,
         page_shift: u32,
-        release: &mut dyn FnMut(IovaRange),
+        release: &mut dyn FnMut(&[IovaRange]),
     ) -> Result<()> {
         hw.invalidate_range(
             asid,
@@ -77,7 +78,7 @@ impl InvalidationPolicy for Strict {
             range.size(page_shift),
         );
         hw.sync()?;
-        release(range);
+        release(&[range]);
         Ok(())
     }
 
@@ -85,7 +86,7 @@ impl InvalidationPolicy for Strict {
         &mut self,
         _hw: &dyn IommuHardware,
         _asid: Asid,
-        _release: &mut dyn FnMut(IovaRange),
+        _release: &mut dyn FnMut(&[IovaRange]),
     ) -> Result<()> {
         Ok(())
     }
@@ -135,7 +136,7 @@ impl<const N: usize> InvalidationPolicy for Deferred<N> {
         asid: Asid,
         range: IovaRange,
         _page_shift: u32,
-        release: &mut dyn FnMut(IovaRange),
+        release: &mut dyn FnMut(&[IovaRange]),
     ) -> Result<()> {
         if self.len == N {
             self.flush(hw, asid, release)?;
@@ -149,16 +150,14 @@ impl<const N: usize> InvalidationPolicy for Deferred<N> {
         &mut self,
         hw: &dyn IommuHardware,
         asid: Asid,
-        release: &mut dyn FnMut(IovaRange),
+        release: &mut dyn FnMut(&[IovaRange]),
     ) -> Result<()> {
         if self.len == 0 {
             return Ok(());
         }
         hw.invalidate_all(asid);
         hw.sync()?;
-        for range in &self.queue[..self.len] {
-            release(*range);
-        }
+        release(&self.queue[..self.len]);
         self.len = 0;
         self.flushes += 1;
         Ok(())

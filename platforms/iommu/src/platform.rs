@@ -247,9 +247,9 @@ where
 
     fn flush_invalidations(&self) -> Result<()> {
         let cpu = self.cpu();
-        self.policy
-            .lock()
-            .flush(&self.hw, self.ctx.asid, &mut |r| self.iova.free(cpu, r))
+        self.policy.lock().flush(&self.hw, self.ctx.asid, &mut |r| {
+            self.iova.free_many(cpu, r)
+        })
     }
 
     /// Allocates `pages` of IOVA; on exhaustion completes the deferred
@@ -270,7 +270,7 @@ where
         self.policy
             .lock()
             .unmapped(&self.hw, self.ctx.asid, range, self.shift, &mut |r| {
-                self.iova.free(cpu, r)
+                self.iova.free_many(cpu, r)
             })
     }
 
@@ -295,7 +295,8 @@ where
         // The IOVA keeps the offset within the page, so it must already
         // satisfy the device's alignment; no placement can fix it (the
         // bounce layer can).
-        if offset % self.constraints.alignment() != 0 {
+        // The alignment is a power of two (the constraints' builder checks).
+        if offset & (self.constraints.alignment() - 1) != 0 {
             return Err(Error::new(
                 ErrorKind::Misaligned,
                 "buffer's offset in its page breaks the device's alignment",
@@ -303,7 +304,12 @@ where
             .at(phys.as_u64())
             .len(len as u64));
         }
-        Ok((offset, (offset + len as u64).div_ceil(self.granule())))
+        // No wrap: check_span refused one, and the offset is part of phys.
+        let end = offset + len as u64;
+        Ok((
+            offset,
+            (end >> self.shift) + u64::from(end & (self.granule() - 1) != 0),
+        ))
     }
 
     /// Checks that `pages` pages at `iova` translate to `pages` at `phys`
@@ -321,11 +327,7 @@ where
         if ok {
             Ok(())
         } else {
-            Err(Error::new(
-                ErrorKind::NotMapped,
-                "no live mapping of this buffer at this IOVA",
-            )
-            .at(iova))
+            Err(not_live(iova))
         }
     }
 
@@ -373,6 +375,15 @@ where
         }
         Ok(())
     }
+}
+
+/// Unmap's refusal of a mapping that is not live at `iova`.
+fn not_live(iova: u64) -> Error {
+    Error::new(
+        ErrorKind::NotMapped,
+        "no live mapping of this buffer at this IOVA",
+    )
+    .at(iova)
 }
 
 // SAFETY: map gives the device exactly the pages the buffer touches,
@@ -466,19 +477,32 @@ where
         }
         let iova = mapping.dma.as_u64() - offset;
         let phys = mapping.phys.as_u64() - offset;
-        {
+        // Only a policy that maintains caches touches the buffer before the
+        // unmap, so only it needs the mapping checked live first (a coherent
+        // one's sync does nothing, and the check under the lock below
+        // refuses a mapping that is not live all the same).
+        if !self.cache.is_coherent() {
             let table = self.table.lock();
             self.check_live(&table, iova, phys, pages)?;
         }
-        // SAFETY: checked live; the caller's contract says the device stopped.
-        // A failure (the environment no longer translates the buffer) is
-        // reported after the device's access has ended below.
+        // SAFETY: checked live above where the policy maintains caches (on a
+        // coherent one it touches nothing); the caller's contract says the
+        // device stopped. A failure (the environment no longer translates
+        // the buffer) is reported after the device's access has ended below.
         let synced = unsafe { self.core().before_unmap(mapping) };
         let mut table = self.table.lock();
-        // Checked again under the same lock as the unmap, so two racing
-        // unmaps of one mapping cannot both succeed.
-        self.check_live(&table, iova, phys, pages)?;
-        table.unmap(iova, pages * self.granule())?;
+        // Checked under the same lock as the unmap, so two racing unmaps of
+        // one mapping cannot both succeed. A run of pages in one table is
+        // checked page by page and cleared in one walk.
+        let size = pages * self.granule();
+        match table.unmap_run(iova, PhysAddr::new(phys), size)? {
+            Some(true) => {}
+            Some(false) => return Err(not_live(iova)),
+            None => {
+                self.check_live(&table, iova, phys, pages)?;
+                table.unmap(iova, size)?;
+            }
+        }
         drop(table);
         let range = self
             .iova

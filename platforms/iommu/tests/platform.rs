@@ -169,6 +169,11 @@ fn deferred_policy_reuses_an_iova_only_after_its_flush() {
         hw.device_write(DEV, d, &[3]).is_err(),
         "flushed: no stale entry left"
     );
+    // The flush gave back every IOVA it released, not just the first: all
+    // three pages of the window map again.
+    for _ in 0..3 {
+        map().unwrap();
+    }
 }
 
 #[test]
@@ -398,6 +403,25 @@ fn non_coherent_policy_refuses_device_written_buffers_sharing_cache_lines() {
     };
     // SAFETY: mapped just above; the device never ran.
     unsafe { p.unmap(&raw) }.unwrap();
+    // Unmapping a device-written mapping twice is refused before any
+    // maintenance: the buffer is the CPU's again, and the invalidate the
+    // unmap's sync would make could lose the CPU's writes.
+    let whole = RawMapping {
+        phys: PhysAddr::new(base),
+        len: 4096,
+        dir: DmaDirection::FromDevice,
+        ..raw
+    };
+    // SAFETY: the buffer is ours and used only through this platform.
+    let dma = unsafe { p.map(whole.phys, whole.len, whole.dir, DmaAttrs::empty()) }.unwrap();
+    let whole = RawMapping { dma, ..whole };
+    // SAFETY: mapped just above; the device never ran.
+    unsafe { p.unmap(&whole) }.unwrap();
+    cache.clear();
+    // SAFETY: deliberately stale; the platform must refuse it untouched.
+    let e = unsafe { p.unmap(&whole) }.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotMapped);
+    assert_eq!(recorded(&cache), [], "a refused unmap maintains nothing");
 }
 
 /// Issue 11, finding 4: a range the environment cannot translate is
@@ -562,6 +586,16 @@ fn bad_input_is_typed_and_leaves_the_tables_unchanged() {
                 .unwrap_err()
                 .kind(),
             ErrorKind::NotMapped
+        );
+        assert_eq!(
+            p.unmap(&RawMapping {
+                phys: PhysAddr::new(page + 4096),
+                ..raw(live, 4096)
+            })
+            .unwrap_err()
+            .kind(),
+            ErrorKind::NotMapped,
+            "a live IOVA, but another buffer's"
         );
         assert_eq!(probes(&p), all_three);
         p.unmap(&raw(live, 4096)).unwrap();

@@ -190,23 +190,32 @@ impl IovaAllocator {
     /// translations for it; the platform checks its page tables before
     /// getting here. A range outside the window is ignored.
     pub fn free(&self, cpu: CpuId, range: IovaRange) {
-        if range.pages == 0 || range.pfn < self.start || range.pfn + range.pages > self.end {
-            return;
-        }
-        let order = (63 - range.pages.leading_zeros()) as usize;
-        let cacheable = range.pages.is_power_of_two()
-            && order < SIZE_CLASSES
-            && self.order_for(range.pages) == Some(order);
-        if cacheable {
-            self.cache(cpu).lock().push(order, range.pfn, |full| {
-                let mut shared = self.shared.lock();
-                let Shared { buddy, depots, .. } = &mut *shared;
-                if let Err(full) = depots[order].store(full) {
-                    spill_to_buddy(full, order, buddy);
-                }
-            });
-        } else {
-            self.shared.lock().buddy.free_range(range.pfn, range.pages);
+        self.free_many(cpu, &[range]);
+    }
+
+    /// [`free`](Self::free) for each range, taking the CPU's cache lock
+    /// once for all of them (a deferred flush frees its whole queue).
+    pub fn free_many(&self, cpu: CpuId, ranges: &[IovaRange]) {
+        let mut cache = self.cache(cpu).lock();
+        for range in ranges {
+            if range.pages == 0 || range.pfn < self.start || range.pfn + range.pages > self.end {
+                continue;
+            }
+            let order = (63 - range.pages.leading_zeros()) as usize;
+            let cacheable = range.pages.is_power_of_two()
+                && order < SIZE_CLASSES
+                && self.order_for(range.pages) == Some(order);
+            if cacheable {
+                cache.push(order, range.pfn, |full| {
+                    let mut shared = self.shared.lock();
+                    let Shared { buddy, depots, .. } = &mut *shared;
+                    if let Err(full) = depots[order].store(full) {
+                        spill_to_buddy(full, order, buddy);
+                    }
+                });
+            } else {
+                self.shared.lock().buddy.free_range(range.pfn, range.pages);
+            }
         }
     }
 

@@ -25,7 +25,13 @@
 //! Intermediate tables are kept when the mappings under them go; they are
 //! freed with the whole table. Freeing them on unmap would need a
 //! walk-cache invalidation before the page is reused, for little gain on a
-//! domain whose footprint is bounded by its peak.
+//! domain whose footprint is bounded by its peak. Because a linked table
+//! is never unlinked, a run of pages inside one last-level table (every
+//! streaming mapping up to the smallest block size that does not cross a
+//! table) is mapped and unmapped in one walk, and the last last-level
+//! table found is remembered, so the next run in the same block skips the
+//! upper levels: the common map and unmap cost the same whatever else is
+//! mapped.
 
 mod desc;
 mod format;
@@ -189,6 +195,14 @@ pub struct Vmsav8Table<M: PhysMemory, C: CacheMaintenance> {
     format: Format,
     root: TableMem,
     tables: usize,
+    /// The last last-level table [`leaf_table`](Self::leaf_table) found,
+    /// by the IOVA block it covers (`iova >> level_shift(LAST_LEVEL - 1)`),
+    /// so mappings in the same block skip the upper levels. Sound because
+    /// a table, once linked, stays the table for its block until the whole
+    /// table is dropped: no path unlinks or replaces a table descriptor
+    /// (`clear` invalidates leaves only, `split_at` replaces a block leaf,
+    /// `install_leaf` writes only into invalid slots).
+    last_leaf_table: Option<(u64, PhysAddr)>,
 }
 
 // SAFETY: the table owns its memory exclusively (from `alloc_pages`), and all
@@ -225,6 +239,7 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
             format,
             root,
             tables: 1,
+            last_leaf_table: None,
         };
         table.publish_table(root, format.start_level());
         Ok(table)
@@ -322,7 +337,8 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
         if size == 0 {
             return Err(Error::new(ErrorKind::ZeroSize, "zero-size page-table range").at(iova));
         }
-        if iova % granule != 0 || size % granule != 0 {
+        // The granule is a power of two: a mask, not a division.
+        if (iova | size) & (granule - 1) != 0 {
             return Err(Error::new(
                 ErrorKind::Misaligned,
                 "page-table range not aligned to the granule",
@@ -341,8 +357,9 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
         }
     }
 
+    /// `align` is a leaf size, a power of two.
     fn check_output(&self, phys: u64, size: u64, align: u64) -> Result<()> {
-        if phys % align != 0 {
+        if phys & (align - 1) != 0 {
             return Err(Error::new(
                 ErrorKind::Misaligned,
                 "physical address not aligned to the page size",
@@ -422,6 +439,116 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
             addr = next;
         }
         Ok(false)
+    }
+
+    /// The first index and the number of pages of `[iova, iova + size)`
+    /// when it is a run of pages in one last-level table that no block
+    /// could map (shorter than the smallest block, so every piece of it is
+    /// a page for [`fitting_level`](Self::fitting_level)). A 4 KiB buffer's
+    /// mapping always is; such a run is mapped and unmapped with one walk.
+    fn page_run(&self, iova: u64, size: u64) -> Option<(u64, u64)> {
+        let block_shift = self.format.level_shift(LAST_LEVEL - 1);
+        let last = iova + size - 1;
+        (size >> block_shift == 0 && (iova ^ last) >> block_shift == 0).then(|| {
+            let shift = self.format.granule().shift();
+            (self.format.index(LAST_LEVEL, iova), size >> shift)
+        })
+    }
+
+    /// The last-level table `iova` lies under, creating missing tables on
+    /// the way when `create`. `None` when a block, a reserved descriptor or
+    /// (without `create`) a missing table is in the way: the general path
+    /// handles those.
+    fn leaf_table(&mut self, iova: u64, create: bool) -> Result<Option<PhysAddr>> {
+        let block = iova >> self.format.level_shift(LAST_LEVEL - 1);
+        if let Some((cached, table)) = self.last_leaf_table {
+            if cached == block {
+                return Ok(Some(table));
+            }
+        }
+        let mut table = self.root.phys;
+        for level in self.format.start_level()..LAST_LEVEL {
+            let index = self.format.index(level, iova);
+            table = match self.read(table, index)?.decode(&self.format, level) {
+                Decoded::Table(next) => next,
+                Decoded::Invalid if create => {
+                    let next = self.alloc_table(level + 1)?;
+                    self.publish_table(next, level + 1);
+                    self.write(table, index, Descriptor::table(next.phys))?;
+                    next.phys
+                }
+                _ => return Ok(None),
+            };
+        }
+        self.last_leaf_table = Some((block, table));
+        Ok(Some(table))
+    }
+
+    /// [`map`](IoPageTable::map)'s one-walk path for a [`page_run`](Self::page_run)
+    /// whose pages are all unmapped: `false` (nothing written) otherwise,
+    /// and the general path then maps or refuses it. Tables it creates are
+    /// fresh, so a refusal here never follows a table allocation.
+    fn map_run(&mut self, iova: u64, phys: u64, size: u64, prot: Prot) -> Result<bool> {
+        let Some((first, pages)) = self.page_run(iova, size) else {
+            return Ok(false);
+        };
+        let Some(table) = self.leaf_table(iova, true)? else {
+            return Ok(false);
+        };
+        for index in first..first + pages {
+            if self.read(table, index)?.is_valid() {
+                return Ok(false);
+            }
+        }
+        let granule = self.format.granule().size();
+        for i in 0..pages {
+            let oa = PhysAddr::new(phys + i * granule);
+            let leaf = Descriptor::leaf(&self.format, LAST_LEVEL, oa, prot);
+            if let Err(e) = self.write(table, first + i, leaf) {
+                // A refused map changes nothing: take back what this call
+                // wrote, as the general path does.
+                for index in first..first + i {
+                    let _ = self.write(table, index, Descriptor::INVALID);
+                }
+                return Err(e);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Unmaps `size` bytes at `iova` in one walk if they are a
+    /// [`page_run`](Self::page_run) whose every page maps to `phys` onwards
+    /// (`Some(true)`), the way a mapping of `phys` made them. `Some(false)`:
+    /// some page does not, and nothing changed. `None`: not a page run, or
+    /// a block or missing table is in the way; use
+    /// [`unmap`](IoPageTable::unmap) after checking the mapping.
+    ///
+    /// # Errors
+    ///
+    /// The environment's, reading or writing a descriptor.
+    pub fn unmap_run(&mut self, iova: u64, phys: PhysAddr, size: u64) -> Result<Option<bool>> {
+        self.check_range(iova, size)?;
+        let Some((first, pages)) = self.page_run(iova, size) else {
+            return Ok(None);
+        };
+        let Some(table) = self.leaf_table(iova, false)? else {
+            return Ok(None);
+        };
+        let granule = self.format.granule().size();
+        for i in 0..pages {
+            let expect = PhysAddr::new(phys.as_u64() + i * granule);
+            match self
+                .read(table, first + i)?
+                .decode(&self.format, LAST_LEVEL)
+            {
+                Decoded::Leaf { oa, .. } if oa == expect => {}
+                _ => return Ok(Some(false)),
+            }
+        }
+        for index in first..first + pages {
+            self.write(table, index, Descriptor::INVALID)?;
+        }
+        Ok(Some(true))
     }
 
     /// The level of the largest leaf that can map the next piece.
@@ -588,6 +715,9 @@ impl<M: PhysMemory, C: CacheMaintenance> IoPageTable for Vmsav8Table<M, C> {
         let phys = phys.as_u64();
         self.check_output(phys, size, self.granule())?;
         Self::check_prot(prot)?;
+        if self.map_run(iova, phys, size, prot)? {
+            return Ok(());
+        }
         self.check_free(iova, size)?;
         let mut done = 0;
         while done < size {

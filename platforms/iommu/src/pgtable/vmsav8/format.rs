@@ -43,6 +43,7 @@ pub enum Granule {
 
 impl Granule {
     /// log2 of the page size.
+    #[inline]
     pub const fn shift(self) -> u32 {
         match self {
             Self::K4 => 12,
@@ -52,17 +53,20 @@ impl Granule {
     }
 
     /// The page size in bytes.
+    #[inline]
     pub const fn size(self) -> u64 {
         1 << self.shift()
     }
 
     /// Input bits each level resolves: a table is one page of 8-byte
     /// descriptors.
+    #[inline]
     pub const fn bits_per_level(self) -> u32 {
         self.shift() - 3
     }
 
     /// Whether a block descriptor is allowed at `level` (D8.3).
+    #[inline]
     pub const fn has_blocks_at(self, level: u8) -> bool {
         match self {
             Self::K4 => level == 1 || level == 2,
@@ -168,11 +172,13 @@ impl Format {
     }
 
     /// The lowest input bit `level` resolves.
+    #[inline]
     pub const fn level_shift(&self, level: u8) -> u32 {
         self.granule.shift() + self.granule.bits_per_level() * (LAST_LEVEL - level) as u32
     }
 
     /// Bytes one entry at `level` covers.
+    #[inline]
     pub const fn level_size(&self, level: u8) -> u64 {
         1 << self.level_shift(level)
     }
@@ -180,6 +186,7 @@ impl Format {
     /// Descriptors in a table at `level`: the initial table holds what the
     /// input size leaves (with any stage-2 concatenation), the others a
     /// full granule.
+    #[inline]
     pub const fn entries(&self, level: u8) -> u64 {
         if level == self.start_level {
             self.root_entries()
@@ -189,6 +196,7 @@ impl Format {
     }
 
     /// Descriptors in the initial table.
+    #[inline]
     pub const fn root_entries(&self) -> u64 {
         1 << (self.ias_bits - self.level_shift(self.start_level))
     }
@@ -206,6 +214,7 @@ impl Format {
     }
 
     /// The index of `iova`'s descriptor in its table at `level`.
+    #[inline]
     pub const fn index(&self, level: u8, iova: u64) -> u64 {
         (iova >> self.level_shift(level)) & (self.entries(level) - 1)
     }
@@ -229,6 +238,7 @@ impl Format {
     }
 
     /// Bits 47:shift of a descriptor: the output or next-table address.
+    #[inline]
     pub const fn addr_mask(&self) -> u64 {
         ((1 << OAS_BITS) - 1) & !(self.granule.size() - 1)
     }

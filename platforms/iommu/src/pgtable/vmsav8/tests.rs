@@ -3,12 +3,13 @@
 //! size maps, overlapping maps fail, partial unmap splits and remaps, and
 //! the last page of the address space works.
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
+use core::ptr::NonNull;
 use std::collections::BTreeMap;
 use std::vec::Vec;
 
 use dma_coherence::HardwareCoherent;
-use dma_core::HostMemory;
+use dma_core::{HostMemory, Pages};
 use proptest::prelude::*;
 
 use super::*;
@@ -307,6 +308,155 @@ fn every_descriptor_write_is_cleaned_when_the_walk_is_not_coherent() {
     );
 }
 
+#[test]
+fn unmap_run_clears_a_page_run_only_where_every_page_maps_to_the_buffer() {
+    let mut pt = table();
+    let (iova, phys) = (G1 + M2 + 8 * K4, 0x40_0000_0000);
+    map(&mut pt, iova, phys, 3 * K4, RW).unwrap();
+    let probes: Vec<u64> = (0..3).map(|i| iova + i * K4).collect();
+    let mapped = snapshot(&pt, &probes);
+    let run = |pt: &mut Vmsav8Table<_, _>, at: u64, to: u64, size: u64| {
+        pt.unmap_run(at, PhysAddr::new(to), size).unwrap()
+    };
+    assert_eq!(
+        run(&mut pt, iova, phys + K4, 3 * K4),
+        Some(false),
+        "another buffer"
+    );
+    assert_eq!(
+        run(&mut pt, iova, phys, 4 * K4),
+        Some(false),
+        "longer than mapped"
+    );
+    assert_eq!(snapshot(&pt, &probes), mapped, "a refusal changes nothing");
+    // A block's pages, and a run crossing a last-level table, are left to
+    // the general path.
+    map(&mut pt, 2 * G1, phys, M2, RW).unwrap();
+    assert_eq!(
+        run(&mut pt, 2 * G1 + K4, phys + K4, K4),
+        None,
+        "under a block"
+    );
+    assert_eq!(
+        run(&mut pt, G1 + M2 - K4, phys, 2 * K4),
+        None,
+        "crosses a table"
+    );
+    assert_eq!(
+        pt.unmap_run(iova, PhysAddr::new(phys), 0)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::ZeroSize
+    );
+    assert_eq!(run(&mut pt, iova + K4, phys + K4, 2 * K4), Some(true));
+    assert_eq!(snapshot(&pt, &probes), [mapped[0], None, None]);
+    assert_eq!(run(&mut pt, iova + K4, phys + K4, K4), Some(false), "gone");
+}
+
+#[test]
+fn page_runs_in_other_tables_between_use_the_right_table() {
+    // The one-walk paths remember the last last-level table; interleave
+    // three 2 MiB blocks' tables so a stale one would map or clear the
+    // wrong slots.
+    let mut pt = table();
+    let blocks = [G1, G1 + M2, 3 * G1];
+    for round in 0..3u64 {
+        for (b, &base) in blocks.iter().enumerate() {
+            let iova = base + round * K4;
+            map(
+                &mut pt,
+                iova,
+                0x40_0000_0000 + b as u64 * M2 + round * K4,
+                K4,
+                RW,
+            )
+            .unwrap();
+        }
+    }
+    for (b, &base) in blocks.iter().enumerate() {
+        for round in 0..3u64 {
+            let want = 0x40_0000_0000 + b as u64 * M2 + round * K4;
+            assert_eq!(
+                pt.iova_to_phys(base + round * K4),
+                Some(PhysAddr::new(want))
+            );
+        }
+    }
+    for (b, &base) in blocks.iter().enumerate() {
+        let phys = PhysAddr::new(0x40_0000_0000 + b as u64 * M2 + K4);
+        assert_eq!(pt.unmap_run(base + K4, phys, K4).unwrap(), Some(true));
+    }
+    for &base in &blocks {
+        assert!(pt.iova_to_phys(base).is_some() && pt.iova_to_phys(base + 2 * K4).is_some());
+        assert_eq!(pt.iova_to_phys(base + K4), None);
+    }
+}
+
+/// An environment that refuses one translation, the one after `countdown`
+/// more, and is the host's otherwise.
+#[derive(Default)]
+struct RefusesOnce {
+    countdown: Cell<Option<usize>>,
+}
+
+// SAFETY: every call but the one refused translation is the host's, which
+// keeps the contract; a refusal promises nothing.
+unsafe impl PhysMemory for RefusesOnce {
+    fn page_size(&self) -> usize {
+        HostMemory.page_size()
+    }
+    fn alloc_pages(
+        &self,
+        count: usize,
+        cacheability: Cacheability,
+        max_phys: u64,
+    ) -> Result<Pages> {
+        HostMemory.alloc_pages(count, cacheability, max_phys)
+    }
+    unsafe fn free_pages(&self, pages: Pages) {
+        // SAFETY: the pages came from the host's alloc_pages above (the
+        // caller's promise is passed on).
+        unsafe { HostMemory.free_pages(pages) }
+    }
+    fn virt_to_phys(&self, cpu: NonNull<u8>, len: usize) -> Result<PhysAddr> {
+        HostMemory.virt_to_phys(cpu, len)
+    }
+    fn phys_to_virt(&self, phys: PhysAddr, len: usize) -> Result<NonNull<u8>> {
+        match self.countdown.get() {
+            Some(0) => {
+                self.countdown.set(None);
+                Err(Error::new(ErrorKind::NotContiguous, "refused by the test"))
+            }
+            Some(n) => {
+                self.countdown.set(Some(n - 1));
+                HostMemory.phys_to_virt(phys, len)
+            }
+            None => HostMemory.phys_to_virt(phys, len),
+        }
+    }
+}
+
+#[test]
+fn a_page_run_whose_write_fails_is_taken_back() {
+    let mut pt = Vmsav8Table::new(RefusesOnce::default(), HardwareCoherent).unwrap();
+    let iova = G1 + M2;
+    // Builds the walk to this block's last-level table and remembers it.
+    map(&mut pt, iova, 0x4000_0000, K4, RW).unwrap();
+    // The next three pages: three descriptor reads, then the writes; the
+    // second write is refused.
+    pt.memory().countdown.set(Some(4));
+    let e = map(&mut pt, iova + K4, 0x4000_1000, 3 * K4, RW).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotContiguous);
+    let probes: Vec<u64> = (0..4).map(|i| iova + i * K4).collect();
+    let first = Some(PhysAddr::new(0x4000_0000));
+    assert_eq!(
+        snapshot(&pt, &probes),
+        [first, None, None, None],
+        "taken back"
+    );
+    map(&mut pt, iova + K4, 0x4000_1000, 3 * K4, RW).unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -331,10 +481,32 @@ proptest! {
                         model.insert(*p, phys + i as u64 * K4);
                     }
                 }
-            } else {
+            } else if first % 2 == 0 {
                 let full = range.iter().all(|p| model.contains_key(p));
                 prop_assert_eq!(pt.unmap(iova, size).is_ok(), full);
                 if full {
+                    for p in &range {
+                        model.remove(p);
+                    }
+                }
+            } else {
+                // The platform's one-walk unmap: it clears only a run whose
+                // every page maps to `phys` onwards (here, every mapped
+                // run), and leaves what it cannot judge (`None`) to the
+                // general path.
+                let full = range.iter().all(|p| model.contains_key(p));
+                let removed = match pt.unmap_run(iova, PhysAddr::new(phys), size).unwrap() {
+                    Some(done) => {
+                        prop_assert_eq!(done, full);
+                        done
+                    }
+                    None => {
+                        let done = pt.unmap(iova, size).is_ok();
+                        prop_assert_eq!(done, full);
+                        done
+                    }
+                };
+                if removed {
                     for p in &range {
                         model.remove(p);
                     }
