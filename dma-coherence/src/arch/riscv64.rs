@@ -67,10 +67,9 @@ macro_rules! cbo_loop {
     ($word:expr, $va:expr, $len:expr, $block:expr) => {
         for addr in cache_lines($va, $len, $block) {
             // No `nomem`: memory may change as far as the compiler knows.
-            // SAFETY: the constructor's caller promised Zicbom is enabled; the
-            // method's caller that the range is mapped and (invalidate) owned.
-            // The word is a `cbo.*` on the block whose address is in a0
-            // (checked by `super::cbo`'s tests), touching no register.
+            // SAFETY: the constructor's caller promised Zicbom is enabled; the method's caller that
+            // the range is mapped and (invalidate) owned. The word is a `cbo.*` on the block whose
+            // address is in a0 (checked by `super::cbo`'s tests), touching no register.
             unsafe {
                 asm!(
                     ".4byte {word}",

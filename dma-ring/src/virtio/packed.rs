@@ -304,10 +304,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
             if k == 0 {
                 first_flags = flags;
             } else {
-                // SAFETY: `base + 14` is this descriptor's flags, inside the ring. The
-                // device will not look here before the first descriptor's
-                // flags say the chain is available.
-                // the first descriptor's flags say the chain is available.
+                // SAFETY: `base + 14` is this descriptor's flags, inside the ring. The device
+                // will not look here before the first descriptor's flags say the chain is available.
                 unsafe { self.mem.store_flag(base + 14, flags.bits()) };
             }
             pos = pos.advance(1, self.layout.size);

@@ -454,10 +454,9 @@ where
             dir,
             attrs,
         };
-        // SAFETY: checked by prepare_map; the caller owns the range (map's
-        // contract). prepare_map checked the translation, so this cannot fail
-        // unless the environment changed meanwhile; then the mapping is
-        // undone below.
+        // SAFETY: checked by prepare_map; the caller owns the range (map's contract). prepare_map
+        // checked the translation, so this cannot fail unless the environment changed meanwhile;
+        // then the mapping is undone below.
         if let Err(e) = unsafe { self.core().after_map(&raw) } {
             // SAFETY: mapped just above and never handed out.
             let _ = unsafe { self.unmap(&raw) };
@@ -485,10 +484,10 @@ where
             let table = self.table.lock();
             self.check_live(&table, iova, phys, pages)?;
         }
-        // SAFETY: checked live above where the policy maintains caches (on a
-        // coherent one it touches nothing); the caller's contract says the
-        // device stopped. A failure (the environment no longer translates
-        // the buffer) is reported after the device's access has ended below.
+        // A failure (the environment no longer translates the buffer) is
+        // reported below, after the device's access has ended.
+        // SAFETY: live (checked above where the policy maintains caches; on a coherent one it
+        // touches nothing), and the caller's contract says the device stopped.
         let synced = unsafe { self.core().before_unmap(mapping) };
         let mut table = self.table.lock();
         // Checked under the same lock as the unmap, so two racing unmaps of
@@ -513,18 +512,16 @@ where
     }
 
     unsafe fn sync_for_cpu(&self, mapping: &RawMapping, offset: usize, len: usize) {
-        // SAFETY: live mapping, range inside it (the caller's contract).
-        // An error means the environment no longer translates a range it
-        // translated at map; the trait has no way to report it here, and
-        // unmap's sync will.
+        // SAFETY: live mapping, range inside it (the caller's contract). An error means the
+        // environment no longer translates a range it translated at map; the trait has no way to
+        // report it here, and unmap's sync will.
         let _ = unsafe { self.core().sync(mapping, offset, len, SyncPoint::ForCpu) };
     }
 
     unsafe fn sync_for_device(&self, mapping: &RawMapping, offset: usize, len: usize) {
-        // SAFETY: live mapping, range inside it (the caller's contract).
-        // An error means the environment no longer translates a range it
-        // translated at map; the trait has no way to report it here, and
-        // unmap's sync will.
+        // SAFETY: live mapping, range inside it (the caller's contract). An error means the
+        // environment no longer translates a range it translated at map; the trait has no way to
+        // report it here, and unmap's sync will.
         let _ = unsafe { self.core().sync(mapping, offset, len, SyncPoint::ForDevice) };
     }
 

@@ -524,7 +524,8 @@ impl PresetRun for RawCommands {
             // SAFETY: Flushes, as above.
             unsafe { drv.queue_raw(command(io_opcode::FLUSH)) }.unwrap();
         }
-        // SAFETY: as above.
+        // SAFETY: a Flush has no data pointer (PRP1 and PRP2 are 0), so the
+        // controller reaches no memory for it.
         let full = unsafe { drv.queue_raw(command(io_opcode::FLUSH)) };
         assert!(matches!(full, Err(DriverError::Ring(_))), "{full:?}");
         assert_eq!(drv.in_flight(), 2);

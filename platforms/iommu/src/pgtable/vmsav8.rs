@@ -283,10 +283,9 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
 
     fn read_at(&self, at: PhysAddr) -> Result<Descriptor> {
         let p = self.alloc.memory.phys_to_virt(at, 8)?;
-        // SAFETY: the environment maps these 8 bytes at `p`; `at` is an
-        // 8-aligned descriptor inside one of our tables (the walk follows
-        // only descriptors we wrote). Volatile because the IOMMU reads (and
-        // with HTTU could write) it.
+        // SAFETY: the environment maps these 8 bytes at `p`; `at` is an 8-aligned descriptor inside
+        // one of our tables (the walk follows only descriptors we wrote). Volatile because the
+        // IOMMU reads (and with HTTU could write) it.
         Ok(Descriptor(unsafe {
             p.cast::<u64>().as_ptr().read_volatile()
         }))
@@ -685,10 +684,9 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
             }
         }
         let bytes = self.format.table_bytes(level);
-        // SAFETY: every table came from `alloc_table(level)` (or is the
-        // root, from `alloc` of the same size), is reachable from the root
-        // exactly once, and is freed once here; the owner (Drop) guarantees
-        // the IOMMU no longer walks it.
+        // SAFETY: every table came from `alloc_table(level)` (or is the root, from `alloc` of the
+        // same size), is reachable from the root exactly once, and is freed once here; the owner
+        // (Drop) guarantees the IOMMU no longer walks it.
         unsafe { self.alloc.free(table, bytes, Cacheability::Cached) };
     }
 }

@@ -108,12 +108,11 @@ pub fn hart_id() -> u64 {
 /// cause 2), `None` if it ran.
 pub fn probe_cbo_clean(addr: usize) -> Option<u64> {
     let cause: u64;
-    // SAFETY: `cbo.clean` writes back a cache block (no change to memory
-    // contents) or traps. The temporary vector (4-byte aligned, direct
-    // mode) only records mcause, steps mepc over the 4-byte instruction and
-    // returns with `mret` to M-mode (MPP = M after a trap from M-mode;
-    // interrupts stay off, MIE = MPIE = 0); the old mtvec is restored
-    // before the block ends. Every register written is an operand.
+    // The temporary vector (4-byte aligned, direct mode) only records mcause, steps mepc over the
+    // 4-byte instruction and returns with `mret` to M-mode (MPP = M after a trap from M-mode;
+    // interrupts stay off, MIE = MPIE = 0); the old mtvec is restored before the block ends.
+    // SAFETY: `cbo.clean` writes back a cache block (no change to memory contents) or traps into
+    // that vector, which returns here; every register written is an operand.
     unsafe {
         core::arch::asm!(
             "la {vec}, 3f",

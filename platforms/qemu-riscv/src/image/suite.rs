@@ -29,10 +29,9 @@ use crate::console::Console;
 
 /// The board's DMA memory: RAM under the identity (M-mode has no
 /// translation), pages from the one cached pool.
-// SAFETY: RAM is [RAM_BASE, RAM_BASE + RAM_SIZE) at the same CPU and
-// physical addresses (no translation in M-mode); the pool lies inside it
-// (memmap's assertions), above the image and heap, below the device tree,
-// and is used by nothing else; this is the only BoardMemory.
+// SAFETY: RAM is [RAM_BASE, RAM_BASE + RAM_SIZE) at the same CPU and physical addresses (no
+// translation in M-mode); the pool lies inside it (memmap's assertions), above the image and heap,
+// below the device tree, and is used by nothing else; this is the only BoardMemory.
 static MEMORY: BoardMemory = unsafe {
     BoardMemory::cached_only(
         LinearMap {
