@@ -67,47 +67,100 @@ impl PrpLayout {
     where
         I: IntoIterator<Item = DmaSegment>,
     {
-        let page = page_size as u64;
-        check_page_size(page)?;
-        let (mask, shift) = (page - 1, page.trailing_zeros());
-        // Memory pages touched by `len` bytes starting `offset` into one
-        // (a shift, not a division: the page size is a power of two).
-        let pages = |offset: u64, len: u64| {
-            let bytes = offset + len;
-            (bytes >> shift) + u64::from(bytes & mask != 0)
-        };
-        let mut segments = segments.into_iter();
-        let first = segments
-            .next()
-            .ok_or(Error::new(ErrorKind::ZeroSize, "no segments to describe"))?;
-        let mut prev_end = segment_end(&first, None, page)?;
-        let mut entries = pages(first.addr.as_u64() & mask, first.len);
-        let mut total = first.len;
+        let mut rules = PrpRules::new(page_size as u64)?;
         for seg in segments {
-            // One test for the usual segment: not empty, not wrapping, and
-            // starting where the previous one ended on a page boundary.
-            let end = match seg.end() {
-                Some(end) if seg.len != 0 && (seg.addr.as_u64() | prev_end) & mask == 0 => end,
-                _ => segment_end(&seg, Some(prev_end), page)?,
-            };
-            prev_end = end;
-            entries += pages(0, seg.len);
-            total = total.checked_add(seg.len).ok_or(
-                Error::new(ErrorKind::AddressOverflow, "transfer length overflows").len(seg.len),
-            )?;
+            rules.check(&seg)?;
         }
-        let entries = usize::try_from(entries).map_err(|_| {
+        rules.layout()
+    }
+}
+
+/// The PRP rules applied to segments one at a time, in order, counting
+/// entries and bytes as they pass: the one implementation of the checks,
+/// shared by [`PrpLayout::of`] and the encoder's single pass.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PrpRules {
+    mask: u64,
+    shift: u32,
+    /// The end of the last segment checked; `None` before the first.
+    prev_end: Option<u64>,
+    entries: u64,
+    total: u64,
+}
+
+impl PrpRules {
+    /// Rules for `page`-byte memory pages.
+    pub(crate) fn new(page: u64) -> Result<Self> {
+        check_page_size(page)?;
+        Ok(Self {
+            mask: page - 1,
+            shift: page.trailing_zeros(),
+            prev_end: None,
+            entries: 0,
+            total: 0,
+        })
+    }
+
+    /// Memory pages touched by `len` bytes starting `offset` into one (a
+    /// shift, not a division: the page size is a power of two).
+    fn pages(&self, offset: u64, len: u64) -> u64 {
+        let bytes = offset + len;
+        (bytes >> self.shift) + u64::from(bytes & self.mask != 0)
+    }
+
+    /// Checks the next segment; returns its end.
+    #[inline]
+    pub(crate) fn check(&mut self, seg: &DmaSegment) -> Result<u64> {
+        let page = self.mask + 1;
+        let Some(prev_end) = self.prev_end else {
+            let end = segment_end(seg, None, page)?;
+            self.prev_end = Some(end);
+            self.entries = self.pages(seg.addr.as_u64() & self.mask, seg.len);
+            self.total = seg.len;
+            return Ok(end);
+        };
+        // One test for the usual segment: not empty, not wrapping, and
+        // starting where the previous one ended on a page boundary.
+        let end = match seg.end() {
+            Some(end) if seg.len != 0 && (seg.addr.as_u64() | prev_end) & self.mask == 0 => end,
+            _ => segment_end(seg, Some(prev_end), page)?,
+        };
+        self.prev_end = Some(end);
+        self.entries += self.pages(0, seg.len);
+        self.total = self.total.checked_add(seg.len).ok_or(
+            Error::new(ErrorKind::AddressOverflow, "transfer length overflows").len(seg.len),
+        )?;
+        Ok(end)
+    }
+
+    /// The layout of the segments checked so far.
+    ///
+    /// # Errors
+    ///
+    /// [`ZeroSize`](ErrorKind::ZeroSize) when there were none;
+    /// [`TooManySegments`](ErrorKind::TooManySegments) when the entry count
+    /// does not fit in `usize`.
+    pub(crate) fn layout(&self) -> Result<PrpLayout> {
+        if self.prev_end.is_none() {
+            return Err(no_segments());
+        }
+        let entries = usize::try_from(self.entries).map_err(|_| {
             Error::new(
                 ErrorKind::TooManySegments,
                 "more PRP entries than fit in usize",
             )
-            .len(entries)
+            .len(self.entries)
         })?;
-        Ok(Self {
+        Ok(PrpLayout {
             entries,
-            total_len: total,
+            total_len: self.total,
         })
     }
+}
+
+/// The error for a transfer of no segments.
+pub(crate) fn no_segments() -> Error {
+    Error::new(ErrorKind::ZeroSize, "no segments to describe")
 }
 
 /// Checks one segment against the PRP rules, in the order they are
@@ -289,7 +342,8 @@ mod encode {
 
     use dma_core::{DmaAddr, DmaAlloc, Error, ErrorKind, PoolBlock, Result};
 
-    use super::{PrpEntries, PrpLayout, PRP_ENTRY_SIZE};
+    use super::{no_segments, PrpLayout, PrpRules, PRP_ENTRY_SIZE};
+    use crate::nvme::pools::SMALL_BLOCK;
     use crate::nvme::NvmePools;
     use crate::DmaSegment;
 
@@ -379,61 +433,105 @@ mod encode {
     {
         let segments = segments.into_iter();
         let page = pools.page_size();
-        let layout = PrpLayout::of(segments.clone(), page)?;
-        let mut entries = PrpEntries::new(segments, page);
-        let mut next = || {
-            entries.next().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::OutOfRange,
-                    "segments changed while being encoded",
-                )
+        let mut entries = CheckedEntries::new(segments.clone(), page)?;
+        encode(pools, &mut entries).map_err(|e| {
+            // One pass checks and writes, so it may meet a pool error
+            // before a later segment's rule error; report as a separate
+            // check first would: the segments' error, if they have one.
+            PrpLayout::of(segments, page).err().unwrap_or(e)
+        })
+    }
+
+    /// The PRP entries of segments, each segment checked against the PRP
+    /// rules when it is reached: the check and the entries in one pass.
+    struct CheckedEntries<I> {
+        segments: I,
+        rules: PrpRules,
+        next: u64,
+        end: u64,
+        page: u64,
+    }
+
+    impl<I: Iterator<Item = DmaSegment>> CheckedEntries<I> {
+        fn new(segments: I, page: usize) -> Result<Self> {
+            Ok(Self {
+                segments,
+                rules: PrpRules::new(page as u64)?,
+                next: 0,
+                end: 0,
+                page: page as u64,
             })
-        };
-        let prp1 = next()?;
+        }
+
+        /// Fills `out` with the next entries, little-endian; returns how
+        /// many, fewer than `out.len()` only when the segments end.
+        #[inline]
+        fn fill(&mut self, out: &mut [u64]) -> Result<usize> {
+            let mut n = 0;
+            while n < out.len() {
+                if self.next >= self.end {
+                    let Some(seg) = self.segments.next() else {
+                        break;
+                    };
+                    // A checked segment is not empty: next < end below.
+                    self.end = self.rules.check(&seg)?;
+                    self.next = seg.addr.as_u64();
+                }
+                out[n] = self.next.to_le();
+                n += 1;
+                self.next = (self.next & !(self.page - 1))
+                    .checked_add(self.page)
+                    .unwrap_or(self.end);
+            }
+            Ok(n)
+        }
+    }
+
+    /// The most list entries a small block takes.
+    const SMALL_ENTRIES: usize = SMALL_BLOCK / PRP_ENTRY_SIZE;
+    /// Entries written to list memory per bounds-checked run.
+    const CHUNK: usize = 64;
+
+    /// The single pass: PRP1, then PRP2 as a data page or a list.
+    fn encode<'pool, P: DmaAlloc, I: Iterator<Item = DmaSegment>>(
+        pools: &'pool NvmePools<P>,
+        entries: &mut CheckedEntries<I>,
+    ) -> Result<PrpRequest<'pool, P>> {
+        // The count is not known ahead: read PRP1 and up to one more list
+        // entry than a small block takes, which is enough to choose.
+        let mut chunk = [0u64; CHUNK];
+        let known = entries.fill(&mut chunk[..SMALL_ENTRIES + 2])?;
+        let entry = |i: usize| DmaAddr::new(u64::from_le(chunk[i]));
         let mut request = PrpRequest {
-            prp1,
+            prp1: entry(0),
             prp2: DmaAddr::ZERO,
             lists: Vec::new(),
         };
-        match layout.entries {
+        match known {
+            0 => return Err(no_segments()),
             1 => {}
-            2 => request.prp2 = next()?,
-            n => request.prp2 = write_lists(pools, &mut next, n - 1, &mut request.lists)?,
+            2 => request.prp2 = entry(1),
+            _ => {
+                chunk.copy_within(1..known, 0);
+                request.prp2 = write_lists(pools, chunk, known - 1, entries, &mut request.lists)?;
+            }
         }
         Ok(request)
     }
 
-    /// Writes the next `count` entries from the start of `block`, a chunk
-    /// of them per bounds-checked run.
-    fn write_entries<P: DmaAlloc>(
-        block: &mut PoolBlock<'_, P>,
-        count: usize,
-        next: &mut impl FnMut() -> Result<DmaAddr>,
-    ) -> Result<()> {
-        const CHUNK: usize = 64;
-        let mut chunk = [0u64; CHUNK];
-        let mut done = 0;
-        while done < count {
-            let n = (count - done).min(CHUNK);
-            for slot in &mut chunk[..n] {
-                *slot = next()?.as_u64().to_le();
-            }
-            block.write_slice(done * PRP_ENTRY_SIZE, &chunk[..n])?;
-            done += n;
-        }
-        Ok(())
-    }
-
-    /// Writes `remaining` entries into list blocks, chaining full pages;
-    /// returns the head's address.
-    fn write_lists<'pool, P: DmaAlloc>(
+    /// Writes the list entries, the first `read` of them already in
+    /// `chunk`, into list blocks: one small block when they fit, else
+    /// memory pages chained through their last slot. Returns the first
+    /// block's address.
+    fn write_lists<'pool, P: DmaAlloc, I: Iterator<Item = DmaSegment>>(
         pools: &'pool NvmePools<P>,
-        next: &mut impl FnMut() -> Result<DmaAddr>,
-        mut remaining: usize,
+        mut chunk: [u64; CHUNK],
+        read: usize,
+        entries: &mut CheckedEntries<I>,
         lists: &mut Vec<PoolBlock<'pool, P>>,
     ) -> Result<DmaAddr> {
         let page = pools.page_size() as u64;
-        let mut block = pools.alloc_for(remaining.saturating_mul(PRP_ENTRY_SIZE))?;
+        let mut block = pools.alloc_for(read * PRP_ENTRY_SIZE)?;
         let head = block.dma_addr();
         if !head.is_aligned(PRP_ENTRY_SIZE as u64) {
             return Err(
@@ -441,40 +539,71 @@ mod encode {
                     .at(head.as_u64()),
             );
         }
-        lists
-            .try_reserve(remaining.div_ceil(page as usize / PRP_ENTRY_SIZE - 1))
-            .map_err(|_| {
-                Error::new(ErrorKind::OutOfMemory, "no memory to track PRP list blocks")
-            })?;
+        let mut carried = read;
         loop {
             // A list runs to the end of its memory page; a block that stops
             // short of it cannot chain, since the controller would take the
-            // page's last slot as the pointer.
+            // page's last slot as the pointer. Pool blocks are aligned to
+            // their size, so a small block holds all its entries and a page
+            // block spans its memory page; the test guards that promise.
             let start = block.dma_addr().as_u64();
             let to_page_end = page - (start & (page - 1));
-            let reaches_page_end = block.size() as u64 >= to_page_end;
             let slots = (block.size() as u64).min(to_page_end) as usize / PRP_ENTRY_SIZE;
-            if remaining <= slots {
-                write_entries(&mut block, remaining, next)?;
-                lists.push(block);
+            if read <= SMALL_ENTRIES && read <= slots {
+                block.write_slice(0, &chunk[..read])?;
+                track(&mut *lists, block)?;
                 return Ok(head);
             }
-            if !reaches_page_end || slots < 2 {
+            if (block.size() as u64) < to_page_end || slots <= CHUNK {
                 return Err(Error::new(
                     ErrorKind::InvalidConstraints,
                     "PRP list block too short to chain",
                 )
                 .at(start));
             }
-            write_entries(&mut block, slots - 1, next)?;
-            remaining -= slots - 1;
-            let chained = pools.alloc_page()?;
-            block.write_at::<u64>(
-                (slots - 1) * PRP_ENTRY_SIZE,
-                chained.dma_addr().as_u64().to_le(),
-            )?;
-            lists.push(block);
-            block = chained;
+            // Every slot but the last takes data, in chunks.
+            let last = slots - 1;
+            let mut slot = 0;
+            while slot < last {
+                let room = (last - slot).min(CHUNK);
+                let got = carried + entries.fill(&mut chunk[carried..room])?;
+                block.write_slice(slot * PRP_ENTRY_SIZE, &chunk[..got])?;
+                (slot, carried) = (slot + got, 0);
+                if got < room {
+                    track(&mut *lists, block)?;
+                    return Ok(head);
+                }
+            }
+            // The last slot holds the final entry, or points to the next
+            // page when more than one is left.
+            let mut tail = [0u64; 2];
+            let at = last * PRP_ENTRY_SIZE;
+            match entries.fill(&mut tail)? {
+                0 => {}
+                1 => block.write_at::<u64>(at, tail[0])?,
+                _ => {
+                    let chained = pools.alloc_page()?;
+                    block.write_at::<u64>(at, chained.dma_addr().as_u64().to_le())?;
+                    track(&mut *lists, core::mem::replace(&mut block, chained))?;
+                    chunk[..2].copy_from_slice(&tail);
+                    carried = 2;
+                    continue;
+                }
+            }
+            track(&mut *lists, block)?;
+            return Ok(head);
         }
+    }
+
+    /// Adds `block` to the request's list blocks.
+    fn track<'pool, P: DmaAlloc>(
+        lists: &mut Vec<PoolBlock<'pool, P>>,
+        block: PoolBlock<'pool, P>,
+    ) -> Result<()> {
+        lists.try_reserve(1).map_err(|_| {
+            Error::new(ErrorKind::OutOfMemory, "no memory to track PRP list blocks")
+        })?;
+        lists.push(block);
+        Ok(())
     }
 }
