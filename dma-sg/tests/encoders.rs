@@ -150,6 +150,16 @@ fn prp_rejects_what_it_cannot_describe() {
     let r = nvme::encode_prp(&one, scattered_pages(600));
     assert_eq!(kind(r.map(|_| ())), ErrorKind::PoolExhausted);
     assert_eq!(one.available(), initial);
+    // The single pass meets the dry pool (at the second list page) before
+    // the bad last segment; the segment's error is reported, as a check
+    // ahead of any allocation would, and every block goes back.
+    let mut bad_tail = scattered_pages(600);
+    bad_tail.push(seg(0x7_0000_0200, 16));
+    assert_eq!(
+        kind(nvme::encode_prp(&one, bad_tail.iter().copied()).map(|_| ())),
+        ErrorKind::Misaligned
+    );
+    assert_eq!(one.available(), initial);
     // The page pool's only block held by a 40-entry list.
     let held = nvme::encode_prp(&one, scattered_pages(40)).unwrap();
     assert_eq!(

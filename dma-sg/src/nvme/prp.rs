@@ -82,8 +82,10 @@ impl PrpLayout {
 pub(crate) struct PrpRules {
     mask: u64,
     shift: u32,
-    /// The end of the last segment checked; `None` before the first.
-    prev_end: Option<u64>,
+    /// The end of the last segment checked; before the first, 1, which is
+    /// never on a page boundary, so the first takes the full checks.
+    prev_end: u64,
+    started: bool,
     entries: u64,
     total: u64,
 }
@@ -95,42 +97,53 @@ impl PrpRules {
         Ok(Self {
             mask: page - 1,
             shift: page.trailing_zeros(),
-            prev_end: None,
+            prev_end: 1,
+            started: false,
             entries: 0,
             total: 0,
         })
     }
 
-    /// Memory pages touched by `len` bytes starting `offset` into one (a
-    /// shift, not a division: the page size is a power of two).
-    fn pages(&self, offset: u64, len: u64) -> u64 {
-        let bytes = offset + len;
-        (bytes >> self.shift) + u64::from(bytes & self.mask != 0)
-    }
-
-    /// Checks the next segment; returns its end.
+    /// Checks the next segment; returns how many PRP entries it takes (one
+    /// per memory page it touches).
     #[inline]
     pub(crate) fn check(&mut self, seg: &DmaSegment) -> Result<u64> {
+        let addr = seg.addr.as_u64();
         let page = self.mask + 1;
-        let Some(prev_end) = self.prev_end else {
-            let end = segment_end(seg, None, page)?;
-            self.prev_end = Some(end);
-            self.entries = self.pages(seg.addr.as_u64() & self.mask, seg.len);
-            self.total = seg.len;
-            return Ok(end);
-        };
-        // One test for the usual segment: not empty, not wrapping, and
-        // starting where the previous one ended on a page boundary.
+        // A whole memory page following a page-aligned end (never the
+        // first segment, whose prev_end is 1), not the top page: one entry.
+        if seg.len == page
+            && (addr | self.prev_end) & self.mask == 0
+            && addr < 0u64.wrapping_sub(page)
+        {
+            self.total = self.total.checked_add(page).ok_or(
+                Error::new(ErrorKind::AddressOverflow, "transfer length overflows").len(page),
+            )?;
+            self.entries += 1;
+            self.prev_end = addr + page;
+            return Ok(1);
+        }
+        // One test for the usual segment: not the first, not empty, not
+        // wrapping, and starting where the previous one ended on a page
+        // boundary.
         let end = match seg.end() {
-            Some(end) if seg.len != 0 && (seg.addr.as_u64() | prev_end) & self.mask == 0 => end,
-            _ => segment_end(seg, Some(prev_end), page)?,
+            Some(end) if seg.len != 0 && (addr | self.prev_end) & self.mask == 0 => end,
+            _ => {
+                let prev = self.started.then_some(self.prev_end);
+                segment_end(seg, prev, self.mask + 1)?
+            }
         };
-        self.prev_end = Some(end);
-        self.entries += self.pages(0, seg.len);
         self.total = self.total.checked_add(seg.len).ok_or(
             Error::new(ErrorKind::AddressOverflow, "transfer length overflows").len(seg.len),
         )?;
-        Ok(end)
+        // A shift, not a division: the page size is a power of two. Only
+        // the first segment may start inside a page.
+        let bytes = (addr & self.mask) + seg.len;
+        let pages = (bytes >> self.shift) + u64::from(bytes & self.mask != 0);
+        self.entries += pages;
+        self.prev_end = end;
+        self.started = true;
+        Ok(pages)
     }
 
     /// The layout of the segments checked so far.
@@ -141,7 +154,7 @@ impl PrpRules {
     /// [`TooManySegments`](ErrorKind::TooManySegments) when the entry count
     /// does not fit in `usize`.
     pub(crate) fn layout(&self) -> Result<PrpLayout> {
-        if self.prev_end.is_none() {
+        if !self.started {
             return Err(no_segments());
         }
         let entries = usize::try_from(self.entries).map_err(|_| {
@@ -447,8 +460,9 @@ mod encode {
     struct CheckedEntries<I> {
         segments: I,
         rules: PrpRules,
+        /// The next entry of the current segment, and how many are left.
         next: u64,
-        end: u64,
+        left: u64,
         page: u64,
     }
 
@@ -458,7 +472,7 @@ mod encode {
                 segments,
                 rules: PrpRules::new(page as u64)?,
                 next: 0,
-                end: 0,
+                left: 0,
                 page: page as u64,
             })
         }
@@ -469,19 +483,20 @@ mod encode {
         fn fill(&mut self, out: &mut [u64]) -> Result<usize> {
             let mut n = 0;
             while n < out.len() {
-                if self.next >= self.end {
+                if self.left == 0 {
                     let Some(seg) = self.segments.next() else {
                         break;
                     };
-                    // A checked segment is not empty: next < end below.
-                    self.end = self.rules.check(&seg)?;
+                    // At least one: a checked segment is not empty.
+                    self.left = self.rules.check(&seg)?;
                     self.next = seg.addr.as_u64();
                 }
                 out[n] = self.next.to_le();
                 n += 1;
-                self.next = (self.next & !(self.page - 1))
-                    .checked_add(self.page)
-                    .unwrap_or(self.end);
+                self.left -= 1;
+                // The next page's start; it passes the top of the address
+                // space only after a segment's last entry, when unused.
+                self.next = (self.next & !(self.page - 1)).wrapping_add(self.page);
             }
             Ok(n)
         }
