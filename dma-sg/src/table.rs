@@ -134,38 +134,30 @@ impl<S: SgStorage> SgTable<S> {
             )
             .len(pages.len() as u64));
         }
-        // One branch per page on the usual path: misaligned, or so high
-        // that the page runs past the top of the address space.
-        let last_start = u64::MAX - (page - 1);
-        if let Some(p) = pages
-            .iter()
-            .find(|p| p.as_u64() & (page - 1) != 0 || p.as_u64() > last_start)
-        {
-            return Err(if !p.is_aligned(page) {
-                Error::new(
-                    ErrorKind::Misaligned,
-                    "page address not aligned to the page size",
-                )
-            } else {
-                Error::new(
-                    ErrorKind::AddressOverflow,
-                    "page runs past the top of the address space",
-                )
-            }
-            .at(p.as_u64()));
-        }
         let rules = Rules::of(&self.limits);
+        let bad =
+            |p: &&PhysAddr| p.as_u64() & (page - 1) != 0 || p.as_u64() > u64::MAX - (page - 1);
         self.transaction(|t| {
             let mut remaining = len;
             let mut in_page = offset;
             for p in pages {
+                // One branch per page on the usual path: misaligned, or so
+                // high that the page runs past the top of the address space.
+                if bad(&p) {
+                    return Err(bad_page(*p, page));
+                }
                 let piece = remaining.min(page - in_page);
                 t.push_piece(&rules, p.as_u64() + in_page, piece)?;
                 remaining -= piece;
                 in_page = 0;
             }
+            t.total += len;
             Ok(())
         })
+        // Pages are checked as they are reached; a bad page anywhere is
+        // reported ahead of any other error, as a check before building
+        // would.
+        .map_err(|e| pages.iter().find(bad).map_or(e, |p| bad_page(*p, page)))
     }
 
     /// Appends physically contiguous ranges `(start, len)`, each cut at
@@ -284,11 +276,13 @@ impl<S: SgStorage> SgTable<S> {
             remaining -= piece;
             addr = addr.wrapping_add(piece);
         }
+        self.total += len;
         Ok(())
     }
 
     /// Adds a piece lying within one page: extends the last entry when
-    /// allowed, else starts a new one.
+    /// allowed, else starts a new one. The caller adds to `total` once
+    /// its whole append succeeds.
     #[inline]
     fn push_piece(&mut self, l: &Rules, phys: u64, len: u64) -> Result<()> {
         if phys + (len - 1) > l.reach {
@@ -306,7 +300,6 @@ impl<S: SgStorage> SgTable<S> {
             if contiguous && merged <= l.max_segment && !l.crosses_boundary(start, merged) {
                 if let Ok(merged) = usize::try_from(merged) {
                     last.len = merged;
-                    self.total += len;
                     return Ok(());
                 }
             }
@@ -327,10 +320,26 @@ impl<S: SgStorage> SgTable<S> {
         }
         // A piece is at most a page, which fits in usize (it is an allocation unit).
         self.storage
-            .try_push(SgEntry::new(PhysAddr::new(phys), len as usize))?;
-        self.total += len;
-        Ok(())
+            .try_push(SgEntry::new(PhysAddr::new(phys), len as usize))
     }
+}
+
+/// The error for a page address [`SgTable::append_pages`] refuses:
+/// misaligned, or so high that the page runs past the top of the address
+/// space.
+fn bad_page(p: PhysAddr, page: u64) -> Error {
+    if !p.is_aligned(page) {
+        Error::new(
+            ErrorKind::Misaligned,
+            "page address not aligned to the page size",
+        )
+    } else {
+        Error::new(
+            ErrorKind::AddressOverflow,
+            "page runs past the top of the address space",
+        )
+    }
+    .at(p.as_u64())
 }
 
 /// The limits as each piece is checked against them, worked out once per

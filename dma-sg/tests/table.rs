@@ -190,6 +190,17 @@ fn every_bad_input_is_a_typed_error() {
         kind(SgTable::from_pages(limits(c32), &pages(&[0x10_0000]), 0, 8)),
         ErrorKind::Unreachable
     );
+    // Pages are checked as they are reached, yet a bad page is reported
+    // ahead of an earlier page's constraint error, and the table is left
+    // as it was.
+    let mut t32 = SgTable::from_pages(limits(c32), &pages(&[1]), 0, 8).unwrap();
+    let before = shape(&t32);
+    let mixed = [PhysAddr::new(0x1_0000_0000), PhysAddr::new(0x3001)];
+    assert_eq!(
+        kind(t32.append_pages(&mixed, 0, 2 * 4096)),
+        ErrorKind::Misaligned
+    );
+    assert_eq!((shape(&t32), t32.total_len()), (before, 8));
     let few = DeviceConstraints::builder()
         .max_segments(2)
         .build()
