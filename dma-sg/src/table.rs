@@ -141,13 +141,20 @@ impl<S: SgStorage> SgTable<S> {
             let mut remaining = len;
             let mut in_page = offset;
             for p in pages {
-                // One branch per page on the usual path: misaligned, or so
-                // high that the page runs past the top of the address space.
-                if bad(&p) {
-                    return Err(bad_page(*p, page));
-                }
                 let piece = remaining.min(page - in_page);
-                t.push_piece(&rules, p.as_u64() + in_page, piece)?;
+                // One branch per page on the usual path: a page-aligned
+                // address whose whole page the device reaches (an aligned
+                // page's last byte does not wrap). Otherwise the exact
+                // tests: misaligned, past the top of the address space, or
+                // this piece beyond the mask.
+                let last_byte = p.as_u64().wrapping_add(page - 1);
+                if p.as_u64() & (page - 1) != 0 || last_byte > rules.reach {
+                    if bad(&p) {
+                        return Err(bad_page(*p, page));
+                    }
+                    rules.check_reach(p.as_u64() + in_page, piece)?;
+                }
+                t.push_reachable(&rules, p.as_u64() + in_page, piece)?;
                 remaining -= piece;
                 in_page = 0;
             }
@@ -285,14 +292,14 @@ impl<S: SgStorage> SgTable<S> {
     /// its whole append succeeds.
     #[inline]
     fn push_piece(&mut self, l: &Rules, phys: u64, len: u64) -> Result<()> {
-        if phys + (len - 1) > l.reach {
-            return Err(Error::new(
-                ErrorKind::Unreachable,
-                "page lies above the device's DMA mask",
-            )
-            .at(phys)
-            .len(len));
-        }
+        l.check_reach(phys, len)?;
+        self.push_reachable(l, phys, len)
+    }
+
+    /// [`push_piece`](Self::push_piece) for a piece already known to lie
+    /// within the device's reach.
+    #[inline]
+    fn push_reachable(&mut self, l: &Rules, phys: u64, len: u64) -> Result<()> {
         if let Some(last) = self.storage.as_mut_slice().last_mut() {
             let start = last.phys.as_u64();
             let merged = last.len as u64 + len;
@@ -369,6 +376,21 @@ impl Rules {
                 l.max_segments()
             },
         }
+    }
+
+    /// Refuses a piece (`len` bytes at `phys`, not wrapping) that touches
+    /// memory beyond the device's reach.
+    #[inline]
+    fn check_reach(&self, phys: u64, len: u64) -> Result<()> {
+        if phys + (len - 1) > self.reach {
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                "page lies above the device's DMA mask",
+            )
+            .at(phys)
+            .len(len));
+        }
+        Ok(())
     }
 
     /// Whether `len` bytes at `addr` cross the boundary.
