@@ -772,7 +772,12 @@ fn package(r: &mut Runner) {
     for c in &crates {
         args.extend(["-p", c.name.as_str()]);
     }
-    r.cargo(name, &args, &[]);
+    // And the verification builds get a target directory of their own,
+    // cleared with the rest: in a shared one (`CARGO_TARGET_DIR`), a
+    // previous run's build of a same-version registry package was reused.
+    let verify = stale.join("verify");
+    let verify = verify.display().to_string();
+    r.cargo(name, &args, &[("CARGO_TARGET_DIR", verify.as_str())]);
 }
 
 /// Removes the unpacked sources of `crates` (any version) from cargo's

@@ -515,8 +515,9 @@ impl<M: PhysMemory, C: CacheMaintenance> Vmsav8Table<M, C> {
         Ok(true)
     }
 
-    /// Unmaps `size` bytes at `iova` in one walk if they are a
-    /// [`page_run`](Self::page_run) whose every page maps to `phys` onwards
+    /// Unmaps `size` bytes at `iova` in one walk if they are a page run
+    /// (pages of one last-level table, shorter than the smallest block)
+    /// whose every page maps to `phys` onwards
     /// (`Some(true)`), the way a mapping of `phys` made them. `Some(false)`:
     /// some page does not, and nothing changed. `None`: not a page run, or
     /// a block or missing table is in the way; use
