@@ -78,13 +78,11 @@ const _: () = {
 /// ```
 pub fn nvme_controller(regs: &Mmio<NvmeRegisters>) -> Result<Controller<'_>, DriverError> {
     let bar = core::ptr::NonNull::from(&**regs).cast::<u8>();
-    // SAFETY: the block is a boxed `#[repr(C)]` struct of tock-registers
-    // cells, `size_of::<NvmeRegisters>()` bytes with BAR0's layout (the
-    // properties at 0x00..0x38, doorbells from 0x1000), kept alive by the
-    // borrowed `Mmio` for the controller's lifetime. Its cells are
-    // `UnsafeCell`s, so writing through a pointer derived from `&` is
-    // allowed, and the device model reaches them only with volatile
-    // accesses of whole registers, as hardware would.
+    // The block's cells are `UnsafeCell`s, so writing through a pointer
+    // derived from `&` is allowed, and the device model reaches them only
+    // with volatile accesses of whole registers, as hardware would.
+    // SAFETY: a boxed `#[repr(C)]` block of `size_of::<NvmeRegisters>()` bytes with BAR0's layout
+    // (properties at 0x00..0x38, doorbells from 0x1000), kept alive by the borrowed `Mmio`.
     unsafe { Controller::new(bar, size_of::<NvmeRegisters>()) }
 }
 
@@ -121,13 +119,12 @@ pub fn nvme_controller(regs: &Mmio<NvmeRegisters>) -> Result<Controller<'_>, Dri
 /// ```
 pub fn nic_registers(regs: &Mmio<SimNic>) -> &DriverNic {
     let block: *const SimNic = &**regs;
-    // SAFETY: both types are `#[repr(C)]` tock-registers structs of the
-    // same size (asserted above), every register the driver's struct names
-    // sits at the same offset in the model's (asserted above), and both are
-    // made only of `UnsafeCell<u32>` registers and padding, so every bit
-    // pattern of one is a valid other. The reference borrows `regs`, which
-    // keeps the boxed block alive and in place; shared references to
-    // `UnsafeCell`s alias soundly, and both sides access the cells only
-    // with volatile reads and writes of whole registers.
+    // Both types are `#[repr(C)]` tock-registers structs of the same size,
+    // every register the driver's struct names sits at the same offset in
+    // the model's (both asserted above), and both are made only of
+    // `UnsafeCell<u32>` registers and padding. Both sides access the cells
+    // only with volatile reads and writes of whole registers.
+    // SAFETY: so every bit pattern of one is a valid other, and shared references to the cells
+    // alias soundly; the reference borrows `regs`, which keeps the boxed block alive and in place.
     unsafe { &*block.cast::<DriverNic>() }
 }

@@ -380,10 +380,9 @@ impl Bar {
                 self.len
             )));
         }
-        // SAFETY: in bounds and aligned (checked above); the mapping lives
-        // as long as `self`; the caller promises T is made of registers
-        // that are only accessed volatilely, so no plain reference to
-        // device-written bytes is ever read as ordinary memory.
+        // SAFETY: in bounds and aligned (checked above); the mapping lives as long as `self`; the
+        // caller promises T is made of registers that are only accessed volatilely, so no plain
+        // reference to device-written bytes is ever read as ordinary memory.
         Ok(unsafe { &*(addr as *const T) })
     }
 }

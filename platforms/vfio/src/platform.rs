@@ -235,10 +235,9 @@ fn iova_window(container: &VfioContainer, mask: u64) -> Option<(u64, u64)> {
 /// either, so nothing goes stale) and on older kernels, which keep the
 /// problem: there, write a buffer before mapping it for the device.
 fn populate_writable(vaddr: u64, size: u64) {
-    // SAFETY: an madvise on whole pages of this process's address space;
-    // MADV_POPULATE_WRITE only faults pages in (breaking copy-on-write),
-    // it changes no byte any Rust object holds, and a failure changes
-    // nothing.
+    // SAFETY: an madvise on whole pages of this process's address space; MADV_POPULATE_WRITE only
+    // faults pages in (breaking copy-on-write), it changes no byte any Rust object holds, and a
+    // failure changes nothing.
     unsafe {
         libc::madvise(
             vaddr as usize as *mut libc::c_void,

@@ -92,10 +92,9 @@ unsafe impl<S: StaticPlatform> Hal for VirtioHal<S> {
             // Cannot overflow: dma_alloc made the same product.
             size: pages * PAGE_SIZE,
         };
-        // SAFETY: the caller passes what dma_alloc returned and frees it
-        // once (Hal::dma_dealloc's contract); dma_alloc only returned
-        // regions of exactly `pages * PAGE_SIZE` bytes, so this is exactly
-        // that region, allocated with empty attrs.
+        // SAFETY: the caller passes what dma_alloc returned and frees it once (Hal::dma_dealloc's
+        // contract); dma_alloc only returned regions of exactly `pages * PAGE_SIZE` bytes, so this
+        // is exactly that region, allocated with empty attrs.
         match unsafe { S::platform().free_coherent(region, DmaAttrs::empty()) } {
             Ok(()) => 0,
             Err(_) => -1,
@@ -135,11 +134,9 @@ unsafe impl<S: StaticPlatform> Hal for VirtioHal<S> {
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, dir: BufferDirection) {
         let platform = S::platform();
         let unmapped = mapping(platform, paddr, buffer, dir).and_then(|m| {
-            // SAFETY: `m` is what `share` mapped: the same buffer (so the
-            // same physical address and length), the address map returned,
-            // the same direction and attrs; virtio-drivers unshares it once,
-            // after the device returned it in the used ring. The unmap syncs
-            // it for the CPU where the device wrote it.
+            // The unmap syncs the buffer for the CPU where the device wrote it.
+            // SAFETY: `m` is what `share` mapped (same buffer, address, direction and attrs), and
+            // virtio-drivers unshares it once, after the device returned it in the used ring.
             unsafe { platform.unmap(&m) }
         });
         if let Err(e) = unmapped {

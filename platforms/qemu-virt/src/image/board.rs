@@ -101,9 +101,8 @@ impl Board {
         let nvme_bar = bar?;
 
         let bar_ptr = NonNull::new(nvme_bar.addr as *mut u8).ok_or(BoardError::NotFound("BAR0"))?;
-        // SAFETY: BAR0 was just placed in the 32-bit window, which the
-        // identity map maps Device-nGnRE; memory decoding is on; only this
-        // driver uses it.
+        // SAFETY: BAR0 was just placed in the 32-bit window, which the identity map maps Device-
+        // nGnRE; memory decoding is on; only this driver uses it.
         let nvme =
             unsafe { Controller::new(bar_ptr, nvme_bar.size as usize) }.map_err(BoardError::from);
         step(

@@ -333,12 +333,10 @@ fn fault_after_unmap(
     }
     let mut cmd = read_write(opcode::READ, NSID, lba, 1).map_err(e("command"))?;
     cmd.prp1 = iova.as_u64();
-    // SAFETY: PRP1 is the one data pointer of a one-block read (PRP2 is
-    // 0), and it is an IOVA just unmapped and checked above to translate
-    // to nothing; nothing is mapped between that check and the command's
-    // completion (the driver was started before), so the SMMU blocks
-    // every access the controller makes through it and no memory of the
-    // program can be written.
+    // Nothing is mapped between the check above and the command's
+    // completion (the driver was started before).
+    // SAFETY: PRP1, the one data pointer of a one-block read (PRP2 is 0), is an IOVA that translates
+    // to nothing, so the SMMU blocks every access the controller makes and no memory is written.
     unsafe { disk.queue_raw(cmd) }.map_err(e("queue"))?;
     disk.submit();
     let done = disk.wait().map_err(e("wait"))?;

@@ -82,9 +82,8 @@ unsafe impl DmaMap for Tampering<'_> {
             Tamper::WriteAfterMap(byte) if dir == DmaDirection::ToDevice => {
                 let at = phys.as_u64() as usize as *mut u8;
                 for i in 0..len {
-                    // SAFETY: VfioPlatform's physical addresses are this
-                    // process's virtual ones, so `at..at + len` is the
-                    // caller's buffer, which it owns and the device only
+                    // SAFETY: VfioPlatform's physical addresses are this process's virtual ones, so
+                    // `at..at + len` is the caller's buffer, which it owns and the device only
                     // reads; the device has not been told of it yet.
                     unsafe { at.add(i).write_volatile(byte) };
                 }
