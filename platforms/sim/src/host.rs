@@ -13,8 +13,9 @@
 //!
 //! The cache model's bulk work on 4 KiB pages (its snapshot of a region
 //! being mapped, and its "did the CPU write since" compares) reads whole
-//! 16-byte units with volatile vector loads where the address is 16-byte
-//! aligned ([`vector`]), the way `dma-core`'s own volatile copies reach
+//! 32-byte units (AVX2, where the CPU has it and the address is 32-byte
+//! aligned) or 16-byte units (16-byte aligned) with volatile vector loads
+//! ([`vector`]), the way `dma-core`'s own volatile copies reach
 //! DMA memory: only ever memory of live streaming mappings and cached
 //! allocations, which the driver's syncs hand between the two sides.
 
