@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use core::iter;
 
 use foldhash::fast::FixedState;
-use hashbrown::hash_map::Entry;
+use hashbrown::hash_map::{Entry, OccupiedEntry};
 use hashbrown::HashMap;
 
 /// One or more values in insertion order: the first inline, the rest in a
@@ -24,6 +24,33 @@ impl<T> Bucket<T> {
     /// The values, oldest first, for updating.
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
         iter::once(&mut self.first).chain(self.more.iter_mut())
+    }
+}
+
+/// An occupied bucket of a [`BucketMap`], found once.
+pub(crate) struct Slot<'a, T>(OccupiedEntry<'a, u64, Bucket<T>, FixedState>);
+
+impl<T> Slot<'_, T> {
+    /// The values here, oldest first.
+    pub(crate) fn bucket(&self) -> &Bucket<T> {
+        self.0.get()
+    }
+
+    /// Removes the value at position `at` (oldest first, as
+    /// [`Bucket::iter`] counts), dropping the bucket when it was the last.
+    ///
+    /// `at` must be a position [`Bucket::iter`] yields; callers take it
+    /// from there.
+    pub(crate) fn remove_at(mut self, at: usize) -> T {
+        let bucket = self.0.get_mut();
+        if at > 0 {
+            return bucket.more.remove(at - 1);
+        }
+        if bucket.more.is_empty() {
+            return self.0.remove().first;
+        }
+        let next = bucket.more.remove(0);
+        core::mem::replace(&mut bucket.first, next)
     }
 }
 
@@ -68,22 +95,21 @@ impl<T> BucketMap<T> {
         self.map.get_mut(&key)
     }
 
+    /// The bucket at `key`, held so that a value chosen by looking at it
+    /// can be removed without hashing and probing a second time.
+    pub(crate) fn slot(&mut self, key: u64) -> Option<Slot<'_, T>> {
+        match self.map.entry(key) {
+            Entry::Occupied(entry) => Some(Slot(entry)),
+            Entry::Vacant(_) => None,
+        }
+    }
+
     /// Removes the oldest value at `key` for which `is` holds, dropping the
     /// bucket when it was the last.
     pub(crate) fn remove(&mut self, key: u64, is: impl Fn(&T) -> bool) -> Option<T> {
-        let Entry::Occupied(mut entry) = self.map.entry(key) else {
-            return None;
-        };
-        let bucket = entry.get_mut();
-        if is(&bucket.first) {
-            if bucket.more.is_empty() {
-                return Some(entry.remove().first);
-            }
-            let next = bucket.more.remove(0);
-            return Some(core::mem::replace(&mut bucket.first, next));
-        }
-        let at = bucket.more.iter().position(is)?;
-        Some(bucket.more.remove(at))
+        let slot = self.slot(key)?;
+        let at = slot.bucket().iter().position(is)?;
+        Some(slot.remove_at(at))
     }
 
     /// Every value, in no particular order.

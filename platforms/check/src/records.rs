@@ -11,7 +11,7 @@
 
 use dma_core::CpuOwned;
 
-use crate::bucket::BucketMap;
+use crate::bucket::{BucketMap, Slot};
 use crate::report::Mapping;
 
 /// One live mapping or allocation and what the checker keeps beside it.
@@ -61,6 +61,12 @@ impl Records {
         let bucket = self.0.get_mut(dma)?;
         let at = bucket.iter().position(is).unwrap_or(0);
         bucket.iter_mut().nth(at)
+    }
+
+    /// The records at `dma`, held for choosing one and removing it with a
+    /// single probe (an unmap's lookup and removal).
+    pub(crate) fn slot(&mut self, dma: u64) -> Option<Slot<'_, Live>> {
+        self.0.slot(dma)
     }
 
     /// Removes and returns the record `key` names.

@@ -196,8 +196,8 @@ impl Tracker {
             return None;
         }
         let ls = line_size.max(1) as u64;
-        let first = phys.as_u64() / ls;
-        let last = phys.as_u64().checked_add(m.len as u64 - 1)? / ls;
+        let first = line_of(phys.as_u64(), ls);
+        let last = line_of(phys.as_u64().checked_add(m.len as u64 - 1)?, ls);
         if let Some(clash) = self.lines.track(line_span(m, first, last)) {
             if let Some(existing) = self.live.get((clash.dma, clash.id)).map(|l| l.mapping) {
                 out.push(Report::CacheLineOverlap {
@@ -223,19 +223,25 @@ impl Tracker {
         cpu: CpuSide,
         len: usize,
     ) -> Option<(Key, Mapping)> {
-        let candidates = || self.live.at(dma.as_u64());
-        let full =
-            |l: &Live| l.mapping.kind == kind && l.mapping.cpu == cpu && l.mapping.len == len;
-        let same = |l: &Live| l.mapping.kind == kind && l.mapping.cpu == cpu;
-        candidates()
-            .find(|(_, l)| full(l))
-            .or_else(|| candidates().find(|(_, l)| same(l)))
-            .or_else(|| candidates().next())
+        let at = best_match(
+            || self.live.at(dma.as_u64()).map(|(_, l)| l),
+            kind,
+            cpu,
+            len,
+        )?;
+        self.live
+            .at(dma.as_u64())
+            .nth(at)
             .map(|(k, l)| (k, l.mapping))
     }
 
     fn remove(&mut self, key: Key) -> Option<Mapping> {
         let live = self.live.remove(key)?;
+        Some(self.retire(live))
+    }
+
+    /// Forgets a removed record's cache lines and keeps it in the history.
+    fn retire(&mut self, live: Live) -> Mapping {
         if let Some((first, last)) = live.lines {
             self.lines.remove(line_span(&live.mapping, first, last));
         }
@@ -243,7 +249,7 @@ impl Tracker {
             self.history.pop_front();
         }
         self.history.push_back(live.mapping);
-        Some(live.mapping)
+        live.mapping
     }
 
     fn not_mapped(&self, op: Operation, dma: DmaAddr, len: usize) -> Report {
@@ -267,7 +273,14 @@ impl Tracker {
     ) -> Verdict<RawMapping> {
         let op = Operation::Unmap;
         let cpu = CpuSide::Phys(given.phys);
-        let Some((key, m)) = self.find(given.dma, MappingKind::Single, cpu, given.len) else {
+        // One probe finds the record and, when the checks pass, removes it.
+        let slot = self.live.slot(given.dma.as_u64());
+        let found = slot.and_then(|slot| {
+            let at = best_match(|| slot.bucket().iter(), MappingKind::Single, cpu, given.len)?;
+            let m = slot.bucket().iter().nth(at)?.mapping;
+            Some((slot, at, m))
+        });
+        let Some((slot, at, m)) = found else {
             out.push(self.not_mapped(op, given.dma, given.len));
             return Verdict::Refuse;
         };
@@ -288,7 +301,8 @@ impl Tracker {
             return Verdict::Refuse;
         }
         describe_mismatches(op, &m, given.len, given.dir, out);
-        self.remove(key);
+        let live = slot.remove_at(at);
+        self.retire(live);
         Verdict::Forward(RawMapping {
             phys: given.phys,
             dma: m.dma,
@@ -578,6 +592,32 @@ impl Tracker {
         self.live.clear();
         self.tables.clear();
         self.lines.clear();
+    }
+}
+
+/// The position among `candidates` (oldest first) of the best match, like
+/// Linux's `bucket_find_exact`: a full match first, then one with the same
+/// kind and CPU side, then the oldest.
+fn best_match<'a, I: Iterator<Item = &'a Live>>(
+    candidates: impl Fn() -> I,
+    kind: MappingKind,
+    cpu: CpuSide,
+    len: usize,
+) -> Option<usize> {
+    let same = |l: &Live| l.mapping.kind == kind && l.mapping.cpu == cpu;
+    candidates()
+        .position(|l| same(l) && l.mapping.len == len)
+        .or_else(|| candidates().position(same))
+        .or_else(|| candidates().next().map(|_| 0))
+}
+
+/// The line `addr` lies in: a shift for the usual power-of-two line size
+/// (a 64-bit division costs tens of cycles on every map), else a division.
+fn line_of(addr: u64, line_size: u64) -> u64 {
+    if line_size.is_power_of_two() {
+        addr >> line_size.trailing_zeros()
+    } else {
+        addr / line_size
     }
 }
 

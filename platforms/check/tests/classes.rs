@@ -627,6 +627,53 @@ fn device_writable_mappings_sharing_a_cache_line() {
     }
 }
 
+/// Lines are counted in the configured size even when it is not a power of
+/// two (the usual power-of-two size takes a shift instead of a division).
+#[test]
+fn a_cache_line_size_that_is_not_a_power_of_two() {
+    let p = Checked::with_config(
+        inner(DeviceConstraints::UNCONSTRAINED),
+        Config::new().cache_line(96),
+    );
+    let pages = p.alloc_coherent(4096, DmaAttrs::empty()).unwrap();
+    let base = pages.cpu.as_ptr() as u64;
+    // The first 96-byte line boundary in the region.
+    let start = base + (96 - base % 96) % 96;
+    let map_at = |at: u64, len: usize| {
+        let phys = PhysAddr::new(at);
+        // SAFETY: inside the test's own region, alive until freed below.
+        let dma = unsafe { p.map(phys, len, DmaDirection::FromDevice, DmaAttrs::empty()) }.unwrap();
+        RawMapping {
+            phys,
+            dma,
+            len,
+            dir: DmaDirection::FromDevice,
+            attrs: DmaAttrs::empty(),
+        }
+    };
+    let a = map_at(start, 100); // lines 0..=1
+    let b = map_at(start + 192, 8); // line 2: no overlap
+    assert!(p.reports().is_empty(), "{:?}", p.reports());
+    let c = map_at(start + 100, 8); // line 1, shared with a
+    let reports = p.take_reports();
+    assert!(
+        matches!(
+            reports[..],
+            [Report::CacheLineOverlap { mapping, existing, line, line_size: 96 }]
+                if mapping.dma == c.dma && existing.dma == a.dma && line.as_u64() == start + 96
+        ),
+        "{reports:?}"
+    );
+    // SAFETY: as mapped and allocated.
+    unsafe {
+        for m in [a, b, c] {
+            p.unmap(&m).unwrap();
+        }
+        p.free_coherent(pages, DmaAttrs::empty()).unwrap();
+    }
+    assert!(p.reports().is_empty());
+}
+
 // ---- leaks at release ----------------------------------------------------
 
 #[test]
