@@ -89,6 +89,21 @@ pub const PAIRS: &[Pair] = &[
         "",
     ),
     pair(
+        "ring round trip, 64 B, batch 32",
+        "submit_complete_64B/batch_32/dma-ring nvme/32",
+        Peer::Bench(
+            "submit_complete_64B/batch_32/bare phase-tag ring/32",
+            "bare phase-tag ring (the protocol alone)",
+        ),
+        "",
+    ),
+    pair(
+        "bare phase-tag ring, batch 32",
+        "submit_complete_64B/batch_32/bare phase-tag ring/32",
+        Peer::Bench("submit_complete_64B/batch_32/rtrb/32", "two rtrb queues"),
+        "",
+    ),
+    pair(
         "SG build + PRP, per page, 1 MiB",
         "sg_build_encode/build+prp/1MiB",
         Peer::Limit(5.0, "target 5 ns/page"),
