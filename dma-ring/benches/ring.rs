@@ -166,11 +166,19 @@ fn numbered(mut cmd: NvmeCommand, k: u32) -> NvmeCommand {
     cmd
 }
 
-fn ours(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    batch: u32,
-    posting: Posting,
-) {
+/// What the bare ring reaches directly: the queue pair's memory and its
+/// doorbells.
+struct Views {
+    sq: MemoryView,
+    cq: MemoryView,
+    sq_db: Arc<AtomicDoorbell>,
+    cq_db: Arc<AtomicDoorbell>,
+}
+
+/// A queue pair of `DEPTH` entries on the x86-coherent platform, with the
+/// device model running on its own thread (it stops when the returned
+/// `Device` is dropped, which the caller does before dropping the pair).
+fn queue_pair(posting: Posting) -> (Qp, Device, Views) {
     let platform: &'static Platform = Box::leak(Box::new(DirectPlatform::x86_coherent(
         HostMemory,
         DeviceConstraints::UNCONSTRAINED,
@@ -188,15 +196,31 @@ fn ours(
         sq_tail: sq_db.clone(),
         cq_head: cq_db.clone(),
     };
-    let mut qp = Qp::allocate(platform, config, doorbells).unwrap();
-    // SAFETY: the device thread stops (Device drop) before `qp` is dropped.
+    let qp = Qp::allocate(platform, config, doorbells).unwrap();
+    // SAFETY: the memory lives as long as `qp`, and every caller drops the
+    // device (stopping its thread) before `qp`.
     let (sq, cq) = unsafe {
         (
             MemoryView::of(qp.sq_memory()),
             MemoryView::of(qp.cq_memory()),
         )
     };
-    let device = Device::spawn(nvme_device(sq, cq, sq_db, cq_db, posting));
+    let device = Device::spawn(nvme_device(sq, cq, sq_db.clone(), cq_db.clone(), posting));
+    let views = Views {
+        sq,
+        cq,
+        sq_db,
+        cq_db,
+    };
+    (qp, device, views)
+}
+
+fn ours(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    batch: u32,
+    posting: Posting,
+) {
+    let (mut qp, device, _) = queue_pair(posting);
     let name = match posting {
         Posting::PerEntry => "dma-ring nvme",
         Posting::WholeRun => "dma-ring nvme, whole-run device",
@@ -239,39 +263,18 @@ fn bare_phase_tags(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     batch: u32,
 ) {
-    let platform: &'static Platform = Box::leak(Box::new(DirectPlatform::x86_coherent(
-        HostMemory,
-        DeviceConstraints::UNCONSTRAINED,
-    )));
-    let (sq_db, cq_db) = (
-        Arc::new(AtomicDoorbell::default()),
-        Arc::new(AtomicDoorbell::default()),
-    );
-    let config = NvmeQueueConfig {
-        qid: 1,
-        sq_size: DEPTH,
-        cq_size: DEPTH,
-    };
-    let doorbells = NvmeDoorbells {
-        sq_tail: sq_db.clone(),
-        cq_head: cq_db.clone(),
-    };
-    // Only the queue pair's memory is used; its methods are not called.
-    let qp = Qp::allocate(platform, config, doorbells).unwrap();
-    // SAFETY: the device thread stops (Device drop) before `qp` is dropped.
-    let (sq, cq) = unsafe {
-        (
-            MemoryView::of(qp.sq_memory()),
-            MemoryView::of(qp.cq_memory()),
-        )
-    };
-    let device = Device::spawn(nvme_device(
-        sq,
-        cq,
-        sq_db.clone(),
-        cq_db.clone(),
-        Posting::PerEntry,
-    ));
+    // Only the queue pair's memory and doorbells are used; its methods are
+    // not called, but it must outlive the device (dropped explicitly below).
+    let (
+        _qp,
+        device,
+        Views {
+            sq,
+            cq,
+            sq_db,
+            cq_db,
+        },
+    ) = queue_pair(Posting::PerEntry);
     let template = request();
     let (mut sq_tail, mut cq_head, mut phase) = (0u32, 0u32, true);
     group.bench_with_input(
