@@ -299,21 +299,20 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         (u32::from(u16::MAX) >> self.index_bits) as u16
     }
 
+    /// Slot `index`'s id. Shifts in 32 bits, so a positional table's 16
+    /// index bits leave no generation without a branch.
     #[inline]
     fn id(&self, index: u16) -> u16 {
-        if self.index_bits >= 16 {
-            return index;
-        }
-        index | (self.storage.as_ref()[usize::from(index)].generation() << self.index_bits)
+        let generation = u32::from(self.storage.as_ref()[usize::from(index)].generation());
+        index | (generation << self.index_bits) as u16
     }
 
+    /// An id's slot index and generation (0 for a positional table).
     #[inline]
     fn split(&self, id: u16) -> (u16, u16) {
-        if self.index_bits >= 16 {
-            return (id, 0);
-        }
-        let index = id & ((1u16 << self.index_bits) - 1);
-        (index, id >> self.index_bits)
+        let id = u32::from(id);
+        let index = id & ((1 << self.index_bits) - 1);
+        (index as u16, (id >> self.index_bits) as u16)
     }
 
     /// Stores `value` in a free slot and returns its id (index plus
