@@ -196,7 +196,12 @@ pub(crate) struct SlotTable<T, S: SlotStorage<T>> {
     usable: u32,
     free: u16,
     in_use: u32,
+    /// How an id splits: its low `index_bits` (`index_mask`) are the slot
+    /// index, the rest (`generation_mask` once shifted down) the
+    /// generation. Worked out once; every completion splits an id.
     index_bits: u32,
+    index_mask: u16,
+    generation_mask: u16,
     /// Values a [`Drain`] still has to hand back; nonzero only while one
     /// is alive, or after one was leaked (`mem::forget`).
     unreclaimed: u32,
@@ -239,6 +244,8 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
             free: NONE,
             in_use: 0,
             index_bits,
+            index_mask: ((1u32 << index_bits) - 1) as u16,
+            generation_mask: (u32::from(u16::MAX) >> index_bits) as u16,
             unreclaimed: 0,
             _marker: core::marker::PhantomData,
         };
@@ -296,7 +303,7 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
 
     #[inline]
     fn generation_mask(&self) -> u16 {
-        (u32::from(u16::MAX) >> self.index_bits) as u16
+        self.generation_mask
     }
 
     /// Slot `index`'s id. Shifts in 32 bits, so a positional table's 16
@@ -310,9 +317,8 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
     /// An id's slot index and generation (0 for a positional table).
     #[inline]
     fn split(&self, id: u16) -> (u16, u16) {
-        let id = u32::from(id);
-        let index = id & ((1 << self.index_bits) - 1);
-        (index as u16, (id >> self.index_bits) as u16)
+        let generation = (u32::from(id) >> self.index_bits) as u16;
+        (id & self.index_mask, generation)
     }
 
     /// Stores `value` in a free slot and returns its id (index plus
@@ -331,6 +337,9 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
     /// count as they were: for protocols that use neither (NVMe).
     #[inline]
     pub(crate) fn insert_id(&mut self, value: T, submitted: u32) -> Result<u16, T> {
+        if self.unreclaimed != 0 {
+            return Err(value);
+        }
         let mut tally = self.tally();
         let id = self.insert_id_in(&mut tally, value, submitted)?;
         self.set_tally(tally);
@@ -339,6 +348,9 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
 
     #[inline]
     fn insert_value(&mut self, value: T) -> Result<u16, T> {
+        if self.unreclaimed != 0 {
+            return Err(value);
+        }
         let mut tally = self.tally();
         let index = self.insert_value_in(&mut tally, value)?;
         self.set_tally(tally);
@@ -363,7 +375,10 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         self.in_use = tally.in_use;
     }
 
-    /// [`insert_id`](Self::insert_id) against a batch's `tally`.
+    /// [`insert_id`](Self::insert_id) against a batch's `tally`, for a
+    /// caller that found [`check_reclaimed`](Self::check_reclaimed) passing
+    /// when the batch began (nothing can drain the table during it). Were
+    /// it not so, the value in the slot would be dropped, never doubled.
     #[inline]
     pub(crate) fn insert_id_in(
         &mut self,
@@ -401,7 +416,8 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
 
     #[inline]
     fn insert_value_in(&mut self, tally: &mut Tally, value: T) -> Result<u16, T> {
-        if tally.free == NONE || self.unreclaimed != 0 {
+        debug_assert_eq!(self.unreclaimed, 0, "callers check_reclaimed first");
+        if tally.free == NONE {
             return Err(value);
         }
         let index = tally.free;
