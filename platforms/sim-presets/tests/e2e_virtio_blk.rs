@@ -33,6 +33,7 @@ fn options(layout: QueueLayout, event_idx: bool, translates: bool) -> VirtioOpti
     VirtioOptions {
         layout,
         event_idx,
+        indirect: true,
         platform_translates: translates,
         queue_size: 16,
     }
@@ -44,6 +45,7 @@ fn options(layout: QueueLayout, event_idx: bool, translates: bool) -> VirtioOpti
 struct Traffic {
     layout: QueueLayout,
     event_idx: bool,
+    indirect: bool,
     translates: bool,
 }
 
@@ -60,7 +62,10 @@ impl PresetRun for Traffic {
             ..VirtioConfig::default()
         };
         let disk = VirtioMmio::new(sim.bus(dev), Blk::new(SECTORS, false), config);
-        let opts = options(self.layout, self.event_idx, self.translates);
+        let opts = VirtioOptions {
+            indirect: self.indirect,
+            ..options(self.layout, self.event_idx, self.translates)
+        };
         let mut vda = VirtioBlk::start(
             virtio_mmio(&disk).unwrap(),
             p,
@@ -111,20 +116,23 @@ impl PresetRun for Traffic {
 }
 
 #[test]
-fn blk_runs_clean_on_every_preset_split_and_packed_with_and_without_event_idx() {
+fn blk_runs_clean_on_every_preset_split_and_packed_with_and_without_event_idx_and_indirect() {
     for preset in Preset::ALL {
         for layout in [QueueLayout::Split, QueueLayout::Packed] {
-            for event_idx in [false, true] {
+            for (event_idx, indirect) in
+                [(false, false), (true, false), (false, true), (true, true)]
+            {
                 let translates = preset == Preset::Iommu;
                 let body = Traffic {
                     layout,
                     event_idx,
+                    indirect,
                     translates,
                 };
                 let out = preset
                     .run(11, DeviceConstraints::UNCONSTRAINED, body)
                     .unwrap();
-                let what = format!("{preset} {layout:?} event_idx={event_idx}");
+                let what = format!("{preset} {layout:?} event_idx={event_idx} indirect={indirect}");
                 assert!(out.clean(), "{what}: {:?} {:?}", out.checker, out.reports);
                 assert!(out.faults.is_empty(), "{what}: {:?}", out.faults);
                 let (features, stats) = out.output;
@@ -135,7 +143,11 @@ fn blk_runs_clean_on_every_preset_split_and_packed_with_and_without_event_idx() 
                 );
                 assert_eq!(features.contains(Features::EVENT_IDX), event_idx, "{what}");
                 assert!(features.contains(Features::VERSION_1 | Features::ACCESS_PLATFORM));
-                assert!(!features.contains(Features::INDIRECT_DESC), "{what}");
+                assert_eq!(
+                    features.contains(Features::INDIRECT_DESC),
+                    indirect,
+                    "{what}"
+                );
                 assert_eq!(
                     (stats.writes, stats.reads, stats.flushes, stats.errors),
                     (48, 48, 6, 0)
@@ -469,5 +481,68 @@ fn device_errors_are_typed_and_no_buffer_is_lost() {
                 out.reports
             );
         }
+    }
+}
+
+/// Completes every request OK and records how many packed ring
+/// descriptors each took.
+struct Recorder(Vec<u16>);
+
+impl Backend for Recorder {
+    const DEVICE_ID: u32 = 2;
+    const QUEUES: u16 = 1;
+
+    fn features(&self) -> model::Features {
+        model::Features::empty()
+    }
+
+    fn config(&self) -> Vec<u8> {
+        64u64.to_le_bytes().to_vec()
+    }
+
+    fn work(&mut self, io: &mut QueueIo<'_>) -> Result<bool, ChainError> {
+        let Some(chain) = io.pop(0)? else {
+            return Ok(false);
+        };
+        self.0.push(chain.ring_len);
+        let w = chain.writable_len();
+        chain.write_at(io.bus(), w - 1, &[0])?;
+        io.push_used(0, &chain, w as u32)?;
+        Ok(true)
+    }
+}
+
+/// With INDIRECT_DESC a request of several segments takes one packed
+/// ring descriptor; without, one per segment.
+#[test]
+fn indirect_requests_take_one_ring_entry() {
+    for indirect in [false, true] {
+        let (sim, dev) = sim_platform(9);
+        let p = Checked::new(sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED));
+        let disk = VirtioMmio::new(sim.bus(dev), Recorder(Vec::new()), VirtioConfig::default());
+        let opts = VirtioOptions {
+            indirect,
+            ..options(QueueLayout::Packed, true, false)
+        };
+        let mut vda = VirtioBlk::start(
+            virtio_mmio(&disk).unwrap(),
+            &p,
+            Stepping::new(disk.clone()),
+            opts,
+        )
+        .unwrap();
+        vda.write(0, DmaBuf::for_device(&p, 3 * 4096).unwrap())
+            .unwrap();
+        vda.flush().unwrap_or(()); // FLUSH not offered: nothing sent
+        vda.shutdown().unwrap();
+        let ring_lens = disk.with_backend(|r| r.0.clone());
+        assert_eq!(ring_lens.len(), 1);
+        if indirect {
+            assert_eq!(ring_lens, [1]);
+        } else {
+            assert!(ring_lens[0] >= 3, "header, data, status: {ring_lens:?}");
+        }
+        p.release();
+        assert!(p.reports().is_empty() && sim.reports().is_empty());
     }
 }
