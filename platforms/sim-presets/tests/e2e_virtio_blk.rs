@@ -334,6 +334,7 @@ fn bad_requests_are_refused_with_the_buffer_back() {
     assert!(matches!(r.error, DriverError::InvalidArgument(m) if m.contains("read-only")));
     assert!(r.buffer.is_some());
     drop(vdb);
+    assert!(ro.status().is_empty(), "drop resets the device");
     p.release();
     assert!(
         p.reports().is_empty() && sim.reports().is_empty(),
@@ -353,6 +354,8 @@ enum Misbehave {
     ShortRead,
     /// Status OK, used length 0.
     NoLength,
+    /// Used length right, status byte never written.
+    NoStatus,
     /// Never completes.
     Silent,
     /// Reports the chain malformed (DEVICE_NEEDS_RESET).
@@ -399,6 +402,7 @@ impl Backend for HostileBlk {
                 status(&chain, io, 0)?;
                 0
             }
+            Misbehave::NoStatus => w as u32,
             Misbehave::Silent => unreachable!("returned above"),
             Misbehave::Broken => return Err(ChainError::Malformed("hostile: refuses every chain")),
         };
@@ -453,6 +457,10 @@ fn device_errors_are_typed_and_no_buffer_is_lost() {
             (
                 NoLength,
                 &|e| matches!(e, DriverError::DeviceProtocol(m) if m.contains("length 0")),
+            ),
+            (
+                NoStatus,
+                &|e| matches!(e, DriverError::DeviceProtocol(m) if m.contains("status byte")),
             ),
             (
                 LongLength,
