@@ -377,3 +377,73 @@ fn device_errors_are_typed_and_no_buffer_is_lost() {
         }
     }
 }
+
+/// A network device offering `MAC` with the given configuration space,
+/// that never uses a buffer.
+struct MuteNet(Vec<u8>);
+
+impl Backend for MuteNet {
+    const DEVICE_ID: u32 = 1;
+    const QUEUES: u16 = 2;
+
+    fn features(&self) -> model::Features {
+        model::net::features::MAC
+    }
+
+    fn config(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+
+    fn work(&mut self, _io: &mut QueueIo<'_>) -> Result<bool, ChainError> {
+        Ok(false)
+    }
+}
+
+/// No room for the MAC address; a full transmit queue; a device that
+/// never sends: typed errors, frames back.
+#[test]
+fn config_room_and_silence_errors() {
+    let (sim, dev) = machine(12);
+    let p = Checked::new(sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED));
+    let start = |config: Vec<u8>, queue_size: u16| {
+        let d = VirtioMmio::new(sim.bus(dev), MuteNet(config), VirtioConfig::default());
+        let cfg = VirtioNetConfig {
+            options: VirtioOptions {
+                queue_size,
+                indirect: false,
+                ..VirtioOptions::default()
+            },
+            ..VirtioNetConfig::default()
+        };
+        let r = VirtioNet::<_, _, _, DmaBuf>::start(
+            virtio_mmio(&d).unwrap(),
+            &p,
+            Stepping::new(d.clone()),
+            cfg,
+        );
+        (r, d)
+    };
+    let (r, d) = start(Vec::new(), 8);
+    assert!(matches!(r.err(), Some(DriverError::Unsupported(m)) if m.contains("MAC")));
+    assert!(d.status().contains(model::Status::FAILED));
+
+    // Two transmit entries: one frame (header + data) fills them.
+    let (r, _) = start(MAC.to_vec(), 2);
+    let mut eth = r.unwrap();
+    eth.send(dma_frame(&p, &frame(0))).unwrap();
+    let e = eth.send(dma_frame(&p, &frame(1))).unwrap_err();
+    assert!(
+        matches!(e.error, DriverError::Ring(r) if r.kind() == RingErrorKind::Full),
+        "{e:?}"
+    );
+    assert_eq!(e.buffer.map(|b| b[..] == frame(1)[..]), Some(true));
+    assert!(matches!(eth.wait_sent(), Err(DriverError::Timeout(_))));
+    assert_eq!(eth.shutdown().unwrap().len(), 1);
+
+    p.release();
+    assert!(
+        p.reports().is_empty() && sim.reports().is_empty(),
+        "{:?}",
+        p.reports()
+    );
+}

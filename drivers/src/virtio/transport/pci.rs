@@ -547,6 +547,10 @@ mod tests {
         assert!(refused(&c, &b).contains("vendor"));
 
         let mut c = qemu_blk();
+        c.0[2..4].copy_from_slice(&0x1100u16.to_le_bytes());
+        assert!(refused(&c, &b).contains("device id"));
+
+        let mut c = qemu_blk();
         c.0[6] = 0;
         assert!(refused(&c, &b).contains("capability list"));
 
