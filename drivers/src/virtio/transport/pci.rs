@@ -240,6 +240,39 @@ impl<R: RegisterIo + Clone> PciTransport<R> {
     /// BAR by index (the board assigned the BARs and enabled memory
     /// decoding and bus mastering in the command register).
     ///
+    /// # Example
+    ///
+    /// A board with ECAM and BARs it assigned itself (QEMU `virt`: the
+    /// virtio structures of `virtio-blk-pci` are all in BAR4):
+    ///
+    /// ```no_run
+    /// use core::ptr::NonNull;
+    /// use dma_drivers::virtio::transport::pci::{PciConfigSpace, PciTransport};
+    /// use dma_drivers::virtio::transport::MmioWindow;
+    ///
+    /// /// One function's 4 KiB of ECAM.
+    /// struct Ecam(NonNull<u8>);
+    ///
+    /// impl PciConfigSpace for Ecam {
+    ///     fn read32(&self, offset: u16) -> u32 {
+    ///         // SAFETY: the 4 KiB ECAM window of this function is mapped as
+    ///         // Device memory, and `offset` is an aligned dword below 4096.
+    ///         unsafe { self.0.as_ptr().add(usize::from(offset)).cast::<u32>().read_volatile() }
+    ///     }
+    /// }
+    ///
+    /// fn bring_up(ecam: NonNull<u8>, bar4: NonNull<u8>) -> Result<(), dma_drivers::DriverError> {
+    ///     let config = Ecam(ecam);
+    ///     // SAFETY: the board assigned BAR4 (0x4000 bytes) at `bar4`, mapped it as
+    ///     // Device memory and enabled memory decoding and bus mastering.
+    ///     let window = unsafe { MmioWindow::new(bar4, 0x4000) };
+    ///     let transport = PciTransport::new(&config, |bar| (bar == 4).then_some(window))?;
+    ///     // ... VirtioBlk::start(transport, platform, wait, VirtioOptions::default())
+    ///     # let _ = transport;
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`DriverError::Unsupported`] when the common or notify capability
