@@ -10,9 +10,12 @@
 //! Every peer builds each request as a value from a template and folds
 //! each completion into a checksum it hands to `black_box` once per batch;
 //! ours submits through a batch (`NvmeQueuePair::batch`) and reaps with
-//! `poll_many` (one read barrier per run of posted
-//! entries, as a driver's completion handler does) and writes the CQ head
-//! doorbell once per batch.
+//! `poll_many` (every posted entry in one call, as a driver's completion
+//! handler does) and writes the CQ head doorbell once per batch.
+//!
+//! `DMA_BENCH_ITERS=N` instead runs N round trips with the device's step
+//! inline on one thread, for instruction counts under callgrind
+//! ([`inline_device`]; docs/performance.md has the method).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
