@@ -529,8 +529,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
             return Err(RingError::with(RingErrorKind::WrongQueue, sq_id.into()));
         }
         // The head must lie from the last reported one to the announced
-        // tail: as `RingCursor::check_head_from`, counted from the stored
-        // head so that only one distance is worked out per entry.
+        // tail (as `RingCursor::check_head` asks of one report), counted
+        // from the stored head so that one distance is worked out per entry.
         let sq_head = u32::from(sq_head);
         let jump = || RingError::with(RingErrorKind::IndexJump, sq_head.into());
         if sq_head >= self.sq.size() {
