@@ -391,6 +391,21 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         Ok(self.id(index))
     }
 
+    /// How many values were inserted with [`insert_id_in`](Self::insert_id_in)
+    /// against a tally that was never stored back (a leaked batch): the
+    /// busy slots at the head of the free list, which holds only vacant
+    /// ones otherwise.
+    #[cold]
+    pub(crate) fn inserted_beyond_tally(&self) -> u32 {
+        let storage = self.storage.as_ref();
+        let (mut at, mut found) = (self.free, 0);
+        while at != NONE && found < self.usable && storage[usize::from(at)].value.is_some() {
+            at = storage[usize::from(at)].link();
+            found += 1;
+        }
+        found
+    }
+
     /// Counts in the last `n` values inserted with
     /// [`insert_id_in`](Self::insert_id_in) against a tally that was never
     /// stored back (a leaked batch): they sit at the head of the free list

@@ -117,11 +117,13 @@ pub struct NvmeQueuePair<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
     cq_unreleased: bool,
     /// Commands pushed so far (wrapping): each command's submission number.
     pushed: u32,
-    /// `pushed` when the open [`NvmeBatch`] began. A batch stores its tail
-    /// and tally back when it ends, so if this is still set when the queue
-    /// pair is used again, the batch was leaked (`mem::forget`) and
-    /// [`settle`](Self::settle) takes its commands over.
-    open_batch: Option<u32>,
+    /// Whether an [`NvmeBatch`] is open. A batch keeps the SQ tail, the
+    /// tally and the submission count in registers and stores them back
+    /// when it ends, so if this is still set when the queue pair is used
+    /// again, the batch was leaked (`mem::forget`) and
+    /// [`settle`](Self::settle) takes its commands over: they are the busy
+    /// slots at the head of the free list.
+    open_batch: bool,
     slots: SlotTable<T, S>,
     broken: bool,
 }
@@ -163,7 +165,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
             phase: true,
             cq_unreleased: false,
             pushed: 0,
-            open_batch: None,
+            open_batch: false,
             slots: SlotTable::tagged(slots, limit)?,
             broken: false,
         })
@@ -212,8 +214,11 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// has not taken over yet.
     #[inline]
     fn leaked_batch(&self) -> u32 {
-        self.open_batch
-            .map_or(0, |start| self.pushed.wrapping_sub(start))
+        if self.open_batch {
+            self.slots.inserted_beyond_tally()
+        } else {
+            0
+        }
     }
 
     /// Takes over the commands of a leaked [`NvmeBatch`], as if it had been
@@ -224,7 +229,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// tail or the in-flight table calls it first.
     #[inline(always)]
     fn settle(&mut self) {
-        if self.open_batch.is_some() {
+        if self.open_batch {
             self.adopt_leaked_batch();
         }
     }
@@ -232,11 +237,13 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     #[cold]
     fn adopt_leaked_batch(&mut self) {
         let n = self.leaked_batch();
-        self.open_batch = None;
+        self.open_batch = false;
         // The batch wrote its commands at the SQ tail on, one entry each,
-        // and took their slots from the head of the free list in order.
+        // numbered from `pushed` on, and took their slots from the head of
+        // the free list in order.
         let adopted = self.slots.adopt_inserted(n);
         debug_assert_eq!(adopted, n);
+        self.pushed = self.pushed.wrapping_add(adopted);
         let tail = self.sq.advance(self.sq.tail(), adopted);
         self.sq.set_produced_tail(tail);
     }
@@ -301,7 +308,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     #[inline]
     pub fn batch(&mut self) -> NvmeBatch<'_, M, D, T, S> {
         self.settle();
-        self.open_batch = Some(self.pushed);
+        self.open_batch = true;
         let room = if self.broken || self.slots.check_reclaimed().is_err() {
             0
         } else {
@@ -310,6 +317,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
                 .min(self.slots.usable() - self.slots.in_use())
         };
         NvmeBatch {
+            pushed: self.pushed,
             tail: self.sq.tail(),
             tally: self.slots.tally(),
             room,
@@ -608,8 +616,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
 
 /// A batch of submissions to a queue pair, from [`NvmeQueuePair::batch`].
 ///
-/// The SQ tail and the in-flight table's bookkeeping live in the batch
-/// until it ends; dropping it (or [`ring_doorbell`](Self::ring_doorbell))
+/// The SQ tail, the submission count and the in-flight table's
+/// bookkeeping live in the batch until it ends (no store per command but
+/// the command's own and its slot's); dropping it (or [`ring_doorbell`](Self::ring_doorbell))
 /// stores them back. The controller learns of the commands only from a
 /// doorbell after that. A batch leaked (`mem::forget`) instead of dropped
 /// ends the same way: the queue pair's next call takes its commands over
@@ -622,6 +631,8 @@ pub struct NvmeBatch<'a, M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
     tally: Tally,
     /// Commands that still fit: free SQ entries and free slots alike.
     room: u32,
+    /// The next command's submission number.
+    pushed: u32,
 }
 
 impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeBatch<'_, M, D, T, S> {
@@ -651,7 +662,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeBatch<'_, M, D, T, S>
             };
             return Err(Rejected::new(kind, buffers));
         }
-        let submitted = self.qp.pushed;
+        let submitted = self.pushed;
         let cid = match self
             .qp
             .slots
@@ -660,7 +671,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeBatch<'_, M, D, T, S>
             Ok(cid) => cid,
             Err(buffers) => return Err(Rejected::new(RingErrorKind::Full, buffers)),
         };
-        self.qp.pushed = submitted.wrapping_add(1);
+        self.pushed = submitted.wrapping_add(1);
         let tail = self.tail;
         self.qp.write_command(tail, command, cid);
         self.tail = self.qp.sq.next(tail);
@@ -680,7 +691,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeBatch<'_, M, D, T, S>
     fn store_back(&mut self) {
         self.qp.slots.set_tally(self.tally);
         self.qp.sq.set_produced_tail(self.tail);
-        self.qp.open_batch = None;
+        self.qp.pushed = self.pushed;
+        self.qp.open_batch = false;
     }
 }
 
