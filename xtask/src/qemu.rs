@@ -39,6 +39,52 @@ pub const DISK_BYTES: u64 = 32 << 20;
 /// 4 MiB, so one command can need a chain of PRP list pages (more than
 /// 512 entries), which the suite tests.
 pub const NVME_DEVICE: &str = "nvme,serial=x,drive=d0,mdts=10";
+/// Two NICs on one QEMU hub and nothing else on it: a modern virtio-net
+/// at 00:04.0 (StreamID 32) and an e1000e at 00:05.0 (StreamID 40). Only
+/// `hubport` netdevs: no user-mode networking, tap or socket, so no frame
+/// leaves QEMU ([`nic_pair_is_closed`] checks it).
+pub const NIC_PAIR: [&str; 8] = [
+    "-netdev",
+    "hubport,id=a,hubid=0",
+    "-netdev",
+    "hubport,id=b,hubid=0",
+    "-device",
+    "virtio-net-pci,netdev=a,mac=52:54:00:00:00:01,disable-legacy=on,addr=04.0",
+    "-device",
+    "e1000e,netdev=b,mac=52:54:00:00:00:02,addr=05.0",
+];
+
+/// Checks that a QEMU command line connects nothing to the host network:
+/// `-net` only as `none`, no `-nic`, and every `-netdev` a `hubport`
+/// (QEMU's hub is internal; `user`, `tap`, `socket`, `stream`, `dgram`,
+/// `vde`, `bridge` and `l2tpv3` reach outside).
+///
+/// # Errors
+///
+/// Names the argument that could reach the host.
+pub fn nic_pair_is_closed(args: &[String]) -> Result<(), String> {
+    let mut words = args.iter().map(String::as_str);
+    while let Some(word) = words.next() {
+        match word {
+            "-net" => match words.next() {
+                Some("none") => {}
+                other => return Err(format!("-net {other:?}: only `-net none` is allowed")),
+            },
+            "-nic" => return Err("-nic creates a host-side netdev".into()),
+            "-netdev" => match words.next() {
+                Some(spec) if spec.starts_with("hubport,") => {}
+                other => {
+                    return Err(format!(
+                        "-netdev {other:?}: only hubports, so no frame leaves QEMU"
+                    ))
+                }
+            },
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The NVMe namespace's block size (QEMU's default 512-byte LBAs).
 const BLOCK: u64 = 512;
 /// Wall-clock limit for one QEMU run; a run takes well under a second.
@@ -372,6 +418,8 @@ fn run_qemu(elf: &Path, disk: &Path) -> Result<(String, Exit, Duration, String),
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     all.push(elf.display().to_string());
     all.extend(["-drive".into(), drive, "-device".into(), NVME_DEVICE.into()]);
+    all.extend(NIC_PAIR.iter().map(|a| a.to_string()));
+    nic_pair_is_closed(&all)?;
     run_captured(QEMU, &all, WALL_TIMEOUT)
 }
 
@@ -585,6 +633,29 @@ mod tests {
         assert!(!parse("DONE 0 0 0\n").passed(), "no tests is a failure");
         let panicked = parse("PANIC at x\nTEST a PAS\n");
         assert_eq!(panicked.notes.len(), 2);
+    }
+
+    #[test]
+    fn the_nic_pair_reaches_nothing_outside_qemu() {
+        let line = |extra: &[&str]| -> Vec<String> {
+            ["-net", "none"]
+                .iter()
+                .chain(NIC_PAIR.iter())
+                .chain(extra)
+                .map(|a| a.to_string())
+                .collect()
+        };
+        assert_eq!(nic_pair_is_closed(&line(&[])), Ok(()));
+        for bad in [
+            &["-netdev", "user,id=c"][..],
+            &["-netdev", "tap,id=c,ifname=tap0"],
+            &["-netdev", "socket,id=c,listen=:1234"],
+            &["-nic", "user"],
+            &["-net", "user"],
+            &["-netdev"],
+        ] {
+            assert!(nic_pair_is_closed(&line(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

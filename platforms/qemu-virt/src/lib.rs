@@ -21,7 +21,9 @@
 //!   `dma-drivers`' block driver, which both boards' images run (the
 //!   riscv64 board, `platforms/qemu-riscv`, on its own console and clock); with
 //!   [`pci`], [`memory`], [`timer`]'s `TimerWait` and [`report`] it is
-//!   what the boards share.
+//!   what the boards share;
+//! - [`net_suite`]: Ethernet frames of several sizes sent between two
+//!   NICs and compared byte for byte on arrival.
 //!
 //! The binary target is the test image itself; it only means something for
 //! `aarch64-unknown-none`, where `cargo xtask qemu` builds and runs it. It
@@ -64,6 +66,7 @@ pub mod error;
 pub mod memmap;
 pub mod memory;
 pub mod mmu;
+pub mod net_suite;
 pub mod nvme_suite;
 pub mod pci;
 pub mod report;

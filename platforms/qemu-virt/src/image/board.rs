@@ -6,6 +6,8 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
 use core::ptr::NonNull;
 
 use dma_drivers::nvme::Controller;
@@ -39,9 +41,52 @@ pub struct Board {
     /// The SMMU (queues on, every stream aborting, translation off), behind
     /// the lock that lets `dma-iommu` drive it.
     pub smmu: SmmuIommu<&'static BoardMemory, GenericTimer>,
+    /// Configuration space and what is left of the 32-bit BAR window, for
+    /// the devices set up after bring-up.
+    pci: RefCell<(Ecam, MmioWindow)>,
+}
+
+/// A PCI function found and given its memory BARs.
+pub struct PciDevice {
+    /// Where it is.
+    pub function: Function,
+    /// The BARs asked for, in the order asked.
+    pub bars: Vec<AssignedBar>,
+}
+
+impl PciDevice {
+    /// Its SMMU StreamID (its PCI routing id).
+    pub fn stream_id(&self) -> u32 {
+        u32::from(self.function.bdf.routing_id())
+    }
 }
 
 impl Board {
+    /// Finds the function `vendor:device` on bus 0 and assigns its memory
+    /// BARs `bars` (memory decoding and bus mastering on).
+    ///
+    /// # Errors
+    ///
+    /// [`BoardError::NotFound`] when no such function is on the bus; the
+    /// BAR assignment's errors.
+    pub fn pci_device(
+        &self,
+        vendor: u16,
+        device: u16,
+        what: &'static str,
+        bars: &[u8],
+    ) -> Result<PciDevice> {
+        let mut pci = self.pci.borrow_mut();
+        let (cfg, window) = &mut *pci;
+        let function = pci::find(cfg, |f| f.vendor == vendor && f.device == device)
+            .ok_or(BoardError::NotFound(what))?;
+        let bars = bars
+            .iter()
+            .map(|&bar| pci::assign_memory_bar(cfg, function.bdf, bar, window))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PciDevice { function, bars })
+    }
+
     /// The NVMe controller's SMMU StreamID (its PCI routing id).
     pub fn nvme_stream_id(&self) -> u32 {
         u32::from(self.nvme_function.bdf.routing_id())
@@ -133,6 +178,7 @@ impl Board {
             nvme_bar,
             nvme,
             smmu: SmmuIommu::new(smmu, clock),
+            pci: RefCell::new((cfg, window)),
         })
     }
 }

@@ -19,6 +19,7 @@ mod boot;
 #[macro_use]
 mod console;
 #[cfg(target_os = "none")]
+mod net;
 #[cfg(target_os = "none")]
 mod suite;
 
