@@ -23,7 +23,9 @@
 //!   [`pci`], [`memory`], [`timer`]'s `TimerWait` and [`report`] it is
 //!   what the boards share;
 //! - [`net_suite`]: Ethernet frames of several sizes sent between two
-//!   NICs and compared byte for byte on arrival.
+//!   NICs and compared byte for byte on arrival;
+//! - [`virtio_blk_suite`]: the virtio-blk checks through `dma-drivers`'
+//!   `VirtioBlk`, over any virtio transport.
 //!
 //! The binary target is the test image itself; it only means something for
 //! `aarch64-unknown-none`, where `cargo xtask qemu` builds and runs it. It
@@ -73,5 +75,6 @@ pub mod report;
 pub mod smmu;
 pub mod timer;
 pub mod uart;
+pub mod virtio_blk_suite;
 
 pub use error::{BoardError, Result};

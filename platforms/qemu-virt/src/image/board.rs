@@ -6,11 +6,13 @@
 
 use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::ptr::NonNull;
 
 use dma_drivers::nvme::Controller;
+use dma_drivers::virtio::transport::pci::PciTransport;
+use dma_drivers::virtio::transport::MmioWindow as RegisterWindow;
+use dma_drivers::DriverError;
 use dma_qemu_virt::memmap::{
     ECAM_BASE, NVME_DEVICE_ID, NVME_VENDOR_ID, PCI_MMIO32_BASE, PCI_MMIO32_SIZE, SMMU_BASE,
 };
@@ -50,8 +52,8 @@ pub struct Board {
 pub struct PciDevice {
     /// Where it is.
     pub function: Function,
-    /// The BARs asked for, in the order asked.
-    pub bars: Vec<AssignedBar>,
+    /// Its memory BARs by index, those asked for assigned.
+    pub bars: [Option<AssignedBar>; 6],
 }
 
 impl PciDevice {
@@ -62,29 +64,58 @@ impl PciDevice {
 }
 
 impl Board {
-    /// Finds the function `vendor:device` on bus 0 and assigns its memory
-    /// BARs `bars` (memory decoding and bus mastering on).
+    /// Finds the first function on bus 0 that is `wanted` and assigns its
+    /// memory BARs `bars` (memory decoding and bus mastering on).
     ///
     /// # Errors
     ///
-    /// [`BoardError::NotFound`] when no such function is on the bus; the
-    /// BAR assignment's errors.
+    /// [`BoardError::NotFound`] naming `what` when no function is wanted;
+    /// the BAR assignment's errors.
     pub fn pci_device(
         &self,
-        vendor: u16,
-        device: u16,
         what: &'static str,
+        wanted: impl Fn(&Function) -> bool,
         bars: &[u8],
     ) -> Result<PciDevice> {
         let mut pci = self.pci.borrow_mut();
         let (cfg, window) = &mut *pci;
-        let function = pci::find(cfg, |f| f.vendor == vendor && f.device == device)
-            .ok_or(BoardError::NotFound(what))?;
-        let bars = bars
-            .iter()
-            .map(|&bar| pci::assign_memory_bar(cfg, function.bdf, bar, window))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(PciDevice { function, bars })
+        let function = pci::find(cfg, wanted).ok_or(BoardError::NotFound(what))?;
+        let mut assigned = [None; 6];
+        for &bar in bars {
+            let slot = assigned
+                .get_mut(usize::from(bar))
+                .ok_or(BoardError::InvalidArgument("a type 0 header has BARs 0..=5"))?;
+            *slot = Some(pci::assign_memory_bar(cfg, function.bdf, bar, window)?);
+        }
+        Ok(PciDevice {
+            function,
+            bars: assigned,
+        })
+    }
+
+    /// `dma-drivers`' modern virtio-pci transport for `dev`: its
+    /// capabilities walked in ECAM, its structures reached in the BARs
+    /// assigned (BAR4 on QEMU).
+    ///
+    /// # Errors
+    ///
+    /// The transport's: not a modern virtio function, a capability naming
+    /// a BAR not assigned, or pointing past its end.
+    pub fn virtio_transport(
+        &self,
+        dev: &PciDevice,
+    ) -> core::result::Result<PciTransport<RegisterWindow<'static>>, DriverError> {
+        let pci = self.pci.borrow();
+        let config = pci.0.function(dev.function.bdf);
+        PciTransport::new(&config, |index| {
+            let bar = (*dev.bars.get(usize::from(index))?)?;
+            let base = NonNull::new(bar.addr as *mut u8)?;
+            // SAFETY: the BAR was assigned in the 32-bit window, which the
+            // identity map maps Device-nGnRE, with memory decoding on; it
+            // spans `size` bytes of registers that only this transport
+            // reaches, by volatile accesses, for the rest of the run.
+            Some(unsafe { RegisterWindow::new(base, bar.size as usize) })
+        })
     }
 
     /// The NVMe controller's SMMU StreamID (its PCI routing id).

@@ -22,6 +22,8 @@ mod console;
 mod net;
 #[cfg(target_os = "none")]
 mod suite;
+#[cfg(target_os = "none")]
+mod virtio_blk;
 
 #[cfg(not(target_os = "none"))]
 fn main() -> std::process::ExitCode {

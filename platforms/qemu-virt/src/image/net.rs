@@ -45,12 +45,11 @@ fn text(e: impl core::fmt::Display) -> String {
 /// (the direct backend gives it physical addresses).
 fn bypassed(
     board: &Board,
-    vendor: u16,
-    device: u16,
+    (vendor, device): (u16, u16),
     what: &'static str,
     bars: &[u8],
 ) -> Result<PciDevice> {
-    let dev = board.pci_device(vendor, device, what, bars)?;
+    let dev = board.pci_device(what, |f| f.vendor == vendor && f.device == device, bars)?;
     board
         .smmu
         .lock()
@@ -60,7 +59,7 @@ fn bypassed(
 
 /// The e1000e's registers at its BAR0, and the MAC it was given at reset.
 fn e1000e_registers(dev: &PciDevice) -> Result<(&'static NicRegisters, [u8; 6])> {
-    let bar = dev.bars[0];
+    let bar = dev.bars[0].ok_or(BoardError::NotFound("the e1000e's BAR0"))?;
     if bar.size < (RAL0 + 8) as u64 || bar.addr == 0 {
         return Err(BoardError::NotFound("an e1000e BAR0 holding RAL0/RAH0"));
     }
@@ -92,8 +91,7 @@ pub fn run(r: &mut Reporter<Console>, board: &Board) {
 
     let e1000e = bypassed(
         board,
-        E1000E_VENDOR_ID,
-        E1000E_DEVICE_ID,
+        (E1000E_VENDOR_ID, E1000E_DEVICE_ID),
         "e1000e 8086:10d3 on bus 0",
         &[0],
     )
@@ -107,8 +105,8 @@ pub fn run(r: &mut Reporter<Console>, board: &Board) {
                 bdf.bus,
                 bdf.device,
                 bdf.function,
-                dev.bars[0].addr,
-                dev.bars[0].size,
+                dev.bars[0].map_or(0, |b| b.addr),
+                dev.bars[0].map_or(0, |b| b.size),
                 dev.stream_id()
             );
             if *mac == E1000E_MAC {
