@@ -44,6 +44,7 @@ extern crate alloc;
 mod error;
 pub mod nic;
 pub mod nvme;
+pub mod virtio;
 mod wait;
 
 pub use error::{DriverError, Refused};

@@ -73,9 +73,11 @@
 
 mod bar;
 mod preset;
+mod virtio;
 mod wait;
 
 pub use bar::{nic_registers, nvme_controller};
 pub use dma_drivers::Wait;
 pub use preset::{Outcome, Preset, PresetRun};
+pub use virtio::{virtio_mmio, SimVirtioWindow};
 pub use wait::{Spin, Stepping};

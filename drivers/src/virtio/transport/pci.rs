@@ -1,0 +1,406 @@
+//! virtio over PCI, the modern interface (§4.1): the virtio structures
+//! are found by walking the vendor-specific capabilities in PCI
+//! configuration space (§4.1.4), each pointing into a BAR.
+
+use super::{QueueAreas, RegisterIo, Transport};
+use crate::virtio::spec::{
+    cfg_type, common_reg, DeviceStatus, Features, NO_VECTOR, PCI_CAPABILITY_LIST, PCI_CAP_ID_VNDR,
+    PCI_MODERN_DEVICE_BASE, PCI_STATUS, PCI_STATUS_CAP_LIST, PCI_SUBSYSTEM_ID, PCI_VENDOR_ID,
+};
+use crate::DriverError;
+
+/// Reads of a PCI function's configuration space (ECAM, a VFIO region,
+/// port I/O): what the capability walk needs. Only aligned 32-bit reads
+/// are required; narrower ones are taken from them.
+pub trait PciConfigSpace {
+    /// The aligned dword at `offset` (a multiple of 4, below 4096).
+    fn read32(&self, offset: u16) -> u32;
+
+    /// The byte at `offset`.
+    fn read8(&self, offset: u16) -> u8 {
+        (self.read32(offset & !3) >> (8 * (offset & 3))) as u8
+    }
+
+    /// The 16-bit word at `offset` (2-aligned).
+    fn read16(&self, offset: u16) -> u16 {
+        (self.read32(offset & !3) >> (8 * (offset & 2))) as u16
+    }
+}
+
+impl<C: PciConfigSpace + ?Sized> PciConfigSpace for &C {
+    fn read32(&self, offset: u16) -> u32 {
+        (**self).read32(offset)
+    }
+}
+
+/// The virtio device type of a PCI function (§4.1.2): device id `0x1040 +
+/// type` for a modern device, the subsystem device id for a transitional
+/// one (0x1000 to 0x103f).
+///
+/// # Errors
+///
+/// [`DriverError::Unsupported`] for a function that is not virtio.
+pub fn device_type(config: &impl PciConfigSpace) -> Result<u32, DriverError> {
+    let ids = config.read32(0);
+    let (vendor, device) = (ids as u16, (ids >> 16) as u16);
+    if vendor != PCI_VENDOR_ID {
+        return Err(DriverError::Unsupported(
+            "a virtio PCI function (vendor 0x1af4)",
+        ));
+    }
+    match device {
+        0x1040..=0x107f => Ok(u32::from(device - PCI_MODERN_DEVICE_BASE)),
+        0x1000..=0x103f => Ok(u32::from(config.read16(PCI_SUBSYSTEM_ID))),
+        _ => Err(DriverError::Unsupported(
+            "a virtio PCI device id (0x1000 to 0x107f)",
+        )),
+    }
+}
+
+/// Where one virtio structure lives: BAR, offset and length (a decoded
+/// `virtio_pci_cap`), plus the notify multiplier for the notify one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapLocation {
+    /// BAR index (0 to 5).
+    pub bar: u8,
+    /// Offset of the structure in the BAR.
+    pub offset: u32,
+    /// Length of the structure.
+    pub length: u32,
+    /// `notify_off_multiplier` (notify capability only, else 0).
+    pub notify_off_multiplier: u32,
+}
+
+/// The virtio structures a function's capabilities point at (§4.1.4):
+/// the first of each type with a valid BAR, as §4.1.4.1 advises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VirtioPciCaps {
+    /// Common configuration (required).
+    pub common: Option<CapLocation>,
+    /// Notifications (required).
+    pub notify: Option<CapLocation>,
+    /// ISR status.
+    pub isr: Option<CapLocation>,
+    /// Device-specific configuration.
+    pub device: Option<CapLocation>,
+}
+
+/// The most capabilities walked: a config space of 4096 bytes holds at
+/// most this many 4-byte-aligned ones in the first 256 bytes, so a longer
+/// walk is a loop in the list.
+const MAX_CAPS: usize = 48;
+
+impl VirtioPciCaps {
+    /// Walks the capability list of `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Unsupported`] when the function has no capability
+    /// list, the list loops or leaves the header, or a virtio capability
+    /// is too short.
+    pub fn find(config: &impl PciConfigSpace) -> Result<Self, DriverError> {
+        if config.read16(PCI_STATUS) & PCI_STATUS_CAP_LIST == 0 {
+            return Err(DriverError::Unsupported(
+                "a PCI capability list (is this a modern virtio-pci function?)",
+            ));
+        }
+        let mut caps = Self::default();
+        let mut ptr = u16::from(config.read8(PCI_CAPABILITY_LIST) & 0xfc);
+        for _ in 0..MAX_CAPS {
+            if ptr == 0 {
+                return Ok(caps);
+            }
+            if !(0x40..=0xfc).contains(&ptr) {
+                return Err(DriverError::Unsupported(
+                    "a PCI capability list inside the device-specific header (0x40..0x100)",
+                ));
+            }
+            if config.read8(ptr) == PCI_CAP_ID_VNDR {
+                caps.take(config, ptr)?;
+            }
+            ptr = u16::from(config.read8(ptr + 1) & 0xfc);
+        }
+        Err(DriverError::Unsupported(
+            "a PCI capability list that ends (it loops)",
+        ))
+    }
+
+    /// Records the virtio capability at `ptr` if its type is still free.
+    fn take(&mut self, config: &impl PciConfigSpace, ptr: u16) -> Result<(), DriverError> {
+        let cap_len = config.read8(ptr + 2);
+        let kind = config.read8(ptr + 3);
+        let bar = config.read8(ptr + 4);
+        if bar > 5 {
+            return Ok(()); // reserved BAR values: skip (§4.1.4.1)
+        }
+        let slot = match kind {
+            cfg_type::COMMON => &mut self.common,
+            cfg_type::NOTIFY => &mut self.notify,
+            cfg_type::ISR => &mut self.isr,
+            cfg_type::DEVICE => &mut self.device,
+            _ => return Ok(()),
+        };
+        if slot.is_some() {
+            return Ok(());
+        }
+        let needed = if kind == cfg_type::NOTIFY { 20 } else { 16 };
+        if cap_len < needed || ptr + u16::from(needed) > 0x100 {
+            return Err(DriverError::Unsupported(
+                "virtio PCI capabilities of the length §4.1.4 gives them",
+            ));
+        }
+        *slot = Some(CapLocation {
+            bar,
+            offset: config.read32(ptr + 8),
+            length: config.read32(ptr + 12),
+            notify_off_multiplier: if kind == cfg_type::NOTIFY {
+                config.read32(ptr + 16)
+            } else {
+                0
+            },
+        });
+        Ok(())
+    }
+}
+
+/// A part of a register window: `len` bytes from `base`. Accesses past
+/// its end read as all ones and write nothing, like the window's own.
+#[derive(Clone, Debug)]
+pub struct Region<R> {
+    io: R,
+    base: usize,
+    len: usize,
+}
+
+impl<R: RegisterIo> Region<R> {
+    /// `len` bytes at `base` in `io`.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Unsupported`] when they do not fit in `io`.
+    pub fn new(io: R, base: usize, len: usize) -> Result<Self, DriverError> {
+        if base.checked_add(len).is_none_or(|end| end > io.size()) {
+            return Err(DriverError::Unsupported(
+                "virtio structures inside their BAR (a capability points past its end)",
+            ));
+        }
+        Ok(Self { io, base, len })
+    }
+
+    fn at(&self, offset: usize, width: usize) -> Option<usize> {
+        let end = offset.checked_add(width)?;
+        (end <= self.len).then_some(self.base + offset)
+    }
+}
+
+impl<R: RegisterIo> RegisterIo for Region<R> {
+    fn size(&self) -> usize {
+        self.len
+    }
+    fn read8(&self, offset: usize) -> u8 {
+        self.at(offset, 1).map_or(u8::MAX, |o| self.io.read8(o))
+    }
+    fn read16(&self, offset: usize) -> u16 {
+        self.at(offset, 2).map_or(u16::MAX, |o| self.io.read16(o))
+    }
+    fn read32(&self, offset: usize) -> u32 {
+        self.at(offset, 4).map_or(u32::MAX, |o| self.io.read32(o))
+    }
+    fn write8(&self, offset: usize, value: u8) {
+        if let Some(o) = self.at(offset, 1) {
+            self.io.write8(o, value);
+        }
+    }
+    fn write16(&self, offset: usize, value: u16) {
+        if let Some(o) = self.at(offset, 2) {
+            self.io.write16(o, value);
+        }
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        if let Some(o) = self.at(offset, 4) {
+            self.io.write32(o, value);
+        }
+    }
+}
+
+/// A modern virtio-pci device: its common configuration, notify and
+/// device configuration regions, each a [`Region`] of a BAR window `R`.
+#[derive(Clone, Debug)]
+pub struct PciTransport<R> {
+    device_type: u32,
+    common: Region<R>,
+    notify: Region<R>,
+    notify_off_multiplier: u32,
+    device: Option<Region<R>>,
+}
+
+impl<R: RegisterIo + Clone> PciTransport<R> {
+    /// Finds the virtio structures through `config`'s capabilities and
+    /// reaches them through `bar`, which gives the register window of a
+    /// BAR by index (the board assigned the BARs and enabled memory
+    /// decoding and bus mastering in the command register).
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Unsupported`] when the common or notify capability
+    /// is missing, a capability names a BAR `bar` cannot give, or points
+    /// past the BAR's end, or the common configuration is too short.
+    pub fn new(
+        config: &impl PciConfigSpace,
+        mut bar: impl FnMut(u8) -> Option<R>,
+    ) -> Result<Self, DriverError> {
+        let device_type = device_type(config)?;
+        let caps = VirtioPciCaps::find(config)?;
+        let mut region = |cap: CapLocation| {
+            let io = bar(cap.bar).ok_or(DriverError::Unsupported(
+                "the BAR a virtio capability names (not given by the board)",
+            ))?;
+            Region::new(io, cap.offset as usize, cap.length as usize)
+        };
+        let common = caps.common.ok_or(DriverError::Unsupported(
+            "a virtio common configuration capability",
+        ))?;
+        let notify = caps
+            .notify
+            .ok_or(DriverError::Unsupported("a virtio notify capability"))?;
+        let common_region = region(common)?;
+        if common_region.size() < common_reg::QUEUE_DEVICE + 8 {
+            return Err(DriverError::Unsupported(
+                "a virtio common configuration structure of at least 0x38 bytes",
+            ));
+        }
+        Ok(Self {
+            device_type,
+            common: common_region,
+            notify: region(notify)?,
+            notify_off_multiplier: notify.notify_off_multiplier,
+            device: caps.device.map(&mut region).transpose()?,
+        })
+    }
+
+    fn select(&self, queue: u16) {
+        self.common.write16(common_reg::QUEUE_SELECT, queue);
+    }
+
+    fn write_addr(&self, low: usize, addr: dma_core::DmaAddr) {
+        let a = addr.as_u64();
+        self.common.write32(low, a as u32);
+        self.common.write32(low + 4, (a >> 32) as u32);
+    }
+
+    /// The number of queues the device has.
+    pub fn num_queues(&self) -> u16 {
+        self.common.read16(common_reg::NUM_QUEUES)
+    }
+}
+
+/// A queue's notify address (§4.1.4.4): `queue_notify_off *
+/// notify_off_multiplier` into the notify region, written with the queue
+/// index as 16 bits (§4.1.5.2, without `NOTIFICATION_DATA`).
+#[derive(Clone, Debug)]
+pub struct PciNotify<R> {
+    region: Region<R>,
+    offset: usize,
+}
+
+impl<R: RegisterIo> dma_ring::Doorbell for PciNotify<R> {
+    fn ring(&self, value: u32) {
+        self.region.write16(self.offset, value as u16);
+    }
+}
+
+impl<R: RegisterIo + Clone> Transport for PciTransport<R> {
+    type Notify = PciNotify<R>;
+
+    fn device_type(&self) -> u32 {
+        self.device_type
+    }
+
+    fn device_features(&self) -> Features {
+        let word = |sel| {
+            self.common.write32(common_reg::DEVICE_FEATURE_SELECT, sel);
+            u64::from(self.common.read32(common_reg::DEVICE_FEATURE))
+        };
+        Features::from_bits_retain(word(0) | word(1) << 32)
+    }
+
+    fn set_driver_features(&self, features: Features) {
+        let bits = features.bits();
+        for (sel, word) in [(0, bits as u32), (1, (bits >> 32) as u32)] {
+            self.common.write32(common_reg::DRIVER_FEATURE_SELECT, sel);
+            self.common.write32(common_reg::DRIVER_FEATURE, word);
+        }
+    }
+
+    fn status(&self) -> DeviceStatus {
+        DeviceStatus::from_bits_retain(self.common.read8(common_reg::DEVICE_STATUS))
+    }
+
+    fn set_status(&self, status: DeviceStatus) {
+        self.common.write8(common_reg::DEVICE_STATUS, status.bits());
+    }
+
+    fn max_queue_size(&self, queue: u16) -> u16 {
+        if queue >= self.num_queues() {
+            return 0;
+        }
+        self.select(queue);
+        self.common.read16(common_reg::QUEUE_SIZE).min(32768)
+    }
+
+    fn program_queue(&self, queue: u16, size: u16, areas: QueueAreas) {
+        self.select(queue);
+        self.common.write16(common_reg::QUEUE_SIZE, size);
+        // Polled: no MSI-X vector for the queue.
+        self.common
+            .write16(common_reg::QUEUE_MSIX_VECTOR, NO_VECTOR);
+        self.write_addr(common_reg::QUEUE_DESC, areas.desc);
+        self.write_addr(common_reg::QUEUE_DRIVER, areas.driver);
+        self.write_addr(common_reg::QUEUE_DEVICE, areas.device);
+    }
+
+    fn enable_queue(&self, queue: u16) {
+        self.select(queue);
+        self.common.write16(common_reg::QUEUE_ENABLE, 1);
+    }
+
+    fn queue_enabled(&self, queue: u16) -> bool {
+        self.select(queue);
+        self.common.read16(common_reg::QUEUE_ENABLE) & 1 == 1
+    }
+
+    fn notifier(&self, queue: u16) -> Result<PciNotify<R>, DriverError> {
+        self.select(queue);
+        let off = u64::from(self.common.read16(common_reg::QUEUE_NOTIFY_OFF));
+        let offset = off * u64::from(self.notify_off_multiplier);
+        if offset + 2 > self.notify.size() as u64 {
+            return Err(DriverError::Unsupported(
+                "a queue notify address inside the notify region",
+            ));
+        }
+        Ok(PciNotify {
+            region: self.notify.clone(),
+            offset: offset as usize,
+        })
+    }
+
+    fn config_generation(&self) -> u32 {
+        self.common.read8(common_reg::CONFIG_GENERATION).into()
+    }
+
+    fn config_size(&self) -> usize {
+        self.device.as_ref().map_or(0, |d| d.size())
+    }
+
+    fn read_config_u8(&self, offset: usize) -> u8 {
+        self.device.as_ref().map_or(u8::MAX, |d| d.read8(offset))
+    }
+
+    fn read_config_u16(&self, offset: usize) -> u16 {
+        self.device.as_ref().map_or(u16::MAX, |d| d.read16(offset))
+    }
+
+    fn read_config_u32(&self, offset: usize) -> u32 {
+        self.device.as_ref().map_or(u32::MAX, |d| d.read32(offset))
+    }
+}
