@@ -285,5 +285,8 @@ where
             }
         }
     }
-    Ok(format!("refused with the buffer back: {}", messages.join("; ")))
+    Ok(format!(
+        "refused with the buffer back: {}",
+        messages.join("; ")
+    ))
 }

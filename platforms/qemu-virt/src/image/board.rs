@@ -84,7 +84,9 @@ impl Board {
         for &bar in bars {
             let slot = assigned
                 .get_mut(usize::from(bar))
-                .ok_or(BoardError::InvalidArgument("a type 0 header has BARs 0..=5"))?;
+                .ok_or(BoardError::InvalidArgument(
+                    "a type 0 header has BARs 0..=5",
+                ))?;
             *slot = Some(pci::assign_memory_bar(cfg, function.bdf, bar, window)?);
         }
         Ok(PciDevice {

@@ -56,19 +56,42 @@ const fn blk_run(
 }
 
 const DIRECT_RUNS: [BlkRun; 2] = [
-    blk_run("vblk_direct_split", "v0", QueueLayout::Split, false, 0, 0x600),
-    blk_run("vblk_direct_packed", "v0", QueueLayout::Packed, false, 1, 0x610),
+    blk_run(
+        "vblk_direct_split",
+        "v0",
+        QueueLayout::Split,
+        false,
+        0,
+        0x600,
+    ),
+    blk_run(
+        "vblk_direct_packed",
+        "v0",
+        QueueLayout::Packed,
+        false,
+        1,
+        0x610,
+    ),
 ];
 const SMMU_RUNS: [BlkRun; 2] = [
     blk_run("vblk_smmu_split", "v1", QueueLayout::Split, true, 0, 0x620),
-    blk_run("vblk_smmu_packed", "v1", QueueLayout::Packed, true, 1, 0x630),
+    blk_run(
+        "vblk_smmu_packed",
+        "v1",
+        QueueLayout::Packed,
+        true,
+        1,
+        0x630,
+    ),
 ];
 
 /// The device in `slot`, BAR4 (the virtio structures) assigned.
 fn find(board: &Board, slot: u8, name: &str, r: &mut Reporter<Console>) -> Option<PciDevice> {
     let dev = board.pci_device(
         "a virtio-blk-pci (1af4:1042) in its slot",
-        |f| f.vendor == VIRTIO_VENDOR_ID && f.device == VIRTIO_BLK_DEVICE_ID && f.bdf.device == slot,
+        |f| {
+            f.vendor == VIRTIO_VENDOR_ID && f.device == VIRTIO_BLK_DEVICE_ID && f.bdf.device == slot
+        },
         &[4],
     );
     let ok = r.outcome(
@@ -121,7 +144,10 @@ pub fn run(r: &mut Reporter<Console>, board: &Board) {
             "vblk.smmu_attach",
             platform.as_ref().map_err(|e| format!("{e:?}")).map(|p| {
                 let c = p.context();
-                format!("STE {sid} -> CD: TTB0 {} IAS {} ASID {}", c.root, c.ias_bits, c.asid.0)
+                format!(
+                    "STE {sid} -> CD: TTB0 {} IAS {} ASID {}",
+                    c.root, c.ias_bits, c.asid.0
+                )
             }),
         );
         let Ok(platform) = platform else { return };
