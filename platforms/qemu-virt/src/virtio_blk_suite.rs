@@ -92,7 +92,7 @@ where
     let shapes: [(&str, u64, usize); 3] = [
         ("rw_1_sector", 0, SECTOR),
         ("rw_4k", 8, 4096),
-        // 16 pages: a data chain of 16 descriptors (one per page).
+        // 16 pages in one request.
         ("rw_64k", 64, 64 << 10),
     ];
     for (i, (name, offset, len)) in shapes.into_iter().enumerate() {
