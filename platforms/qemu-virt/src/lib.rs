@@ -33,7 +33,11 @@
 //! wrap-around, refusals, flush, shutdown) over the direct backend
 //! (`dma-direct`'s ARM non-coherent preset, SMMU bypass) and the IOMMU
 //! backend (`dma-iommu` through [`smmu::SmmuIommu`], on every granule),
-//! plus a translation fault after unmap.
+//! plus a translation fault after unmap; then [`virtio_blk_suite`] on two
+//! virtio-blk-pci devices, each with a split and a packed queue (one
+//! device direct, one with `ACCESS_PLATFORM` through the SMMU), and
+//! [`net_suite`] on an e1000e (MAC loopback) and on the e1000e and a
+//! virtio-net joined by a QEMU hub.
 //!
 //! # Example
 //!
