@@ -56,9 +56,13 @@
 #[cfg(feature = "alloc")]
 mod blk;
 #[cfg(feature = "alloc")]
+mod net;
+#[cfg(feature = "alloc")]
 mod queue;
 pub mod spec;
 pub mod transport;
 
 #[cfg(feature = "alloc")]
 pub use blk::{VirtioBlk, VirtioBlkStats};
+#[cfg(feature = "alloc")]
+pub use net::{VirtioNet, VirtioNetConfig, VirtioNetStats, MAX_FRAME};

@@ -6,9 +6,9 @@
 
 use dma_check::Checked;
 use dma_core::{DeviceConstraints, DmaAlloc, DmaBuf, DmaMap};
-use dma_drivers::virtio::spec::{DeviceStatus, Features};
+use dma_drivers::virtio::spec::Features;
 use dma_drivers::virtio::transport::mmio::MmioTransport;
-use dma_drivers::virtio::transport::{QueueLayout, RegisterIo, VirtioOptions};
+use dma_drivers::virtio::transport::{QueueLayout, VirtioOptions};
 use dma_drivers::virtio::{VirtioBlk, VirtioBlkStats};
 use dma_drivers::DriverError;
 use dma_ring::RingErrorKind;
@@ -17,9 +17,11 @@ use dma_sim::virtio::net::Net;
 use dma_sim::virtio::split::{Chain, ChainError};
 use dma_sim::virtio::{self as model, Backend, QueueIo, VirtioConfig, VirtioMmio};
 use dma_sim::{DeviceId, Sim};
-use dma_sim_presets::{virtio_mmio, Preset, PresetRun, SimVirtioWindow, Stepping};
-use std::cell::Cell;
-use std::rc::Rc;
+use dma_sim_presets::{virtio_mmio, Preset, PresetRun, Stepping};
+
+#[path = "support/tamper.rs"]
+mod tamper;
+use tamper::Tamper;
 
 const SECTORS: u64 = 256;
 
@@ -144,72 +146,6 @@ fn blk_runs_clean_on_every_preset_split_and_packed_with_and_without_event_idx() 
 }
 
 // ---- error paths ----------------------------------------------------------
-
-/// A register window that lies: hides feature bits, or drops
-/// `FEATURES_OK` from status reads (a device refusing the features).
-#[derive(Debug)]
-struct Tamper<B> {
-    inner: SimVirtioWindow<B>,
-    hide: u64,
-    refuse_features: bool,
-    selected: Rc<Cell<u32>>,
-}
-
-impl<B> Clone for Tamper<B> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            hide: self.hide,
-            refuse_features: self.refuse_features,
-            selected: self.selected.clone(),
-        }
-    }
-}
-
-impl<B: Backend> Tamper<B> {
-    fn new(dev: &VirtioMmio<B>, hide: Features, refuse_features: bool) -> Self {
-        Self {
-            inner: SimVirtioWindow::new(dev),
-            hide: hide.bits(),
-            refuse_features,
-            selected: Rc::new(Cell::new(0)),
-        }
-    }
-}
-
-impl<B: Backend> RegisterIo for Tamper<B> {
-    fn size(&self) -> usize {
-        self.inner.size()
-    }
-    fn read8(&self, offset: usize) -> u8 {
-        self.inner.read8(offset)
-    }
-    fn read16(&self, offset: usize) -> u16 {
-        self.inner.read16(offset)
-    }
-    fn read32(&self, offset: usize) -> u32 {
-        let v = self.inner.read32(offset);
-        match offset {
-            model::regs::DEVICE_FEATURES => v & !((self.hide >> (32 * self.selected.get())) as u32),
-            model::regs::STATUS if self.refuse_features => {
-                v & !(DeviceStatus::FEATURES_OK.bits() as u32)
-            }
-            _ => v,
-        }
-    }
-    fn write8(&self, offset: usize, value: u8) {
-        self.inner.write8(offset, value);
-    }
-    fn write16(&self, offset: usize, value: u16) {
-        self.inner.write16(offset, value);
-    }
-    fn write32(&self, offset: usize, value: u32) {
-        if offset == model::regs::DEVICE_FEATURES_SEL {
-            self.selected.set(value.min(1));
-        }
-        self.inner.write32(offset, value);
-    }
-}
 
 fn sim_platform(seed: u64) -> (Sim, DeviceId) {
     let sim = Sim::new(dma_sim::SimConfig::non_coherent().seed(seed)).unwrap();

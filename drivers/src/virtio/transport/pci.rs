@@ -404,3 +404,197 @@ impl<R: RegisterIo + Clone> Transport for PciTransport<R> {
         self.device.as_ref().map_or(u32::MAX, |d| d.read32(offset))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use core::cell::RefCell;
+
+    use super::*;
+    use dma_ring::Doorbell;
+
+    /// A BAR in RAM, recording nothing but its bytes.
+    struct Bar(RefCell<[u8; 0x4000]>);
+
+    impl RegisterIo for Bar {
+        fn size(&self) -> usize {
+            0x4000
+        }
+        fn read8(&self, o: usize) -> u8 {
+            self.0.borrow()[o]
+        }
+        fn read16(&self, o: usize) -> u16 {
+            let b = self.0.borrow();
+            u16::from_le_bytes([b[o], b[o + 1]])
+        }
+        fn read32(&self, o: usize) -> u32 {
+            let b = self.0.borrow();
+            u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+        }
+        fn write8(&self, o: usize, v: u8) {
+            self.0.borrow_mut()[o] = v;
+        }
+        fn write16(&self, o: usize, v: u16) {
+            self.0.borrow_mut()[o..o + 2].copy_from_slice(&v.to_le_bytes());
+        }
+        fn write32(&self, o: usize, v: u32) {
+            self.0.borrow_mut()[o..o + 4].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    struct Cfg([u8; 256]);
+
+    impl PciConfigSpace for Cfg {
+        fn read32(&self, o: u16) -> u32 {
+            let o = usize::from(o);
+            u32::from_le_bytes([self.0[o], self.0[o + 1], self.0[o + 2], self.0[o + 3]])
+        }
+    }
+
+    impl Cfg {
+        fn cap(&mut self, at: usize, next: u8, kind: u8, bar: u8, offset: u32, len: u32) {
+            // As QEMU: 16 bytes, 20 for the notify and PCI-access ones.
+            let size = if matches!(kind, cfg_type::NOTIFY | cfg_type::PCI) {
+                20
+            } else {
+                16
+            };
+            let c = &mut self.0[at..at + size];
+            c[..6].copy_from_slice(&[PCI_CAP_ID_VNDR, next, size as u8, kind, bar, 0]);
+            c[8..12].copy_from_slice(&offset.to_le_bytes());
+            c[12..16].copy_from_slice(&len.to_le_bytes());
+            if kind == cfg_type::NOTIFY {
+                c[16..20].copy_from_slice(&4u32.to_le_bytes());
+            }
+        }
+    }
+
+    /// QEMU 7.2's virtio-blk-pci layout (docs: /work/shared/qemu-virt.md):
+    /// everything in BAR4, caps from 0x40, MSI-X (id 0x11) in the list.
+    fn qemu_blk() -> Cfg {
+        let mut c = Cfg([0; 256]);
+        c.0[0..4].copy_from_slice(&[0xf4, 0x1a, 0x42, 0x10]);
+        c.0[6] = 0x10; // status: capability list
+        c.0[0x34] = 0x98;
+        c.0[0x98..0x9a].copy_from_slice(&[0x11, 0x84]); // MSI-X, then vendor caps
+        c.cap(0x84, 0x70, cfg_type::PCI, 0, 0, 0);
+        c.cap(0x70, 0x60, cfg_type::NOTIFY, 4, 0x3000, 0x1000);
+        c.cap(0x60, 0x50, cfg_type::DEVICE, 4, 0x2000, 0x1000);
+        c.cap(0x50, 0x40, cfg_type::ISR, 4, 0x1000, 0x1000);
+        c.cap(0x40, 0, cfg_type::COMMON, 4, 0, 0x1000);
+        c
+    }
+
+    fn bar() -> Bar {
+        Bar(RefCell::new([0; 0x4000]))
+    }
+
+    #[test]
+    fn finds_qemu_layout_and_notifies_at_offset_times_multiplier() {
+        let b = bar();
+        let t = PciTransport::new(&qemu_blk(), |i| (i == 4).then_some(&b)).unwrap();
+        assert_eq!(t.device_type(), crate::virtio::spec::device_id::BLOCK);
+        assert_eq!(t.config_size(), 0x1000);
+        b.write16(common_reg::NUM_QUEUES, 1);
+        b.write16(common_reg::QUEUE_SIZE, 256);
+        assert_eq!(t.max_queue_size(0), 256);
+        assert_eq!(t.max_queue_size(1), 0, "beyond num_queues");
+        b.write16(common_reg::QUEUE_NOTIFY_OFF, 2);
+        t.notifier(0).unwrap().ring(0x0102_0007);
+        assert_eq!(b.read16(0x3000 + 2 * 4), 7, "queue index as 16 bits");
+        b.write32(0x2000, 0x800);
+        assert_eq!(t.read_config(|t| t.read_config_u64(0)).unwrap(), 0x800);
+        t.set_driver_features(Features::VERSION_1 | Features::EVENT_IDX);
+        // The last word written is the high one, selected by 1.
+        assert_eq!(b.read32(common_reg::DRIVER_FEATURE_SELECT), 1);
+        assert_eq!(b.read32(common_reg::DRIVER_FEATURE), 1);
+        t.program_queue(
+            0,
+            16,
+            QueueAreas {
+                desc: dma_core::DmaAddr::new(0x1_2345_6000),
+                driver: dma_core::DmaAddr::new(0x7000),
+                device: dma_core::DmaAddr::new(0x8000),
+            },
+        );
+        assert_eq!(b.read32(common_reg::QUEUE_DESC), 0x2345_6000);
+        assert_eq!(b.read32(common_reg::QUEUE_DESC + 4), 1);
+        assert_eq!(b.read16(common_reg::QUEUE_SIZE), 16);
+        assert_eq!(b.read16(common_reg::QUEUE_MSIX_VECTOR), NO_VECTOR);
+        t.set_status(DeviceStatus::ACKNOWLEDGE);
+        assert_eq!(b.read8(common_reg::DEVICE_STATUS), 1);
+    }
+
+    #[test]
+    fn transitional_devices_take_their_type_from_the_subsystem_id() {
+        let mut c = qemu_blk();
+        c.0[2..4].copy_from_slice(&0x1001u16.to_le_bytes());
+        c.0[0x2e] = 2;
+        assert_eq!(device_type(&c).unwrap(), 2);
+    }
+
+    fn refused(c: &Cfg, b: &Bar) -> &'static str {
+        match PciTransport::new(c, |i| (i == 4).then_some(b)) {
+            Err(DriverError::Unsupported(m)) => m,
+            other => panic!("expected Unsupported, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn malformed_functions_are_refused_with_a_reason() {
+        let b = bar();
+        let mut c = qemu_blk();
+        c.0[0] = 0x86;
+        assert!(refused(&c, &b).contains("vendor"));
+
+        let mut c = qemu_blk();
+        c.0[6] = 0;
+        assert!(refused(&c, &b).contains("capability list"));
+
+        let mut c = qemu_blk();
+        c.0[0x40 + 1] = 0x84; // common -> pci cfg -> notify ... -> common: a loop
+        assert!(refused(&c, &b).contains("loops"));
+
+        let mut c = qemu_blk();
+        c.0[0x50 + 1] = 0x10; // into the standard header
+        assert!(refused(&c, &b).contains("0x40..0x100"));
+
+        let mut c = qemu_blk();
+        c.0[0x70 + 3] = cfg_type::VENDOR; // no notify capability
+        assert!(refused(&c, &b).contains("notify"));
+
+        let mut c = qemu_blk();
+        c.cap(0x60, 0x50, cfg_type::DEVICE, 4, 0x3800, 0x1000); // past BAR4's end
+        assert!(refused(&c, &b).contains("BAR"));
+
+        let mut c = qemu_blk();
+        c.cap(0x40, 0, cfg_type::COMMON, 2, 0, 0x1000); // a BAR the board has not mapped
+        assert!(refused(&c, &b).contains("BAR"));
+
+        let mut c = qemu_blk();
+        c.cap(0x40, 0, cfg_type::COMMON, 4, 0, 0x20);
+        assert!(refused(&c, &b).contains("0x38"));
+
+        let mut c = qemu_blk();
+        c.0[0x70 + 2] = 16; // a notify capability without its multiplier
+        assert!(refused(&c, &b).contains("length"));
+
+        let t = PciTransport::new(&qemu_blk(), |i| (i == 4).then_some(&b)).unwrap();
+        b.write16(common_reg::QUEUE_NOTIFY_OFF, 0x400); // 0x1000 bytes in: outside
+        assert!(matches!(t.notifier(0), Err(DriverError::Unsupported(_))));
+    }
+
+    #[test]
+    fn regions_read_ones_outside_and_drop_writes() {
+        let b = bar();
+        let r = Region::new(&b, 0x100, 8).unwrap();
+        r.write32(4, 0xdead_beef);
+        r.write32(6, 1);
+        assert_eq!(
+            (r.read32(4), r.read32(6), r.read8(8)),
+            (0xdead_beef, u32::MAX, 0xff)
+        );
+        assert_eq!(b.read32(0x104), 0xdead_beef);
+        assert!(Region::new(&b, 0x3ffc, 8).is_err());
+        assert!(Region::new(&b, usize::MAX, 2).is_err());
+    }
+}
