@@ -16,6 +16,8 @@ use core::fmt::Write;
 
 use dma_core::{DmaAlloc, DmaBuf, DmaMap};
 use dma_drivers::nic::NicDriver;
+use dma_drivers::virtio::transport::Transport;
+use dma_drivers::virtio::VirtioNet;
 use dma_drivers::{DriverError, Wait};
 
 use crate::report::{pattern_byte, Reporter};
@@ -175,9 +177,7 @@ where
 
     fn send(&mut self, frame: &[u8]) -> Result<(), String> {
         let text = |e: DriverError| format!("{e}");
-        let mut buf =
-            DmaBuf::for_device(&self.platform, frame.len()).map_err(|e| format!("{e}"))?;
-        buf.copy_from_slice(frame);
+        let buf = dma_frame(&self.platform, frame)?;
         self.driver.send(buf).map_err(|r| text(r.error))?;
         let done = self.driver.wait_sent().map_err(text)?;
         done.result.map_err(text)?;
@@ -185,6 +185,54 @@ where
             return Err(String::from("the frame's buffer was not given back"));
         }
         Ok(())
+    }
+
+    fn receive(&mut self) -> Result<Vec<u8>, String> {
+        self.driver.wait_frame().map_err(|e| format!("{e}"))
+    }
+}
+
+/// Copies `frame` into a fresh DMA buffer from `platform` (whole cache
+/// lines, as a mapping on a non-coherent machine needs).
+fn dma_frame<P: DmaMap>(platform: &P, frame: &[u8]) -> Result<DmaBuf, String> {
+    let mut buf = DmaBuf::for_device(platform, frame.len()).map_err(|e| format!("{e}"))?;
+    buf.copy_from_slice(frame);
+    Ok(buf)
+}
+
+/// A [`Port`] over `dma-drivers`' [`VirtioNet`]: frames are copied into
+/// fresh DMA buffers from `platform`.
+pub struct VirtioPort<T, P, W>
+where
+    T: Transport,
+    P: DmaMap + DmaAlloc + Clone,
+    W: Wait,
+{
+    /// Name in test names.
+    pub name: &'static str,
+    /// The driver.
+    pub driver: VirtioNet<T, P, W, DmaBuf>,
+    /// Where TX buffers come from.
+    pub platform: P,
+}
+
+impl<T, P, W> Port for VirtioPort<T, P, W>
+where
+    T: Transport,
+    P: DmaMap + DmaAlloc + Clone,
+    W: Wait,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn send(&mut self, frame: &[u8]) -> Result<(), String> {
+        let buf = dma_frame(&self.platform, frame)?;
+        self.driver.send(buf).map_err(|r| format!("{}", r.error))?;
+        self.driver
+            .wait_sent()
+            .map(drop)
+            .map_err(|e| format!("{e}"))
     }
 
     fn receive(&mut self) -> Result<Vec<u8>, String> {

@@ -1,8 +1,11 @@
 //! The two NICs on one QEMU hub (`cargo xtask qemu` builds the command
 //! line: a virtio-net at 00:04.0 and an e1000e at 00:05.0, nothing else on
-//! the hub): each found and given its BARs, its stream put in SMMU bypass,
-//! driven by `dma-drivers`' drivers over the direct backend, and frames of
-//! several sizes sent each way (`dma_qemu_virt::net_suite`).
+//! the hub), driven by `dma-drivers`' drivers over the direct backend:
+//! the e1000e (StreamID 40, put in SMMU bypass) first alone in MAC
+//! loopback, then frames of several sizes sent each way between it and
+//! the virtio-net (`dma_qemu_virt::net_suite`). The virtio-net does not
+//! offer `ACCESS_PLATFORM`, so its DMA bypasses the SMMU while its
+//! StreamID 32 is left aborting there.
 
 use alloc::format;
 use alloc::string::String;
@@ -12,8 +15,13 @@ use dma_core::{DeviceConstraints, DmaAlloc, DmaMap};
 use dma_direct::DirectPlatform;
 use dma_drivers::nic::spec::{receive_address, NicRegisters, RAL0};
 use dma_drivers::nic::{NicDriver, NicDriverConfig};
-use dma_qemu_virt::memmap::{E1000E_DEVICE_ID, E1000E_VENDOR_ID};
-use dma_qemu_virt::net_suite::{self, NicPort, Port, SIZES};
+use dma_drivers::virtio::transport::pci::PciTransport;
+use dma_drivers::virtio::transport::{MmioWindow as RegisterWindow, QueueLayout, VirtioOptions};
+use dma_drivers::virtio::{VirtioNet, VirtioNetConfig};
+use dma_qemu_virt::memmap::{
+    E1000E_DEVICE_ID, E1000E_VENDOR_ID, VIRTIO_NET_DEVICE_ID, VIRTIO_VENDOR_ID,
+};
+use dma_qemu_virt::net_suite::{self, NicPort, VirtioPort, SIZES};
 use dma_qemu_virt::report::Reporter;
 use dma_qemu_virt::timer::{GenericTimer, TimerWait};
 use dma_qemu_virt::{BoardError, Result};
@@ -137,6 +145,114 @@ pub fn run(r: &mut Reporter<Console>, board: &Board) {
     };
     net_suite::loopback(r, "net", &mut port, E1000E_MAC, &SIZES);
     drop(port);
+
+    // Then the pair: the virtio-net, and the e1000e out of loopback.
+    let Some(mut virtio) = virtio_net_port(r, board, &platform) else {
+        return;
+    };
+    let Some(mut e1000e) = e1000e_port(r, "net.e1000e_start", board, regs, &platform, E1000E_RINGS)
+    else {
+        return;
+    };
+    net_suite::one_way(
+        r,
+        "net",
+        (&mut virtio, VIRTIO_NET_MAC),
+        (&mut e1000e, E1000E_MAC),
+        &SIZES,
+    );
+    net_suite::one_way(
+        r,
+        "net",
+        (&mut e1000e, E1000E_MAC),
+        (&mut virtio, VIRTIO_NET_MAC),
+        &SIZES,
+    );
+    let stats = virtio.driver.stats();
+    r.outcome(
+        "net.virtio_net_shutdown",
+        virtio
+            .driver
+            .shutdown()
+            .map_err(text)
+            .and_then(|left| match left.len() {
+                0 => Ok(format!(
+                    "reset, no frame left behind; {} sent, {} received",
+                    stats.tx_frames, stats.rx_frames
+                )),
+                n => Err(format!("{n} frames were still with the device")),
+            }),
+    );
+}
+
+/// Finds the virtio-net (BAR4 assigned; no `ACCESS_PLATFORM`, so its DMA
+/// bypasses the SMMU and the direct backend serves it) and starts
+/// `dma-drivers`' driver on it with split queues.
+fn virtio_net_port<'a, P>(
+    r: &mut Reporter<Console>,
+    board: &'a Board,
+    platform: P,
+) -> Option<VirtioPort<PciTransport<RegisterWindow<'static>>, P, TimerWait<'a, GenericTimer>>>
+where
+    P: DmaMap + DmaAlloc + Clone,
+{
+    let dev = board.pci_device(
+        "virtio-net-pci 1af4:1041 on bus 0",
+        |f| f.vendor == VIRTIO_VENDOR_ID && f.device == VIRTIO_NET_DEVICE_ID,
+        &[4],
+    );
+    let found = r.outcome(
+        "net.virtio_net_found",
+        dev.as_ref().map_err(text).map(|d| {
+            let bdf = d.function.bdf;
+            format!(
+                "{:02x}:{:02x}.{} BAR4 {:#x}, StreamID {}",
+                bdf.bus,
+                bdf.device,
+                bdf.function,
+                d.bars[4].map_or(0, |b| b.addr),
+                d.stream_id()
+            )
+        }),
+    );
+    let dev = dev.ok().filter(|_| found)?;
+    let config = VirtioNetConfig {
+        options: VirtioOptions {
+            layout: QueueLayout::Split,
+            event_idx: true,
+            platform_translates: false,
+            queue_size: 64,
+        },
+        rx_buffer_size: 2048,
+    };
+    let wait = TimerWait::new(&board.clock, TIMEOUT);
+    let driver = board
+        .virtio_transport(&dev)
+        .and_then(|t| VirtioNet::start(t, platform.clone(), wait, config));
+    let started = r.outcome(
+        "net.virtio_net_start",
+        driver.as_ref().map_err(text).and_then(|d| {
+            let detail = format!(
+                "features {:#x}, MAC {:02x?}, link up {:?}",
+                d.features().bits(),
+                d.mac(),
+                d.link_up()
+            );
+            if d.mac() == Some(VIRTIO_NET_MAC) && d.link_up() == Ok(true) {
+                Ok(detail)
+            } else {
+                Err(format!(
+                    "{detail}: wanted the command line's mac= and link up"
+                ))
+            }
+        }),
+    );
+    let driver = driver.ok().filter(|_| started)?;
+    Some(VirtioPort {
+        name: "virtio_net",
+        driver,
+        platform,
+    })
 }
 
 /// Starts `dma-drivers`' NIC driver on the e1000e with `config`, reported
