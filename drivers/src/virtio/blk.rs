@@ -24,6 +24,9 @@ const STATUS_AT: usize = 16;
 /// What the status byte holds until the device writes it: no status
 /// value, so a device that says "done" without writing it is caught.
 const STATUS_UNWRITTEN: u8 = 0xff;
+/// Descriptors per indirect table (header, data segments, status): the
+/// longest request that takes a single queue entry.
+const BLK_INDIRECT_ENTRIES: u16 = 64;
 /// Page size the data buffers are cut into for the scatter list.
 const SG_PAGE: usize = 4096;
 
@@ -199,6 +202,7 @@ where
             features,
             options.queue_size,
             3,
+            BLK_INDIRECT_ENTRIES,
         )?;
         queue.set_interrupts(false);
         let mut max_data_segments = usize::from(queue.size()) - 2;

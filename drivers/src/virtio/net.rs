@@ -21,6 +21,9 @@ use crate::{DriverError, Refused, Wait};
 /// a frame goes on the wire as given; a 9 KiB jumbo frame fits).
 pub const MAX_FRAME: usize = 16 * 1024;
 
+/// Descriptors per transmit indirect table: the header and the pages of
+/// a [`MAX_FRAME`] frame that starts mid-page.
+const NET_INDIRECT_ENTRIES: u16 = 1 + (MAX_FRAME / SG_PAGE) as u16 + 1;
 /// Page size frames are cut into for the scatter list.
 const SG_PAGE: usize = 4096;
 
@@ -187,8 +190,18 @@ where
             None
         };
         let size = config.options.queue_size;
-        let mut rx = Virtqueue::new(transport, NET_RECEIVEQ, platform.clone(), features, size, 1)?;
-        // Header and at least one frame segment.
+        // One buffer per receive request: no indirect tables.
+        let mut rx = Virtqueue::new(
+            transport,
+            NET_RECEIVEQ,
+            platform.clone(),
+            features,
+            size,
+            1,
+            0,
+        )?;
+        // Header and at least one frame segment; with indirect tables, a
+        // whole MAX_FRAME frame behind its header takes one entry.
         let mut tx = Virtqueue::new(
             transport,
             NET_TRANSMITQ,
@@ -196,6 +209,7 @@ where
             features,
             size,
             2,
+            NET_INDIRECT_ENTRIES,
         )?;
         rx.set_interrupts(false);
         tx.set_interrupts(false);

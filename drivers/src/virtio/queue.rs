@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use dma_core::{Coherent, DmaAlloc};
 use dma_ring::virtio::packed::{PackedLayout, PackedQueue};
 use dma_ring::virtio::split::{SplitLayout, SplitQueue};
+use dma_ring::virtio::IndirectLayout;
 use dma_ring::virtio::{Segment, Used};
 use dma_ring::{slot_vec, Rejected, Slot};
 
@@ -25,10 +26,12 @@ pub(crate) enum Virtqueue<P: DmaAlloc, N: dma_ring::Doorbell, T> {
     Packed(Packed<P, N, T>),
 }
 
-impl<P: DmaAlloc, N: dma_ring::Doorbell, T> Virtqueue<P, N, T> {
-    /// Allocates queue `index` with the layout and event suppression of
-    /// `features`, at most `wanted` entries (split: rounded down to a
-    /// power of two), programs it into the device and enables it.
+impl<P: DmaAlloc + Clone, N: dma_ring::Doorbell, T> Virtqueue<P, N, T> {
+    /// Allocates queue `index` with the layout, event suppression and
+    /// indirect descriptors of `features`, at most `wanted` entries
+    /// (split: rounded down to a power of two), programs it into the
+    /// device and enables it. With `INDIRECT_DESC` each entry gets a table
+    /// of up to `indirect` descriptors (capped at the queue size).
     ///
     /// # Errors
     ///
@@ -43,6 +46,7 @@ impl<P: DmaAlloc, N: dma_ring::Doorbell, T> Virtqueue<P, N, T> {
         features: Features,
         wanted: u16,
         min: u16,
+        indirect: u16,
     ) -> Result<Self, DriverError> {
         if wanted < min {
             return Err(DriverError::InvalidArgument(
@@ -67,7 +71,15 @@ impl<P: DmaAlloc, N: dma_ring::Doorbell, T> Virtqueue<P, N, T> {
         }
         let notify = transport.notifier(index)?;
         let slots = slot_vec(size.into());
-        let (queue, areas) = if packed {
+        let tables = if features.contains(Features::INDIRECT_DESC) && indirect > 1 {
+            let entries = indirect.min(size);
+            let bytes = IndirectLayout::new(size, entries)?.bytes;
+            let mem = Coherent::<[u64], P>::zeroed_slice(platform.clone(), bytes.div_ceil(8))?;
+            Some((mem, entries))
+        } else {
+            None
+        };
+        let (mut queue, areas) = if packed {
             let bytes = PackedLayout::new(size)?.bytes;
             let mem = Coherent::<[u64], P>::zeroed_slice(platform, bytes.div_ceil(8))?;
             let q = PackedQueue::new(mem, size, index, notify, event_idx, slots)?;
@@ -88,6 +100,13 @@ impl<P: DmaAlloc, N: dma_ring::Doorbell, T> Virtqueue<P, N, T> {
             };
             (Self::Split(q), areas)
         };
+        if let Some((mem, entries)) = tables {
+            let set = match &mut queue {
+                Self::Split(q) => q.set_indirect(mem, entries),
+                Self::Packed(q) => q.set_indirect(mem, entries),
+            };
+            set.map_err(|r| r.error)?;
+        }
         transport.program_queue(index, size, areas);
         transport.enable_queue(index);
         if !transport.queue_enabled(index) {
@@ -114,15 +133,29 @@ impl<P: DmaAlloc, N: dma_ring::Doorbell, T> Virtqueue<P, N, T> {
         }
     }
 
-    /// Adds a request (see `dma-ring`'s `add`).
+    /// Descriptors per indirect table (0: no indirect tables).
+    pub(crate) fn indirect_entries(&self) -> u16 {
+        match self {
+            Self::Split(q) => q.indirect_entries(),
+            Self::Packed(q) => q.indirect_entries(),
+        }
+    }
+
+    /// Adds a request (see `dma-ring`'s `add`): through an indirect table
+    /// when the queue has them and the request has several segments that
+    /// fit one (it then takes one ring entry), as a chain otherwise.
     pub(crate) fn add(
         &mut self,
         readable: &[Segment],
         writable: &[Segment],
         buffers: T,
     ) -> Result<u16, Rejected<T>> {
+        let count = readable.len() + writable.len();
+        let indirect = count > 1 && count <= usize::from(self.indirect_entries());
         match self {
+            Self::Split(q) if indirect => q.add_indirect(readable, writable, buffers),
             Self::Split(q) => q.add(readable, writable, buffers),
+            Self::Packed(q) if indirect => q.add_indirect(readable, writable, buffers),
             Self::Packed(q) => q.add(readable, writable, buffers),
         }
     }

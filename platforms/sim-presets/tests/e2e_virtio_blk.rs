@@ -33,6 +33,7 @@ fn options(layout: QueueLayout, event_idx: bool, translates: bool) -> VirtioOpti
     VirtioOptions {
         layout,
         event_idx,
+        indirect: true,
         platform_translates: translates,
         queue_size: 16,
     }
@@ -44,6 +45,7 @@ fn options(layout: QueueLayout, event_idx: bool, translates: bool) -> VirtioOpti
 struct Traffic {
     layout: QueueLayout,
     event_idx: bool,
+    indirect: bool,
     translates: bool,
 }
 
@@ -60,7 +62,10 @@ impl PresetRun for Traffic {
             ..VirtioConfig::default()
         };
         let disk = VirtioMmio::new(sim.bus(dev), Blk::new(SECTORS, false), config);
-        let opts = options(self.layout, self.event_idx, self.translates);
+        let opts = VirtioOptions {
+            indirect: self.indirect,
+            ..options(self.layout, self.event_idx, self.translates)
+        };
         let mut vda = VirtioBlk::start(
             virtio_mmio(&disk).unwrap(),
             p,
@@ -111,20 +116,23 @@ impl PresetRun for Traffic {
 }
 
 #[test]
-fn blk_runs_clean_on_every_preset_split_and_packed_with_and_without_event_idx() {
+fn blk_runs_clean_on_every_preset_split_and_packed_with_and_without_event_idx_and_indirect() {
     for preset in Preset::ALL {
         for layout in [QueueLayout::Split, QueueLayout::Packed] {
-            for event_idx in [false, true] {
+            for (event_idx, indirect) in
+                [(false, false), (true, false), (false, true), (true, true)]
+            {
                 let translates = preset == Preset::Iommu;
                 let body = Traffic {
                     layout,
                     event_idx,
+                    indirect,
                     translates,
                 };
                 let out = preset
                     .run(11, DeviceConstraints::UNCONSTRAINED, body)
                     .unwrap();
-                let what = format!("{preset} {layout:?} event_idx={event_idx}");
+                let what = format!("{preset} {layout:?} event_idx={event_idx} indirect={indirect}");
                 assert!(out.clean(), "{what}: {:?} {:?}", out.checker, out.reports);
                 assert!(out.faults.is_empty(), "{what}: {:?}", out.faults);
                 let (features, stats) = out.output;
@@ -135,7 +143,11 @@ fn blk_runs_clean_on_every_preset_split_and_packed_with_and_without_event_idx() 
                 );
                 assert_eq!(features.contains(Features::EVENT_IDX), event_idx, "{what}");
                 assert!(features.contains(Features::VERSION_1 | Features::ACCESS_PLATFORM));
-                assert!(!features.contains(Features::INDIRECT_DESC), "{what}");
+                assert_eq!(
+                    features.contains(Features::INDIRECT_DESC),
+                    indirect,
+                    "{what}"
+                );
                 assert_eq!(
                     (stats.writes, stats.reads, stats.flushes, stats.errors),
                     (48, 48, 6, 0)
@@ -322,6 +334,7 @@ fn bad_requests_are_refused_with_the_buffer_back() {
     assert!(matches!(r.error, DriverError::InvalidArgument(m) if m.contains("read-only")));
     assert!(r.buffer.is_some());
     drop(vdb);
+    assert!(ro.status().is_empty(), "drop resets the device");
     p.release();
     assert!(
         p.reports().is_empty() && sim.reports().is_empty(),
@@ -341,6 +354,8 @@ enum Misbehave {
     ShortRead,
     /// Status OK, used length 0.
     NoLength,
+    /// Used length right, status byte never written.
+    NoStatus,
     /// Never completes.
     Silent,
     /// Reports the chain malformed (DEVICE_NEEDS_RESET).
@@ -387,6 +402,7 @@ impl Backend for HostileBlk {
                 status(&chain, io, 0)?;
                 0
             }
+            Misbehave::NoStatus => w as u32,
             Misbehave::Silent => unreachable!("returned above"),
             Misbehave::Broken => return Err(ChainError::Malformed("hostile: refuses every chain")),
         };
@@ -443,6 +459,10 @@ fn device_errors_are_typed_and_no_buffer_is_lost() {
                 &|e| matches!(e, DriverError::DeviceProtocol(m) if m.contains("length 0")),
             ),
             (
+                NoStatus,
+                &|e| matches!(e, DriverError::DeviceProtocol(m) if m.contains("status byte")),
+            ),
+            (
                 LongLength,
                 &|e| matches!(e, DriverError::Ring(r) if r.kind() == RingErrorKind::LengthTooLarge),
             ),
@@ -470,4 +490,283 @@ fn device_errors_are_typed_and_no_buffer_is_lost() {
             );
         }
     }
+}
+
+/// Completes every request OK and records how many packed ring
+/// descriptors each took.
+struct Recorder(Vec<u16>);
+
+impl Backend for Recorder {
+    const DEVICE_ID: u32 = 2;
+    const QUEUES: u16 = 1;
+
+    fn features(&self) -> model::Features {
+        model::Features::empty()
+    }
+
+    fn config(&self) -> Vec<u8> {
+        64u64.to_le_bytes().to_vec()
+    }
+
+    fn work(&mut self, io: &mut QueueIo<'_>) -> Result<bool, ChainError> {
+        let Some(chain) = io.pop(0)? else {
+            return Ok(false);
+        };
+        self.0.push(chain.ring_len);
+        let w = chain.writable_len();
+        chain.write_at(io.bus(), w - 1, &[0])?;
+        io.push_used(0, &chain, w as u32)?;
+        Ok(true)
+    }
+}
+
+/// With INDIRECT_DESC a request of several segments takes one packed
+/// ring descriptor; without, one per segment.
+#[test]
+fn indirect_requests_take_one_ring_entry() {
+    for indirect in [false, true] {
+        let (sim, dev) = sim_platform(9);
+        let p = Checked::new(sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED));
+        let disk = VirtioMmio::new(sim.bus(dev), Recorder(Vec::new()), VirtioConfig::default());
+        let opts = VirtioOptions {
+            indirect,
+            ..options(QueueLayout::Packed, true, false)
+        };
+        let mut vda = VirtioBlk::start(
+            virtio_mmio(&disk).unwrap(),
+            &p,
+            Stepping::new(disk.clone()),
+            opts,
+        )
+        .unwrap();
+        vda.write(0, DmaBuf::for_device(&p, 3 * 4096).unwrap())
+            .unwrap();
+        vda.flush().unwrap_or(()); // FLUSH not offered: nothing sent
+        vda.shutdown().unwrap();
+        let ring_lens = disk.with_backend(|r| r.0.clone());
+        assert_eq!(ring_lens.len(), 1);
+        if indirect {
+            assert_eq!(ring_lens, [1]);
+        } else {
+            assert!(ring_lens[0] >= 3, "header, data, status: {ring_lens:?}");
+        }
+        p.release();
+        assert!(p.reports().is_empty() && sim.reports().is_empty());
+    }
+}
+
+/// Failures the device causes through its registers: a queue it does not
+/// enable, `DEVICE_NEEDS_RESET` at `DRIVER_OK`, and resets that never
+/// finish (at bring-up, and at shutdown, where the rings are then leaked
+/// rather than freed under a device that may still write them).
+#[test]
+fn register_level_failures_are_typed() {
+    let (sim, dev) = sim_platform(3);
+    let p = Checked::new(sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED));
+    let disk = || VirtioMmio::new(sim.bus(dev), Blk::new(8, false), VirtioConfig::default());
+    let start = |t: &Tamper<Blk>, d: &VirtioMmio<Blk>| {
+        VirtioBlk::<_, _, _, DmaBuf>::start(
+            MmioTransport::new(t.clone()).unwrap(),
+            &p,
+            Stepping::new(d.clone()),
+            options(QueueLayout::Split, true, false),
+        )
+    };
+
+    let d = disk();
+    let t = Tamper::new(&d, Features::empty(), false);
+    t.lies.never_ready.set(true);
+    let e = start(&t, &d).err();
+    assert!(
+        matches!(e, Some(DriverError::Unsupported(m)) if m.contains("enables")),
+        "{e:?}"
+    );
+    assert!(failed(d.status()));
+
+    let d = disk();
+    let t = Tamper::new(&d, Features::empty(), false);
+    t.lies.needs_reset.set(true);
+    assert_eq!(start(&t, &d).err(), Some(DriverError::DeviceNeedsReset));
+    assert!(failed(d.status()));
+
+    let d = disk();
+    let t = Tamper::new(&d, Features::empty(), false);
+    t.lies.stuck.set(true);
+    assert!(matches!(start(&t, &d).err(), Some(DriverError::Timeout(_))));
+
+    p.release();
+    assert!(p.take_reports().is_empty() && sim.reports().is_empty());
+
+    let d = disk();
+    let t = Tamper::new(&d, Features::empty(), false);
+    let mut vda = start(&t, &d).unwrap();
+    vda.write(1, DmaBuf::for_device(&p, 512).unwrap()).unwrap();
+    t.lies.stuck.set(true);
+    assert!(matches!(vda.shutdown(), Err(DriverError::Timeout(_))));
+    // The queue and request memory were leaked, not freed.
+    assert!(
+        p.release() > 0,
+        "ring memory freed under a device that never reset"
+    );
+}
+
+/// A block device with the given features and configuration that
+/// completes requests OK only while `serve` is set.
+struct OddBlk {
+    features: model::Features,
+    config: Vec<u8>,
+    serve: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl OddBlk {
+    fn new(features: model::Features, config: Vec<u8>, serve: bool) -> Self {
+        Self {
+            features,
+            config,
+            serve: std::sync::Arc::new(serve.into()),
+        }
+    }
+}
+
+impl Backend for OddBlk {
+    const DEVICE_ID: u32 = 2;
+    const QUEUES: u16 = 1;
+
+    fn features(&self) -> model::Features {
+        self.features
+    }
+
+    fn config(&self) -> Vec<u8> {
+        self.config.clone()
+    }
+
+    fn work(&mut self, io: &mut QueueIo<'_>) -> Result<bool, ChainError> {
+        if !self.serve.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let Some(chain) = io.pop(0)? else {
+            return Ok(false);
+        };
+        let w = chain.writable_len();
+        chain.write_at(io.bus(), w - 1, &[0])?;
+        io.push_used(0, &chain, w as u32)?;
+        Ok(true)
+    }
+}
+
+/// `capacity` 64, then `seg_max` and `size_max` as given.
+fn blk_config(size_max: u32, seg_max: u32) -> Vec<u8> {
+    let mut c = 64u64.to_le_bytes().to_vec();
+    c.extend(size_max.to_le_bytes());
+    c.extend(seg_max.to_le_bytes());
+    c
+}
+
+/// Requests refused for the device's limits or for lack of room, and
+/// requests that time out and complete later: typed errors, every
+/// buffer back (at once, or from shutdown).
+#[test]
+fn limits_room_and_late_completions() {
+    let (sim, dev) = sim_platform(8);
+    let pages = DeviceConstraints::builder()
+        .max_segment_size(4096)
+        .build()
+        .unwrap();
+    let p = Checked::new(sim.non_coherent_platform(dev, pages));
+    let start = |b: OddBlk, queue_size: u16, indirect: bool| {
+        let d = VirtioMmio::new(sim.bus(dev), b, VirtioConfig::default());
+        let opts = VirtioOptions {
+            queue_size,
+            indirect,
+            ..options(QueueLayout::Split, true, false)
+        };
+        let r = VirtioBlk::<_, _, _, DmaBuf>::start(
+            virtio_mmio(&d).unwrap(),
+            &p,
+            Stepping::new(d.clone()),
+            opts,
+        );
+        (r, d)
+    };
+    let none = model::Features::empty();
+    let seg_max = model::Features::from_bits_retain(1 << 2);
+    let size_max = model::Features::from_bits_retain(1 << 1);
+
+    // No configuration space: no capacity.
+    let (r, d) = start(OddBlk::new(none, Vec::new(), true), 16, true);
+    assert!(matches!(r.err(), Some(DriverError::Unsupported(m)) if m.contains("capacity")));
+    assert!(failed(d.status()));
+    // size_max below a page.
+    let (r, _) = start(OddBlk::new(size_max, blk_config(512, 0), true), 16, true);
+    assert!(matches!(r.err(), Some(DriverError::Unsupported(m)) if m.contains("size_max")));
+
+    // seg_max 1: a two-page write is refused, a one-page one goes.
+    let (r, _) = start(OddBlk::new(seg_max, blk_config(0, 1), true), 16, true);
+    let mut vda = r.unwrap();
+    let e = vda
+        .write(0, DmaBuf::for_device(&p, 8192).unwrap())
+        .unwrap_err();
+    assert!(matches!(e.error, DriverError::InvalidArgument(m) if m.contains("pieces")));
+    assert_eq!(e.buffer.map(|b| b.len()), Some(8192));
+    vda.write(0, DmaBuf::for_device(&p, 4096).unwrap()).unwrap();
+    vda.shutdown().unwrap();
+
+    // A queue of 4 without indirect tables: one stuck 3-descriptor
+    // request fills it.
+    let (r, _) = start(OddBlk::new(none, blk_config(0, 0), false), 4, false);
+    let mut vda = r.unwrap();
+    let e = vda
+        .read(0, DmaBuf::for_device(&p, 512).unwrap())
+        .unwrap_err();
+    assert!(matches!(e.error, DriverError::Timeout(_)) && e.buffer.is_none());
+    let e = vda
+        .read(0, DmaBuf::for_device(&p, 512).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(e.error, DriverError::Ring(r) if r.kind() == RingErrorKind::Full),
+        "{e:?}"
+    );
+    assert!(e.buffer.is_some());
+    assert_eq!(vda.in_flight(), 1);
+    assert_eq!(vda.shutdown().unwrap().len(), 1);
+
+    // With indirect tables the queue has room, and the request areas (2
+    // for a queue of 4) run out first.
+    let (r, _) = start(OddBlk::new(none, blk_config(0, 0), false), 4, true);
+    let mut vda = r.unwrap();
+    for _ in 0..2 {
+        let e = vda
+            .read(0, DmaBuf::for_device(&p, 512).unwrap())
+            .unwrap_err();
+        assert!(matches!(e.error, DriverError::Timeout(_)));
+    }
+    let e = vda
+        .read(0, DmaBuf::for_device(&p, 512).unwrap())
+        .unwrap_err();
+    assert!(matches!(e.error, DriverError::InvalidArgument(m) if m.contains("request slot")));
+    assert!(e.buffer.is_some());
+    assert_eq!(vda.shutdown().unwrap().len(), 2);
+
+    // A request that timed out completes during the next one: the next
+    // one succeeds, the late one's buffer comes back from shutdown.
+    let late = OddBlk::new(none, blk_config(0, 0), false);
+    let serve = late.serve.clone();
+    let (r, _) = start(late, 16, true);
+    let mut vda = r.unwrap();
+    let e = vda
+        .read(2, DmaBuf::for_device(&p, 512).unwrap())
+        .unwrap_err();
+    assert!(matches!(e.error, DriverError::Timeout(_)));
+    serve.store(true, std::sync::atomic::Ordering::Relaxed);
+    vda.read(3, DmaBuf::for_device(&p, 1024).unwrap()).unwrap();
+    assert_eq!(vda.stats().late, 1);
+    let back = vda.shutdown().unwrap();
+    assert_eq!(back.iter().map(|b| b.len()).collect::<Vec<_>>(), [512]);
+
+    p.release();
+    assert!(
+        p.reports().is_empty() && sim.reports().is_empty(),
+        "{:?}",
+        p.reports()
+    );
 }

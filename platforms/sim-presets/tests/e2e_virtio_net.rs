@@ -48,11 +48,17 @@ fn dma_frame<P: DmaMap>(p: &P, bytes: &[u8]) -> DmaBuf {
     b
 }
 
-fn config(layout: QueueLayout, event_idx: bool, translates: bool) -> VirtioNetConfig {
+fn config(
+    layout: QueueLayout,
+    event_idx: bool,
+    indirect: bool,
+    translates: bool,
+) -> VirtioNetConfig {
     VirtioNetConfig {
         options: VirtioOptions {
             layout,
             event_idx,
+            indirect,
             platform_translates: translates,
             queue_size: 8,
         },
@@ -64,6 +70,7 @@ fn config(layout: QueueLayout, event_idx: bool, translates: bool) -> VirtioNetCo
 struct Traffic {
     layout: QueueLayout,
     event_idx: bool,
+    indirect: bool,
     translates: bool,
 }
 
@@ -76,7 +83,7 @@ impl PresetRun for Traffic {
 
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> Self::Output {
         let nic = VirtioMmio::new(sim.bus(dev), Net::new(MAC, 8), VirtioConfig::default());
-        let cfg = config(self.layout, self.event_idx, self.translates);
+        let cfg = config(self.layout, self.event_idx, self.indirect, self.translates);
         let mut eth = VirtioNet::start(
             virtio_mmio(&nic).unwrap(),
             p,
@@ -126,20 +133,23 @@ impl PresetRun for Traffic {
 }
 
 #[test]
-fn net_runs_clean_on_every_preset_split_and_packed_with_and_without_event_idx() {
+fn net_runs_clean_on_every_preset_split_and_packed_with_and_without_event_idx_and_indirect() {
     for preset in Preset::ALL {
         for layout in [QueueLayout::Split, QueueLayout::Packed] {
-            for event_idx in [false, true] {
+            for (event_idx, indirect) in
+                [(false, false), (true, false), (false, true), (true, true)]
+            {
                 let translates = preset == Preset::Iommu;
                 let body = Traffic {
                     layout,
                     event_idx,
+                    indirect,
                     translates,
                 };
                 let out = preset
                     .run(23, DeviceConstraints::UNCONSTRAINED, body)
                     .unwrap();
-                let what = format!("{preset} {layout:?} event_idx={event_idx}");
+                let what = format!("{preset} {layout:?} event_idx={event_idx} indirect={indirect}");
                 assert!(out.clean(), "{what}: {:?} {:?}", out.checker, out.reports);
                 assert!(out.faults.is_empty(), "{what}: {:?}", out.faults);
                 let (features, stats) = out.output;
@@ -149,6 +159,11 @@ fn net_runs_clean_on_every_preset_split_and_packed_with_and_without_event_idx() 
                     "{what}"
                 );
                 assert_eq!(features.contains(Features::EVENT_IDX), event_idx, "{what}");
+                assert_eq!(
+                    features.contains(Features::INDIRECT_DESC),
+                    indirect,
+                    "{what}"
+                );
                 assert!(!features.contains(net_features::MRG_RXBUF));
                 assert_eq!(
                     (stats.tx_frames, stats.rx_frames, stats.rx_errors),
@@ -305,7 +320,7 @@ impl PresetRun for Hostile {
             HostileNet(self.0, true),
             VirtioConfig::default(),
         );
-        let cfg = config(self.1, true, false);
+        let cfg = config(self.1, true, true, false);
         let mut eth = VirtioNet::start(
             virtio_mmio(&nic).unwrap(),
             p,
@@ -361,4 +376,74 @@ fn device_errors_are_typed_and_no_buffer_is_lost() {
             assert!(out.clean(), "{what}: {:?} {:?}", out.checker, out.reports);
         }
     }
+}
+
+/// A network device offering `MAC` with the given configuration space,
+/// that never uses a buffer.
+struct MuteNet(Vec<u8>);
+
+impl Backend for MuteNet {
+    const DEVICE_ID: u32 = 1;
+    const QUEUES: u16 = 2;
+
+    fn features(&self) -> model::Features {
+        model::net::features::MAC
+    }
+
+    fn config(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+
+    fn work(&mut self, _io: &mut QueueIo<'_>) -> Result<bool, ChainError> {
+        Ok(false)
+    }
+}
+
+/// No room for the MAC address; a full transmit queue; a device that
+/// never sends: typed errors, frames back.
+#[test]
+fn config_room_and_silence_errors() {
+    let (sim, dev) = machine(12);
+    let p = Checked::new(sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED));
+    let start = |config: Vec<u8>, queue_size: u16| {
+        let d = VirtioMmio::new(sim.bus(dev), MuteNet(config), VirtioConfig::default());
+        let cfg = VirtioNetConfig {
+            options: VirtioOptions {
+                queue_size,
+                indirect: false,
+                ..VirtioOptions::default()
+            },
+            ..VirtioNetConfig::default()
+        };
+        let r = VirtioNet::<_, _, _, DmaBuf>::start(
+            virtio_mmio(&d).unwrap(),
+            &p,
+            Stepping::new(d.clone()),
+            cfg,
+        );
+        (r, d)
+    };
+    let (r, d) = start(Vec::new(), 8);
+    assert!(matches!(r.err(), Some(DriverError::Unsupported(m)) if m.contains("MAC")));
+    assert!(d.status().contains(model::Status::FAILED));
+
+    // Two transmit entries: one frame (header + data) fills them.
+    let (r, _) = start(MAC.to_vec(), 2);
+    let mut eth = r.unwrap();
+    eth.send(dma_frame(&p, &frame(0))).unwrap();
+    let e = eth.send(dma_frame(&p, &frame(1))).unwrap_err();
+    assert!(
+        matches!(e.error, DriverError::Ring(r) if r.kind() == RingErrorKind::Full),
+        "{e:?}"
+    );
+    assert_eq!(e.buffer.map(|b| b[..] == frame(1)[..]), Some(true));
+    assert!(matches!(eth.wait_sent(), Err(DriverError::Timeout(_))));
+    assert_eq!(eth.shutdown().unwrap().len(), 1);
+
+    p.release();
+    assert!(
+        p.reports().is_empty() && sim.reports().is_empty(),
+        "{:?}",
+        p.reports()
+    );
 }

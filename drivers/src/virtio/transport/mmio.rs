@@ -155,3 +155,117 @@ impl<R: RegisterIo + Clone> Transport for MmioTransport<R> {
         self.regs.read32(mmio_reg::CONFIG.saturating_add(offset))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use core::cell::Cell;
+
+    use super::*;
+
+    /// A virtio-mmio window in RAM: the identification registers as
+    /// given, a configuration generation that moves on every read when
+    /// `churn` is set, and 8 bytes of configuration.
+    struct Window {
+        magic: u32,
+        version: u32,
+        device: u32,
+        size: usize,
+        generation: Cell<u32>,
+        churn: bool,
+    }
+
+    impl Window {
+        fn good() -> Self {
+            Self {
+                magic: MMIO_MAGIC,
+                version: MMIO_VERSION,
+                device: 2,
+                size: 0x108,
+                generation: Cell::new(0),
+                churn: false,
+            }
+        }
+    }
+
+    impl RegisterIo for Window {
+        fn size(&self) -> usize {
+            self.size
+        }
+        fn read8(&self, offset: usize) -> u8 {
+            self.read32(offset & !3) as u8
+        }
+        fn read16(&self, offset: usize) -> u16 {
+            self.read32(offset & !3) as u16
+        }
+        fn read32(&self, offset: usize) -> u32 {
+            if offset.checked_add(4).is_none_or(|end| end > self.size) {
+                return u32::MAX;
+            }
+            match offset {
+                mmio_reg::MAGIC_VALUE => self.magic,
+                mmio_reg::VERSION => self.version,
+                mmio_reg::DEVICE_ID => self.device,
+                mmio_reg::CONFIG_GENERATION => {
+                    let g = self.generation.get();
+                    self.generation.set(g + u32::from(self.churn));
+                    g
+                }
+                o if o >= mmio_reg::CONFIG => 0x40 + o as u32,
+                _ => 0,
+            }
+        }
+        fn write8(&self, _: usize, _: u8) {}
+        fn write16(&self, _: usize, _: u16) {}
+        fn write32(&self, _: usize, _: u32) {}
+    }
+
+    fn refused(w: Window) -> &'static str {
+        match MmioTransport::new(&w) {
+            Err(DriverError::Unsupported(m)) => m,
+            other => panic!("expected Unsupported, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn windows_that_are_not_modern_virtio_mmio_are_refused() {
+        assert!(refused(Window {
+            size: 0xfc,
+            ..Window::good()
+        })
+        .contains("0x100"));
+        assert!(refused(Window {
+            magic: 0x1234,
+            ..Window::good()
+        })
+        .contains("magic"));
+        assert!(refused(Window {
+            version: 1,
+            ..Window::good()
+        })
+        .contains("version 2"));
+        assert!(refused(Window {
+            device: 0,
+            ..Window::good()
+        })
+        .contains("device id 0"));
+    }
+
+    #[test]
+    fn config_reads_retry_a_moving_generation_then_give_up() {
+        let w = Window::good();
+        let t = MmioTransport::new(&w).unwrap();
+        assert_eq!(t.config_size(), 8);
+        assert_eq!(t.read_config(|t| t.read_config_u32(4)).unwrap(), 0x144);
+        let w = Window {
+            churn: true,
+            ..Window::good()
+        };
+        let t = MmioTransport::new(&w).unwrap();
+        assert!(matches!(
+            t.read_config(|t| t.read_config_u32(0)),
+            Err(DriverError::Timeout(_))
+        ));
+        // Far past the window: all ones, no overflow.
+        assert_eq!(t.read_config_u32(usize::MAX), u32::MAX);
+    }
+}

@@ -304,6 +304,9 @@ pub struct VirtioOptions {
     pub layout: QueueLayout,
     /// Take `EVENT_IDX` when offered.
     pub event_idx: bool,
+    /// Take `INDIRECT_DESC` when offered: requests of several segments
+    /// then take one queue entry each.
+    pub indirect: bool,
     /// The platform's DMA addresses are translated (an IOMMU gives IOVAs,
     /// not physical addresses). Then the device must offer
     /// `ACCESS_PLATFORM`: one without it uses physical addresses (§6.1),
@@ -322,6 +325,7 @@ impl Default for VirtioOptions {
         Self {
             layout: QueueLayout::Split,
             event_idx: true,
+            indirect: true,
             platform_translates: false,
             queue_size: 128,
         }
@@ -334,10 +338,9 @@ impl Default for VirtioOptions {
 /// reset the device is left `FAILED`.
 ///
 /// The driver takes `VERSION_1` (required: this driver has no legacy
-/// path), `ACCESS_PLATFORM` when offered, `RING_PACKED` and `EVENT_IDX`
-/// when offered and asked for in `options`, and of `device_features` what
-/// the device offers. `INDIRECT_DESC` is never taken: `dma-ring`'s
-/// virtqueues do not build indirect tables.
+/// path), `ACCESS_PLATFORM` when offered, `RING_PACKED`, `EVENT_IDX` and
+/// `INDIRECT_DESC` when offered and asked for in `options`, and of
+/// `device_features` what the device offers.
 ///
 /// # Errors
 ///
@@ -394,6 +397,9 @@ fn negotiate_after_reset<T: Transport>(
     }
     if options.event_idx {
         wanted |= Features::EVENT_IDX;
+    }
+    if options.indirect {
+        wanted |= Features::INDIRECT_DESC;
     }
     let accepted = offered & wanted;
     transport.set_driver_features(accepted);

@@ -7,7 +7,9 @@ use crate::virtio::spec::{
     cfg_type, common_reg, DeviceStatus, Features, NO_VECTOR, PCI_CAPABILITY_LIST, PCI_CAP_ID_VNDR,
     PCI_MODERN_DEVICE_BASE, PCI_STATUS, PCI_STATUS_CAP_LIST, PCI_SUBSYSTEM_ID, PCI_VENDOR_ID,
 };
+use crate::virtio::spec::{PciCap, PciNotifyCap};
 use crate::DriverError;
+use core::mem::size_of;
 
 /// Reads of a PCI function's configuration space (ECAM, a VFIO region,
 /// port I/O): what the capability walk needs. Only aligned 32-bit reads
@@ -85,6 +87,13 @@ pub struct VirtioPciCaps {
     pub device: Option<CapLocation>,
 }
 
+/// A field's offset in a capability structure, as a config-space offset.
+macro_rules! field {
+    ($t:ty, $f:ident) => {
+        core::mem::offset_of!($t, $f) as u16
+    };
+}
+
 /// The most capabilities walked: a config space of 4096 bytes holds at
 /// most this many 4-byte-aligned ones in the first 256 bytes, so a longer
 /// walk is a loop in the list.
@@ -115,10 +124,10 @@ impl VirtioPciCaps {
                     "a PCI capability list inside the device-specific header (0x40..0x100)",
                 ));
             }
-            if config.read8(ptr) == PCI_CAP_ID_VNDR {
+            if config.read8(ptr + field!(PciCap, cap_vndr)) == PCI_CAP_ID_VNDR {
                 caps.take(config, ptr)?;
             }
-            ptr = u16::from(config.read8(ptr + 1) & 0xfc);
+            ptr = u16::from(config.read8(ptr + field!(PciCap, cap_next)) & 0xfc);
         }
         Err(DriverError::Unsupported(
             "a PCI capability list that ends (it loops)",
@@ -127,9 +136,9 @@ impl VirtioPciCaps {
 
     /// Records the virtio capability at `ptr` if its type is still free.
     fn take(&mut self, config: &impl PciConfigSpace, ptr: u16) -> Result<(), DriverError> {
-        let cap_len = config.read8(ptr + 2);
-        let kind = config.read8(ptr + 3);
-        let bar = config.read8(ptr + 4);
+        let cap_len = config.read8(ptr + field!(PciCap, cap_len));
+        let kind = config.read8(ptr + field!(PciCap, cfg_type));
+        let bar = config.read8(ptr + field!(PciCap, bar));
         if bar > 5 {
             return Ok(()); // reserved BAR values: skip (§4.1.4.1)
         }
@@ -143,7 +152,11 @@ impl VirtioPciCaps {
         if slot.is_some() {
             return Ok(());
         }
-        let needed = if kind == cfg_type::NOTIFY { 20 } else { 16 };
+        let needed = if kind == cfg_type::NOTIFY {
+            size_of::<PciNotifyCap>()
+        } else {
+            size_of::<PciCap>()
+        } as u8;
         if cap_len < needed || ptr + u16::from(needed) > 0x100 {
             return Err(DriverError::Unsupported(
                 "virtio PCI capabilities of the length §4.1.4 gives them",
@@ -151,10 +164,10 @@ impl VirtioPciCaps {
         }
         *slot = Some(CapLocation {
             bar,
-            offset: config.read32(ptr + 8),
-            length: config.read32(ptr + 12),
+            offset: config.read32(ptr + field!(PciCap, offset)),
+            length: config.read32(ptr + field!(PciCap, length)),
             notify_off_multiplier: if kind == cfg_type::NOTIFY {
-                config.read32(ptr + 16)
+                config.read32(ptr + field!(PciNotifyCap, notify_off_multiplier))
             } else {
                 0
             },
@@ -239,6 +252,39 @@ impl<R: RegisterIo + Clone> PciTransport<R> {
     /// reaches them through `bar`, which gives the register window of a
     /// BAR by index (the board assigned the BARs and enabled memory
     /// decoding and bus mastering in the command register).
+    ///
+    /// # Example
+    ///
+    /// A board with ECAM and BARs it assigned itself (QEMU `virt`: the
+    /// virtio structures of `virtio-blk-pci` are all in BAR4):
+    ///
+    /// ```no_run
+    /// use core::ptr::NonNull;
+    /// use dma_drivers::virtio::transport::pci::{PciConfigSpace, PciTransport};
+    /// use dma_drivers::virtio::transport::MmioWindow;
+    ///
+    /// /// One function's 4 KiB of ECAM.
+    /// struct Ecam(NonNull<u8>);
+    ///
+    /// impl PciConfigSpace for Ecam {
+    ///     fn read32(&self, offset: u16) -> u32 {
+    ///         // SAFETY: the 4 KiB ECAM window of this function is mapped as
+    ///         // Device memory, and `offset` is an aligned dword below 4096.
+    ///         unsafe { self.0.as_ptr().add(usize::from(offset)).cast::<u32>().read_volatile() }
+    ///     }
+    /// }
+    ///
+    /// fn bring_up(ecam: NonNull<u8>, bar4: NonNull<u8>) -> Result<(), dma_drivers::DriverError> {
+    ///     let config = Ecam(ecam);
+    ///     // SAFETY: the board assigned BAR4 (0x4000 bytes) at `bar4`, mapped it as
+    ///     // Device memory and enabled memory decoding and bus mastering.
+    ///     let window = unsafe { MmioWindow::new(bar4, 0x4000) };
+    ///     let transport = PciTransport::new(&config, |bar| (bar == 4).then_some(window))?;
+    ///     // ... VirtioBlk::start(transport, platform, wait, VirtioOptions::default())
+    ///     # let _ = transport;
+    ///     Ok(())
+    /// }
+    /// ```
     ///
     /// # Errors
     ///
@@ -545,6 +591,10 @@ mod tests {
         let mut c = qemu_blk();
         c.0[0] = 0x86;
         assert!(refused(&c, &b).contains("vendor"));
+
+        let mut c = qemu_blk();
+        c.0[2..4].copy_from_slice(&0x1100u16.to_le_bytes());
+        assert!(refused(&c, &b).contains("device id"));
 
         let mut c = qemu_blk();
         c.0[6] = 0;
