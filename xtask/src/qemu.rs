@@ -488,11 +488,6 @@ fn run_qemu(
         "none",
         "-kernel",
     ];
-    println!(
-        "==> qemu: {QEMU} {} {} -drive {drive} -device {NVME_DEVICE}",
-        args.join(" "),
-        elf.display()
-    );
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     all.push(elf.display().to_string());
     all.extend(["-drive".into(), drive, "-device".into(), NVME_DEVICE.into()]);
@@ -506,6 +501,7 @@ fn run_qemu(
     }
     all.extend(NIC_PAIR.iter().map(|a| a.to_string()));
     nic_pair_is_closed(&all)?;
+    println!("==> qemu: {QEMU} {}", all.join(" "));
     run_captured(QEMU, &all, WALL_TIMEOUT)
 }
 

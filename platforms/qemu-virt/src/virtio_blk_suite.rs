@@ -31,6 +31,9 @@ pub struct BlkRun {
     pub drive: &'static str,
     /// Split or packed queue; the device must offer packed for `Packed`.
     pub layout: QueueLayout,
+    /// Take `INDIRECT_DESC` (the device must offer it): every request,
+    /// being three segments, then takes one queue entry and a table.
+    pub indirect: bool,
     /// The platform translates (an IOMMU): the device must offer and the
     /// driver accept `ACCESS_PLATFORM`.
     pub translates: bool,
@@ -73,6 +76,7 @@ where
     let options = VirtioOptions {
         layout: run.layout,
         event_idx: true,
+        indirect: run.indirect,
         platform_translates: run.translates,
         queue_size: QUEUE_SIZE,
     };
@@ -145,10 +149,12 @@ where
     let f = disk.features();
     let packed = run.layout == QueueLayout::Packed;
     let detail = format!(
-        "features {:#x}: VERSION_1 {}, RING_PACKED {}, EVENT_IDX {}, ACCESS_PLATFORM {}; {} sectors",
+        "features {:#x}: VERSION_1 {}, RING_PACKED {}, INDIRECT_DESC {}, EVENT_IDX {}, \
+         ACCESS_PLATFORM {}; {} sectors",
         f.bits(),
         f.contains(Features::VERSION_1),
         f.contains(Features::RING_PACKED),
+        f.contains(Features::INDIRECT_DESC),
         f.contains(Features::EVENT_IDX),
         f.contains(Features::ACCESS_PLATFORM),
         disk.capacity()
@@ -156,11 +162,12 @@ where
     let (prepared_end, end) = (PREPARED.0 + PREPARED.1, run.base + AREA);
     if !f.contains(Features::VERSION_1)
         || f.contains(Features::RING_PACKED) != packed
+        || f.contains(Features::INDIRECT_DESC) != run.indirect
         || f.contains(Features::ACCESS_PLATFORM) != run.access_platform
     {
         Err(format!(
-            "{detail} (wanted RING_PACKED {packed}, ACCESS_PLATFORM {})",
-            run.access_platform
+            "{detail} (wanted RING_PACKED {packed}, INDIRECT_DESC {}, ACCESS_PLATFORM {})",
+            run.indirect, run.access_platform
         ))
     } else if disk.capacity() < end.max(prepared_end) {
         Err(format!("{detail}: too small for the checks"))
@@ -221,8 +228,9 @@ where
     }
 }
 
-/// [`WRAP_REQUESTS`] one-sector writes (each three descriptors) through a
-/// [`QUEUE_SIZE`]-entry queue, then one read of them all.
+/// [`WRAP_REQUESTS`] one-sector writes (each three descriptors, or one
+/// entry with an indirect table) through a [`QUEUE_SIZE`]-entry queue,
+/// then one read of them all.
 fn wrap<T, P, W>(
     disk: &mut VirtioBlk<T, P, W, DmaBuf>,
     platform: &P,
@@ -245,7 +253,7 @@ where
     let back = disk.read(sector, back).map_err(refused("read"))?;
     match (0..len).find(|&i| back[i] != pattern_byte(seed, i as u64)) {
         None => Ok(format!(
-            "{WRAP_REQUESTS} writes of 3 descriptors through a {QUEUE_SIZE}-entry queue, read back"
+            "{WRAP_REQUESTS} writes of 3 segments through a {QUEUE_SIZE}-entry queue, read back"
         )),
         Some(i) => Err(format!(
             "sector {} byte {} read back as {:#04x}",

@@ -19,6 +19,11 @@ const SECTORS: u64 = 8192;
 /// Runs the checks with `layout` on a disk that holds the host's data when
 /// `prepared`; returns the lines, the exit code and the model's disk.
 fn run_on_sim(layout: QueueLayout, prepared: bool) -> (String, ExitCode, Vec<u8>) {
+    run_with(layout, false, prepared)
+}
+
+/// As [`run_on_sim`], with indirect tables when `indirect`.
+fn run_with(layout: QueueLayout, indirect: bool, prepared: bool) -> (String, ExitCode, Vec<u8>) {
     let sim = Sim::new(SimConfig::non_coherent().seed(9)).unwrap();
     let dev = sim.add_device("vda");
     let platform = sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED);
@@ -36,6 +41,7 @@ fn run_on_sim(layout: QueueLayout, prepared: bool) -> (String, ExitCode, Vec<u8>
         prefix: "sim",
         drive: "v0",
         layout,
+        indirect,
         translates: false,
         // The model offers ACCESS_PLATFORM on every device.
         access_platform: true,
@@ -84,9 +90,21 @@ fn every_check_passes_split_and_packed() {
         assert!(out.contains("DONE 9 0 0\n"), "{out}");
         let packed = layout == QueueLayout::Packed;
         assert!(
-            out.contains(&format!("RING_PACKED {packed}, EVENT_IDX true")),
+            out.contains(&format!(
+                "RING_PACKED {packed}, INDIRECT_DESC false, EVENT_IDX true"
+            )),
             "{out}"
         );
+        assert_eq!(claims_hold(&out, &disk), 4, "{out}");
+    }
+}
+
+#[test]
+fn every_check_passes_with_indirect_tables() {
+    for layout in [QueueLayout::Split, QueueLayout::Packed] {
+        let (out, code, disk) = run_with(layout, true, true);
+        assert_eq!(code, ExitCode::Pass, "{layout:?}:\n{out}");
+        assert!(out.contains("INDIRECT_DESC true"), "{out}");
         assert_eq!(claims_hold(&out, &disk), 4, "{out}");
     }
 }

@@ -220,6 +220,7 @@ where
         options: VirtioOptions {
             layout: QueueLayout::Split,
             event_idx: true,
+            indirect: true,
             platform_translates: false,
             queue_size: 64,
         },

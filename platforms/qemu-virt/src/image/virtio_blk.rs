@@ -35,11 +35,12 @@ const DIRECT_SLOT: u8 = 2;
 /// The slot of drive v1's device (`addr=03.0`, `iommu_platform=on`).
 const SMMU_SLOT: u8 = 3;
 
-/// A run on `drive` with `layout`, in area `area` of the disk.
+/// A run on `drive` with `layout` (indirect tables or not), in area
+/// `area` of the disk.
 const fn blk_run(
     prefix: &'static str,
     drive: &'static str,
-    layout: QueueLayout,
+    (layout, indirect): (QueueLayout, bool),
     translates: bool,
     area: u64,
     seed: u32,
@@ -48,6 +49,7 @@ const fn blk_run(
         prefix,
         drive,
         layout,
+        indirect,
         translates,
         access_platform: translates,
         base: area * AREA,
@@ -55,30 +57,39 @@ const fn blk_run(
     }
 }
 
+// Each layout runs once with descriptor chains and once with indirect
+// tables, and so does each device.
 const DIRECT_RUNS: [BlkRun; 2] = [
     blk_run(
         "vblk_direct_split",
         "v0",
-        QueueLayout::Split,
+        (QueueLayout::Split, false),
         false,
         0,
         0x600,
     ),
     blk_run(
-        "vblk_direct_packed",
+        "vblk_direct_packed_indirect",
         "v0",
-        QueueLayout::Packed,
+        (QueueLayout::Packed, true),
         false,
         1,
         0x610,
     ),
 ];
 const SMMU_RUNS: [BlkRun; 2] = [
-    blk_run("vblk_smmu_split", "v1", QueueLayout::Split, true, 0, 0x620),
+    blk_run(
+        "vblk_smmu_split_indirect",
+        "v1",
+        (QueueLayout::Split, true),
+        true,
+        0,
+        0x620,
+    ),
     blk_run(
         "vblk_smmu_packed",
         "v1",
-        QueueLayout::Packed,
+        (QueueLayout::Packed, false),
         true,
         1,
         0x630,
