@@ -574,7 +574,9 @@ impl NvmeController {
             cq.phase = !cq.phase;
         }
         let slot_dw3 = DmaAddr::new(slot.as_u64() + 12);
-        self.bus.write(slot, &entry[..12]).is_ok() && self.bus.write_u32(slot_dw3, dw3).is_ok()
+        self.bus
+            .write_then((slot, &entry[..12]), (slot_dw3, &dw3.to_le_bytes()))
+            .is_ok()
     }
 
     /// Builds the data segments of a `len`-byte transfer from the
