@@ -46,6 +46,10 @@ pub enum RingErrorKind {
     Unreclaimed,
     /// A ring position at or beyond the ring's size.
     PositionOutOfRange,
+    /// An indirect request on a queue without indirect descriptor tables.
+    IndirectUnavailable,
+    /// A change that needs an idle queue while requests are in flight.
+    Busy,
 }
 
 impl RingErrorKind {
@@ -67,6 +71,12 @@ impl RingErrorKind {
                 "buffers from a reset were not all taken (its drain was leaked); call reset again and use up the drain"
             }
             Self::PositionOutOfRange => "ring position at or beyond the ring size",
+            Self::IndirectUnavailable => {
+                "queue has no indirect descriptor tables: negotiate VIRTIO_F_INDIRECT_DESC and call set_indirect, or add the request directly"
+            }
+            Self::Busy => {
+                "requests are in flight: do this before adding any, or after the device reset and the queue's reset"
+            }
         }
     }
 
@@ -144,6 +154,7 @@ impl From<RingError> for dma_core::Error {
             | RingErrorKind::PositionOutOfRange => K::OutOfRange,
             RingErrorKind::BadMemory => K::Misaligned,
             RingErrorKind::Full | RingErrorKind::Unreclaimed => K::PoolExhausted,
+            RingErrorKind::IndirectUnavailable | RingErrorKind::Busy => K::Unsupported,
             _ => K::DeviceMisbehaved,
         };
         let err = dma_core::Error::new(kind, e.kind.description());

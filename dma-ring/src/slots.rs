@@ -413,6 +413,12 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         Ok(index)
     }
 
+    /// The slot index of an id [`insert`](Self::insert) returned.
+    #[inline]
+    pub(crate) fn index_of(&self, id: u16) -> u16 {
+        self.split(id).0
+    }
+
     /// Looks an id up without taking it.
     #[inline]
     pub(crate) fn check(&self, id: u16) -> crate::Result<Checked> {

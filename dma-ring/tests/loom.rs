@@ -30,7 +30,7 @@ use dma_ring::nvme::{
 use dma_ring::sync::{sabotage, Barrier};
 use dma_ring::virtio::packed::{EventFlags, PackedLayout, PackedQueue};
 use dma_ring::virtio::split::{SplitLayout, SplitQueue};
-use dma_ring::virtio::Segment;
+use dma_ring::virtio::{IndirectLayout, Segment};
 use dma_ring::{slot_vec, AtomicDoorbell, LoomMemory};
 use loom::thread;
 
@@ -436,6 +436,112 @@ fn loom_virtio_packed_fails_without_publish_descriptors() {
 fn loom_virtio_packed_fails_without_after_completion_flag() {
     let _off = sabotage(Barrier::AfterCompletionFlag);
     loom::model(packed_model);
+}
+
+// ---- virtio indirect descriptors: each request is one ring descriptor
+// over a 2-entry table in table memory of its own, which the device reads
+// after the available index (split) or flags (packed). The slot's table is
+// rewritten for every request (the freed head or slot is reused), so the
+// driver's table writes race the device's reads of the previous request's
+// table unless the completion orders them, and the device's table reads
+// race the driver's writes unless the publication orders them. No barrier
+// is new: `publish_descriptors` orders the table writes with the ring's.
+
+fn split_indirect_model() {
+    let layout = SplitLayout::new(2).unwrap();
+    let mem = memory(layout.bytes, 0x50000);
+    let tables = memory(IndirectLayout::new(2, 2).unwrap().bytes, 0x90000);
+    let notify = Arc::new(AtomicDoorbell::new(0));
+    let mut vq = SplitQueue::new(mem.clone(), 2, 0, notify, false, slot_vec::<u32>(2)).unwrap();
+    assert!(vq.set_indirect(tables.clone(), 2).unwrap().is_none());
+    let device = thread::spawn(move || {
+        let mut dev = SplitDevice::new(mem, 2);
+        dev.tables = Some(tables);
+        for r in 0..REQUESTS {
+            let chain = wait(|| dev.pop());
+            assert!(chain.indirect);
+            assert_eq!(chain.descs, expected_chain(r), "a whole table");
+            dev.push_used(chain.id.into(), 200 + r);
+        }
+    });
+    for r in 0..REQUESTS {
+        let (out, inp) = chain_request(r);
+        vq.add_indirect(&out, &inp, r).unwrap();
+        vq.notify();
+        let used = wait(|| vq.poll().unwrap());
+        assert_eq!((used.buffers, used.len), (r, 200 + r));
+    }
+    device.join().unwrap();
+}
+
+#[test]
+fn loom_virtio_split_indirect_tables() {
+    assert!(explore(split_indirect_model) > 1);
+}
+
+/// Without the barrier before the available index, the device's reads of
+/// the table race the driver's writes of it.
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn loom_virtio_split_indirect_fails_without_publish_descriptors() {
+    let _off = sabotage(Barrier::PublishDescriptors);
+    loom::model(split_indirect_model);
+}
+
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn loom_virtio_split_indirect_fails_without_after_completion_flag() {
+    let _off = sabotage(Barrier::AfterCompletionFlag);
+    loom::model(split_indirect_model);
+}
+
+/// Packed: 2 entries, three one-descriptor requests, so the third wraps
+/// the ring and flips the wrap counters; every request uses slot 0's
+/// table.
+fn packed_indirect_model() {
+    let layout = PackedLayout::new(2).unwrap();
+    let mem = memory(layout.bytes, 0x70000);
+    let tables = memory(IndirectLayout::new(2, 2).unwrap().bytes, 0x98000);
+    let notify = Arc::new(AtomicDoorbell::new(0));
+    let mut vq = PackedQueue::new(mem.clone(), 2, 0, notify, false, slot_vec::<u32>(2)).unwrap();
+    assert!(vq.set_indirect(tables.clone(), 2).unwrap().is_none());
+    let device = thread::spawn(move || {
+        let mut dev = PackedDevice::new(mem, 2);
+        dev.tables = Some(tables);
+        for r in 0..REQUESTS {
+            let chain = wait(|| dev.pop());
+            assert!(chain.indirect);
+            assert_eq!(chain.descs, expected_chain(r), "a whole table");
+            dev.push_used(chain.id, 300 + r, 1);
+        }
+    });
+    for r in 0..REQUESTS {
+        let (out, inp) = chain_request(r);
+        vq.add_indirect(&out, &inp, r).unwrap();
+        vq.notify();
+        let used = wait(|| vq.poll().unwrap());
+        assert_eq!((used.buffers, used.len), (r, 300 + r));
+    }
+    device.join().unwrap();
+}
+
+#[test]
+fn loom_virtio_packed_indirect_tables() {
+    assert!(explore(packed_indirect_model) > 1);
+}
+
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn loom_virtio_packed_indirect_fails_without_publish_descriptors() {
+    let _off = sabotage(Barrier::PublishDescriptors);
+    loom::model(packed_indirect_model);
+}
+
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn loom_virtio_packed_indirect_fails_without_after_completion_flag() {
+    let _off = sabotage(Barrier::AfterCompletionFlag);
+    loom::model(packed_indirect_model);
 }
 
 // ---- virtio device models woken by the notify doorbell: the device looks

@@ -3,52 +3,11 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{iterations, PackedDevice, SplitDevice};
-use dma_coherence::HardwareCoherent;
-use dma_core::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
-use dma_direct::DirectPlatform;
-use dma_ring::virtio::packed::{EventFlags, PackedLayout, PackedQueue};
-use dma_ring::virtio::split::{SplitLayout, SplitQueue};
-use dma_ring::virtio::Segment;
-use dma_ring::{slot_vec, AtomicDoorbell, MemoryView, RingErrorKind, Slot};
-
-type Platform = DirectPlatform<HostMemory, HardwareCoherent>;
-type Mem = Coherent<[u64], &'static Platform>;
-type Split = SplitQueue<Mem, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>;
-type Packed = PackedQueue<Mem, Arc<AtomicDoorbell>, u32, Vec<Slot<u32>>>;
-
-fn platform() -> &'static Platform {
-    Box::leak(Box::new(DirectPlatform::x86_coherent(
-        HostMemory,
-        DeviceConstraints::UNCONSTRAINED,
-    )))
-}
-
-fn split(size: u16, event_idx: bool) -> (Split, SplitDevice<MemoryView>, Arc<AtomicDoorbell>) {
-    let layout = SplitLayout::new(size).unwrap();
-    let mem = Coherent::zeroed_slice(platform(), layout.bytes.div_ceil(8)).unwrap();
-    let db = Arc::new(AtomicDoorbell::default());
-    let q = SplitQueue::new(mem, size, 3, db.clone(), event_idx, slot_vec(size.into())).unwrap();
-    // SAFETY: used while the queue lives.
-    let view = unsafe { MemoryView::of(q.memory()) };
-    (q, SplitDevice::new(view, size), db)
-}
-
-fn packed(size: u16, event_idx: bool) -> (Packed, PackedDevice<MemoryView>, Arc<AtomicDoorbell>) {
-    let layout = PackedLayout::new(size).unwrap();
-    let mem = Coherent::zeroed_slice(platform(), layout.bytes.div_ceil(8)).unwrap();
-    let db = Arc::new(AtomicDoorbell::default());
-    let q = PackedQueue::new(mem, size, 3, db.clone(), event_idx, slot_vec(size.into())).unwrap();
-    // SAFETY: used while the queue lives.
-    let view = unsafe { MemoryView::of(q.memory()) };
-    (q, PackedDevice::new(view, size), db)
-}
-
-fn seg(addr: u64, len: u32) -> Segment {
-    Segment::new(DmaAddr::new(addr), len)
-}
+use common::queues::{packed, seg, split};
+use common::{iterations, SplitDevice};
+use dma_ring::virtio::packed::EventFlags;
+use dma_ring::virtio::split::SplitLayout;
+use dma_ring::{MemoryView, RingErrorKind};
 
 #[test]
 fn split_layout_follows_the_spec_alignment() {

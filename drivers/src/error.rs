@@ -32,6 +32,19 @@ pub enum DriverError {
     InvalidArgument(&'static str),
     /// The device lacks a feature the driver needs; names it.
     Unsupported(&'static str),
+    /// The virtio device cleared `FEATURES_OK` on re-read: it refused the
+    /// features the driver accepted (virtio 1.2 §3.1.1 step 6).
+    FeaturesRefused,
+    /// The virtio device set `DEVICE_NEEDS_RESET` (§2.1.2): it hit an
+    /// error, and nothing more completes until the driver resets it.
+    DeviceNeedsReset,
+    /// A virtio-blk request completed with this status byte (1 `IOERR`,
+    /// 2 `UNSUPP`; §5.2.6).
+    BlockStatus(u8),
+    /// The device wrote something its specification rules out (a status
+    /// value that does not exist, a used length too short for what it
+    /// says it did); names it. The request's buffer comes back.
+    DeviceProtocol(&'static str),
 }
 
 impl fmt::Display for DriverError {
@@ -53,6 +66,17 @@ impl fmt::Display for DriverError {
             Self::ControllerFatal => f.write_str("controller fatal status (CSTS.CFS)"),
             Self::InvalidArgument(m) => write!(f, "invalid request: {m}"),
             Self::Unsupported(what) => write!(f, "the device does not support {what}"),
+            Self::FeaturesRefused => f.write_str(
+                "the virtio device refused the negotiated features (FEATURES_OK cleared); \
+                 check the device's options against what the driver accepts",
+            ),
+            Self::DeviceNeedsReset => {
+                f.write_str("the virtio device needs a reset (DEVICE_NEEDS_RESET); shut the driver down and start it again")
+            }
+            Self::BlockStatus(1) => f.write_str("virtio-blk request failed: status IOERR"),
+            Self::BlockStatus(2) => f.write_str("virtio-blk request failed: status UNSUPP (the device does not implement it)"),
+            Self::BlockStatus(s) => write!(f, "virtio-blk request failed: status {s}"),
+            Self::DeviceProtocol(m) => write!(f, "the device broke its protocol: {m}"),
         }
     }
 }

@@ -25,6 +25,14 @@
 //!   ([`nic::NicDriver`], feature `alloc`) with recycled RX buffers and
 //!   per-frame TX mappings; [`nic::spec`]: the Intel 8254x-family control
 //!   and descriptor-queue registers.
+//! - [`virtio`]: virtio-blk ([`virtio::VirtioBlk`]) and virtio-net
+//!   ([`virtio::VirtioNet`]) drivers (feature `alloc`) over `dma-ring`'s
+//!   split and packed virtqueues, on modern virtio-pci or virtio-mmio
+//!   ([`virtio::transport`]), with feature negotiation including
+//!   `VERSION_1`, `RING_PACKED`, `EVENT_IDX`, `INDIRECT_DESC` and
+//!   `ACCESS_PLATFORM`; [`virtio::spec`]: feature bits, PCI capabilities,
+//!   the common configuration and virtio-mmio register blocks, blk and net
+//!   structures.
 //!
 //! To run these drivers on the simulator's machines, with its
 //! coherency-bug detector and `dma-check` on, see the `dma-sim-presets`
@@ -32,9 +40,13 @@
 //! drivers, steps the devices while a driver waits, and runs one generic
 //! test body on every preset.
 //!
-//! Registers are reached through `&` references to tock-registers blocks,
-//! which is all a driver needs whether the block is a BAR mapped as Device
-//! memory, a BAR `mmap`ped from VFIO, or a simulator's block in RAM.
+//! NVMe and NIC registers are reached through `&` references to
+//! tock-registers blocks, which is all a driver needs whether the block is
+//! a BAR mapped as Device memory, a BAR `mmap`ped from VFIO, or a
+//! simulator's block in RAM. Virtio registers act on every access (select
+//! registers, status writes), so the virtio transports reach them through
+//! [`virtio::transport::RegisterIo`]: real MMIO, or a simulated device
+//! that traps each access.
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -44,6 +56,7 @@ extern crate alloc;
 mod error;
 pub mod nic;
 pub mod nvme;
+pub mod virtio;
 mod wait;
 
 pub use error::{DriverError, Refused};

@@ -8,9 +8,18 @@
 //! index moved. The notification is any [`Doorbell`](crate::Doorbell):
 //! written with the queue index (virtio-pci's notify address, virtio-mmio's
 //! `QueueNotify`), and only when the device's event suppression asks for it.
+//!
+//! With `VIRTIO_F_INDIRECT_DESC` negotiated, a queue given indirect tables
+//! (`set_indirect`, sized by [`IndirectLayout`]) also takes a request as
+//! one ring descriptor pointing to a table of its descriptors
+//! (`add_indirect`): a long request then takes one ring entry, not one per
+//! segment.
 
+mod indirect;
 pub mod packed;
 pub mod split;
+
+pub use indirect::{IndirectLayout, INDIRECT_DESC_SIZE};
 
 use dma_core::DmaAddr;
 
@@ -57,6 +66,16 @@ fn total_len(segments: &[Segment]) -> Option<u32> {
         .try_fold(0u32, |sum, s| sum.checked_add(s.len))
 }
 
+/// The request's segments in order, each with whether it is
+/// device-writable.
+pub(crate) fn segments<'a>(
+    readable: &'a [Segment],
+    writable: &'a [Segment],
+) -> impl Iterator<Item = (&'a Segment, bool)> {
+    let readable = readable.iter().map(|s| (s, false));
+    readable.chain(writable.iter().map(|s| (s, true)))
+}
+
 /// The device address of an area `offset` bytes into the ring memory.
 pub(crate) fn area_addr<M: crate::RingMemory>(mem: &M, offset: usize) -> DmaAddr {
     DmaAddr::new(mem.dma_addr().as_u64().wrapping_add(offset as u64))
@@ -64,17 +83,20 @@ pub(crate) fn area_addr<M: crate::RingMemory>(mem: &M, offset: usize) -> DmaAddr
 
 /// The checks both queue layouts make before adding a request: the queue
 /// is not broken, a reset's buffers were all handed back, the request has
-/// 1 to `queue_size` segments, its total bytes fit `u32` (virtio 1.2
-/// §2.7.5.2: a chain's total length must not exceed 2^32 - 1), and enough
-/// descriptors are free. Returns the segment count and the writable
-/// length, or the buffers back with the reason.
+/// 1 to `limit` segments (the queue size, or the indirect table's entries),
+/// its total bytes fit `u32` (virtio 1.2 §2.7.5.2: a chain's total length
+/// must not exceed 2^32 - 1), and enough descriptors are free (one for an
+/// `indirect` request). Returns the segment count and the writable length,
+/// or the buffers back with the reason.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn check_request<T, S: crate::SlotStorage<T>>(
     broken: bool,
     slots: &crate::slots::SlotTable<T, S>,
     readable: &[Segment],
     writable: &[Segment],
-    queue_size: u16,
+    limit: u16,
     num_free: u16,
+    indirect: bool,
     buffers: T,
 ) -> Result<(usize, u32, T), crate::Rejected<T>> {
     use crate::{Rejected, RingErrorKind};
@@ -91,10 +113,11 @@ pub(crate) fn check_request<T, S: crate::SlotStorage<T>>(
     else {
         return Err(Rejected::new(RingErrorKind::BadRequest, buffers));
     };
-    if total == 0 || total > usize::from(queue_size) {
+    if total == 0 || total > usize::from(limit) {
         return Err(Rejected::new(RingErrorKind::BadRequest, buffers));
     }
-    if total > usize::from(num_free) {
+    let needed = if indirect { 1 } else { total };
+    if needed > usize::from(num_free) {
         return Err(Rejected::new(RingErrorKind::Full, buffers));
     }
     Ok((total, writable_len, buffers))

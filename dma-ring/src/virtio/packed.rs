@@ -13,7 +13,8 @@ use bitflags::bitflags;
 use static_assertions::{assert_eq_size, const_assert_eq};
 use zerocopy::{FromBytes, IntoBytes};
 
-use super::{area_addr, check_request, need_event, Segment, Used};
+use super::indirect::Indirect;
+use super::{area_addr, check_request, need_event, segments, Segment, Used};
 use crate::memory::check_memory;
 use crate::slots::{Drain, SlotStorage, SlotTable};
 use crate::sync;
@@ -173,6 +174,8 @@ pub struct PackedQueue<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
     added_since_kick: u16,
     slots: SlotTable<T, S>,
     broken: bool,
+    /// Indirect tables, one per slot of the id table.
+    indirect: Option<Indirect<M>>,
 }
 
 impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
@@ -210,7 +213,42 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
             added_since_kick: 0,
             slots: SlotTable::tagged(slots, size.into())?,
             broken: false,
+            indirect: None,
         })
+    }
+
+    /// Gives the queue indirect descriptor tables (with
+    /// `VIRTIO_F_INDIRECT_DESC` negotiated), for requests of up to
+    /// `entries` segments added with [`add_indirect`](Self::add_indirect):
+    /// `tables` is zeroed or not, 16-aligned, at least
+    /// [`IndirectLayout::new(size, entries)`](super::IndirectLayout)`.bytes`
+    /// long, and the device must reach it like the ring. Only while no
+    /// request is in flight (before the first `add`, or after
+    /// [`reset`](Self::reset)). Returns the tables it replaces, if any.
+    ///
+    /// # Errors
+    ///
+    /// The memory handed back with
+    /// [`InvalidSize`](RingErrorKind::InvalidSize) for `entries` of 0 or
+    /// above the queue size, [`BadMemory`](RingErrorKind::BadMemory), or
+    /// [`Busy`](RingErrorKind::Busy) while requests are in flight.
+    pub fn set_indirect(&mut self, tables: M, entries: u16) -> Result<Option<M>, Rejected<M>> {
+        if self.slots.in_use() != 0 || self.slots.check_reclaimed().is_err() {
+            return Err(Rejected::new(RingErrorKind::Busy, tables));
+        }
+        let tables = Indirect::new(tables, self.layout.size, entries)?;
+        Ok(self.indirect.replace(tables).map(Indirect::into_memory))
+    }
+
+    /// The indirect tables' memory, if the queue has them.
+    pub fn indirect_memory(&self) -> Option<&M> {
+        self.indirect.as_ref().map(Indirect::memory)
+    }
+
+    /// The most segments of one [`add_indirect`](Self::add_indirect)
+    /// request: 0 without indirect tables.
+    pub fn indirect_entries(&self) -> u16 {
+        self.indirect.as_ref().map_or(0, Indirect::entries)
     }
 
     /// The layout.
@@ -278,19 +316,94 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
             writable,
             self.layout.size,
             self.num_free,
+            false,
             buffers,
         )?;
         let id = self
             .slots
             .insert(buffers, writable_len, total as u16)
             .map_err(|b| Rejected::new(RingErrorKind::Full, b))?;
+        let descs = segments(readable, writable).map(|(seg, write)| {
+            let flags = if write {
+                PackedFlags::WRITE
+            } else {
+                PackedFlags::empty()
+            };
+            (*seg, flags)
+        });
+        self.make_available(id, descs, total);
+        Ok(id)
+    }
+
+    /// Adds a request as one descriptor pointing to an indirect table of
+    /// its `readable`, then `writable`, segments (§2.8.19), owning
+    /// `buffers` until the device uses it, and makes it available at once.
+    /// Returns its buffer id. Needs [`set_indirect`](Self::set_indirect)
+    /// first; takes one ring descriptor whatever the segment count.
+    ///
+    /// # Errors
+    ///
+    /// [`IndirectUnavailable`](RingErrorKind::IndirectUnavailable) without
+    /// tables; [`BadRequest`](RingErrorKind::BadRequest) for no segments,
+    /// more than [`indirect_entries`](Self::indirect_entries), or a total
+    /// length overflowing `u32`; and as [`add`](Self::add).
+    pub fn add_indirect(
+        &mut self,
+        readable: &[Segment],
+        writable: &[Segment],
+        buffers: T,
+    ) -> Result<u16, Rejected<T>> {
+        let Some(indirect) = &self.indirect else {
+            return Err(Rejected::new(RingErrorKind::IndirectUnavailable, buffers));
+        };
+        let (_, writable_len, buffers) = check_request(
+            self.broken,
+            &self.slots,
+            readable,
+            writable,
+            indirect.entries(),
+            self.num_free,
+            true,
+            buffers,
+        )?;
+        let id = self
+            .slots
+            .insert(buffers, writable_len, 1)
+            .map_err(|b| Rejected::new(RingErrorKind::Full, b))?;
+        // Table entries: WRITE or nothing, no id (§2.8.19); consecutive,
+        // so no NEXT.
+        let table = indirect.fill(
+            self.slots.index_of(id),
+            readable,
+            writable,
+            |_, _, write| {
+                let flags = if write {
+                    PackedFlags::WRITE
+                } else {
+                    PackedFlags::empty()
+                };
+                [0, flags.bits()]
+            },
+        );
+        self.make_available(id, core::iter::once((table, PackedFlags::INDIRECT)), 1);
+        Ok(id)
+    }
+
+    /// Writes `count` descriptors under buffer id `id` at the next
+    /// available positions, linked with `NEXT`, and makes them available:
+    /// every descriptor but the first, a write barrier, then the first
+    /// one's flags (§2.8.21.3).
+    fn make_available(
+        &mut self,
+        id: u16,
+        descs: impl Iterator<Item = (Segment, PackedFlags)>,
+        count: usize,
+    ) {
         let first = self.next_avail;
         let mut pos = first;
         let mut first_flags = PackedFlags::empty();
-        let segments = readable.iter().map(|s| (s, PackedFlags::empty()));
-        let segments = segments.chain(writable.iter().map(|s| (s, PackedFlags::WRITE)));
-        for (k, (seg, mut flags)) in segments.enumerate() {
-            if k + 1 < total {
+        for (k, (seg, mut flags)) in descs.enumerate() {
+            if k + 1 < count {
                 flags |= PackedFlags::NEXT;
             }
             flags |= pos.avail_bits();
@@ -310,7 +423,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
             }
             pos = pos.advance(1, self.layout.size);
         }
-        // Every other field of the chain before the flags that publish it.
+        // Every other field of the chain (and an indirect table) before
+        // the flags that publish it.
         sync::publish_descriptors();
         // SAFETY: first.index < size.
         unsafe {
@@ -318,9 +432,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
                 .store_flag(self.layout.desc(first.index) + 14, first_flags.bits())
         };
         self.next_avail = pos;
-        self.num_free -= total as u16;
-        self.added_since_kick = self.added_since_kick.saturating_add(total as u16);
-        Ok(id)
+        self.num_free -= count as u16;
+        self.added_since_kick = self.added_since_kick.saturating_add(count as u16);
     }
 
     /// Notifies the device of the requests added since the last call, if

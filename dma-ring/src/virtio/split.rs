@@ -11,7 +11,8 @@ use bitflags::bitflags;
 use static_assertions::{assert_eq_size, const_assert_eq};
 use zerocopy::{FromBytes, IntoBytes};
 
-use super::{area_addr, check_request, need_event, Segment, Used};
+use super::indirect::Indirect;
+use super::{area_addr, check_request, need_event, segments, Segment, Used};
 use crate::memory::check_memory;
 use crate::slots::{is_unannounced, Drain, SlotStorage, SlotTable};
 use crate::sync;
@@ -175,6 +176,8 @@ pub struct SplitQueue<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
     added: u32,
     slots: SlotTable<T, S>,
     broken: bool,
+    /// Indirect tables, one per descriptor (used while it is a head).
+    indirect: Option<Indirect<M>>,
 }
 
 impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
@@ -217,7 +220,42 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
             // The table's links start as 0 -> 1 -> ... : the free list.
             slots: SlotTable::positional(slots, size.into())?,
             broken: false,
+            indirect: None,
         })
+    }
+
+    /// Gives the queue indirect descriptor tables (with
+    /// `VIRTIO_F_INDIRECT_DESC` negotiated), for requests of up to
+    /// `entries` segments added with [`add_indirect`](Self::add_indirect):
+    /// `tables` is zeroed or not, 16-aligned, at least
+    /// [`IndirectLayout::new(size, entries)`](super::IndirectLayout)`.bytes`
+    /// long, and the device must reach it like the ring. Only while no
+    /// request is in flight (before the first `add`, or after
+    /// [`reset`](Self::reset)). Returns the tables it replaces, if any.
+    ///
+    /// # Errors
+    ///
+    /// The memory handed back with
+    /// [`InvalidSize`](RingErrorKind::InvalidSize) for `entries` of 0 or
+    /// above the queue size, [`BadMemory`](RingErrorKind::BadMemory), or
+    /// [`Busy`](RingErrorKind::Busy) while requests are in flight.
+    pub fn set_indirect(&mut self, tables: M, entries: u16) -> Result<Option<M>, Rejected<M>> {
+        if self.slots.in_use() != 0 || self.slots.check_reclaimed().is_err() {
+            return Err(Rejected::new(RingErrorKind::Busy, tables));
+        }
+        let tables = Indirect::new(tables, self.layout.size, entries)?;
+        Ok(self.indirect.replace(tables).map(Indirect::into_memory))
+    }
+
+    /// The indirect tables' memory, if the queue has them.
+    pub fn indirect_memory(&self) -> Option<&M> {
+        self.indirect.as_ref().map(Indirect::memory)
+    }
+
+    /// The most segments of one [`add_indirect`](Self::add_indirect)
+    /// request: 0 without indirect tables.
+    pub fn indirect_entries(&self) -> u16 {
+        self.indirect.as_ref().map_or(0, Indirect::entries)
     }
 
     /// The layout (offsets of the three parts).
@@ -285,15 +323,80 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
             writable,
             self.layout.size,
             self.num_free,
+            false,
             buffers,
         )?;
+        let descs = segments(readable, writable).map(|(seg, write)| {
+            let flags = if write {
+                DescFlags::WRITE
+            } else {
+                DescFlags::empty()
+            };
+            (*seg, flags)
+        });
+        Ok(self.make_available(descs, total, buffers, writable_len))
+    }
+
+    /// Adds a request as one descriptor pointing to an indirect table of
+    /// its `readable`, then `writable`, segments (§2.7.5.3), owning
+    /// `buffers` until the device uses it. Returns the head. Needs
+    /// [`set_indirect`](Self::set_indirect) first; takes one descriptor
+    /// of the queue whatever the segment count.
+    ///
+    /// # Errors
+    ///
+    /// [`IndirectUnavailable`](RingErrorKind::IndirectUnavailable) without
+    /// tables; [`BadRequest`](RingErrorKind::BadRequest) for no segments,
+    /// more than [`indirect_entries`](Self::indirect_entries), or a total
+    /// length overflowing `u32`; and as [`add`](Self::add).
+    pub fn add_indirect(
+        &mut self,
+        readable: &[Segment],
+        writable: &[Segment],
+        buffers: T,
+    ) -> Result<u16, Rejected<T>> {
+        let Some(indirect) = &self.indirect else {
+            return Err(Rejected::new(RingErrorKind::IndirectUnavailable, buffers));
+        };
+        let (_, writable_len, buffers) = check_request(
+            self.broken,
+            &self.slots,
+            readable,
+            writable,
+            indirect.entries(),
+            self.num_free,
+            true,
+            buffers,
+        )?;
+        // The table of the descriptor that will be the head: the table
+        // chains by `next` inside itself (§2.7.5.3).
+        let table = indirect.fill(self.free_head, readable, writable, |k, last, write| {
+            let mut flags = DescFlags::empty();
+            flags.set(DescFlags::WRITE, write);
+            flags.set(DescFlags::NEXT, !last);
+            [flags.bits(), if last { 0 } else { k + 1 }]
+        });
+        let descs = core::iter::once((table, DescFlags::INDIRECT));
+        Ok(self.make_available(descs, 1, buffers, writable_len))
+    }
+
+    /// Writes `count` descriptors from the free list as one chain (each
+    /// linked to the next with `NEXT`), puts its head in the available
+    /// ring (published by the next `notify`) and `buffers` in its slot.
+    /// Returns the head.
+    fn make_available(
+        &mut self,
+        descs: impl Iterator<Item = (Segment, DescFlags)>,
+        count: usize,
+        buffers: T,
+        writable_len: u32,
+    ) -> u16 {
         let head = self.free_head;
         let mut index = head;
-        let segments = readable.iter().map(|s| (s, DescFlags::empty()));
-        let segments = segments.chain(writable.iter().map(|s| (s, DescFlags::WRITE)));
-        for (k, (seg, mut flags)) in segments.enumerate() {
+        for (k, (seg, mut flags)) in descs.enumerate() {
             let next = self.slots.link(index);
-            if k + 1 < total {
+            let more = k + 1 < count;
+            if more {
                 flags |= DescFlags::NEXT;
             }
             let base = self.layout.desc(index);
@@ -303,24 +406,23 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> SplitQueue<M, D, T, S> {
                 self.mem.write_u64(base, seg.addr.as_u64());
                 self.mem.write_u32(base + 8, seg.len);
                 self.mem.write_u16(base + 12, flags.bits());
-                self.mem
-                    .write_u16(base + 14, if k + 1 < total { next } else { 0 });
+                self.mem.write_u16(base + 14, if more { next } else { 0 });
             }
-            if k + 1 < total {
+            if more {
                 index = next;
             } else {
                 self.free_head = next;
             }
         }
-        self.num_free -= total as u16;
+        self.num_free -= count as u16;
         let slot = self.avail_idx & (self.layout.size - 1);
         // SAFETY: slot < size; inside the available ring.
         unsafe { self.mem.write_u16(self.layout.avail_ring(slot), head) };
         self.avail_idx = self.avail_idx.wrapping_add(1);
         self.slots
-            .put_at(head, buffers, writable_len, total as u16, self.added);
+            .put_at(head, buffers, writable_len, count as u16, self.added);
         self.added = self.added.wrapping_add(1);
-        Ok(head)
+        head
     }
 
     /// Publishes every request added since the last call (write barrier,

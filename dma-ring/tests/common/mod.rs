@@ -5,6 +5,9 @@
 //! The `raw_*` methods let a test play a hostile device.
 #![allow(dead_code)]
 
+#[cfg(not(dma_loom))]
+pub mod queues;
+
 use dma_coherence::barrier::{
     after_completion_flag as device_acquire, dma_full as device_full,
     publish_descriptors as device_release,
@@ -191,8 +194,33 @@ impl<M: RingMemory> NicDevice<M> {
 #[derive(Debug, Default)]
 pub struct Chain {
     pub id: u16,
-    /// (address, length, device-writable) per descriptor.
+    /// (address, length, device-writable) per descriptor (an indirect
+    /// table's, for an indirect chain).
     pub descs: Vec<(u64, u32, bool)>,
+    /// Whether it came as an indirect table.
+    pub indirect: bool,
+}
+
+/// The offset of an indirect table at device address `addr`, `len` bytes
+/// long, in `tables`, checking the rules the driver must keep: a whole
+/// number of 16-byte descriptors (at least one) inside the tables' memory,
+/// 16-aligned.
+fn indirect_table<M: RingMemory>(tables: &Option<M>, addr: u64, len: u32) -> (&M, usize, usize) {
+    let tables = tables
+        .as_ref()
+        .expect("an INDIRECT descriptor, but the device was given no table memory");
+    assert!(
+        len > 0 && len % 16 == 0,
+        "indirect table length {len} is not a multiple of 16"
+    );
+    let offset = addr
+        .checked_sub(tables.dma_addr().as_u64())
+        .expect("indirect table below the table memory") as usize;
+    assert!(
+        offset % 16 == 0 && offset + len as usize <= tables.len(),
+        "indirect table at {addr:#x}+{len} outside the table memory"
+    );
+    (tables, offset, len as usize / 16)
 }
 
 impl Chain {
@@ -207,6 +235,8 @@ pub struct SplitDevice<M> {
     pub layout: SplitLayout,
     pub last_avail: u16,
     pub used_idx: u16,
+    /// The driver's indirect table memory, if it negotiated them.
+    pub tables: Option<M>,
 }
 
 impl<M: RingMemory> SplitDevice<M> {
@@ -216,6 +246,7 @@ impl<M: RingMemory> SplitDevice<M> {
             layout: SplitLayout::new(size).unwrap(),
             last_avail: 0,
             used_idx: 0,
+            tables: None,
         }
     }
 
@@ -250,21 +281,20 @@ impl<M: RingMemory> SplitDevice<M> {
         self.last_avail = self.last_avail.wrapping_add(1);
         let mut chain = Chain {
             id: head,
-            descs: Vec::new(),
+            ..Chain::default()
         };
         let mut i = head;
         for _ in 0..l.size {
-            let base = l.desc(i);
-            // SAFETY: i < size (checked by the loop's source: the driver).
-            let (addr, len, flags, next) = unsafe {
-                (
-                    self.mem.read_u64(base),
-                    self.mem.read_u32(base + 8),
-                    self.mem.read_u16(base + 12),
-                    self.mem.read_u16(base + 14),
-                )
-            };
-            let flags = DescFlags::from_bits_retain(flags);
+            let (addr, len, flags, next) = split_desc(&self.mem, l.desc(i));
+            if flags.contains(DescFlags::INDIRECT) {
+                assert!(
+                    !flags.contains(DescFlags::NEXT) && i == head,
+                    "INDIRECT only on a chain's one descriptor, never with NEXT (§2.7.5.3.1)"
+                );
+                chain.indirect = true;
+                chain.descs = self.read_indirect(addr, len);
+                break;
+            }
             chain
                 .descs
                 .push((addr, len, flags.contains(DescFlags::WRITE)));
@@ -274,6 +304,33 @@ impl<M: RingMemory> SplitDevice<M> {
             i = next % l.size;
         }
         Some(chain)
+    }
+
+    /// Walks an indirect table by its `next` links from entry 0.
+    fn read_indirect(&self, addr: u64, len: u32) -> Vec<(u64, u32, bool)> {
+        let (tables, table, n) = indirect_table(&self.tables, addr, len);
+        assert!(
+            n <= self.layout.size as usize,
+            "a chain longer than the queue"
+        );
+        let mut descs = Vec::new();
+        let mut k = 0;
+        loop {
+            let (addr, len, flags, next) = split_desc(tables, table + 16 * k);
+            assert!(
+                !flags.contains(DescFlags::INDIRECT),
+                "nested indirect table"
+            );
+            descs.push((addr, len, flags.contains(DescFlags::WRITE)));
+            if !flags.contains(DescFlags::NEXT) {
+                return descs;
+            }
+            assert!(
+                usize::from(next) < n && descs.len() < n,
+                "next {next} outside a table of {n}"
+            );
+            k = usize::from(next);
+        }
     }
 
     /// Returns a chain: element, release barrier, used index.
@@ -341,12 +398,27 @@ impl<M: RingMemory> SplitDevice<M> {
     }
 }
 
+/// A split descriptor's fields at `base`.
+fn split_desc<M: RingMemory>(mem: &M, base: usize) -> (u64, u32, DescFlags, u16) {
+    // SAFETY: the callers give a descriptor inside `mem`, 16-aligned.
+    unsafe {
+        (
+            mem.read_u64(base),
+            mem.read_u32(base + 8),
+            DescFlags::from_bits_retain(mem.read_u16(base + 12)),
+            mem.read_u16(base + 14),
+        )
+    }
+}
+
 /// A packed virtqueue's device side.
 pub struct PackedDevice<M> {
     pub mem: M,
     pub layout: PackedLayout,
     pub avail: (u16, bool),
     pub used: (u16, bool),
+    /// The driver's indirect table memory, if it negotiated them.
+    pub tables: Option<M>,
 }
 
 fn advance(pos: (u16, bool), n: u16, size: u16) -> (u16, bool) {
@@ -365,6 +437,7 @@ impl<M: RingMemory> PackedDevice<M> {
             layout: PackedLayout::new(size).unwrap(),
             avail: (0, true),
             used: (0, true),
+            tables: None,
         }
     }
 
@@ -413,15 +486,54 @@ impl<M: RingMemory> PackedDevice<M> {
                 )
             };
             chain.id = id;
+            self.avail = advance(self.avail, 1, self.layout.size);
+            if flags.contains(PackedFlags::INDIRECT) {
+                assert!(
+                    !flags.contains(PackedFlags::NEXT) && chain.descs.is_empty(),
+                    "INDIRECT only on a chain's one descriptor, never with NEXT (§2.8.19)"
+                );
+                chain.indirect = true;
+                chain.descs = self.read_indirect(addr, len);
+                break;
+            }
             chain
                 .descs
                 .push((addr, len, flags.contains(PackedFlags::WRITE)));
-            self.avail = advance(self.avail, 1, self.layout.size);
             if !flags.contains(PackedFlags::NEXT) {
                 break;
             }
         }
         Some(chain)
+    }
+
+    /// Reads an indirect table's consecutive entries, which carry no id
+    /// and no flag but WRITE (§2.8.19).
+    fn read_indirect(&self, addr: u64, len: u32) -> Vec<(u64, u32, bool)> {
+        let (tables, table, n) = indirect_table(&self.tables, addr, len);
+        assert!(
+            n <= self.layout.size as usize,
+            "a chain longer than the queue"
+        );
+        (0..n)
+            .map(|k| {
+                let base = table + 16 * k;
+                // SAFETY: entry k < n of a table inside the memory.
+                let (addr, len, id, flags) = unsafe {
+                    (
+                        tables.read_u64(base),
+                        tables.read_u32(base + 8),
+                        tables.read_u16(base + 12),
+                        PackedFlags::from_bits_retain(tables.read_u16(base + 14)),
+                    )
+                };
+                assert_eq!(id, 0, "an id in an indirect table entry");
+                assert!(
+                    (flags - PackedFlags::WRITE).is_empty(),
+                    "a flag other than WRITE in an indirect table entry: {flags:?}"
+                );
+                (addr, len, flags.contains(PackedFlags::WRITE))
+            })
+            .collect()
     }
 
     /// Writes a used descriptor for `id` and skips `count` positions.

@@ -8,7 +8,9 @@
 //!
 //! - **the register blocks as a driver sees them**: [`nvme_controller`]
 //!   hands a simulated NVMe controller's block to `dma-drivers` as its
-//!   BAR0, [`nic_registers`] a simulated NIC's;
+//!   BAR0, [`nic_registers`] a simulated NIC's, and [`virtio_mmio`] gives
+//!   the virtio drivers a transport over a simulated virtio-mmio device
+//!   ([`SimVirtioWindow`]: each register access is a call on the model);
 //! - **waiting** ([`Wait`], `dma-drivers`' trait): [`Stepping`] runs a
 //!   simulated device one step per pause (deterministic tests), [`Spin`]
 //!   spins a bounded number of times (a device on another thread, or real
@@ -73,9 +75,11 @@
 
 mod bar;
 mod preset;
+mod virtio;
 mod wait;
 
 pub use bar::{nic_registers, nvme_controller};
 pub use dma_drivers::Wait;
 pub use preset::{Outcome, Preset, PresetRun};
+pub use virtio::{virtio_mmio, SimVirtioWindow};
 pub use wait::{Spin, Stepping};
