@@ -17,8 +17,7 @@ use tock_registers::registers::WriteOnly;
 
 use super::spec::{
     admin_opcode, cns, create_io_cq_with, create_io_sq, delete_io_queue, identify, io_opcode,
-    read_write, set_number_of_queues, set_sgl1, ControllerIdentity, NamespaceIdentity,
-    SglSupport,
+    read_write, set_number_of_queues, set_sgl1, ControllerIdentity, NamespaceIdentity, SglSupport,
 };
 use super::{check_status, AdminQueues, Controller};
 
@@ -251,10 +250,7 @@ enum Request<'a, P: DmaMap + DmaAlloc, B> {
         MappedSgTable<B, FromDevice, P, Vec<SgEntry>>,
         Pointers<'a, P>,
     ),
-    Write(
-        MappedSgTable<B, ToDevice, P, Vec<SgEntry>>,
-        Pointers<'a, P>,
-    ),
+    Write(MappedSgTable<B, ToDevice, P, Vec<SgEntry>>, Pointers<'a, P>),
     Flush,
     /// A caller-built command: no buffer of the driver's, its opcode.
     Raw(u8),

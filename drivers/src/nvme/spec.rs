@@ -669,7 +669,10 @@ mod tests {
         let mut r = read_write(io_opcode::WRITE, 1, 0, 8).unwrap();
         r.cdw0 |= 0b10 << 14;
         set_sgl1(&mut r, [0x1234, 0x0300_0000_0000_1000]);
-        assert_eq!((r.cdw0 & 0xffff, r.prp1, r.prp2), (0x4001, 0x1234, 0x0300_0000_0000_1000));
+        assert_eq!(
+            (r.cdw0 & 0xffff, r.prp1, r.prp2),
+            (0x4001, 0x1234, 0x0300_0000_0000_1000)
+        );
     }
 
     #[test]
