@@ -13,7 +13,8 @@
 //!
 //! ```text
 //! TEST <name> PASS|FAIL|SKIP [detail]
-//! DISK <lba> <blocks> <seed>        host checks pattern(seed) there
+//! DISK <lba> <blocks> <seed> [<drive>]   host checks pattern(seed) there,
+//!                                         on drive d0 (the NVMe) unless named
 //! DONE <passed> <failed> <skipped>
 //! ```
 
@@ -39,6 +40,52 @@ pub const DISK_BYTES: u64 = 32 << 20;
 /// 4 MiB, so one command can need a chain of PRP list pages (more than
 /// 512 entries), which the suite tests.
 pub const NVME_DEVICE: &str = "nvme,serial=x,drive=d0,mdts=10";
+/// Two NICs on one QEMU hub and nothing else on it: a modern virtio-net
+/// at 00:04.0 (StreamID 32) and an e1000e at 00:05.0 (StreamID 40). Only
+/// `hubport` netdevs: no user-mode networking, tap or socket, so no frame
+/// leaves QEMU ([`nic_pair_is_closed`] checks it).
+pub const NIC_PAIR: [&str; 8] = [
+    "-netdev",
+    "hubport,id=a,hubid=0",
+    "-netdev",
+    "hubport,id=b,hubid=0",
+    "-device",
+    "virtio-net-pci,netdev=a,mac=52:54:00:00:00:01,disable-legacy=on,addr=04.0",
+    "-device",
+    "e1000e,netdev=b,mac=52:54:00:00:00:02,addr=05.0",
+];
+
+/// Checks that a QEMU command line connects nothing to the host network:
+/// `-net` only as `none`, no `-nic`, and every `-netdev` a `hubport`
+/// (QEMU's hub is internal; `user`, `tap`, `socket`, `stream`, `dgram`,
+/// `vde`, `bridge` and `l2tpv3` reach outside).
+///
+/// # Errors
+///
+/// Names the argument that could reach the host.
+pub fn nic_pair_is_closed(args: &[String]) -> Result<(), String> {
+    let mut words = args.iter().map(String::as_str);
+    while let Some(word) = words.next() {
+        match word {
+            "-net" => match words.next() {
+                Some("none") => {}
+                other => return Err(format!("-net {other:?}: only `-net none` is allowed")),
+            },
+            "-nic" => return Err("-nic creates a host-side netdev".into()),
+            "-netdev" => match words.next() {
+                Some(spec) if spec.starts_with("hubport,") => {}
+                other => {
+                    return Err(format!(
+                        "-netdev {other:?}: only hubports, so no frame leaves QEMU"
+                    ))
+                }
+            },
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The NVMe namespace's block size (QEMU's default 512-byte LBAs).
 const BLOCK: u64 = 512;
 /// Wall-clock limit for one QEMU run; a run takes well under a second.
@@ -77,10 +124,16 @@ pub struct TestLine {
     pub detail: String,
 }
 
+/// The drives a `DISK` line may name, by their QEMU `-drive id=`: the NVMe
+/// namespace (the default), and the virtio-blk disks (see [`VIRTIO_BLK`]).
+pub const DRIVES: [&str; 3] = ["d0", "v0", "v1"];
+
 /// One `DISK` line: the guest wrote `pattern(seed)` over `blocks` blocks
-/// from `lba`.
+/// from `lba` of `drive`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DiskClaim {
+    /// The drive (one of [`DRIVES`]).
+    pub drive: &'static str,
     /// First logical block.
     pub lba: u64,
     /// Number of 512-byte blocks.
@@ -168,7 +221,7 @@ impl QemuSummary {
         }
         for d in &self.disk {
             if let Err(e) = &d.result {
-                problems.push(format!("disk lba {}: {e}", d.claim.lba));
+                problems.push(format!("disk {} lba {}: {e}", d.claim.drive, d.claim.lba));
             }
         }
         let count = |s| self.tests.iter().filter(|t| t.status == s).count() as u32;
@@ -218,8 +271,8 @@ impl QemuSummary {
                 Err(e) => format!("MISMATCH {e}"),
             };
             println!(
-                "  DISK  lba {} x {} seed {:#x}: {verdict}",
-                c.lba, c.blocks, c.seed
+                "  DISK  {} lba {} x {} seed {:#x}: {verdict}",
+                c.drive, c.lba, c.blocks, c.seed
             );
         }
         for n in &self.notes {
@@ -255,15 +308,26 @@ pub fn run(root: &Path) -> Result<QemuSummary, String> {
         ));
     }
     let elf = build_image(root)?;
-    let disk = target_dir(root).join("qemu").join("disk.img");
+    let dir = target_dir(root).join("qemu");
+    let disk = dir.join("disk.img");
     fresh_disk(&disk)?;
-    let (output, exit, wall, stderr) = run_qemu(&elf, &disk)?;
-    summarize(&output, exit, wall, &stderr, &disk)
+    let vdisks = [dir.join("vblk0.img"), dir.join("vblk1.img")];
+    for v in &vdisks {
+        prepared_disk(v)?;
+    }
+    let (output, exit, wall, stderr) = run_qemu(&elf, &disk, &vdisks)?;
+    summarize(
+        &output,
+        exit,
+        wall,
+        &stderr,
+        &[("d0", &disk), ("v0", &vdisks[0]), ("v1", &vdisks[1])],
+    )
 }
 
 /// Parses one run's UART `output`, records how QEMU ended (`exit`, `wall`,
 /// its `stderr`), and checks the run's `DISK` claims against the disk
-/// image at `disk`.
+/// images `disks` (by drive id).
 ///
 /// # Errors
 ///
@@ -273,7 +337,7 @@ pub fn summarize(
     exit: Exit,
     wall: Duration,
     stderr: &str,
-    disk: &Path,
+    disks: &[(&str, &Path)],
 ) -> Result<QemuSummary, String> {
     let mut summary = parse(output);
     summary.exit = exit;
@@ -284,13 +348,23 @@ pub fn summarize(
             .filter(|l| !l.trim().is_empty())
             .map(|l| format!("qemu: {l}")),
     );
-    let image = fs::read(disk).map_err(|e| format!("reading {}: {e}", disk.display()))?;
+    let mut images = Vec::new();
+    for (drive, path) in disks {
+        let bytes = fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        images.push((*drive, bytes));
+    }
     summary.disk = summary
         .disk
         .iter()
         .map(|c| DiskCheck {
             claim: c.claim,
-            result: check_claim(&image, c.claim),
+            result: match images.iter().find(|(d, _)| *d == c.claim.drive) {
+                Some((_, image)) => check_claim(image, c.claim),
+                None => Err(format!(
+                    "drive {} is not attached to this run",
+                    c.claim.drive
+                )),
+            },
         })
         .collect();
     Ok(summary)
@@ -345,9 +419,59 @@ pub fn fresh_disk(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("sizing {}: {e}", path.display()))
 }
 
+/// Size of each virtio-blk disk image (sparse).
+pub const VIRTIO_DISK_BYTES: u64 = 4 << 20;
+
+/// Host-prepared data on each virtio-blk disk, which the guest reads and
+/// checks: `pattern(seed)` over `blocks` blocks from `lba`, as
+/// `(lba, blocks, seed)`. Mirrors `dma_qemu_virt::report::PREPARED`
+/// (pinned by a test on each side).
+pub const PREPARED: (u64, u64, u32) = (4096, 64, 0x5eed_0001);
+
+/// The virtio-blk devices, each with a drive: a modern device offering
+/// packed rings at 00:02.0 (StreamID 16), whose DMA bypasses the SMMU
+/// (no ACCESS_PLATFORM), and the same with `iommu_platform=on` at 00:03.0
+/// (StreamID 24), whose DMA the SMMU translates. The suite drives each
+/// with a split queue and with a packed queue.
+pub const VIRTIO_BLK: [(&str, &str); 2] = [
+    (
+        "v0",
+        "virtio-blk-pci,drive=v0,disable-legacy=on,packed=on,addr=02.0",
+    ),
+    (
+        "v1",
+        "virtio-blk-pci,drive=v1,disable-legacy=on,packed=on,iommu_platform=on,addr=03.0",
+    ),
+];
+
+/// Creates (or empties) a sparse [`VIRTIO_DISK_BYTES`] disk image at
+/// `path` holding the [`PREPARED`] data.
+///
+/// # Errors
+///
+/// The file cannot be created or written.
+pub fn prepared_disk(path: &Path) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = path.parent().expect("the disk image lives in a directory");
+    fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let mut file =
+        fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    file.set_len(VIRTIO_DISK_BYTES)
+        .map_err(|e| format!("sizing {}: {e}", path.display()))?;
+    let (lba, blocks, seed) = PREPARED;
+    let data: Vec<u8> = (0..blocks * BLOCK).map(|i| pattern_byte(seed, i)).collect();
+    file.seek(SeekFrom::Start(lba * BLOCK))
+        .and_then(|_| file.write_all(&data))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
 /// Runs QEMU to completion or the timeout; returns the UART output, how it
 /// ended, the wall time and QEMU's standard error.
-fn run_qemu(elf: &Path, disk: &Path) -> Result<(String, Exit, Duration, String), String> {
+fn run_qemu(
+    elf: &Path,
+    disk: &Path,
+    vdisks: &[PathBuf; 2],
+) -> Result<(String, Exit, Duration, String), String> {
     let drive = format!("file={},if=none,id=d0,format=raw", disk.display());
     let args = [
         "-M",
@@ -364,14 +488,20 @@ fn run_qemu(elf: &Path, disk: &Path) -> Result<(String, Exit, Duration, String),
         "none",
         "-kernel",
     ];
-    println!(
-        "==> qemu: {QEMU} {} {} -drive {drive} -device {NVME_DEVICE}",
-        args.join(" "),
-        elf.display()
-    );
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     all.push(elf.display().to_string());
     all.extend(["-drive".into(), drive, "-device".into(), NVME_DEVICE.into()]);
+    for ((id, device), path) in VIRTIO_BLK.iter().zip(vdisks) {
+        all.extend([
+            "-drive".into(),
+            format!("file={},if=none,id={id},format=raw", path.display()),
+            "-device".into(),
+            device.to_string(),
+        ]);
+    }
+    all.extend(NIC_PAIR.iter().map(|a| a.to_string()));
+    nic_pair_is_closed(&all)?;
+    println!("==> qemu: {QEMU} {}", all.join(" "));
     run_captured(QEMU, &all, WALL_TIMEOUT)
 }
 
@@ -491,9 +621,16 @@ fn parse_disk(line: &str) -> Option<DiskClaim> {
     let lba = w.next()?.parse().ok()?;
     let blocks = w.next()?.parse().ok()?;
     let seed = u32::from_str_radix(w.next()?.strip_prefix("0x")?, 16).ok()?;
-    w.next()
-        .is_none()
-        .then_some(DiskClaim { lba, blocks, seed })
+    let drive = match w.next() {
+        None => DRIVES[0],
+        Some(name) => DRIVES.into_iter().find(|d| *d == name)?,
+    };
+    w.next().is_none().then_some(DiskClaim {
+        drive,
+        lba,
+        blocks,
+        seed,
+    })
 }
 
 /// The byte at `offset` of the data pattern for `seed`: the same mixer as
@@ -556,6 +693,7 @@ mod tests {
         assert_eq!(
             s.disk[0].claim,
             DiskClaim {
+                drive: "d0",
                 lba: 2,
                 blocks: 3,
                 seed: 0x1234
@@ -588,6 +726,56 @@ mod tests {
     }
 
     #[test]
+    fn the_nic_pair_reaches_nothing_outside_qemu() {
+        let line = |extra: &[&str]| -> Vec<String> {
+            ["-net", "none"]
+                .iter()
+                .chain(NIC_PAIR.iter())
+                .chain(extra)
+                .map(|a| a.to_string())
+                .collect()
+        };
+        assert_eq!(nic_pair_is_closed(&line(&[])), Ok(()));
+        for bad in [
+            &["-netdev", "user,id=c"][..],
+            &["-netdev", "tap,id=c,ifname=tap0"],
+            &["-netdev", "socket,id=c,listen=:1234"],
+            &["-nic", "user"],
+            &["-net", "user"],
+            &["-netdev"],
+        ] {
+            assert!(nic_pair_is_closed(&line(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn claims_are_checked_on_their_drive() {
+        let dir = std::env::temp_dir().join(format!("xtask-qemu-drives-{}", std::process::id()));
+        let (d0, v0) = (dir.join("d0.img"), dir.join("v0.img"));
+        fresh_disk(&d0).unwrap();
+        prepared_disk(&v0).unwrap();
+        let (lba, blocks, seed) = PREPARED;
+        let out = format!(
+            "TEST a PASS\nDISK {lba} {blocks} {seed:#x} v0\nDISK {lba} {blocks} {seed:#x}\n\
+             DISK 0 1 0x1 v1\nDONE 1 0 0\n"
+        );
+        let disks = [("d0", d0.as_path()), ("v0", v0.as_path())];
+        let s = summarize(&out, Exit::Code(0), Duration::ZERO, "", &disks).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(s.disk[0].result, Ok(()), "the prepared data is on v0");
+        assert!(s.disk[1].result.is_err(), "and not on d0");
+        let missing = s.disk[2].result.as_ref().unwrap_err();
+        assert!(missing.contains("v1 is not attached"), "{missing}");
+        assert!(!s.passed());
+    }
+
+    /// The image's `report::tests::prepared_data_is_pinned` pins the same.
+    #[test]
+    fn prepared_data_matches_the_image() {
+        assert_eq!(PREPARED, (4096, 64, 0x5eed_0001));
+    }
+
+    #[test]
     fn exit_codes_match_the_image() {
         assert_eq!(Exit::Code(0).meaning(), "all tests passed");
         assert_eq!(Exit::Code(12).meaning(), "unexpected CPU exception");
@@ -604,6 +792,7 @@ mod tests {
     #[test]
     fn disk_claims_are_checked_byte_for_byte() {
         let claim = DiskClaim {
+            drive: "d0",
             lba: 1,
             blocks: 2,
             seed: 7,
@@ -619,6 +808,8 @@ mod tests {
         let past = DiskClaim { lba: 3, ..claim };
         assert!(check_claim(&image, past).unwrap_err().contains("past the"));
         assert_eq!(parse_disk("DISK 1 2 7"), None, "seed needs 0x");
-        assert_eq!(parse_disk("DISK 1 2 0x7 extra"), None);
+        assert_eq!(parse_disk("DISK 1 2 0x7 extra"), None, "not a drive");
+        assert_eq!(parse_disk("DISK 1 2 0x7 v1").map(|c| c.drive), Some("v1"));
+        assert_eq!(parse_disk("DISK 1 2 0x7 v1 x"), None);
     }
 }

@@ -73,5 +73,5 @@ pub fn run(root: &Path) -> Result<QemuSummary, String> {
     ]);
     println!("==> qemu: {QEMU} {}", args.join(" "));
     let (output, exit, wall, stderr) = qemu::run_captured(QEMU, &args, WALL_TIMEOUT)?;
-    qemu::summarize(&output, exit, wall, &stderr, &disk)
+    qemu::summarize(&output, exit, wall, &stderr, &[("d0", &disk)])
 }

@@ -29,7 +29,14 @@ pub struct Runner {
 impl Runner {
     /// A runner working from the workspace root.
     pub fn new() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        // `cargo run` sets CARGO_MANIFEST_DIR for the process too; prefer it
+        // to the compile-time path, which a target directory copied or shared
+        // from another checkout would carry over (its xtask looks fresh, so
+        // the other checkout's suite would run).
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        let root = manifest_dir
             .parent()
             .expect("xtask lives in the workspace")
             .to_path_buf();

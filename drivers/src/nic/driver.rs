@@ -11,7 +11,9 @@ use tock_registers::registers::ReadWrite;
 
 use alloc::vec::Vec;
 
-use super::spec::{NicRegisters, RCTL_EN, TCTL_EN};
+use super::spec::{
+    rctl_buffer_size, NicRegisters, RCTL_BAM, RCTL_EN, RCTL_LBM_MAC, RCTL_SECRC, TCTL_EN, TCTL_PSP,
+};
 use crate::{DriverError, Refused, Wait};
 
 /// The longest frame the driver sends (a 9 KiB jumbo frame fits).
@@ -24,9 +26,12 @@ pub struct NicDriverConfig {
     pub rx_entries: u32,
     /// TX descriptors.
     pub tx_entries: u32,
-    /// Bytes per RX buffer: at least what the NIC writes per descriptor
-    /// (the 8254x's RCTL.BSIZE).
+    /// Bytes per RX buffer, told to the NIC as RCTL.BSIZE: 256, 512,
+    /// 1024, 2048, 4096, 8192 or 16384 (the sizes the 8254x can be told).
     pub rx_buffer_size: u16,
+    /// MAC loopback (RCTL.LBM): the NIC receives what it sends and sends
+    /// nothing out; a self-test of both rings with no peer.
+    pub loopback: bool,
 }
 
 impl Default for NicDriverConfig {
@@ -35,6 +40,7 @@ impl Default for NicDriverConfig {
             rx_entries: 32,
             tx_entries: 32,
             rx_buffer_size: 2048,
+            loopback: false,
         }
     }
 }
@@ -89,6 +95,9 @@ where
     platform: P,
     wait: W,
     config: NicDriverConfig,
+    /// RCTL while receiving: enabled, broadcasts accepted, CRC stripped
+    /// (the reported length is the frame's), the buffer size, loopback.
+    rctl: u32,
     tx_limits: SgLimits,
     rx: RxRing<'a, P>,
     tx: TxRing<'a, P, B>,
@@ -113,7 +122,8 @@ where
     /// # Errors
     ///
     /// [`DriverError::InvalidArgument`] for a ring size outside 2..=4096 or
-    /// a zero buffer size; allocation, mapping and ring errors.
+    /// an RX buffer size RCTL.BSIZE cannot express; allocation, mapping
+    /// and ring errors.
     pub fn start(
         regs: &'a NicRegisters,
         platform: P,
@@ -121,14 +131,15 @@ where
         config: NicDriverConfig,
     ) -> Result<Self, DriverError> {
         let sizes = 2..=4096;
-        if !sizes.contains(&config.rx_entries)
-            || !sizes.contains(&config.tx_entries)
-            || config.rx_buffer_size == 0
-        {
+        if !sizes.contains(&config.rx_entries) || !sizes.contains(&config.tx_entries) {
             return Err(DriverError::InvalidArgument(
-                "rings of 2..=4096 descriptors and non-empty RX buffers",
+                "rings of 2..=4096 descriptors",
             ));
         }
+        let rctl_size =
+            rctl_buffer_size(config.rx_buffer_size).ok_or(DriverError::InvalidArgument(
+                "an RX buffer size of 256, 512, 1024, 2048, 4096, 8192 or 16384 bytes (RCTL.BSIZE)",
+            ))?;
         // Quiet the NIC while its rings are being (re)programmed.
         regs.rctl.set(0);
         regs.tctl.set(0);
@@ -154,6 +165,11 @@ where
             platform,
             wait,
             config,
+            rctl: RCTL_EN
+                | RCTL_BAM
+                | RCTL_SECRC
+                | rctl_size
+                | if config.loopback { RCTL_LBM_MAC } else { 0 },
             tx_limits,
             rx,
             tx,
@@ -177,8 +193,9 @@ where
         let r = self.regs;
         r.rx.program(self.rx.dma_addr(), self.rx.bytes());
         r.tx.program(self.tx.dma_addr(), self.tx.bytes());
-        r.tctl.set(TCTL_EN);
-        r.rctl.set(RCTL_EN);
+        // Short frames padded by the NIC, as the 8254x's PSP does.
+        r.tctl.set(TCTL_EN | TCTL_PSP);
+        r.rctl.set(self.rctl);
         self.post_spares();
     }
 

@@ -11,13 +11,13 @@ use dma_core::{
 };
 use dma_ring::nvme::{NvmeCommand, NvmeCompleted, NvmeQueueConfig, NvmeQueuePair};
 use dma_ring::{RingError, RingErrorKind, Slot};
-use dma_sg::nvme::{encode_prp, NvmePools, PrpRequest};
+use dma_sg::nvme::{encode_prp, encode_sgl, NvmePools, PrpRequest, SglRequest};
 use dma_sg::{MappedSgTable, SgLimits};
 use tock_registers::registers::WriteOnly;
 
 use super::spec::{
     admin_opcode, cns, create_io_cq_with, create_io_sq, delete_io_queue, identify, io_opcode,
-    read_write, set_number_of_queues, ControllerIdentity, NamespaceIdentity,
+    read_write, set_number_of_queues, set_sgl1, ControllerIdentity, NamespaceIdentity, SglSupport,
 };
 use super::{check_status, AdminQueues, Controller};
 
@@ -32,7 +32,31 @@ pub const NSID: u32 = 1;
 /// The identifier of the one I/O queue pair.
 pub const IO_QID: u16 = 1;
 
-/// Queue sizes.
+/// When a Read or Write describes its buffer with an SGL (§4.3.2)
+/// instead of PRPs (§4.3.1). SGLs are used only when Identify Controller's
+/// SGLS says the controller takes them; PRPs otherwise, whatever this says.
+///
+/// The default is [`Never`](Self::Never): every controller must take PRPs
+/// (admin commands always use them), and for buffers scattered in 4 KiB
+/// pages, what a table built from ordinary allocations is, a PRP list
+/// costs 8 bytes per page against an SGL's 16. An SGL wins when segments
+/// are long (one descriptor whatever a segment's length) or do not start
+/// and end on memory pages (which PRPs cannot describe at all);
+/// [`AverageSegmentAtLeast`](Self::AverageSegmentAtLeast)`(32768)` is the
+/// rule Linux's NVMe driver applies by default (`sgl_threshold`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SglUse {
+    /// PRPs for every command.
+    #[default]
+    Never,
+    /// An SGL for every Read and Write.
+    Always,
+    /// An SGL when the transfer's device segments average at least this
+    /// many bytes, PRPs otherwise.
+    AverageSegmentAtLeast(usize),
+}
+
+/// Queue sizes and data pointers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NvmeDriverConfig {
     /// Admin submission and completion queue entries (2..=4096).
@@ -41,6 +65,8 @@ pub struct NvmeDriverConfig {
     pub io_sq_entries: u32,
     /// I/O completion queue entries (clamped to CAP.MQES + 1).
     pub io_cq_entries: u32,
+    /// When Reads and Writes use SGLs.
+    pub sgl: SglUse,
 }
 
 impl Default for NvmeDriverConfig {
@@ -49,6 +75,7 @@ impl Default for NvmeDriverConfig {
             admin_entries: 8,
             io_sq_entries: 64,
             io_cq_entries: 64,
+            sgl: SglUse::Never,
         }
     }
 }
@@ -72,6 +99,8 @@ pub struct NvmeIdentity {
     pub blocks: u64,
     /// Logical block size in bytes (from FLBAS's LBA format).
     pub block_size: u32,
+    /// SGL Support (Identify Controller bytes 539:536), as reported.
+    pub sgls: u32,
 }
 
 impl NvmeIdentity {
@@ -82,6 +111,11 @@ impl NvmeIdentity {
             0 => by_nlb,
             m => by_nlb.min(PAGE_SIZE << m.min(20)),
         }
+    }
+
+    /// Whether and how the controller takes SGLs for I/O (SGLS bits 1:0).
+    pub const fn sgl(&self) -> SglSupport {
+        SglSupport::from_sgls(self.sgls)
     }
 
     fn decode_controller(&mut self, d: &[u8]) -> Result<(), DriverError> {
@@ -96,6 +130,7 @@ impl NvmeIdentity {
         self.model = c.model().unwrap_or_default().to_owned();
         self.namespaces = c.namespaces;
         self.mdts = c.mdts;
+        self.sgls = c.sgls;
         Ok(())
     }
 
@@ -128,6 +163,10 @@ pub struct NvmeDriverStats {
     pub errors: u64,
     /// PRP list blocks used.
     pub prp_lists: u64,
+    /// Reads and Writes queued with an SGL instead of PRPs.
+    pub sgl_commands: u64,
+    /// SGL segment blocks used (an SGL of one data block needs none).
+    pub sgl_segments: u64,
     /// Controller resets by [`NvmeBlockDriver::recover`].
     pub recoveries: u64,
     /// Looks at the I/O completion queue that found nothing new (by
@@ -195,35 +234,41 @@ type Queue<'a, P, T> = NvmeQueuePair<Coherent<[u64], P>, &'a WriteOnly<u32>, T, 
 /// What an admin command owns while in flight: an Identify page, or nothing.
 type AdminData<P> = Option<StreamingMapping<DmaBuf, FromDevice, P>>;
 
+/// The pool memory behind a command's data pointer, the controller reads
+/// it until the completion.
+enum Pointers<'a, P: DmaAlloc> {
+    /// PRP lists (none for PRP1/PRP2 alone).
+    Prp(PrpRequest<'a, P>),
+    /// SGL segments (none for one Data Block in SGL1).
+    Sgl(SglRequest<'a, P>),
+}
+
 /// What an I/O command owns while in flight: its mapped buffer and the PRP
-/// lists describing it.
+/// lists or SGL segments describing it.
 enum Request<'a, P: DmaMap + DmaAlloc, B> {
     Read(
         MappedSgTable<B, FromDevice, P, Vec<SgEntry>>,
-        PrpRequest<'a, P>,
+        Pointers<'a, P>,
     ),
-    Write(
-        MappedSgTable<B, ToDevice, P, Vec<SgEntry>>,
-        PrpRequest<'a, P>,
-    ),
+    Write(MappedSgTable<B, ToDevice, P, Vec<SgEntry>>, Pointers<'a, P>),
     Flush,
     /// A caller-built command: no buffer of the driver's, its opcode.
     Raw(u8),
 }
 
 impl<P: DmaMap + DmaAlloc, B: DmaBuffer> Request<'_, P, B> {
-    /// Releases the PRP lists and unmaps the buffer (invalidating a Read's
+    /// Releases the PRP lists or SGL segments and unmaps the buffer (invalidating a Read's
     /// lines for the CPU). Only once the controller is done with it.
     fn finish(self) -> (IoOp, usize, dma_core::Result<Option<B>>) {
         match self {
-            Self::Read(data, prps) => {
-                drop(prps);
+            Self::Read(data, pointers) => {
+                drop(pointers);
                 let len = data.total_len() as usize;
                 // Unmapping a device-written table syncs it for the CPU.
                 (IoOp::Read, len, data.unmap().map(Some))
             }
-            Self::Write(data, prps) => {
-                drop(prps);
+            Self::Write(data, pointers) => {
+                drop(pointers);
                 let len = data.total_len() as usize;
                 (IoOp::Write, len, data.unmap().map(Some))
             }
@@ -254,6 +299,7 @@ where
     pools: &'a NvmePools<P>,
     wait: W,
     limits: SgLimits,
+    sgl: SglUse,
     identity: NvmeIdentity,
     stats: NvmeDriverStats,
     /// The last look at the I/O completion queue found it empty: every
@@ -329,6 +375,7 @@ where
             pools,
             wait,
             limits,
+            sgl: config.sgl,
             identity: NvmeIdentity::default(),
             stats: NvmeDriverStats::default(),
             io_cq_drained: true,
@@ -364,6 +411,12 @@ where
     /// The waiter, mutably (to inject faults into a stepped controller).
     pub fn wait_mut(&mut self) -> &mut W {
         &mut self.wait
+    }
+
+    /// When Reads and Writes queued from now on use SGLs (the
+    /// [`NvmeDriverConfig::sgl`] given at start, changed).
+    pub fn set_sgl(&mut self, sgl: SglUse) {
+        self.sgl = sgl;
     }
 
     /// I/O commands submitted and not yet completed.
@@ -497,7 +550,21 @@ where
         Ok(blocks as u32)
     }
 
-    /// Maps `buffer` as a table, checks it, and encodes its PRPs.
+    /// Whether a transfer of `len` bytes in `segments` device segments
+    /// goes by SGL ([`SglUse`]).
+    fn wants_sgl(&self, segments: usize, len: u64) -> bool {
+        self.identity.sgl().supported()
+            && match self.sgl {
+                SglUse::Never => false,
+                SglUse::Always => true,
+                SglUse::AverageSegmentAtLeast(bytes) => {
+                    len.div_ceil(segments.max(1) as u64) >= bytes as u64
+                }
+            }
+    }
+
+    /// Maps `buffer` as a table, checks it, and encodes its PRPs or SGL
+    /// into the command.
     #[allow(clippy::type_complexity)]
     fn prepare<D: dma_core::Direction>(
         &self,
@@ -507,7 +574,7 @@ where
     ) -> Result<
         (
             MappedSgTable<B, D, P, Vec<SgEntry>>,
-            PrpRequest<'a, P>,
+            Pointers<'a, P>,
             NvmeCommand,
         ),
         Refused<B>,
@@ -518,28 +585,47 @@ where
             Ok(b) => b,
             Err(e) => return Err(give_back(data, e)),
         };
-        let pools: &'a NvmePools<P> = self.pools;
-        let prps = match encode_prp(pools, data.segments()) {
-            Ok(p) => p,
-            Err(e) => return Err(give_back(data, e.into())),
-        };
         let mut cmd = match read_write(op.opcode(), NSID, lba, blocks) {
             Ok(c) => c,
             Err(e) => return Err(give_back(data, e)),
         };
-        cmd.prp1 = prps.prp1().as_u64();
-        cmd.prp2 = prps.prp2().as_u64();
-        Ok((data, prps, cmd))
+        let pools: &'a NvmePools<P> = self.pools;
+        let encoded = if self.wants_sgl(data.segment_count(), data.total_len()) {
+            let dword = self.identity.sgl() == SglSupport::DwordAligned;
+            encode_sgl(pools, data.segments(), dword).map(|sgl| {
+                set_sgl1(&mut cmd, sgl.sgl1().to_dptr());
+                Pointers::Sgl(sgl)
+            })
+        } else {
+            encode_prp(pools, data.segments()).map(|prps| {
+                cmd.prp1 = prps.prp1().as_u64();
+                cmd.prp2 = prps.prp2().as_u64();
+                Pointers::Prp(prps)
+            })
+        };
+        match encoded {
+            Ok(pointers) => Ok((data, pointers, cmd)),
+            Err(e) => Err(give_back(data, e.into())),
+        }
     }
 
     fn push(&mut self, cmd: NvmeCommand, request: Request<'a, P, B>) -> Result<u16, Refused<B>> {
-        let lists = match &request {
-            Request::Read(_, p) | Request::Write(_, p) => p.list_blocks() as u64,
-            Request::Flush | Request::Raw(_) => 0,
+        let pointers = match &request {
+            Request::Read(_, p) | Request::Write(_, p) => Some(p),
+            Request::Flush | Request::Raw(_) => None,
+        };
+        let (lists, segments) = match pointers {
+            Some(Pointers::Prp(p)) => (p.list_blocks() as u64, None),
+            Some(Pointers::Sgl(s)) => (0, Some(s.segment_blocks() as u64)),
+            None => (0, None),
         };
         match self.queues.io.push(cmd, request) {
             Ok(cid) => {
                 self.stats.prp_lists += lists;
+                if let Some(blocks) = segments {
+                    self.stats.sgl_commands += 1;
+                    self.stats.sgl_segments += blocks;
+                }
                 Ok(cid)
             }
             Err(rejected) => {
@@ -561,8 +647,8 @@ where
     /// describe it, the PRP pools or the queue full (reap completions and
     /// retry), or a broken queue ([`recover`](Self::recover)).
     pub fn queue_read(&mut self, lba: u64, buffer: B) -> Result<u16, Refused<B>> {
-        let (data, prps, cmd) = self.prepare::<FromDevice>(IoOp::Read, lba, buffer)?;
-        self.push(cmd, Request::Read(data, prps))
+        let (data, pointers, cmd) = self.prepare::<FromDevice>(IoOp::Read, lba, buffer)?;
+        self.push(cmd, Request::Read(data, pointers))
     }
 
     /// Queues a Write of `buffer` to `lba`. The CPU's writes to the buffer
@@ -572,8 +658,8 @@ where
     ///
     /// As for [`queue_read`](Self::queue_read).
     pub fn queue_write(&mut self, lba: u64, buffer: B) -> Result<u16, Refused<B>> {
-        let (data, prps, cmd) = self.prepare::<ToDevice>(IoOp::Write, lba, buffer)?;
-        self.push(cmd, Request::Write(data, prps))
+        let (data, pointers, cmd) = self.prepare::<ToDevice>(IoOp::Write, lba, buffer)?;
+        self.push(cmd, Request::Write(data, pointers))
     }
 
     /// Queues a Flush of the namespace's volatile write cache.

@@ -33,8 +33,11 @@
 //! `Box<[u8]>`) becomes a `dma-sg` [`MappedSgTable`](dma_sg::MappedSgTable) (built from its pages
 //! under the device's constraints and mapped through the platform: an IOMMU
 //! gives one IOVA range), whose device segments are encoded as PRP1/PRP2 or
-//! a chained PRP list in [`NvmePools`](dma_sg::nvme::NvmePools) memory (§4.3.1). The mapped table and
-//! the PRP lists go into `dma-ring`'s [`NvmeQueuePair`](dma_ring::nvme::NvmeQueuePair) with the command:
+//! a chained PRP list in [`NvmePools`](dma_sg::nvme::NvmePools) memory (§4.3.1), or, when the
+//! controller's SGLS allows and [`SglUse`] asks, as an SGL (§4.3.2: one
+//! Data Block in SGL1, or Segment and Last Segment descriptors over SGL
+//! segments in the same pools). The mapped table and
+//! the PRP lists or SGL segments go into `dma-ring`'s [`NvmeQueuePair`](dma_ring::nvme::NvmeQueuePair) with the command:
 //! the ring owns them until the completion with that command identifier
 //! comes back, so no buffer is unmapped or reused while the controller may
 //! still touch it, and a bogus completion cannot hand one back twice.
@@ -59,6 +62,6 @@ pub mod spec;
 #[cfg(feature = "alloc")]
 pub use block::{
     prp_pools, IoCompletion, IoOp, NvmeBlockDriver, NvmeDriverConfig, NvmeDriverStats,
-    NvmeIdentity, IO_QID, NSID, PAGE_SIZE,
+    NvmeIdentity, SglUse, IO_QID, NSID, PAGE_SIZE,
 };
 pub use controller::{check_status, AdminQueues, Controller};

@@ -427,6 +427,48 @@ pub fn read_write(op: u8, nsid: u32, slba: u64, blocks: u32) -> Result<NvmeComma
     Ok(c)
 }
 
+/// CDW0 PSDT (bits 15:14) = 01b: the data pointer is SGL1, an SGL
+/// descriptor (§4.1.2, Figure 87), with no metadata SGL.
+pub const PSDT_SGL: u32 = 0b01 << 14;
+
+/// Puts `sgl1` (the descriptor as its two little-endian quadwords) in the
+/// command's DPTR and sets PSDT to 01b.
+pub fn set_sgl1(cmd: &mut NvmeCommand, sgl1: [u64; 2]) {
+    cmd.cdw0 = (cmd.cdw0 & !(0b11 << 14)) | PSDT_SGL;
+    cmd.prp1 = sgl1[0];
+    cmd.prp2 = sgl1[1];
+}
+
+/// What Identify Controller's SGLS bits 1:0 say about SGLs for the NVM
+/// command set (§5.17.2.1, Figure 276).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SglSupport {
+    /// 00b (or the reserved 11b): no SGLs; commands use PRPs.
+    #[default]
+    None,
+    /// 01b: SGLs with no alignment or granularity requirement.
+    Unaligned,
+    /// 10b: SGLs whose Data Block addresses and lengths are dword
+    /// aligned.
+    DwordAligned,
+}
+
+impl SglSupport {
+    /// Decodes SGLS (bytes 539:536).
+    pub const fn from_sgls(sgls: u32) -> Self {
+        match sgls & 0b11 {
+            0b01 => Self::Unaligned,
+            0b10 => Self::DwordAligned,
+            _ => Self::None,
+        }
+    }
+
+    /// Whether SGLs may be used at all.
+    pub const fn supported(self) -> bool {
+        !matches!(self, Self::None)
+    }
+}
+
 fn identify_page(data: &[u8]) -> Result<&[u8; IDENTIFY_BYTES], DriverError> {
     data.get(..IDENTIFY_BYTES)
         .and_then(|d| d.try_into().ok())
@@ -450,6 +492,8 @@ pub struct ControllerIdentity {
     pub mdts: u8,
     /// Number of namespaces (bytes 519:516).
     pub namespaces: u32,
+    /// SGL Support (bytes 539:536), raw; [`sgl`](Self::sgl) decodes it.
+    pub sgls: u32,
 }
 
 impl ControllerIdentity {
@@ -470,7 +514,13 @@ impl ControllerIdentity {
             model,
             mdts: d[77],
             namespaces: u32::from_le_bytes([d[516], d[517], d[518], d[519]]),
+            sgls: u32::from_le_bytes([d[536], d[537], d[538], d[539]]),
         })
+    }
+
+    /// Whether and how the controller takes SGLs.
+    pub const fn sgl(&self) -> SglSupport {
+        SglSupport::from_sgls(self.sgls)
     }
 
     /// The model number without its padding, or `None` when it is not
@@ -616,6 +666,29 @@ mod tests {
         assert!(read_write(io_opcode::WRITE, 1, 0, (1 << 16) + 1).is_err());
         let i = identify(cns::NAMESPACE, 1, 0x4000);
         assert_eq!((i.opcode(), i.nsid, i.cdw10[0]), (0x06, 1, 0));
+        let mut r = read_write(io_opcode::WRITE, 1, 0, 8).unwrap();
+        r.cdw0 |= 0b10 << 14;
+        set_sgl1(&mut r, [0x1234, 0x0300_0000_0000_1000]);
+        assert_eq!(
+            (r.cdw0 & 0xffff, r.prp1, r.prp2),
+            (0x4001, 0x1234, 0x0300_0000_0000_1000)
+        );
+    }
+
+    #[test]
+    fn sgls_decodes_bits_1_0() {
+        let cases = [
+            (0, SglSupport::None),
+            (1, SglSupport::Unaligned),
+            (2, SglSupport::DwordAligned),
+            (3, SglSupport::None),
+            (0xffff_fffc, SglSupport::None),
+            (0x0005_0001, SglSupport::Unaligned),
+        ];
+        for (sgls, want) in cases {
+            assert_eq!(SglSupport::from_sgls(sgls), want, "{sgls:#x}");
+        }
+        assert!(!SglSupport::None.supported() && SglSupport::Unaligned.supported());
     }
 
     #[test]
@@ -633,8 +706,12 @@ mod tests {
         page[512..516].fill(0xaa);
         page[516..520].copy_from_slice(&0x0102_0304u32.to_le_bytes());
         page[520..524].fill(0xbb);
+        page[532..536].fill(0xcc);
+        page[536..540].copy_from_slice(&0x0001_0002u32.to_le_bytes());
+        page[540..544].fill(0xdd);
         let c = ControllerIdentity::decode(&page).unwrap();
         assert_eq!((c.vid, c.mdts, c.namespaces), (0x1b36, 7, 0x0102_0304));
+        assert_eq!((c.sgls, c.sgl()), (0x0001_0002, SglSupport::DwordAligned));
         assert_eq!(c.serial(), Some("dma-vfio-0001"));
         assert_eq!(c.model(), Some("QEMU NVMe Ctrl"));
         assert_eq!(c.max_transfer(4096), Some(4096 << 7));

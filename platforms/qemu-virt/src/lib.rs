@@ -21,7 +21,11 @@
 //!   `dma-drivers`' block driver, which both boards' images run (the
 //!   riscv64 board, `platforms/qemu-riscv`, on its own console and clock); with
 //!   [`pci`], [`memory`], [`timer`]'s `TimerWait` and [`report`] it is
-//!   what the boards share.
+//!   what the boards share;
+//! - [`net_suite`]: Ethernet frames of several sizes sent between two
+//!   NICs and compared byte for byte on arrival;
+//! - [`virtio_blk_suite`]: the virtio-blk checks through `dma-drivers`'
+//!   `VirtioBlk`, over any virtio transport.
 //!
 //! The binary target is the test image itself; it only means something for
 //! `aarch64-unknown-none`, where `cargo xtask qemu` builds and runs it. It
@@ -29,7 +33,11 @@
 //! wrap-around, refusals, flush, shutdown) over the direct backend
 //! (`dma-direct`'s ARM non-coherent preset, SMMU bypass) and the IOMMU
 //! backend (`dma-iommu` through [`smmu::SmmuIommu`], on every granule),
-//! plus a translation fault after unmap.
+//! plus a translation fault after unmap; then [`virtio_blk_suite`] on two
+//! virtio-blk-pci devices, each with a split and a packed queue (one
+//! device direct, one with `ACCESS_PLATFORM` through the SMMU), and
+//! [`net_suite`] on an e1000e (MAC loopback) and on the e1000e and a
+//! virtio-net joined by a QEMU hub.
 //!
 //! # Example
 //!
@@ -64,11 +72,13 @@ pub mod error;
 pub mod memmap;
 pub mod memory;
 pub mod mmu;
+pub mod net_suite;
 pub mod nvme_suite;
 pub mod pci;
 pub mod report;
 pub mod smmu;
 pub mod timer;
 pub mod uart;
+pub mod virtio_blk_suite;
 
 pub use error::{BoardError, Result};

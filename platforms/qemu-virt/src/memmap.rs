@@ -55,6 +55,17 @@ pub const NVME_VENDOR_ID: u16 = 0x1b36;
 /// QEMU's NVMe controller: PCI device id.
 pub const NVME_DEVICE_ID: u16 = 0x0010;
 
+/// Intel: e1000e's PCI vendor id.
+pub const E1000E_VENDOR_ID: u16 = 0x8086;
+/// QEMU's `e1000e` (an 82574L): PCI device id.
+pub const E1000E_DEVICE_ID: u16 = 0x10d3;
+/// Virtio devices' PCI vendor id (Red Hat, virtio 1.2 §4.1.2).
+pub const VIRTIO_VENDOR_ID: u16 = 0x1af4;
+/// A modern (`disable-legacy=on`) virtio network device: 0x1040 + type 1.
+pub const VIRTIO_NET_DEVICE_ID: u16 = 0x1041;
+/// A modern virtio block device: 0x1040 + type 2.
+pub const VIRTIO_BLK_DEVICE_ID: u16 = 0x1042;
+
 static_assertions::const_assert!(CACHED_POOL_BASE % (2 << 20) == 0);
 static_assertions::const_assert!(UNCACHED_BASE % (2 << 20) == 0);
 static_assertions::const_assert!(RAM_END % (2 << 20) == 0);

@@ -1,8 +1,8 @@
 //! The NVMe checks every board image runs through the family's reference
 //! block driver, `dma_drivers::nvme::NvmeBlockDriver`: Identify, writes
 //! read back through each PRP shape (PRP1 alone, PRP2 as a data pointer,
-//! one list, chained list pages), both queues wrapping many times, refused
-//! requests, flush and shutdown. Nothing here knows the architecture: a
+//! one list, chained list pages) and through an SGL, both queues wrapping
+//! many times, refused requests, flush and shutdown. Nothing here knows the architecture: a
 //! board passes its controller, a platform (its cache policy and address
 //! translation) and a [`Wait`] on its clock, and the lines go to its
 //! console in the [`report`](crate::report) protocol, with `DISK` lines
@@ -11,7 +11,11 @@
 //! The checks are judged by the driver's counters
 //! ([`NvmeDriverStats::prp_lists`]): a transfer of one block needs no
 //! list, two pages need PRP2 and no list, 64 KiB one list, and more than
-//! 512 pages chain a second list page.
+//! 512 pages chain a second list page. The SGL check needs Identify
+//! Controller's SGLS to offer SGLs (QEMU's NVMe does), and both its
+//! commands to go by SGL ([`NvmeDriverStats::sgl_commands`]); a buffer
+//! in one allocation is one device segment, so it is one Data Block in
+//! SGL1 (the sim's presets chain segments).
 
 use alloc::format;
 use alloc::string::String;
@@ -21,6 +25,7 @@ use core::fmt::Write;
 use dma_core::{DmaAlloc, DmaBuf, DmaMap};
 use dma_drivers::nvme::{
     prp_pools, Controller, IoCompletion, IoOp, NvmeBlockDriver, NvmeDriverConfig, NvmeDriverStats,
+    SglUse,
 };
 use dma_drivers::{DriverError, Wait};
 
@@ -68,15 +73,24 @@ impl SuiteConfig {
                 admin_entries: 8,
                 io_sq_entries: 32,
                 io_cq_entries: 24,
+                sgl: SglUse::Never,
             },
         }
     }
 
     /// Blocks the checks write from [`base_lba`](Self::base_lba).
     pub const fn area_blocks(&self) -> u64 {
-        self.long_lba() - self.base_lba
-            + (self.long_transfer / BLOCK) as u64
-            + self.wrap_commands as u64
+        self.sgl_lba() - self.base_lba + (ONE_LIST / BLOCK) as u64
+    }
+
+    /// Where the queue-wrap check writes: after the long transfer.
+    const fn wrap_lba(&self) -> u64 {
+        self.long_lba() + (self.long_transfer / BLOCK) as u64
+    }
+
+    /// Where the SGL check writes: after the queue-wrap area.
+    const fn sgl_lba(&self) -> u64 {
+        self.wrap_lba() + self.wrap_commands as u64
     }
 
     /// Where the long transfer goes: after the short ones (1 + 16 + 128
@@ -150,7 +164,14 @@ pub fn run<P, W, O>(
         r.outcome(&t(name), outcome);
     }
 
-    let wrap_lba = config.long_lba() + (config.long_transfer / BLOCK) as u64;
+    let sgl_seed = seed + 9;
+    let sgl = sgl_round_trip(&mut disk, config.sgl_lba(), sgl_seed);
+    if sgl.is_ok() {
+        r.disk(config.sgl_lba(), (ONE_LIST / BLOCK) as u64, sgl_seed);
+    }
+    r.outcome(&t("rw_sgl"), sgl);
+
+    let wrap_lba = config.wrap_lba();
     let wrap_seed = seed + 8;
     let wrapped = wrap(&mut disk, wrap_lba, wrap_seed, config);
     if wrapped.is_ok() {
@@ -261,6 +282,40 @@ where
     }
     Ok(format!(
         "{len} B at lba {lba}: {written} PRP list block(s) per command"
+    ))
+}
+
+/// A write and a read of [`ONE_LIST`] bytes at `lba` with SGLs (PSDT
+/// 01b), checked as [`round_trip`] checks PRPs, both commands counted as
+/// SGL commands and no PRP list used. Fails, showing SGLS, on a
+/// controller that offers no SGLs.
+fn sgl_round_trip<P, W>(disk: &mut NvmeBlockDriver<'_, P, W>, lba: u64, seed: u32) -> Outcome
+where
+    P: DmaMap + DmaAlloc + Clone,
+    W: Wait,
+{
+    let sgls = disk.identity().sgls;
+    if !disk.identity().sgl().supported() {
+        return Err(format!(
+            "Identify Controller SGLS is {sgls:#010x}: the controller takes no SGLs"
+        ));
+    }
+    let before = disk.stats();
+    disk.set_sgl(SglUse::Always);
+    let done = round_trip(disk, lba, ONE_LIST, BLOCK, seed, (0, 0));
+    disk.set_sgl(SglUse::Never);
+    done?;
+    let after = disk.stats();
+    let (sgl, segments) = (
+        after.sgl_commands - before.sgl_commands,
+        after.sgl_segments - before.sgl_segments,
+    );
+    if sgl != 2 {
+        return Err(format!("{sgl} of the 2 commands went by SGL"));
+    }
+    Ok(format!(
+        "SGLS {sgls:#010x}: {ONE_LIST} B at lba {lba} written and read back by SGL, \
+         {segments} SGL segment block(s)"
     ))
 }
 
@@ -404,7 +459,14 @@ where
 fn summary(s: &NvmeDriverStats) -> String {
     format!(
         "I/O queues deleted, controller disabled; {} reads ({} B), {} writes ({} B), \
-         {} flushes, {} PRP list blocks, {} errors",
-        s.reads, s.bytes_read, s.writes, s.bytes_written, s.flushes, s.prp_lists, s.errors
+         {} flushes, {} PRP list blocks, {} SGL commands, {} errors",
+        s.reads,
+        s.bytes_read,
+        s.writes,
+        s.bytes_written,
+        s.flushes,
+        s.prp_lists,
+        s.sgl_commands,
+        s.errors
     )
 }

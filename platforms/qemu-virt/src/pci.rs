@@ -8,6 +8,8 @@
 
 use core::ptr::NonNull;
 
+use dma_drivers::virtio::transport::pci::PciConfigSpace;
+
 use crate::{BoardError, Result};
 
 /// A bus/device/function triple.
@@ -92,14 +94,40 @@ impl Ecam {
     }
 }
 
-impl ConfigSpace for Ecam {
-    fn read(&mut self, bdf: Bdf, reg: u16) -> u32 {
+impl Ecam {
+    /// Reads the 32-bit register at `reg` of `bdf`; all ones outside the
+    /// region, as an absent function reads.
+    pub fn read32(&self, bdf: Bdf, reg: u16) -> u32 {
         match self.register(bdf, reg) {
             // SAFETY: an aligned register inside the ECAM region (`new`).
             Some(p) => unsafe { p.read_volatile() },
-            // Out of range reads like an absent function.
             None => u32::MAX,
         }
+    }
+
+    /// The configuration space of `bdf` alone, as the virtio-pci
+    /// transport's capability walk reads it.
+    pub fn function(&self, bdf: Bdf) -> FunctionConfig<'_> {
+        FunctionConfig { ecam: self, bdf }
+    }
+}
+
+/// One function's configuration space in an [`Ecam`]: what `dma-drivers`'
+/// virtio-pci transport walks for its capabilities.
+pub struct FunctionConfig<'a> {
+    ecam: &'a Ecam,
+    bdf: Bdf,
+}
+
+impl PciConfigSpace for FunctionConfig<'_> {
+    fn read32(&self, offset: u16) -> u32 {
+        self.ecam.read32(self.bdf, offset)
+    }
+}
+
+impl ConfigSpace for Ecam {
+    fn read(&mut self, bdf: Bdf, reg: u16) -> u32 {
+        self.read32(bdf, reg)
     }
 
     fn write(&mut self, bdf: Bdf, reg: u16, value: u32) {

@@ -51,6 +51,12 @@ pub const fn pattern_byte(seed: u32, offset: u64) -> u8 {
     (x >> ((offset % 4) * 8)) as u8
 }
 
+/// Data the host writes on each virtio-blk disk before QEMU starts, for
+/// the guest to read and check: `pattern(seed)` over `blocks` 512-byte
+/// blocks from `lba`, as `(lba, blocks, seed)` (`xtask/src/qemu.rs`'s
+/// `PREPARED`).
+pub const PREPARED: (u64, u64, u32) = (4096, 64, 0x5eed_0001);
+
 /// Fills `buf` with the pattern for `seed`, starting at byte `offset` of it.
 pub fn fill_pattern(seed: u32, offset: u64, buf: &mut [u8]) {
     for (i, b) in buf.iter_mut().enumerate() {
@@ -109,6 +115,13 @@ impl<W: Write> Reporter<W> {
     /// Announces data written to disk for the host to check.
     pub fn disk(&mut self, lba: u64, blocks: u64, seed: u32) {
         let _ = writeln!(self.out, "DISK {lba} {blocks} {seed:#x}");
+    }
+
+    /// Announces data written to the disk of QEMU drive `drive` (its
+    /// `-drive id=`) for the host to check.
+    pub fn disk_on(&mut self, drive: &str, lba: u64, blocks: u64, seed: u32) {
+        debug_assert!(!drive.contains(' '), "drive ids have no spaces");
+        let _ = writeln!(self.out, "DISK {lba} {blocks} {seed:#x} {drive}");
     }
 
     /// Prints the closing line and returns the exit code the counts call for.
@@ -185,6 +198,12 @@ mod tests {
         let mut r = Reporter::new(String::new());
         r.outcome::<_, &str>("a", Ok(""));
         assert_eq!(r.done(), ExitCode::Pass);
+    }
+
+    /// xtask/src/qemu.rs's `prepared_data_matches_the_image` pins the same.
+    #[test]
+    fn prepared_data_is_pinned() {
+        assert_eq!(PREPARED, (4096, 64, 0x5eed_0001));
     }
 
     /// The host checker in xtask/src/qemu.rs asserts the same values.

@@ -12,12 +12,13 @@ use dma_sim_presets::nvme_controller;
 use dma_sim_presets::Stepping;
 
 /// The checks' names, in the order they report.
-const CHECKS: [&str; 9] = [
+const CHECKS: [&str; 10] = [
     "identify",
     "rw_1_block",
     "rw_2_pages_prp2",
     "rw_prp_list",
     "rw_chained_prp_list",
+    "rw_sgl",
     "queue_wrap",
     "refuses_bad_io",
     "flush",
@@ -65,9 +66,24 @@ fn every_check_passes_on_a_capable_controller() {
     }
     assert_eq!(code, ExitCode::Pass, "{out}");
     // Every area written is claimed for the host's disk check.
-    assert_eq!(out.lines().filter(|l| l.starts_with("DISK ")).count(), 5);
+    assert_eq!(out.lines().filter(|l| l.starts_with("DISK ")).count(), 6);
     assert!(out.contains("DISK 64 1 0x301\n"), "{out}");
-    assert!(out.contains("DONE 9 0 0\n"), "{out}");
+    assert!(out.contains("DONE 10 0 0\n"), "{out}");
+}
+
+#[test]
+fn a_controller_without_sgls_fails_the_sgl_check_by_name_showing_sgls() {
+    let (out, code) = run_on_sim(NvmeConfig {
+        mdts: 10,
+        blocks: 16384,
+        sgl: false,
+        ..NvmeConfig::default()
+    });
+    assert_eq!(status(&out, "rw_sgl"), Some("FAIL"), "{out}");
+    assert!(out.contains("SGLS is 0x00000000"), "{out}");
+    assert_eq!(status(&out, "rw_prp_list"), Some("PASS"), "{out}");
+    assert_eq!(status(&out, "queue_wrap"), Some("PASS"), "{out}");
+    assert_eq!(code, ExitCode::TestFailed);
 }
 
 #[test]

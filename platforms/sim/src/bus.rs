@@ -57,6 +57,27 @@ impl Bus {
             .with(|s, cfg| s.device_access(cfg, device, addr.as_u64(), DeviceData::Write(data)))
     }
 
+    /// Writes `first` at `a`, then (if that was allowed) `second` at `b`,
+    /// under one hold of the machine: the same two accesses, in the same
+    /// order, as two [`write`](Self::write)s (a completion entry, then its
+    /// phase word).
+    pub(crate) fn write_then(
+        &self,
+        (a, first): (DmaAddr, &[u8]),
+        (b, second): (DmaAddr, &[u8]),
+    ) -> Result<(), Fault> {
+        let device = self.device;
+        self.sim.machine.with(|s, cfg| {
+            s.device_access(cfg, device, a.as_u64(), DeviceData::Write(first))?;
+            if s.will_panic() {
+                // Two writes would raise the first one's report before the
+                // second: so does this.
+                return Ok(());
+            }
+            s.device_access(cfg, device, b.as_u64(), DeviceData::Write(second))
+        })
+    }
+
     /// Reads a little-endian `u32`.
     ///
     /// # Errors

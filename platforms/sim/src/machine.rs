@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -14,7 +15,7 @@ use crate::iommu::{self, Iotlb};
 use crate::physmap::PhysMap;
 use crate::report::{RegionInfo, Report, ReportKind};
 use crate::rng::SplitMix64;
-use crate::shadow::{Finding, Shadow};
+use crate::shadow::{Finding, PageHasher, Shadow};
 use crate::{host, Access, DeviceId, Fault, FaultKind, SimConfig, SimStats};
 
 /// How a device's addresses reach physical memory.
@@ -135,7 +136,7 @@ pub(crate) struct State {
     pub(crate) filled: Option<(u64, u64)>,
     /// The CPU-owned ranges of streaming mappings, by region id; a region
     /// not in it is wholly the device's.
-    pub(crate) cpu_owned: HashMap<u64, CpuOwned>,
+    pub(crate) cpu_owned: HashMap<u64, CpuOwned, BuildHasherDefault<PageHasher>>,
     /// Counts maps, unmaps, allocations and frees: the "when" of a
     /// region's history in reports.
     pub(crate) clock: u64,
@@ -182,7 +183,7 @@ impl Machine {
                 panic: None,
                 scratch: Vec::new(),
                 filled: None,
-                cpu_owned: HashMap::new(),
+                cpu_owned: HashMap::default(),
                 clock: 0,
                 retired: VecDeque::new(),
                 found: Cell::new(None),

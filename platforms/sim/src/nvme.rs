@@ -20,6 +20,11 @@
 //!   Read (02h) on namespace 1;
 //! - PRPs (§4.3.1): PRP1 with a dword-aligned offset, PRP2 as a second page
 //!   or a PRP list, lists chained through their last entry;
+//! - SGLs (§4.3.2) on I/O commands with PSDT 01b, advertised in Identify
+//!   Controller SGLS as 01b (no alignment or granularity requirement):
+//!   SGL Data Block, Segment and Last Segment descriptors of sub type
+//!   Address, the data SGL exactly as long as the transfer (SGLS bit 18
+//!   clear); see [`NvmeController`]'s SGL section for the statuses;
 //! - completions (§4.2.1/4.6): DW0, SQ head and SQ id in DW2, CID, phase
 //!   and status in DW3, the phase inverting on every wrap; a full CQ holds
 //!   back fetching.
@@ -35,6 +40,8 @@ use tock_registers::registers::ReadWrite;
 use crate::device::{Delayed, Injection};
 use crate::rng::SplitMix64;
 use crate::{Bus, Device, Mmio, RegisterBlock, Step};
+
+mod sgl;
 
 /// Register bitfields (the macro's generated items carry no docs of
 /// their own; each field is documented at its definition).
@@ -193,6 +200,19 @@ pub mod status {
     pub const INTERNAL_ERROR: u16 = 0x006;
     /// Invalid Namespace or Format.
     pub const INVALID_NAMESPACE: u16 = 0x00b;
+    /// Invalid SGL Segment Descriptor: a Segment or Last Segment
+    /// descriptor that is not the last of its segment, inside the last
+    /// segment, or with a length that is zero or not a multiple of 16.
+    pub const INVALID_SGL_SEGMENT_DESCRIPTOR: u16 = 0x00d;
+    /// Invalid Number of SGL Descriptors: more descriptors than the model
+    /// walks for one command ([`MAX_SGL_DESCRIPTORS`](super::MAX_SGL_DESCRIPTORS)).
+    pub const INVALID_SGL_DESCRIPTOR_COUNT: u16 = 0x00e;
+    /// Data SGL Length Invalid: the data blocks add up to more or less
+    /// than the command moves.
+    pub const DATA_SGL_LENGTH_INVALID: u16 = 0x00f;
+    /// SGL Descriptor Type Invalid: a type or sub type the controller
+    /// does not support.
+    pub const SGL_DESCRIPTOR_TYPE_INVALID: u16 = 0x011;
     /// PRP Offset Invalid.
     pub const PRP_OFFSET_INVALID: u16 = 0x013;
     /// LBA Out of Range.
@@ -212,6 +232,15 @@ pub const SQE_SIZE: usize = 64;
 /// Completion entry size.
 pub const CQE_SIZE: usize = 16;
 
+/// SGL descriptor size (NVMe 2.0 §4.3.2).
+pub const SGL_DESCRIPTOR_SIZE: usize = 16;
+
+/// The most SGL descriptors (data and segment pointers, SGL1 included)
+/// the model reads for one command; beyond it the command completes with
+/// Invalid Number of SGL Descriptors. It ends segment chains that loop
+/// back on themselves; 256 MiB in 4 KiB data blocks needs fewer.
+pub const MAX_SGL_DESCRIPTORS: usize = 1 << 16;
+
 /// How the controller is built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NvmeConfig {
@@ -227,6 +256,9 @@ pub struct NvmeConfig {
     pub doorbell_stride: u8,
     /// Maximum data transfer size, as a power of two of 4 KiB pages.
     pub mdts: u8,
+    /// Whether I/O commands may carry SGLs (Identify Controller SGLS bits
+    /// 1:0 = 01b); without it SGLS is 0 and PSDT 01b is an invalid field.
+    pub sgl: bool,
 }
 
 impl Default for NvmeConfig {
@@ -238,6 +270,7 @@ impl Default for NvmeConfig {
             max_queue_entries: 1024,
             doorbell_stride: 0,
             mdts: 5,
+            sgl: true,
         }
     }
 }
@@ -297,6 +330,8 @@ struct Command {
     nsid: u32,
     prp1: u64,
     prp2: u64,
+    /// DPTR (bytes 39:24) as bytes: SGL1 when PSDT is 01b.
+    dptr: [u8; 16],
     cdw10: u32,
     cdw11: u32,
     cdw12: u32,
@@ -314,6 +349,11 @@ impl Command {
             nsid: u32_at(4),
             prp1: u64_at(24), // DPTR bytes 24-31
             prp2: u64_at(32), // DPTR bytes 32-39
+            dptr: {
+                let mut d = [0u8; 16];
+                d.copy_from_slice(&b[24..40]);
+                d
+            },
             cdw10: u32_at(40),
             cdw11: u32_at(44),
             cdw12: u32_at(48),
@@ -322,6 +362,27 @@ impl Command {
 }
 
 /// The NVMe controller model.
+///
+/// # SGLs
+///
+/// With [`NvmeConfig::sgl`] an I/O command with PSDT 01b carries SGL1 in
+/// its DPTR. The model follows Data Block, Segment and Last Segment
+/// descriptors of sub type Address (a Data Block of length 0 moves
+/// nothing) and completes a malformed SGL with the spec's status, moving
+/// no data:
+/// - another type or sub type (Bit Bucket, keyed, transport, reserved):
+///   [`SGL Descriptor Type Invalid`](status::SGL_DESCRIPTOR_TYPE_INVALID);
+/// - a Segment or Last Segment descriptor that is not the last of its
+///   segment, sits in the last segment, or whose length is zero or not a
+///   multiple of 16:
+///   [`Invalid SGL Segment Descriptor`](status::INVALID_SGL_SEGMENT_DESCRIPTOR);
+/// - data blocks adding up to more or less than the transfer:
+///   [`Data SGL Length Invalid`](status::DATA_SGL_LENGTH_INVALID);
+/// - more than [`MAX_SGL_DESCRIPTORS`] descriptors (a looping chain):
+///   [`Invalid Number of SGL Descriptors`](status::INVALID_SGL_DESCRIPTOR_COUNT);
+/// - a segment it cannot read: Data Transfer Error;
+/// - PSDT 10b or 11b, PSDT on an admin command, or any PSDT when SGLs are
+///   off: Invalid Field in Command.
 #[derive(Debug)]
 pub struct NvmeController {
     bus: Bus,
@@ -513,7 +574,25 @@ impl NvmeController {
             cq.phase = !cq.phase;
         }
         let slot_dw3 = DmaAddr::new(slot.as_u64() + 12);
-        self.bus.write(slot, &entry[..12]).is_ok() && self.bus.write_u32(slot_dw3, dw3).is_ok()
+        self.bus
+            .write_then((slot, &entry[..12]), (slot_dw3, &dw3.to_le_bytes()))
+            .is_ok()
+    }
+
+    /// Builds the data segments of a `len`-byte transfer from the
+    /// command's PRPs or (PSDT 01b, checked by `execute`) its SGL.
+    fn data_segments(&mut self, cmd: &Command, len: usize) -> Result<(), u16> {
+        if cmd.psdt == 0 {
+            return self.prp_segments(cmd.prp1, cmd.prp2, len);
+        }
+        let bus = &self.bus;
+        sgl::Walk::run(
+            sgl::Descriptor::parse(&cmd.dptr),
+            len,
+            &mut self.segments,
+            &mut self.prp_scratch,
+            |addr, buf| bus.read(DmaAddr::new(addr), buf).is_ok(),
+        )
     }
 
     /// Builds the PRP segments of a `len`-byte transfer (NVMe 2.0 §4.3.1).
@@ -581,15 +660,8 @@ impl NvmeController {
         }
     }
 
-    fn transfer(
-        &mut self,
-        prp1: u64,
-        prp2: u64,
-        disk_off: usize,
-        len: usize,
-        to_host: bool,
-    ) -> u16 {
-        if let Err(s) = self.prp_segments(prp1, prp2, len) {
+    fn transfer(&mut self, cmd: &Command, disk_off: usize, len: usize, to_host: bool) -> u16 {
+        if let Err(s) = self.data_segments(cmd, len) {
             return s;
         }
         let mut off = disk_off;
@@ -660,6 +732,11 @@ impl NvmeController {
                 data[513] = 0x44; // CQES: 16-byte entries
                 data[516..520].copy_from_slice(&1u32.to_le_bytes()); // NN
                 data[525] = 1; // VWC: a volatile write cache, so Flush means something
+                               // SGLS bits 1:0 = 01b: SGLs with no alignment or granularity
+                               // requirement; no keyed SGLs, Bit Buckets, metadata SGLs or
+                               // SGLs longer than the data (bits 2, 16-21 clear).
+                data[536..540].copy_from_slice(&u32::from(self.config.sgl).to_le_bytes());
+                // SGLS
             }
             // Active Namespace ID list (NVMe 2.0 §5.17.2.2).
             0x02 => {
@@ -786,15 +863,19 @@ impl NvmeController {
                 } else {
                     self.stats.writes += 1;
                 }
-                self.transfer(cmd.prp1, cmd.prp2, off, len as usize, to_host)
+                self.transfer(cmd, off, len as usize, to_host)
             }
             _ => status::INVALID_OPCODE,
         }
     }
 
     fn execute(&mut self, qid: u16, cmd: &Command) -> (u32, u16) {
-        if cmd.fuse != 0 || cmd.psdt != 0 {
-            return (0, status::INVALID_FIELD); // no fused commands, PRPs only
+        // No fused commands; admin commands use PRPs (PSDT 00b on PCIe);
+        // I/O commands PRPs or, when SGLS advertises them, PSDT 01b (SGLs
+        // without metadata SGLs: 10b would need SGLS bit 19).
+        let sgl_ok = qid != 0 && self.config.sgl && cmd.psdt == 1;
+        if cmd.fuse != 0 || (cmd.psdt != 0 && !sgl_ok) {
+            return (0, status::INVALID_FIELD);
         }
         if qid == 0 {
             self.admin(cmd)

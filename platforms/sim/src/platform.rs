@@ -155,10 +155,6 @@ impl<P> SimPlatform<P> {
         });
     }
 
-    fn find(&self, s: &State, m: &RawMapping) -> Option<(u64, u64)> {
-        self.find_live(s, m).map(|(k, _)| k)
-    }
-
     fn find_live(&self, s: &State, m: &RawMapping) -> Option<((u64, u64), Live)> {
         s.find(self.device, m.phys.as_u64(), m.len as u64, m.dma.as_u64())
     }
@@ -167,8 +163,8 @@ impl<P> SimPlatform<P> {
     /// write while the device owned it? Returns the mapping's key, if live.
     fn cpu_takes(&self, m: &RawMapping, offset: usize, len: usize) -> Option<(u64, u64)> {
         self.sim.machine.with(|s, cfg| {
-            let key = self.find(s, m)?;
-            check_cpu_takes(s, cfg, key, offset, len);
+            let (key, live) = self.find_live(s, m)?;
+            check_cpu_takes(s, cfg, live, offset, len);
             Some(key)
         })
     }
@@ -196,13 +192,10 @@ impl<P> SimPlatform<P> {
     }
 }
 
-/// Did the CPU write `[offset, offset + len)` of the region while the
-/// device owned it?
-fn check_cpu_takes(s: &mut State, cfg: &SimConfig, key: (u64, u64), offset: usize, len: usize) {
+/// Did the CPU write `[offset, offset + len)` of region `live` (just found
+/// under the same lock) while the device owned it?
+fn check_cpu_takes(s: &mut State, cfg: &SimConfig, live: Live, offset: usize, len: usize) {
     s.tick(cfg);
-    let Some(live) = s.live.get(&key).copied() else {
-        return;
-    };
     let (lo, hi) = (offset as u64, (offset + len) as u64);
     let device_owns_some = s
         .cpu_owned

@@ -89,10 +89,12 @@ pub(crate) struct Outcome {
     pub(crate) finding: Finding,
 }
 
-/// Hashes page numbers: one multiply by an odd constant spreads
-/// consecutive pages over both the bucket bits and the tag bits.
+/// Hashes the machine's `u64` keys (page numbers, region ids): one
+/// multiply by an odd constant spreads consecutive keys over both the
+/// bucket bits and the tag bits, for a fraction of SipHash's cost (the
+/// keys are the machine's own, not an attacker's).
 #[derive(Default)]
-struct PageHasher(u64);
+pub(crate) struct PageHasher(u64);
 
 impl Hasher for PageHasher {
     fn finish(&self) -> u64 {
@@ -257,7 +259,8 @@ impl Shadow {
             if lo % line == 0
                 && hi % line == 0
                 && page.whole & range == range
-                && page.refs[l0..l1].iter().all(|&r| r == 1)
+                // Without an early exit, so the compiler vectorises it.
+                && page.refs[l0..l1].iter().fold(true, |all, &r| all & (r == 1))
             {
                 // Whole lines of this region only: they all stop being live.
                 page.refs[l0..l1].fill(0);

@@ -183,6 +183,7 @@ fn suite(r: &mut Report, nvme: &common::Nvme) {
         admin_entries: 8,
         io_sq_entries: 8,
         io_cq_entries: 8,
+        ..NvmeDriverConfig::default()
     };
     match NvmeBlockDriver::<_, _>::start(
         &ctrl,

@@ -6,9 +6,13 @@
 
 use alloc::format;
 use alloc::string::String;
+use core::cell::RefCell;
 use core::ptr::NonNull;
 
 use dma_drivers::nvme::Controller;
+use dma_drivers::virtio::transport::pci::PciTransport;
+use dma_drivers::virtio::transport::MmioWindow as RegisterWindow;
+use dma_drivers::DriverError;
 use dma_qemu_virt::memmap::{
     ECAM_BASE, NVME_DEVICE_ID, NVME_VENDOR_ID, PCI_MMIO32_BASE, PCI_MMIO32_SIZE, SMMU_BASE,
 };
@@ -39,9 +43,83 @@ pub struct Board {
     /// The SMMU (queues on, every stream aborting, translation off), behind
     /// the lock that lets `dma-iommu` drive it.
     pub smmu: SmmuIommu<&'static BoardMemory, GenericTimer>,
+    /// Configuration space and what is left of the 32-bit BAR window, for
+    /// the devices set up after bring-up.
+    pci: RefCell<(Ecam, MmioWindow)>,
+}
+
+/// A PCI function found and given its memory BARs.
+pub struct PciDevice {
+    /// Where it is.
+    pub function: Function,
+    /// Its memory BARs by index, those asked for assigned.
+    pub bars: [Option<AssignedBar>; 6],
+}
+
+impl PciDevice {
+    /// Its SMMU StreamID (its PCI routing id).
+    pub fn stream_id(&self) -> u32 {
+        u32::from(self.function.bdf.routing_id())
+    }
 }
 
 impl Board {
+    /// Finds the first function on bus 0 that is `wanted` and assigns its
+    /// memory BARs `bars` (memory decoding and bus mastering on).
+    ///
+    /// # Errors
+    ///
+    /// [`BoardError::NotFound`] naming `what` when no function is wanted;
+    /// the BAR assignment's errors.
+    pub fn pci_device(
+        &self,
+        what: &'static str,
+        wanted: impl Fn(&Function) -> bool,
+        bars: &[u8],
+    ) -> Result<PciDevice> {
+        let mut pci = self.pci.borrow_mut();
+        let (cfg, window) = &mut *pci;
+        let function = pci::find(cfg, wanted).ok_or(BoardError::NotFound(what))?;
+        let mut assigned = [None; 6];
+        for &bar in bars {
+            let slot = assigned
+                .get_mut(usize::from(bar))
+                .ok_or(BoardError::InvalidArgument(
+                    "a type 0 header has BARs 0..=5",
+                ))?;
+            *slot = Some(pci::assign_memory_bar(cfg, function.bdf, bar, window)?);
+        }
+        Ok(PciDevice {
+            function,
+            bars: assigned,
+        })
+    }
+
+    /// `dma-drivers`' modern virtio-pci transport for `dev`: its
+    /// capabilities walked in ECAM, its structures reached in the BARs
+    /// assigned (BAR4 on QEMU).
+    ///
+    /// # Errors
+    ///
+    /// The transport's: not a modern virtio function, a capability naming
+    /// a BAR not assigned, or pointing past its end.
+    pub fn virtio_transport(
+        &self,
+        dev: &PciDevice,
+    ) -> core::result::Result<PciTransport<RegisterWindow<'static>>, DriverError> {
+        let pci = self.pci.borrow();
+        let config = pci.0.function(dev.function.bdf);
+        PciTransport::new(&config, |index| {
+            let bar = (*dev.bars.get(usize::from(index))?)?;
+            let base = NonNull::new(bar.addr as *mut u8)?;
+            // SAFETY: the BAR was assigned in the 32-bit window, which the
+            // identity map maps Device-nGnRE, with memory decoding on; it
+            // spans `size` bytes of registers that only this transport
+            // reaches, by volatile accesses, for the rest of the run.
+            Some(unsafe { RegisterWindow::new(base, bar.size as usize) })
+        })
+    }
+
     /// The NVMe controller's SMMU StreamID (its PCI routing id).
     pub fn nvme_stream_id(&self) -> u32 {
         u32::from(self.nvme_function.bdf.routing_id())
@@ -133,6 +211,7 @@ impl Board {
             nvme_bar,
             nvme,
             smmu: SmmuIommu::new(smmu, clock),
+            pci: RefCell::new((cfg, window)),
         })
     }
 }

@@ -19,8 +19,11 @@ mod boot;
 #[macro_use]
 mod console;
 #[cfg(target_os = "none")]
+mod net;
 #[cfg(target_os = "none")]
 mod suite;
+#[cfg(target_os = "none")]
+mod virtio_blk;
 
 #[cfg(not(target_os = "none"))]
 fn main() -> std::process::ExitCode {

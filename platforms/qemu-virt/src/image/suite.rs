@@ -119,6 +119,8 @@ pub fn run() -> ExitCode {
         }
     }
     direct(&mut r, board, sid);
+    crate::virtio_blk::run(&mut r, board);
+    crate::net::run(&mut r, board);
     let off = board.smmu.lock().disable(&board.clock);
     r.outcome(
         "smmu.disable",
