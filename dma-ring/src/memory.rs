@@ -493,7 +493,8 @@ mod tests {
         // Inside, at the end, past it, and far outside: a hint never faults.
         for offset in [0, 64, 127, 128, 4096, usize::MAX] {
             mem.prefetch_for_write(offset);
-            (&mem).prefetch_for_write(offset);
+            // And through the forwarding implementation for `&M`.
+            RingMemory::prefetch_for_write(&&mem, offset);
         }
         // SAFETY: 8-aligned, inside the 128 bytes.
         let back: [u64; 16] = core::array::from_fn(|i| unsafe { mem.read_u64(8 * i) });
