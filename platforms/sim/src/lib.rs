@@ -97,6 +97,7 @@ mod rng;
 mod shadow;
 mod sim;
 mod smmu;
+mod sorted;
 pub mod virtio;
 
 pub use bus::Bus;

@@ -16,6 +16,7 @@ use crate::physmap::PhysMap;
 use crate::report::{RegionInfo, Report, ReportKind};
 use crate::rng::SplitMix64;
 use crate::shadow::{Finding, PageHasher, Shadow};
+use crate::sorted::SortedMap;
 use crate::{host, Access, DeviceId, Fault, FaultKind, SimConfig, SimStats};
 
 /// How a device's addresses reach physical memory.
@@ -112,7 +113,7 @@ pub(crate) struct State {
     pub(crate) rng: SplitMix64,
     pub(crate) shadow: Shadow,
     /// Keyed by (phys, id).
-    pub(crate) live: BTreeMap<(u64, u64), Live>,
+    pub(crate) live: SortedMap<(u64, u64), Live>,
     max_live_len: u64,
     /// Cached regions in the order they became live: the evictor picks its
     /// victims here, so its choices depend on the seed and the sequence of
@@ -170,7 +171,7 @@ impl Machine {
             state: Mutex::new(State {
                 rng: SplitMix64::new(config.seed_value()),
                 shadow: Shadow::new(config.line()),
-                live: BTreeMap::new(),
+                live: SortedMap::new(),
                 max_live_len: 0,
                 cached: Vec::new(),
                 devices: Vec::new(),

@@ -25,11 +25,12 @@
 //! [`SimMemory`]: crate::SimMemory
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use dma_core::{Error, ErrorKind, Result};
 
 use crate::rng::SplitMix64;
+use crate::sorted::SortedMap;
 
 /// The sim's page size.
 pub(crate) const PAGE: u64 = 4096;
@@ -103,9 +104,9 @@ pub(crate) struct PhysMap {
     line: u64,
     rng: SplitMix64,
     /// Extents by sim start.
-    by_sim: BTreeMap<u64, Extent>,
+    by_sim: SortedMap<u64, Extent>,
     /// Sim start by host start.
-    by_host: BTreeMap<u64, u64>,
+    by_host: SortedMap<u64, u64>,
     /// Next free sim address of each zone (low, high, heap).
     next: [u64; 3],
     /// Rooms of retired heap extents, oldest first: reused once
@@ -139,8 +140,8 @@ impl PhysMap {
         Self {
             line: line as u64,
             rng,
-            by_sim: BTreeMap::new(),
-            by_host: BTreeMap::new(),
+            by_sim: SortedMap::new(),
+            by_host: SortedMap::new(),
             next,
             freed: VecDeque::new(),
             last: Cell::new(None),
@@ -482,7 +483,7 @@ impl PhysMap {
     /// reuse, unless [`pinned`](Self::pin); one live again leaves the
     /// queue.
     pub(crate) fn count_live(&mut self, sim: u64, delta: i32) {
-        let Some((_, e)) = self.by_sim.range_mut(..=sim).next_back() else {
+        let Some((_, e)) = self.by_sim.last_in_mut(..=sim) else {
             return;
         };
         let Kind::Heap {
@@ -513,7 +514,7 @@ impl PhysMap {
     /// sight, and translate it again to unmap, so its extent never
     /// retires (it keeps its address).
     pub(crate) fn pin(&mut self, sim: u64) {
-        let Some((_, e)) = self.by_sim.range_mut(..=sim).next_back() else {
+        let Some((_, e)) = self.by_sim.last_in_mut(..=sim) else {
             return;
         };
         if let Kind::Heap { pinned, .. } = &mut e.kind {
@@ -525,7 +526,7 @@ impl PhysMap {
     /// The backend mapped the region at sim address `sim`: its extent
     /// retires when its last region ends.
     pub(crate) fn mapped(&mut self, sim: u64) {
-        let Some((_, e)) = self.by_sim.range_mut(..=sim).next_back() else {
+        let Some((_, e)) = self.by_sim.last_in_mut(..=sim) else {
             return;
         };
         if let Kind::Heap { was_live, .. } = &mut e.kind {
