@@ -17,6 +17,7 @@ pub(crate) struct SortedMap<K, V> {
 
 impl<K: Ord + Copy, V> SortedMap<K, V> {
     /// An empty map.
+    #[inline]
     pub(crate) const fn new() -> Self {
         Self {
             keys: Vec::new(),
@@ -25,32 +26,38 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
     }
 
     /// How many entries.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.keys.len()
     }
 
     /// Index of the first key not below `k`.
+    #[inline]
     fn lower(&self, k: &K) -> usize {
         self.keys.partition_point(|x| x < k)
     }
 
     /// Where `k` is, if present.
+    #[inline]
     fn find(&self, k: &K) -> Option<usize> {
         let i = self.lower(k);
         (i < self.keys.len() && self.keys[i] == *k).then_some(i)
     }
 
     /// The value at `k`.
+    #[inline]
     pub(crate) fn get(&self, k: &K) -> Option<&V> {
         self.find(k).map(|i| &self.vals[i])
     }
 
     /// The value at `k`, to change in place.
+    #[inline]
     pub(crate) fn get_mut(&mut self, k: &K) -> Option<&mut V> {
         self.find(k).map(|i| &mut self.vals[i])
     }
 
     /// Sets `k` to `v`; returns the value it replaced.
+    #[inline]
     pub(crate) fn insert(&mut self, k: K, v: V) -> Option<V> {
         let i = self.lower(&k);
         if i < self.keys.len() && self.keys[i] == k {
@@ -62,6 +69,7 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
     }
 
     /// Takes the entry at `k` out.
+    #[inline]
     pub(crate) fn remove(&mut self, k: &K) -> Option<V> {
         let i = self.find(k)?;
         self.keys.remove(i);
@@ -69,6 +77,7 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
     }
 
     /// The index span of the keys in `r`.
+    #[inline]
     fn span(&self, r: &impl RangeBounds<K>) -> (usize, usize) {
         let lo = match r.start_bound() {
             Bound::Included(k) => self.lower(k),
@@ -84,6 +93,7 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
     }
 
     /// The entries with keys in `r`, in key order (both ends iterate).
+    #[inline]
     pub(crate) fn range(
         &self,
         r: impl RangeBounds<K>,
@@ -93,12 +103,14 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
     }
 
     /// The last entry with a key in `r`, to change in place.
+    #[inline]
     pub(crate) fn last_in_mut(&mut self, r: impl RangeBounds<K>) -> Option<(&K, &mut V)> {
         let (lo, hi) = self.span(&r);
         (hi > lo).then(|| (&self.keys[hi - 1], &mut self.vals[hi - 1]))
     }
 
     /// Every value, in key order.
+    #[inline]
     pub(crate) fn values(&self) -> impl DoubleEndedIterator<Item = &V> + '_ {
         self.vals.iter()
     }
@@ -109,6 +121,7 @@ impl<K: Ord + Copy, V> Index<&K> for SortedMap<K, V> {
 
     /// The value at `k`; panics when absent, as `BTreeMap`'s index does
     /// (callers index only keys they just read from the map).
+    #[inline]
     fn index(&self, k: &K) -> &V {
         self.get(k).expect("key present in SortedMap")
     }
