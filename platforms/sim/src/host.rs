@@ -153,6 +153,11 @@ pub(crate) unsafe fn first_difference(src: u64, expected: &[u8]) -> Option<usize
     // the difference, if any, in the rest.
     // SAFETY: the caller's promise.
     let skip = unsafe { vector::equal_prefix(src, expected) };
+    if skip == expected.len() {
+        // All equal (the usual answer): no word scan to set up.
+        fence(Ordering::Acquire);
+        return None;
+    }
     // SAFETY: the caller's promise, for the rest of the range.
     unsafe { words_first_difference(src + skip as u64, &expected[skip..]) }.map(|d| d + skip)
 }
