@@ -148,6 +148,7 @@ fn ne_word(b: &[u8]) -> u64 {
 /// # Safety
 ///
 /// As for [`read`], for `[src, src + expected.len())`.
+#[inline]
 pub(crate) unsafe fn first_difference(src: u64, expected: &[u8]) -> Option<usize> {
     // The vector scan passes the equal blocks it can; the word scan finds
     // the difference, if any, in the rest.
@@ -283,6 +284,7 @@ mod vector {
     /// # Safety
     ///
     /// As for [`read`](super::read), for `[src, src + expected.len())`.
+    #[inline]
     pub(super) unsafe fn equal_prefix(src: u64, expected: &[u8]) -> usize {
         if wide(src) {
             // SAFETY: the caller's promise; `wide` checked AVX2 and the

@@ -242,13 +242,13 @@ impl PageShadow {
         let bit = 1u128 << idx;
         let off = idx * line;
         let l = base + off as u64;
-        let mask = self.mask(idx, line);
         let whole = self.whole & bit != 0;
         // SAFETY: a whole tracked line (the common case, checked without
         // copying).
         if whole && unsafe { host::equals(l, &self.wb[off..off + line]) } {
             return (false, false);
         }
+        let mask = self.mask(idx, line);
         let mut host_line = [0u8; 128];
         let mut dirty = false;
         for (s, e) in runs(mask) {
