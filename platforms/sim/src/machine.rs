@@ -353,13 +353,12 @@ impl State {
     }
 
     /// The live region of `device` holding byte `addr`.
-    fn live_for(&self, device: DeviceId, addr: u64) -> Option<((u64, u64), Live)> {
+    fn live_for(&self, device: DeviceId, addr: u64) -> Option<(&(u64, u64), &Live)> {
         self.live
             .range(..=(addr, u64::MAX))
             .rev()
             .take_while(|(k, _)| k.0.saturating_add(self.max_live_len) > addr)
             .find(|(_, l)| l.device == device && l.phys <= addr && addr < l.end())
-            .map(|(k, l)| (*k, *l))
     }
 
     pub(crate) fn register(&mut self, cfg: &SimConfig, mut live: Live) -> (u64, u64) {
@@ -599,7 +598,7 @@ impl State {
                 Ok(t) => t,
                 Err(kind) => break Err(fault(kind)),
             };
-            let Some((key, live)) = self.live_for(device, phys) else {
+            let Some((&key, live)) = self.live_for(device, phys) else {
                 break Err(fault(FaultKind::NotMapped));
             };
             if access == Access::Write && live.dir == Some(DmaDirection::ToDevice) {
