@@ -621,7 +621,7 @@ impl Shadow {
         let Some(page) = self.pages.get_mut(&(addr / PAGE)) else {
             return (false, false);
         };
-        let idx = (addr - base) as usize / line;
+        let idx = (addr - base) as usize >> self.shift;
         if page.live >> idx & 1 == 0 {
             return (false, false);
         }
