@@ -99,6 +99,7 @@ mod sim;
 mod smmu;
 mod sorted;
 pub mod virtio;
+mod xlate;
 
 pub use bus::Bus;
 pub use cache::SimCache;

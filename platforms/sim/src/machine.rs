@@ -17,6 +17,7 @@ use crate::report::{RegionInfo, Report, ReportKind};
 use crate::rng::SplitMix64;
 use crate::shadow::{Finding, PageHasher, Shadow};
 use crate::sorted::SortedMap;
+use crate::xlate::Published;
 use crate::{host, Access, DeviceId, Fault, FaultKind, SimConfig, SimStats};
 
 /// How a device's addresses reach physical memory.
@@ -161,13 +162,18 @@ pub(crate) struct Machine {
     /// the platform is configured coherent for a device that does not
     /// snoop. Outside the lock so that checking it costs no lock.
     pub(crate) maintenance: AtomicU64,
+    /// The physical map's last extent, for translations without the lock
+    /// (`SimMemory::phys_to_virt`).
+    pub(crate) xlate: Arc<Published>,
 }
 
 impl Machine {
     pub(crate) fn new(config: SimConfig) -> Arc<Self> {
+        let phys = PhysMap::new(config.seed_value(), config.line());
         Arc::new(Self {
             config,
             maintenance: AtomicU64::new(0),
+            xlate: phys.published(),
             state: Mutex::new(State {
                 rng: SplitMix64::new(config.seed_value()),
                 shadow: Shadow::new(config.line()),
@@ -176,7 +182,7 @@ impl Machine {
                 cached: Vec::new(),
                 devices: Vec::new(),
                 allocations: BTreeMap::new(),
-                phys: PhysMap::new(config.seed_value(), config.line()),
+                phys,
                 reports: Vec::new(),
                 faults: Vec::new(),
                 stats: SimStats::default(),

@@ -26,11 +26,13 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use dma_core::{Error, ErrorKind, Result};
 
 use crate::rng::SplitMix64;
 use crate::sorted::SortedMap;
+use crate::xlate::Published;
 
 /// The sim's page size.
 pub(crate) const PAGE: u64 = 4096;
@@ -119,6 +121,10 @@ pub(crate) struct PhysMap {
     last: Cell<Option<Extent>>,
     /// Reused by [`near`](Self::near).
     scratch: Vec<u64>,
+    /// The extent last looked up, for lock-free readers
+    /// ([`published`](Self::published)); emptied by every change to the
+    /// extents, like `last`.
+    published: Arc<Published>,
 }
 
 /// How many freed rooms wait before the oldest is reused.
@@ -146,7 +152,19 @@ impl PhysMap {
             freed: VecDeque::new(),
             last: Cell::new(None),
             scratch: Vec::new(),
+            published: Arc::default(),
         }
+    }
+
+    /// The extent last looked up, readable without the machine's lock
+    /// (see [`Published`]).
+    pub(crate) fn published(&self) -> Arc<Published> {
+        Arc::clone(&self.published)
+    }
+
+    /// Offers `e` to lock-free readers.
+    fn publish(&self, e: &Extent) {
+        self.published.set(e.sim, e.len, e.host);
     }
 
     /// Takes `len` bytes (a page multiple, plus room) of zone `z` after a
@@ -165,12 +183,14 @@ impl PhysMap {
 
     fn insert(&mut self, e: Extent) {
         self.last.set(None);
+        self.published.clear();
         self.by_host.insert(e.host, e.sim);
         self.by_sim.insert(e.sim, e);
     }
 
     fn remove(&mut self, sim: u64) -> Option<Extent> {
         self.last.set(None);
+        self.published.clear();
         let e = self.by_sim.remove(&sim)?;
         self.by_host.remove(&e.host);
         Some(e)
@@ -183,12 +203,14 @@ impl PhysMap {
             .get()
             .filter(|e| e.host <= host && host < e.host_end())
         {
+            self.publish(&e);
             return Some(e);
         }
         let (_, sim) = self.by_host.range(..=host).next_back()?;
         let e = self.by_sim[sim];
         (host < e.host_end()).then(|| {
             self.last.set(Some(e));
+            self.publish(&e);
             e
         })
     }
@@ -382,6 +404,7 @@ impl PhysMap {
     /// [`place`](Self::place) would; returns the new sim start.
     fn replace(&mut self, e: Extent, exact: (u64, u64)) -> u64 {
         self.last.set(None);
+        self.published.clear();
         self.by_sim.remove(&e.sim);
         let (start, room) = self.room(e.len);
         let sim = start + (room / 4).next_multiple_of(PAGE);
@@ -398,6 +421,8 @@ impl PhysMap {
         };
         self.by_sim.insert(sim, fresh);
         self.by_host.insert(e.host, sim);
+        // The buffer's syncs and unmap ask about it next.
+        self.publish(&fresh);
         sim
     }
 
@@ -455,11 +480,13 @@ impl PhysMap {
         let end = sim.checked_add(len)?;
         let holds = |e: &Extent| e.sim <= sim && end <= e.sim + e.len;
         if let Some(e) = self.last.get().filter(holds) {
+            self.publish(&e);
             return Some(e);
         }
         let (_, e) = self.by_sim.range(..=sim).next_back()?;
         holds(e).then(|| {
             self.last.set(Some(*e));
+            self.publish(e);
             *e
         })
     }
