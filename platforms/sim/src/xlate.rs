@@ -94,39 +94,44 @@ mod tests {
 
     /// Readers racing a writer never see a torn extent: every extent the
     /// writer publishes keeps `host - sim` equal to `len`, which a mix of
-    /// two publications would break.
+    /// two publications would break. The writer publishes until the
+    /// readers have done all their lookups.
     #[test]
     fn readers_never_see_a_torn_extent() {
+        const LOOKUPS: u32 = 4_000_000;
         let p = Arc::new(Published::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (p, stop) = (Arc::clone(&p), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    p.set(0x1000, 0x1000, 0x2000);
+                    p.set(0x10_0000, 0x20_0000, 0x30_0000);
+                }
+            })
+        };
         let readers: Vec<_> = (0..2)
             .map(|_| {
-                let (p, stop) = (Arc::clone(&p), Arc::clone(&stop));
+                let p = Arc::clone(&p);
                 std::thread::spawn(move || {
-                    let mut hits = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        for sim in [0x1000u64, 0x10_0000] {
-                            if let Some(host) = p.to_host(sim, 1) {
-                                let len = if sim == 0x1000 { 0x1000 } else { 0x20_0000 };
-                                assert_eq!(host - sim, len, "torn read at {sim:#x}");
-                                hits += 1;
-                            }
+                    for i in 0..LOOKUPS {
+                        let (sim, len) = if i % 2 == 0 {
+                            (0x1000, 0x1000)
+                        } else {
+                            (0x10_0000, 0x20_0000)
+                        };
+                        if let Some(host) = p.to_host(sim, 1) {
+                            assert_eq!(host - sim, len, "torn read at {sim:#x}");
                         }
                     }
-                    hits
                 })
             })
             .collect();
-        for i in 0..200_000u64 {
-            if i % 2 == 0 {
-                p.set(0x1000, 0x1000, 0x2000);
-            } else {
-                p.set(0x10_0000, 0x20_0000, 0x30_0000);
-            }
-        }
+        let results: Vec<_> = readers.into_iter().map(|r| r.join()).collect();
         stop.store(true, Ordering::Relaxed);
-        for r in readers {
-            r.join().expect("reader");
+        writer.join().expect("writer");
+        for r in results {
+            r.expect("reader");
         }
     }
 }
