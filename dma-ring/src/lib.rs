@@ -12,7 +12,8 @@
 //! - [doorbells](Doorbell) through tock-registers, so one driver drives
 //!   real MMIO, a simulator and tests (the devices' register blocks are
 //!   the `dma-drivers` crate's);
-//! - the protocols: [`nvme`], [`nic`], [`virtio::split`], [`virtio::packed`];
+//! - the protocols: [`nvme`], [`nic`], [`virtio::split`], [`virtio::packed`]
+//!   (both with event index and indirect descriptor tables);
 //! - in-flight ownership: submitting moves the request's buffers (mapped
 //!   buffers, SG tables, anything) into the ring's [slot table](Slot); the
 //!   completion hands them back with the status, exactly once;

@@ -500,6 +500,10 @@ fn indirect_chains_with_a_device_on_another_thread() {
     });
     let (mut sent, mut got) = (0u32, 0u32);
     while got < total {
+        // A device thread that ended (done, or panicked on a broken rule)
+        // has published all it will: reap it, then join below, which
+        // fails the test with the device's panic instead of spinning.
+        let ended = device.is_finished();
         while sent < total && q.num_free() > 0 {
             let (r, w) = request(sent, 4);
             q.add_indirect(&r, &w, sent).unwrap();
@@ -511,6 +515,10 @@ fn indirect_chains_with_a_device_on_another_thread() {
             assert_eq!((u.buffers, u.len), (got, w.iter().map(|s| s.len).sum()));
             got += 1;
         }
+        if ended {
+            break;
+        }
     }
     device.join().unwrap();
+    assert_eq!(got, total);
 }

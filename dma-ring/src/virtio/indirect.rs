@@ -80,7 +80,7 @@ pub(crate) struct Indirect<M> {
 impl<M: RingMemory> Indirect<M> {
     /// Tables for a queue of `queue_size` in `mem` (16-aligned, at least
     /// [`IndirectLayout::bytes`] long), or `mem` back with the reason.
-    pub(crate) fn new(mem: M, queue_size: u16, entries: u16) -> Result<Self, Rejected<M>> {
+    fn new(mem: M, queue_size: u16, entries: u16) -> Result<Self, Rejected<M>> {
         let checked = IndirectLayout::new(queue_size, entries)
             .and_then(|layout| check_memory(&mem, layout.bytes, 16).map(|()| layout));
         match checked {
@@ -92,11 +92,28 @@ impl<M: RingMemory> Indirect<M> {
         }
     }
 
+    /// `set_indirect` of both layouts: puts tables for a queue of
+    /// `queue_size` in `current` if the queue is `idle` (nothing in flight,
+    /// nothing unreclaimed) and returns the ones replaced.
+    pub(crate) fn install(
+        current: &mut Option<Self>,
+        idle: bool,
+        queue_size: u16,
+        mem: M,
+        entries: u16,
+    ) -> Result<Option<M>, Rejected<M>> {
+        if !idle {
+            return Err(Rejected::new(RingErrorKind::Busy, mem));
+        }
+        let tables = Self::new(mem, queue_size, entries)?;
+        Ok(current.replace(tables).map(Self::into_memory))
+    }
+
     pub(crate) fn memory(&self) -> &M {
         &self.mem
     }
 
-    pub(crate) fn into_memory(self) -> M {
+    fn into_memory(self) -> M {
         self.mem
     }
 

@@ -14,6 +14,33 @@
 //! one ring descriptor pointing to a table of its descriptors
 //! (`add_indirect`): a long request then takes one ring entry, not one per
 //! segment.
+//!
+//! ```
+//! use dma_core::{Coherent, DeviceConstraints, DmaAddr, HostMemory};
+//! use dma_direct::DirectPlatform;
+//! use dma_ring::virtio::split::{SplitLayout, SplitQueue};
+//! use dma_ring::virtio::{IndirectLayout, Segment};
+//! use dma_ring::{slot_vec, AtomicDoorbell};
+//!
+//! let platform = DirectPlatform::x86_coherent(HostMemory, DeviceConstraints::UNCONSTRAINED);
+//! let (size, entries) = (64, 16);
+//! let ring = Coherent::zeroed_slice(&platform, SplitLayout::new(size)?.bytes.div_ceil(8))?;
+//! let tables = Coherent::zeroed_slice(&platform, IndirectLayout::new(size, entries)?.bytes.div_ceil(8))?;
+//! let notify = AtomicDoorbell::default();
+//! let mut q = SplitQueue::new(ring, size, 0, &notify, true, slot_vec::<&str>(size.into()))?;
+//! // After VIRTIO_F_INDIRECT_DESC was negotiated:
+//! q.set_indirect(tables, entries).map_err(|r| r.error)?;
+//!
+//! let header = Segment::new(DmaAddr::new(0x10_0000), 16);
+//! let pages: Vec<Segment> = (0..8).map(|i| Segment::new(DmaAddr::new(0x20_0000 + 4096 * i), 4096)).collect();
+//! let status = Segment::new(DmaAddr::new(0x30_0000), 1);
+//! let mut readable = vec![header];
+//! readable.extend(&pages);
+//! q.add_indirect(&readable, &[status], "a 32 KiB write").map_err(|r| r.error)?;
+//! assert_eq!(q.num_free(), size - 1); // ten segments, one ring descriptor
+//! assert!(q.notify());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod indirect;
 pub mod packed;

@@ -233,11 +233,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> PackedQueue<M, D, T, S> {
     /// above the queue size, [`BadMemory`](RingErrorKind::BadMemory), or
     /// [`Busy`](RingErrorKind::Busy) while requests are in flight.
     pub fn set_indirect(&mut self, tables: M, entries: u16) -> Result<Option<M>, Rejected<M>> {
-        if self.slots.in_use() != 0 || self.slots.check_reclaimed().is_err() {
-            return Err(Rejected::new(RingErrorKind::Busy, tables));
-        }
-        let tables = Indirect::new(tables, self.layout.size, entries)?;
-        Ok(self.indirect.replace(tables).map(Indirect::into_memory))
+        let idle = self.slots.in_use() == 0 && self.slots.check_reclaimed().is_ok();
+        Indirect::install(&mut self.indirect, idle, self.layout.size, tables, entries)
     }
 
     /// The indirect tables' memory, if the queue has them.

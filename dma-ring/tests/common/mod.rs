@@ -5,7 +5,6 @@
 //! The `raw_*` methods let a test play a hostile device.
 #![allow(dead_code)]
 
-#[cfg(not(dma_loom))]
 pub mod queues;
 
 use dma_coherence::barrier::{

@@ -407,6 +407,12 @@ impl Run {
                 descs.iter().all(|d| !d.refers_to_indirect_table()),
                 "no nested table"
             );
+            // virtio-queue stops at a table's end even if the last entry
+            // says NEXT; the spec does not let a driver write that.
+            assert!(
+                descs.last().is_some_and(|d| !d.has_next()),
+                "the chain's last descriptor has no NEXT"
+            );
             let got: Vec<(u64, u32, bool)> = descs
                 .iter()
                 .map(|d| (d.addr().0, d.len(), d.is_write_only()))

@@ -93,7 +93,8 @@ impl MmioWindow<'_> {
     ///
     /// # Safety
     ///
-    /// `base` is mapped as device memory (or memory a model watches with
+    /// `base` is 4-byte aligned (registers sit at their natural alignment
+    /// from it) and mapped as device memory (or memory a model watches with
     /// volatile accesses) for `size` bytes, readable and writable with
     /// volatile accesses of 1, 2 and 4 bytes for the window's lifetime,
     /// and no Rust reference to it exists meanwhile.
