@@ -10,9 +10,12 @@
 //! Every peer builds each request as a value from a template and folds
 //! each completion into a checksum it hands to `black_box` once per batch;
 //! ours submits through a batch (`NvmeQueuePair::batch`) and reaps with
-//! `poll_many` (one read barrier per run of posted
-//! entries, as a driver's completion handler does) and writes the CQ head
-//! doorbell once per batch.
+//! `poll_many` (every posted entry in one call, as a driver's completion
+//! handler does) and writes the CQ head doorbell once per batch.
+//!
+//! `DMA_BENCH_ITERS=N` instead runs N round trips with the device's step
+//! inline on one thread, for instruction counts under callgrind
+//! ([`inline_device`]; docs/performance.md has the method).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +23,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 use dma_coherence::barrier::{after_completion_flag, before_doorbell, publish_descriptors};
 use dma_coherence::HardwareCoherent;
@@ -179,6 +182,13 @@ struct Views {
 /// device model running on its own thread (it stops when the returned
 /// `Device` is dropped, which the caller does before dropping the pair).
 fn queue_pair(posting: Posting) -> (Qp, Device, Views) {
+    let (qp, step, views) = queue_pair_with_step(posting);
+    (qp, Device::spawn(step), views)
+}
+
+/// [`queue_pair`] with the device model handed back as a step function
+/// instead of running on its own thread (the caller runs it inline).
+fn queue_pair_with_step(posting: Posting) -> (Qp, impl FnMut() + Send + 'static, Views) {
     let platform: &'static Platform = Box::leak(Box::new(DirectPlatform::x86_coherent(
         HostMemory,
         DeviceConstraints::UNCONSTRAINED,
@@ -198,21 +208,47 @@ fn queue_pair(posting: Posting) -> (Qp, Device, Views) {
     };
     let qp = Qp::allocate(platform, config, doorbells).unwrap();
     // SAFETY: the memory lives as long as `qp`, and every caller drops the
-    // device (stopping its thread) before `qp`.
+    // device step (stopping its thread, if it has one) before `qp`.
     let (sq, cq) = unsafe {
         (
             MemoryView::of(qp.sq_memory()),
             MemoryView::of(qp.cq_memory()),
         )
     };
-    let device = Device::spawn(nvme_device(sq, cq, sq_db.clone(), cq_db.clone(), posting));
+    let step = nvme_device(sq, cq, sq_db.clone(), cq_db.clone(), posting);
     let views = Views {
         sq,
         cq,
         sq_db,
         cq_db,
     };
-    (qp, device, views)
+    (qp, step, views)
+}
+
+/// One round trip of `batch` requests through our queue pair: a batch
+/// submit, one doorbell, `poll_many` until all are back, one CQ head
+/// doorbell. `idle` runs whenever nothing was posted (a spin hint with the
+/// device on its own thread, the device's step when it runs inline).
+#[inline(always)]
+fn ours_round_trip(qp: &mut Qp, template: NvmeCommand, batch: u32, mut idle: impl FnMut()) {
+    let mut submit = qp.batch();
+    for k in 0..batch {
+        // The token is the request's owned "buffer".
+        submit.push(numbered(template, k), k).unwrap();
+    }
+    submit.ring_doorbell();
+    let (mut got, mut sum) = (0, 0u32);
+    while got < batch {
+        let reaped = qp
+            .poll_many(batch - got, |done| sum = sum.wrapping_add(done.buffers))
+            .unwrap();
+        if reaped == 0 {
+            idle();
+        }
+        got += reaped;
+    }
+    qp.release_completions();
+    black_box(sum);
 }
 
 fn ours(
@@ -230,24 +266,7 @@ fn ours(
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                let mut submit = qp.batch();
-                for k in 0..batch {
-                    // The token is the request's owned "buffer".
-                    submit.push(numbered(template, k), k).unwrap();
-                }
-                submit.ring_doorbell();
-                let (mut got, mut sum) = (0, 0u32);
-                while got < batch {
-                    let reaped = qp
-                        .poll_many(batch - got, |done| sum = sum.wrapping_add(done.buffers))
-                        .unwrap();
-                    if reaped == 0 {
-                        std::hint::spin_loop();
-                    }
-                    got += reaped;
-                }
-                qp.release_completions();
-                black_box(sum);
+                ours_round_trip(&mut qp, template, batch, std::hint::spin_loop);
             }
             start.elapsed()
         })
@@ -255,28 +274,76 @@ fn ours(
     drop(device);
 }
 
-/// A phase-tag queue pair written the simplest way, against the same
-/// device: commands copied into the SQ, one doorbell, completions found by
-/// their phase tags and folded in, no ownership or validation. What it
-/// costs over rtrb is the protocol's; what ours costs over it is ours.
+/// A phase-tag queue pair written the simplest way: commands copied into
+/// the SQ, one doorbell, completions found by their phase tags and folded
+/// in, no ownership or validation.
+struct BareRing {
+    views: Views,
+    sq_tail: u32,
+    cq_head: u32,
+    phase: bool,
+}
+
+impl BareRing {
+    #[inline(always)]
+    fn round_trip(&mut self, template: NvmeCommand, batch: u32, mut idle: impl FnMut()) {
+        let Views {
+            sq,
+            cq,
+            sq_db,
+            cq_db,
+        } = &self.views;
+        for k in 0..batch {
+            let mut cmd = numbered(template, k);
+            cmd.set_cid(k as u16);
+            // SAFETY: sq_tail < DEPTH, so the 64 bytes lie in the SQ;
+            // the device reads them only after the doorbell.
+            unsafe { sq.write_u64s(self.sq_tail as usize * 64, &cmd.to_words()) };
+            self.sq_tail = (self.sq_tail + 1) % DEPTH;
+        }
+        before_doorbell();
+        sq_db.ring(self.sq_tail);
+        let (mut got, mut sum) = (0, 0u32);
+        while got < batch {
+            let base = self.cq_head as usize * 16;
+            // SAFETY: cq_head < DEPTH, the status word of an entry.
+            let status = NvmeStatus(unsafe { cq.load_flag(base + 14) });
+            if status.phase() != self.phase {
+                idle();
+                continue;
+            }
+            after_completion_flag();
+            // SAFETY: the entry's first word, posted before its tag.
+            sum = sum.wrapping_add(unsafe { cq.read_u32(base) });
+            got += 1;
+            self.cq_head += 1;
+            if self.cq_head == DEPTH {
+                self.cq_head = 0;
+                self.phase = !self.phase;
+            }
+        }
+        before_doorbell();
+        cq_db.ring(self.cq_head);
+        black_box(sum);
+    }
+}
+
+/// The bare ring against the same device as ours: what it costs over rtrb
+/// is the protocol's; what ours costs over it is ours.
 fn bare_phase_tags(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     batch: u32,
 ) {
     // Only the queue pair's memory and doorbells are used; its methods are
     // not called, but it must outlive the device (dropped explicitly below).
-    let (
-        _qp,
-        device,
-        Views {
-            sq,
-            cq,
-            sq_db,
-            cq_db,
-        },
-    ) = queue_pair(Posting::PerEntry);
+    let (_qp, device, views) = queue_pair(Posting::PerEntry);
+    let mut ring = BareRing {
+        views,
+        sq_tail: 0,
+        cq_head: 0,
+        phase: true,
+    };
     let template = request();
-    let (mut sq_tail, mut cq_head, mut phase) = (0u32, 0u32, true);
     group.bench_with_input(
         BenchmarkId::new("bare phase-tag ring", batch),
         &batch,
@@ -284,38 +351,7 @@ fn bare_phase_tags(
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    for k in 0..batch {
-                        let mut cmd = numbered(template, k);
-                        cmd.set_cid(k as u16);
-                        // SAFETY: sq_tail < DEPTH, so the 64 bytes lie in the SQ;
-                        // the device reads them only after the doorbell.
-                        unsafe { sq.write_u64s(sq_tail as usize * 64, &cmd.to_words()) };
-                        sq_tail = (sq_tail + 1) % DEPTH;
-                    }
-                    before_doorbell();
-                    sq_db.ring(sq_tail);
-                    let (mut got, mut sum) = (0, 0u32);
-                    while got < batch {
-                        let base = cq_head as usize * 16;
-                        // SAFETY: cq_head < DEPTH, the status word of an entry.
-                        let status = NvmeStatus(unsafe { cq.load_flag(base + 14) });
-                        if status.phase() != phase {
-                            std::hint::spin_loop();
-                            continue;
-                        }
-                        after_completion_flag();
-                        // SAFETY: the entry's first word, posted before its tag.
-                        sum = sum.wrapping_add(unsafe { cq.read_u32(base) });
-                        got += 1;
-                        cq_head += 1;
-                        if cq_head == DEPTH {
-                            cq_head = 0;
-                            phase = !phase;
-                        }
-                    }
-                    before_doorbell();
-                    cq_db.ring(cq_head);
-                    black_box(sum);
+                    ring.round_trip(template, batch, std::hint::spin_loop);
                 }
                 start.elapsed()
             })
@@ -324,13 +360,14 @@ fn bare_phase_tags(
     drop(device);
 }
 
-fn peer_rtrb(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    batch: u32,
-) {
-    let (mut req_tx, mut req_rx) = rtrb::RingBuffer::<NvmeCommand>::new(DEPTH as usize);
-    let (mut cpl_tx, mut cpl_rx) = rtrb::RingBuffer::<NvmeCompletion>::new(DEPTH as usize);
-    let device = Device::spawn(move || {
+type Requests = (rtrb::Producer<NvmeCommand>, rtrb::Consumer<NvmeCompletion>);
+
+/// Two rtrb queues of `DEPTH` and the device's step: move every request
+/// found to a completion carrying its first command dword.
+fn rtrb_pair() -> (Requests, impl FnMut() + Send + 'static) {
+    let (req_tx, mut req_rx) = rtrb::RingBuffer::<NvmeCommand>::new(DEPTH as usize);
+    let (mut cpl_tx, cpl_rx) = rtrb::RingBuffer::<NvmeCompletion>::new(DEPTH as usize);
+    let step = move || {
         let n = req_rx.slots().min(cpl_tx.slots());
         if n == 0 {
             std::hint::spin_loop();
@@ -346,30 +383,50 @@ fn peer_rtrb(
         if let Ok(w) = cpl_tx.write_chunk_uninit(n) {
             w.fill_from_iter(out.into_iter().take(n));
         }
-    });
+    };
+    ((req_tx, cpl_rx), step)
+}
+
+/// One round trip of `batch` requests through two rtrb queues.
+#[inline(always)]
+fn rtrb_round_trip(
+    (req_tx, cpl_rx): &mut Requests,
+    template: NvmeCommand,
+    batch: u32,
+    mut idle: impl FnMut(),
+) {
+    let w = loop {
+        if let Ok(w) = req_tx.write_chunk_uninit(batch as usize) {
+            break w;
+        }
+        idle();
+    };
+    w.fill_from_iter((0..batch).map(|k| numbered(template, k)));
+    let (mut got, mut sum) = (0, 0u32);
+    while got < batch {
+        match cpl_rx.pop() {
+            Ok(c) => {
+                sum = sum.wrapping_add(c.dw0);
+                got += 1;
+            }
+            Err(_) => idle(),
+        }
+    }
+    black_box(sum);
+}
+
+fn peer_rtrb(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    batch: u32,
+) {
+    let (mut queues, step) = rtrb_pair();
+    let device = Device::spawn(step);
     let template = request();
     group.bench_with_input(BenchmarkId::new("rtrb", batch), &batch, |b, &batch| {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                let w = loop {
-                    if let Ok(w) = req_tx.write_chunk_uninit(batch as usize) {
-                        break w;
-                    }
-                    std::hint::spin_loop();
-                };
-                w.fill_from_iter((0..batch).map(|k| numbered(template, k)));
-                let (mut got, mut sum) = (0, 0u32);
-                while got < batch {
-                    match cpl_rx.pop() {
-                        Ok(c) => {
-                            sum = sum.wrapping_add(c.dw0);
-                            got += 1;
-                        }
-                        Err(_) => std::hint::spin_loop(),
-                    }
-                }
-                black_box(sum);
+                rtrb_round_trip(&mut queues, template, batch, std::hint::spin_loop);
             }
             start.elapsed()
         })
@@ -430,6 +487,50 @@ fn peer_array_queue(
     drop(device);
 }
 
+/// `DMA_BENCH_ITERS=N` round trips of `DMA_BENCH_BATCH` (default 32)
+/// requests with the device's step run inline on this thread, for an
+/// instruction count under callgrind: `DMA_BENCH_CASE` `ours` (default),
+/// `bare` or `rtrb`. Counts the driver's per-entry work and the device
+/// model's alike (the same model for ours and the bare ring); no cache
+/// line crosses a core, so it shows instructions, not transfers.
+fn inline_device(iters: u64) {
+    let batch = std::env::var("DMA_BENCH_BATCH")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(32);
+    let case = std::env::var("DMA_BENCH_CASE").unwrap_or_else(|_| "ours".into());
+    let template = request();
+    match case.as_str() {
+        "ours" => {
+            let (mut qp, mut step, _) = queue_pair_with_step(Posting::PerEntry);
+            for _ in 0..iters {
+                ours_round_trip(&mut qp, template, batch, &mut step);
+            }
+            drop(step);
+        }
+        "bare" => {
+            let (_qp, mut step, views) = queue_pair_with_step(Posting::PerEntry);
+            let mut ring = BareRing {
+                views,
+                sq_tail: 0,
+                cq_head: 0,
+                phase: true,
+            };
+            for _ in 0..iters {
+                ring.round_trip(template, batch, &mut step);
+            }
+            drop(step);
+        }
+        "rtrb" => {
+            let (mut queues, mut step) = rtrb_pair();
+            for _ in 0..iters {
+                rtrb_round_trip(&mut queues, template, batch, &mut step);
+            }
+        }
+        other => panic!("DMA_BENCH_CASE={other}: use ours, bare or rtrb"),
+    }
+}
+
 fn roundtrip(c: &mut Criterion) {
     for batch in BATCHES {
         let mut group = c.benchmark_group(format!("submit_complete_64B/batch_{batch}"));
@@ -447,4 +548,73 @@ fn roundtrip(c: &mut Criterion) {
 }
 
 criterion_group!(benches, roundtrip);
-criterion_main!(benches);
+
+/// Round trips per timed chunk in [`fastest_chunks`].
+const CHUNK: u32 = 100;
+
+/// Times `chunks` chunks of [`CHUNK`] round trips (after as many again to
+/// warm up) and returns the fastest and the median chunk, in ns per round
+/// trip. On a shared machine a preempted device thread stalls a chunk by
+/// milliseconds; the fastest chunks are the ones nothing interrupted.
+fn fastest_chunks(chunks: usize, mut round_trip: impl FnMut()) -> (f64, f64) {
+    let mut times: Vec<f64> = (0..2 * chunks)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..CHUNK {
+                round_trip();
+            }
+            start.elapsed().as_nanos() as f64 / f64::from(CHUNK)
+        })
+        .skip(chunks)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    (times[0], times[chunks / 2])
+}
+
+/// `DMA_BENCH_WALL=N`: ours, the bare ring and rtrb at batch 1 and 32,
+/// each with its device thread on the other core, as [`fastest_chunks`]
+/// of N chunks, printed one line per case.
+fn wall_clock(chunks: usize) {
+    let template = request();
+    for batch in BATCHES {
+        let (mut qp, device, _) = queue_pair(Posting::PerEntry);
+        let ours = fastest_chunks(chunks, || {
+            ours_round_trip(&mut qp, template, batch, std::hint::spin_loop)
+        });
+        drop(device);
+        let (_qp, device, views) = queue_pair(Posting::PerEntry);
+        let mut ring = BareRing {
+            views,
+            sq_tail: 0,
+            cq_head: 0,
+            phase: true,
+        };
+        let bare = fastest_chunks(chunks, || {
+            ring.round_trip(template, batch, std::hint::spin_loop)
+        });
+        drop(device);
+        let (mut queues, step) = rtrb_pair();
+        let device = Device::spawn(step);
+        let rtrb = fastest_chunks(chunks, || {
+            rtrb_round_trip(&mut queues, template, batch, std::hint::spin_loop)
+        });
+        drop(device);
+        for (case, (fastest, median)) in [("ours", ours), ("bare", bare), ("rtrb", rtrb)] {
+            println!("batch {batch:2} {case:4}: fastest {fastest:7.1} ns, median {median:9.1} ns per round trip");
+        }
+    }
+}
+
+fn main() {
+    let knob = |name| std::env::var(name).ok().and_then(|n| n.parse().ok());
+    if let Some(iters) = knob("DMA_BENCH_ITERS") {
+        inline_device(iters);
+        return;
+    }
+    if let Some(chunks) = knob("DMA_BENCH_WALL") {
+        wall_clock(chunks as usize);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -84,6 +84,16 @@ impl RingCursor {
         }
     }
 
+    /// The position after `pos`, which is below [`size`](Self::size).
+    #[inline]
+    pub(crate) const fn next(&self, pos: u32) -> u32 {
+        if pos + 1 == self.size {
+            0
+        } else {
+            pos + 1
+        }
+    }
+
     /// How many entries from `from` forward to `to`.
     ///
     /// # Errors
@@ -189,13 +199,7 @@ impl RingCursor {
     /// beyond the announced tail, or backwards).
     #[inline]
     pub const fn check_head(&self, new_head: u32) -> crate::Result<u32> {
-        self.check_head_from(self.head, new_head)
-    }
-
-    /// [`check_head`](Self::check_head) as if the head were at `head`
-    /// (a reaper that moves the head once for several reports).
-    #[inline]
-    pub(crate) const fn check_head_from(&self, head: u32, new_head: u32) -> crate::Result<u32> {
+        let head = self.head;
         if new_head >= self.size {
             return Err(RingError::with(RingErrorKind::IndexJump, new_head as u64));
         }

@@ -196,7 +196,12 @@ pub(crate) struct SlotTable<T, S: SlotStorage<T>> {
     usable: u32,
     free: u16,
     in_use: u32,
+    /// How an id splits: its low `index_bits` (`index_mask`) are the slot
+    /// index, the rest (`generation_mask` once shifted down) the
+    /// generation. Worked out once; every completion splits an id.
     index_bits: u32,
+    index_mask: u16,
+    generation_mask: u16,
     /// Values a [`Drain`] still has to hand back; nonzero only while one
     /// is alive, or after one was leaked (`mem::forget`).
     unreclaimed: u32,
@@ -239,6 +244,8 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
             free: NONE,
             in_use: 0,
             index_bits,
+            index_mask: ((1u32 << index_bits) - 1) as u16,
+            generation_mask: (u32::from(u16::MAX) >> index_bits) as u16,
             unreclaimed: 0,
             _marker: core::marker::PhantomData,
         };
@@ -296,24 +303,22 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
 
     #[inline]
     fn generation_mask(&self) -> u16 {
-        (u32::from(u16::MAX) >> self.index_bits) as u16
+        self.generation_mask
     }
 
+    /// Slot `index`'s id. Shifts in 32 bits, so a positional table's 16
+    /// index bits leave no generation without a branch.
     #[inline]
     fn id(&self, index: u16) -> u16 {
-        if self.index_bits >= 16 {
-            return index;
-        }
-        index | (self.storage.as_ref()[usize::from(index)].generation() << self.index_bits)
+        let generation = u32::from(self.storage.as_ref()[usize::from(index)].generation());
+        index | (generation << self.index_bits) as u16
     }
 
+    /// An id's slot index and generation (0 for a positional table).
     #[inline]
     fn split(&self, id: u16) -> (u16, u16) {
-        if self.index_bits >= 16 {
-            return (id, 0);
-        }
-        let index = id & ((1u16 << self.index_bits) - 1);
-        (index, id >> self.index_bits)
+        let generation = (u32::from(id) >> self.index_bits) as u16;
+        (id & self.index_mask, generation)
     }
 
     /// Stores `value` in a free slot and returns its id (index plus
@@ -332,6 +337,9 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
     /// count as they were: for protocols that use neither (NVMe).
     #[inline]
     pub(crate) fn insert_id(&mut self, value: T, submitted: u32) -> Result<u16, T> {
+        if self.unreclaimed != 0 {
+            return Err(value);
+        }
         let mut tally = self.tally();
         let id = self.insert_id_in(&mut tally, value, submitted)?;
         self.set_tally(tally);
@@ -340,6 +348,9 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
 
     #[inline]
     fn insert_value(&mut self, value: T) -> Result<u16, T> {
+        if self.unreclaimed != 0 {
+            return Err(value);
+        }
         let mut tally = self.tally();
         let index = self.insert_value_in(&mut tally, value)?;
         self.set_tally(tally);
@@ -364,7 +375,10 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         self.in_use = tally.in_use;
     }
 
-    /// [`insert_id`](Self::insert_id) against a batch's `tally`.
+    /// [`insert_id`](Self::insert_id) against a batch's `tally`, for a
+    /// caller that found [`check_reclaimed`](Self::check_reclaimed) passing
+    /// when the batch began (nothing can drain the table during it). Were
+    /// it not so, the value in the slot would be dropped, never doubled.
     #[inline]
     pub(crate) fn insert_id_in(
         &mut self,
@@ -375,6 +389,21 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
         let index = self.insert_value_in(tally, value)?;
         self.storage.as_mut()[usize::from(index)].submitted = submitted;
         Ok(self.id(index))
+    }
+
+    /// How many values were inserted with [`insert_id_in`](Self::insert_id_in)
+    /// against a tally that was never stored back (a leaked batch): the
+    /// busy slots at the head of the free list, which holds only vacant
+    /// ones otherwise.
+    #[cold]
+    pub(crate) fn inserted_beyond_tally(&self) -> u32 {
+        let storage = self.storage.as_ref();
+        let (mut at, mut found) = (self.free, 0);
+        while at != NONE && found < self.usable && storage[usize::from(at)].value.is_some() {
+            at = storage[usize::from(at)].link();
+            found += 1;
+        }
+        found
     }
 
     /// Counts in the last `n` values inserted with
@@ -402,7 +431,8 @@ impl<T, S: SlotStorage<T>> SlotTable<T, S> {
 
     #[inline]
     fn insert_value_in(&mut self, tally: &mut Tally, value: T) -> Result<u16, T> {
-        if tally.free == NONE || self.unreclaimed != 0 {
+        debug_assert_eq!(self.unreclaimed, 0, "callers check_reclaimed first");
+        if tally.free == NONE {
             return Err(value);
         }
         let index = tally.free;

@@ -453,6 +453,33 @@ fn an_sq_head_beyond_the_doorbell_is_refused() {
 }
 
 #[test]
+fn an_sq_head_past_the_end_of_a_wrapped_queue_is_refused() {
+    // SQ head at 6 of 8, the announced tail wrapped round to 2: a reported
+    // head of 9 is 3 entries on from 6 by subtraction, inside the 4
+    // announced, but names no entry.
+    let mut rig = Rig::new(8, 8);
+    for i in 0..6 {
+        rig.qp.push(Rig::read(i), i).unwrap();
+    }
+    rig.qp.ring_doorbell();
+    assert_eq!(rig.run_device(), 6);
+    assert_eq!(rig.qp.drain(|_| ()).unwrap(), 6);
+    let cids: Vec<u16> = (0..4)
+        .map(|i| rig.qp.push(Rig::read(i), 10 + i).unwrap())
+        .collect();
+    rig.qp.ring_doorbell();
+    rig.ctrl.raw_post(6, entry(&rig, cids[0], 9, true));
+    let err = rig.qp.poll_many(4, |_| ()).unwrap_err();
+    assert_eq!(
+        (err.kind(), err.value()),
+        (RingErrorKind::IndexJump, Some(9))
+    );
+    let mut back: Vec<u32> = rig.qp.reset().collect();
+    back.sort();
+    assert_eq!(back, [10, 11, 12, 13], "each buffer once");
+}
+
+#[test]
 fn an_error_status_is_returned_with_the_buffers() {
     let mut rig = Rig::new(4, 4);
     let cid = rig.qp.submit(Rig::read(0), 7).unwrap();
@@ -500,8 +527,9 @@ fn poll_many_reaps_in_order_up_to_max_across_the_wrap() {
 }
 
 #[test]
-fn poll_many_reads_more_than_a_chunk_of_tags() {
-    let chunk = dma_ring::nvme::POLL_CHUNK as u32;
+fn poll_many_reaps_a_long_run_in_one_call() {
+    // More than a batch of 32, in one call, one CQ head doorbell.
+    let chunk = 32;
     let mut rig = Rig::new(128, 128);
     for i in 0..chunk + 5 {
         rig.qp.push(Rig::read(i), i).unwrap();

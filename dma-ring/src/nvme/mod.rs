@@ -34,9 +34,6 @@ pub const SQE_SIZE: usize = 64;
 pub const CQE_SIZE: usize = 16;
 /// Queue base alignment: the smallest memory page size (`CC.MPS` = 0, 4 KiB).
 pub const QUEUE_ALIGN: u64 = 4096;
-/// The most phase tags [`NvmeQueuePair::poll_many`] reads ahead of one read
-/// barrier.
-pub const POLL_CHUNK: usize = 32;
 
 /// The two doorbells of a queue pair.
 #[derive(Clone, Copy, Debug)]
@@ -87,13 +84,22 @@ pub struct NvmeCompleted<T> {
 }
 
 /// Where reaping stands: the CQ head and phase, the SQ head the last
-/// reaped completion reported, and the slot table's free list and count.
-/// Kept in registers while a chunk is reaped, stored back once.
+/// reaped completion reported, and the slot table's free list and count,
+/// with what no completion changes worked out once. Kept in registers while
+/// a run of completions is reaped, stored back once.
 #[derive(Clone, Copy)]
 struct ReapPosition {
     cq_head: u32,
     phase: bool,
     sq_head: u32,
+    /// SQ entries from the stored SQ head to `sq_head`: the reported heads
+    /// so far consumed this many.
+    sq_taken: u32,
+    /// SQ entries from the stored SQ head to the announced tail: no
+    /// reported head may lie further.
+    sq_room: u32,
+    /// Commands pushed but not announced by a doorbell yet.
+    unannounced: u32,
     tally: Tally,
 }
 
@@ -111,11 +117,13 @@ pub struct NvmeQueuePair<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
     cq_unreleased: bool,
     /// Commands pushed so far (wrapping): each command's submission number.
     pushed: u32,
-    /// `pushed` when the open [`NvmeBatch`] began. A batch stores its tail
-    /// and tally back when it ends, so if this is still set when the queue
-    /// pair is used again, the batch was leaked (`mem::forget`) and
-    /// [`settle`](Self::settle) takes its commands over.
-    open_batch: Option<u32>,
+    /// Whether an [`NvmeBatch`] is open. A batch keeps the SQ tail, the
+    /// tally and the submission count in registers and stores them back
+    /// when it ends, so if this is still set when the queue pair is used
+    /// again, the batch was leaked (`mem::forget`) and
+    /// [`settle`](Self::settle) takes its commands over: they are the busy
+    /// slots at the head of the free list.
+    open_batch: bool,
     slots: SlotTable<T, S>,
     broken: bool,
 }
@@ -157,7 +165,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
             phase: true,
             cq_unreleased: false,
             pushed: 0,
-            open_batch: None,
+            open_batch: false,
             slots: SlotTable::tagged(slots, limit)?,
             broken: false,
         })
@@ -206,8 +214,11 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// has not taken over yet.
     #[inline]
     fn leaked_batch(&self) -> u32 {
-        self.open_batch
-            .map_or(0, |start| self.pushed.wrapping_sub(start))
+        if self.open_batch {
+            self.slots.inserted_beyond_tally()
+        } else {
+            0
+        }
     }
 
     /// Takes over the commands of a leaked [`NvmeBatch`], as if it had been
@@ -218,7 +229,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// tail or the in-flight table calls it first.
     #[inline(always)]
     fn settle(&mut self) {
-        if self.open_batch.is_some() {
+        if self.open_batch {
             self.adopt_leaked_batch();
         }
     }
@@ -226,11 +237,13 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     #[cold]
     fn adopt_leaked_batch(&mut self) {
         let n = self.leaked_batch();
-        self.open_batch = None;
+        self.open_batch = false;
         // The batch wrote its commands at the SQ tail on, one entry each,
-        // and took their slots from the head of the free list in order.
+        // numbered from `pushed` on, and took their slots from the head of
+        // the free list in order.
         let adopted = self.slots.adopt_inserted(n);
         debug_assert_eq!(adopted, n);
+        self.pushed = self.pushed.wrapping_add(adopted);
         let tail = self.sq.advance(self.sq.tail(), adopted);
         self.sq.set_produced_tail(tail);
     }
@@ -295,7 +308,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     #[inline]
     pub fn batch(&mut self) -> NvmeBatch<'_, M, D, T, S> {
         self.settle();
-        self.open_batch = Some(self.pushed);
+        self.open_batch = true;
         let room = if self.broken || self.slots.check_reclaimed().is_err() {
             0
         } else {
@@ -304,6 +317,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
                 .min(self.slots.usable() - self.slots.in_use())
         };
         NvmeBatch {
+            pushed: self.pushed,
             tail: self.sq.tail(),
             tally: self.slots.tally(),
             room,
@@ -384,17 +398,18 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         reaped.map(Some)
     }
 
-    /// Reaps up to `max` posted completions into `f`, in order, with one
-    /// read barrier for all of them, and returns how many. The CQ head
-    /// doorbell is left to [`release_completions`](Self::release_completions).
+    /// Reaps up to `max` posted completions into `f`, in order, and returns
+    /// how many. The CQ head doorbell is left to
+    /// [`release_completions`](Self::release_completions).
     ///
-    /// The phase tags of the consecutive posted entries are read first,
-    /// then one read barrier, then each entry's payload: every payload read
-    /// still comes after its own phase tag read, and the controller writes
-    /// each entry's payload before its tag (NVMe base spec 2.0 §4.2.4), so
-    /// one barrier after the last tag covers every earlier entry. At most
-    /// [`POLL_CHUNK`] tags are read ahead of their payloads. Each entry is
-    /// validated as by [`poll`](Self::poll).
+    /// One pass over the entries: each one's phase tag, a read barrier,
+    /// then the rest of that entry, as Linux's `nvme_poll_cq` does. Its
+    /// cache line is read while it is still in this CPU's cache; reading a
+    /// run of tags first and the payloads in a second pass fetched the line
+    /// the controller was still filling twice. The CQ head, phase, SQ head
+    /// and the in-flight table's free list and count stay in registers and
+    /// are stored back once per call. Each entry is validated as by
+    /// [`poll`](Self::poll).
     ///
     /// # Errors
     ///
@@ -410,62 +425,28 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         if self.broken {
             return Err(RingError::new(RingErrorKind::Broken));
         }
+        let mut at = self.reap_position();
         let mut reaped = 0;
-        while reaped < max {
-            // A controller posts at most cq_size - 1 entries ahead of the
-            // head; looking further would read this lap's entries again.
-            let ahead = (max - reaped).min(self.cq_size - 1).min(POLL_CHUNK as u32) as usize;
-            let mut tags = [NvmeStatus(0); POLL_CHUNK];
-            let seen = self.read_tags(&mut tags[..ahead]);
-            if seen == 0 {
-                break;
+        let result = loop {
+            if reaped == max {
+                break Ok(reaped);
             }
-            // Every tag in `tags[..seen]` is read; their payloads after.
-            sync::after_completion_flag();
-            // The positions live in registers for the chunk: one store each
-            // per chunk instead of per entry.
-            let mut at = self.reap_position();
-            let mut result = Ok(());
-            for &status in &tags[..seen] {
-                match self.reap(&mut at, status) {
-                    Ok(done) => f(done),
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-            self.set_reap_position(at);
-            result?;
-            reaped += seen as u32;
-            if seen < ahead {
-                break;
-            }
-        }
-        Ok(reaped)
-    }
-
-    /// Reads the status words of the posted entries from the CQ head on,
-    /// into `tags`, stopping at the first whose phase tag is not the
-    /// expected one. Returns how many were posted.
-    #[inline]
-    fn read_tags(&self, tags: &mut [NvmeStatus]) -> usize {
-        let (mut pos, mut phase) = (self.cq_head, self.phase);
-        for (i, tag) in tags.iter_mut().enumerate() {
-            let base = pos as usize * CQE_SIZE;
-            // SAFETY: pos < cq_size and the memory holds cq_size entries.
+            let base = at.cq_head as usize * CQE_SIZE;
+            // SAFETY: cq_head < cq_size and the memory holds cq_size entries.
             let status = NvmeStatus(unsafe { self.cq_mem.load_flag(base + STATUS_OFFSET) });
-            if status.phase() != phase {
-                return i;
+            if status.phase() != at.phase {
+                break Ok(reaped);
             }
-            *tag = status;
-            pos += 1;
-            if pos == self.cq_size {
-                pos = 0;
-                phase = !phase;
+            // This entry's phase tag is read; the rest of it only after.
+            sync::after_completion_flag();
+            match self.reap(&mut at, status) {
+                Ok(done) => f(done),
+                Err(e) => break Err(e),
             }
-        }
-        tags.len()
+            reaped += 1;
+        };
+        self.set_reap_position(at);
+        result
     }
 
     #[inline]
@@ -474,6 +455,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
             cq_head: self.cq_head,
             phase: self.phase,
             sq_head: self.sq.head(),
+            sq_taken: 0,
+            sq_room: self.sq.span(self.sq.head(), self.sq.announced()),
+            unannounced: self.sq.unannounced(),
             tally: self.slots.tally(),
         }
     }
@@ -509,8 +493,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
             )
         };
         let (sq_head, sq_id) = (dw2 as u16, (dw2 >> 16) as u16);
-        let index = match self.validate(at, cid, sq_head, sq_id) {
-            Ok(index) => index,
+        let (index, sq_taken) = match self.validate(at, cid, sq_head, sq_id) {
+            Ok(valid) => valid,
             Err(e) => {
                 self.broken = true;
                 return Err(e);
@@ -518,6 +502,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         };
         let taken = self.slots.take_checked_in(&mut at.tally, index)?;
         at.sq_head = sq_head.into();
+        at.sq_taken = sq_taken;
         at.cq_head += 1;
         if at.cq_head == self.cq_size {
             at.cq_head = 0;
@@ -532,7 +517,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         })
     }
 
-    /// Checks what the controller wrote; returns the command's slot.
+    /// Checks what the controller wrote; returns the command's slot and
+    /// how far the reported SQ head is from the stored one.
     #[inline]
     fn validate(
         &self,
@@ -540,7 +526,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         cid: u16,
         sq_head: u16,
         sq_id: u16,
-    ) -> crate::Result<u16> {
+    ) -> crate::Result<(u16, u32)> {
         if at.tally.in_use() == 0 {
             return Err(RingError::with(
                 RingErrorKind::UnexpectedCompletion,
@@ -550,15 +536,26 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         if sq_id != self.qid {
             return Err(RingError::with(RingErrorKind::WrongQueue, sq_id.into()));
         }
-        self.sq.check_head_from(at.sq_head, sq_head.into())?;
+        // The head must lie from the last reported one to the announced
+        // tail (as `RingCursor::check_head` asks of one report), counted
+        // from the stored head so that one distance is worked out per entry.
+        let sq_head = u32::from(sq_head);
+        let jump = || RingError::with(RingErrorKind::IndexJump, sq_head.into());
+        if sq_head >= self.sq.size() {
+            return Err(jump());
+        }
+        let taken = self.sq.span(self.sq.head(), sq_head);
+        if taken < at.sq_taken || taken > at.sq_room {
+            return Err(jump());
+        }
         let command = self.slots.check(cid)?;
-        if is_unannounced(command.submitted, self.pushed, self.sq.unannounced()) {
+        if is_unannounced(command.submitted, self.pushed, at.unannounced) {
             return Err(RingError::with(
                 RingErrorKind::UnexpectedCompletion,
                 cid.into(),
             ));
         }
-        Ok(command.index)
+        Ok((command.index, taken))
     }
 
     /// Writes the CQ head doorbell if completions were reaped since the last
@@ -619,8 +616,9 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
 
 /// A batch of submissions to a queue pair, from [`NvmeQueuePair::batch`].
 ///
-/// The SQ tail and the in-flight table's bookkeeping live in the batch
-/// until it ends; dropping it (or [`ring_doorbell`](Self::ring_doorbell))
+/// The SQ tail, the submission count and the in-flight table's
+/// bookkeeping live in the batch until it ends (no store per command but
+/// the command's own and its slot's); dropping it (or [`ring_doorbell`](Self::ring_doorbell))
 /// stores them back. The controller learns of the commands only from a
 /// doorbell after that. A batch leaked (`mem::forget`) instead of dropped
 /// ends the same way: the queue pair's next call takes its commands over
@@ -633,6 +631,8 @@ pub struct NvmeBatch<'a, M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> {
     tally: Tally,
     /// Commands that still fit: free SQ entries and free slots alike.
     room: u32,
+    /// The next command's submission number.
+    pushed: u32,
 }
 
 impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeBatch<'_, M, D, T, S> {
@@ -662,7 +662,7 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeBatch<'_, M, D, T, S>
             };
             return Err(Rejected::new(kind, buffers));
         }
-        let submitted = self.qp.pushed;
+        let submitted = self.pushed;
         let cid = match self
             .qp
             .slots
@@ -671,10 +671,10 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeBatch<'_, M, D, T, S>
             Ok(cid) => cid,
             Err(buffers) => return Err(Rejected::new(RingErrorKind::Full, buffers)),
         };
-        self.qp.pushed = submitted.wrapping_add(1);
+        self.pushed = submitted.wrapping_add(1);
         let tail = self.tail;
         self.qp.write_command(tail, command, cid);
-        self.tail = self.qp.sq.advance(tail, 1);
+        self.tail = self.qp.sq.next(tail);
         self.room -= 1;
         Ok(cid)
     }
@@ -691,7 +691,8 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeBatch<'_, M, D, T, S>
     fn store_back(&mut self) {
         self.qp.slots.set_tally(self.tally);
         self.qp.sq.set_produced_tail(self.tail);
-        self.qp.open_batch = None;
+        self.qp.pushed = self.pushed;
+        self.qp.open_batch = false;
     }
 }
 
