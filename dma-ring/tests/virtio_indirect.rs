@@ -10,6 +10,7 @@ use common::queues::{
 use common::{iterations, Chain};
 use dma_ring::virtio::packed::PackedFlags;
 use dma_ring::virtio::split::DescFlags;
+use dma_ring::virtio::split::SplitQueue;
 use dma_ring::virtio::{IndirectLayout, Segment, Used};
 use dma_ring::{MemoryView, Rejected, RingErrorKind, RingMemory};
 
@@ -499,26 +500,28 @@ fn indirect_chains_with_a_device_on_another_thread() {
         }
     });
     let (mut sent, mut got) = (0u32, 0u32);
-    while got < total {
-        // A device thread that ended (done, or panicked on a broken rule)
-        // has published all it will: reap it, then join below, which
-        // fails the test with the device's panic instead of spinning.
-        let ended = device.is_finished();
+    let reap = |q: &mut SplitQueue<_, _, _, _>, got: &mut u32| {
+        while let Some(u) = q.poll().unwrap() {
+            let (_, w) = request(*got, 4);
+            assert_eq!((u.buffers, u.len), (*got, w.iter().map(|s| s.len).sum()));
+            *got += 1;
+        }
+    };
+    // A device thread that ended (done, or panicked on a broken rule) has
+    // published all it will; `is_finished` does not order its writes before
+    // ours, so stop filling and let `join` (which does) decide: it fails the
+    // test with the device's panic instead of spinning, and a last reap after
+    // it sees everything the device used.
+    while got < total && !device.is_finished() {
         while sent < total && q.num_free() > 0 {
             let (r, w) = request(sent, 4);
             q.add_indirect(&r, &w, sent).unwrap();
             sent += 1;
         }
         q.notify();
-        while let Some(u) = q.poll().unwrap() {
-            let (_, w) = request(got, 4);
-            assert_eq!((u.buffers, u.len), (got, w.iter().map(|s| s.len).sum()));
-            got += 1;
-        }
-        if ended {
-            break;
-        }
+        reap(&mut q, &mut got);
     }
     device.join().unwrap();
+    reap(&mut q, &mut got);
     assert_eq!(got, total);
 }

@@ -576,6 +576,15 @@ fn miri(r: &mut Runner) {
             ("MIRIFLAGS", "-Zmiri-ignore-leaks -Zmiri-disable-isolation"),
         ],
     );
+    // The reference drivers' own unsafe: the volatile register window and
+    // the rings' teardown, with the transports' unit tests over fake
+    // register spaces. (Their end-to-end runs on the sim are too slow under
+    // Miri; the sim's detector and dma-check watch those.)
+    r.cargo(
+        "miri dma-drivers",
+        &["+nightly", "miri", "test", "-p", "dma-drivers", "--lib"],
+        &[],
+    );
     // The checker's bookkeeping, one test per misuse class. (Its threaded
     // correct-use test passes under miri too, but takes minutes; it is
     // left to `cargo +nightly miri test` by hand.)

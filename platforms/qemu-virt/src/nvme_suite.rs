@@ -29,7 +29,7 @@ use dma_drivers::nvme::{
 };
 use dma_drivers::{DriverError, Wait};
 
-use crate::report::{fill_pattern, pattern_byte, Reporter};
+use crate::report::{fill_pattern, pattern_mismatch, Reporter};
 
 /// The logical block size the checks expect (QEMU's default LBA format).
 pub const BLOCK: usize = 512;
@@ -224,19 +224,6 @@ where
     }
 }
 
-/// The first byte of `data` that is not pattern `seed` from `offset`.
-fn mismatch(data: &[u8], seed: u32, offset: u64) -> Option<String> {
-    data.iter()
-        .enumerate()
-        .find(|&(i, &b)| b != pattern_byte(seed, offset + i as u64))
-        .map(|(i, &b)| {
-            format!(
-                "byte {i} read back {b:#04x}, wrote {:#04x}",
-                pattern_byte(seed, offset + i as u64)
-            )
-        })
-}
-
 /// Writes pattern `seed` over `len` bytes at `lba` from a buffer aligned to
 /// `align`, reads it back into another, compares, and checks the PRP list
 /// blocks each command used against `lists` (min, max).
@@ -269,7 +256,7 @@ where
         .read(lba, buffer("read")?)
         .map_err(|refused| format!("read: {}", refused.error))?;
     let read = disk.stats().prp_lists - written - before;
-    if let Some(m) = mismatch(&back, seed, 0) {
+    if let Some(m) = pattern_mismatch(&back, seed, 0, "the driver") {
         return Err(m);
     }
     let (min, max) = lists;
@@ -349,10 +336,11 @@ where
         disk.queue_read(lba + i, buf)
             .map_err(|refused| format!("queue read {i}: {}", refused.error))
     };
-    let check = |i: u64, data: &[u8]| match mismatch(data, seed, i * BLOCK as u64) {
-        None => Ok(()),
-        Some(m) => Err(format!("block {}: {m}", lba + i)),
-    };
+    let check =
+        |i: u64, data: &[u8]| match pattern_mismatch(data, seed, i * BLOCK as u64, "the driver") {
+            None => Ok(()),
+            Some(m) => Err(format!("block {}: {m}", lba + i)),
+        };
     let (r_rings, r_deep) = pump(disk, n, read, check)?;
     let total = 2 * n;
     let q = config.queues;

@@ -21,6 +21,8 @@
 //! QEMU's own failure status (1: bad options, or a 64-bit image on a
 //! 32-bit CPU).
 
+use alloc::format;
+use alloc::string::String;
 use core::fmt::{self, Write};
 
 /// The status the image exits QEMU with.
@@ -62,6 +64,20 @@ pub fn fill_pattern(seed: u32, offset: u64, buf: &mut [u8]) {
     for (i, b) in buf.iter_mut().enumerate() {
         *b = pattern_byte(seed, offset + i as u64);
     }
+}
+
+/// The first byte of `data` that is not pattern `seed` from `offset`, said
+/// as `byte i is X, the pattern has Y` (`by` names who wrote the pattern).
+pub fn pattern_mismatch(data: &[u8], seed: u32, offset: u64, by: &str) -> Option<String> {
+    data.iter()
+        .enumerate()
+        .find(|&(i, &b)| b != pattern_byte(seed, offset + i as u64))
+        .map(|(i, &b)| {
+            format!(
+                "byte {i} is {b:#04x}, {by} wrote {:#04x}",
+                pattern_byte(seed, offset + i as u64)
+            )
+        })
 }
 
 /// Prints the protocol's lines and counts the outcomes.

@@ -17,7 +17,7 @@ use dma_drivers::virtio::transport::{QueueLayout, Transport, VirtioOptions};
 use dma_drivers::virtio::VirtioBlk;
 use dma_drivers::{DriverError, Refused, Wait};
 
-use crate::report::{fill_pattern, pattern_byte, Reporter, PREPARED};
+use crate::report::{fill_pattern, pattern_byte, pattern_mismatch, Reporter, PREPARED};
 
 /// A sector.
 pub const SECTOR: usize = 512;
@@ -187,15 +187,11 @@ where
     let len = sectors as usize * SECTOR;
     let buf = DmaBuf::for_device(platform, len).map_err(|e| format!("buffer: {e}"))?;
     let buf = disk.read(sector, buf).map_err(refused("read"))?;
-    match (0..len).find(|&i| buf[i] != pattern_byte(seed, i as u64)) {
+    match pattern_mismatch(&buf, seed, 0, "the host") {
         None => Ok(format!(
             "{len} B at sector {sector}, as the host wrote them"
         )),
-        Some(i) => Err(format!(
-            "byte {i} is {:#04x}, the host wrote {:#04x}",
-            buf[i],
-            pattern_byte(seed, i as u64)
-        )),
+        Some(m) => Err(m),
     }
 }
 
@@ -218,13 +214,9 @@ where
     disk.write(sector, out).map_err(refused("write"))?;
     let back = DmaBuf::for_device(platform, len).map_err(|e| format!("buffer: {e}"))?;
     let back = disk.read(sector, back).map_err(refused("read"))?;
-    match (0..len).find(|&i| back[i] != pattern_byte(seed, i as u64)) {
+    match pattern_mismatch(&back, seed, 0, "the driver") {
         None => Ok(format!("{len} B at sector {sector} written and read back")),
-        Some(i) => Err(format!(
-            "byte {i} read back as {:#04x}, wrote {:#04x}",
-            back[i],
-            pattern_byte(seed, i as u64)
-        )),
+        Some(m) => Err(m),
     }
 }
 

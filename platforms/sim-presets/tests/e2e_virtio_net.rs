@@ -17,8 +17,11 @@ use dma_sim::virtio::{self as model, Backend, QueueIo, VirtioConfig, VirtioMmio}
 use dma_sim::{DeviceId, Sim};
 use dma_sim_presets::{virtio_mmio, Preset, PresetRun, Stepping};
 
+#[path = "support/matrix.rs"]
+mod matrix;
 #[path = "support/tamper.rs"]
 mod tamper;
+use matrix::Config;
 use tamper::Tamper;
 
 const MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
@@ -67,12 +70,7 @@ fn config(
 }
 
 /// 120 frames each way through 8-entry queues (both wrap many times).
-struct Traffic {
-    layout: QueueLayout,
-    event_idx: bool,
-    indirect: bool,
-    translates: bool,
-}
+struct Traffic(VirtioOptions);
 
 impl PresetRun for Traffic {
     type Output = (Features, VirtioNetStats);
@@ -83,7 +81,10 @@ impl PresetRun for Traffic {
 
     fn run<P: DmaMap + DmaAlloc>(self, sim: &Sim, dev: DeviceId, p: &Checked<P>) -> Self::Output {
         let nic = VirtioMmio::new(sim.bus(dev), Net::new(MAC, 8), VirtioConfig::default());
-        let cfg = config(self.layout, self.event_idx, self.indirect, self.translates);
+        let cfg = VirtioNetConfig {
+            options: self.0,
+            rx_buffer_size: 2048,
+        };
         let mut eth = VirtioNet::start(
             virtio_mmio(&nic).unwrap(),
             p,
@@ -134,45 +135,15 @@ impl PresetRun for Traffic {
 
 #[test]
 fn net_runs_clean_on_every_preset_split_and_packed_with_and_without_event_idx_and_indirect() {
-    for preset in Preset::ALL {
-        for layout in [QueueLayout::Split, QueueLayout::Packed] {
-            for (event_idx, indirect) in
-                [(false, false), (true, false), (false, true), (true, true)]
-            {
-                let translates = preset == Preset::Iommu;
-                let body = Traffic {
-                    layout,
-                    event_idx,
-                    indirect,
-                    translates,
-                };
-                let out = preset
-                    .run(23, DeviceConstraints::UNCONSTRAINED, body)
-                    .unwrap();
-                let what = format!("{preset} {layout:?} event_idx={event_idx} indirect={indirect}");
-                assert!(out.clean(), "{what}: {:?} {:?}", out.checker, out.reports);
-                assert!(out.faults.is_empty(), "{what}: {:?}", out.faults);
-                let (features, stats) = out.output;
-                assert_eq!(
-                    features.contains(Features::RING_PACKED),
-                    layout == QueueLayout::Packed,
-                    "{what}"
-                );
-                assert_eq!(features.contains(Features::EVENT_IDX), event_idx, "{what}");
-                assert_eq!(
-                    features.contains(Features::INDIRECT_DESC),
-                    indirect,
-                    "{what}"
-                );
-                assert!(!features.contains(net_features::MRG_RXBUF));
-                assert_eq!(
-                    (stats.tx_frames, stats.rx_frames, stats.rx_errors),
-                    (120, 120, 0)
-                );
-                let bytes: u64 = (0..120).map(|i| frame(i).len() as u64).sum();
-                assert_eq!(stats.tx_bytes, bytes, "{what}");
-            }
-        }
+    for c in Config::all() {
+        let (features, stats) = c.run_clean(23, Traffic(c.options(8)));
+        assert!(!features.contains(net_features::MRG_RXBUF));
+        assert_eq!(
+            (stats.tx_frames, stats.rx_frames, stats.rx_errors),
+            (120, 120, 0)
+        );
+        let bytes: u64 = (0..120).map(|i| frame(i).len() as u64).sum();
+        assert_eq!(stats.tx_bytes, bytes, "{c}");
     }
 }
 

@@ -148,11 +148,17 @@ fn ne_word(b: &[u8]) -> u64 {
 /// # Safety
 ///
 /// As for [`read`], for `[src, src + expected.len())`.
+#[inline]
 pub(crate) unsafe fn first_difference(src: u64, expected: &[u8]) -> Option<usize> {
     // The vector scan passes the equal blocks it can; the word scan finds
     // the difference, if any, in the rest.
     // SAFETY: the caller's promise.
     let skip = unsafe { vector::equal_prefix(src, expected) };
+    if skip == expected.len() {
+        // All equal (the usual answer): no word scan to set up.
+        fence(Ordering::Acquire);
+        return None;
+    }
     // SAFETY: the caller's promise, for the rest of the range.
     unsafe { words_first_difference(src + skip as u64, &expected[skip..]) }.map(|d| d + skip)
 }
@@ -278,6 +284,7 @@ mod vector {
     /// # Safety
     ///
     /// As for [`read`](super::read), for `[src, src + expected.len())`.
+    #[inline]
     pub(super) unsafe fn equal_prefix(src: u64, expected: &[u8]) -> usize {
         if wide(src) {
             // SAFETY: the caller's promise; `wide` checked AVX2 and the
@@ -387,7 +394,42 @@ mod vector {
         pub(super) unsafe fn equal_prefix(src: u64, expected: &[u8]) -> usize {
             let host = crate::host::ptr(src).cast::<__m256i>();
             let want = expected.as_ptr().cast::<__m256i>();
+            // One 32-byte unit compared: all ones where equal.
+            macro_rules! unit {
+                ($i:expr) => {
+                    _mm256_cmpeq_epi8(
+                        host.wrapping_add($i).read_volatile(),
+                        _mm256_loadu_si256(want.add($i)),
+                    )
+                };
+            }
             let mut done = 0;
+            // Eight units per branch (the usual answer is "equal", read in
+            // full): the loop's own compare, mask and branch are paid once
+            // per 256 bytes instead of once per 64.
+            while done + 256 <= expected.len() {
+                let at = done / 32;
+                // SAFETY: eight 32-aligned units inside the caller's live
+                // range, read volatile (no reference formed, never elided),
+                // and the same eight units of `expected` (unaligned loads).
+                let same = unsafe {
+                    let lo = _mm256_and_si256(
+                        _mm256_and_si256(unit!(at), unit!(at + 1)),
+                        _mm256_and_si256(unit!(at + 2), unit!(at + 3)),
+                    );
+                    let hi = _mm256_and_si256(
+                        _mm256_and_si256(unit!(at + 4), unit!(at + 5)),
+                        _mm256_and_si256(unit!(at + 6), unit!(at + 7)),
+                    );
+                    _mm256_movemask_epi8(_mm256_and_si256(lo, hi))
+                };
+                if same != -1 {
+                    break;
+                }
+                done += 256;
+            }
+            // The 256 bytes that differed (if any) and the rest, 64 at a
+            // time, so the answer is the same whole 64-byte blocks.
             while done + 64 <= expected.len() {
                 let at = done / 32;
                 // SAFETY: two 32-aligned units inside the caller's live

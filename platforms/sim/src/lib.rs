@@ -97,7 +97,9 @@ mod rng;
 mod shadow;
 mod sim;
 mod smmu;
+mod sorted;
 pub mod virtio;
+mod xlate;
 
 pub use bus::Bus;
 pub use cache::SimCache;

@@ -139,10 +139,13 @@ unsafe impl PhysMemory for SimMemory {
         if len == 0 {
             return Err(Error::new(ErrorKind::ZeroSize, "zero-length translation"));
         }
-        let host = self
-            .sim
-            .machine
-            .with(|s, _| s.phys.to_host(phys.as_u64(), len as u64))
+        let machine = &self.sim.machine;
+        // The extent the map used last answers without the lock; anything
+        // else is a locked lookup (which publishes what it finds).
+        let host = machine
+            .xlate
+            .to_host(phys.as_u64(), len as u64)
+            .or_else(|| machine.with(|s, _| s.phys.to_host(phys.as_u64(), len as u64)))
             .ok_or(
                 Error::new(
                     ErrorKind::NotContiguous,

@@ -25,11 +25,14 @@
 //! [`SimMemory`]: crate::SimMemory
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 use dma_core::{Error, ErrorKind, Result};
 
 use crate::rng::SplitMix64;
+use crate::sorted::SortedMap;
+use crate::xlate::Published;
 
 /// The sim's page size.
 pub(crate) const PAGE: u64 = 4096;
@@ -103,9 +106,9 @@ pub(crate) struct PhysMap {
     line: u64,
     rng: SplitMix64,
     /// Extents by sim start.
-    by_sim: BTreeMap<u64, Extent>,
+    by_sim: SortedMap<u64, Extent>,
     /// Sim start by host start.
-    by_host: BTreeMap<u64, u64>,
+    by_host: SortedMap<u64, u64>,
     /// Next free sim address of each zone (low, high, heap).
     next: [u64; 3],
     /// Rooms of retired heap extents, oldest first: reused once
@@ -118,6 +121,10 @@ pub(crate) struct PhysMap {
     last: Cell<Option<Extent>>,
     /// Reused by [`near`](Self::near).
     scratch: Vec<u64>,
+    /// The extent last looked up, for lock-free readers
+    /// ([`published`](Self::published)); emptied by every change to the
+    /// extents, like `last`.
+    published: Arc<Published>,
 }
 
 /// How many freed rooms wait before the oldest is reused.
@@ -139,13 +146,25 @@ impl PhysMap {
         Self {
             line: line as u64,
             rng,
-            by_sim: BTreeMap::new(),
-            by_host: BTreeMap::new(),
+            by_sim: SortedMap::new(),
+            by_host: SortedMap::new(),
             next,
             freed: VecDeque::new(),
             last: Cell::new(None),
             scratch: Vec::new(),
+            published: Arc::default(),
         }
+    }
+
+    /// The extent last looked up, readable without the machine's lock
+    /// (see [`Published`]).
+    pub(crate) fn published(&self) -> Arc<Published> {
+        Arc::clone(&self.published)
+    }
+
+    /// Offers `e` to lock-free readers.
+    fn publish(&self, e: &Extent) {
+        self.published.set(e.sim, e.len, e.host);
     }
 
     /// Takes `len` bytes (a page multiple, plus room) of zone `z` after a
@@ -164,12 +183,14 @@ impl PhysMap {
 
     fn insert(&mut self, e: Extent) {
         self.last.set(None);
+        self.published.clear();
         self.by_host.insert(e.host, e.sim);
         self.by_sim.insert(e.sim, e);
     }
 
     fn remove(&mut self, sim: u64) -> Option<Extent> {
         self.last.set(None);
+        self.published.clear();
         let e = self.by_sim.remove(&sim)?;
         self.by_host.remove(&e.host);
         Some(e)
@@ -182,12 +203,14 @@ impl PhysMap {
             .get()
             .filter(|e| e.host <= host && host < e.host_end())
         {
+            self.publish(&e);
             return Some(e);
         }
         let (_, sim) = self.by_host.range(..=host).next_back()?;
         let e = self.by_sim[sim];
         (host < e.host_end()).then(|| {
             self.last.set(Some(e));
+            self.publish(&e);
             e
         })
     }
@@ -381,6 +404,7 @@ impl PhysMap {
     /// [`place`](Self::place) would; returns the new sim start.
     fn replace(&mut self, e: Extent, exact: (u64, u64)) -> u64 {
         self.last.set(None);
+        self.published.clear();
         self.by_sim.remove(&e.sim);
         let (start, room) = self.room(e.len);
         let sim = start + (room / 4).next_multiple_of(PAGE);
@@ -397,6 +421,8 @@ impl PhysMap {
         };
         self.by_sim.insert(sim, fresh);
         self.by_host.insert(e.host, sim);
+        // The buffer's syncs and unmap ask about it next.
+        self.publish(&fresh);
         sim
     }
 
@@ -454,11 +480,13 @@ impl PhysMap {
         let end = sim.checked_add(len)?;
         let holds = |e: &Extent| e.sim <= sim && end <= e.sim + e.len;
         if let Some(e) = self.last.get().filter(holds) {
+            self.publish(&e);
             return Some(e);
         }
         let (_, e) = self.by_sim.range(..=sim).next_back()?;
         holds(e).then(|| {
             self.last.set(Some(*e));
+            self.publish(e);
             *e
         })
     }
@@ -482,7 +510,7 @@ impl PhysMap {
     /// reuse, unless [`pinned`](Self::pin); one live again leaves the
     /// queue.
     pub(crate) fn count_live(&mut self, sim: u64, delta: i32) {
-        let Some((_, e)) = self.by_sim.range_mut(..=sim).next_back() else {
+        let Some((_, e)) = self.by_sim.last_in_mut(..=sim) else {
             return;
         };
         let Kind::Heap {
@@ -513,7 +541,7 @@ impl PhysMap {
     /// sight, and translate it again to unmap, so its extent never
     /// retires (it keeps its address).
     pub(crate) fn pin(&mut self, sim: u64) {
-        let Some((_, e)) = self.by_sim.range_mut(..=sim).next_back() else {
+        let Some((_, e)) = self.by_sim.last_in_mut(..=sim) else {
             return;
         };
         if let Kind::Heap { pinned, .. } = &mut e.kind {
@@ -525,7 +553,7 @@ impl PhysMap {
     /// The backend mapped the region at sim address `sim`: its extent
     /// retires when its last region ends.
     pub(crate) fn mapped(&mut self, sim: u64) {
-        let Some((_, e)) = self.by_sim.range_mut(..=sim).next_back() else {
+        let Some((_, e)) = self.by_sim.last_in_mut(..=sim) else {
             return;
         };
         if let Kind::Heap { was_live, .. } = &mut e.kind {

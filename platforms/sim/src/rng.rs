@@ -12,6 +12,7 @@ impl SplitMix64 {
         Self(seed)
     }
 
+    #[inline]
     pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -22,11 +23,13 @@ impl SplitMix64 {
 
     /// A value in `0..n` (`n > 0`), by multiply-shift (no modulo bias worth
     /// caring about for a simulator).
+    #[inline]
     pub(crate) fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
     /// True with probability `per_mille / 1000`.
+    #[inline]
     pub(crate) fn chance(&mut self, per_mille: u16) -> bool {
         self.below(1000) < u64::from(per_mille)
     }

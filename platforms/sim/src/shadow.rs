@@ -114,6 +114,9 @@ impl Hasher for PageHasher {
 
 pub(crate) struct Shadow {
     line: u64,
+    /// `log2(line)`: line sizes are powers of two (32, 64 or 128, checked
+    /// by `Sim::new`), so line indices are shifts, not divisions.
+    shift: u32,
     full: u128,
     pages: HashMap<u64, Box<PageShadow>, BuildHasherDefault<PageHasher>>,
     /// Freed page shadows, reused (mappings come and go per I/O).
@@ -122,8 +125,10 @@ pub(crate) struct Shadow {
 
 impl Shadow {
     pub(crate) fn new(line: usize) -> Self {
+        debug_assert!(line.is_power_of_two());
         Self {
             line: line as u64,
+            shift: line.trailing_zeros(),
             full: bits(0, line),
             pages: HashMap::default(),
             spare: Vec::new(),
@@ -160,7 +165,7 @@ impl Shadow {
     /// The lines `[lo, hi)` touches, as indices and as a bitmap.
     fn lines(&self, lo: usize, hi: usize) -> (usize, usize, u128) {
         let line = self.line as usize;
-        let (l0, l1) = (lo / line, hi.div_ceil(line));
+        let (l0, l1) = (lo >> self.shift, (hi + line - 1) >> self.shift);
         (l0, l1, bits(l0, l1))
     }
 
@@ -616,7 +621,7 @@ impl Shadow {
         let Some(page) = self.pages.get_mut(&(addr / PAGE)) else {
             return (false, false);
         };
-        let idx = (addr - base) as usize / line;
+        let idx = (addr - base) as usize >> self.shift;
         if page.live >> idx & 1 == 0 {
             return (false, false);
         }

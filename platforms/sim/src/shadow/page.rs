@@ -135,7 +135,9 @@ impl PageShadow {
             return;
         }
         let (own, bytes) = self.own_bits(view);
-        let (l0, l1) = (lo / line, hi.div_ceil(line));
+        // Line sizes are powers of two: indices are shifts.
+        let shift = line.trailing_zeros();
+        let (l0, l1) = (lo >> shift, (hi + line - 1) >> shift);
         let range = bits(l0, l1);
         if own & range == 0 {
             return f(lo, &self.wb[lo..hi]);
@@ -145,9 +147,9 @@ impl PageShadow {
         }
         let mut pos = lo;
         while pos < hi {
-            let owned = own >> (pos / line) & 1 == 1;
-            let mut end = (pos / line + 1) * line;
-            while end < hi && (own >> (end / line) & 1 == 1) == owned {
+            let owned = own >> (pos >> shift) & 1 == 1;
+            let mut end = ((pos >> shift) + 1) << shift;
+            while end < hi && (own >> (end >> shift) & 1 == 1) == owned {
                 end += line;
             }
             let end = end.min(hi);
@@ -242,13 +244,13 @@ impl PageShadow {
         let bit = 1u128 << idx;
         let off = idx * line;
         let l = base + off as u64;
-        let mask = self.mask(idx, line);
         let whole = self.whole & bit != 0;
         // SAFETY: a whole tracked line (the common case, checked without
         // copying).
         if whole && unsafe { host::equals(l, &self.wb[off..off + line]) } {
             return (false, false);
         }
+        let mask = self.mask(idx, line);
         let mut host_line = [0u8; 128];
         let mut dirty = false;
         for (s, e) in runs(mask) {
