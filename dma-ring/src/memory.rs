@@ -107,6 +107,16 @@ pub unsafe trait RingMemory {
         let _ = offset;
     }
 
+    /// Hints that data at `offset` will be read soon (a prefetch on
+    /// x86-64 and Arm64), so a line the device has written is fetched
+    /// while the entries before it are handled. As
+    /// [`prefetch_for_write`](Self::prefetch_for_write), it changes
+    /// nothing observable, takes any offset, and does nothing by default.
+    #[inline(always)]
+    fn prefetch_for_read(&self, offset: usize) {
+        let _ = offset;
+    }
+
     /// Writes consecutive data `u64`s from `offset` (a whole descriptor,
     /// say), in any order and access width: nothing may read them before
     /// the flag or doorbell that publishes them.
@@ -212,6 +222,25 @@ mod raw {
         let _ = at;
     }
 
+    /// A prefetch-for-read hint for the line holding `base + offset`.
+    #[inline(always)]
+    pub(super) fn prefetch_for_read(base: NonNull<u8>, offset: usize) {
+        let at = base.as_ptr().wrapping_add(offset);
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        // SAFETY: `prefetcht0` is a hint: it never faults, whatever the
+        // address, and changes no register, flag or memory contents.
+        unsafe {
+            core::arch::asm!("prefetcht0 [{}]", in(reg) at, options(nostack, preserves_flags, readonly));
+        }
+        #[cfg(all(target_arch = "aarch64", not(miri)))]
+        // SAFETY: `prfm` is a hint: it never faults, whatever the address,
+        // and changes no register, flag or memory contents.
+        unsafe {
+            core::arch::asm!("prfm pldl1keep, [{}]", in(reg) at, options(nostack, preserves_flags, readonly));
+        }
+        let _ = at;
+    }
+
     /// Consecutive `u64`s from `base + offset`, which is 8-aligned and
     /// valid for them. A writer waiting for the cache line of a device that
     /// read it last holds each store in the store buffer until the line
@@ -302,6 +331,10 @@ macro_rules! raw_ring_memory {
         #[inline(always)]
         fn prefetch_for_write(&self, offset: usize) {
             raw::prefetch_for_write(self.base(), offset)
+        }
+        #[inline(always)]
+        fn prefetch_for_read(&self, offset: usize) {
+            raw::prefetch_for_read(self.base(), offset)
         }
     };
 }
@@ -450,6 +483,8 @@ macro_rules! forward_memory {
             }
             #[inline(always)]
             fn prefetch_for_write(&self, o: usize) { (**self).prefetch_for_write(o) }
+            #[inline(always)]
+            fn prefetch_for_read(&self, o: usize) { (**self).prefetch_for_read(o) }
         }
     )* };
 }
@@ -484,7 +519,7 @@ mod tests {
     }
 
     #[test]
-    fn a_write_prefetch_at_any_offset_changes_nothing() {
+    fn a_prefetch_at_any_offset_changes_nothing() {
         let mut backing: std::vec::Vec<u64> = (1..=16).collect();
         let ptr = NonNull::new(backing.as_mut_ptr().cast::<u8>()).unwrap();
         // SAFETY: 8-aligned, 128 bytes, used only while `backing` lives and
@@ -493,8 +528,10 @@ mod tests {
         // Inside, at the end, past it, and far outside: a hint never faults.
         for offset in [0, 64, 127, 128, 4096, usize::MAX] {
             mem.prefetch_for_write(offset);
+            mem.prefetch_for_read(offset);
             // And through the forwarding implementation for `&M`.
             RingMemory::prefetch_for_write(&&mem, offset);
+            RingMemory::prefetch_for_read(&&mem, offset);
         }
         // SAFETY: 8-aligned, inside the 128 bytes.
         let back: [u64; 16] = core::array::from_fn(|i| unsafe { mem.read_u64(8 * i) });

@@ -32,6 +32,10 @@ use crate::{Doorbell, Rejected, RingError, RingErrorKind, RingMemory};
 pub const SQE_SIZE: usize = 64;
 /// Bytes per completion entry.
 pub const CQE_SIZE: usize = 16;
+/// Completion entries per 64-byte cache line (the CQ base is page-aligned,
+/// so entry `4k` starts a line).
+const CQES_PER_LINE: u32 = 64 / CQE_SIZE as u32;
+
 /// How many entries ahead of the one it writes a batch push prefetches
 /// the SQ for writing. The SQ lines were last read by the controller, so
 /// each store to them waits for its line; the slot stores queued between
@@ -457,6 +461,13 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
             }
             // This entry's phase tag is read; the rest of it only after.
             sync::after_completion_flag();
+            // The first entry of a cache line is posted: ask for the next
+            // line now, so that if the controller has filled it already it
+            // arrives while this line's entries are reaped.
+            if at.cq_head % CQES_PER_LINE == 0 && at.cq_head + CQES_PER_LINE < self.cq_size {
+                self.cq_mem
+                    .prefetch_for_read((at.cq_head + CQES_PER_LINE) as usize * CQE_SIZE);
+            }
             match self.reap(&mut at, status) {
                 Ok(done) => f(done),
                 Err(e) => break Err(e),
