@@ -428,7 +428,10 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
     /// then the rest of that entry, as Linux's `nvme_poll_cq` does. Its
     /// cache line is read while it is still in this CPU's cache; reading a
     /// run of tags first and the payloads in a second pass fetched the line
-    /// the controller was still filling twice. The CQ head, phase, SQ head
+    /// the controller was still filling twice. On reaching the first entry
+    /// of a cache line it prefetches the next line, which arrives while
+    /// this line's entries are reaped if the controller has filled it
+    /// already. The CQ head, phase, SQ head
     /// and the in-flight table's free list and count stay in registers and
     /// are stored back once per call. Each entry is validated as by
     /// [`poll`](Self::poll).
