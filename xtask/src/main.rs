@@ -465,7 +465,7 @@ fn fuzz(r: &mut Runner, time: FuzzTime) {
 
 /// The bare-metal NVMe suite on QEMU's virt board (platforms/qemu-virt).
 fn qemu_suite(r: &mut Runner) {
-    let name = "qemu virt NVMe + SMMUv3 suite";
+    let name = "qemu aarch64 virt suite (NVMe, virtio-blk, NIC pair; direct and SMMUv3)";
     if !qemu::installed() {
         r.skip(
             name,
