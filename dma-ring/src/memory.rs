@@ -96,8 +96,9 @@ pub unsafe trait RingMemory {
     /// As for [`read_u16`](Self::read_u16).
     unsafe fn store_flag(&self, offset: usize, value: u16);
 
-    /// Hints that data at `offset` will be written soon: on x86-64 and
-    /// Arm64 a prefetch for writing, so the cache line a device read last
+    /// Hints that data at `offset` will be written soon: on Arm64, and on
+    /// x86-64 CPUs whose CPUID has PRFCHW, a prefetch for writing (other
+    /// x86-64 CPUs prefetch for reading), so the cache line a device read last
     /// is fetched before the stores that need it queue up behind each
     /// other. Changes nothing the program or the device can observe; any
     /// offset is allowed (one outside the memory is a wasted hint). The
@@ -208,10 +209,21 @@ mod raw {
     pub(super) fn prefetch_for_write(base: NonNull<u8>, offset: usize) {
         let at = base.as_ptr().wrapping_add(offset);
         #[cfg(all(target_arch = "x86_64", not(miri)))]
-        // SAFETY: `prefetchw` is a hint: it never faults, whatever the
-        // address, and changes no register, flag or memory contents.
-        unsafe {
-            core::arch::asm!("prefetchw [{}]", in(reg) at, options(nostack, preserves_flags, readonly));
+        if prefetchw_available() {
+            // SAFETY: `prefetchw` is a hint: it never faults, whatever the
+            // address, and changes no register, flag or memory contents;
+            // CPUID says this CPU has it (PRFCHW), so it is a valid
+            // instruction here.
+            unsafe {
+                core::arch::asm!("prefetchw [{}]", in(reg) at, options(nostack, preserves_flags, readonly));
+            }
+        } else {
+            // SAFETY: `prefetcht0` (SSE, in every x86-64 CPU) is a hint: it
+            // never faults, whatever the address, and changes no register,
+            // flag or memory contents.
+            unsafe {
+                core::arch::asm!("prefetcht0 [{}]", in(reg) at, options(nostack, preserves_flags, readonly));
+            }
         }
         #[cfg(all(target_arch = "aarch64", not(miri)))]
         // SAFETY: `prfm` is a hint: it never faults, whatever the address,
@@ -220,6 +232,43 @@ mod raw {
             core::arch::asm!("prfm pstl1keep, [{}]", in(reg) at, options(nostack, preserves_flags, readonly));
         }
         let _ = at;
+    }
+
+    /// Whether this CPU has `prefetchw` (CPUID 8000_0001h ECX bit 8,
+    /// PRFCHW). x86-64's baseline lacks it, so it is asked once and the
+    /// answer kept; a CPU without it gets `prefetcht0` instead of an
+    /// invalid-opcode fault.
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    #[inline(always)]
+    pub(super) fn prefetchw_available() -> bool {
+        use core::sync::atomic::AtomicU8;
+        static KNOWN: AtomicU8 = AtomicU8::new(0);
+        match KNOWN.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                let has = detect_prefetchw();
+                KNOWN.store(if has { 1 } else { 2 }, Ordering::Relaxed);
+                has
+            }
+        }
+    }
+
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    #[cold]
+    fn detect_prefetchw() -> bool {
+        use core::arch::x86_64::__cpuid;
+        // CPUID faults inside an SGX enclave.
+        if cfg!(target_env = "sgx") {
+            return false;
+        }
+        #[allow(unused_unsafe)]
+        // SAFETY: CPUID exists on every x86-64 CPU and only reads
+        // identification registers; leaf 8000_0001h is asked only after
+        // leaf 8000_0000h says it exists.
+        unsafe {
+            __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+        }
     }
 
     /// A prefetch-for-read hint for the line holding `base + offset`.
@@ -516,6 +565,18 @@ mod tests {
             // SAFETY: 8-aligned, offset + 56 <= 128, inside `backing`.
             unsafe { mem.write_u64s(offset, &[0; 7]) };
         }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
+    #[test]
+    fn prefetchw_is_used_only_where_cpuid_has_it() {
+        // Linux names the same CPUID bit (8000_0001h ECX 8) `3dnowprefetch`
+        // in /proc/cpuinfo. Ask twice: the kept answer must match too.
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap();
+        let has = flags.split_whitespace().any(|f| f == "3dnowprefetch");
+        assert_eq!(raw::prefetchw_available(), has);
+        assert_eq!(raw::prefetchw_available(), has);
     }
 
     #[test]
