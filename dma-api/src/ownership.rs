@@ -59,6 +59,9 @@ impl Ranges {
 
 impl CpuOwned {
     /// The CPU takes bytes `[lo, hi)` (`sync_for_cpu`).
+    // Inline: a checked sync takes a range on every call, nearly always
+    // the first or a touching one; merging into several is out of line.
+    #[inline]
     pub fn take(&mut self, lo: u64, hi: u64) {
         if lo >= hi {
             return;
@@ -70,23 +73,27 @@ impl CpuOwned {
                 *a = (*a).min(lo);
                 *b = (*b).max(hi);
             }
-            _ => {
-                let (mut lo, mut hi) = (lo, hi);
-                let mut v = self.0.as_slice().to_vec();
-                // Merge with every range touching [lo, hi).
-                v.retain(|&(a, b)| {
-                    if b < lo || a > hi {
-                        return true;
-                    }
-                    lo = lo.min(a);
-                    hi = hi.max(b);
-                    false
-                });
-                let at = v.partition_point(|&(a, _)| a < lo);
-                v.insert(at, (lo, hi));
-                self.0 = Ranges::from_vec(v);
-            }
+            _ => self.take_merging(lo, hi),
         }
+    }
+
+    /// `take` where `[lo, hi)` joins two or more ranges, or the one range
+    /// without touching it.
+    #[inline(never)]
+    fn take_merging(&mut self, mut lo: u64, mut hi: u64) {
+        let mut v = self.0.as_slice().to_vec();
+        // Merge with every range touching [lo, hi).
+        v.retain(|&(a, b)| {
+            if b < lo || a > hi {
+                return true;
+            }
+            lo = lo.min(a);
+            hi = hi.max(b);
+            false
+        });
+        let at = v.partition_point(|&(a, _)| a < lo);
+        v.insert(at, (lo, hi));
+        self.0 = Ranges::from_vec(v);
     }
 
     /// The device gets bytes `[lo, hi)` back (`sync_for_device`).

@@ -19,10 +19,36 @@ pub(crate) struct Live {
     pub(crate) mapping: Mapping,
     /// Its first and last cache line when it is tracked for cache-line
     /// overlap.
-    pub(crate) lines: Option<(u64, u64)>,
+    pub(crate) lines: Lines,
     /// The bytes the CPU owns (taken by syncs for the CPU, handed back by
     /// syncs for the device); the rest are the device's.
     pub(crate) cpu_owned: CpuOwned,
+}
+
+/// A record's first and last cache line, if it is tracked: an
+/// `Option<(u64, u64)>` without the tag word, which keeps a record's bucket
+/// small enough to move with inline stores (docs/performance.md).
+#[derive(Clone, Copy)]
+pub(crate) struct Lines {
+    first: u64,
+    last: u64,
+}
+
+impl Lines {
+    /// Untracked: no span has its first line after its last.
+    pub(crate) const NONE: Self = Self { first: 1, last: 0 };
+
+    pub(crate) fn new(lines: Option<(u64, u64)>) -> Self {
+        match lines {
+            Some((first, last)) if first <= last => Self { first, last },
+            _ => Self::NONE,
+        }
+    }
+
+    /// The first and last line, if tracked.
+    pub(crate) fn get(self) -> Option<(u64, u64)> {
+        (self.first <= self.last).then_some((self.first, self.last))
+    }
 }
 
 /// A key names a record: its device address and its id.

@@ -2,7 +2,7 @@
 //! compare a call against them. Pure data, no platform: `Checked` decides
 //! what to forward from what this returns.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use dma_core::{
@@ -11,7 +11,7 @@ use dma_core::{
 };
 
 use crate::lines::{LineIndex, Span};
-use crate::records::{Key, Live, Records};
+use crate::records::{Key, Lines, Live, Records};
 use crate::report::{CpuSide, Field, Mapping, MappingKind, Operation, Report, SgSlot, SyncPoint};
 
 /// How many ended records are kept to tell "already unmapped" from "never
@@ -33,9 +33,40 @@ pub(crate) struct Tracker {
     tables: BTreeMap<u64, Table>,
     /// The cache lines of device-writable streaming mappings.
     lines: LineIndex,
-    history: VecDeque<Mapping>,
+    history: History,
     pub(crate) reports: Vec<Report>,
     pub(crate) dropped_reports: usize,
+}
+
+/// The last [`HISTORY`] ended records, in a ring written in place: an
+/// unmap stores one record, where a `VecDeque` moved one out and one in.
+struct History {
+    ring: Vec<Mapping>,
+    /// Where the next record goes (the oldest once the ring is full).
+    next: usize,
+}
+
+impl History {
+    const fn new() -> Self {
+        Self {
+            ring: Vec::new(),
+            next: 0,
+        }
+    }
+
+    fn push(&mut self, m: Mapping) {
+        match self.ring.get_mut(self.next) {
+            Some(oldest) => *oldest = m,
+            None => self.ring.push(m),
+        }
+        self.next = (self.next + 1) % HISTORY;
+    }
+
+    /// The records, newest first.
+    fn newest_first(&self) -> impl Iterator<Item = &Mapping> {
+        let (newer, older) = self.ring.split_at(self.next);
+        newer.iter().rev().chain(older.iter().rev())
+    }
 }
 
 /// What `Checked` forwards once a call has been checked.
@@ -53,7 +84,7 @@ impl Tracker {
             live: Records::new(),
             tables: BTreeMap::new(),
             lines: LineIndex::new(),
-            history: VecDeque::new(),
+            history: History::new(),
             reports: Vec::new(),
             dropped_reports: 0,
         }
@@ -165,7 +196,7 @@ impl Tracker {
         };
         self.live.insert(Live {
             mapping,
-            lines: None,
+            lines: Lines::NONE,
             cpu_owned: CpuOwned::default(),
         });
     }
@@ -174,7 +205,7 @@ impl Tracker {
         let lines = self.track_lines(&mapping, line_size, out);
         self.live.insert(Live {
             mapping,
-            lines,
+            lines: Lines::new(lines),
             cpu_owned: CpuOwned::default(),
         });
     }
@@ -242,18 +273,15 @@ impl Tracker {
 
     /// Forgets a removed record's cache lines and keeps it in the history.
     fn retire(&mut self, live: Live) -> Mapping {
-        if let Some((first, last)) = live.lines {
+        if let Some((first, last)) = live.lines.get() {
             self.lines.remove(line_span(&live.mapping, first, last));
         }
-        if self.history.len() == HISTORY {
-            self.history.pop_front();
-        }
-        self.history.push_back(live.mapping);
+        self.history.push(live.mapping);
         live.mapping
     }
 
     fn not_mapped(&self, op: Operation, dma: DmaAddr, len: usize) -> Report {
-        let previous = self.history.iter().rev().find(|m| m.dma == dma).copied();
+        let previous = self.history.newest_first().find(|m| m.dma == dma).copied();
         Report::NotMapped {
             op,
             dma,
@@ -420,11 +448,11 @@ impl Tracker {
             out.push(self.not_mapped(op, given.dma, given.len));
             return Verdict::Refuse;
         };
-        let m = live.mapping;
+        let m = &live.mapping;
         if m.kind == MappingKind::Coherent {
             out.push(Report::Mismatch {
                 op,
-                mapping: m,
+                mapping: *m,
                 field: Field::Kind(MappingKind::Single),
             });
             return Verdict::Refuse;
@@ -432,7 +460,7 @@ impl Tracker {
         if m.cpu != cpu {
             out.push(Report::Mismatch {
                 op,
-                mapping: m,
+                mapping: *m,
                 field: Field::Phys(given.phys),
             });
             return Verdict::Refuse;
@@ -440,15 +468,15 @@ impl Tracker {
         if given.len != m.len {
             out.push(Report::Mismatch {
                 op,
-                mapping: m,
+                mapping: *m,
                 field: Field::Size(given.len),
             });
         }
-        check_sync_direction(point, &m, given.dir, out);
+        check_sync_direction(point, m, given.dir, out);
         if offset.checked_add(len).is_none_or(|end| end > m.len) {
             out.push(Report::SyncOutOfRange {
                 op,
-                mapping: m,
+                mapping: *m,
                 offset,
                 len,
             });
@@ -686,5 +714,48 @@ fn describe_mismatches(
             mapping: *m,
             field: Field::Direction(dir),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use dma_core::{DmaAddr, DmaAttrs, DmaDirection, PhysAddr};
+
+    use super::{History, HISTORY};
+    use crate::report::{CpuSide, Mapping, MappingKind};
+
+    fn ended(id: u64) -> Mapping {
+        Mapping {
+            id,
+            kind: MappingKind::Single,
+            cpu: CpuSide::Phys(PhysAddr::new(id * 4096)),
+            dma: DmaAddr::new(id % 3),
+            len: 4096,
+            dir: DmaDirection::ToDevice,
+            attrs: DmaAttrs::empty(),
+            sg: None,
+        }
+    }
+
+    /// The ring keeps the last `HISTORY` records, newest first, at every
+    /// fill level: before it is full, full, and wrapped more than once.
+    #[test]
+    fn history_keeps_the_newest_records_newest_first() {
+        let mut history = History::new();
+        assert_eq!(history.newest_first().count(), 0);
+        for pushed in 1..=(2 * HISTORY as u64 + 5) {
+            history.push(ended(pushed));
+            let ids: Vec<u64> = history.newest_first().map(|m| m.id).collect();
+            let oldest = pushed.saturating_sub(HISTORY as u64) + 1;
+            let want: Vec<u64> = (oldest..=pushed).rev().collect();
+            assert_eq!(ids, want, "after {pushed} records");
+        }
+        // What `not_mapped` asks: the newest ended record at an address.
+        // The last pushed is 2 * HISTORY + 5 (at 133 % 3 == 1); the newest
+        // at address 2 is two before it.
+        let newest_at_2 = history.newest_first().find(|m| m.dma == DmaAddr::new(2));
+        assert_eq!(newest_at_2.map(|m| m.id), Some(2 * HISTORY as u64 + 3));
     }
 }
