@@ -268,16 +268,16 @@ impl Tracker {
 
     fn remove(&mut self, key: Key) -> Option<Mapping> {
         let live = self.live.remove(key)?;
-        Some(self.retire(live))
+        self.retire(&live);
+        Some(live.mapping)
     }
 
     /// Forgets a removed record's cache lines and keeps it in the history.
-    fn retire(&mut self, live: Live) -> Mapping {
+    fn retire(&mut self, live: &Live) {
         if let Some((first, last)) = live.lines.get() {
             self.lines.remove(line_span(&live.mapping, first, last));
         }
         self.history.push(live.mapping);
-        live.mapping
     }
 
     fn not_mapped(&self, op: Operation, dma: DmaAddr, len: usize) -> Report {
@@ -302,20 +302,23 @@ impl Tracker {
         let op = Operation::Unmap;
         let cpu = CpuSide::Phys(given.phys);
         // One probe finds the record and, when the checks pass, removes it.
-        let slot = self.live.slot(given.dma.as_u64());
-        let found = slot.and_then(|slot| {
-            let at = best_match(|| slot.bucket().iter(), MappingKind::Single, cpu, given.len)?;
-            let m = slot.bucket().iter().nth(at)?.mapping;
-            Some((slot, at, m))
-        });
-        let Some((slot, at, m)) = found else {
+        let Some(slot) = self.live.slot(given.dma.as_u64()) else {
             out.push(self.not_mapped(op, given.dma, given.len));
             return Verdict::Refuse;
         };
+        // A bucket is never empty, so there is always a best match.
+        let at =
+            best_match(|| slot.bucket().iter(), MappingKind::Single, cpu, given.len).unwrap_or(0);
+        let Some(live) = slot.bucket().iter().nth(at) else {
+            out.push(self.not_mapped(op, given.dma, given.len));
+            return Verdict::Refuse;
+        };
+        // Checked in place: the record is copied only into a report.
+        let m = &live.mapping;
         if m.kind != MappingKind::Single {
             out.push(Report::Mismatch {
                 op,
-                mapping: m,
+                mapping: *m,
                 field: Field::Kind(MappingKind::Single),
             });
             return Verdict::Refuse;
@@ -323,14 +326,15 @@ impl Tracker {
         if m.cpu != cpu {
             out.push(Report::Mismatch {
                 op,
-                mapping: m,
+                mapping: *m,
                 field: Field::Phys(given.phys),
             });
             return Verdict::Refuse;
         }
-        describe_mismatches(op, &m, given.len, given.dir, out);
+        describe_mismatches(op, m, given.len, given.dir, out);
         let live = slot.remove_at(at);
-        self.retire(live);
+        self.retire(&live);
+        let m = &live.mapping;
         Verdict::Forward(RawMapping {
             phys: given.phys,
             dma: m.dma,
