@@ -105,6 +105,7 @@ impl LineIndex {
     /// Tracks `span`, returning what [`clash`](Self::clash) would have
     /// before. A span within one granule (the usual page-sized buffer)
     /// is checked and added in one probe.
+    #[inline]
     pub(crate) fn track(&mut self, span: Span) -> Option<Span> {
         let granule = span.first >> GRANULE_SHIFT;
         if granule != span.last >> GRANULE_SHIFT || !self.long.is_empty() {
@@ -134,6 +135,7 @@ impl LineIndex {
     }
 
     /// Stops tracking `span`.
+    #[inline]
     pub(crate) fn remove(&mut self, span: Span) {
         if span.is_short() {
             for g in Span::granules(span.first, span.last) {

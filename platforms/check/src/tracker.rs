@@ -273,6 +273,7 @@ impl Tracker {
     }
 
     /// Forgets a removed record's cache lines and keeps it in the history.
+    #[inline]
     fn retire(&mut self, live: &Live) {
         if let Some((first, last)) = live.lines.get() {
             self.lines.remove(line_span(&live.mapping, first, last));
