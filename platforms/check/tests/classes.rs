@@ -627,6 +627,53 @@ fn device_writable_mappings_sharing_a_cache_line() {
     }
 }
 
+/// A mapping inside one cache line frees that line at unmap, so a later
+/// clash is reported against the live mapping there, not hidden behind the
+/// ended one.
+#[test]
+fn a_one_line_mapping_frees_its_line_at_unmap() {
+    let p = Checked::with_config(
+        inner(DeviceConstraints::UNCONSTRAINED),
+        Config::new().cache_line(64),
+    );
+    let pages = p.alloc_coherent(4096, DmaAttrs::empty()).unwrap();
+    let base = pages.cpu.as_ptr() as u64;
+    let map_at = |off: u64| {
+        let phys = PhysAddr::new(base + off);
+        // SAFETY: inside the test's own region, alive until freed below.
+        let dma = unsafe { p.map(phys, 16, DmaDirection::FromDevice, DmaAttrs::empty()) }.unwrap();
+        RawMapping {
+            phys,
+            dma,
+            len: 16,
+            dir: DmaDirection::FromDevice,
+            attrs: DmaAttrs::empty(),
+        }
+    };
+    let a = map_at(64); // line 1 alone
+                        // SAFETY: as mapped.
+    unsafe { p.unmap(&a).unwrap() };
+    let b = map_at(80); // line 1 again, now the only one there
+    assert!(p.reports().is_empty(), "{:?}", p.reports());
+    let c = map_at(96); // line 1, shared with b
+    let reports = p.take_reports();
+    assert!(
+        matches!(
+            reports[..],
+            [Report::CacheLineOverlap { mapping, existing, .. }]
+                if mapping.dma == c.dma && existing.dma == b.dma
+        ),
+        "{reports:?}"
+    );
+    // SAFETY: as mapped and allocated.
+    unsafe {
+        for m in [b, c] {
+            p.unmap(&m).unwrap();
+        }
+        p.free_coherent(pages, DmaAttrs::empty()).unwrap();
+    }
+}
+
 /// Lines are counted in the configured size even when it is not a power of
 /// two (the usual power-of-two size takes a shift instead of a division).
 #[test]
