@@ -268,17 +268,8 @@ impl Tracker {
 
     fn remove(&mut self, key: Key) -> Option<Mapping> {
         let live = self.live.remove(key)?;
-        self.retire(&live);
+        retire(&mut self.lines, &mut self.history, &live);
         Some(live.mapping)
-    }
-
-    /// Forgets a removed record's cache lines and keeps it in the history.
-    #[inline]
-    fn retire(&mut self, live: &Live) {
-        if let Some((first, last)) = live.lines.get() {
-            self.lines.remove(line_span(&live.mapping, first, last));
-        }
-        self.history.push(live.mapping);
     }
 
     fn not_mapped(&self, op: Operation, dma: DmaAddr, len: usize) -> Report {
@@ -308,9 +299,13 @@ impl Tracker {
             return Verdict::Refuse;
         };
         // A bucket is never empty, so there is always a best match.
-        let at =
-            best_match(|| slot.bucket().iter(), MappingKind::Single, cpu, given.len).unwrap_or(0);
-        let Some(live) = slot.bucket().iter().nth(at) else {
+        // With one record there (the usual case) it is the best match.
+        let at = if slot.is_single() {
+            0
+        } else {
+            best_match(|| slot.iter(), MappingKind::Single, cpu, given.len).unwrap_or(0)
+        };
+        let Some(live) = slot.iter().nth(at) else {
             out.push(self.not_mapped(op, given.dma, given.len));
             return Verdict::Refuse;
         };
@@ -333,14 +328,20 @@ impl Tracker {
             return Verdict::Refuse;
         }
         describe_mismatches(op, m, given.len, given.dir, out);
-        let live = slot.remove_at(at);
-        self.retire(&live);
-        let m = &live.mapping;
+        let (dma, len, dir) = (m.dma, m.len, m.dir);
+        let pos = slot.remove_at(at);
+        let Self {
+            live,
+            lines,
+            history,
+            ..
+        } = self;
+        live.vacate(pos, |l| retire(lines, history, l));
         Verdict::Forward(RawMapping {
             phys: given.phys,
-            dma: m.dma,
-            len: m.len,
-            dir: m.dir,
+            dma,
+            len,
+            dir,
             // Attributes may legitimately differ at unmap (SKIP_CPU_SYNC).
             attrs: given.attrs,
         })
@@ -626,6 +627,15 @@ impl Tracker {
         self.tables.clear();
         self.lines.clear();
     }
+}
+
+/// Forgets a removed record's cache lines and keeps it in the history.
+#[inline]
+fn retire(lines: &mut LineIndex, history: &mut History, live: &Live) {
+    if let Some((first, last)) = live.lines.get() {
+        lines.remove(line_span(&live.mapping, first, last));
+    }
+    history.push(live.mapping);
 }
 
 /// The position among `candidates` (oldest first) of the best match, like
