@@ -193,6 +193,38 @@ fn unmap_sg_of_a_single_mapping() {
     unsafe { p.unmap(&raw) }.unwrap();
 }
 
+/// Two records at one device address, the older a coherent allocation:
+/// a sync names the streaming one, so the checker must pass over the older
+/// record (the lookup's shortcut for an address holding one record must
+/// not apply here).
+#[test]
+fn a_sync_finds_the_streaming_record_beside_an_older_coherent_one() {
+    let p = checked();
+    let region = p.alloc_coherent(4096, DmaAttrs::empty()).unwrap();
+    let phys = PhysAddr::new(region.cpu.as_ptr() as u64);
+    let dir = DmaDirection::Bidirectional;
+    // SAFETY: the region outlives the mapping, which is unmapped before the
+    // region is freed; no device is attached.
+    let dma = unsafe { p.map(phys, 64, dir, DmaAttrs::empty()) }.unwrap();
+    assert_eq!(dma, region.dma, "direct mapping: same device address");
+    let raw = RawMapping {
+        phys,
+        dma,
+        len: 64,
+        dir,
+        attrs: DmaAttrs::empty(),
+    };
+    // SAFETY: the mapping as made, and its whole length.
+    unsafe { p.sync_for_cpu(&raw, 0, 64) };
+    assert!(p.take_reports().is_empty(), "the sync found its own record");
+    // SAFETY: both as made.
+    unsafe {
+        p.unmap(&raw).unwrap();
+        p.free_coherent(region, DmaAttrs::empty()).unwrap();
+    }
+    assert!(p.reports().is_empty());
+}
+
 #[test]
 fn free_coherent_of_a_streaming_mapping() {
     let p = checked();
