@@ -210,17 +210,14 @@ mod raw {
         let at = base.as_ptr().wrapping_add(offset);
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         if prefetchw_available() {
-            // SAFETY: `prefetchw` is a hint: it never faults, whatever the
-            // address, and changes no register, flag or memory contents;
-            // CPUID says this CPU has it (PRFCHW), so it is a valid
-            // instruction here.
+            // SAFETY: CPUID says this CPU has `prefetchw` (PRFCHW); a hint,
+            // it never faults and changes no register, flag or memory.
             unsafe {
                 core::arch::asm!("prefetchw [{}]", in(reg) at, options(nostack, preserves_flags, readonly));
             }
         } else {
             // SAFETY: `prefetcht0` (SSE, in every x86-64 CPU) is a hint: it
-            // never faults, whatever the address, and changes no register,
-            // flag or memory contents.
+            // never faults and changes no register, flag or memory.
             unsafe {
                 core::arch::asm!("prefetcht0 [{}]", in(reg) at, options(nostack, preserves_flags, readonly));
             }

@@ -141,10 +141,9 @@ impl<M: RingMemory> Indirect<M> {
         for (k, (seg, write)) in super::segments(readable, writable).enumerate() {
             let base = table + k * INDIRECT_DESC_SIZE;
             let [w12, w14] = tail(k as u16, k + 1 == total, write);
-            // SAFETY: slot < tables and k < total <= entries (the callers'
-            // checks), so the 16 bytes at `base` lie inside table `slot`,
-            // inside the memory `new` checked holds the layout; `base` is
-            // 16-aligned because the memory is.
+            // SAFETY: slot < tables, k < total <= entries (callers' checks):
+            // 16 bytes inside table `slot`, in memory `new` sized for the
+            // layout; `base` is 16-aligned because the memory is.
             unsafe {
                 self.mem.write_u64(base, seg.addr.as_u64());
                 self.mem.write_u32(base + 8, seg.len);

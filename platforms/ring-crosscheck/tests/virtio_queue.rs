@@ -130,11 +130,12 @@ struct Run {
 fn view(gm: &GuestMemoryMmap, offset: u64, len: usize) -> MemoryView {
     let host = gm.get_host_address(GuestAddress(BASE + offset)).unwrap();
     let host = core::ptr::NonNull::new(host).unwrap();
-    // SAFETY: `host` is `len` bytes of the region's mapping (offset + len
-    // <= REGION), page-aligned plus a 64 KiB multiple, so 8-aligned. The
-    // mapping lives as long as `gm`, which the `Run` holding the views owns
-    // and drops after the queue (field order), and vm-memory reaches it only
-    // through raw pointers, never references.
+    assert!(offset as usize + len <= REGION, "a view past the region");
+    // The mapping lives as long as `gm`, which the `Run` holding the views
+    // owns and drops after the queue (field order); vm-memory reaches it
+    // only through raw pointers, never references.
+    // SAFETY: `len` bytes of the mapping (asserted above), 8-aligned (page
+    // plus a 64 KiB multiple), alive and unreferenced while the view is.
     unsafe { MemoryView::new(host, len, DmaAddr::new(BASE + offset)) }
 }
 

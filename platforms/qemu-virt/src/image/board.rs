@@ -112,9 +112,8 @@ impl Board {
         PciTransport::new(&config, |index| {
             let bar = (*dev.bars.get(usize::from(index))?)?;
             let base = NonNull::new(bar.addr as *mut u8)?;
-            // SAFETY: the BAR was assigned in the 32-bit window, which the
-            // identity map maps Device-nGnRE, with memory decoding on; it
-            // spans `size` bytes of registers that only this transport
+            // SAFETY: an assigned BAR, Device-nGnRE in the identity map with
+            // decoding on: `size` bytes of registers only this transport
             // reaches, by volatile accesses, for the rest of the run.
             Some(unsafe { RegisterWindow::new(base, bar.size as usize) })
         })

@@ -82,9 +82,9 @@ fn e1000e_registers(dev: &PciDevice) -> Result<(&'static NicRegisters, [u8; 6])>
         )
     };
     let mac = receive_address(ral, rah).ok_or(BoardError::NotFound("a valid RAH0 (AV set)"))?;
-    // SAFETY: as above; the register block (0x381c bytes) fits the BAR, its
-    // registers are tock-registers cells accessed volatile, and only the
-    // driver started below uses them for the rest of the run.
+    // SAFETY: BAR0 is Device-nGnRE in the identity map and at least
+    // RAL0 + 8 bytes (checked), which covers the 0x381c-byte block; its
+    // cells are volatile, and only the driver started below uses them.
     let regs = unsafe { &*(base as *const NicRegisters) };
     Ok((regs, mac))
 }
