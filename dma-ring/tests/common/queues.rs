@@ -41,7 +41,8 @@ pub fn split(size: u16, event_idx: bool) -> (Split, SplitDevice<MemoryView>, Arc
         slot_vec(size.into()),
     )
     .unwrap();
-    // SAFETY: used while the queue lives.
+    // SAFETY: the queue owns the ring memory; each test uses the device
+    // (which holds the view) only while the queue it came with is alive.
     let view = unsafe { MemoryView::of(q.memory()) };
     (q, SplitDevice::new(view, size), db)
 }
@@ -61,7 +62,8 @@ pub fn packed(
         slot_vec(size.into()),
     )
     .unwrap();
-    // SAFETY: used while the queue lives.
+    // SAFETY: the queue owns the ring memory; each test uses the device
+    // (which holds the view) only while the queue it came with is alive.
     let view = unsafe { MemoryView::of(q.memory()) };
     (q, PackedDevice::new(view, size), db)
 }
