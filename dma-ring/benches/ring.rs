@@ -549,58 +549,78 @@ fn roundtrip(c: &mut Criterion) {
 
 criterion_group!(benches, roundtrip);
 
-/// Round trips per timed chunk in [`fastest_chunks`].
+/// Round trips per timed chunk in [`wall_clock`].
 const CHUNK: u32 = 100;
 
-/// Times `chunks` chunks of [`CHUNK`] round trips (after as many again to
-/// warm up) and returns the fastest and the median chunk, in ns per round
-/// trip. On a shared machine a preempted device thread stalls a chunk by
-/// milliseconds; the fastest chunks are the ones nothing interrupted.
-fn fastest_chunks(chunks: usize, mut round_trip: impl FnMut()) -> (f64, f64) {
-    let mut times: Vec<f64> = (0..2 * chunks)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..CHUNK {
-                round_trip();
-            }
-            start.elapsed().as_nanos() as f64 / f64::from(CHUNK)
-        })
-        .skip(chunks)
-        .collect();
-    times.sort_by(f64::total_cmp);
-    (times[0], times[chunks / 2])
-}
+/// The three cases [`wall_clock`] compares, in the order of its columns.
+const WALL_CASES: [&str; 3] = ["ours", "bare", "rtrb"];
 
 /// `DMA_BENCH_WALL=N`: ours, the bare ring and rtrb at batch 1 and 32,
-/// each with its device thread on the other core, as [`fastest_chunks`]
-/// of N chunks, printed one line per case.
-fn wall_clock(chunks: usize) {
+/// interleaved. One device thread serves all three (it runs the step of
+/// the case being timed), and each round times one chunk of [`CHUNK`]
+/// round trips per case, in a rotating order, after N rounds to warm up.
+/// The VM this was written on moves between states where every case runs
+/// 4x slower; timing cases minutes or even seconds apart compared the
+/// states, not the rings. Interleaved, each round's three chunks share a
+/// state, so each round gives a ratio. Prints, per case, the fastest and
+/// the median chunk, and the median of the rounds' ratios to rtrb.
+fn wall_clock(rounds: usize) {
     let template = request();
     for batch in BATCHES {
-        let (mut qp, device, _) = queue_pair(Posting::PerEntry);
-        let ours = fastest_chunks(chunks, || {
-            ours_round_trip(&mut qp, template, batch, std::hint::spin_loop)
-        });
-        drop(device);
-        let (_qp, device, views) = queue_pair(Posting::PerEntry);
+        let (mut qp, ours_step, _) = queue_pair_with_step(Posting::PerEntry);
+        let (_bare_qp, bare_step, views) = queue_pair_with_step(Posting::PerEntry);
         let mut ring = BareRing {
             views,
             sq_tail: 0,
             cq_head: 0,
             phase: true,
         };
-        let bare = fastest_chunks(chunks, || {
-            ring.round_trip(template, batch, std::hint::spin_loop)
-        });
+        let (mut queues, rtrb_step) = rtrb_pair();
+        let current = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let device = {
+            let current = current.clone();
+            let (mut ours_step, mut bare_step, mut rtrb_step) = (ours_step, bare_step, rtrb_step);
+            Device::spawn(move || match current.load(Ordering::Relaxed) {
+                0 => ours_step(),
+                1 => bare_step(),
+                _ => rtrb_step(),
+            })
+        };
+        let mut times = [const { Vec::new() }; 3];
+        for round in 0..2 * rounds {
+            for turn in 0..3 {
+                let case = (round + turn) % 3;
+                current.store(case, Ordering::Relaxed);
+                let start = Instant::now();
+                for _ in 0..CHUNK {
+                    match case {
+                        0 => ours_round_trip(&mut qp, template, batch, std::hint::spin_loop),
+                        1 => ring.round_trip(template, batch, std::hint::spin_loop),
+                        _ => rtrb_round_trip(&mut queues, template, batch, std::hint::spin_loop),
+                    }
+                }
+                let ns = start.elapsed().as_nanos() as f64 / f64::from(CHUNK);
+                if round >= rounds {
+                    times[case].push(ns);
+                }
+            }
+        }
         drop(device);
-        let (mut queues, step) = rtrb_pair();
-        let device = Device::spawn(step);
-        let rtrb = fastest_chunks(chunks, || {
-            rtrb_round_trip(&mut queues, template, batch, std::hint::spin_loop)
-        });
-        drop(device);
-        for (case, (fastest, median)) in [("ours", ours), ("bare", bare), ("rtrb", rtrb)] {
-            println!("batch {batch:2} {case:4}: fastest {fastest:7.1} ns, median {median:9.1} ns per round trip");
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            (v[0], v[v.len() / 2])
+        };
+        let ratio_to = |case: usize, peer: usize| {
+            let ratios = times[case].iter().zip(&times[peer]).map(|(t, p)| t / p);
+            median(ratios.collect()).1
+        };
+        for (case, name) in WALL_CASES.iter().enumerate() {
+            let (fastest, med) = median(times[case].clone());
+            println!(
+                "batch {batch:2} {name:4}: fastest {fastest:7.1} ns, median {med:7.1} ns per round trip; median round ratio {:.3} to rtrb, {:.3} to bare",
+                ratio_to(case, 2),
+                ratio_to(case, 1),
+            );
         }
     }
 }

@@ -62,7 +62,7 @@ pub const PAIRS: &[Pair] = &[
         "ring round trip, 64 B, batch 1",
         "submit_complete_64B/batch_1/dma-ring nvme/1",
         Peer::Bench("submit_complete_64B/batch_1/rtrb/1", "two rtrb queues"),
-        "<= 1.0x",
+        "(see interleaved)",
     ),
     pair(
         "ring round trip, 64 B, batch 1",
@@ -77,7 +77,7 @@ pub const PAIRS: &[Pair] = &[
         "ring round trip, 64 B, batch 32",
         "submit_complete_64B/batch_32/dma-ring nvme/32",
         Peer::Bench("submit_complete_64B/batch_32/rtrb/32", "two rtrb queues"),
-        "<= 1.0x",
+        "(see interleaved)",
     ),
     pair(
         "ring round trip, 64 B, batch 32",
@@ -212,9 +212,136 @@ pub fn run(r: &mut Runner, extra: &[String]) {
     // package directory; naming its output directory keeps it where the
     // table reads.
     let home = dir.display().to_string();
-    if r.cargo("benches", &args, &[("CRITERION_HOME", &home)]) == Outcome::Pass {
-        print_table(&collect(&dir, started));
+    if r.cargo("benches", &args, &[("CRITERION_HOME", &home)]) != Outcome::Pass {
+        return;
     }
+    let results = collect(&dir, started);
+    let ring_ran = results.iter().any(|e| e.id.starts_with(RING_GROUP));
+    let wall = if ring_ran {
+        ring_interleaved(r, extra.iter().any(|a| a == "--quick"))
+    } else {
+        Vec::new()
+    };
+    print_table(&results, &wall);
+}
+
+/// The criterion group of the ring bench's round trips.
+const RING_GROUP: &str = "submit_complete_64B/";
+
+/// Rounds of the ring bench's interleaved wall-clock mode, run after
+/// criterion (a few seconds; a quarter of them with `--quick`).
+const WALL_ROUNDS: u32 = 2000;
+
+/// One line of the ring bench's interleaved mode (`DMA_BENCH_WALL`): the
+/// median chunk of one case at one batch size and the median, over the
+/// rounds, of its chunk's time over rtrb's and over the bare ring's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WallLine {
+    pub batch: u32,
+    pub case: String,
+    pub median_ns: f64,
+    pub to_rtrb: f64,
+    pub to_bare: f64,
+}
+
+/// The ring bench's interleaved figures, parsed from its output:
+/// `batch 32 ours: fastest 290.1 ns, median 300.2 ns per round trip;
+/// median round ratio 0.990 to rtrb, 1.004 to bare`.
+pub fn parse_wall(text: &str) -> Vec<WallLine> {
+    let number = |s: &str| s.trim_end_matches([',', ';']).parse::<f64>().ok();
+    text.lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let after = |key: &str| {
+                let at = words.iter().position(|w| *w == key)?;
+                number(words.get(at + 1)?)
+            };
+            if words.first() != Some(&"batch") {
+                return None;
+            }
+            let ratio = words.iter().position(|w| *w == "ratio")?;
+            Some(WallLine {
+                batch: words.get(1)?.parse().ok()?,
+                case: words.get(2)?.trim_end_matches(':').to_string(),
+                median_ns: after("median")?,
+                to_rtrb: number(words.get(ratio + 1)?)?,
+                to_bare: number(words.get(ratio + 4)?)?,
+            })
+        })
+        .collect()
+}
+
+/// Runs the ring bench's interleaved mode and parses it; nothing (with a
+/// failed step recorded) if it did not run.
+fn ring_interleaved(r: &mut Runner, quick: bool) -> Vec<WallLine> {
+    let rounds = if quick { WALL_ROUNDS / 4 } else { WALL_ROUNDS };
+    let name = "ring, interleaved";
+    println!("\n==> {name}: DMA_BENCH_WALL={rounds} cargo bench -p dma-ring --bench ring");
+    let start = std::time::Instant::now();
+    let output =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["bench", "-q", "-p", "dma-ring", "--bench", "ring"])
+            .env("DMA_BENCH_WALL", rounds.to_string())
+            .current_dir(r.root())
+            .output();
+    let seconds = start.elapsed().as_secs_f64();
+    let lines = match &output {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            print!("{text}");
+            parse_wall(&text)
+        }
+        _ => Vec::new(),
+    };
+    let outcome = if lines.is_empty() {
+        Outcome::Fail
+    } else {
+        Outcome::Pass
+    };
+    r.record(name, outcome, seconds, "");
+    lines
+}
+
+/// The table's rows for the interleaved ring figures, per entry.
+pub fn wall_rows(lines: &[WallLine]) -> Vec<[String; 6]> {
+    let find = |batch: u32, case: &str| lines.iter().find(|l| l.batch == batch && l.case == case);
+    let mut rows = Vec::new();
+    for batch in [1, 32] {
+        let (Some(ours), Some(bare), Some(rtrb)) = (
+            find(batch, "ours"),
+            find(batch, "bare"),
+            find(batch, "rtrb"),
+        ) else {
+            continue;
+        };
+        let per_entry = |l: &WallLine| human_time(l.median_ns / f64::from(batch));
+        let measure = format!("ring round trip, 64 B, batch {batch}, interleaved");
+        rows.push([
+            measure.clone(),
+            per_entry(ours),
+            "two rtrb queues, interleaved".into(),
+            per_entry(rtrb),
+            format!("{:.2}x", ours.to_rtrb),
+            "<= 1.0x".into(),
+        ]);
+        rows.push([
+            measure,
+            per_entry(ours),
+            "bare phase-tag ring, interleaved".into(),
+            per_entry(bare),
+            format!("{:.2}x", ours.to_bare),
+            String::new(),
+        ]);
+        rows.push([
+            format!("bare phase-tag ring, batch {batch}, interleaved"),
+            per_entry(bare),
+            "two rtrb queues, interleaved".into(),
+            per_entry(rtrb),
+            format!("{:.2}x", bare.to_rtrb),
+            "(the protocol alone)".into(),
+        ]);
+    }
+    rows
 }
 
 /// One criterion result.
@@ -338,7 +465,7 @@ pub fn rows(results: &[Estimate]) -> Vec<[String; 6]> {
     rows
 }
 
-fn print_table(results: &[Estimate]) {
+fn print_table(results: &[Estimate], wall: &[WallLine]) {
     let header = [
         "measure",
         "ours",
@@ -347,7 +474,10 @@ fn print_table(results: &[Estimate]) {
         "ours/peer",
         "target",
     ];
-    let rows = rows(results);
+    let mut rows = rows(results);
+    // After the paired rows, before criterion's unpaired ones.
+    let paired = rows.iter().take_while(|r| !r[2].is_empty()).count();
+    rows.splice(paired..paired, wall_rows(wall));
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -359,7 +489,8 @@ fn print_table(results: &[Estimate]) {
         let [wa, wb, wc, wd, we, wf] = widths;
         println!("{a:<wa$}  {b:>wb$}  {c:<wc$}  {d:>wd$}  {e:>we$}  {f:<wf$}");
     };
-    println!("\nMedians from this run (per page or per command where the bench counts them; wall-clock, so noisy on a loaded machine):");
+    println!("\nMedians from this run (per page or per command where the bench counts them; wall-clock, so noisy on a loaded machine).");
+    println!("Interleaved rows: the ring cases take turns on one device thread, 100 round trips each; the ratio is the median of the rounds' ratios.");
     line(header);
     println!("{}", "-".repeat(widths.iter().sum::<usize>() + 10));
     for row in &rows {
@@ -399,6 +530,47 @@ mod tests {
         let mut want = strings(&base);
         want.extend(strings(&["--", "--noplot"]));
         assert_eq!(cargo_args(&strings(&["--", "--noplot"])), want);
+    }
+
+    #[test]
+    fn the_ring_interleaved_lines_become_rows_per_entry() {
+        let text = "batch  1 ours: fastest   100.0 ns, median   110.0 ns per round trip; median round ratio 0.900 to rtrb, 1.050 to bare\n\
+                    batch  1 bare: fastest    99.0 ns, median   105.0 ns per round trip; median round ratio 0.860 to rtrb, 1.000 to bare\n\
+                    batch  1 rtrb: fastest   120.0 ns, median   122.0 ns per round trip; median round ratio 1.000 to rtrb, 1.160 to bare\n\
+                    batch 32 ours: fastest   288.0 ns, median   320.0 ns per round trip; median round ratio 0.980 to rtrb, 1.010 to bare\n\
+                    batch 32 bare: fastest   280.0 ns, median   316.8 ns per round trip; median round ratio 0.970 to rtrb, 1.000 to bare\n\
+                    batch 32 rtrb: fastest   290.0 ns, median   326.4 ns per round trip; median round ratio 1.000 to rtrb, 1.030 to bare\n\
+                    unrelated line\n";
+        let lines = parse_wall(text);
+        assert_eq!(lines.len(), 6);
+        assert_eq!(
+            lines[3],
+            WallLine {
+                batch: 32,
+                case: "ours".into(),
+                median_ns: 320.0,
+                to_rtrb: 0.98,
+                to_bare: 1.01,
+            }
+        );
+        let rows = wall_rows(&lines);
+        assert_eq!(rows.len(), 6);
+        let ours32 = &rows[3];
+        assert_eq!(ours32[0], "ring round trip, 64 B, batch 32, interleaved");
+        // Per entry: 320 ns per round trip of 32.
+        assert_eq!(
+            (ours32[1].as_str(), ours32[3].as_str()),
+            ("10.00 ns", "10.20 ns")
+        );
+        assert_eq!(
+            (ours32[4].as_str(), ours32[5].as_str()),
+            ("0.98x", "<= 1.0x")
+        );
+        assert_eq!(rows[4][4], "1.01x");
+        assert_eq!(rows[5][0], "bare phase-tag ring, batch 32, interleaved");
+        // A batch with a case missing gives no rows.
+        assert_eq!(wall_rows(&lines[..5]).len(), 3);
+        assert!(wall_rows(&parse_wall("no figures")).is_empty());
     }
 
     /// A criterion output directory as criterion 0.5 writes it.
