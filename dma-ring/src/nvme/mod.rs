@@ -451,16 +451,6 @@ impl<M: RingMemory, D: Doorbell, T, S: SlotStorage<T>> NvmeQueuePair<M, D, T, S>
         if self.broken {
             return Err(RingError::new(RingErrorKind::Broken));
         }
-        // Nothing posted (what a spinning caller sees most): answer before
-        // loading the positions, so the next look at the tag comes sooner.
-        // SAFETY: cq_head < cq_size and the memory holds cq_size entries.
-        let first = NvmeStatus(unsafe {
-            self.cq_mem
-                .load_flag(self.cq_head as usize * CQE_SIZE + STATUS_OFFSET)
-        });
-        if max == 0 || first.phase() != self.phase {
-            return Ok(0);
-        }
         let mut at = self.reap_position();
         let mut reaped = 0;
         let result = loop {
