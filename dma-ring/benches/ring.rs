@@ -563,8 +563,10 @@ const WALL_CASES: [&str; 3] = ["ours", "bare", "rtrb"];
 /// 4x slower; timing cases minutes or even seconds apart compared the
 /// states, not the rings. Interleaved, each round's three chunks share a
 /// state, so each round gives a ratio. Prints, per case, the fastest and
-/// the median chunk, and the median of the rounds' ratios to rtrb.
+/// the median chunk, and the median of the rounds' ratios to rtrb and to
+/// the bare ring.
 fn wall_clock(rounds: usize) {
+    let rounds = rounds.max(1);
     let template = request();
     for batch in BATCHES {
         let (mut qp, ours_step, _) = queue_pair_with_step(Posting::PerEntry);
@@ -606,18 +608,18 @@ fn wall_clock(rounds: usize) {
             }
         }
         drop(device);
-        let median = |mut v: Vec<f64>| {
+        let fastest_and_median = |mut v: Vec<f64>| {
             v.sort_by(f64::total_cmp);
             (v[0], v[v.len() / 2])
         };
         let ratio_to = |case: usize, peer: usize| {
             let ratios = times[case].iter().zip(&times[peer]).map(|(t, p)| t / p);
-            median(ratios.collect()).1
+            fastest_and_median(ratios.collect()).1
         };
         for (case, name) in WALL_CASES.iter().enumerate() {
-            let (fastest, med) = median(times[case].clone());
+            let (fastest, median) = fastest_and_median(times[case].clone());
             println!(
-                "batch {batch:2} {name:4}: fastest {fastest:7.1} ns, median {med:7.1} ns per round trip; median round ratio {:.3} to rtrb, {:.3} to bare",
+                "batch {batch:2} {name:4}: fastest {fastest:7.1} ns, median {median:7.1} ns per round trip; median round ratio {:.3} to rtrb, {:.3} to bare",
                 ratio_to(case, 2),
                 ratio_to(case, 1),
             );
