@@ -9,26 +9,13 @@ use dma_sim::nvme::{opcode, status, NvmeConfig, NvmeController, CSTS};
 use dma_sim::{
     Device, DeviceThread, FaultKind, Injection, NonCoherentPlatform, ReportKind, Sim, SimConfig,
 };
-use support::nvme_host::{prps, sqe, NvmeHost};
+use support::nvme_host::{prps, sqe, NvmeHost, Rig};
 use tock_registers::interfaces::Readable;
 
 const ANY: DeviceConstraints = DeviceConstraints::UNCONSTRAINED;
 
-struct Rig {
-    sim: Sim,
-    p: NonCoherentPlatform,
-    ctrl: NvmeController,
-    host: NvmeHost<NonCoherentPlatform>,
-}
-
 fn rig(seed: u64, io_size: u16) -> Rig {
-    let sim = Sim::new(SimConfig::non_coherent().seed(seed)).unwrap();
-    let dev = sim.add_device("nvme0");
-    let p = sim.non_coherent_platform(dev, ANY);
-    let mut ctrl = NvmeController::new(sim.bus(dev), NvmeConfig::default()).unwrap();
-    let mut host = NvmeHost::init(p.clone(), &mut ctrl, 8);
-    host.create_io_queues(&mut ctrl, io_size);
-    Rig { sim, p, ctrl, host }
+    Rig::new(seed, NvmeConfig::default(), io_size)
 }
 
 impl Rig {
@@ -64,33 +51,15 @@ impl Rig {
 #[test]
 fn identify_reports_the_spec_fields() {
     let mut r = rig(1, 16);
-    let buf = DmaBuf::for_device(&r.p, 4096).unwrap();
-    let mut m = StreamingMapping::<_, FromDevice, _>::map(&r.p, buf).unwrap();
-    let (p1, p2) = prps(m.dma_addr(), 4096);
-    let c = r.host.run(
-        &mut r.ctrl,
-        false,
-        sqe(opcode::IDENTIFY, 0, p1, p2, 1, 0, 0),
-    );
-    assert_eq!(c.status, status::SUCCESS);
-    m.sync_for_cpu();
-    let id = m.unmap().unwrap();
+    let (status, id) = r.host.identify(&mut r.ctrl, 1, 0);
+    assert_eq!(status, status::SUCCESS);
     assert_eq!(&id[24..40], b"dma-sim NVMe-ish");
     assert_eq!(id[512], 0x66);
     assert_eq!(id[513], 0x44);
     assert_eq!(u32::from_le_bytes(id[516..520].try_into().unwrap()), 1);
 
-    let buf = DmaBuf::for_device(&r.p, 4096).unwrap();
-    let mut m = StreamingMapping::<_, FromDevice, _>::map(&r.p, buf).unwrap();
-    let (p1, p2) = prps(m.dma_addr(), 4096);
-    let c = r.host.run(
-        &mut r.ctrl,
-        false,
-        sqe(opcode::IDENTIFY, 1, p1, p2, 0, 0, 0),
-    );
-    assert_eq!(c.status, status::SUCCESS);
-    m.sync_for_cpu();
-    let ns = m.unmap().unwrap();
+    let (status, ns) = r.host.identify(&mut r.ctrl, 0, 1);
+    assert_eq!(status, status::SUCCESS);
     assert_eq!(u64::from_le_bytes(ns[0..8].try_into().unwrap()), 2048);
     assert_eq!(ns[130], 9, "LBADS = log2(512)");
     assert_eq!(r.host.regs.vs.get(), 0x0002_0000);

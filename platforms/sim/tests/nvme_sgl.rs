@@ -5,10 +5,10 @@
 
 mod support;
 
-use dma_core::{Coherent, DeviceConstraints, DmaBuf, FromDevice, StreamingMapping};
-use dma_sim::nvme::{opcode, status, NvmeConfig, NvmeController, MAX_SGL_DESCRIPTORS};
-use dma_sim::{NonCoherentPlatform, Sim, SimConfig};
-use support::nvme_host::{prps, sqe, NvmeHost};
+use dma_core::Coherent;
+use dma_sim::nvme::{opcode, status, NvmeConfig, MAX_SGL_DESCRIPTORS};
+use dma_sim::NonCoherentPlatform;
+use support::nvme_host::{sqe, Rig};
 
 /// Descriptor types (SGL identifier bits 7:4).
 const DATA: u8 = 0x0;
@@ -18,21 +18,8 @@ const LAST: u8 = 0x3;
 
 type Mem = Coherent<[u8], NonCoherentPlatform>;
 
-struct Rig {
-    sim: Sim,
-    p: NonCoherentPlatform,
-    ctrl: NvmeController,
-    host: NvmeHost<NonCoherentPlatform>,
-}
-
 fn rig(config: NvmeConfig) -> Rig {
-    let sim = Sim::new(SimConfig::non_coherent().seed(21)).unwrap();
-    let dev = sim.add_device("nvme0");
-    let p = sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED);
-    let mut ctrl = NvmeController::new(sim.bus(dev), config).unwrap();
-    let mut host = NvmeHost::init(p.clone(), &mut ctrl, 8);
-    host.create_io_queues(&mut ctrl, 16);
-    Rig { sim, p, ctrl, host }
+    Rig::new(21, config, 16)
 }
 
 /// A descriptor: address (bytes 7:0), length (11:8), identifier (15).
@@ -107,17 +94,8 @@ fn identify_controller_advertises_sgls_as_configured() {
             sgl,
             ..NvmeConfig::default()
         });
-        let buf = DmaBuf::for_device(&r.p, 4096).unwrap();
-        let mut m = StreamingMapping::<_, FromDevice, _>::map(&r.p, buf).unwrap();
-        let (p1, p2) = prps(m.dma_addr(), 4096);
-        let c = r.host.run(
-            &mut r.ctrl,
-            false,
-            sqe(opcode::IDENTIFY, 0, p1, p2, 1, 0, 0),
-        );
-        assert_eq!(c.status, status::SUCCESS);
-        m.sync_for_cpu();
-        let id = m.unmap().unwrap();
+        let (status, id) = r.host.identify(&mut r.ctrl, 1, 0);
+        assert_eq!(status, status::SUCCESS);
         assert_eq!(u32::from_le_bytes(id[536..540].try_into().unwrap()), sgls);
     }
 }

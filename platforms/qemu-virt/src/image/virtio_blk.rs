@@ -15,7 +15,7 @@ use alloc::string::String;
 use core::time::Duration;
 
 use dma_coherence::arch::aarch64::Aarch64Maintenance;
-use dma_core::DeviceConstraints;
+use dma_core::{DeviceConstraints, DmaAlloc, DmaMap};
 use dma_direct::DirectPlatform;
 use dma_drivers::virtio::transport::QueueLayout;
 use dma_iommu::{Asid, DeviceId, DomainConfig, IommuHardware, IommuPlatform, Strict};
@@ -121,6 +121,30 @@ fn find(board: &Board, slot: u8, name: &str, r: &mut Reporter<Console>) -> Optio
     dev.ok().filter(|_| ok)
 }
 
+/// Runs each of `runs` on drive `dev` over `platform`, each on a fresh
+/// transport (a run resets the device when it ends).
+fn run_each<P>(
+    r: &mut Reporter<Console>,
+    board: &Board,
+    dev: &PciDevice,
+    platform: &P,
+    runs: &[BlkRun],
+) where
+    P: DmaMap + DmaAlloc,
+{
+    for run in runs {
+        match board.virtio_transport(dev) {
+            Ok(transport) => {
+                let wait = TimerWait::new(&board.clock, TIMEOUT);
+                virtio_blk_suite::run(r, transport, platform, wait, run);
+            }
+            Err(e) => {
+                r.outcome::<&str, _>(&format!("{}.start", run.prefix), Err(format!("{e}")));
+            }
+        }
+    }
+}
+
 /// Runs both drives' checks.
 pub fn run(r: &mut Reporter<Console>, board: &Board) {
     let Ok(constraints) = DeviceConstraints::builder().addr_bits(64).build() else {
@@ -129,17 +153,7 @@ pub fn run(r: &mut Reporter<Console>, board: &Board) {
     };
     if let Some(dev) = find(board, DIRECT_SLOT, "vblk.direct_found", r) {
         let platform = DirectPlatform::arm_noncoherent(board.memory, constraints);
-        for run in &DIRECT_RUNS {
-            match board.virtio_transport(&dev) {
-                Ok(transport) => {
-                    let wait = TimerWait::new(&board.clock, TIMEOUT);
-                    virtio_blk_suite::run(r, transport, &platform, wait, run);
-                }
-                Err(e) => {
-                    r.outcome::<&str, _>(&format!("{}.start", run.prefix), Err(format!("{e}")));
-                }
-            }
-        }
+        run_each(r, board, &dev, &platform, &DIRECT_RUNS);
     }
     if let Some(dev) = find(board, SMMU_SLOT, "vblk.smmu_found", r) {
         let sid = dev.stream_id();
@@ -165,17 +179,7 @@ pub fn run(r: &mut Reporter<Console>, board: &Board) {
         if !ok {
             return;
         }
-        for run in &SMMU_RUNS {
-            match board.virtio_transport(&dev) {
-                Ok(transport) => {
-                    let wait = TimerWait::new(&board.clock, TIMEOUT);
-                    virtio_blk_suite::run(r, transport, &platform, wait, run);
-                }
-                Err(e) => {
-                    r.outcome::<&str, _>(&format!("{}.start", run.prefix), Err(format!("{e}")));
-                }
-            }
-        }
+        run_each(r, board, &dev, &platform, &SMMU_RUNS);
         drop(platform);
         let fault = board.smmu.take_fault(DeviceId(sid));
         r.outcome(

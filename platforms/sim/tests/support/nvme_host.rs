@@ -6,9 +6,14 @@
 #![allow(dead_code)]
 
 use dma_coherence::barrier;
-use dma_core::{Coherent, DmaAddr, DmaAlloc, Error, ErrorKind};
-use dma_sim::nvme::{opcode, NvmeController, NvmeRegisters, CC, CQE_SIZE, CSTS, SQE_SIZE};
-use dma_sim::{Device, Mmio};
+use dma_core::{
+    Coherent, DeviceConstraints, DmaAddr, DmaAlloc, DmaBuf, DmaMap, Error, ErrorKind, FromDevice,
+    StreamingMapping,
+};
+use dma_sim::nvme::{
+    opcode, NvmeConfig, NvmeController, NvmeRegisters, CC, CQE_SIZE, CSTS, SQE_SIZE,
+};
+use dma_sim::{Device, Mmio, NonCoherentPlatform, Sim, SimConfig};
 use tock_registers::interfaces::{Readable, Writeable};
 
 /// A parsed completion entry.
@@ -250,5 +255,40 @@ impl<P: DmaAlloc + Clone> NvmeHost<P> {
         );
         assert_eq!(c.status, 0, "create SQ");
         self.io = Some(q);
+    }
+}
+
+impl<P: DmaAlloc + DmaMap + Clone> NvmeHost<P> {
+    /// Identify (NVMe 2.0 §5.17) with CNS `cns` for namespace `nsid`, into a
+    /// 4 KiB buffer: the completion status and the data the controller wrote.
+    pub fn identify(&mut self, ctrl: &mut impl Device, cns: u32, nsid: u32) -> (u16, Vec<u8>) {
+        let platform = self.platform.clone();
+        let buf = DmaBuf::for_device(&platform, 4096).unwrap();
+        let mut m = StreamingMapping::<_, FromDevice, _>::map(&platform, buf).unwrap();
+        let (p1, p2) = prps(m.dma_addr(), 4096);
+        let c = self.run(ctrl, false, sqe(opcode::IDENTIFY, nsid, p1, p2, cns, 0, 0));
+        m.sync_for_cpu();
+        (c.status, m.unmap().unwrap().to_vec())
+    }
+}
+
+/// A seeded non-coherent sim with one NVMe controller, enabled by an
+/// [`NvmeHost`] (8-entry admin queue) that created I/O queue pair 1.
+pub struct Rig {
+    pub sim: Sim,
+    pub p: NonCoherentPlatform,
+    pub ctrl: NvmeController,
+    pub host: NvmeHost<NonCoherentPlatform>,
+}
+
+impl Rig {
+    pub fn new(seed: u64, config: NvmeConfig, io_size: u16) -> Self {
+        let sim = Sim::new(SimConfig::non_coherent().seed(seed)).unwrap();
+        let dev = sim.add_device("nvme0");
+        let p = sim.non_coherent_platform(dev, DeviceConstraints::UNCONSTRAINED);
+        let mut ctrl = NvmeController::new(sim.bus(dev), config).unwrap();
+        let mut host = NvmeHost::init(p.clone(), &mut ctrl, 8);
+        host.create_io_queues(&mut ctrl, io_size);
+        Rig { sim, p, ctrl, host }
     }
 }
