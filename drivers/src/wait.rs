@@ -71,18 +71,117 @@ pub enum Wake {
 ///
 /// What `ready` answers, or [`DriverError::Timeout`] naming `what` when
 /// `wait` gives up first.
-pub fn poll_until<T>(
-    wait: &mut impl Wait,
+pub fn poll_until<T, W: Wait, F: FnMut() -> Option<Result<T, DriverError>>>(
+    wait: &mut W,
     what: &'static str,
-    mut ready: impl FnMut() -> Option<Result<T, DriverError>>,
+    ready: F,
 ) -> Result<T, DriverError> {
-    wait.begin();
+    poll_driver_until(
+        &mut (wait, ready),
+        |(wait, _)| &mut **wait,
+        |(_, ready)| ready().transpose(),
+        |_| DriverError::Timeout(what),
+    )
+}
+
+/// [`poll_until`] for a driver whose poll and waiter are both its own:
+/// `waiter` picks the waiter out of `driver`, `poll` looks once, and
+/// `gave_up` names the failure after the last look (a timeout, or what the
+/// device reports).
+pub(crate) fn poll_driver_until<D, W: Wait, T>(
+    driver: &mut D,
+    waiter: impl Fn(&mut D) -> &mut W,
+    mut poll: impl FnMut(&mut D) -> Result<Option<T>, DriverError>,
+    gave_up: impl FnOnce(&D) -> DriverError,
+) -> Result<T, DriverError> {
+    waiter(driver).begin();
     loop {
-        if let Some(answer) = ready() {
-            return answer;
+        if let Some(answer) = poll(driver)? {
+            return Ok(answer);
         }
-        if !wait.pause() {
-            return ready().unwrap_or(Err(DriverError::Timeout(what)));
+        if !waiter(driver).pause() {
+            return poll(driver)?.ok_or_else(|| gave_up(driver));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gives up after `pauses` pauses; counts the waits begun.
+    struct Budget {
+        pauses: u32,
+        begun: u32,
+    }
+
+    impl Wait for Budget {
+        fn begin(&mut self) {
+            self.begun += 1;
+        }
+        fn pause(&mut self) -> bool {
+            self.pauses = self.pauses.saturating_sub(1);
+            self.pauses > 0
+        }
+    }
+
+    /// A device that is ready after `looks` polls.
+    struct Driver {
+        wait: Budget,
+        looks: u32,
+        ready_after: u32,
+    }
+
+    fn look(d: &mut Driver) -> Result<Option<u32>, DriverError> {
+        d.looks += 1;
+        Ok((d.looks > d.ready_after).then_some(d.looks))
+    }
+
+    fn driver(pauses: u32, ready_after: u32) -> Driver {
+        Driver {
+            wait: Budget { pauses, begun: 0 },
+            looks: 0,
+            ready_after,
+        }
+    }
+
+    #[test]
+    fn a_condition_met_during_the_last_pause_is_an_answer_not_a_timeout() {
+        // Two pauses: looks 1 and 2 find nothing, the waiter gives up, and
+        // the last look (3) finds the device ready.
+        let mut d = driver(2, 2);
+        let got = poll_driver_until(&mut d, |d| &mut d.wait, look, |_| DriverError::Timeout("x"));
+        assert_eq!(got.unwrap(), 3);
+        assert_eq!(d.wait.begun, 1);
+    }
+
+    #[test]
+    fn a_waiter_that_gives_up_first_ends_in_the_drivers_own_error() {
+        let mut d = driver(2, u32::MAX);
+        let got = poll_driver_until(
+            &mut d,
+            |d| &mut d.wait,
+            look,
+            |d| {
+                assert_eq!(d.looks, 3, "the error is named after the last look");
+                DriverError::DeviceNeedsReset
+            },
+        );
+        assert!(matches!(got, Err(DriverError::DeviceNeedsReset)));
+    }
+
+    #[test]
+    fn poll_until_reports_a_timeout_and_passes_errors_through() {
+        let mut wait = Budget {
+            pauses: 1,
+            begun: 0,
+        };
+        let got: Result<(), _> = poll_until(&mut wait, "the thing", || None);
+        assert!(matches!(got, Err(DriverError::Timeout("the thing"))));
+        let got: Result<(), _> = poll_until(&mut wait, "the thing", || {
+            Some(Err(DriverError::ControllerFatal))
+        });
+        assert!(matches!(got, Err(DriverError::ControllerFatal)));
+        assert_eq!(wait.begun, 2);
     }
 }

@@ -14,6 +14,7 @@ use alloc::vec::Vec;
 use super::spec::{
     rctl_buffer_size, NicRegisters, RCTL_BAM, RCTL_EN, RCTL_LBM_MAC, RCTL_SECRC, TCTL_EN, TCTL_PSP,
 };
+use crate::wait::poll_driver_until;
 use crate::{DriverError, Refused, Wait};
 
 /// The longest frame the driver sends (a 9 KiB jumbo frame fits).
@@ -317,15 +318,12 @@ where
         if self.tx_in_flight() == 0 {
             return Err(DriverError::InvalidArgument("no frame in flight"));
         }
-        self.wait.begin();
-        loop {
-            if let Some(done) = self.poll_sent()? {
-                return Ok(done);
-            }
-            if !self.wait.pause() {
-                return Err(DriverError::Timeout("a transmit completion"));
-            }
-        }
+        poll_driver_until(
+            self,
+            |d| &mut d.wait,
+            Self::poll_sent,
+            |_| DriverError::Timeout("a transmit completion"),
+        )
     }
 
     // ---- receive -----------------------------------------------------
@@ -402,15 +400,12 @@ where
     /// As for [`receive`](Self::receive); [`DriverError::Timeout`] when
     /// none comes.
     pub fn wait_frame(&mut self) -> Result<Vec<u8>, DriverError> {
-        self.wait.begin();
-        loop {
-            if let Some(frame) = self.receive()? {
-                return Ok(frame);
-            }
-            if !self.wait.pause() {
-                return Err(DriverError::Timeout("a received frame"));
-            }
-        }
+        poll_driver_until(
+            self,
+            |d| &mut d.wait,
+            Self::receive,
+            |_| DriverError::Timeout("a received frame"),
+        )
     }
 
     /// After a broken ring or a lost completion: stops the NIC, takes every

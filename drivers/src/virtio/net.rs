@@ -15,6 +15,7 @@ use super::spec::{
     NET_RECEIVEQ, NET_S_LINK_UP, NET_TRANSMITQ,
 };
 use super::transport::{driver_ok, negotiate, Transport, VirtioOptions};
+use crate::wait::poll_driver_until;
 use crate::{DriverError, Refused, Wait};
 
 /// The longest frame [`VirtioNet`] sends (without segmentation offload,
@@ -362,17 +363,12 @@ where
         if self.tx_in_flight() == 0 {
             return Err(DriverError::InvalidArgument("no frame in flight"));
         }
-        self.wait.begin();
-        loop {
-            if let Some(frame) = self.poll_sent()? {
-                return Ok(frame);
-            }
-            if !self.wait.pause() {
-                return self
-                    .poll_sent()?
-                    .ok_or_else(|| self.stalled("a transmit completion"));
-            }
-        }
+        poll_driver_until(
+            self,
+            |d| &mut d.wait,
+            Self::poll_sent,
+            |d| d.stalled("a transmit completion"),
+        )
     }
 
     // ---- receive -----------------------------------------------------
@@ -423,17 +419,12 @@ where
     /// As for [`receive`](Self::receive); [`DriverError::Timeout`] when
     /// none comes.
     pub fn wait_frame(&mut self) -> Result<Vec<u8>, DriverError> {
-        self.wait.begin();
-        loop {
-            if let Some(frame) = self.receive()? {
-                return Ok(frame);
-            }
-            if !self.wait.pause() {
-                return self
-                    .receive()?
-                    .ok_or_else(|| self.stalled("a received frame"));
-            }
-        }
+        poll_driver_until(
+            self,
+            |d| &mut d.wait,
+            Self::receive,
+            |d| d.stalled("a received frame"),
+        )
     }
 
     /// The error for a wait that gave up: the device's own report when it
